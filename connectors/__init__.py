@@ -1,0 +1,1 @@
+"""Input and output connectors: the MySQL-protocol source (snapshot and binlog) and the Kafka sink."""

@@ -1,0 +1,1 @@
+"""The MySQL-protocol source: OceanBase MySQL tenants, MySQL and MariaDB."""

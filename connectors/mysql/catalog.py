@@ -1,0 +1,102 @@
+"""Reading table definitions from information_schema into `TableSchema`s."""
+
+from __future__ import annotations
+
+import pymysql
+
+from obsync.errors import SourceError
+from obsync.schema import Column, TableSchema
+
+_COLUMNS_SQL = """
+SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME,
+       NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA
+FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
+ORDER BY ORDINAL_POSITION
+"""
+
+_KEYS_SQL = """
+SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE
+FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
+ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX
+"""
+
+
+def _text(v: object) -> str:
+    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+def column_from_row(row: tuple) -> Column:
+    """A `Column` from one information_schema.COLUMNS row (in `_COLUMNS_SQL` order)."""
+    name, data_type, column_type, nullable, charset, num_prec, num_scale, dt_prec, char_len, extra = row
+    data_type = _text(data_type).lower()
+    column_type = _text(column_type).lower()
+    extra = _text(extra or "").upper()
+    generated = None
+    if "VIRTUAL GENERATED" in extra:
+        generated = "VIRTUAL"
+    elif "STORED GENERATED" in extra or "PERSISTENT GENERATED" in extra:
+        generated = "STORED"
+    if data_type in ("enum", "set"):
+        values = Column.parse_members(column_type)
+    else:
+        values = ()
+    if data_type == "decimal":
+        precision, scale = (int(num_prec) if num_prec is not None else None), (
+            int(num_scale) if num_scale is not None else None)
+    else:
+        precision = int(char_len) if char_len is not None and char_len < 2**31 else None
+        scale = None
+    cs = _text(charset).lower() if charset else None
+    if data_type in ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"):
+        cs = "binary"
+    return Column(
+        name=_text(name),
+        data_type=data_type,
+        column_type=column_type,
+        nullable=_text(nullable).upper() == "YES",
+        unsigned="unsigned" in column_type,
+        charset=cs,
+        precision=precision,
+        scale=scale,
+        fsp=int(dt_prec) if dt_prec is not None and data_type in ("time", "datetime", "timestamp") else 0,
+        values=values,
+        generated=generated,
+    )
+
+
+def load_table_schema(conn: pymysql.Connection, db: str, table: str) -> TableSchema:
+    """The current definition of `db.table`; raises SourceError if it does not exist."""
+    with conn.cursor() as cur:
+        cur.execute(_COLUMNS_SQL, (db, table))
+        rows = cur.fetchall()
+        if not rows:
+            raise SourceError(f"table {db}.{table} does not exist on the source (or the user cannot see it)")
+        columns = tuple(column_from_row(r) for r in rows)
+        cur.execute(_KEYS_SQL, (db, table))
+        index_rows = cur.fetchall()
+    by_index: dict[str, list[str]] = {}
+    unique: dict[str, bool] = {}
+    for index_name, col, non_unique in index_rows:
+        index_name = _text(index_name)
+        by_index.setdefault(index_name, []).append(_text(col))
+        unique[index_name] = int(non_unique) == 0
+    nullable = {c.name for c in columns if c.nullable}
+    pk = tuple(by_index.get("PRIMARY", ()))
+    uks = tuple(
+        tuple(cols) for name, cols in by_index.items()
+        if name != "PRIMARY" and unique[name] and not (set(cols) & nullable)
+    )
+    return TableSchema(db=db, name=table, columns=columns, primary_key=pk, unique_keys=uks)
+
+
+def table_kind(conn: pymysql.Connection, db: str, table: str) -> str | None:
+    """'BASE TABLE', 'VIEW', ... or None when the table does not exist."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
+            (db, table),
+        )
+        row = cur.fetchone()
+    return _text(row[0]) if row else None

@@ -1,0 +1,195 @@
+"""The task file: a YAML document validated into a frozen model before anything starts.
+
+Errors name the field at fault and, for enumerated options, the valid values. `${NAME}` in any string is
+replaced by the environment variable NAME (except `${database}` / `${table}` in topic templates), so
+passwords need not be written in the file; secrets are `SecretStr` and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from obsync.errors import ConfigError
+
+FORMATS = (
+    "default",
+    "default_extend_column_type",
+    "canal",
+    "dataworks",
+    "shareplex",
+    "debezium",
+    "debezium_flatten",
+    "debezium_smt",
+    "avro",
+)
+TOPIC_TEMPLATE_VARS = ("database", "table")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TASK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Model):
+    """Where changes come from: an OceanBase MySQL tenant (via OBProxy / Binlog Service), MySQL or MariaDB."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(2883, ge=1, le=65535)
+    user: str
+    password: SecretStr = SecretStr("")
+    server_id: int = Field(5401, ge=1, le=2**32 - 1, description="replica server id for the binlog stream")
+    kind: Literal["auto", "oceanbase", "mysql", "mariadb"] = "auto"
+    # A separate endpoint for SQL (snapshot and schema) when the binlog service is elsewhere, as with
+    # OceanBase: the tenant is read through OBProxy while the log comes from OceanBase Binlog Service.
+    sql_host: str | None = None
+    sql_port: int | None = Field(None, ge=1, le=65535)
+    connect_timeout: float = Field(10.0, gt=0)
+
+
+class TargetConfig(_Model):
+    """The Kafka cluster; `properties` are passed to librdkafka unchanged (SASL, SSL, ...)."""
+
+    bootstrap_servers: str
+    properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class SyncConfig(_Model):
+    full: bool = True
+    incremental: bool = True
+
+
+class ObjectConfig(_Model):
+    """One selection rule. This release takes exact `db.table` names."""
+
+    match: str
+
+    @field_validator("match")
+    @classmethod
+    def _db_dot_table(cls, v: str) -> str:
+        if v.count(".") != 1 or not all(v.split(".")):
+            raise ValueError(f"must be 'database.table', got {v!r}")
+        return v
+
+    @property
+    def db(self) -> str:
+        return self.match.split(".")[0]
+
+    @property
+    def table(self) -> str:
+        return self.match.split(".")[1]
+
+
+class TopicsConfig(_Model):
+    """How obsync creates topics that do not exist."""
+
+    partitions: int = Field(3, ge=1, le=10000)
+    replication_factor: int = Field(1, ge=1, le=32)
+
+
+class SnapshotConfig(_Model):
+    """Full-sync tuning."""
+
+    chunk_size: int = Field(50_000, ge=1, description="rows per chunk (the unit of parallelism and resume)")
+    batch_size: int = Field(2_000, ge=1, le=100_000, description="rows per fetch and per dataflow item")
+
+
+class TaskConfig(_Model):
+    """A whole task file."""
+
+    name: str
+    source: SourceConfig
+    target: TargetConfig
+    sync: SyncConfig = SyncConfig()
+    objects: list[ObjectConfig] = Field(min_length=1)
+    topic: str = "Topic_${database}_${table}"
+    topics: TopicsConfig = TopicsConfig()
+    format: Literal[FORMATS] = "default"  # type: ignore[valid-type]
+    partitioning: Literal["hash", "table", "one"] = "hash"
+    state_dir: Path | None = None
+    workers: int = Field(1, ge=1, le=64, description="Bytewax workers in this process")
+    snapshot: SnapshotConfig = SnapshotConfig()
+    epoch_seconds: float = Field(2.0, gt=0, le=600, description="how often state is snapshotted")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _TASK_NAME.match(v):
+            raise ValueError("must be 1-64 characters of letters, digits, '.', '-', '_' (no spaces)")
+        return v
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        for var in _ENV_REF.findall(v):
+            if var not in TOPIC_TEMPLATE_VARS:
+                raise ValueError(f"unknown variable ${{{var}}}; valid: ${{database}}, ${{table}}")
+        if "${" not in v and not _TOPIC_NAME.match(v):
+            raise ValueError("a fixed topic name must be 3-64 characters of letters, digits, '-', '_'")
+        return v
+
+    def topic_for(self, db: str, table: str) -> str:
+        """The Kafka topic of a table."""
+        return self.topic.replace("${database}", db).replace("${table}", table)
+
+    def resolved_state_dir(self, override: Path | None = None) -> Path:
+        return Path(override or self.state_dir or Path("state") / self.name)
+
+
+def _expand_env(value: Any, path: str) -> Any:
+    """Replace `${NAME}` with the environment variable NAME in every string of the document."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name in TOPIC_TEMPLATE_VARS:
+            return m.group(0)
+        if name not in os.environ:
+            raise ConfigError(f"field `{path}`: environment variable {name} is not set")
+        return os.environ[name]
+
+    return _ENV_REF.sub(sub, value)
+
+
+def parse_task(data: Any, origin: str = "task file") -> TaskConfig:
+    """Validate a task document (already parsed from YAML)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping of settings, got {type(data).__name__}")
+    data = _expand_env(data, "")
+    try:
+        return TaskConfig.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors(include_url=False, include_input=False):
+            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown setting"
+            lines.append(f"  field `{field}`: {msg}")
+        raise ConfigError(f"{origin} is invalid:\n" + "\n".join(lines)) from None
+
+
+def load_task(path: str | Path) -> TaskConfig:
+    """Read and validate a task file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read task file {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"task file {p} is not valid YAML: {e}") from None
+    return parse_task(data, origin=f"task file {p}")

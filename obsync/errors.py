@@ -1,0 +1,42 @@
+"""One error hierarchy for obsync; every error says what is wrong and what to do.
+
+`transient` errors may succeed when retried (a dropped connection); terminal ones need a person.
+"""
+
+from __future__ import annotations
+
+
+class ObsyncError(Exception):
+    """Base of every error obsync raises on purpose."""
+
+    transient: bool = False
+
+
+class ConfigError(ObsyncError):
+    """The task file is invalid; the message names the field and the valid values."""
+
+
+class SourceError(ObsyncError):
+    """The source database refused or failed a request."""
+
+
+class SourceUnavailable(SourceError):
+    """The source could not be reached; retrying may help."""
+
+    transient = True
+
+
+class PositionLostError(SourceError):
+    """The position a task must resume from is no longer on the source."""
+
+
+class SchemaMismatchError(SourceError):
+    """A row event does not match the schema obsync tracks for its table."""
+
+
+class SinkError(ObsyncError):
+    """Kafka refused or failed a write; raised, never dropped."""
+
+
+class StateError(ObsyncError):
+    """The task's saved state is missing, damaged or belongs to another task."""

@@ -1,0 +1,122 @@
+"""What obsync knows about a table: its columns, their declared types and its keys.
+
+Values of a column are carried as *canonical* Python values, the same whether the row came from a
+snapshot SELECT or from the binlog (see `connectors.values`):
+
+| column types                                | canonical value                             |
+|---------------------------------------------|---------------------------------------------|
+| TINYINT..BIGINT (signed/unsigned), YEAR     | int                                         |
+| BIT                                         | int                                         |
+| DECIMAL                                     | decimal.Decimal                             |
+| FLOAT                                       | float, rounded to float32                   |
+| DOUBLE                                      | float                                       |
+| CHAR, VARCHAR, TEXT kinds                   | str                                         |
+| BINARY, VARBINARY, BLOB kinds               | bytes                                       |
+| DATE / DATETIME                             | datetime.date / naive datetime.datetime;    |
+|                                             | str for zero dates ("0000-00-00")           |
+| TIME                                        | datetime.timedelta                          |
+| TIMESTAMP                                   | aware datetime.datetime in UTC              |
+| JSON                                        | str, compact canonical JSON text            |
+| ENUM                                        | str (the member)                            |
+| SET                                         | str, members joined by "," in declared order|
+| NULL                                        | None                                        |
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
+BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"})
+TEXT_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext"})
+TEMPORAL_TYPES = frozenset({"date", "time", "datetime", "timestamp", "year"})
+
+_ENUM_VALUES = re.compile(r"'((?:[^']|'')*)'")
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column as declared in the source."""
+
+    name: str
+    data_type: str  # lower-case base type: "int", "varchar", "decimal", "timestamp", ...
+    column_type: str  # the full declaration: "int(10) unsigned", "decimal(12,2)", "enum('a','b')"
+    nullable: bool = True
+    unsigned: bool = False
+    charset: str | None = None  # None for non-character types; "binary" for binary strings
+    precision: int | None = None  # DECIMAL precision, or length for CHAR kinds
+    scale: int | None = None  # DECIMAL scale
+    fsp: int = 0  # fractional seconds digits of TIME/DATETIME/TIMESTAMP
+    values: tuple[str, ...] = ()  # ENUM / SET members in declared order
+    generated: str | None = None  # "VIRTUAL" or "STORED" for generated columns
+
+    @property
+    def is_binary(self) -> bool:
+        """True for columns holding bytes rather than text."""
+        return self.data_type in BINARY_TYPES or (
+            self.data_type in TEXT_TYPES and self.charset == "binary"
+        )
+
+    @staticmethod
+    def parse_members(column_type: str) -> tuple[str, ...]:
+        """ENUM/SET members from a declaration such as `enum('a','it''s')`."""
+        inner = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
+        return tuple(m.replace("''", "'") for m in _ENUM_VALUES.findall(inner))
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """A table's columns in ordinal order and its keys."""
+
+    db: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    unique_keys: tuple[tuple[str, ...], ...] = ()  # unique keys whose columns are all NOT NULL
+    _by_name: dict[str, Column] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({c.name: c for c in self.columns})
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.db}.{self.name}"
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """Columns that identify a row: the primary key, else the first non-null unique key."""
+        if self.primary_key:
+            return self.primary_key
+        return self.unique_keys[0] if self.unique_keys else ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"table {self.full_name} has no column {name!r}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "db": self.db,
+            "name": self.name,
+            "columns": [asdict(c) for c in self.columns],
+            "primary_key": list(self.primary_key),
+            "unique_keys": [list(k) for k in self.unique_keys],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TableSchema:
+        cols = tuple(Column(**{**c, "values": tuple(c.get("values", ()))}) for c in d["columns"])
+        return cls(
+            db=d["db"],
+            name=d["name"],
+            columns=cols,
+            primary_key=tuple(d.get("primary_key", ())),
+            unique_keys=tuple(tuple(k) for k in d.get("unique_keys", ())),
+        )
