@@ -16,7 +16,8 @@ snapshot SELECT or from the binlog (see `connectors.values`):
 |                                             | str for zero dates ("0000-00-00")           |
 | TIME                                        | datetime.timedelta                          |
 | TIMESTAMP                                   | aware datetime.datetime in UTC              |
-| JSON                                        | str, compact canonical JSON text            |
+| JSON                                        | str: parsed and re-dumped as MySQL prints it |
+|                                             | (json.dumps defaults, key order kept)        |
 | ENUM                                        | str (the member)                            |
 | SET                                         | str, members joined by "," in declared order|
 | NULL                                        | None                                        |

@@ -1,0 +1,53 @@
+"""Reading what a Kafka partition already holds past a known offset, to learn the last positions written.
+
+A crash can happen after messages reached Kafka but before the sink's state was snapshotted; on resume the
+sink reads the partition from its snapshotted offset to the end and so knows, per stream, the last position
+actually written. The end is found by consuming to the end-of-partition event, never by ListOffsets (which
+some Kafka-compatible brokers answer wrongly).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Iterator
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from connectors.kafka.records import POS_HEADER, SEQ_HEADER, TASK_HEADER
+from obsync.errors import SinkError
+from obsync.positions import Position, position_from_header
+
+
+def written_positions(conf: dict[str, Any], topic: str, partition: int, start_offset: int, task_id: str,
+                      timeout: float = 120.0) -> Iterator[tuple[int, Position, int]]:
+    """Yield (offset, position, seq) of this task's messages from `start_offset` to the partition's end."""
+    consumer = Consumer({
+        **conf,
+        "group.id": f"obsync-tail-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_uncommitted",
+    })
+    task = task_id.encode()
+    try:
+        consumer.assign([TopicPartition(topic, partition, start_offset)])
+        deadline = time.monotonic() + timeout
+        while True:
+            if time.monotonic() > deadline:
+                raise SinkError(f"timed out reading {topic}[{partition}] from offset {start_offset} to its end")
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    return
+                raise SinkError(f"cannot read {topic}[{partition}]: {msg.error().str()}")
+            deadline = time.monotonic() + timeout
+            headers = dict(msg.headers() or ())
+            if headers.get(TASK_HEADER) != task or POS_HEADER not in headers:
+                continue
+            yield msg.offset(), position_from_header(headers[POS_HEADER]), int(headers.get(SEQ_HEADER, b"0"))
+    finally:
+        consumer.close()

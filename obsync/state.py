@@ -1,0 +1,99 @@
+"""A task's state directory: everything a restart needs, in one place.
+
+    <state_dir>/
+      task.json            identity of the task instance (its id tags every Kafka message it writes)
+      start.json           where the task starts: log position and snapshot plan, fixed on first start
+      recovery/            Bytewax recovery partitions (source and sink snapshots)
+      schema_history/      the binlog reader's schema history
+      delivered/<part>     one file per Kafka partition once every snapshot row has reached it
+
+Several processes of one task may share the directory (it must then be on a shared filesystem); the
+start point is fixed under a lock, so they all agree on it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from obsync.errors import StateError
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class TaskState:
+    """Paths and small records of one task's state directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.root / "recovery"
+
+    @property
+    def schema_history_dir(self) -> Path:
+        return self.root / "schema_history"
+
+    @property
+    def delivered_dir(self) -> Path:
+        return self.root / "delivered"
+
+    def exists(self) -> bool:
+        return (self.root / "task.json").exists()
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive lock across the processes of a task while the start point is fixed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def identity(self, task_name: str) -> dict[str, Any]:
+        """The task instance's identity, created on first use."""
+        path = self.root / "task.json"
+        if path.exists():
+            ident = json.loads(path.read_text())
+            if ident.get("name") != task_name:
+                raise StateError(
+                    f"state directory {self.root} belongs to task {ident.get('name')!r}, not {task_name!r}; "
+                    "choose another state directory")
+            return ident
+        self.root.mkdir(parents=True, exist_ok=True)
+        ident = {"name": task_name, "id": uuid.uuid4().hex, "created": time.time()}
+        write_json_atomic(path, ident)
+        return ident
+
+    def load_start(self) -> dict[str, Any] | None:
+        path = self.root / "start.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save_start(self, start: dict[str, Any]) -> None:
+        write_json_atomic(self.root / "start.json", start)
+
+    def mark_delivered(self, part: str) -> None:
+        """Record that every snapshot row for Kafka partition `part` is in Kafka."""
+        self.delivered_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.delivered_dir / part, {"at": time.time()})
+
+    def all_delivered(self, parts: list[str]) -> bool:
+        d = self.delivered_dir
+        return all((d / p).exists() for p in parts)
