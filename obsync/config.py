@@ -62,8 +62,11 @@ class TargetConfig(_Model):
 
 
 class SyncConfig(_Model):
+    """Which kinds of sync the task does."""
+
     full: bool = True
     incremental: bool = True
+    ddl: bool = Field(False, description="send DDL statements as messages (they always update the schema)")
 
 
 class ObjectConfig(_Model):
@@ -167,7 +170,10 @@ def parse_task(data: Any, origin: str = "task file") -> TaskConfig:
     """Validate a task document (already parsed from YAML)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: expected a mapping of settings, got {type(data).__name__}")
-    data = _expand_env(data, "")
+    try:
+        data = _expand_env(data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{origin} is invalid:\n  {e}") from None
     try:
         return TaskConfig.model_validate(data)
     except ValidationError as e:

@@ -1,0 +1,83 @@
+"""The sync dataflow: snapshot and log sources -> encode and route -> partition-aware Kafka sink.
+
+    snapshot (chunks, spread over workers) ─┐
+                                            ├─> encode + route (batches) ─> Kafka sink (one part per partition)
+    log (one partition, waits for the       ┘
+         snapshot to be delivered)
+
+`python -m bytewax.run flows.sync:flow` builds it from the task file named by `OBSYNC_TASK` (state directory
+from `OBSYNC_STATE_DIR`, default `./state/<task name>`; `OBSYNC_UNTIL_CAUGHT_UP=1` to stop once caught up).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from connectors.kafka.sink import KafkaSink
+from connectors.mysql.binlog.source import BinlogSource
+from connectors.mysql.connection import Endpoint
+from connectors.mysql.snapshot.source import SnapshotSource
+from formats import encoder_for
+from formats.values import key_hash_bytes
+from obsync.progress import Progress
+from obsync.routing import Router
+from obsync.runtime import Runtime, kafka_conf
+
+
+def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
+    """The dataflow of a prepared task."""
+    task = rt.task
+    progress = progress or Progress()
+    flow = Dataflow(f"obsync-{task.name}")
+    streams = []
+    if rt.plan is not None:
+        streams.append(op.input("snapshot", flow, SnapshotSource(
+            Endpoint.sql_of(task.source), rt.plan, batch_size=task.snapshot.batch_size)))
+    if rt.log_start is not None:
+        streams.append(op.input("log", flow, BinlogSource(
+            log_endpoint=Endpoint.log_of(task.source),
+            sql_endpoint=Endpoint.sql_of(task.source),
+            server_id=task.source.server_id,
+            tables=set(rt.tables),
+            history_dir=rt.state.schema_history_dir,
+            start=rt.log_start,
+            stop_at=rt.stop_at,
+            gate=rt.full_sync_delivered,
+        )))
+    changes = streams[0] if len(streams) == 1 else op.merge("changes", *streams)
+    router = Router(
+        encoder_for(task.format, **_format_options(rt)),
+        rt.layout,
+        task.partitioning,
+        key_hash_bytes,
+        send_ddl=task.sync.ddl,
+    )
+    routed = op.flat_map("encode", changes, router.route)
+    op.output("kafka", routed, KafkaSink(
+        kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered, progress))
+    return flow
+
+
+def _format_options(rt: Runtime) -> dict[str, Any]:
+    return {"source_identity": rt.task.name, "db_type": "OB_MYSQL" if rt.dialect == "oceanbase" else "MYSQL"}
+
+
+def __getattr__(name: str) -> Any:
+    """`flow` is built on first access from the environment, so importing this module has no effects."""
+    if name != "flow":
+        raise AttributeError(name)
+    from obsync.config import load_task
+    from obsync.runtime import prepare
+
+    task_file = os.environ.get("OBSYNC_TASK")
+    if not task_file:
+        raise RuntimeError("set OBSYNC_TASK to the task file, e.g. OBSYNC_TASK=task.yaml "
+                           "python -m bytewax.run flows.sync:flow")
+    state_dir = os.environ.get("OBSYNC_STATE_DIR")
+    rt = prepare(load_task(task_file), state_dir=state_dir and __import__("pathlib").Path(state_dir),
+                 until_caught_up=os.environ.get("OBSYNC_UNTIL_CAUGHT_UP") == "1")
+    return build_flow(rt)

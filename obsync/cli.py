@@ -1,0 +1,115 @@
+"""The `obsync` command: run a task, check a task file, or run the embedded demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from obsync.errors import ObsyncError
+
+log = logging.getLogger("obsync")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.run import cli_main
+
+    from flows.sync import build_flow
+    from obsync.config import load_task
+    from obsync.progress import Progress
+    from obsync.runtime import prepare
+
+    task = load_task(args.task)
+    rt = prepare(task, state_dir=args.state_dir, until_caught_up=args.until_caught_up)
+    log.info("task %s: %d tables -> %d topics (%d partitions), format %s, state in %s",
+             task.name, len(rt.tables), len(rt.layout.partitions), len(rt.parts), task.format, rt.state.root)
+    recovery = rt.state.recovery_dir
+    if not recovery.exists():
+        recovery.mkdir(parents=True)
+        init_db_dir(recovery, 1)
+    progress = Progress()
+    flow = build_flow(rt, progress)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        cli_main(flow, workers_per_process=args.workers or task.workers,
+                 epoch_interval=timedelta(seconds=task.epoch_seconds),
+                 recovery_config=RecoveryConfig(recovery))
+    except KeyboardInterrupt:
+        log.info("stopped; the next run resumes from the last consistent point")
+        progress.maybe_report(force=True)
+        return 130
+    progress.maybe_report(force=True)
+    log.info("task %s finished: %s", task.name, "caught up" if args.until_caught_up else "sources ended")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a task file and print what it would sync."""
+    from obsync.config import load_task
+
+    task = load_task(args.task)
+    print(f"task {task.name}: valid")
+    for obj in task.objects:
+        print(f"  {obj.match} -> topic {task.topic_for(obj.db, obj.table)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from obsync.embedded.demo import run_demo
+
+    return run_demo(Path(args.dir), seconds=args.seconds, rows=args.rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="obsync", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a task until stopped (SIGINT/SIGTERM stop it cleanly)")
+    run.add_argument("task", type=Path, help="task file (YAML)")
+    run.add_argument("--until-caught-up", action="store_true",
+                     help="exit 0 once full sync is done and the log reached the position of the start")
+    run.add_argument("--state-dir", type=Path, help="state directory (default ./state/<task name>)")
+    run.add_argument("-w", "--workers", type=int, help="Bytewax workers (default: the task's `workers`)")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a task file and show its table -> topic mapping")
+    check.add_argument("task", type=Path)
+    check.set_defaults(func=cmd_check)
+
+    demo = sub.add_parser("demo", help="run a sample task on a local MariaDB and Kafka broker it starts")
+    demo.add_argument("--dir", default=str(Path.home() / ".cache" / "obsync-demo"),
+                      help="where the demo keeps its servers and state")
+    demo.add_argument("--seconds", type=float, default=0, help="stop after this long (default: Ctrl-C)")
+    demo.add_argument("--rows", type=int, default=1000, help="rows in the sample table before the start")
+    demo.set_defaults(func=cmd_demo)
+
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except ObsyncError as e:
+        print(f"obsync: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
