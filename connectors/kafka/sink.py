@@ -53,6 +53,7 @@ class _SharedProducer:
             "batch.num.messages": 10000,
             "compression.type": "lz4",
             "queue.buffering.max.kbytes": 65536,  # bounds memory held in the producer
+            "logger": logging.getLogger("obsync.rdkafka"),  # librdkafka's own log lines, via logging
             **conf,
             "on_delivery": self._on_delivery,
         })

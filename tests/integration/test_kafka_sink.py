@@ -1,0 +1,126 @@
+"""The Kafka sink against a real broker: partitions, order, resume without duplicates, raised errors."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from connectors.kafka.records import OutRecord, part_name
+from connectors.kafka.sink import KafkaSink
+from connectors.kafka.topics import ensure_topics
+from obsync.changes import StreamDone
+from obsync.config import TargetConfig
+from obsync.errors import SinkError
+from obsync.positions import LogPosition, SnapshotPosition
+from obsync.progress import Progress
+from tests.helpers.kafka import read_partition
+
+
+def make_sink(kafka, topic, partitions, required=frozenset(), delivered=None):
+    parts = [part_name(topic, p) for p in range(partitions)]
+    return KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, parts, "task-" + topic, required,
+                     (delivered.append if delivered is not None else (lambda p: None)), Progress())
+
+
+def rec(topic, partition, pos, value, seq=0):
+    return OutRecord(topic, partition, b"k", value, pos, seq)
+
+
+def test_creates_topics_with_configured_partitions(kafka):
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    counts = ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 5, 1)
+    assert counts == {topic: 5}
+    # a second call finds it and does not fail
+    assert ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 3, 1) == {topic: 5}
+
+
+def test_resume_after_crash_writes_nothing_twice(kafka):
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 2, 1)
+    sink = make_sink(kafka, topic, 2)
+    part = sink.build_part("out", part_name(topic, 1), None)
+    log = [rec(topic, 1, LogPosition("bin.000001", 100 + i, 0), f"v{i}".encode()) for i in range(10)]
+    part.write_batch([log[:4]])
+    state = part.snapshot()  # the last state Bytewax committed
+    part.write_batch([log[4:7]])  # written after the snapshot, then the process is killed
+    part.shared.flush()
+
+    # Bytewax resumes the part from `state` and replays everything after it (4..9).
+    sink2 = make_sink(kafka, topic, 2)
+    resumed = sink2.build_part("out", part_name(topic, 1), state)
+    resumed.write_batch([log[4:]])
+    resumed.close()
+    values = [m.value for m in read_partition(kafka.bootstrap_servers, topic, 1)]
+    assert values == [f"v{i}".encode() for i in range(10)]
+    assert read_partition(kafka.bootstrap_servers, topic, 0) == []
+
+
+def test_resume_without_any_snapshot_reads_the_partition(kafka):
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    part = make_sink(kafka, topic, 1).build_part("out", part_name(topic, 0), None)
+    snap = [rec(topic, 0, SnapshotPosition("db.t/0001", (i,)), f"r{i}".encode()) for i in range(5)]
+    part.write_batch([snap[:3]])
+    part.shared.flush()  # crash before the first snapshot
+    again = make_sink(kafka, topic, 1).build_part("out", part_name(topic, 0), None)
+    again.write_batch([snap])
+    again.close()
+    assert [m.value for m in read_partition(kafka.bootstrap_servers, topic, 0)] == [f"r{i}".encode() for i in range(5)]
+
+
+def test_streams_are_deduplicated_independently(kafka):
+    """Two snapshot chunks and the log interleave in one partition; each keeps its own last position."""
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    part = make_sink(kafka, topic, 1).build_part("out", part_name(topic, 0), None)
+    a = [rec(topic, 0, SnapshotPosition("db.t/0001", (i,)), f"a{i}".encode()) for i in (1, 2, 3)]
+    b = [rec(topic, 0, SnapshotPosition("db.t/0002", (i,)), f"b{i}".encode()) for i in (10, 11)]
+    part.write_batch([[a[0], b[0], a[1], b[1], a[2]], [a[1], b[1]]])  # the last two are replays
+    part.close()
+    assert [m.value for m in read_partition(kafka.bootstrap_servers, topic, 0)] == [
+        b"a1", b"b10", b"a2", b"b11", b"a3"]
+
+
+def test_several_messages_of_one_change_are_kept_by_seq(kafka):
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    part = make_sink(kafka, topic, 1).build_part("out", part_name(topic, 0), None)
+    pos = LogPosition("bin.000003", 500, 1)
+    part.write_batch([[rec(topic, 0, pos, b"delete", 0), OutRecord(topic, 0, b"k", None, pos, 1)]])
+    state = part.snapshot()
+    again = make_sink(kafka, topic, 1).build_part("out", part_name(topic, 0), state)
+    again.write_batch([[rec(topic, 0, pos, b"delete", 0), OutRecord(topic, 0, b"k", None, pos, 1)]])
+    again.close()
+    msgs = read_partition(kafka.bootstrap_servers, topic, 0)
+    assert [m.value for m in msgs] == [b"delete", None]
+    assert msgs[0].headers["obsync.pos"] == b'["log","bin.000003",500,1]'
+    assert msgs[1].headers["obsync.seq"] == b"1"
+
+
+def test_partition_marks_itself_delivered_after_every_snapshot_chunk(kafka):
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    delivered: list[str] = []
+    required = frozenset({"snapshot:db.t/0001", "snapshot:db.t/0002"})
+    part = make_sink(kafka, topic, 1, required, delivered).build_part("out", part_name(topic, 0), None)
+    part.write_batch([[StreamDone("snapshot:db.t/0001")]])
+    assert delivered == []
+    part.write_batch([[StreamDone("snapshot:db.t/0002")]])
+    assert delivered == [part_name(topic, 0)]
+    state = part.snapshot()
+    # a rebuilt part that already has everything reports at once
+    make_sink(kafka, topic, 1, required, delivered).build_part("out", part_name(topic, 0), state)
+    assert delivered == [part_name(topic, 0)] * 2
+
+
+def test_delivery_error_is_raised_not_dropped(kafka):
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    sink = KafkaSink({"bootstrap.servers": kafka.bootstrap_servers, "message.max.bytes": 1000,
+                      "message.timeout.ms": 5000}, [part_name(topic, 0)], "task-err", frozenset(),
+                     lambda p: None, Progress())
+    part = sink.build_part("out", part_name(topic, 0), None)
+    with pytest.raises(SinkError, match=rf"{topic}\[0\]"):
+        part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 4, 0), b"x" * 5000)]])
+        part.snapshot()
