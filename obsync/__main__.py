@@ -1,0 +1,5 @@
+import sys
+
+from obsync.cli import main
+
+sys.exit(main())

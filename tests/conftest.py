@@ -1,0 +1,42 @@
+"""Session-wide real servers on 127.0.0.1: MariaDB (binlog), seekdb (OceanBase) and tansu (Kafka).
+
+A server that cannot start makes its fixture error with the reason and the tail of its logs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from obsync.embedded.servers import MariaDBServer, SeekDBServer, TansuBroker
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """MariaDB with binlog_row_metadata=MINIMAL (no column names, like OceanBase Binlog Service)."""
+    with MariaDBServer(tmp_path_factory.mktemp("mariadb"), row_metadata="MINIMAL") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """MariaDB with binlog_row_metadata=FULL (column names and types in table-map events)."""
+    with MariaDBServer(tmp_path_factory.mktemp("mariadb_full"), row_metadata="FULL") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def seekdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeekDBServer]:
+    """Single-node OceanBase (seekdb); its 2.2 GB data files are removed afterwards, logs kept."""
+    with SeekDBServer(tmp_path_factory.mktemp("seekdb")) as server:
+        yield server
+    shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+    """A tansu broker with memory storage; use unique topic names per test."""
+    with TansuBroker(tmp_path_factory.mktemp("tansu")) as broker:
+        yield broker

@@ -1,0 +1,162 @@
+"""A user's view of a task: task file in, `obsync run`, Kafka messages out (MariaDB binlog source)."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from connectors.kafka.partitioner import partition_for
+from obsync.positions import position_from_header
+from tests.helpers.kafka import read_topic
+from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
+
+TABLE = """CREATE TABLE {t} (
+  id INT PRIMARY KEY, name VARCHAR(40) CHARACTER SET utf8mb4 NOT NULL, qty INT NOT NULL,
+  price DECIMAL(12,2) NULL, note TEXT NULL)"""
+
+
+def source_rows(conn, table: str) -> dict[str, dict[str, str | None]]:
+    """The table as the Default format renders it: key JSON -> column -> string."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT id, name, qty, price, note FROM {table}")
+        return {json.dumps([str(i)]): {"id": str(i), "name": n, "qty": str(q),
+                                       "price": None if p is None else str(p), "note": note}
+                for i, n, q, p, note in cur.fetchall()}
+
+
+def replay(messages) -> dict[str, dict]:
+    """Apply the Default-format stream per key, in partition order."""
+    state: dict[str, dict] = {}
+    for m in messages:
+        v = json.loads(m.value)
+        if v["recordType"] in ("ROW", "INSERT", "UPDATE"):
+            state[m.key.decode()] = v["postStruct"]
+        elif v["recordType"] == "DELETE":
+            state.pop(m.key.decode(), None)
+    return state
+
+
+def check_stream(messages, partitions: int) -> None:
+    """Keys in their hash partition; positions unique and increasing per key."""
+    seen = set()
+    last_by_key: dict[bytes, tuple] = {}
+    for m in messages:
+        assert m.partition == partition_for(m.key, partitions), f"key {m.key!r} in wrong partition"
+        pos = position_from_header(m.headers["obsync.pos"])
+        ident = (m.headers["obsync.pos"], m.headers["obsync.seq"])
+        assert ident not in seen, f"duplicate position {ident}"
+        seen.add(ident)
+        key = (pos.sort_key, int(m.headers["obsync.seq"]))
+        if m.key in last_by_key:
+            assert key > last_by_key[m.key], f"key {m.key!r} out of order at {pos}"
+        last_by_key[m.key] = key
+
+
+@pytest.fixture
+def shop(mariadb):
+    db = unique("shop")
+    conn = mariadb.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(TABLE.format(t=f"{db}.orders"))
+    yield db, conn
+    conn.close()
+
+
+def test_full_then_incremental_lands_every_row_in_order(tmp_path, mariadb, kafka, shop):
+    db, conn = shop
+    with conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO {db}.orders VALUES (%s,%s,%s,%s,%s)",
+                        [(i, f"n{i} ✓ 你好", i * 2, Decimal(f"{i}.25"), None) for i in range(1, 301)])
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 70, "batch_size": 25})
+    run_obsync("run", str(task), "--until-caught-up")
+    topic = f"Topic_{db}_orders"
+    msgs = read_topic(kafka.bootstrap_servers, topic)
+    assert sorted(json.loads(m.value)["recordType"] for m in msgs) == ["ROW"] * 300
+    first = next(json.loads(m.value) for m in msgs if m.key == b'["7"]')
+    assert first["postStruct"] == {"id": "7", "name": "n7 ✓ 你好", "qty": "14", "price": "7.25", "note": None}
+    assert first["allMetaData"]["table_name"] == "orders" and first["allMetaData"]["db"] == db
+
+    # Changes after the snapshot, including a key change and a delete, then catch up again.
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {db}.orders SET qty = qty + 1 WHERE id <= 10")
+        cur.execute(f"UPDATE {db}.orders SET id = 1000 WHERE id = 11")
+        cur.execute(f"DELETE FROM {db}.orders WHERE id = 12")
+        cur.execute(f"INSERT INTO {db}.orders VALUES (2000, 'new', 1, NULL, 'x')")
+    run_obsync("run", str(task), "--until-caught-up")
+    msgs = read_topic(kafka.bootstrap_servers, topic)
+    check_stream(msgs, 3)
+    assert replay(msgs) == source_rows(conn, f"{db}.orders")
+    kinds = [json.loads(m.value)["recordType"] for m in msgs]
+    assert kinds.count("UPDATE") == 10 and kinds.count("DELETE") == 2 and kinds.count("INSERT") == 2
+    moved = [json.loads(m.value) for m in sorted(
+        (m for m in msgs if m.key in (b'["11"]', b'["1000"]')),
+        key=lambda m: (position_from_header(m.headers["obsync.pos"]).sort_key, m.headers["obsync.seq"]))]
+    assert [(v["recordType"], (v["prevStruct"] or v["postStruct"])["id"]) for v in moved] == [
+        ("ROW", "11"), ("DELETE", "11"), ("INSERT", "1000")]
+
+
+def _writer(conn, db: str, stop: threading.Event, seed: int) -> None:
+    rnd = random.Random(seed)
+    with conn.cursor() as cur:
+        next_id = 100_000
+        while not stop.is_set():
+            r = rnd.random()
+            if r < 0.4:
+                cur.execute("BEGIN")
+                for _ in range(rnd.randint(1, 30)):
+                    cur.execute(f"INSERT INTO {db}.orders VALUES (%s, 'w', 0, 1.50, NULL)", (next_id,))
+                    next_id += 1
+                cur.execute("COMMIT")
+            elif r < 0.8:
+                cur.execute(f"UPDATE {db}.orders SET qty = qty + 1, note = %s WHERE id %% 97 = %s",
+                            (str(rnd.random()), rnd.randrange(97)))
+            elif r < 0.9:
+                cur.execute(f"DELETE FROM {db}.orders WHERE id %% 89 = %s LIMIT 5", (rnd.randrange(89),))
+            else:
+                old = rnd.randrange(1, 20_000)
+                cur.execute(f"UPDATE IGNORE {db}.orders SET id = id + 500000 WHERE id = %s", (old,))
+            time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path, mariadb, kafka, shop):
+    db, conn = shop
+    with conn.cursor() as cur:
+        for start in range(1, 20_001, 5000):
+            cur.executemany(f"INSERT INTO {db}.orders VALUES (%s,%s,%s,%s,%s)",
+                            [(i, f"row{i}", i, Decimal("9.99"), "seed") for i in range(start, start + 5000)])
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 3000, "batch_size": 500})
+    writer_conn = mariadb.connect(autocommit=True)
+    stop = threading.Event()
+    writer = threading.Thread(target=_writer, args=(writer_conn, db, stop, 42), daemon=True)
+    writer.start()
+    rnd = random.Random(1)
+    kills = 0
+    try:
+        for _ in range(4):
+            proc = subprocess.Popen(obsync_cmd("run", str(task)), stdout=subprocess.DEVNULL,
+                                    stderr=open(tmp_path / "obsync.log", "ab"), cwd=Path(__file__).parents[2])
+            time.sleep(rnd.uniform(2.5, 9.0))
+            assert proc.poll() is None, (tmp_path / "obsync.log").read_text()[-3000:]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+    finally:
+        stop.set()
+        writer.join(30)
+    run_obsync("run", str(task), "--until-caught-up")
+    msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
+    check_stream(msgs, 3)
+    assert kills == 4
+    assert replay(msgs) == source_rows(conn, f"{db}.orders")
