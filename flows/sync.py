@@ -22,7 +22,7 @@ from connectors.mysql.binlog.source import BinlogSource
 from connectors.mysql.connection import Endpoint
 from connectors.mysql.snapshot.source import SnapshotSource
 from formats import encoder_for
-from formats.values import key_hash_bytes
+from formats.default import partition_key
 from obsync.progress import Progress
 from obsync.routing import Router
 from obsync.runtime import Runtime, kafka_conf
@@ -53,7 +53,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
         encoder_for(task.format, **_format_options(rt)),
         rt.layout,
         task.partitioning,
-        key_hash_bytes,
+        partition_key,
         send_ddl=task.sync.ddl,
     )
     routed = op.flat_map("encode", changes, router.route)
@@ -63,7 +63,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
 
 
 def _format_options(rt: Runtime) -> dict[str, Any]:
-    return {"source_identity": rt.task.name, "db_type": "OB_MYSQL" if rt.dialect == "oceanbase" else "MYSQL"}
+    return {"task_name": rt.task.name, "db_type": "OB_MYSQL" if rt.dialect == "oceanbase" else "MYSQL"}
 
 
 def __getattr__(name: str) -> Any:

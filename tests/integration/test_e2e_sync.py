@@ -27,7 +27,7 @@ def source_rows(conn, table: str) -> dict[str, dict[str, str | None]]:
     """The table as the Default format renders it: key JSON -> column -> string."""
     with conn.cursor() as cur:
         cur.execute(f"SELECT id, name, qty, price, note FROM {table}")
-        return {json.dumps([str(i)]): {"id": str(i), "name": n, "qty": str(q),
+        return {json.dumps([i]): {"id": str(i), "name": n, "qty": str(q),
                                        "price": None if p is None else str(p), "note": note}
                 for i, n, q, p, note in cur.fetchall()}
 
@@ -82,7 +82,7 @@ def test_full_then_incremental_lands_every_row_in_order(tmp_path, mariadb, kafka
     topic = f"Topic_{db}_orders"
     msgs = read_topic(kafka.bootstrap_servers, topic)
     assert sorted(json.loads(m.value)["recordType"] for m in msgs) == ["ROW"] * 300
-    first = next(json.loads(m.value) for m in msgs if m.key == b'["7"]')
+    first = next(json.loads(m.value) for m in msgs if m.key == b'[7]')
     assert first["postStruct"] == {"id": "7", "name": "n7 ✓ 你好", "qty": "14", "price": "7.25", "note": None}
     assert first["allMetaData"]["table_name"] == "orders" and first["allMetaData"]["db"] == db
 
@@ -99,7 +99,7 @@ def test_full_then_incremental_lands_every_row_in_order(tmp_path, mariadb, kafka
     kinds = [json.loads(m.value)["recordType"] for m in msgs]
     assert kinds.count("UPDATE") == 10 and kinds.count("DELETE") == 2 and kinds.count("INSERT") == 2
     moved = [json.loads(m.value) for m in sorted(
-        (m for m in msgs if m.key in (b'["11"]', b'["1000"]')),
+        (m for m in msgs if m.key in (b'[11]', b'[1000]')),
         key=lambda m: (position_from_header(m.headers["obsync.pos"]).sort_key, m.headers["obsync.seq"]))]
     assert [(v["recordType"], (v["prevStruct"] or v["postStruct"])["id"]) for v in moved] == [
         ("ROW", "11"), ("DELETE", "11"), ("INSERT", "1000")]
