@@ -39,7 +39,7 @@ class Endpoint:
         return cls(cfg.host, cfg.port, cfg.user, cfg.password.get_secret_value(), cfg.connect_timeout)
 
     def pymysql_kwargs(self) -> dict[str, Any]:
-        return dict(host=self.host, port=self.port, user=self.user, passwd=self.password,
+        return dict(host=self.host, port=self.port, user=self.user, password=self.password,
                     connect_timeout=self.connect_timeout)
 
 

@@ -1,0 +1,141 @@
+"""The snapshot (full sync) as a Bytewax source: one partition per chunk of a `SnapshotPlan`.
+
+Delivery: at-least-once from the source, exactly-once per row in the topic for tables with a key. A
+partition's state is its `ChunkReader.resume_state()`, which points after the last batch handed to the
+dataflow; after a crash Bytewax rebuilds each partition from its last snapshot, so the batches emitted since
+that snapshot are read and emitted again with the same positions (on OceanBase the same rows, read at the
+plan's SCN; on MySQL/MariaDB the rows as they are now, the log replaying what changed). The Kafka sink drops,
+per chunk, rows at or before the last position it wrote. Tables without a key: on OceanBase the same, by row
+ordinal; on MySQL/MariaDB a resumed chunk rescans the table under a new attempt number, so its rows already
+written are written again (at-least-once) and none is lost (see `reader`).
+
+Each partition emits items that are batches (`list[Change]`, up to `batch_size` rows), never single rows;
+after the chunk's last batch it emits `[StreamDone(stream)]` and stops. A partition rebuilt from a finished
+state emits that `StreamDone` again and stops, so a sink that missed it sees it.
+
+Chunks are read one at a time per worker by default (`chunks_per_worker`): the others wait without a
+connection until a running chunk finishes, so a plan of thousands of chunks holds only as many connections as
+there are workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from connectors.mysql.connection import Endpoint
+from connectors.mysql.snapshot.plan import SnapshotPlan
+from connectors.mysql.snapshot.reader import ChunkReader
+from obsync.changes import Batch, StreamDone
+from obsync.positions import SnapshotPosition
+
+_WAIT = timedelta(milliseconds=50)
+_running: dict[tuple[int, int], int] = {}  # (source token, worker thread id) -> chunks being read
+_running_lock = threading.Lock()
+_tokens = itertools.count()
+
+
+class SnapshotSource(FixedPartitionedSource[Batch, dict]):
+    """Full sync of the chunks of `plan`; see the module docstring for the delivery guarantee.
+
+    `plan` must be the same on every worker and across restarts (persist it: `SnapshotPlan.to_dict()`).
+    """
+
+    def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, batch_size: int = 2_000,
+                 chunks_per_worker: int = 1):
+        if chunks_per_worker < 1:
+            raise ValueError("chunks_per_worker must be at least 1")
+        self._endpoint = endpoint
+        self._plan = plan
+        self._batch_size = batch_size
+        self._chunks_per_worker = chunks_per_worker
+        self._token = next(_tokens)  # not id(self): ids are reused once an object is gone
+
+    @property
+    def plan(self) -> SnapshotPlan:
+        return self._plan
+
+    def list_parts(self) -> list[str]:
+        return self._plan.chunk_ids
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: dict[str, Any] | None) -> _SnapshotPartition:
+        reader = ChunkReader(self._endpoint, self._plan, for_part, self._batch_size, resume_state)
+        return _SnapshotPartition(reader, _Slot(self._token, self._chunks_per_worker))
+
+
+class _Slot:
+    """A place among the chunks one worker thread reads at once.
+
+    Counted per (source, OS thread) in a plain dict: a Bytewax worker is a Rust thread whose Python thread
+    state, and with it any `threading.local`, does not survive from one call to the next.
+    """
+
+    def __init__(self, source_token: int, limit: int):
+        self._source, self._limit = source_token, limit
+        self._key: tuple[int, int] | None = None  # (source, thread) while held
+
+    @property
+    def held(self) -> bool:
+        return self._key is not None
+
+    def acquire(self) -> bool:
+        if self._key is None:
+            key = (self._source, threading.get_ident())
+            with _running_lock:
+                if _running.get(key, 0) >= self._limit:
+                    return False
+                _running[key] = _running.get(key, 0) + 1
+            self._key = key
+        return True
+
+    def release(self) -> None:
+        if self._key is not None:
+            with _running_lock:
+                _running[self._key] -= 1
+                if not _running[self._key]:
+                    del _running[self._key]
+            self._key = None
+
+
+class _SnapshotPartition(StatefulSourcePartition[Batch, dict]):
+    def __init__(self, reader: ChunkReader, slot: _Slot):
+        self._reader = reader
+        self._slot = slot
+        self._stream = SnapshotPosition(reader.chunk_id, ()).stream
+        self._finished = False  # StreamDone emitted
+        self._awake: datetime | None = None
+
+    def next_batch(self) -> list[Batch]:
+        if self._finished:
+            raise StopIteration
+        if self._reader.done:
+            return self._finish()
+        if not self._slot.acquire():
+            self._awake = datetime.now(timezone.utc) + _WAIT
+            return []
+        self._awake = None
+        batch = self._reader.next_batch()
+        if batch is None:
+            return self._finish()
+        return [batch]
+
+    def _finish(self) -> list[Batch]:
+        self._finished = True
+        self._reader.close()
+        self._slot.release()
+        return [[StreamDone(stream=self._stream)]]
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._reader.resume_state()
+
+    def close(self) -> None:
+        self._reader.close()
+        self._slot.release()
