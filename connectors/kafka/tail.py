@@ -8,6 +8,7 @@ some Kafka-compatible brokers answer wrongly).
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any, Iterator
@@ -29,6 +30,8 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_uncommitted",
+        "fetch.wait.max.ms": 20,  # the end-of-partition event comes after one empty fetch: keep it short
+        "logger": logging.getLogger("obsync.rdkafka"),
     })
     task = task_id.encode()
     try:
