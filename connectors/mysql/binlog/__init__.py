@@ -1,0 +1,9 @@
+"""The binlog (log) input: MySQL-protocol replication stream -> frozen `Change` batches, with schema tracking.
+
+`reader.BinlogReader` is engine-free (a thread feeding a bounded queue of batches); `source.BinlogSource` is
+the thin Bytewax adapter.
+"""
+
+from connectors.mysql.binlog.reader import BinlogReader, binlog_files, current_log_position
+
+__all__ = ["BinlogReader", "binlog_files", "current_log_position"]

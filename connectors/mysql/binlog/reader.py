@@ -1,0 +1,707 @@
+"""The engine-free binlog reader: a background thread streams the binlog into a bounded queue of batches.
+
+The thread owns the replication connection (mysql-replication's `BinLogStreamReader` for the protocol and
+event headers), the schema tracker and the row decoders. It turns events into frozen `Change`s for the
+tracked tables and queues them in batches of at most `batch_size`; at most `max_batches` batches wait, so
+memory stays bounded whatever the size of a transaction. `poll()` hands out one batch at a time and keeps
+the resume state of exactly what it handed out.
+
+Resume state (JSON-able, from `resume_state()`):
+
+    {"version": 1, "file": "binlog.000003", "pos": 4711, "last": ["log", "binlog.000003", 5120, 17] | null}
+
+`file`/`pos` is an event boundary to restart the stream at: the start of the transaction holding the last
+handed-out change, or the end of the last transaction when everything up to it was handed out. `last` is the
+position of the last handed-out change; on restart every change at or before it is skipped. Positions are
+(file, end offset of the rows event, index of the row in the event), so the index restarts with every rows
+event and a restart inside a multi-event transaction neither skips nor repeats a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import pymysql
+import pymysql.connections
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.constants import BINLOG
+from pymysqlreplication.event import (
+    FormatDescriptionEvent,
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbBinLogCheckPointEvent,
+    MariadbGtidEvent,
+    MariadbGtidListEvent,
+    NotImplementedEvent,
+    PreviousGtidsEvent,
+    QueryEvent,
+    RotateEvent,
+    StopEvent,
+    XAPrepareEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    PartialUpdateRowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+
+from connectors.mysql.binlog.rows import RowDecoder, table_map_signature
+from connectors.mysql.binlog.schema_history import SchemaHistory
+from connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
+from connectors.mysql.connection import Endpoint
+from obsync.changes import Change, Op
+from obsync.errors import ObsyncError, PositionLostError, SourceError, SourceUnavailable
+from obsync.positions import LogPosition, binlog_file_number, position_from_json
+
+log = logging.getLogger(__name__)
+logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)  # it warns about MINIMAL metadata on connect
+
+RESUME_STATE_VERSION = 1
+# Client errors that mean the connection is gone (retry), and server errors that end a session.
+_LOST = {2003, 2006, 2013, 2055, 1040, 1053, 1152, 1158, 1159, 1160, 1161, 1927, 1317, 3169}
+_PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG
+
+
+# ---- SQL helpers on the log endpoint ----------------------------------------------------------------
+
+def _admin_connect(ep: Endpoint) -> pymysql.Connection:
+    try:
+        return pymysql.connect(host=ep.host, port=ep.port, user=ep.user, password=ep.password,
+                               connect_timeout=ep.connect_timeout, autocommit=True, charset="utf8mb4")
+    except pymysql.err.OperationalError as e:
+        code = e.args[0] if e.args else None
+        msg = f"cannot connect to {ep.user}@{ep.host}:{ep.port}: {e.args[-1] if e.args else e}"
+        if code in (1044, 1045):
+            raise SourceError(msg + " (check user and password)") from None
+        raise SourceUnavailable(msg) from None
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+def current_log_position(endpoint: Endpoint) -> LogPosition:
+    """The server's current binlog position (SHOW MASTER STATUS): where a reader started now begins."""
+    conn = _admin_connect(endpoint)
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute("SHOW MASTER STATUS")
+            except pymysql.err.ProgrammingError:  # MySQL 8.4 renamed it
+                cur.execute("SHOW BINARY LOG STATUS")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    if not row:
+        raise SourceError(f"binary logging is off on {endpoint.host}:{endpoint.port}: start the server with "
+                          "log_bin, binlog_format=ROW and binlog_row_image=FULL")
+    return LogPosition(_text(row[0]), int(row[1]), 0)
+
+
+def binlog_files(endpoint: Endpoint) -> list[tuple[str, int]]:
+    """The binlog files on the server and their sizes (SHOW BINARY LOGS), oldest first."""
+    conn = _admin_connect(endpoint)
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute("SHOW BINARY LOGS")
+            except pymysql.err.MySQLError as e:
+                code = e.args[0] if e.args else None
+                if code == 1381:
+                    raise SourceError(f"binary logging is off on {endpoint.host}:{endpoint.port}: start the "
+                                      "server with log_bin") from None
+                raise SourceError(f"SHOW BINARY LOGS failed on {endpoint!r}: {e}") from None
+            return [(_text(r[0]), int(r[1])) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+# ---- the replication connection ---------------------------------------------------------------------
+
+class _StreamLost(Exception):
+    """The replication connection dropped (raised past mysql-replication, which would silently reconnect
+    from its own position, possibly inside a transaction without its table maps)."""
+
+
+class _StreamConnection(pymysql.connections.Connection):
+    def _read_packet(self, packet_type=pymysql.connections.MysqlPacket):  # type: ignore[no-untyped-def]
+        try:
+            return super()._read_packet(packet_type)
+        except pymysql.err.OperationalError as e:
+            if e.args and e.args[0] in (2006, 2013):
+                raise _StreamLost(str(e.args[-1])) from None
+            raise
+
+
+_EVENTS = [RotateEvent, FormatDescriptionEvent, QueryEvent, XidEvent, GtidEvent, MariadbGtidEvent,
+           TableMapEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, HeartbeatLogEvent, XAPrepareEvent,
+           NotImplementedEvent, MariadbGtidListEvent, MariadbBinLogCheckPointEvent, PreviousGtidsEvent, StopEvent,
+           PartialUpdateRowsEvent]
+# Events that carry data mysql-replication cannot decode: stop rather than lose rows.
+_UNREADABLE = {
+    40: "a compressed transaction (binlog_transaction_compression=ON)",
+    165: "a compressed query (log_bin_compress=ON)", 166: "a compressed rows event (log_bin_compress=ON)",
+    167: "a compressed rows event (log_bin_compress=ON)", 168: "a compressed rows event (log_bin_compress=ON)",
+    169: "a compressed rows event (log_bin_compress=ON)", 170: "a compressed rows event (log_bin_compress=ON)",
+    171: "a compressed rows event (log_bin_compress=ON)",
+}
+_ROWS_OPS = {WriteRowsEvent: Op.INSERT, DeleteRowsEvent: Op.DELETE, UpdateRowsEvent: Op.UPDATE}
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    changes: list[Change]
+    state: dict[str, Any]
+
+
+_DONE = object()
+
+
+def _normalize_start(start: LogPosition | dict[str, Any] | None) -> dict[str, Any] | None:
+    if start is None:
+        return None
+    if isinstance(start, LogPosition):
+        return {"version": RESUME_STATE_VERSION, "file": start.file, "pos": start.pos, "last": None}
+    if not isinstance(start, dict) or start.get("version") != RESUME_STATE_VERSION:
+        raise ValueError(f"not a binlog reader resume state: {start!r}")
+    return {"version": RESUME_STATE_VERSION, "file": str(start["file"]), "pos": int(start["pos"]),
+            "last": start.get("last")}
+
+
+class BinlogReader:
+    """Streams changes of the tracked tables from a MySQL-protocol binlog (MySQL, MariaDB, OceanBase
+    Binlog Service), with schema tracking, in bounded memory; `poll()` never blocks longer than asked."""
+
+    def __init__(
+        self,
+        log_endpoint: Endpoint,
+        *,
+        server_id: int,
+        tables: Iterable[tuple[str, str]],
+        history_dir: str | os.PathLike[str] | None,
+        start: LogPosition | dict[str, Any] | None = None,
+        stop_at: LogPosition | None = None,
+        sql_endpoint: Endpoint | None = None,
+        batch_size: int = 500,
+        max_batches: int = 8,
+        heartbeat: float = 1.0,
+        emit_untracked_ddl: bool = False,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.log_endpoint = log_endpoint
+        self.sql_endpoint = sql_endpoint or log_endpoint
+        self.server_id = server_id
+        self.tables = frozenset((str(d), str(t)) for d, t in tables)
+        if not self.tables:
+            raise ValueError("BinlogReader needs at least one table to track")
+        self.history_dir = history_dir
+        self.stop_at = stop_at
+        self.batch_size = max(1, batch_size)
+        self.heartbeat = heartbeat
+        self.emit_untracked_ddl = emit_untracked_ddl
+        self.max_backoff = max_backoff
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_batches))
+        self._state = _normalize_start(start)  # what poll() handed out (None until the start is known)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._stream: BinLogStreamReader | None = None
+        self._finished = False
+        self._error: BaseException | None = None
+        self._catalog = SourceCatalog(self.sql_endpoint)
+        self._tracker: SchemaTracker | None = None
+        # status, written by the thread
+        self.reconnects = 0
+        self.last_event_time: float | None = None  # when the last event (heartbeats included) arrived
+        self.last_commit_time: float | None = None  # source timestamp of the last event read
+
+    # ---- consumer side ---------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Fix the start position (the current one when none was given) and load the tracked tables'
+        schemas at it (from the history, else from the source now, recorded in the history). The thread
+        does this itself if it was not done; calling it early narrows the window in which a DDL could run
+        between the start position and the moment the schema is read."""
+        if self._tracker is not None:
+            return
+        if self._state is None:
+            p = current_log_position(self.log_endpoint)
+            self._state = {"version": RESUME_STATE_VERSION, "file": p.file, "pos": p.pos, "last": None}
+        start = LogPosition(self._state["file"], self._state["pos"], 0)
+        tracker = SchemaTracker(self.tables, SchemaHistory(self.history_dir), self._catalog)
+        if self.stop_at is None or start.sort_key[:3] < self.stop_at.sort_key[:3]:
+            tracker.start(start)
+        self._tracker = tracker
+
+    def start(self) -> None:
+        """Start the background thread (poll() does it on first use)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="obsync-binlog", daemon=True)
+            self._thread.start()
+
+    @property
+    def finished(self) -> bool:
+        """True once `stop_at` was passed and every change before it was handed out."""
+        return self._finished
+
+    def poll(self, max_wait: float = 0.0) -> list[Change]:
+        """The next batch of changes (possibly empty), waiting at most `max_wait` seconds."""
+        if self._error is not None:
+            raise self._error
+        if self._finished:
+            return []
+        self.start()
+        try:
+            item = self._queue.get(timeout=max_wait) if max_wait > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return []
+        if item is _DONE:
+            self._finished = True
+            return []
+        if isinstance(item, BaseException):
+            self._error = item
+            raise item
+        self._state = item.state
+        return item.changes
+
+    def resume_state(self) -> dict[str, Any] | None:
+        """Where a new reader must start to continue right after the last change handed out by poll()
+        (None only before the start position is known)."""
+        return dict(self._state) if self._state is not None else None
+
+    def status(self) -> dict[str, Any]:
+        """For monitoring. `idle_seconds`: time since the last event or server heartbeat arrived (stays
+        near the heartbeat interval on a healthy idle stream); `lag_seconds`: age of the last event read."""
+        now = time.monotonic()
+        return {
+            "state": self.resume_state(),
+            "finished": self._finished,
+            "reconnects": self.reconnects,
+            "idle_seconds": None if self.last_event_time is None else round(now - self.last_event_time, 3),
+            "lag_seconds": None if self.last_commit_time is None else max(0.0, time.time() - self.last_commit_time),
+            "queued_batches": self._queue.qsize(),
+        }
+
+    def close(self) -> None:
+        """Stop the thread and close the connections."""
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            conn = getattr(stream, "_stream_connection", None)
+            sock = getattr(conn, "_sock", None) if conn is not None else None
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        if self._thread is not None:
+            self._thread.join(timeout=max(5.0, self.heartbeat * 3))
+        if self._thread is None or not self._thread.is_alive():
+            self._catalog.close()
+
+    def __enter__(self) -> BinlogReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- the thread ------------------------------------------------------------------------------------
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        catalog = self._catalog
+        try:
+            self._run_stream()
+        except BaseException as e:  # noqa: BLE001 - every failure reaches poll()
+            if not isinstance(e, ObsyncError):
+                log.exception("binlog reader failed")
+                e = SourceError(f"binlog reader failed: {type(e).__name__}: {e}")
+            self._put(e)
+        finally:
+            catalog.close()
+            self._close_stream()
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+            self._stream = None
+
+    def _run_stream(self) -> None:
+        if self._retry(lambda: self.prepare() or True) is None:
+            return
+        state, tracker = self._state, self._tracker
+        assert state is not None and tracker is not None
+        start = LogPosition(state["file"], state["pos"], 0)
+        last = position_from_json(state["last"]) if state.get("last") else None
+        assert last is None or isinstance(last, LogPosition)
+        if self.stop_at is not None and start.sort_key[:3] >= self.stop_at.sort_key[:3]:
+            self._put(_DONE)
+            return
+        session = _Session(self, tracker, start, last)
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self._check_position(session.restart_point())
+                session.stream_from(self._open_stream(session.restart_point()))
+                if self._stop.is_set() or session.done:
+                    break
+                raise _StreamLost("the server ended the binlog stream")
+            except (_StreamLost, SourceUnavailable, pymysql.err.OperationalError, pymysql.err.InterfaceError,
+                    OSError, EOFError) as e:
+                code = e.args[0] if isinstance(e, pymysql.err.OperationalError) and e.args else None
+                if code == _PURGED:
+                    self._check_position(session.restart_point())  # raises PositionLostError if purged
+                if code is not None and code not in _LOST:
+                    raise SourceError(f"the binlog stream from {self.log_endpoint!r} failed: {e}") from None
+                if self._stop.is_set():
+                    break
+                if session.streamed:  # the last connection worked: start backing off afresh
+                    backoff, session.streamed = 0.5, False
+                session.flush(force=True)
+                session.reset_after_disconnect()
+                self._close_stream()
+                self.reconnects += 1
+                log.warning("binlog stream from %r lost (%s); reconnecting in %.1fs from %s", self.log_endpoint,
+                            e, backoff, session.restart_point())
+                if self._stop.wait(backoff):
+                    break
+                backoff = min(backoff * 2, self.max_backoff)
+        session.flush(force=True)
+        if session.done:
+            self._put(_DONE)
+
+    def _retry(self, fn):  # type: ignore[no-untyped-def]
+        """Run fn until it stops failing with SourceUnavailable (or the reader is closed)."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                return fn()
+            except SourceUnavailable as e:
+                log.warning("%s; retrying in %.1fs", e, backoff)
+                if self._stop.wait(backoff):
+                    return None
+                backoff = min(backoff * 2, self.max_backoff)
+        return None
+
+    def _check_position(self, p: LogPosition) -> None:
+        try:
+            files = binlog_files(self.log_endpoint)
+        except SourceError as e:
+            if isinstance(e, SourceUnavailable):
+                raise
+            log.debug("cannot list binlog files (%s); relying on the stream's own check", e)
+            return
+        sizes = dict(files)
+        if p.file not in sizes:
+            self._position_gone(p, f"{p.file} is not among the server's binlogs "
+                                   f"({files[0][0] if files else 'none'} .. {files[-1][0] if files else 'none'})")
+        if p.pos > sizes[p.file]:
+            self._position_gone(p, f"{p.file} has only {sizes[p.file]} bytes")
+
+    def _position_gone(self, p: LogPosition, detail: str) -> None:
+        raise PositionLostError(
+            f"binlog position {p.file}:{p.pos} is no longer on the server {self.log_endpoint.host}:"
+            f"{self.log_endpoint.port} ({detail}); the binlog was purged or the server was reset. "
+            "Restart the task with full sync")
+
+    def _open_stream(self, p: LogPosition) -> BinLogStreamReader:
+        self._close_stream()
+        read_timeout = max(30, int(self.heartbeat * 4) + 1)  # a silent connection is dead after this
+        ep = self.log_endpoint
+        settings = dict(host=ep.host, port=ep.port, user=ep.user, password=ep.password,
+                        connect_timeout=ep.connect_timeout, read_timeout=read_timeout)
+        sq = self.sql_endpoint
+        ctl = dict(host=sq.host, port=sq.port, user=sq.user, password=sq.password, connect_timeout=sq.connect_timeout)
+        self._stream = BinLogStreamReader(
+            connection_settings=settings,
+            ctl_connection_settings=ctl,
+            server_id=self.server_id,
+            log_file=p.file,
+            log_pos=p.pos,
+            resume_stream=True,
+            blocking=True,
+            only_events=_EVENTS,
+            filter_non_implemented_events=False,
+            only_schemas=sorted({d for d, _ in self.tables}),
+            only_tables=sorted({t for _, t in self.tables}),
+            slave_heartbeat=self.heartbeat,
+            enable_logging=False,  # it would log the connection settings, password included
+            pymysql_wrapper=_StreamConnection,
+        )
+        return self._stream
+
+
+class _Session:
+    """The thread's view of the stream: position, transaction, decoders and the pending batch."""
+
+    def __init__(self, reader: BinlogReader, tracker: SchemaTracker, start: LogPosition,
+                 skip_through: LogPosition | None) -> None:
+        self.r = reader
+        self.tracker = tracker
+        self.file = start.file
+        self.fileno = binlog_file_number(start.file)
+        self.pos = start.pos
+        self.skip_key = skip_through.sort_key[1:] if skip_through is not None else None
+        self.last = skip_through  # the last change produced
+        self.stop_key = (binlog_file_number(reader.stop_at.file), reader.stop_at.pos) if reader.stop_at else None
+        self.done = False
+        self.streamed = False  # an event arrived on the current connection
+        self._end_txn()
+        self.decoders: dict[int, RowDecoder] = {}
+        self.compiled: dict[tuple, tuple[int, RowDecoder]] = {}
+        self.pending: list[Change] = []
+        self.pending_since = 0.0
+        self.last_state_push = 0.0
+
+    # ---- positions -----------------------------------------------------------------------------------
+
+    def _end_txn(self) -> None:
+        self.in_txn = False
+        self.explicit_begin = False
+        self.txn_file = self.file
+        self.txn_start = self.pos
+        self.txn_id: str | None = None
+
+    def _begin_txn(self, start: int, gtid: str | None, explicit: bool) -> None:
+        self.in_txn = True
+        self.explicit_begin = explicit
+        self.txn_file = self.file
+        self.txn_start = start
+        self.txn_id = gtid
+
+    def restart_point(self) -> LogPosition:
+        if self.in_txn:
+            return LogPosition(self.txn_file, self.txn_start, 0)
+        return LogPosition(self.file, self.pos, 0)
+
+    def state(self) -> dict[str, Any]:
+        p = self.restart_point()
+        return {"version": RESUME_STATE_VERSION, "file": p.file, "pos": p.pos,
+                "last": self.last.to_json() if self.last is not None else None}
+
+    def reset_after_disconnect(self) -> None:
+        p = self.restart_point()
+        self.file, self.fileno, self.pos = p.file, binlog_file_number(p.file), p.pos
+        self._end_txn()
+        self.decoders.clear()
+        if self.last is not None:
+            self.skip_key = self.last.sort_key[1:]
+
+    # ---- batches -------------------------------------------------------------------------------------
+
+    def flush(self, force: bool = False) -> None:
+        if self.pending:
+            batch, self.pending = self.pending, []
+            self.r._put(_Batch(batch, self.state()))
+            self.last_state_push = time.monotonic()
+        elif force or time.monotonic() - self.last_state_push > 1.0:
+            # no changes, but the position moved (untracked tables, heartbeats): let the state follow
+            try:
+                self.r._queue.put_nowait(_Batch([], self.state()))
+                self.last_state_push = time.monotonic()
+            except queue.Full:
+                pass
+
+    def _emit(self, change: Change) -> None:
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        self.pending.append(change)
+        self.last = change.position  # type: ignore[assignment]
+        if len(self.pending) >= self.r.batch_size:
+            self.flush()
+
+    def _idle(self, stream: BinLogStreamReader) -> bool:
+        """True when no more bytes are waiting on the replication socket."""
+        conn = getattr(stream, "_stream_connection", None)
+        sock = getattr(conn, "_sock", None)
+        if sock is None:
+            return True
+        try:
+            return not select.select([sock], [], [], 0)[0]
+        except (OSError, ValueError):
+            return True
+
+    # ---- the event loop ------------------------------------------------------------------------------
+
+    def stream_from(self, stream: BinLogStreamReader) -> None:
+        r = self.r
+        tables = r.tables
+        while not r._stop.is_set():
+            ev = stream.fetchone()
+            if ev is None:
+                return
+            now = time.monotonic()
+            r.last_event_time = now
+            self.streamed = True
+            pkt = ev.packet
+            end = pkt.log_pos
+            cls = type(ev)
+            if cls in _ROWS_OPS:
+                dec = self.decoders.get(ev.table_id)
+                if dec is not None:
+                    self._rows(ev, dec, end, _ROWS_OPS[cls])
+            elif cls is TableMapEvent:
+                if (ev.schema, ev.table) in tables:
+                    self._table_map(ev, end)
+                else:
+                    self.decoders.pop(ev.table_id, None)
+            elif cls is QueryEvent:
+                self._query(ev, end, pkt.event_size)
+            elif cls is XidEvent or cls is XAPrepareEvent:
+                self._end_txn_at(end)
+            elif cls is GtidEvent or cls is MariadbGtidEvent:
+                self._begin_txn(end - pkt.event_size, ev.gtid, False)
+            elif cls is NotImplementedEvent:
+                if pkt.event_type == BINLOG.ANONYMOUS_GTID_LOG_EVENT:
+                    self._begin_txn(end - pkt.event_size, None, False)
+                elif pkt.event_type in _UNREADABLE:
+                    raise SourceError(f"binlog event at {self.file}:{end} is {_UNREADABLE[pkt.event_type]}, which "
+                                      "obsync cannot read: its rows would be lost. Turn it off on the source")
+            elif cls is PartialUpdateRowsEvent:
+                raise SourceError(f"binlog event at {self.file}:{end} is a partial JSON update, which obsync "
+                                  "cannot read: set binlog_row_value_options='' on the source")
+            elif cls is RotateEvent:
+                self.file = ev.next_binlog
+                self.fileno = binlog_file_number(self.file)
+                self.pos = ev.position
+                self.decoders.clear()
+                if not self.in_txn:
+                    self.txn_file, self.txn_start = self.file, self.pos
+                end = 0
+            elif cls is HeartbeatLogEvent:
+                if not self.in_txn and end and ev.ident == self.file and end > self.pos:
+                    self.pos = end
+                self.flush(force=not self.pending)
+                end = 0
+            if end > self.pos:  # never backwards: a stream started mid-file begins with the file's header
+                self.pos = end
+                r.last_commit_time = ev.timestamp or r.last_commit_time
+            if self.stop_key is not None and not self.in_txn and (self.fileno, self.pos) >= self.stop_key:
+                self.done = True
+                return
+            if self.pending and not self.in_txn and (
+                    now - self.pending_since > 0.2 or self._idle(stream)):
+                self.flush()
+            elif not self.pending and not self.in_txn and now - self.last_state_push > 1.0:
+                self.flush()
+
+    def _end_txn_at(self, end: int) -> None:
+        self.pos = end
+        self._end_txn()
+
+    def _txn(self) -> str:
+        return self.txn_id or f"{self.txn_file}:{self.txn_start}"
+
+    def _query(self, ev: QueryEvent, end: int, size: int) -> None:
+        q = ev.query
+        head = q[:9].upper()
+        if head.startswith("BEGIN") or head.startswith("XA START"):
+            if not self.in_txn:
+                self._begin_txn(end - size, None, True)
+            else:
+                self.explicit_begin = True
+            return
+        if head.startswith(("SAVEPOINT", "XA END", "XA PREPAR", "RELEASE")) or \
+                q[:12].upper().replace("\n", " ").startswith("ROLLBACK TO"):
+            return
+        if head.startswith(("COMMIT", "ROLLBACK", "XA COMMIT", "XA ROLLBA")):
+            self._end_txn_at(end)
+            return
+        if not self.in_txn:
+            self._begin_txn(end - size, None, False)
+        db = ev.schema.decode("utf-8", "replace") if isinstance(ev.schema, (bytes, bytearray)) else ev.schema
+        pos = LogPosition(self.file, end, 0)
+        outcome = self.tracker.apply_ddl(q, db or None, pos)
+        if outcome is not None and (outcome.touches_tracked or (self.r.emit_untracked_ddl and outcome.tables)):
+            if self._wanted(end, 0):
+                self._emit(Change(op=Op.DDL, table=outcome.schema, position=pos, commit_time=float(ev.timestamp),
+                                  txn=self._txn(), server_id=ev.packet.server_id, ddl=q, ddl_db=db or None,
+                                  ddl_tables=outcome.tables))
+        if not self.explicit_begin:  # a DDL (or other statement) that is its own transaction
+            self._end_txn_at(end)
+            self.flush()
+
+    def _wanted(self, end: int, row: int) -> bool:
+        key = (self.fileno, end, row)
+        if self.skip_key is not None:
+            if key <= self.skip_key:
+                return False
+            self.skip_key = None
+        if self.stop_key is not None and (self.fileno, end) > self.stop_key:
+            return False
+        return True
+
+    def _table_map(self, ev: TableMapEvent, end: int) -> None:
+        name = (ev.schema, ev.table)
+        sig = table_map_signature(ev.columns)
+        tm_names = list(ev.optional_metadata.column_name_list or ()) or None
+        nullable = bytes(ev.null_bitmask)
+        key = (name, sig, nullable, tuple(tm_names) if tm_names else None)
+        cached = self.compiled.get(key)
+        tracker = self.tracker
+        if cached is not None and cached[0] == tracker.version:
+            self.decoders[ev.table_id] = cached[1]
+            return
+        where = f"{ev.schema}.{ev.table} at {self.file}:{end}"
+        schema = tracker.check_table_map(name, ev.columns, tm_names, LogPosition(self.file, end, 0),
+                                         self.restart_point())
+        dec = RowDecoder(ev.columns, schema, where, nullable)
+        self.compiled[key] = (tracker.version, dec)
+        self.decoders[ev.table_id] = dec
+
+    def _rows(self, ev: Any, dec: RowDecoder, end: int, op: Op) -> None:
+        if self.stop_key is not None and (self.fileno, end) > self.stop_key:
+            return
+        pkt = ev.packet  # BinLogPacketWrapper: the rows start where the event header parsing stopped
+        raw = pkt.packet
+        if getattr(pkt, "_BinLogPacketWrapper__data_buffer", b""):
+            raise SourceError(f"unexpected read-ahead in rows event at {self.file}:{end}")
+        data = raw._data
+        start = raw._position
+        stop = start + (ev.event_size - pkt.read_bytes)
+        where = f"{dec.schema.full_name} at {self.file}:{end}"
+        dec.check_bitmap(ev.columns_present_bitmap, where)
+        schema = dec.schema
+        ts = float(ev.timestamp)
+        txn = self._txn()
+        sid = pkt.server_id
+        file = self.file
+        skipping = self.skip_key is not None
+        emit = self._emit
+        if op is Op.UPDATE:
+            dec.check_bitmap(ev.columns_present_bitmap2, where)
+            for i, (before, after) in enumerate(dec.row_pairs(data, start, stop, where)):
+                if skipping and not self._wanted(end, i):
+                    continue
+                emit(Change(Op.UPDATE, schema, LogPosition(file, end, i), before, after, ts, txn, sid))
+        elif op is Op.INSERT:
+            for i, row in enumerate(dec.rows(data, start, stop, where)):
+                if skipping and not self._wanted(end, i):
+                    continue
+                emit(Change(Op.INSERT, schema, LogPosition(file, end, i), None, row, ts, txn, sid))
+        else:
+            for i, row in enumerate(dec.rows(data, start, stop, where)):
+                if skipping and not self._wanted(end, i):
+                    continue
+                emit(Change(Op.DELETE, schema, LogPosition(file, end, i), row, None, ts, txn, sid))

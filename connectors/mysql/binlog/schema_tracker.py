@@ -1,0 +1,298 @@
+"""The definition of every tracked table at the current log position.
+
+Started from the persisted history (or the source's information_schema) at the start position, then moved
+forward by the DDL in the stream. Each table map is checked against it before rows are decoded; a mismatch
+is settled by the source's current definition only when that one matches the table map, else it is an
+error: values are never decoded against the wrong columns.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterable
+
+import pymysql
+
+from connectors.mysql.binlog import ddl as D
+from connectors.mysql.binlog.ddl import TableDef, TableName
+from connectors.mysql.binlog.rows import mismatch_reason
+from connectors.mysql.binlog.schema_history import SchemaHistory
+from connectors.mysql.catalog import load_table_schema
+from connectors.mysql.connection import Endpoint, connect, detect_dialect
+from obsync.errors import SchemaMismatchError, SourceError, SourceUnavailable
+from obsync.positions import LogPosition
+from obsync.schema import TableSchema
+
+log = logging.getLogger(__name__)
+
+_KEY_NAMES_SQL = """
+SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0
+ORDER BY INDEX_NAME, SEQ_IN_INDEX
+"""
+_TABLE_COLLATION_SQL = "SELECT TABLE_COLLATION FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s"
+_DB_CHARSET_SQL = "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s"
+
+
+def _text(v: object) -> str:
+    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+class SourceCatalog:
+    """Reads current table definitions from the source over SQL (reconnecting when needed)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._conn: pymysql.Connection | None = None
+        self._dialect: str | None = None
+        self._db_charsets: dict[str, str | None] = {}
+
+    def _cursor(self) -> pymysql.cursors.Cursor:
+        if self._conn is None:
+            self._conn = connect(self.endpoint)
+            self._dialect = detect_dialect(self._conn)
+        return self._conn.cursor()
+
+    def _run(self, fn):  # type: ignore[no-untyped-def]
+        for attempt in (1, 2):
+            try:
+                return fn()
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as e:
+                self.close()
+                if attempt == 2:
+                    raise SourceUnavailable(f"reading the schema from {self.endpoint!r} failed: {e}") from None
+        raise AssertionError("unreachable")
+
+    @property
+    def dialect(self) -> str:
+        if self._dialect is None:
+            self._run(lambda: self._cursor().close())
+        assert self._dialect is not None
+        return self._dialect
+
+    def load(self, name: TableName) -> TableDef | None:
+        """The table's current definition, or None when it does not exist."""
+        def go() -> TableDef | None:
+            cur = self._cursor()
+            assert self._conn is not None
+            try:
+                schema = load_table_schema(self._conn, name[0], name[1])
+            except SourceError:
+                return None
+            cur.execute(_KEY_NAMES_SQL, name)
+            keys: dict[str, list[str]] = {}
+            for idx, col in cur.fetchall():
+                if col is not None:
+                    keys.setdefault(_text(idx), []).append(_text(col))
+            cur.execute(_TABLE_COLLATION_SQL, name)
+            row = cur.fetchone()
+            charset = D.charset_of_collation(_text(row[0])) if row and row[0] else None
+            cur.close()
+            key_list = tuple((n, "primary" if n == "PRIMARY" else "unique", tuple(c)) for n, c in keys.items())
+            return TableDef(schema, key_list, charset)
+        return self._run(go)
+
+    def db_charset(self, db: str) -> str | None:
+        """The database's default character set (the server's when the database is gone)."""
+        if db not in self._db_charsets:
+            def go() -> str | None:
+                cur = self._cursor()
+                cur.execute(_DB_CHARSET_SQL, (db,))
+                row = cur.fetchone()
+                if not row:
+                    cur.execute("SELECT @@character_set_server")
+                    row = cur.fetchone()
+                cur.close()
+                return D.normalize_charset(_text(row[0])) if row and row[0] else None
+            self._db_charsets[db] = self._run(go)
+        return self._db_charsets[db]
+
+    def forget_db(self, db: str) -> None:
+        self._db_charsets.pop(db, None)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+            self._conn = None
+
+
+@dataclass(frozen=True, slots=True)
+class DdlOutcome:
+    """What a DDL statement did: the tables it names, and the new schema to emit with it."""
+
+    tables: tuple[TableName, ...]
+    schema: TableSchema | None
+    touches_tracked: bool
+
+
+class SchemaTracker:
+    """Definitions of the tracked tables at the reader's position."""
+
+    def __init__(self, tracked: Iterable[TableName], history: SchemaHistory, catalog: SourceCatalog) -> None:
+        self.tracked = frozenset(tracked)
+        self.history = history
+        self.catalog = catalog
+        self._defs: dict[TableName, TableDef | None] = {}
+        self.version = 0  # bumped on every change, so compiled decoders know when to recompile
+
+    def start(self, pos: LogPosition) -> None:
+        """Load every tracked table's definition at `pos`: from the history, else from the source now."""
+        for name in sorted(self.tracked):
+            known, d = self.history.at(name, pos)
+            if not known:
+                d = self.catalog.load(name)
+                self.history.record(name, pos, d, "start")
+                log.info("schema of %s.%s read from the source at %s%s", name[0], name[1], pos,
+                         "" if d else " (the table does not exist yet)")
+            self._defs[name] = d
+        self.version += 1
+
+    def get(self, name: TableName) -> TableDef | None:
+        return self._defs.get(name)
+
+    def schema(self, name: TableName) -> TableSchema | None:
+        d = self._defs.get(name)
+        return d.schema if d is not None else None
+
+    def _set(self, name: TableName, d: TableDef | None, pos: LogPosition, cause: str, ddl: str | None) -> None:
+        if name not in self.tracked:
+            return
+        self._defs[name] = d
+        self.history.record(name, pos, d, cause, ddl)
+        self.version += 1
+
+    def _refresh(self, name: TableName, pos: LogPosition, ddl: str | None) -> TableDef | None:
+        d = self.catalog.load(name)
+        self._set(name, d, pos, "refresh", ddl)
+        return d
+
+    # ---- table maps ----------------------------------------------------------------------------------
+
+    def check_table_map(self, name: TableName, tm_columns: list, tm_names: list[str] | None,
+                        pos: LogPosition, record_at: LogPosition) -> TableSchema:
+        """The schema to decode a table map's rows with. On mismatch, adopt the source's current
+        definition if it matches the table map (recorded at `record_at`); else SchemaMismatchError."""
+        current = self.schema(name)
+        reason = mismatch_reason(current, tm_columns, tm_names)
+        if reason is None:
+            assert current is not None
+            return current
+        fresh = self.catalog.load(name)
+        fresh_reason = mismatch_reason(fresh.schema if fresh else None, tm_columns, tm_names)
+        if fresh_reason is None:
+            assert fresh is not None
+            log.warning("table map of %s.%s at %s does not match the tracked schema (%s); the source's current "
+                        "definition matches and is used from here on", name[0], name[1], pos, reason)
+            self._set(name, fresh, record_at, "refresh", None)
+            return fresh.schema
+        raise SchemaMismatchError(
+            f"binlog table map of {name[0]}.{name[1]} at {pos} does not match the tracked schema ({reason}), "
+            f"nor the source's current definition ({fresh_reason}); obsync will not decode rows against the "
+            "wrong columns. Restart the task with full sync from a current position")
+
+    # ---- DDL -----------------------------------------------------------------------------------------
+
+    def apply_ddl(self, sql: str, default_db: str | None, pos: LogPosition) -> DdlOutcome | None:
+        """Apply a statement from a QueryEvent ending at `pos`; None when it is not DDL on tables."""
+        st = D.parse_ddl(sql, default_db, self.catalog_dialect())
+        if st is None:
+            return None
+        if isinstance(st, D.DatabaseChanged):
+            self.catalog.forget_db(st.db)
+            return None
+        if isinstance(st, D.DropDatabase):
+            gone = tuple(n for n in sorted(self.tracked) if n[0] == st.db)
+            for n in gone:
+                self._set(n, None, pos, "ddl", sql)
+            self.catalog.forget_db(st.db)
+            return DdlOutcome(gone, None, bool(gone))
+        names = D.statement_tables(st)
+        tracked = [n for n in names if n in self.tracked]
+        if not tracked:
+            return DdlOutcome(names, None, False)
+        if isinstance(st, D.Unparsed):
+            log.warning("cannot read DDL at %s (%s); re-reading %s from the source. Statement: %s", pos,
+                        st.reason, ", ".join(f"{d}.{t}" for d, t in tracked), sql)
+            for n in tracked:
+                self._refresh(n, pos, sql)
+            return DdlOutcome(names, self.schema(tracked[0]), True)
+        target = self._apply(st, sql, pos)
+        return DdlOutcome(names, self.schema(target) if target else None, True)
+
+    def catalog_dialect(self) -> str:
+        try:
+            return self.catalog.dialect
+        except SourceError:
+            return "mysql"
+
+    def _apply(self, st: D.Statement, sql: str, pos: LogPosition) -> TableName | None:
+        """Apply a parsed statement; returns the tracked table whose schema goes with the DDL event."""
+        def fallback(name: TableName, why: str) -> None:
+            log.warning("DDL at %s does not fit the tracked definition of %s.%s (%s); re-reading it from the "
+                        "source. Statement: %s", pos, name[0], name[1], why, sql)
+            self._refresh(name, pos, sql)
+
+        if isinstance(st, D.CreateTable):
+            if st.if_not_exists and self.get(st.table) is not None:
+                return st.table
+            if st.like is not None:
+                src = self.get(st.like) if st.like in self.tracked else self.catalog.load(st.like)
+                if src is None:
+                    fallback(st.table, f"source table {st.like[0]}.{st.like[1]} unknown")
+                else:
+                    self._set(st.table, src.renamed(st.table), pos, "ddl", sql)
+                return st.table
+            needs_default = st.charset is None and any(c.is_char and c.charset is None for c in st.columns)
+            default = self.catalog.db_charset(st.table[0]) if needs_default else None
+            self._set(st.table, D.create_table_def(st, st.charset or default), pos, "ddl", sql)
+            return st.table
+        if isinstance(st, D.AlterTable):
+            return self._alter(st.table, st, sql, pos, fallback)
+        if isinstance(st, D.CreateIndex):
+            return self._alter(st.table, D.AlterTable(st.table, (("add_index", st.index),)), sql, pos, fallback)
+        if isinstance(st, D.DropIndex):
+            return self._alter(st.table, D.AlterTable(st.table, (("drop_index", st.name),)), sql, pos, fallback)
+        if isinstance(st, D.DropTables):
+            for n in st.tables:
+                self._set(n, None, pos, "ddl", sql)
+            return None
+        if isinstance(st, D.TruncateTable):
+            return st.table if st.table in self.tracked else None
+        if isinstance(st, D.RenameTables):
+            unknown = object()
+            state: dict[TableName, object] = {n: self._defs.get(n) for n in self.tracked}
+            for old, new in st.pairs:
+                d = state.get(old, unknown)
+                state[old] = None
+                state[new] = d.renamed(new) if isinstance(d, TableDef) else d
+            for n in sorted(self.tracked):
+                d = state[n]
+                if d is unknown:
+                    self._refresh(n, pos, sql)
+                elif d != self._defs.get(n):
+                    self._set(n, d, pos, "ddl", sql)  # type: ignore[arg-type]
+            return next((new for _, new in st.pairs if new in self.tracked and self._defs.get(new)), None)
+        raise AssertionError(f"unhandled statement {st!r}")
+
+    def _alter(self, name: TableName, st: D.AlterTable, sql: str, pos: LogPosition, fallback) -> TableName | None:
+        current = self.get(name)
+        new_name = st.new_name or name
+        if current is None:
+            if name in self.tracked:
+                fallback(name, "the table is not known at this position")
+            if new_name != name and new_name in self.tracked:
+                self._refresh(new_name, pos, sql)
+            return new_name if new_name in self.tracked else None
+        try:
+            new = D.apply_alter(current, st)
+        except D.DdlSyntaxError as e:
+            fallback(name, str(e))
+            return name
+        if new_name != name:
+            self._set(name, None, pos, "ddl", sql)
+        self._set(new_name, new, pos, "ddl", sql)
+        return new_name if new_name in self.tracked else None

@@ -1,0 +1,183 @@
+"""DDL parsing and the table definitions it produces, and the persisted schema history (no server needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from connectors.mysql.binlog import ddl as D
+from connectors.mysql.binlog.schema_history import HISTORY_FILE, SchemaHistory
+from obsync.errors import StateError
+from obsync.positions import LogPosition
+
+
+def create(sql: str, default_charset: str = "utf8mb4", dialect: str = "mysql") -> D.TableDef:
+    st = D.parse_ddl(sql, "db", dialect)
+    assert isinstance(st, D.CreateTable), st
+    return D.create_table_def(st, default_charset)
+
+
+def alter(tdef: D.TableDef, sql: str) -> D.TableDef:
+    st = D.parse_ddl(sql, "db")
+    assert isinstance(st, D.AlterTable), st
+    return D.apply_alter(tdef, st)
+
+
+def col(tdef: D.TableDef, name: str) -> tuple:
+    c = tdef.schema.column(name)
+    return (c.data_type, c.column_type, c.unsigned, c.charset, c.precision, c.scale, c.fsp, c.values, c.nullable)
+
+
+def test_create_table_reads_types_as_mysql_means_them() -> None:
+    t = create("""CREATE TABLE IF NOT EXISTS `db`.`t``x` (
+        id INT UNSIGNED NOT NULL AUTO_INCREMENT COMMENT 'the key',
+        r REAL, l LONG, i8 INT8, f30 FLOAT(30), b BOOL, ser SERIAL,
+        nc NATIONAL CHAR(3), vb VARCHAR(5) CHARACTER SET binary, c CHAR(4) BINARY, tx TEXT(100), bl BLOB(70000),
+        d DECIMAL(65,30) NOT NULL DEFAULT -1.5, dd DEC, e ENUM('a','it''s') DEFAULT 'a', s SET('x','y'),
+        ts TIMESTAMP(3) NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3), dt DATETIME(6),
+        g INT GENERATED ALWAYS AS (id + 1) STORED, p POINT NOT NULL SRID 0, j JSON,
+        lat VARCHAR(10) COLLATE latin1_german1_ci,
+        PRIMARY KEY (id), UNIQUE KEY uk (d, e), KEY k (s), FOREIGN KEY (id) REFERENCES o (id) ON DELETE CASCADE,
+        CHECK (id > 0)
+    ) ENGINE=InnoDB /*!40101 DEFAULT CHARSET=latin1 */ PARTITION BY HASH (id) PARTITIONS 4""")
+    assert t.schema.full_name == "db.t`x" and t.charset == "latin1"
+    assert col(t, "id") == ("int", "int unsigned", True, None, None, None, 0, (), False)
+    assert col(t, "r")[0] == "double" and col(t, "l")[:4] == ("mediumtext", "mediumtext", False, "latin1")
+    assert col(t, "i8")[0] == "bigint" and col(t, "f30")[0] == "double" and col(t, "b")[:2] == ("tinyint", "tinyint(1)")
+    assert col(t, "ser")[:3] == ("bigint", "bigint unsigned", True) and not t.schema.column("ser").nullable
+    assert col(t, "nc")[3] == "utf8mb3" and col(t, "vb")[:4] == ("varbinary", "varbinary(5)", False, "binary")
+    assert col(t, "c")[3] == "latin1"  # CHAR BINARY: a binary collation, still text
+    assert col(t, "tx")[0] == "tinytext" and col(t, "bl")[0] == "mediumblob"
+    assert col(t, "d") == ("decimal", "decimal(65,30)", False, None, 65, 30, 0, (), False)
+    assert col(t, "dd")[4:6] == (10, 0)
+    assert col(t, "e")[2:] == (False, "latin1", 4, None, 0, ("a", "it's"), True)
+    assert col(t, "s")[4] == 3  # "x,y"
+    assert col(t, "ts")[:7] == ("timestamp", "timestamp(3)", False, None, None, None, 3)
+    assert t.schema.column("g").generated == "STORED" and col(t, "p")[0] == "point" and col(t, "j")[0] == "json"
+    assert col(t, "lat")[3] == "latin1"
+    assert t.schema.primary_key == ("id",) and t.schema.unique_keys == ()  # e is nullable
+    assert [k[0] for k in t.keys] == ["PRIMARY", "uk"]
+
+
+def test_mariadb_json_is_longtext() -> None:
+    t = create("CREATE TABLE t (j JSON)", dialect="mariadb")
+    assert col(t, "j")[:4] == ("longtext", "longtext", False, "utf8mb4")
+
+
+def test_alter_table_column_changes_keep_order_keys_and_charsets() -> None:
+    t = create("CREATE TABLE t (id INT NOT NULL, a VARCHAR(10), b INT, UNIQUE KEY ub (b), PRIMARY KEY (id)) "
+               "DEFAULT CHARSET latin1")
+    t = alter(t, "ALTER TABLE t ADD COLUMN c INT FIRST, ADD d TEXT AFTER id, ADD (e INT, f INT NOT NULL)")
+    assert t.schema.column_names == ("c", "id", "d", "a", "b", "e", "f")
+    assert col(t, "d")[3] == "latin1"
+    t = alter(t, "ALTER TABLE t DROP COLUMN c, MODIFY COLUMN b BIGINT NOT NULL FIRST, CHANGE a aa VARCHAR(20) "
+                 "CHARACTER SET utf8mb4 AFTER f, RENAME COLUMN e TO ee")
+    assert t.schema.column_names == ("b", "id", "d", "ee", "f", "aa")
+    assert col(t, "aa")[3] == "utf8mb4" and col(t, "b")[0] == "bigint"
+    assert t.schema.unique_keys == (("b",),)  # b became NOT NULL: the unique key identifies rows now
+    t = alter(t, "ALTER TABLE t DROP PRIMARY KEY, ADD PRIMARY KEY (ee, f), DROP INDEX ub, ADD UNIQUE (aa)")
+    assert t.schema.primary_key == ("ee", "f") and not t.schema.column("ee").nullable
+    assert t.schema.unique_keys == () and ("aa", "unique", ("aa",)) in t.keys  # aa is nullable
+    t = alter(t, "ALTER TABLE t DROP COLUMN f")
+    assert t.schema.primary_key == ("ee",)
+    t = alter(t, "ALTER TABLE t CONVERT TO CHARACTER SET utf8mb4, RENAME TO t2")
+    assert t.schema.full_name == "db.t2" and col(t, "d")[3] == "utf8mb4" and t.charset == "utf8mb4"
+    with pytest.raises(D.DdlSyntaxError, match="no column zz"):
+        alter(t, "ALTER TABLE t2 DROP COLUMN zz")
+
+
+def test_statements_that_change_no_columns() -> None:
+    for sql in ["ALTER TABLE t TRUNCATE PARTITION p0", "ALTER TABLE t ENGINE=InnoDB, ALGORITHM=INPLACE, LOCK=NONE",
+                "ALTER TABLE t COMMENT 'hello'", "/*!40000 ALTER TABLE `t` DISABLE KEYS */",
+                "ALTER TABLE t ADD INDEX i (a), ADD FULLTEXT (b), DROP FOREIGN KEY fk, ALTER COLUMN a SET DEFAULT 1",
+                "ALTER TABLE t TABLEGROUP = tg1"]:
+        st = D.parse_ddl(sql, "db")
+        assert isinstance(st, D.AlterTable) and st.actions == (), (sql, st)
+
+
+def test_other_table_statements() -> None:
+    assert D.parse_ddl("RENAME TABLE a TO b, x.c TO `y`.d", "db") == D.RenameTables(
+        ((("db", "a"), ("db", "b")), (("x", "c"), ("y", "d"))))
+    assert D.parse_ddl("DROP TABLE IF EXISTS a, x.b /* generated by server */", "db") == D.DropTables(
+        (("db", "a"), ("x", "b")))
+    assert D.parse_ddl("TRUNCATE TABLE x.t", "db") == D.TruncateTable(("x", "t"))
+    assert D.parse_ddl("TRUNCATE t", "db") == D.TruncateTable(("db", "t"))
+    assert D.parse_ddl("CREATE UNIQUE INDEX u ON t (a, b(10) DESC)", "db") == D.CreateIndex(
+        ("db", "t"), D.IndexDef("u", "unique", ("a", "b")))
+    assert D.parse_ddl("DROP INDEX u ON x.t", "db") == D.DropIndex(("x", "t"), "u")
+    assert D.parse_ddl("CREATE TABLE n LIKE o", "db") == D.CreateTable(("db", "n"), like=("db", "o"))
+    assert D.parse_ddl("DROP DATABASE IF EXISTS x", "db") == D.DropDatabase("x")
+    assert D.parse_ddl("CREATE DATABASE x CHARACTER SET latin1", None) == D.DatabaseChanged("x")
+    for sql in ["BEGIN", "COMMIT", "INSERT INTO t VALUES (1)", "CREATE TEMPORARY TABLE tmp (a INT)",
+                "CREATE VIEW v AS SELECT 1", "CREATE DEFINER=`root`@`%` TRIGGER tr BEFORE INSERT ON t FOR EACH ROW "
+                "SET @x = 1", "GRANT ALL ON *.* TO u", "DROP TEMPORARY TABLE IF EXISTS t", "FLUSH PRIVILEGES"]:
+        assert D.parse_ddl(sql, "db") is None, sql
+
+
+def test_unreadable_ddl_names_its_table_so_it_can_be_reread() -> None:
+    for sql, tables in [
+        ("ALTER TABLE shop.orders ADD COLUMN x INT, BLAH BLAH", (("shop", "orders"),)),
+        ("CREATE TABLE t2 AS SELECT * FROM t1", (("db", "t2"),)),
+        ("ALTER TABLE `o` ADD COLUMN x WEIRDTYPE", (("db", "o"),)),
+        ("alter table t add column x int with system versioning", (("db", "t"),)),
+    ]:
+        st = D.parse_ddl(sql, "db")
+        assert isinstance(st, D.Unparsed) and st.tables == tables and st.reason, (sql, st)
+    # an unqualified table without a default database cannot be a tracked one (the server refused it)
+    assert D.parse_ddl("ALTER TABLE t ADD COLUMN x INT", None) is None
+
+
+def test_statement_tables() -> None:
+    def tables(sql: str) -> tuple:
+        st = D.parse_ddl(sql, "db")
+        assert st is not None
+        return D.statement_tables(st)
+
+    assert tables("ALTER TABLE a RENAME TO b") == (("db", "a"), ("db", "b"))
+    assert tables("RENAME TABLE a TO b, b TO a") == (("db", "a"), ("db", "b"))
+
+
+def test_table_def_round_trips_through_json() -> None:
+    t = create("CREATE TABLE t (id INT PRIMARY KEY, e ENUM('a','b'), u INT NOT NULL UNIQUE)")
+    again = D.TableDef.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert again == t and again.schema.unique_keys == (("u",),)
+
+
+def pos(file_no: int, p: int, row: int = 0) -> LogPosition:
+    return LogPosition(f"binlog.{file_no:06d}", p, row)
+
+
+def test_history_gives_the_definition_valid_at_a_position(tmp_path: Path) -> None:
+    v1 = create("CREATE TABLE t (id INT)")
+    v2 = alter(v1, "ALTER TABLE t ADD COLUMN a INT")
+    h = SchemaHistory(tmp_path)
+    name = ("db", "t")
+    h.record(name, pos(1, 100), v1, "start")
+    h.record(name, pos(1, 500), v2, "ddl", "ALTER TABLE t ADD COLUMN a INT")
+    h.record(name, pos(2, 50), None, "ddl", "DROP TABLE t")
+    h.record(name, pos(1, 500), v2, "ddl", "ALTER TABLE t ADD COLUMN a INT")  # a replay: not written twice
+    for history in (h, SchemaHistory(tmp_path)):  # in memory and reloaded from disk
+        assert history.at(name, pos(1, 99)) == (False, None)
+        assert history.at(name, pos(1, 100)) == (True, v1)
+        assert history.at(name, pos(1, 499)) == (True, v1)
+        assert history.at(name, pos(1, 500)) == (True, v2)  # a DDL ending at 500 is applied at 500
+        assert history.at(name, pos(2, 4)) == (True, v2)
+        assert history.at(name, pos(2, 50)) == (True, None)
+        assert history.at(("db", "other"), pos(2, 50)) == (False, None)
+    lines = (tmp_path / HISTORY_FILE).read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[1])["cause"] == "ddl"
+
+
+def test_history_ignores_a_torn_last_line_but_not_damage_inside(tmp_path: Path) -> None:
+    h = SchemaHistory(tmp_path)
+    t = create("CREATE TABLE t (id INT)")
+    h.record(("db", "t"), pos(1, 4), t, "start")
+    path = tmp_path / HISTORY_FILE
+    path.write_text(path.read_text() + '{"pos": ["log", "binlog.0000')
+    assert SchemaHistory(tmp_path).at(("db", "t"), pos(1, 4)) == (True, t)
+    assert path.read_text().count("\n") == 1
+    path.write_text("garbage\n" + path.read_text())
+    with pytest.raises(StateError, match="damaged at line 1"):
+        SchemaHistory(tmp_path)
