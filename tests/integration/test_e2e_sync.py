@@ -108,7 +108,7 @@ def test_full_then_incremental_lands_every_row_in_order(tmp_path, mariadb, kafka
 def _writer(conn, db: str, stop: threading.Event, seed: int) -> None:
     rnd = random.Random(seed)
     with conn.cursor() as cur:
-        next_id = 100_000
+        next_id = 1_000_000
         while not stop.is_set():
             r = rnd.random()
             if r < 0.4:
