@@ -83,7 +83,26 @@ def position_from_json(data: list[Any]) -> Position:
 
 
 def position_to_header(p: Position) -> bytes:
-    return json.dumps(p.to_json(), separators=(",", ":")).encode()
+    """The `obsync.pos` header: compact JSON of `to_json()` (written directly for the common shapes)."""
+    if p.__class__ is LogPosition:
+        return b'["log",%s,%d,%d]' % (_json_str(p.file), p.pos, p.row)  # type: ignore[union-attr]
+    key = p.key  # type: ignore[union-attr]
+    if len(key) == 1 and type(key[0]) is int:
+        return b'["snap",%s,[%d]]' % (_json_str(p.chunk), key[0])  # type: ignore[union-attr]
+    return json.dumps(p.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_STR_CACHE: dict[str, bytes] = {}
+
+
+def _json_str(s: str) -> bytes:
+    """JSON string literal of a file or chunk name (few distinct values: cached)."""
+    b = _STR_CACHE.get(s)
+    if b is None:
+        if len(_STR_CACHE) > 10_000:
+            _STR_CACHE.clear()
+        b = _STR_CACHE[s] = json.dumps(s, ensure_ascii=False).encode()
+    return b
 
 
 def position_from_header(raw: bytes) -> Position:

@@ -24,14 +24,14 @@ class Progress:
         self._rows_at_report = 0
         self._lock = threading.Lock()
 
-    def wrote(self, rec: Any, size: int) -> None:
-        self.rows += 1
+    def wrote(self, last: Any, count: int, size: int) -> None:
+        """`count` messages of `size` bytes written, `last` the last of them."""
+        self.rows += count
         self.bytes += size
-        self.last_position = rec.position
-        if rec.commit_time is not None:
-            self.last_commit_time = rec.commit_time
-        if self.rows % 2048 == 0:
-            self.maybe_report()
+        self.last_position = last.position
+        if last.commit_time is not None:
+            self.last_commit_time = last.commit_time
+        self.maybe_report()
 
     def skipped(self, n: int) -> None:
         self.dropped += n

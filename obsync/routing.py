@@ -56,6 +56,7 @@ class Router:
         self.fixed_partition = fixed_partition
         self.send_ddl = send_ddl
         self.all_parts = layout.parts()
+        self.key_is_record_key = encoder.name == "default"
 
     def route(self, batch: Sequence[Item]) -> list[tuple[str, list[OutItem]]]:
         """One (part, records) pair per sink part touched by the batch, records in batch order."""
@@ -72,16 +73,19 @@ class Router:
             seq = 0
             for change in split_key_change(item):
                 topic = self.layout.topic_of[(change.table.db, change.table.name)]  # type: ignore[union-attr]
-                partition = self._partition(change, topic)
+                records = self.encoder.encode(change, topic)
+                partition = self._partition(change, topic, records[0].key if records else None)
                 name = part_name(topic, partition)
-                bucket = out.setdefault(name, [])
-                for rec in self.encoder.encode(change, topic):
+                bucket = out.get(name)
+                if bucket is None:
+                    bucket = out[name] = []
+                for rec in records:
                     bucket.append(OutRecord(topic, partition, rec.key, rec.value, change.position, seq,
                                             change.commit_time))
                     seq += 1
         return list(out.items())
 
-    def _partition(self, change: Change, topic: str) -> int:
+    def _partition(self, change: Change, topic: str, record_key: bytes | None) -> int:
         n = self.layout.partitions[topic]
         if self.partitioning == "one":
             return self.fixed_partition % n
@@ -89,7 +93,8 @@ class Router:
         assert table is not None
         if self.partitioning == "table":
             return partition_for(f"{table.db}.{table.name}".encode(), n)
-        key = self.key_bytes(change)
+        # The Default format's message key *is* the partition key: no need to build it twice.
+        key = record_key if self.key_is_record_key else self.key_bytes(change)
         if key is None:  # no key: whole-row hash (the image that identifies the row)
             row = change.before if change.before is not None else change.after
             key = json.dumps(row, sort_keys=True, default=str, ensure_ascii=False).encode()

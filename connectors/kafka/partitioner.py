@@ -11,29 +11,20 @@ from __future__ import annotations
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), as a signed 32-bit int."""
     length = len(data)
-    seed = 0x9747B28C
     m = 0x5BD1E995
-    r = 24
-    h = (seed ^ length) & 0xFFFFFFFF
-    length4 = length // 4
-    for i in range(length4):
-        i4 = i * 4
-        k = (data[i4] & 0xFF) + ((data[i4 + 1] & 0xFF) << 8) + ((data[i4 + 2] & 0xFF) << 16) + (
-            (data[i4 + 3] & 0xFF) << 24)
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-    extra = length % 4
-    index = length & ~3
-    if extra == 3:
-        h ^= (data[index + 2] & 0xFF) << 16
-    if extra >= 2:
-        h ^= (data[index + 1] & 0xFF) << 8
-    if extra >= 1:
-        h ^= data[index] & 0xFF
-        h = (h * m) & 0xFFFFFFFF
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    end4 = length & ~3
+    for i in range(0, end4, 4):
+        k = (int.from_bytes(data[i:i + 4], "little") * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        h = ((h * m) & 0xFFFFFFFF) ^ ((k * m) & 0xFFFFFFFF)
+    extra = length & 3
+    if extra:
+        if extra == 3:
+            h ^= data[end4 + 2] << 16
+        if extra >= 2:
+            h ^= data[end4 + 1] << 8
+        h = ((h ^ data[end4]) * m) & 0xFFFFFFFF
     h ^= h >> 13
     h = (h * m) & 0xFFFFFFFF
     h ^= h >> 15

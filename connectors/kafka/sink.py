@@ -30,11 +30,12 @@ from connectors.kafka.records import (
 from connectors.kafka.tail import written_positions
 from obsync.changes import StreamDone
 from obsync.errors import SinkError
-from obsync.positions import position_from_json, position_to_header
+from obsync.positions import Position, position_from_json, position_to_header
 from obsync.progress import Progress
 
 log = logging.getLogger(__name__)
 
+_SEQ_BYTES = [str(i).encode() for i in range(16)]
 SinkState = dict[str, Any]  # {"offset": int, "last": {stream: [position json, seq]}, "done": [stream]}
 
 
@@ -93,12 +94,6 @@ class _SharedProducer:
 
 
 @dataclass
-class _Last:
-    key: tuple  # (position.sort_key, seq) for comparisons
-    json: list[Any]
-
-
-@dataclass
 class _KafkaPartition(StatefulSinkPartition[list[OutItem], SinkState]):
     topic: str
     partition: int
@@ -108,36 +103,46 @@ class _KafkaPartition(StatefulSinkPartition[list[OutItem], SinkState]):
     on_delivered: Callable[[], None]
     progress: Progress
     next_offset: int = 0
-    last: dict[str, _Last] = field(default_factory=dict)
+    # stream -> ((position.sort_key, seq), position): the last record written of each stream
+    last: dict[str, tuple[tuple, Position]] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     error: SinkError | None = None
     gate_open: bool = False
 
-    def _seen(self, stream: str, key: tuple, pos_json: list[Any]) -> bool:
+    def _seen(self, pos: Position, seq: int) -> bool:
+        """True if (pos, seq) is at or before the last record written of its stream; else records it."""
+        stream = pos.stream
+        key = (pos.sort_key, seq)
         prev = self.last.get(stream)
-        if prev is not None and key <= prev.key:
+        if prev is not None and key <= prev[0]:
             return True
-        self.last[stream] = _Last(key, pos_json)
+        self.last[stream] = (key, pos)
         return False
 
     def write_batch(self, values: list[list[OutItem]]) -> None:
         task = self.task_id.encode()
-        written = skipped = 0
+        seen = self._seen
+        produce = self.shared.produce
+        written = skipped = size = 0
+        last_rec = None
         for items in values:
             for it in items:
-                if isinstance(it, StreamDone):
-                    self.done.add(it.stream)
+                if it.__class__ is StreamDone:
+                    self.done.add(it.stream)  # type: ignore[union-attr]
                     continue
-                pos = it.position
-                if self._seen(pos.stream, (pos.sort_key, it.seq), pos.to_json()):
+                pos = it.position  # type: ignore[union-attr]
+                if seen(pos, it.seq):  # type: ignore[union-attr]
                     skipped += 1
                     continue
-                headers = [(TASK_HEADER, task), (POS_HEADER, position_to_header(pos)),
-                           (SEQ_HEADER, str(it.seq).encode())]
-                self.shared.produce(it, headers)
+                seq = it.seq  # type: ignore[union-attr]
+                produce(it, [(TASK_HEADER, task), (POS_HEADER, position_to_header(pos)),  # type: ignore[arg-type]
+                             (SEQ_HEADER, _SEQ_BYTES[seq] if seq < 16 else str(seq).encode())])
                 written += 1
-                self.progress.wrote(it, len(it.value or b""))
+                size += len(it.value or b"")  # type: ignore[union-attr]
+                last_rec = it
         self.shared.producer.poll(0)
+        if written:
+            self.progress.wrote(last_rec, written, size)
         if skipped:
             self.progress.skipped(skipped)
             log.debug("%s[%d]: dropped %d records already written", self.topic, self.partition, skipped)
@@ -158,7 +163,7 @@ class _KafkaPartition(StatefulSinkPartition[list[OutItem], SinkState]):
         self._raise_error()
         return {
             "offset": self.next_offset,
-            "last": {s: [v.json, v.key[1]] for s, v in self.last.items()},
+            "last": {s: [pos.to_json(), key[1]] for s, (key, pos) in self.last.items()},
             "done": sorted(self.done),
         }
 
@@ -201,13 +206,13 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         state = resume_state or {"offset": 0, "last": {}, "done": []}
         for stream, (pos_json, seq) in state["last"].items():
             pos = position_from_json(pos_json)
-            part.last[stream] = _Last((pos.sort_key, seq), pos_json)
+            part.last[stream] = ((pos.sort_key, seq), pos)
         part.done = set(state["done"])
         part.next_offset = state["offset"]
         # Writes after the last snapshot are in Kafka but not in the state: read them back.
         found = 0
         for offset, pos, seq in written_positions(self._conf, topic, partition, part.next_offset, self._task_id):
-            part._seen(pos.stream, (pos.sort_key, seq), pos.to_json())
+            part._seen(pos, seq)
             part.next_offset = offset + 1
             found += 1
         if found:
