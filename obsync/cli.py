@@ -23,8 +23,24 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: stop like Ctrl-C, but exit 0 (a requested stop, as a service manager expects)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The exception of `kind` behind one the engine wrapped (Bytewax re-raises worker errors and signals)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, kind):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -47,15 +63,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         init_db_dir(recovery, 1)
     progress = Progress()
     flow = build_flow(rt, progress)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         cli_main(flow, workers_per_process=args.workers or task.workers,
                  epoch_interval=timedelta(seconds=task.epoch_seconds),
                  recovery_config=RecoveryConfig(recovery))
-    except KeyboardInterrupt:
-        log.info("stopped; the next run resumes from the last consistent point")
-        progress.maybe_report(force=True)
-        return 130
+    except BaseException as e:
+        stop = _cause_of_type(e, KeyboardInterrupt)
+        if stop is not None:
+            progress.maybe_report(force=True)
+            log.info("stopped; the next run resumes from the last consistent point")
+            return 0 if isinstance(stop, _Terminated) else 130
+        cause = _cause_of_type(e, ObsyncError)
+        if cause is None:
+            raise
+        raise cause from None
     progress.maybe_report(force=True)
     log.info("task %s finished: %s", task.name, "caught up" if args.until_caught_up else "sources ended")
     return 0
