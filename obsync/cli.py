@@ -8,8 +8,12 @@ import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from obsync.errors import ObsyncError
+
+if TYPE_CHECKING:
+    from obsync.config import TaskConfig
 
 log = logging.getLogger("obsync")
 
@@ -45,15 +49,22 @@ def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
+    from obsync.config import load_task
+    from obsync.state import TaskState
+
+    task = load_task(args.task)
+    with TaskState(task.resolved_state_dir(args.state_dir)).running():
+        return _run(task, args)
+
+
+def _run(task: TaskConfig, args: argparse.Namespace) -> int:
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
     from flows.sync import build_flow
-    from obsync.config import load_task
     from obsync.progress import Progress
     from obsync.runtime import prepare
 
-    task = load_task(args.task)
     rt = prepare(task, state_dir=args.state_dir, until_caught_up=args.until_caught_up)
     log.info("task %s: %d tables -> %d topics (%d partitions), format %s, state in %s",
              task.name, len(rt.tables), len(rt.layout.partitions), len(rt.parts), task.format, rt.state.root)

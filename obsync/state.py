@@ -67,6 +67,26 @@ class TaskState:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Held while `obsync run` runs the task: a second run on the same state is refused, not raced."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".run.lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                raise StateError(f"the task is already running (process {f.read().strip() or '?'}) on state "
+                                 f"directory {self.root}; stop it first") from None
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def identity(self, task_name: str) -> dict[str, Any]:
         """The task instance's identity, created on first use."""
         path = self.root / "task.json"

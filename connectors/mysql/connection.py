@@ -43,10 +43,12 @@ class Endpoint:
                     connect_timeout=self.connect_timeout)
 
 
-def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True) -> pymysql.Connection:
+def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
+            utc_session: bool = True) -> pymysql.Connection:
     """A session in UTC (so TIMESTAMP values do not shift) that returns raw-enough Python values.
 
-    `streaming` returns an unbuffered cursor class so large SELECTs use bounded memory.
+    `streaming` returns an unbuffered cursor class so large SELECTs use bounded memory. `utc_session=False`
+    leaves the session as it is (for endpoints that answer few statements, such as a binlog service).
     """
     try:
         conn = pymysql.connect(
@@ -59,12 +61,13 @@ def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True) -
     except pymysql.err.OperationalError as e:
         code = e.args[0] if e.args else None
         # 1045 access denied, 1044 no database access: terminal; 2003 can't connect: transient.
-        msg = f"cannot connect to the source {ep.user}@{ep.host}:{ep.port}: {e.args[-1] if e.args else e}"
+        msg = f"cannot connect to {ep.user}@{ep.host}:{ep.port}: {e.args[-1] if e.args else e}"
         if code in (1044, 1045):
             raise SourceError(msg + " (check user and password)") from None
         raise SourceUnavailable(msg) from None
-    with conn.cursor() as cur:
-        cur.execute("SET time_zone = '+00:00'")
+    if utc_session:
+        with conn.cursor() as cur:
+            cur.execute("SET time_zone = '+00:00'")
     return conn
 
 

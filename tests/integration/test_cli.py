@@ -117,3 +117,21 @@ def test_purged_binlog_position_stops_with_what_to_do(tmp_path, kafka):
         assert "Traceback" not in proc.stderr
     finally:
         server.close()
+
+
+def test_a_second_run_of_a_running_task_is_refused(tmp_path, mariadb, kafka):
+    db = make_table(mariadb, 10)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.t"])
+    log = tmp_path / "obsync.log"
+    first = subprocess.Popen(obsync_cmd("run", str(task)), cwd=ROOT, stderr=open(log, "wb"))
+    try:
+        deadline = time.monotonic() + 60
+        while "ROW" not in keys_by_type(kafka.bootstrap_servers, f"Topic_{db}_t"):
+            assert time.monotonic() < deadline and first.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        second = run_obsync("run", str(task), check=False)
+        assert second.returncode == 2
+        assert f"already running (process {first.pid})" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(60)

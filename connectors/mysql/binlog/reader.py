@@ -59,7 +59,7 @@ from pymysqlreplication.row_event import (
 from connectors.mysql.binlog.rows import RowDecoder, table_map_signature
 from connectors.mysql.binlog.schema_history import SchemaHistory
 from connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
-from connectors.mysql.connection import Endpoint
+from connectors.mysql.connection import Endpoint, connect
 from obsync.changes import Change, Op
 from obsync.errors import ObsyncError, PositionLostError, SourceError, SourceUnavailable
 from obsync.positions import LogPosition, binlog_file_number, position_from_json
@@ -76,15 +76,7 @@ _PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG
 # ---- SQL helpers on the log endpoint ----------------------------------------------------------------
 
 def _admin_connect(ep: Endpoint) -> pymysql.Connection:
-    try:
-        return pymysql.connect(host=ep.host, port=ep.port, user=ep.user, password=ep.password,
-                               connect_timeout=ep.connect_timeout, autocommit=True, charset="utf8mb4")
-    except pymysql.err.OperationalError as e:
-        code = e.args[0] if e.args else None
-        msg = f"cannot connect to {ep.user}@{ep.host}:{ep.port}: {e.args[-1] if e.args else e}"
-        if code in (1044, 1045):
-            raise SourceError(msg + " (check user and password)") from None
-        raise SourceUnavailable(msg) from None
+    return connect(ep, utc_session=False)
 
 
 def _text(v: Any) -> str:
