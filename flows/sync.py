@@ -21,7 +21,6 @@ from connectors.kafka.sink import KafkaSink
 from connectors.mysql.binlog.source import BinlogSource
 from connectors.mysql.connection import Endpoint
 from connectors.mysql.snapshot.source import SnapshotSource
-from formats import encoder_for
 from formats.default import partition_key
 from obsync.progress import Progress
 from obsync.routing import Router
@@ -50,20 +49,17 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
         )))
     changes = streams[0] if len(streams) == 1 else op.merge("changes", *streams)
     router = Router(
-        encoder_for(task.format, **_format_options(rt)),
+        rt.encoder,
         rt.layout,
         task.partitioning,
         partition_key,
+        fixed_partition=task.fixed_partition,
         send_ddl=task.sync.ddl,
     )
     routed = op.flat_map("encode", changes, router.route)
     op.output("kafka", routed, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered, progress))
     return flow
-
-
-def _format_options(rt: Runtime) -> dict[str, Any]:
-    return {"task_name": rt.task.name, "db_type": "OB_MYSQL" if rt.dialect == "oceanbase" else "MYSQL"}
 
 
 def __getattr__(name: str) -> Any:

@@ -17,11 +17,33 @@ class KafkaRecord:
     value: bytes | None  # None is a tombstone
 
 
+@dataclass(frozen=True, slots=True)
+class EncoderContext:
+    """What every encoder is built with, besides its own `format_options`."""
+
+    task_name: str
+    db_type: str  # "OB_MYSQL" for OceanBase, "MYSQL" for MySQL/MariaDB
+
+
 class Encoder(ABC):
-    """Turns one change into the Kafka messages of a format (usually one; more for tombstones etc.)."""
+    """Turns one change into the Kafka messages of a format (usually one; more for tombstones etc.).
+
+    A format module registers a factory `f(ctx: EncoderContext, **format_options) -> Encoder` with
+    `formats.registry.register(name)`; the factory validates its options and raises `ConfigError` naming
+    `format_options.<key>` for a bad one.
+    """
 
     name: str
 
     @abstractmethod
     def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
-        """The messages for `change`, all for `topic`, in the order they must be written."""
+        """The messages for `change`, in the order they must be written.
+
+        Records normally go to `topic` (the table's topic; for DDL, each topic the DDL is delivered to). A
+        record may name another topic the format owns (a schema-change topic, say): it must be listed by
+        `extra_topics()`, and is partitioned by the hash of its key (partition 0 without a key).
+        """
+
+    def extra_topics(self) -> list[str]:
+        """Topics besides the tables' topics this encoder writes to (created with the task's topics)."""
+        return []

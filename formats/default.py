@@ -33,7 +33,7 @@ import json
 import re
 from typing import Any
 
-from formats.base import Encoder, KafkaRecord
+from formats.base import Encoder, EncoderContext, KafkaRecord
 from formats.registry import register
 from formats.values import TableRenderer, table_renderer
 from obsync.changes import Change, Op
@@ -63,7 +63,6 @@ DB_TYPES = {"OB_MYSQL": "OB_MYSQL", "MYSQL": "MYSQL", "oceanbase": "OB_MYSQL", "
 _SEQ_DIGITS = 10**9
 
 
-@register("default")
 class DefaultEncoder(Encoder):
     """Encodes changes as OMS Default JSON messages.
 
@@ -243,6 +242,17 @@ def ddl_type(statement: str) -> str:
         if word not in _MODIFIERS:
             break
     return "TRUNCATE TABLE" if verb == "TRUNCATE" else verb
+
+
+@register("default")
+def _build(ctx: EncoderContext, **options: Any) -> DefaultEncoder:
+    """`format_options` of the default format: `source_identity` (default the task name), `tenant` (written as
+    `tenant.database` in `db`, as OMS does for OceanBase sources)."""
+    unknown = sorted(set(options) - {"source_identity", "tenant"})
+    if unknown:
+        raise ConfigError(f"field `format_options.{unknown[0]}`: unknown option of format default; "
+                          "valid: source_identity, tenant")
+    return DefaultEncoder(ctx.task_name, db_type=ctx.db_type, **options)
 
 
 def partition_key(change: Change) -> bytes | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from formats.base import Encoder
+from formats.base import Encoder, EncoderContext
 from obsync.errors import ConfigError
 
 _FACTORIES: dict[str, Callable[..., Encoder]] = {}
@@ -18,13 +18,24 @@ def register(name: str) -> Callable[[Callable[..., Encoder]], Callable[..., Enco
     return deco
 
 
-def encoder_for(name: str, **options: Any) -> Encoder:
-    """The encoder registered as `name`; the error lists the valid names."""
-    import formats.default  # noqa: F401  (registers itself)
-
+def encoder_for(name: str, ctx: EncoderContext, options: dict[str, Any] | None = None) -> Encoder:
+    """The encoder registered as `name`, built with the task's `format_options`."""
+    _load_all()
     try:
         factory = _FACTORIES[name]
     except KeyError:
         valid = ", ".join(sorted(_FACTORIES))
         raise ConfigError(f"field `format`: {name!r} is not available; valid: {valid}") from None
-    return factory(**options)
+    return factory(ctx, **(options or {}))
+
+
+def _load_all() -> None:
+    """Import every format module under formats/ so each registers itself."""
+    import importlib
+    import pkgutil
+
+    import formats
+
+    for mod in pkgutil.iter_modules(formats.__path__):
+        if mod.name not in ("base", "registry", "values"):
+            importlib.import_module(f"formats.{mod.name}")

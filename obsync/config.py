@@ -115,7 +115,9 @@ class TaskConfig(_Model):
     topic: str = "Topic_${database}_${table}"
     topics: TopicsConfig = TopicsConfig()
     format: Literal[FORMATS] = "default"  # type: ignore[valid-type]
+    format_options: dict[str, Any] = Field(default_factory=dict, description="checked by the format")
     partitioning: Literal["hash", "table", "one"] = "hash"
+    fixed_partition: int = Field(0, ge=0, description="the partition of the `one` rule")
     state_dir: Path | None = None
     workers: int = Field(1, ge=1, le=64, description="Bytewax workers in this process")
     snapshot: SnapshotConfig = SnapshotConfig()

@@ -80,8 +80,11 @@ class Router:
                 if bucket is None:
                     bucket = out[name] = []
                 for rec in records:
-                    bucket.append(OutRecord(topic, partition, rec.key, rec.value, change.position, seq,
-                                            change.commit_time))
+                    if rec.topic == topic:
+                        bucket.append(OutRecord(topic, partition, rec.key, rec.value, change.position, seq,
+                                                change.commit_time))
+                    else:
+                        self._add_to_own_topic(rec, change, seq, out)
                     seq += 1
         return list(out.items())
 
@@ -108,7 +111,7 @@ class Router:
         for topic in topics:
             n = self.layout.partitions[topic]
             if self.partitioning == "hash" or not named:
-                targets: Any = range(n) if self.partitioning != "one" else [self.fixed_partition % n]
+                targets: Any = list(range(n)) if self.partitioning != "one" else [self.fixed_partition % n]
             elif self.partitioning == "table":
                 targets = sorted({partition_for(f"{db}.{t}".encode(), n) for db, t in change.ddl_tables
                                   if self.layout.topic_of.get((db, t)) == topic})
@@ -116,6 +119,16 @@ class Router:
                 targets = [self.fixed_partition % n]
             for p in targets:
                 for rec in self.encoder.encode(change, topic):
-                    out.setdefault(part_name(topic, p), []).append(
-                        OutRecord(topic, p, rec.key, rec.value, change.position, seq, change.commit_time))
+                    if rec.topic == topic:
+                        out.setdefault(part_name(topic, p), []).append(
+                            OutRecord(topic, p, rec.key, rec.value, change.position, seq, change.commit_time))
+                    elif p == targets[0]:  # the format's own topic (schema changes) gets it once
+                        self._add_to_own_topic(rec, change, seq, out)
                     seq += 1
+
+    def _add_to_own_topic(self, rec: Any, change: Change, seq: int, out: dict[str, list[OutItem]]) -> None:
+        """A record for a topic of the format's own (see `Encoder.extra_topics`): partitioned by its key."""
+        n = self.layout.partitions[rec.topic]
+        p = (murmur2(rec.key) & 0x7FFFFFFF) % n if rec.key is not None else 0
+        out.setdefault(part_name(rec.topic, p), []).append(
+            OutRecord(rec.topic, p, rec.key, rec.value, change.position, seq, change.commit_time))

@@ -17,6 +17,8 @@ from connectors.kafka.client import base_config
 from connectors.kafka.topics import ensure_topics
 from connectors.mysql.catalog import load_table_schema, table_kind
 from connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect
+from formats import encoder_for
+from formats.base import Encoder, EncoderContext
 from obsync.config import TaskConfig
 from obsync.errors import ConfigError, StateError
 from obsync.positions import LogPosition, position_from_json
@@ -40,6 +42,7 @@ class Runtime:
     log_start: LogPosition | None  # None without incremental sync
     plan: Any | None  # connectors.mysql.snapshot.plan.SnapshotPlan, None without full sync
     stop_at: LogPosition | None  # --until-caught-up: the source's log position when the command started
+    encoder: Encoder
 
     @property
     def parts(self) -> list[str]:
@@ -100,12 +103,15 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     log_start = position_from_json(start["log"]) if "log" in start else None
     plan = SnapshotPlan.from_dict(start["plan"]) if "plan" in start else None
     topic_of = {k: task.topic_for(*k) for k in tables}
-    counts = ensure_topics(task.target, sorted(set(topic_of.values())), task.topics.partitions,
-                           task.topics.replication_factor)
+    db_type = "OB_MYSQL" if dialect == "oceanbase" else "MYSQL"
+    encoder = encoder_for(task.format, EncoderContext(task.name, db_type),
+                          task.format_options)
+    counts = ensure_topics(task.target, sorted(set(topic_of.values()) | set(encoder.extra_topics())),
+                           task.topics.partitions, task.topics.replication_factor)
     stop_at = current_log_position(log_ep) if (until_caught_up and task.sync.incremental) else None
     assert log_start is None or isinstance(log_start, LogPosition)
     return Runtime(task, state, ident["id"], dialect, tables, TopicLayout(topic_of, counts), log_start, plan,
-                   stop_at)
+                   stop_at, encoder)
 
 
 def kafka_conf(task: TaskConfig) -> dict[str, Any]:

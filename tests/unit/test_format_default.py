@@ -10,6 +10,7 @@ import pytest
 
 import formats.default as default_mod
 from formats.default import DefaultEncoder, ddl_type
+from formats.base import EncoderContext
 from formats.registry import encoder_for
 from obsync.changes import Change, Op
 from obsync.errors import ConfigError
@@ -277,8 +278,14 @@ def test_source_identity_db_type_and_tenant_options() -> None:
 
 
 def test_registered_as_default() -> None:
-    enc = encoder_for("default", task_name="task1", db_type="OB_MYSQL")
+    enc = encoder_for("default", EncoderContext("task1", "OB_MYSQL"), {"tenant": "t1"})
     assert isinstance(enc, DefaultEncoder) and enc.name == "default" and enc.db_type == "OB_MYSQL"
+    assert enc.tenant == "t1"
+
+
+def test_unknown_format_option_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"`format_options.colour`.*valid: source_identity, tenant"):
+        encoder_for("default", EncoderContext("task1", "MYSQL"), {"colour": "red"})
 
 
 # ------------------------------------------------------------------------------ bytes are stable
