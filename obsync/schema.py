@@ -76,6 +76,7 @@ class TableSchema:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
     unique_keys: tuple[tuple[str, ...], ...] = ()  # unique keys whose columns are all NOT NULL
+    sharding_columns: tuple[str, ...] = ()  # set by the task (per object); empty means "the key columns"
     _by_name: dict[str, Column] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +92,12 @@ class TableSchema:
         if self.primary_key:
             return self.primary_key
         return self.unique_keys[0] if self.unique_keys else ()
+
+    @property
+    def message_key_columns(self) -> tuple[str, ...]:
+        """Columns of the Kafka message key and of the Hash rule: the sharding columns if the task sets
+        them, else `key_columns` (empty: no key, null message keys)."""
+        return self.sharding_columns or self.key_columns
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -109,6 +116,7 @@ class TableSchema:
             "columns": [asdict(c) for c in self.columns],
             "primary_key": list(self.primary_key),
             "unique_keys": [list(k) for k in self.unique_keys],
+            "sharding_columns": list(self.sharding_columns),
         }
 
     @classmethod
@@ -120,4 +128,5 @@ class TableSchema:
             columns=cols,
             primary_key=tuple(d.get("primary_key", ())),
             unique_keys=tuple(tuple(k) for k in d.get("unique_keys", ())),
+            sharding_columns=tuple(d.get("sharding_columns", ())),
         )
