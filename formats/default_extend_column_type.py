@@ -1,0 +1,76 @@
+"""OMS's DefaultExtendColumnType (`DEFAULT_WITH_SCHEMA`): the Default format plus column types
+(FORMATS.md, "DefaultExtendColumnType").
+
+Every message is the Default format's (`formats.default`), byte for byte, except that a `postStruct` holding a
+row (INSERT, UPDATE, and ROW for full sync) ends with one more member:
+
+    "__light_type": {"<column>": {"schemaType": "DECIMAL", "columnType": "decimal(12,2)"}, ...}
+
+for every column of the table, in column order: `schemaType` is the declared type's name in upper case
+(`VARCHAR`, `INT`, `TIMESTAMP`; signedness is in `columnType`), `columnType` the full declaration as the
+source prints it (`int(10) unsigned`, `enum('a','b')`). Messages without a row in `postStruct` (DELETE, DDL,
+HEARTBEAT) are the Default format's unchanged. (A table column named `__light_type` would precede the
+member of the same name; JSON readers keep the last one.)
+Options are the Default format's: `source_identity`, `tenant`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orjson import dumps
+
+from formats.base import EncoderContext
+from formats.default import DefaultEncoder
+from formats.registry import register
+from formats.values import TableRenderer
+from obsync.changes import Change
+from obsync.errors import ConfigError
+
+LIGHT_TYPE = "__light_type"
+_AFTER_POST = b',"allMetaData":'
+
+
+def light_types(tr: TableRenderer) -> dict[str, dict[str, str]]:
+    """Column -> {"schemaType", "columnType"} for every column of the table."""
+    return {c.name: {"schemaType": c.data_type.upper(), "columnType": c.column_type} for c in tr.schema.columns}
+
+
+class DefaultExtendColumnTypeEncoder(DefaultEncoder):
+    """The Default encoder whose row messages carry `postStruct.__light_type` (see the module docstring).
+
+    The types are spliced into the Default message's bytes, which is stateless (one encoder may serve several
+    worker threads) and costs no second encoding: in a Default message `postStruct` is always followed by
+    `,"allMetaData":`, which cannot occur inside a JSON string (its quotes would be escaped), and the last
+    occurrence is the top-level one (a column may be named `allMetaData`).
+    """
+
+    name = "default_extend_column_type"
+
+    def __init__(self, task_name: str, **options: Any) -> None:
+        super().__init__(task_name, **options)
+        self._types: dict[TableRenderer, bytes] = {}
+
+    def _row(self, change: Change, tr: TableRenderer, record_type: str, before: dict[str, Any] | None,
+             after: dict[str, Any] | None) -> tuple[bytes | None, bytes]:
+        key, value = super()._row(change, tr, record_type, before, after)
+        if after is None:
+            return key, value
+        types = self._types.get(tr)
+        if types is None:
+            if len(self._types) >= 4096:
+                self._types.clear()
+            types = self._types[tr] = b'"' + LIGHT_TYPE.encode() + b'":' + dumps(light_types(tr))
+        end = value.rindex(_AFTER_POST) - 1  # the closing brace of postStruct
+        sep = b"" if value[end - 1 : end] == b"{" else b","
+        return key, value[:end] + sep + types + value[end:]
+
+
+@register("default_extend_column_type")
+def _build(ctx: EncoderContext, **options: Any) -> DefaultExtendColumnTypeEncoder:
+    """`format_options`: the Default format's, `source_identity` and `tenant`."""
+    unknown = sorted(set(options) - {"source_identity", "tenant"})
+    if unknown:
+        raise ConfigError(f"field `format_options.{unknown[0]}`: unknown option of format "
+                          "default_extend_column_type; valid: source_identity, tenant")
+    return DefaultExtendColumnTypeEncoder(ctx.task_name, db_type=ctx.db_type, **options)
