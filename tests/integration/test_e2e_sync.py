@@ -161,3 +161,21 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path, mariad
     assert replay(msgs) == source_rows(conn, f"{db}.orders")
     # the kills did interrupt writing: restarted runs found messages newer than their last snapshot
     assert "found in Kafka; they will not be written again" in (tmp_path / "obsync.log").read_text()
+
+
+def test_changes_before_a_ddl_between_runs_use_the_schema_of_their_position(tmp_path, mariadb, kafka, shop):
+    """A first run that had nothing to stream still pins the schema at its start position."""
+    db, conn = shop
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {db}.orders VALUES (1, 'a', 1, 1.00, NULL)")
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"])
+    run_obsync("run", str(task), "--until-caught-up")
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {db}.orders VALUES (2, 'before', 2, 2.00, 'old shape')")
+        cur.execute(f"ALTER TABLE {db}.orders ADD COLUMN extra VARCHAR(10) NULL AFTER name, DROP COLUMN note")
+        cur.execute(f"INSERT INTO {db}.orders VALUES (3, 'after', 'x', 3, 3.00)")
+    run_obsync("run", str(task), "--until-caught-up")
+    rows = {m.key: json.loads(m.value)["postStruct"] for m in read_topic(kafka.bootstrap_servers,
+                                                                         f"Topic_{db}_orders")}
+    assert rows[b"[2]"] == {"id": "2", "name": "before", "qty": "2", "price": "2.00", "note": "old shape"}
+    assert rows[b"[3]"] == {"id": "3", "name": "after", "extra": "x", "qty": "3", "price": "3.00"}

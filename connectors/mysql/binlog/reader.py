@@ -231,8 +231,9 @@ class BinlogReader:
             self._state = {"version": RESUME_STATE_VERSION, "file": p.file, "pos": p.pos, "last": None}
         start = LogPosition(self._state["file"], self._state["pos"], 0)
         tracker = SchemaTracker(self.tables, SchemaHistory(self.history_dir), self._catalog)
-        if self.stop_at is None or start.sort_key[:3] < self.stop_at.sort_key[:3]:
-            tracker.start(start)
+        # Always, even when there is nothing to read before `stop_at`: a later run resumes from `start`
+        # and needs the schemas as they were there, whatever DDL runs in between.
+        tracker.start(start)
         self._tracker = tracker
 
     def start(self) -> None:
