@@ -1,0 +1,12 @@
+"""The `avro` format (FORMATS.md, "Avro"): Debezium's envelope in Avro, with or without a schema registry.
+
+- `schemas`: Kafka Connect schemas -> Avro schemas, as Confluent's AvroConverter makes them;
+- `wire`: the message bytes (Confluent wire format, Avro single-object encoding);
+- `registry`: a small schema-registry client;
+- `encoder`: the `Encoder`, registered as `avro` when this package is imported (`formats.registry` imports
+  every module and package under `formats/`).
+"""
+
+from formats.avro.encoder import AvroEncoder
+
+__all__ = ["AvroEncoder"]

@@ -1,0 +1,213 @@
+"""The `avro` format: the Debezium envelope's content (FORMATS.md, "Debezium") encoded with Avro.
+
+Each change becomes the records the Debezium format writes (`formats.debezium.envelope`: a key struct and an
+`<prefix>.<db>.<table>.Envelope` value; a tombstone after a delete; schema-change events in the `<topic_prefix>`
+topic), with key and value each written in Avro binary (fastavro) under the Avro schema Confluent's
+AvroConverter makes of the Debezium Connect schema (`formats.avro.schemas`). A tombstone keeps a null value;
+a record without key (a table without key columns) a null key.
+
+Two modes:
+- **With a schema registry** (`schema_registry.url`): Confluent's wire format (`0x00`, 4-byte big-endian
+  schema id, Avro binary). Schemas are registered under the topic's subjects `<topic>-key` and `<topic>-value`
+  (TopicNameStrategy) the first time the process meets them. After a DDL the table's next change carries a new
+  schema: a new column is an optional field with default null, a BACKWARD-compatible change the registry
+  accepts as the subject's next version; a change the subject's compatibility level refuses stops the task
+  with `IncompatibleSchemaError`, which says how to go on.
+- **Without one**: Avro single-object encoding (`0xC3 0x01`, the schema's 8-byte CRC-64-AVRO fingerprint,
+  Avro binary). Each schema is written once per process to the schema topic (`schema_topic`, default
+  `<topic_prefix>.schemas`), key the fingerprint as 16 hexadecimal digits, value the full schema JSON, before
+  the first message that uses it. A consumer reads that topic into fingerprint -> schema and decodes each
+  message with the schema of its fingerprint (docs/formats/avro.md).
+
+Encoding never depends on what was encoded before except for this: the registry's ids, and whether the schema
+record was already written by this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from formats.avro.registry import SchemaRegistryClient, schema_text
+from formats.avro.schemas import LOGICAL_TYPE_MODES, Convert, avro_schema, datum_converter
+from formats.avro.wire import AvroWriter, confluent_header, fingerprint, single_object_header
+from formats.base import Encoder, EncoderContext, KafkaRecord
+from formats.debezium import connect_schema as cs
+from formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
+from formats.debezium.envelope import EventBuilder
+from formats.registry import register
+from obsync.changes import Change
+from obsync.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEBEZIUM_OPTIONS = (*COMMON_OPTIONS, "truncate_events")
+AVRO_OPTIONS = ("schema_registry", "schema_topic", "logical_types")
+REGISTRY_KEYS = ("url", "user", "password")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Writer:
+    """How one Connect schema is written: its Avro writer (header included) and its value converter."""
+
+    connect: dict[str, Any]  # held so that its id() is not reused while cached
+    writer: AvroWriter
+    convert: Convert | None
+    fingerprint: bytes  # registry-less mode: the schema's fingerprint, and its record for the schema topic
+    text: str
+    schema_record: KafkaRecord | None
+
+    def write(self, value: Any) -> bytes:
+        return self.writer.write(value if self.convert is None else self.convert(value))
+
+
+class AvroEncoder(Encoder):
+    """Encodes changes as Avro Debezium records; `registry` None selects single-object encoding."""
+
+    name = "avro"
+
+    def __init__(self, cfg: DebeziumConfig, registry: SchemaRegistryClient | None = None, *,
+                 schema_topic: str | None = None, logical_types: str = "connect",
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self.cfg = cfg
+        self.registry = registry
+        self.schema_topic = schema_topic or f"{cfg.topic_prefix}.schemas"
+        self.logical_types = logical_types
+        self._events = EventBuilder(cfg, json_values=False, clock=clock)
+        self._writers: dict[tuple[str, str, int], _Writer] = {}
+        self._published: dict[bytes, str] = {}  # fingerprint -> schema text written to the schema topic
+        self._lock = threading.Lock()
+
+    def extra_topics(self) -> list[str]:
+        topics = [self.cfg.topic_prefix] if self.cfg.include_schema_changes else []
+        if self.registry is None:
+            topics.append(self.schema_topic)
+        return topics
+
+    def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+        out: list[KafkaRecord] = []
+        for e in self._events.events(change, topic):
+            if e.kind == "schema_change":
+                rec_topic = self.cfg.topic_prefix
+                key_schema, value_schema = cs.schema_change_key_schema(), cs.schema_change_value_schema()
+            else:
+                assert e.plan is not None
+                rec_topic = topic
+                key_schema = None if e.kind == "truncate" else e.plan.key_schema
+                value_schema = None if e.kind == "tombstone" else e.plan.envelope_schema
+            key = value = None
+            if key_schema is not None and e.key is not None:
+                key = self._writer(rec_topic, "key", key_schema, out).write(e.key)
+            if value_schema is not None and e.value is not None:
+                value = self._writer(rec_topic, "value", value_schema, out).write(e.value)
+            out.append(KafkaRecord(rec_topic, key, value))
+        return out
+
+    # ------------------------------------------------------------------ schemas
+
+    def _writer(self, topic: str, part: str, connect: dict[str, Any], out: list[KafkaRecord]) -> _Writer:
+        """The writer of `connect` for subject `<topic>-<part>`; in registry-less mode, appends the schema
+        record to `out` when this process has not written that schema yet."""
+        cache_key = (topic, part, id(connect))
+        w = self._writers.get(cache_key)
+        if w is None or w.connect is not connect:
+            with self._lock:
+                w = self._writers.get(cache_key)
+                if w is None or w.connect is not connect:
+                    w = self._writers[cache_key] = self._new_writer(topic, part, connect)
+        if w.schema_record is not None and self._published.get(w.fingerprint) != w.text:
+            with self._lock:
+                if self._published.get(w.fingerprint) != w.text:
+                    self._published[w.fingerprint] = w.text
+                    out.append(w.schema_record)
+        return w
+
+    def _new_writer(self, topic: str, part: str, connect: dict[str, Any]) -> _Writer:
+        if len(self._writers) >= 4096:
+            self._writers.clear()
+        schema = avro_schema(connect, self.logical_types)
+        text = schema_text(schema)
+        if self.registry is not None:
+            header = confluent_header(self.registry.register(f"{topic}-{part}", text))
+            return _Writer(connect, AvroWriter(schema, header), datum_converter(connect), b"", text, None)
+        fp = fingerprint(schema)
+        known = self._published.get(fp)
+        if known is not None and known != text:
+            log.warning("schema of %s-%s has the fingerprint %s of another schema that differs only in attributes "
+                        "outside Avro's canonical form (logical types, connect.*); the schema topic %s now holds "
+                        "the newer one under that key", topic, part, fp.hex(), self.schema_topic)
+        record = KafkaRecord(self.schema_topic, fp.hex().encode(), text.encode())
+        return _Writer(connect, AvroWriter(schema, single_object_header(fp)), datum_converter(connect), fp, text,
+                       record)
+
+
+# ---------------------------------------------------------------------- options
+
+
+def _registry(value: Any) -> SchemaRegistryClient | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"url": value}
+    if not isinstance(value, dict):
+        raise ConfigError("field `format_options.schema_registry`: expected a mapping with `url` (and `user`, "
+                          f"`password`), got {type(value).__name__}")
+    for key in value:
+        if key not in REGISTRY_KEYS:
+            raise ConfigError(f"field `format_options.schema_registry.{key}`: unknown setting; "
+                              f"valid: {', '.join(REGISTRY_KEYS)}")
+    url = value.get("url")
+    if not url:  # no URL: registry-less mode
+        if value.get("user") is not None or value.get("password") is not None:
+            raise ConfigError("field `format_options.schema_registry.url`: required when `user` or `password` "
+                              "is set")
+        return None
+    for key in REGISTRY_KEYS:
+        if value.get(key) is not None and not isinstance(value[key], str):
+            raise ConfigError(f"field `format_options.schema_registry.{key}`: must be a string")
+    if value.get("password") is not None and value.get("user") is None:
+        raise ConfigError("field `format_options.schema_registry.user`: required when `password` is set")
+    try:
+        return SchemaRegistryClient(url, value.get("user"), value.get("password"))
+    except ValueError as e:
+        raise ConfigError(f"field `format_options.schema_registry.url`: {e}") from None
+
+
+@register("avro")
+def _build(ctx: EncoderContext, **options: Any) -> AvroEncoder:
+    """`format_options` of the avro format: `schema_registry` (`{url, user, password}`; absent or without
+    `url`: registry-less mode), `schema_topic` (registry-less mode's schema topic, default
+    `<topic_prefix>.schemas`), `logical_types` (`connect`, the default: Avro logical types for Connect's logical
+    types only, as Confluent's converter; `all`: also for Debezium's DATE, DATETIME types), and the Debezium
+    options that shape the content (`formats.debezium.config`)."""
+    valid = (*DEBEZIUM_OPTIONS, *AVRO_OPTIONS)
+    for key in sorted(options):
+        if key not in valid:
+            raise ConfigError(f"field `format_options.{key}`: unknown option of format avro; valid: "
+                              f"{', '.join(valid)}")
+    cfg = parse_options("avro", ctx.task_name, {k: v for k, v in options.items() if k in DEBEZIUM_OPTIONS},
+                        DEBEZIUM_OPTIONS)
+    logical = options.get("logical_types", "connect")
+    if logical not in LOGICAL_TYPE_MODES:
+        raise ConfigError(f"field `format_options.logical_types`: {logical!r} is not valid; "
+                          f"valid: {', '.join(LOGICAL_TYPE_MODES)}")
+    schema_topic = options.get("schema_topic")
+    if schema_topic is not None and (not isinstance(schema_topic, str) or not _TOPIC.match(schema_topic)
+                                     or schema_topic in (".", "..")):
+        raise ConfigError(f"field `format_options.schema_topic`: {schema_topic!r} is not a valid Kafka topic name "
+                          "(1-249 letters, digits, '.', '_', '-')")
+    encoder = AvroEncoder(cfg, _registry(options.get("schema_registry")), schema_topic=schema_topic,
+                          logical_types=logical)
+    if encoder.registry is None and encoder.schema_topic == cfg.topic_prefix:
+        raise ConfigError("field `format_options.schema_topic`: must differ from `topic_prefix`, the "
+                          "schema-change topic")
+    log.info("format avro: %s", f"schema registry {encoder.registry!r}" if encoder.registry is not None
+             else f"no schema registry; schemas written to topic {encoder.schema_topic}")
+    return encoder
+

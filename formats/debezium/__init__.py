@@ -1,0 +1,12 @@
+"""The Debezium formats: `debezium`, `debezium_flatten` and `debezium_smt` (FORMATS.md, "Debezium").
+
+- `config`: the `format_options` and their validation.
+- `connect_schema`: Kafka Connect schemas per column type and per table, as JsonConverter schema dicts.
+- `values`: column values as Debezium renders them (Connect values and JSON values).
+- `envelope`: the change events (key struct, `{before, after, source, transaction, op, ts_ms, ...}`), tombstones
+  and schema-change events; `connect_records()` gives them with their schemas (used by the Avro format).
+- `json_format`, `flatten`, `smt`: the three encoders, registered by importing them here (the registry imports
+  every module and package under `formats/`).
+"""
+
+from formats.debezium import flatten, json_format, smt  # noqa: F401  (registers the formats)

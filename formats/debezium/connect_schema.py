@@ -1,0 +1,341 @@
+"""Kafka Connect schemas of the Debezium MySQL connector, as plain dicts in the JsonConverter's schema format.
+
+A schema is a dict whose members appear in the order the JsonConverter writes them: `type`, then `items`
+(arrays) or `fields` (structs), `optional`, `name`, `version`, `doc`, `parameters`, `default`; a struct's field
+is its schema plus a last member `field` (the field name). Connect type names are the JsonConverter's:
+`int16`, `int32`, `int64`, `float` (FLOAT32), `double` (FLOAT64), `boolean`, `string`, `bytes`, `array`,
+`struct`. The same dicts describe the Avro format's content (its helper converts them to Avro schemas).
+
+Column types map as Debezium's `BinlogValueConverters` / `JdbcValueConverters` do with default settings
+(`time.precision.mode=adaptive_time_microseconds`, `binary.handling.mode=bytes`, `decimal.handling.mode` and
+`bigint.unsigned.handling.mode` from the options), with the column types of its MySQL DDL parser:
+
+| MySQL type                        | Connect type | logical name (parameters)                                 |
+|-----------------------------------|--------------|-----------------------------------------------------------|
+| TINYINT, SMALLINT, TINYINT UNSIGNED | int16      |                                                           |
+| MEDIUMINT (±UNSIGNED), INT, SMALLINT UNSIGNED | int32 |                                                   |
+| BIGINT, INT UNSIGNED              | int64        |                                                           |
+| BIGINT UNSIGNED                   | int64        | (`long` mode); `precise`: Decimal, scale 0, precision 20  |
+| FLOAT (no scale, precision <= 24) | float        |                                                           |
+| FLOAT(M,D), DOUBLE                | double       |                                                           |
+| DECIMAL(M,D)                      | bytes        | org.apache.kafka.connect.data.Decimal (scale,             |
+|                                   |              | connect.decimal.precision); string / double by option     |
+| BIT(1) / BIT(n)                   | boolean / bytes | io.debezium.data.Bits (length)                         |
+| BINARY, VARBINARY, BLOB kinds     | bytes        |                                                           |
+| CHAR, VARCHAR, TEXT kinds         | string       |                                                           |
+| JSON                              | string       | io.debezium.data.Json                                     |
+| ENUM / SET                        | string       | io.debezium.data.Enum / io.debezium.data.EnumSet (allowed) |
+| DATE                              | int32        | io.debezium.time.Date                                     |
+| TIME(n)                           | int64        | io.debezium.time.MicroTime                                |
+| DATETIME(0-3) / DATETIME(4-6)     | int64        | io.debezium.time.Timestamp / io.debezium.time.MicroTimestamp |
+| TIMESTAMP(n)                      | string       | io.debezium.time.ZonedTimestamp                           |
+| YEAR                              | int32        | io.debezium.time.Year                                     |
+| GEOMETRY kinds / POINT            | struct       | io.debezium.data.geometry.Geometry / .Point               |
+
+Schema names are not adjusted (`schema.name.adjustment.mode=none`, Debezium's default since 2.0); the
+`<prefix>.<db>.<table>` part has characters that are invalid in a topic name replaced by `_`, as Debezium's
+default topic naming strategy does. Column default values are not in the schemas (no `default` member):
+obsync's table schema does not carry them.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from formats.debezium.config import DebeziumConfig
+from obsync.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
+
+Schema = dict[str, Any]
+
+DEBEZIUM_VERSION = "3.1.0.Final"  # the release whose message format obsync reproduces (source.version)
+CONNECTOR = "mysql"
+SNAPSHOT_VALUES = "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"
+SPATIAL_TYPES = frozenset({"geometry", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+                           "geometrycollection", "geomcollection"})
+
+_INVALID_TOPIC_CHAR = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def schema(type_: str, optional: bool = False, name: str | None = None, version: int | None = None,
+           parameters: dict[str, str] | None = None, doc: str | None = None) -> Schema:
+    """A primitive (or logical) schema, members in the JsonConverter's order."""
+    s: Schema = {"type": type_, "optional": optional}
+    if name is not None:
+        s["name"] = name
+    if version is not None:
+        s["version"] = version
+    if doc is not None:
+        s["doc"] = doc
+    if parameters is not None:
+        s["parameters"] = parameters
+    return s
+
+
+def struct(fields: list[Schema], optional: bool = False, name: str | None = None, version: int | None = None,
+           doc: str | None = None) -> Schema:
+    s: Schema = {"type": "struct", "fields": fields, "optional": optional}
+    if name is not None:
+        s["name"] = name
+    if version is not None:
+        s["version"] = version
+    if doc is not None:
+        s["doc"] = doc
+    return s
+
+
+def field(name: str, s: Schema) -> Schema:
+    """`s` as the field `name` of a struct."""
+    return {**s, "field": name}
+
+
+def array(items: Schema, optional: bool = False) -> Schema:
+    return {"type": "array", "items": items, "optional": optional}
+
+
+# ------------------------------------------------------------------------------------------- columns
+
+
+def bit_width(column: Column) -> int:
+    ct = column.column_type
+    if "(" in ct:
+        return int(ct[ct.index("(") + 1: ct.index(")")])
+    return 1
+
+
+def _float_has_scale(column: Column) -> bool:
+    ct = column.column_type
+    return "(" in ct and "," in ct[ct.index("("):]
+
+
+def column_kind(column: Column, cfg: DebeziumConfig) -> str:
+    """How Debezium represents `column`: one of the kinds `connect_schema_of` and `formats.debezium.values` know."""
+    t = column.data_type
+    if t in INTEGER_TYPES:
+        if t in ("tinyint", "smallint"):
+            return "int32" if (t == "smallint" and column.unsigned) else "int16"
+        if t in ("mediumint",) or (t in ("int", "integer") and not column.unsigned):
+            return "int32"
+        if t == "bigint" and column.unsigned:
+            return "uint64_precise" if cfg.bigint_unsigned_handling_mode == "precise" else "uint64_long"
+        return "int64"
+    if t in ("decimal", "numeric"):
+        return f"decimal_{cfg.decimal_handling_mode}"
+    if t == "float":
+        return "float64" if _float_has_scale(column) else "float32"
+    if t in ("double", "real", "double precision"):
+        return "float64"
+    if t == "bit":
+        return "bool_bit" if bit_width(column) <= 1 else "bits"
+    if t == "binary" or (t == "char" and column.charset == "binary"):
+        return "binary_fixed"
+    if t in BINARY_TYPES or column.is_binary:
+        return "bytes"
+    if t in TEXT_TYPES:
+        return "string"
+    if t == "json":
+        return "json"
+    if t == "enum":
+        return "enum"
+    if t == "set":
+        return "set"
+    if t == "date":
+        return "date"
+    if t == "time":
+        return "time"
+    if t == "datetime":
+        return "datetime_ms" if column.fsp <= 3 else "datetime_us"
+    if t == "timestamp":
+        return "timestamp"
+    if t == "year":
+        return "year"
+    if t == "point":
+        return "point"
+    if t in SPATIAL_TYPES:
+        return "geometry"
+    return "other"
+
+
+def allowed_values(column: Column) -> str:
+    """ENUM/SET members as Debezium lists them in `allowed`: comma-joined, a comma inside a member escaped."""
+    return ",".join(m.replace(",", "\\,") for m in column.values)
+
+
+def _decimal(scale: int, precision: int, optional: bool) -> Schema:
+    return schema("bytes", optional, "org.apache.kafka.connect.data.Decimal", 1,
+                  {"scale": str(scale), "connect.decimal.precision": str(precision)})
+
+
+def connect_schema_of(column: Column, cfg: DebeziumConfig, optional: bool | None = None) -> Schema:
+    """The Connect schema of `column`'s values (optional when the column is nullable, unless `optional` says)."""
+    opt = column.nullable if optional is None else optional
+    kind = column_kind(column, cfg)
+    simple = _SIMPLE.get(kind)
+    if simple is not None:
+        return schema(simple[0], opt, *simple[1:])
+    if kind == "uint64_precise":
+        return _decimal(0, 20, opt)
+    if kind == "decimal_precise":
+        scale = column.scale if column.scale is not None else 0
+        return _decimal(scale, column.precision if column.precision is not None else 10, opt)
+    if kind == "bits":
+        return schema("bytes", opt, "io.debezium.data.Bits", 1, {"length": str(bit_width(column))})
+    if kind == "enum":
+        return schema("string", opt, "io.debezium.data.Enum", 1, {"allowed": allowed_values(column)})
+    if kind == "set":
+        return schema("string", opt, "io.debezium.data.EnumSet", 1, {"allowed": allowed_values(column)})
+    if kind == "geometry":
+        return struct([field("wkb", schema("bytes")), field("srid", schema("int32", True))], opt,
+                      "io.debezium.data.geometry.Geometry", 1, "Geometry")
+    if kind == "point":
+        return struct([field("x", schema("double")), field("y", schema("double")),
+                       field("wkb", schema("bytes", True)), field("srid", schema("int32", True))], opt,
+                      "io.debezium.data.geometry.Point", 1, "Geometry (POINT)")
+    raise AssertionError(kind)
+
+
+_SIMPLE: dict[str, tuple[Any, ...]] = {
+    "int16": ("int16",), "int32": ("int32",), "int64": ("int64",), "uint64_long": ("int64",),
+    "float32": ("float",), "float64": ("double",), "decimal_string": ("string",), "decimal_double": ("double",),
+    "bool_bit": ("boolean",), "bytes": ("bytes",), "binary_fixed": ("bytes",), "string": ("string",),
+    "other": ("string",),
+    "json": ("string", "io.debezium.data.Json", 1),
+    "date": ("int32", "io.debezium.time.Date", 1),
+    "time": ("int64", "io.debezium.time.MicroTime", 1),
+    "datetime_ms": ("int64", "io.debezium.time.Timestamp", 1),
+    "datetime_us": ("int64", "io.debezium.time.MicroTimestamp", 1),
+    "timestamp": ("string", "io.debezium.time.ZonedTimestamp", 1),
+    "year": ("int32", "io.debezium.time.Year", 1),
+}
+
+
+# ------------------------------------------------------------------------------------------- tables
+
+
+def schema_prefix(topic_prefix: str, db: str, table: str) -> str:
+    """`<prefix>.<db>.<table>`, the start of a table's schema names (Debezium's default topic name)."""
+    return ".".join(_INVALID_TOPIC_CHAR.sub("_", p) for p in (topic_prefix, db, table))
+
+
+def value_schema(table: TableSchema, cfg: DebeziumConfig) -> Schema:
+    """`<prefix>.<db>.<table>.Value`: every column, in table order (optional: it is `before`/`after`)."""
+    return struct([field(c.name, connect_schema_of(c, cfg)) for c in table.columns], True,
+                  schema_prefix(cfg.topic_prefix, table.db, table.name) + ".Value")
+
+
+def key_schema(table: TableSchema, cfg: DebeziumConfig) -> Schema | None:
+    """`<prefix>.<db>.<table>.Key`: the message key columns (None when the table has none: null keys)."""
+    cols = table.message_key_columns
+    if not cols:
+        return None
+    return struct([field(n, connect_schema_of(table.column(n), cfg)) for n in cols], False,
+                  schema_prefix(cfg.topic_prefix, table.db, table.name) + ".Key")
+
+
+@lru_cache(maxsize=1)
+def source_schema() -> Schema:
+    """`io.debezium.connector.mysql.Source` (the `source` block; versioned since Debezium 3.1)."""
+    return struct([
+        field("version", schema("string")),
+        field("connector", schema("string")),
+        field("name", schema("string")),
+        field("ts_ms", schema("int64")),
+        field("snapshot", {**schema("string", True, "io.debezium.data.Enum", 1, {"allowed": SNAPSHOT_VALUES}),
+                           "default": "false"}),
+        field("db", schema("string")),
+        field("sequence", schema("string", True)),
+        field("ts_us", schema("int64", True)),
+        field("ts_ns", schema("int64", True)),
+        field("table", schema("string", True)),
+        field("server_id", schema("int64")),
+        field("gtid", schema("string", True)),
+        field("file", schema("string")),
+        field("pos", schema("int64")),
+        field("row", schema("int32")),
+        field("thread", schema("int64", True)),
+        field("query", schema("string", True)),
+    ], False, "io.debezium.connector.mysql.Source", 1)
+
+
+@lru_cache(maxsize=1)
+def transaction_schema() -> Schema:
+    """`event.block`: the `transaction` block (always null: `provide.transaction.metadata` is off)."""
+    return struct([field("id", schema("string")), field("total_order", schema("int64")),
+                   field("data_collection_order", schema("int64"))], True, "event.block", 1)
+
+
+def envelope_schema(table: TableSchema, cfg: DebeziumConfig) -> Schema:
+    """`<prefix>.<db>.<table>.Envelope` (version 2): before, after, source, transaction, op, ts_ms/us/ns."""
+    value = value_schema(table, cfg)
+    return struct([
+        field("before", value),
+        field("after", value),
+        field("source", source_schema()),
+        field("transaction", transaction_schema()),
+        field("op", schema("string")),
+        field("ts_ms", schema("int64", True)),
+        field("ts_us", schema("int64", True)),
+        field("ts_ns", schema("int64", True)),
+    ], False, schema_prefix(cfg.topic_prefix, table.db, table.name) + ".Envelope", 2)
+
+
+SMT_FIELDS = (("__op", "string"), ("__table", "string"), ("__db", "string"), ("__source_ts_ms", "int64"))
+
+
+def smt_value_schema(table: TableSchema, cfg: DebeziumConfig) -> Schema:
+    """ExtractNewRecordState's value (`add.fields=op,table,db,source.ts_ms`): the row's fields, the added
+    fields (optional copies of the envelope's), then `__deleted` in `rewrite` mode; the struct is required
+    (InsertField copies only the name of the row schema)."""
+    fields = [field(c.name, connect_schema_of(c, cfg)) for c in table.columns]
+    fields += [field(n, schema(t, True)) for n, t in SMT_FIELDS]
+    if cfg.delete_handling == "rewrite":
+        fields.append(field("__deleted", schema("string", True)))
+    return struct(fields, False, schema_prefix(cfg.topic_prefix, table.db, table.name) + ".Value")
+
+
+# ------------------------------------------------------------------------------------------- schema changes
+
+
+@lru_cache(maxsize=1)
+def schema_change_key_schema() -> Schema:
+    return struct([field("databaseName", schema("string"))], False,
+                  "io.debezium.connector.mysql.SchemaChangeKey", 1)
+
+
+@lru_cache(maxsize=1)
+def schema_change_value_schema() -> Schema:
+    """`io.debezium.connector.mysql.SchemaChangeValue` with the `tableChanges` item schema of Debezium 3.x."""
+    column = struct([
+        field("name", schema("string")),
+        field("jdbcType", schema("int32")),
+        field("nativeType", schema("int32", True)),
+        field("typeName", schema("string")),
+        field("typeExpression", schema("string", True)),
+        field("charsetName", schema("string", True)),
+        field("length", schema("int32", True)),
+        field("scale", schema("int32", True)),
+        field("position", schema("int32")),
+        field("optional", schema("boolean", True)),
+        field("autoIncremented", schema("boolean", True)),
+        field("generated", schema("boolean", True)),
+        field("comment", schema("string", True)),
+        field("defaultValueExpression", schema("string", True)),
+        field("enumValues", array(schema("string"), True)),
+    ], False, "io.debezium.connector.schema.Column", 1)
+    table = struct([
+        field("defaultCharsetName", schema("string", True)),
+        field("primaryKeyColumnNames", array(schema("string"), True)),
+        field("columns", array(column)),
+        field("comment", schema("string", True)),
+    ], True, "io.debezium.connector.schema.Table", 1)
+    change = struct([field("type", schema("string")), field("id", schema("string")), field("table", table)],
+                    False, "io.debezium.connector.schema.Change", 1)
+    return struct([
+        field("source", source_schema()),
+        field("ts_ms", schema("int64")),
+        field("databaseName", schema("string", True)),
+        field("schemaName", schema("string", True)),
+        field("ddl", schema("string", True)),
+        field("tableChanges", array(change)),
+    ], False, "io.debezium.connector.mysql.SchemaChangeValue", 1)

@@ -1,0 +1,336 @@
+"""Debezium change events of obsync changes: key structs and `{before, after, source, transaction, op, ts_ms,
+ts_us, ts_ns}` value structs, as the MySQL connector (3.x, default settings) builds them.
+
+Public entry points:
+- `connect_records(change, cfg)`: for one change, its records as `ConnectRecord`s, each with the key struct and
+  key Connect schema and the value struct and value Connect schema (plain dicts in the JsonConverter's schema
+  format, Connect values: bytes as bytes, Decimal fields as `decimal.Decimal`). This is what the Avro format
+  encodes.
+- `EventBuilder`: the same, without schemas, in either rendering (Connect values or JSON values), reusing the
+  per-table plans; the JSON encoders use it.
+
+What a change becomes (`tombstones_on_delete`, `truncate_events`, `include_schema_changes` from the options):
+
+| change                              | events, in order                                                          |
+|-------------------------------------|---------------------------------------------------------------------------|
+| snapshot row (READ)                 | `r` (after)                                                               |
+| INSERT                              | `c` (after)                                                               |
+| UPDATE                              | `u` (before, after)                                                       |
+| UPDATE changing the message key     | `d` (before), tombstone of the old key, `c` (after), as Debezium does     |
+| DELETE                              | `d` (before), tombstone (same key, null value)                            |
+| DDL                                 | schema-change event in the `<topic_prefix>` topic (key `{databaseName}`)  |
+| TRUNCATE TABLE (a DDL)              | also a `t` event (null key, no before/after) when `truncate_events` is on |
+| heartbeat                           | nothing (Debezium's heartbeats are off by default)                        |
+
+`source` block: `version` (the Debezium release reproduced), `connector` "mysql", `name` (the topic prefix),
+`ts_ms`/`ts_us`/`ts_ns` (the source commit time; for snapshot rows the time the row is encoded, as Debezium
+uses its clock during snapshots), `snapshot` ("true" for every snapshot row: which row is a table's or the
+snapshot's last is not known to an encoder that sees one row at a time, so Debezium's "first"/"last"/
+"last_in_data_collection" markers are not used; "false" otherwise), `db`, `sequence` null, `table`,
+`server_id` (0 for snapshot rows), `gtid` (the transaction's GTID, null without GTIDs), `file`, `pos`, `row`
+(for snapshot rows "", 0, 0: the snapshot's binlog position is not known to the encoder), `thread` null (not
+carried by obsync's changes), `query` null (`include.query` is off by default).
+Differences from Debezium, all in metadata: `pos` is the end offset of the rows event (obsync's resumable
+position) where Debezium writes its start offset; `thread` is always null; snapshot rows carry no binlog
+position. The envelope's `ts_ms`/`ts_us`/`ts_ns` are the encoding time (processing time, as in Debezium).
+`transaction` is null (`provide.transaction.metadata` is off by default).
+
+Schema-change events: `{source, ts_ms, databaseName, schemaName: null, ddl, tableChanges: []}`. Debezium fills
+`tableChanges` with the whole table definition after the change (column JDBC types, defaults, comments,
+auto-increment); obsync's table schema lacks part of that, so the list is left empty rather than half right.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from formats.debezium import connect_schema as cs
+from formats.debezium.config import DebeziumConfig
+from formats.debezium.values import converters, explain
+from formats.default import ddl_type
+from obsync.changes import Change, Op
+from obsync.errors import SchemaMismatchError
+from obsync.positions import LogPosition
+from obsync.schema import TableSchema
+
+Struct = dict[str, Any]
+_NOT_GTID = re.compile(r"^.*\.\d+:\d+$")  # obsync's "file:pos" transaction identity when there is no GTID
+
+
+class TablePlan:
+    """One table's converters and Connect schemas, built once per (table schema, settings)."""
+
+    __slots__ = ("table", "cfg", "ncols", "_connect", "_json", "_key_connect", "_key_json", "key_names",
+                 "key_schema", "value_schema", "envelope_schema", "_smt_schema", "_json_cache")
+
+    def __init__(self, table: TableSchema, cfg: DebeziumConfig) -> None:
+        self.table = table
+        self.cfg = cfg
+        self.ncols = len(table.columns)
+        convs = [(c.name, *converters(c, cfg)) for c in table.columns]
+        self._connect = tuple((n, f) for n, f, _ in convs)
+        self._json = tuple((n, f) for n, _, f in convs)
+        self.key_names = table.message_key_columns
+        connect, json_ = dict(self._connect), dict(self._json)
+        self._key_connect = tuple((n, connect[n]) for n in self.key_names)  # in key order, not table order
+        self._key_json = tuple((n, json_[n]) for n in self.key_names)
+        self.key_schema = cs.key_schema(table, cfg)
+        self.envelope_schema = cs.envelope_schema(table, cfg)
+        self.value_schema = self.envelope_schema["fields"][0]  # before/after: the `.Value` struct
+        self._smt_schema: cs.Schema | None = None
+        self._json_cache: dict[str, bytes] = {}
+
+    @property
+    def smt_value_schema(self) -> cs.Schema:
+        if self._smt_schema is None:
+            self._smt_schema = cs.smt_value_schema(self.table, self.cfg)
+        return self._smt_schema
+
+    def schema_json(self, which: str, dumps: Callable[[Any], bytes]) -> bytes:
+        """A schema serialized once (`key`, `envelope` or `smt`), for the JSON encoders."""
+        b = self._json_cache.get(which)
+        if b is None:
+            s = {"key": self.key_schema, "envelope": self.envelope_schema, "smt": self.smt_value_schema}[which]
+            b = self._json_cache[which] = dumps(s)
+        return b
+
+    def row(self, row: Mapping[str, Any], json_values: bool) -> Struct:
+        """The `.Value` struct of a row image: every column in table order (absent ones null)."""
+        get = row.get
+        try:
+            out = {n: None if (v := get(n)) is None else v if f is None else f(v)
+                   for n, f in (self._json if json_values else self._connect)}
+        except Exception as exc:
+            raise self._explain(row, json_values, exc) from exc
+        if len(row) != self.ncols:
+            self._check_names(row)
+        return out
+
+    def key(self, row: Mapping[str, Any], json_values: bool) -> Struct | None:
+        """The `.Key` struct of a row image (None for tables without message key columns)."""
+        if self.key_schema is None:
+            return None
+        try:
+            return {n: None if (v := row[n]) is None else v if f is None else f(v)
+                    for n, f in (self._key_json if json_values else self._key_connect)}
+        except Exception as exc:
+            raise self._explain(row, json_values, exc) from exc
+
+    def _check_names(self, row: Mapping[str, Any]) -> None:
+        for name in row:
+            if name not in self.table.column_names:
+                raise SchemaMismatchError(f"row of {self.table.full_name} has column {name!r}, which its schema "
+                                          f"does not know; known: {', '.join(self.table.column_names)}")
+
+    def _explain(self, row: Mapping[str, Any], json_values: bool, exc: Exception) -> Exception:
+        self._check_names(row)
+        missing = [n for n in self.key_names if n not in row]
+        if missing:
+            return SchemaMismatchError(f"row of {self.table.full_name} lacks its key column(s) {', '.join(missing)}")
+        for name, f in self._json if json_values else self._connect:
+            value = row.get(name, None)
+            if value is None or f is None:
+                continue
+            try:
+                f(value)
+            except Exception as e:
+                return explain(self.table.full_name, self.table.column(name), value, e)
+        return exc
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One record of a change, without schemas. `kind`: `change` (an envelope in the table's topic),
+    `tombstone` (null value), `truncate` (an `op: t` envelope, null key) or `schema_change` (key
+    `{databaseName}` and a schema-change value, for the `<topic_prefix>` topic)."""
+
+    kind: str
+    plan: TablePlan | None
+    key: Struct | None
+    value: Struct | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRecord:
+    """A record with its Connect schemas. `topic` None means the table's topic; otherwise the schema-change
+    topic. A null `value` is a tombstone; a null `key_schema`/`key` a record without key."""
+
+    topic: str | None
+    key_schema: cs.Schema | None
+    key: Struct | None
+    value_schema: cs.Schema | None
+    value: Struct | None
+
+
+class EventBuilder:
+    """Builds the events of changes in one rendering (`json_values`: JSON values, else Connect values).
+
+    The router asks for a DDL's records once per topic and partition it delivers DDL to; Debezium writes a
+    schema change once, so `events(change, topic)` returns the schema-change event only the first time it sees
+    a DDL change object, and a truncate event once per topic.
+    """
+
+    def __init__(self, cfg: DebeziumConfig, *, json_values: bool, clock: Callable[[], int] = time.time_ns) -> None:
+        self.cfg = cfg
+        self.json_values = json_values
+        self.clock = clock
+        self._plans: dict[int, tuple[TableSchema, TablePlan]] = {}
+        self._ddl: Change | None = None
+        self._ddl_topics: set[str] = set()
+
+    def plan(self, table: TableSchema) -> TablePlan:
+        hit = self._plans.get(id(table))
+        if hit is not None and hit[0] is table:
+            return hit[1]
+        if len(self._plans) >= 4096:
+            self._plans.clear()
+        p = TablePlan(table, self.cfg)
+        self._plans[id(table)] = (table, p)  # holding `table` keeps its id from being reused
+        return p
+
+    def events(self, change: Change, topic: str = "") -> list[Event]:
+        op = change.op
+        if op is Op.DDL:
+            return self._ddl_events(change, topic)
+        if op is Op.HEARTBEAT:
+            return []
+        table = change.table
+        if table is None:
+            raise ValueError(f"{op.value} change at {change.position} has no table")
+        plan = self.plan(table)
+        jv = self.json_values
+        now = self.clock()
+        if op is Op.INSERT or op is Op.READ:
+            after = change.after
+            assert after is not None
+            code = "c" if op is Op.INSERT else "r"
+            return [Event("change", plan, plan.key(after, jv),
+                          self._envelope(change, plan, None, plan.row(after, jv), code, now))]
+        if op is Op.DELETE:
+            before = change.before
+            assert before is not None
+            return self._delete(change, plan, plan.key(before, jv), plan.row(before, jv), now)
+        if op is Op.UPDATE:
+            before, after = change.before, change.after
+            assert before is not None and after is not None
+            old_key, new_key = plan.key(before, jv), plan.key(after, jv)
+            b, a = plan.row(before, jv), plan.row(after, jv)
+            if old_key != new_key:  # the message key changed: delete + tombstone + create, as Debezium does
+                return [*self._delete(change, plan, old_key, b, now),
+                        Event("change", plan, new_key, self._envelope(change, plan, None, a, "c", now))]
+            return [Event("change", plan, new_key, self._envelope(change, plan, b, a, "u", now))]
+        raise ValueError(f"cannot encode a {op!r} change")
+
+    # ------------------------------------------------------------------------------------------- parts
+
+    def _delete(self, change: Change, plan: TablePlan, key: Struct | None, before: Struct, now: int) -> list[Event]:
+        out = [Event("change", plan, key, self._envelope(change, plan, before, None, "d", now))]
+        if self.cfg.tombstones_on_delete:  # even with a null key, as Debezium's EventDispatcher does
+            out.append(Event("tombstone", plan, key, None))
+        return out
+
+    def _envelope(self, change: Change, plan: TablePlan, before: Struct | None, after: Struct | None, op: str,
+                  now: int) -> Struct:
+        table = plan.table
+        return {
+            "before": before,
+            "after": after,
+            "source": self.source(change, table.db, table.name, now),
+            "transaction": None,
+            "op": op,
+            "ts_ms": now // 1_000_000,
+            "ts_us": now // 1_000,
+            "ts_ns": now,
+        }
+
+    def source(self, change: Change, db: str | None, table: str | None, now: int) -> Struct:
+        """The `source` block of a change (see the module docstring for each member)."""
+        pos = change.position
+        if type(pos) is LogPosition:
+            file, offset, row, snapshot = pos.file, pos.pos, pos.row, "false"
+        else:
+            file, offset, row, snapshot = "", 0, 0, "true"
+        if change.commit_time is not None:
+            ts_us = round(change.commit_time * 1_000_000)
+        else:
+            ts_us = now // 1_000
+        txn = change.txn
+        return {
+            "version": cs.DEBEZIUM_VERSION,
+            "connector": cs.CONNECTOR,
+            "name": self.cfg.topic_prefix,
+            "ts_ms": ts_us // 1_000,
+            "snapshot": snapshot,
+            "db": db or "",
+            "sequence": None,
+            "ts_us": ts_us,
+            "ts_ns": ts_us * 1_000,
+            "table": table,
+            "server_id": change.server_id or 0,
+            "gtid": None if txn is None or _NOT_GTID.match(txn) else txn,
+            "file": file,
+            "pos": offset,
+            "row": row,
+            "thread": None,
+            "query": None,
+        }
+
+    def _ddl_events(self, change: Change, topic: str) -> list[Event]:
+        first = change is not self._ddl
+        if first:
+            self._ddl, self._ddl_topics = change, set()
+        elif topic in self._ddl_topics:
+            return []
+        self._ddl_topics.add(topic)
+        out: list[Event] = []
+        now = self.clock()
+        if first and self.cfg.include_schema_changes:
+            out.append(self._schema_change(change, now))
+        if self.cfg.truncate_events and change.table is not None and ddl_type(change.ddl or "") == "TRUNCATE TABLE":
+            plan = self.plan(change.table)
+            out.append(Event("truncate", plan, None, self._envelope(change, plan, None, None, "t", now)))
+        return out
+
+    def _schema_change(self, change: Change, now: int) -> Event:
+        if change.ddl_tables:
+            db = change.ddl_tables[0][0]
+            names = [t for d, t in change.ddl_tables if d == db]
+        elif change.table is not None:
+            db, names = change.table.db, [change.table.name]
+        else:
+            db, names = change.ddl_db or "", []
+        value = {
+            "source": self.source(change, db, ",".join(names) or None, now),
+            "ts_ms": now // 1_000_000,
+            "databaseName": db,
+            "schemaName": None,
+            "ddl": change.ddl,
+            "tableChanges": [],
+        }
+        return Event("schema_change", None, {"databaseName": db}, value)
+
+
+def connect_records(change: Change, cfg: DebeziumConfig, *, builder: EventBuilder | None = None) -> list[ConnectRecord]:
+    """The records of `change` with Connect values and their Connect schemas (see the module docstring).
+
+    Pass a long-lived `builder` (an `EventBuilder(cfg, json_values=False)`) to reuse per-table plans and to get
+    the DDL de-duplication described on `EventBuilder`; without one, every call stands alone.
+    """
+    b = builder or EventBuilder(cfg, json_values=False)
+    if b.json_values:
+        raise ValueError("connect_records needs an EventBuilder with json_values=False")
+    out = []
+    for e in b.events(change):
+        if e.kind == "schema_change":
+            out.append(ConnectRecord(cfg.topic_prefix, cs.schema_change_key_schema(), e.key,
+                                     cs.schema_change_value_schema(), e.value))
+        else:
+            assert e.plan is not None
+            key_schema = None if e.kind == "truncate" else e.plan.key_schema
+            value_schema = None if e.kind == "tombstone" else e.plan.envelope_schema
+            out.append(ConnectRecord(None, key_schema, e.key, value_schema, e.value))
+    return out

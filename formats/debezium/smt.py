@@ -1,0 +1,84 @@
+"""The `debezium_smt` format: Debezium change events after the `ExtractNewRecordState` transform, configured
+`add.fields=op,table,db,source.ts_ms` and `delete.tombstone.handling.mode` from `delete_handling`.
+
+The value is the row image as a flat struct, then `__op`, `__table`, `__db`, `__source_ts_ms` (from the envelope's
+`op` and its `source` block), then, in `rewrite` mode, `__deleted` ("false", or "true" on deletes). The key is the
+`debezium` format's key struct. `schemas_enable` (default false) wraps key and value in `{schema, payload}`.
+
+| `delete_handling` | a delete becomes                                        | Debezium mode                |
+|-------------------|---------------------------------------------------------|------------------------------|
+| `rewrite`         | the before image with `"__deleted": "true"`, then a     | `rewrite-with-tombstone`     |
+|                   | tombstone (none with `tombstones_on_delete: false`)     | (`rewrite` without)          |
+| `tombstone`       | one tombstone (same key, null value)                    | `delete-to-tombstone`        |
+| `drop`            | nothing                                                 | `drop`                       |
+
+Truncate events are dropped by the transform, so the format offers no `truncate_events`; schema-change events
+are not envelopes and pass through unchanged, as the transform leaves them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from formats.base import EncoderContext, KafkaRecord
+from formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
+from formats.debezium.envelope import Event, Struct
+from formats.debezium.json_format import DebeziumEncoder, _dumps
+from formats.registry import register
+from obsync.changes import Change
+
+
+def flatten(envelope: Struct, rewrite: bool) -> Struct:
+    """ExtractNewRecordState's value for an envelope: the after image (before image for a delete) plus the
+    added fields, then `__deleted` in rewrite mode."""
+    src = envelope["source"]
+    op = envelope["op"]
+    row = envelope["before"] if op == "d" else envelope["after"]
+    out = dict(row)
+    out["__op"] = op
+    out["__table"] = src["table"]
+    out["__db"] = src["db"]
+    out["__source_ts_ms"] = src["ts_ms"]
+    if rewrite:
+        out["__deleted"] = "true" if op == "d" else "false"
+    return out
+
+
+class DebeziumSmtEncoder(DebeziumEncoder):
+    name = "debezium_smt"
+
+    def __init__(self, cfg: DebeziumConfig, *, clock: Callable[[], int] = time.time_ns) -> None:
+        super().__init__(cfg, clock=clock)
+        self.rewrite = cfg.delete_handling == "rewrite"
+
+    def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+        out = []
+        handling = self.cfg.delete_handling
+        for e in self.builder.events(change, topic):
+            if e.kind == "schema_change":
+                out.append(self.record(e, topic))
+            elif e.kind == "tombstone":
+                if handling == "rewrite":
+                    out.append(self.record(e, topic))
+            elif e.kind == "change":
+                assert e.value is not None and e.plan is not None
+                if e.value["op"] == "d" and handling != "rewrite":
+                    if handling == "tombstone":
+                        out.append(self.record(Event("tombstone", e.plan, e.key, None), topic))
+                    continue
+                key = None if e.key is None else self.wrap(e.plan.schema_json("key", _dumps), e.key)
+                value = self.wrap(e.plan.schema_json("smt", _dumps), flatten(e.value, self.rewrite))
+                out.append(KafkaRecord(topic, key, value))
+            # truncate events: dropped, as the transform drops them
+        return out
+
+
+@register("debezium_smt")
+def _build(ctx: EncoderContext, **options: Any) -> DebeziumSmtEncoder:
+    """`format_options`: those of `debezium` except `truncate_events`, plus `delete_handling` (rewrite,
+    tombstone, drop); `schemas_enable` defaults to false."""
+    cfg = parse_options("debezium_smt", ctx.task_name, options,
+                        COMMON_OPTIONS + ("schemas_enable", "delete_handling"), schemas_enable=False)
+    return DebeziumSmtEncoder(cfg)

@@ -1,0 +1,759 @@
+"""The Debezium formats (`debezium`, `debezium_flatten`, `debezium_smt`): golden messages per operation and per
+column type, decimal modes, tombstones, key changes, DDL and options.
+
+Every schema'd message is also read back by `read_connect_json`, a strict model of Kafka Connect's
+JsonConverter: a value that does not match its declared type, or a payload field the schema does not declare,
+fails the test (the real converter would read the first as 0 and silently drop the second).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from decimal import Decimal, localcontext
+from typing import Any
+
+import pytest
+
+import formats.debezium.json_format as json_format_mod
+from formats.base import EncoderContext
+from formats.debezium import connect_schema as cs
+from formats.debezium.config import DebeziumConfig
+from formats.debezium.envelope import EventBuilder, connect_records
+from formats.debezium.json_format import DebeziumEncoder
+from formats.debezium.smt import DebeziumSmtEncoder
+from formats.registry import encoder_for
+from obsync.changes import Change, Op
+from obsync.errors import ConfigError, SchemaMismatchError
+from obsync.positions import LogPosition, SnapshotPosition
+from obsync.schema import Column, TableSchema
+
+UTC = dt.timezone.utc
+GTID = "3E11FA47-71CA-11E1-9E33-C80AA9429562:23"
+POS = LogPosition("mysql-bin.000042", 1234567, 1)
+NOW_NS = 1700000005_123456789  # the encoder's clock in these tests
+COMMIT = 1700000001.0
+
+ORDERS = TableSchema(
+    "shop",
+    "orders",
+    (
+        Column("id", "bigint", "bigint(20)", nullable=False),
+        Column("name", "varchar", "varchar(32)", charset="utf8mb4", precision=32),
+        Column("amount", "decimal", "decimal(12,2)", precision=12, scale=2),
+        Column("paid_at", "timestamp", "timestamp(3)", fsp=3),
+    ),
+    primary_key=("id",),
+)
+ROW1 = {"id": 42, "name": "咖啡 ☕", "amount": Decimal("12.50"),
+        "paid_at": dt.datetime(2023, 11, 14, 22, 13, 20, 500000, tzinfo=UTC)}
+ROW2 = {**ROW1, "amount": Decimal("-1.00"), "paid_at": None}
+ROW1_PAYLOAD = {"id": 42, "name": "咖啡 ☕", "amount": "BOI=", "paid_at": "2023-11-14T22:13:20.500Z"}
+ROW2_PAYLOAD = {"id": 42, "name": "咖啡 ☕", "amount": "nA==", "paid_at": None}
+
+# The source block's schema exactly as Debezium 3.0.7.Final's MySQL connector wrote it through the JsonConverter
+# (a captured message); 3.1 adds `"version":1` (DBZ-8499), which obsync writes as 3.1.0.Final.
+REAL_SOURCE_SCHEMA_3_0_7 = (
+    '{"type":"struct","fields":[{"type":"string","optional":false,"field":"version"},{"type":"string",'
+    '"optional":false,"field":"connector"},{"type":"string","optional":false,"field":"name"},{"type":"int64",'
+    '"optional":false,"field":"ts_ms"},{"type":"string","optional":true,"name":"io.debezium.data.Enum",'
+    '"version":1,"parameters":{"allowed":"true,first,first_in_data_collection,last_in_data_collection,last,false,'
+    'incremental"},"default":"false","field":"snapshot"},{"type":"string","optional":false,"field":"db"},'
+    '{"type":"string","optional":true,"field":"sequence"},{"type":"int64","optional":true,"field":"ts_us"},'
+    '{"type":"int64","optional":true,"field":"ts_ns"},{"type":"string","optional":true,"field":"table"},'
+    '{"type":"int64","optional":false,"field":"server_id"},{"type":"string","optional":true,"field":"gtid"},'
+    '{"type":"string","optional":false,"field":"file"},{"type":"int64","optional":false,"field":"pos"},'
+    '{"type":"int32","optional":false,"field":"row"},{"type":"int64","optional":true,"field":"thread"},'
+    '{"type":"string","optional":true,"field":"query"}],"optional":false,"name":"io.debezium.connector.mysql.Source",'
+    '"field":"source"}'
+)
+# ... and the rest of that message's envelope schema after `source`.
+REAL_ENVELOPE_TAIL_3_0_7 = (
+    '{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":false,'
+    '"field":"total_order"},{"type":"int64","optional":false,"field":"data_collection_order"}],"optional":true,'
+    '"name":"event.block","version":1,"field":"transaction"},{"type":"string","optional":false,"field":"op"},'
+    '{"type":"int64","optional":true,"field":"ts_ms"},{"type":"int64","optional":true,"field":"ts_us"},'
+    '{"type":"int64","optional":true,"field":"ts_ns"}'
+)
+SOURCE_SCHEMA = REAL_SOURCE_SCHEMA_3_0_7.replace(
+    '"name":"io.debezium.connector.mysql.Source",', '"name":"io.debezium.connector.mysql.Source","version":1,')
+
+
+# ------------------------------------------------------------------------------ a JsonConverter model
+
+_INT_BITS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def connect_value(schema: dict[str, Any], value: Any, path: str = "$") -> Any:
+    """`value` read with `schema` as the JsonConverter reads it, strictly (AssertionError where the converter
+    would silently read 0 or drop a field), then Debezium's logical types decoded to Python values."""
+    if value is None:
+        assert schema["optional"] or "default" in schema, f"{path}: null in a required {schema['type']}"
+        return None
+    t = schema["type"]
+    if t in _INT_BITS:
+        bits = _INT_BITS[t]
+        assert type(value) is int and -(1 << bits - 1) <= value < (1 << bits - 1), f"{path}: {value!r} not {t}"
+        v: Any = value
+    elif t in ("float", "double"):
+        assert type(value) in (int, float), f"{path}: {value!r} not {t}"
+        v = float(value)
+    elif t == "boolean":
+        assert type(value) is bool, f"{path}: {value!r} not boolean"
+        v = value
+    elif t == "string":
+        assert type(value) is str, f"{path}: {value!r} not string"
+        v = value
+    elif t == "bytes":
+        assert type(value) is str, f"{path}: {value!r} not Base64 bytes"
+        v = base64.b64decode(value, validate=True)
+    elif t == "array":
+        assert type(value) is list, f"{path}: {value!r} not array"
+        v = [connect_value(schema["items"], x, f"{path}[{i}]") for i, x in enumerate(value)]
+    elif t == "struct":
+        assert type(value) is dict, f"{path}: {value!r} not struct"
+        names = [f["field"] for f in schema["fields"]]
+        assert len(names) == len(set(names)), f"{path}: duplicate field names {names}"
+        undeclared = set(value) - set(names)
+        assert not undeclared, f"{path}: fields {sorted(undeclared)} are not in the schema (dropped by Connect)"
+        v = {f["field"]: connect_value(f, value.get(f["field"]), f"{path}.{f['field']}") for f in schema["fields"]}
+    else:
+        raise AssertionError(f"{path}: unknown Connect type {t!r}")
+    return _logical(schema, v)
+
+
+def _logical(schema: dict[str, Any], v: Any) -> Any:
+    name = schema.get("name")
+    if name == "org.apache.kafka.connect.data.Decimal":
+        with localcontext() as ctx:
+            ctx.prec = 200
+            return Decimal(int.from_bytes(v, "big", signed=True)).scaleb(-int(schema["parameters"]["scale"]))
+    if name == "io.debezium.time.Date":
+        return dt.date(1970, 1, 1) + dt.timedelta(days=v)
+    if name == "io.debezium.time.MicroTime":
+        return dt.timedelta(microseconds=v)
+    if name == "io.debezium.time.Timestamp":
+        return _EPOCH + dt.timedelta(milliseconds=v)
+    if name == "io.debezium.time.MicroTimestamp":
+        return _EPOCH + dt.timedelta(microseconds=v)
+    if name == "io.debezium.time.ZonedTimestamp":
+        assert v.endswith("Z"), v
+        return dt.datetime.fromisoformat(v[:-1] + "+00:00")
+    if name == "io.debezium.data.Bits":
+        assert len(v) == (int(schema["parameters"]["length"]) + 7) // 8, v
+        return int.from_bytes(v, "little")
+    return v
+
+
+def read_connect_json(raw: bytes | None) -> Any:
+    """A schema'd JsonConverter message (`{schema, payload}`) read and decoded; None for a Kafka null."""
+    if raw is None:
+        return None
+    doc = json.loads(raw)
+    assert list(doc) == ["schema", "payload"], list(doc)
+    return connect_value(doc["schema"], doc["payload"])
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def cfg(**over: Any) -> DebeziumConfig:
+    return DebeziumConfig(**{"topic_prefix": "dbz", **over})
+
+
+def encoder(**over: Any) -> DebeziumEncoder:
+    return DebeziumEncoder(cfg(**over), clock=lambda: NOW_NS)
+
+
+def smt_encoder(**over: Any) -> DebeziumSmtEncoder:
+    return DebeziumSmtEncoder(cfg(schemas_enable=False, **over), clock=lambda: NOW_NS)
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def source(**over: Any) -> dict[str, Any]:
+    s = {"version": "3.1.0.Final", "connector": "mysql", "name": "dbz", "ts_ms": 1700000001000, "snapshot": "false",
+         "db": "shop", "sequence": None, "ts_us": 1700000001000000, "ts_ns": 1700000001000000000,
+         "table": "orders", "server_id": 223344, "gtid": GTID, "file": "mysql-bin.000042", "pos": 1234567,
+         "row": 1, "thread": None, "query": None}
+    s.update(over)
+    return s
+
+
+def envelope_payload(before: Any, after: Any, op: str, **src: Any) -> dict[str, Any]:
+    return {"before": before, "after": after, "source": source(**src), "transaction": None, "op": op,
+            "ts_ms": 1700000005123, "ts_us": 1700000005123456, "ts_ns": NOW_NS}
+
+
+def orders_value_schema() -> str:
+    return (
+        '{"type":"struct","fields":[{"type":"int64","optional":false,"field":"id"},{"type":"string","optional":true,'
+        '"field":"name"},{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,'
+        '"parameters":{"scale":"2","connect.decimal.precision":"12"},"field":"amount"},{"type":"string",'
+        '"optional":true,"name":"io.debezium.time.ZonedTimestamp","version":1,"field":"paid_at"}],'
+        '"optional":true,"name":"dbz.shop.orders.Value","field":"%s"}'
+    )
+
+
+ORDERS_ENVELOPE_SCHEMA = (
+    '{"type":"struct","fields":[' + orders_value_schema() % "before" + "," + orders_value_schema() % "after" + ","
+    + SOURCE_SCHEMA + "," + REAL_ENVELOPE_TAIL_3_0_7 + '],"optional":false,"name":"dbz.shop.orders.Envelope",'
+    '"version":2}'
+)
+ORDERS_KEY = (b'{"schema":{"type":"struct","fields":[{"type":"int64","optional":false,"field":"id"}],'
+              b'"optional":false,"name":"dbz.shop.orders.Key"},"payload":{"id":42}}')
+
+
+def change(op: Op, **kw: Any) -> Change:
+    kw.setdefault("commit_time", COMMIT)
+    kw.setdefault("txn", GTID)
+    kw.setdefault("server_id", 223344)
+    return Change(op, kw.pop("table", ORDERS), kw.pop("position", POS), **kw)
+
+
+# ---------------------------------------------------------------------------------- golden, per operation
+
+
+def test_insert_golden() -> None:
+    records = encoder().encode(change(Op.INSERT, after=ROW1), "orders-topic")
+    assert [(r.topic, r.key) for r in records] == [("orders-topic", ORDERS_KEY)]
+    assert records[0].value == (
+        b'{"schema":' + ORDERS_ENVELOPE_SCHEMA.encode() + b',"payload":'
+        + dumps(envelope_payload(None, ROW1_PAYLOAD, "c")) + b"}"
+    )
+    assert "咖啡 ☕".encode() in records[0].value  # UTF-8 as is
+    decoded = read_connect_json(records[0].value)
+    assert decoded["after"] == {**ROW1, "paid_at": ROW1["paid_at"]}
+    assert read_connect_json(records[0].key) == {"id": 42}
+
+
+def test_update_golden() -> None:
+    records = encoder().encode(change(Op.UPDATE, before=ROW1, after=ROW2), "orders-topic")
+    assert [r.key for r in records] == [ORDERS_KEY]
+    payload = json.loads(records[0].value)["payload"]
+    assert payload == envelope_payload(ROW1_PAYLOAD, ROW2_PAYLOAD, "u")
+    assert read_connect_json(records[0].value)["after"]["amount"] == Decimal("-1.00")
+
+
+def test_delete_is_followed_by_a_tombstone() -> None:
+    records = encoder().encode(change(Op.DELETE, before=ROW2), "orders-topic")
+    assert [(r.topic, r.key) for r in records] == [("orders-topic", ORDERS_KEY)] * 2
+    assert json.loads(records[0].value)["payload"] == envelope_payload(ROW2_PAYLOAD, None, "d")
+    assert records[1].value is None
+
+
+def test_tombstones_can_be_turned_off() -> None:
+    records = encoder(tombstones_on_delete=False).encode(change(Op.DELETE, before=ROW2), "t")
+    assert len(records) == 1 and json.loads(records[0].value)["payload"]["op"] == "d"
+
+
+def test_snapshot_row_is_a_read_with_the_snapshot_flag_and_no_binlog_position() -> None:
+    snap = Change(Op.READ, ORDERS, SnapshotPosition("shop.orders/0000", (42,)), after=ROW1)
+    records = encoder().encode(snap, "t")
+    assert json.loads(records[0].value)["payload"] == envelope_payload(
+        None, ROW1_PAYLOAD, "r", snapshot="true", server_id=0, gtid=None, file="", pos=0, row=0,
+        ts_ms=1700000005123, ts_us=1700000005123456, ts_ns=1700000005123456000)
+
+
+def test_without_gtids_the_gtid_is_null() -> None:
+    c = change(Op.INSERT, after=ROW1, txn="mysql-bin.000042:1200")
+    assert json.loads(encoder().encode(c, "t")[0].value)["payload"]["source"]["gtid"] is None
+    mariadb = change(Op.INSERT, after=ROW1, txn="0-1-42")
+    assert json.loads(encoder().encode(mariadb, "t")[0].value)["payload"]["source"]["gtid"] == "0-1-42"
+
+
+def test_an_update_of_the_key_is_delete_tombstone_create() -> None:
+    after = {**ROW2, "id": 43}
+    records = encoder().encode(change(Op.UPDATE, before=ROW1, after=after), "t")
+    keys = [json.loads(r.key)["payload"] for r in records]
+    assert keys == [{"id": 42}, {"id": 42}, {"id": 43}]
+    assert [json.loads(r.value)["payload"]["op"] if r.value else None for r in records] == ["d", None, "c"]
+    assert json.loads(records[2].value)["payload"]["before"] is None
+
+
+def test_a_key_change_split_by_the_router_gives_the_same_records() -> None:
+    """The router turns a key-changing UPDATE into DELETE + INSERT (same position): Debezium's sequence."""
+    after = {**ROW2, "id": 43}
+    enc = encoder()
+    split = [*enc.encode(change(Op.DELETE, before=ROW1), "t"), *enc.encode(change(Op.INSERT, after=after), "t")]
+    whole = encoder().encode(change(Op.UPDATE, before=ROW1, after=after), "t")
+    assert [(r.key, r.value) for r in split] == [(r.key, r.value) for r in whole]
+
+
+def test_a_key_equal_once_rendered_stays_one_update() -> None:
+    t = TableSchema("s", "t", (Column("k", "decimal", "decimal(5,2)", precision=5, scale=2),), primary_key=("k",))
+    records = encoder().encode(change(Op.UPDATE, table=t, before={"k": Decimal("1.5")},
+                                      after={"k": Decimal("1.50")}), "x")
+    assert len(records) == 1 and json.loads(records[0].value)["payload"]["op"] == "u"
+
+
+def test_table_without_key_has_null_keys_and_still_a_tombstone() -> None:
+    logs = TableSchema("app", "logs", (Column("msg", "text", "text", charset="utf8mb4"),))
+    records = encoder().encode(change(Op.DELETE, table=logs, before={"msg": "hi"}), "t")
+    assert [(r.key, r.value is None) for r in records] == [(None, False), (None, True)]
+    assert read_connect_json(records[0].value)["before"] == {"msg": "hi"}
+
+
+def test_the_message_key_is_the_sharding_columns_when_set() -> None:
+    t = TableSchema("shop", "stock", (Column("sku", "varchar", "varchar(8)", charset="utf8mb4", nullable=False),
+                                      Column("site", "int", "int(11)", nullable=False),
+                                      Column("qty", "int", "int(11)")),
+                    primary_key=("sku", "site"), sharding_columns=("site",))
+    records = encoder().encode(change(Op.INSERT, table=t, after={"sku": "a", "site": 7, "qty": 1}), "t")
+    assert json.loads(records[0].key) == {
+        "schema": {"type": "struct", "fields": [{"type": "int32", "optional": False, "field": "site"}],
+                   "optional": False, "name": "dbz.shop.stock.Key"},
+        "payload": {"site": 7}}
+    composite = TableSchema("shop", "stock", t.columns, primary_key=("site", "sku"))
+    records = encoder().encode(change(Op.INSERT, table=composite, after={"sku": "a", "site": 7, "qty": 1}), "t")
+    assert json.loads(records[0].key)["payload"] == {"site": 7, "sku": "a"}  # key order, not table order
+    assert list(json.loads(records[0].key)["payload"]) == ["site", "sku"]
+
+
+def test_heartbeats_write_nothing() -> None:
+    assert encoder().encode(Change(Op.HEARTBEAT, None, POS, commit_time=COMMIT), "t") == []
+
+
+def test_schema_names_use_the_prefix_and_sanitize_like_topic_names() -> None:
+    t = TableSchema("my-db", "the table$", (Column("a", "int", "int(11)"),))
+    s = json.loads(encoder(topic_prefix="pre.fix").encode(change(Op.INSERT, table=t, after={"a": 1}), "x")[0].value)
+    assert s["schema"]["name"] == "pre.fix.my-db.the_table_.Envelope"
+    assert s["schema"]["fields"][0]["name"] == "pre.fix.my-db.the_table_.Value"
+
+
+# ---------------------------------------------------------------------------------- golden, per column type
+
+# column, canonical value, the field's Connect schema (without `field`), the JSON payload value
+COLUMN_CASES = [
+    (Column("c", "tinyint", "tinyint(4)"), -128, {"type": "int16", "optional": True}, -128),
+    (Column("c", "tinyint", "tinyint(3) unsigned", unsigned=True), 255, {"type": "int16", "optional": True}, 255),
+    (Column("c", "smallint", "smallint(6)"), -32768, {"type": "int16", "optional": True}, -32768),
+    (Column("c", "smallint", "smallint(5) unsigned", unsigned=True), 65535, {"type": "int32", "optional": True},
+     65535),
+    (Column("c", "mediumint", "mediumint(8) unsigned", unsigned=True), 16777215,
+     {"type": "int32", "optional": True}, 16777215),
+    (Column("c", "int", "int(11)", nullable=False), -2147483648, {"type": "int32", "optional": False}, -2147483648),
+    (Column("c", "int", "int(10) unsigned", unsigned=True), 4294967295, {"type": "int64", "optional": True},
+     4294967295),
+    (Column("c", "bigint", "bigint(20)"), -9223372036854775808, {"type": "int64", "optional": True},
+     -9223372036854775808),
+    # bigint.unsigned.handling.mode=long: the bits as a signed long, as Debezium delivers them
+    (Column("c", "bigint", "bigint(20) unsigned", unsigned=True), 18446744073709551615,
+     {"type": "int64", "optional": True}, -1),
+    (Column("c", "bigint", "bigint(20) unsigned", unsigned=True), 9223372036854775807,
+     {"type": "int64", "optional": True}, 9223372036854775807),
+    (Column("c", "float", "float"), 1.2345677614212036, {"type": "float", "optional": True}, 1.2345678),
+    (Column("c", "float", "float(10,2)"), 1.25, {"type": "double", "optional": True}, 1.25),
+    (Column("c", "double", "double"), 0.30000000000000004, {"type": "double", "optional": True},
+     0.30000000000000004),
+    (Column("c", "decimal", "decimal(12,2)", precision=12, scale=2), Decimal("5"),
+     {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+      "parameters": {"scale": "2", "connect.decimal.precision": "12"}}, "AfQ="),
+    (Column("c", "decimal", "decimal(65,30)", precision=65, scale=30),
+     Decimal("-12345678901234567890123456789012345.123456789012345678901234567890"),
+     {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+      "parameters": {"scale": "30", "connect.decimal.precision": "65"}}, "4f1D4Wh6dCOTRq+nDL2ygsWAE4T8HZlxwPUu"),
+    (Column("c", "decimal", "decimal(10,0)", precision=10, scale=0), Decimal("0"),
+     {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+      "parameters": {"scale": "0", "connect.decimal.precision": "10"}}, "AA=="),
+    (Column("c", "bit", "bit(1)"), 1, {"type": "boolean", "optional": True}, True),
+    (Column("c", "bit", "bit(1)"), 0, {"type": "boolean", "optional": True}, False),
+    (Column("c", "bit", "bit(10)"), 0b1000000001,
+     {"type": "bytes", "optional": True, "name": "io.debezium.data.Bits", "version": 1,
+      "parameters": {"length": "10"}}, "AQI="),  # little-endian: 01 02
+    (Column("c", "bit", "bit(64)"), 2**64 - 1,
+     {"type": "bytes", "optional": True, "name": "io.debezium.data.Bits", "version": 1,
+      "parameters": {"length": "64"}}, "//////////8="),
+    (Column("c", "bit", "bit(16)"), 1,
+     {"type": "bytes", "optional": True, "name": "io.debezium.data.Bits", "version": 1,
+      "parameters": {"length": "16"}}, "AQA="),
+    (Column("c", "char", "char(10)", charset="utf8mb4"), "a😀中", {"type": "string", "optional": True}, "a😀中"),
+    (Column("c", "text", "text", charset="utf8mb4"), 'q"\\\n\x01', {"type": "string", "optional": True},
+     'q"\\\n\x01'),
+    (Column("c", "binary", "binary(4)", charset="binary", precision=4), b"\xff\x00\xfe",
+     {"type": "bytes", "optional": True}, "/wD+AA=="),  # right-padded to 4 bytes (DBZ-254)
+    (Column("c", "varbinary", "varbinary(10)", charset="binary", precision=10), b"\xff\x80",
+     {"type": "bytes", "optional": True}, "/4A="),
+    (Column("c", "blob", "blob", charset="binary"), b"\x00\xff\xc3", {"type": "bytes", "optional": True}, "AP/D"),
+    (Column("c", "json", "json"), '{"b": [1, 2.5], "a": "x"}',
+     {"type": "string", "optional": True, "name": "io.debezium.data.Json", "version": 1},
+     '{"b": [1, 2.5], "a": "x"}'),
+    (Column("c", "enum", "enum('a','B','c d','x,y')", values=("a", "B", "c d", "x,y")), "c d",
+     {"type": "string", "optional": True, "name": "io.debezium.data.Enum", "version": 1,
+      "parameters": {"allowed": "a,B,c d,x\\,y"}}, "c d"),
+    (Column("c", "set", "set('x','y','z')", values=("x", "y", "z")), "x,z",
+     {"type": "string", "optional": True, "name": "io.debezium.data.EnumSet", "version": 1,
+      "parameters": {"allowed": "x,y,z"}}, "x,z"),
+    (Column("c", "date", "date"), dt.date(2024, 2, 29),
+     {"type": "int32", "optional": True, "name": "io.debezium.time.Date", "version": 1}, 19782),
+    (Column("c", "date", "date"), dt.date(1969, 12, 31),
+     {"type": "int32", "optional": True, "name": "io.debezium.time.Date", "version": 1}, -1),
+    (Column("c", "time", "time(6)", fsp=6), -dt.timedelta(hours=838, minutes=59, seconds=58, microseconds=999999),
+     {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTime", "version": 1}, -3020398999999),
+    (Column("c", "time", "time"), dt.timedelta(hours=838, minutes=59, seconds=59),
+     {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTime", "version": 1}, 3020399000000),
+    (Column("c", "datetime", "datetime(6)", fsp=6), dt.datetime(2024, 1, 2, 3, 4, 5, 6),
+     {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "version": 1},
+     1704164645000006),
+    (Column("c", "datetime", "datetime(4)", fsp=4), dt.datetime(2024, 1, 2, 3, 4, 5, 100),
+     {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "version": 1},
+     1704164645000100),
+    (Column("c", "datetime", "datetime"), dt.datetime(9999, 12, 31, 23, 59, 59),
+     {"type": "int64", "optional": True, "name": "io.debezium.time.Timestamp", "version": 1}, 253402300799000),
+    (Column("c", "datetime", "datetime(3)", fsp=3), dt.datetime(1969, 12, 31, 23, 59, 59, 999000),
+     {"type": "int64", "optional": True, "name": "io.debezium.time.Timestamp", "version": 1}, -1),
+    (Column("c", "timestamp", "timestamp(6)", fsp=6), dt.datetime(2024, 1, 1, 22, 4, 5, 123456, tzinfo=UTC),
+     {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "version": 1},
+     "2024-01-01T22:04:05.123456Z"),
+    (Column("c", "timestamp", "timestamp(3)", fsp=3), dt.datetime(2024, 1, 1, 22, 4, 5, 100000, tzinfo=UTC),
+     {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "version": 1},
+     "2024-01-01T22:04:05.100Z"),
+    (Column("c", "timestamp", "timestamp(2)", fsp=2), dt.datetime(2024, 1, 1, 22, 4, 5, tzinfo=UTC),
+     {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "version": 1},
+     "2024-01-01T22:04:05.00Z"),
+    (Column("c", "timestamp", "timestamp"), dt.datetime(2024, 1, 2, 0, 0, tzinfo=UTC),
+     {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "version": 1},
+     "2024-01-02T00:00:00Z"),
+    (Column("c", "timestamp", "timestamp", nullable=False), "0000-00-00 00:00:00",
+     {"type": "string", "optional": False, "name": "io.debezium.time.ZonedTimestamp", "version": 1},
+     "1970-01-01T00:00:00Z"),
+    (Column("c", "year", "year(4)"), 2024,
+     {"type": "int32", "optional": True, "name": "io.debezium.time.Year", "version": 1}, 2024),
+    # zero dates: null when the column is nullable, else the epoch (Debezium's fallback)
+    (Column("c", "date", "date"), "0000-00-00",
+     {"type": "int32", "optional": True, "name": "io.debezium.time.Date", "version": 1}, None),
+    (Column("c", "date", "date", nullable=False), "0000-00-00",
+     {"type": "int32", "optional": False, "name": "io.debezium.time.Date", "version": 1}, 0),
+    (Column("c", "datetime", "datetime", nullable=False), "0000-00-00 00:00:00",
+     {"type": "int64", "optional": False, "name": "io.debezium.time.Timestamp", "version": 1}, 0),
+    (Column("c", "int", "int(11)"), None, {"type": "int32", "optional": True}, None),
+    (Column("c", "geometry", "geometry"), bytes(4) + b"\x01\x01\x00\x00\x00" + bytes(16),
+     {"type": "struct", "fields": [{"type": "bytes", "optional": False, "field": "wkb"},
+                                   {"type": "int32", "optional": True, "field": "srid"}],
+      "optional": True, "name": "io.debezium.data.geometry.Geometry", "version": 1, "doc": "Geometry"},
+     {"wkb": "AQEAAAAAAAAAAAAAAAAAAAAAAAAA", "srid": None}),
+    (Column("c", "point", "point"), (4326).to_bytes(4, "little") + base64.b64decode("AQEAAAAAAAAAAAD4PwAAAAAAAADA"),
+     {"type": "struct", "fields": [
+         {"type": "double", "optional": False, "field": "x"}, {"type": "double", "optional": False, "field": "y"},
+         {"type": "bytes", "optional": True, "field": "wkb"}, {"type": "int32", "optional": True, "field": "srid"}],
+      "optional": True, "name": "io.debezium.data.geometry.Point", "version": 1, "doc": "Geometry (POINT)"},
+     {"x": 1.5, "y": -2.0, "wkb": "AQEAAAAAAAAAAAD4PwAAAAAAAADA", "srid": 4326}),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "field_schema", "payload"), COLUMN_CASES,
+                         ids=[f"{c.column_type}={v!r:.30}" for c, v, _, _ in COLUMN_CASES])
+def test_column_type(column: Column, value: Any, field_schema: dict[str, Any], payload: Any) -> None:
+    t = TableSchema("db", "t", (Column("id", "int", "int(11)", nullable=False), column), primary_key=("id",))
+    msg = json.loads(encoder().encode(change(Op.INSERT, table=t, after={"id": 1, "c": value}), "x")[0].value)
+    after_schema = msg["schema"]["fields"][1]
+    assert after_schema["field"] == "after"
+    assert after_schema["fields"][1] == {**field_schema, "field": "c"}
+    assert msg["payload"]["after"]["c"] == payload
+    assert type(msg["payload"]["after"]["c"]) is type(payload)
+    connect_value(msg["schema"], msg["payload"])  # every value matches its declared type
+
+
+def test_decoded_values_equal_the_source_values() -> None:
+    """What a consumer decodes from the Connect schema gives back the row's values."""
+    for column, value, _, payload in COLUMN_CASES:
+        if payload is None or isinstance(value, str) and column.data_type not in ("char", "text", "json", "enum",
+                                                                                     "set"):
+            continue
+        t = TableSchema("db", "t", (column,))
+        got = read_connect_json(encoder().encode(change(Op.INSERT, table=t, after={"c": value}), "x")[0].value)
+        got = got["after"]["c"]
+        if column.data_type == "bigint" and column.unsigned:
+            assert got % 2**64 == value
+        elif column.data_type == "float" and "," not in column.column_type:
+            assert got == pytest.approx(value, rel=1e-7)
+        elif column.data_type == "timestamp":
+            assert got == value
+        elif column.data_type == "binary":
+            assert got == value.ljust(column.precision, b"\0")
+        elif column.data_type in ("geometry", "point"):
+            assert got["wkb"] == value[4:]
+        else:
+            assert got == value, column
+
+
+# ---------------------------------------------------------------------------------- decimals
+
+
+DECIMALS = [
+    # column, value, precise (Base64), string, double
+    (Column("c", "decimal", "decimal(12,2)", precision=12, scale=2), Decimal("5"), "AfQ=", "5.00", 5.0),
+    (Column("c", "decimal", "decimal(12,2)", precision=12, scale=2), Decimal("-1.00"), "nA==", "-1.00", -1.0),
+    (Column("c", "decimal", "decimal(20,10)", precision=20, scale=10), Decimal("0E-10"), "AA==", "0E-10", 0.0),
+    (Column("c", "decimal", "decimal(20,10)", precision=20, scale=10), Decimal("0.0000001"), "A+g=", "1.000E-7",
+     1e-07),
+    (Column("c", "decimal", "decimal(65,30)", precision=65, scale=30), Decimal("1" + "0" * 34 + ".5"),
+     "GE8D6T/59Nqnl+1uOO1rDwBtaSM6dvUgAAAA", "10000000000000000000000000000000000.500000000000000000000000000000",
+     1e34),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "precise", "string", "double"), DECIMALS)
+def test_decimal_handling_modes(column: Column, value: Decimal, precise: str, string: str, double: float) -> None:
+    t = TableSchema("db", "t", (column,))
+
+    def one(mode: str) -> tuple[Any, Any]:
+        msg = json.loads(encoder(decimal_handling_mode=mode).encode(change(Op.INSERT, table=t, after={"c": value}),
+                                                                   "x")[0].value)
+        connect_value(msg["schema"], msg["payload"])
+        return msg["schema"]["fields"][1]["fields"][0], msg["payload"]["after"]["c"]
+
+    schema, got = one("precise")
+    assert (schema["type"], schema["name"], got) == ("bytes", "org.apache.kafka.connect.data.Decimal", precise)
+    assert schema["parameters"] == {"scale": str(column.scale), "connect.decimal.precision": str(column.precision)}
+    assert one("string") == ({"type": "string", "optional": True, "field": "c"}, string)
+    assert one("double") == ({"type": "double", "optional": True, "field": "c"}, double)
+
+
+def test_bigint_unsigned_precise_mode_is_a_decimal() -> None:
+    t = TableSchema("db", "t", (Column("c", "bigint", "bigint(20) unsigned", unsigned=True),))
+    msg = json.loads(encoder(bigint_unsigned_handling_mode="precise").encode(
+        change(Op.INSERT, table=t, after={"c": 2**64 - 1}), "x")[0].value)
+    assert msg["schema"]["fields"][1]["fields"][0] == {
+        "type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+        "parameters": {"scale": "0", "connect.decimal.precision": "20"}, "field": "c"}
+    assert msg["payload"]["after"]["c"] == "AP//////////"
+    assert connect_value(msg["schema"], msg["payload"])["after"]["c"] == 2**64 - 1
+
+
+def test_a_decimal_with_more_digits_than_its_scale_is_a_schema_mismatch() -> None:
+    t = TableSchema("db", "t", (Column("c", "decimal", "decimal(5,1)", precision=5, scale=1),))
+    with pytest.raises(SchemaMismatchError, match=r"db\.t\.c \(decimal\(5,1\)\)"):
+        encoder().encode(change(Op.INSERT, table=t, after={"c": Decimal("1.25")}), "x")
+
+
+def test_a_row_with_an_unknown_column_is_a_schema_mismatch() -> None:
+    with pytest.raises(SchemaMismatchError, match="column 'nope'"):
+        encoder().encode(change(Op.INSERT, after={**ROW1, "nope": 1}), "x")
+
+
+# ---------------------------------------------------------------------------------- DDL and truncate
+
+
+def ddl_change(statement: str, **kw: Any) -> Change:
+    return Change(Op.DDL, kw.pop("table", ORDERS), LogPosition("mysql-bin.000042", 2000), commit_time=1700000002,
+                  txn=GTID, server_id=223344, ddl=statement, ddl_db="shop",
+                  ddl_tables=kw.pop("ddl_tables", (("shop", "orders"),)), **kw)
+
+
+def test_ddl_goes_once_to_the_schema_change_topic() -> None:
+    enc = encoder()
+    assert enc.extra_topics() == ["dbz"]
+    c = ddl_change("ALTER TABLE orders ADD note TEXT")
+    records = enc.encode(c, "orders-topic")
+    assert [r.topic for r in records] == ["dbz"]
+    assert records[0].key == (b'{"schema":{"type":"struct","fields":[{"type":"string","optional":false,'
+                              b'"field":"databaseName"}],"optional":false,'
+                              b'"name":"io.debezium.connector.mysql.SchemaChangeKey","version":1},'
+                              b'"payload":{"databaseName":"shop"}}')
+    msg = json.loads(records[0].value)
+    assert msg["payload"] == {
+        "source": source(ts_ms=1700000002000, ts_us=1700000002000000, ts_ns=1700000002000000000, pos=2000, row=0),
+        "ts_ms": 1700000005123, "databaseName": "shop", "schemaName": None,
+        "ddl": "ALTER TABLE orders ADD note TEXT", "tableChanges": []}
+    assert msg["schema"]["name"] == "io.debezium.connector.mysql.SchemaChangeValue"
+    assert [f["field"] for f in msg["schema"]["fields"]] == ["source", "ts_ms", "databaseName", "schemaName", "ddl",
+                                                             "tableChanges"]
+    assert msg["schema"]["fields"][5]["items"]["name"] == "io.debezium.connector.schema.Change"
+    connect_value(msg["schema"], msg["payload"])
+    # the router asks again for each partition and each topic the DDL is delivered to: written once
+    assert enc.encode(c, "orders-topic") == [] and enc.encode(c, "other-topic") == []
+    assert len(enc.encode(ddl_change("ALTER TABLE orders DROP note"), "orders-topic")) == 1
+
+
+def test_ddl_naming_several_tables_and_none() -> None:
+    enc = encoder()
+    rename = ddl_change("RENAME TABLE a TO b, c TO d", table=None,
+                        ddl_tables=(("shop", "a"), ("shop", "b"), ("other", "c")))
+    payload = json.loads(enc.encode(rename, "t")[0].value)["payload"]
+    assert (payload["databaseName"], payload["source"]["table"]) == ("shop", "a,b")
+    create_db = Change(Op.DDL, None, POS, commit_time=COMMIT, ddl="CREATE DATABASE x", ddl_db="x")
+    record = enc.encode(create_db, "t")[0]
+    assert json.loads(record.key)["payload"] == {"databaseName": "x"}
+    assert json.loads(record.value)["payload"]["source"]["table"] is None
+
+
+def test_truncate_events_are_off_by_default_and_on_by_option() -> None:
+    c = ddl_change("TRUNCATE TABLE orders")
+    assert [r.topic for r in encoder().encode(c, "orders-topic")] == ["dbz"]
+    enc = encoder(truncate_events=True)
+    records = enc.encode(c, "orders-topic")
+    assert [(r.topic, r.key) for r in records] == [("dbz", records[0].key), ("orders-topic", None)]
+    msg = json.loads(records[1].value)
+    assert msg["payload"] == envelope_payload(None, None, "t", ts_ms=1700000002000, ts_us=1700000002000000,
+                                              ts_ns=1700000002000000000, pos=2000, row=0)
+    assert msg["schema"]["name"] == "dbz.shop.orders.Envelope"
+    assert enc.encode(c, "orders-topic") == []  # once per topic
+
+
+def test_schema_changes_can_be_turned_off() -> None:
+    enc = encoder(include_schema_changes=False)
+    assert enc.extra_topics() == [] and enc.encode(ddl_change("ALTER TABLE orders ADD x INT"), "t") == []
+
+
+# ---------------------------------------------------------------------------------- flatten
+
+
+def test_flatten_writes_bare_payloads() -> None:
+    enc = encoder_for("debezium_flatten", EncoderContext("task1", "MYSQL"), {"topic_prefix": "dbz"})
+    enc.builder.clock = lambda: NOW_NS
+    records = enc.encode(change(Op.DELETE, before=ROW2), "t")
+    assert [r.key for r in records] == [b'{"id":42}', b'{"id":42}']
+    assert records[0].value == dumps(envelope_payload(ROW2_PAYLOAD, None, "d"))
+    assert records[1].value is None
+    ddl = enc.encode(ddl_change("ALTER TABLE orders ADD x INT"), "t")[0]
+    assert ddl.key == b'{"databaseName":"shop"}' and json.loads(ddl.value)["ddl"] == "ALTER TABLE orders ADD x INT"
+
+
+# ---------------------------------------------------------------------------------- smt
+
+
+def smt_flat(row_payload: dict[str, Any], op: str, deleted: str | None = "false") -> dict[str, Any]:
+    out = {**row_payload, "__op": op, "__table": "orders", "__db": "shop", "__source_ts_ms": 1700000001000}
+    if deleted is not None:
+        out["__deleted"] = deleted
+    return out
+
+
+def test_smt_rewrite_mode() -> None:
+    enc = smt_encoder()
+    ins = enc.encode(change(Op.INSERT, after=ROW1), "t")
+    assert [(r.key, json.loads(r.value)) for r in ins] == [(b'{"id":42}', smt_flat(ROW1_PAYLOAD, "c"))]
+    upd = enc.encode(change(Op.UPDATE, before=ROW1, after=ROW2), "t")
+    assert [json.loads(r.value) for r in upd] == [smt_flat(ROW2_PAYLOAD, "u")]
+    dele = enc.encode(change(Op.DELETE, before=ROW2), "t")
+    assert [(r.key, r.value and json.loads(r.value)) for r in dele] == [
+        (b'{"id":42}', smt_flat(ROW2_PAYLOAD, "d", "true")), (b'{"id":42}', None)]
+    snap = enc.encode(Change(Op.READ, ORDERS, SnapshotPosition("c", (42,)), after=ROW1), "t")
+    assert json.loads(snap[0].value)["__op"] == "r"
+    # without tombstones: Debezium's plain `rewrite` mode
+    assert len(smt_encoder(tombstones_on_delete=False).encode(change(Op.DELETE, before=ROW2), "t")) == 1
+
+
+def test_smt_tombstone_and_drop_modes() -> None:
+    enc = smt_encoder(delete_handling="tombstone")
+    assert [(r.key, r.value) for r in enc.encode(change(Op.DELETE, before=ROW2), "t")] == [(b'{"id":42}', None)]
+    assert json.loads(enc.encode(change(Op.INSERT, after=ROW1), "t")[0].value) == smt_flat(ROW1_PAYLOAD, "c", None)
+    enc = smt_encoder(delete_handling="drop")
+    assert enc.encode(change(Op.DELETE, before=ROW2), "t") == []
+    key_change = enc.encode(change(Op.UPDATE, before=ROW1, after={**ROW1, "id": 43}), "t")
+    assert [r.key for r in key_change] == [b'{"id":43}']
+
+
+def test_smt_with_schemas_declares_the_added_fields() -> None:
+    enc = DebeziumSmtEncoder(cfg(), clock=lambda: NOW_NS)  # schemas_enable true
+    rec = enc.encode(change(Op.DELETE, before=ROW2), "t")[0]
+    msg = json.loads(rec.value)
+    assert msg["schema"] == {
+        "type": "struct", "fields": [
+            {"type": "int64", "optional": False, "field": "id"},
+            {"type": "string", "optional": True, "field": "name"},
+            {"type": "bytes", "optional": True, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+             "parameters": {"scale": "2", "connect.decimal.precision": "12"}, "field": "amount"},
+            {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "version": 1,
+             "field": "paid_at"},
+            {"type": "string", "optional": True, "field": "__op"},
+            {"type": "string", "optional": True, "field": "__table"},
+            {"type": "string", "optional": True, "field": "__db"},
+            {"type": "int64", "optional": True, "field": "__source_ts_ms"},
+            {"type": "string", "optional": True, "field": "__deleted"}],
+        "optional": False, "name": "dbz.shop.orders.Value"}
+    assert read_connect_json(rec.value)["amount"] == Decimal("-1.00")
+    assert read_connect_json(rec.key) == {"id": 42}
+
+
+def test_smt_passes_schema_changes_and_drops_truncates() -> None:
+    enc = smt_encoder()
+    records = enc.encode(ddl_change("TRUNCATE TABLE orders"), "t")
+    assert [r.topic for r in records] == ["dbz"]
+    assert json.loads(records[0].value)["ddl"] == "TRUNCATE TABLE orders"
+
+
+# ---------------------------------------------------------------------------------- options, registry
+
+
+@pytest.mark.parametrize(("name", "cls"), [("debezium", DebeziumEncoder), ("debezium_flatten", DebeziumEncoder),
+                                           ("debezium_smt", DebeziumSmtEncoder)])
+def test_registered(name: str, cls: type) -> None:
+    enc = encoder_for(name, EncoderContext("task-1", "OB_MYSQL"), {})
+    assert isinstance(enc, cls) and enc.name == name
+    assert enc.cfg.topic_prefix == "task-1" and enc.extra_topics() == ["task-1"]
+    assert enc.cfg.schemas_enable is (name == "debezium")
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("debezium", {"colour": "red"}, r"`format_options.colour`: unknown option of format debezium; valid: "
+                                    r"topic_prefix, decimal_handling_mode"),
+    ("debezium", {"decimal_handling_mode": "float"}, r"`format_options.decimal_handling_mode`: 'float' is not "
+                                                     r"valid; valid: precise, string, double"),
+    ("debezium", {"tombstones_on_delete": "no"}, r"`format_options.tombstones_on_delete`: must be true or false"),
+    ("debezium", {"topic_prefix": "a b"}, r"`format_options.topic_prefix`: 'a b' is not a valid Kafka topic"),
+    ("debezium_flatten", {"schemas_enable": True}, r"`format_options.schemas_enable`: unknown option"),
+    ("debezium_smt", {"truncate_events": True}, r"`format_options.truncate_events`: unknown option"),
+    ("debezium_smt", {"delete_handling": "none"}, r"valid: rewrite, tombstone, drop"),
+])
+def test_bad_options_are_named(name: str, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        encoder_for(name, EncoderContext("task1", "MYSQL"), options)
+
+
+def test_options_reach_the_encoder() -> None:
+    enc = encoder_for("debezium", EncoderContext("task1", "MYSQL"), {
+        "topic_prefix": "p", "decimal_handling_mode": "string", "schemas_enable": False,
+        "tombstones_on_delete": False, "truncate_events": True, "include_schema_changes": False})
+    assert enc.cfg == DebeziumConfig("p", "string", "long", False, False, True, False, "rewrite")
+
+
+# ---------------------------------------------------------------------------------- Connect records (Avro)
+
+
+def test_connect_records_carry_connect_values_and_schemas() -> None:
+    c = cfg()
+    records = connect_records(change(Op.DELETE, before=ROW1), c)
+    assert [(r.topic, r.value is None) for r in records] == [(None, False), (None, True)]
+    rec = records[0]
+    assert rec.key == {"id": 42} and rec.key_schema == cs.key_schema(ORDERS, c)
+    assert rec.value_schema == cs.envelope_schema(ORDERS, c)
+    before = rec.value["before"]
+    assert before["amount"] == Decimal("12.50") and before["amount"].as_tuple().exponent == -2
+    assert before["paid_at"] == "2023-11-14T22:13:20.500Z"
+    assert records[1].key_schema == rec.key_schema and records[1].value_schema is None
+    bits = TableSchema("db", "t", (Column("b", "bit", "bit(10)"), Column("bin", "blob", "blob", charset="binary")))
+    after = connect_records(change(Op.INSERT, table=bits, after={"b": 513, "bin": b"\x00"}), c)[0].value["after"]
+    assert after == {"b": b"\x01\x02", "bin": b"\x00"}
+    ddl = connect_records(ddl_change("ALTER TABLE orders ADD x INT"), c)
+    assert [(r.topic, r.key) for r in ddl] == [("dbz", {"databaseName": "shop"})]
+    assert ddl[0].value_schema == cs.schema_change_value_schema()
+    with pytest.raises(ValueError):
+        connect_records(ddl_change("ALTER TABLE orders ADD y INT"), c, builder=EventBuilder(c, json_values=True))
+
+
+# ---------------------------------------------------------------------------------- bytes
+
+
+def test_the_standard_library_writes_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = [change(Op.INSERT, after=ROW1), change(Op.UPDATE, before=ROW1, after=ROW2),
+               change(Op.DELETE, before=ROW2), ddl_change("ALTER TABLE orders ADD note TEXT")]
+    fast = [(r.key, r.value) for c in samples for r in encoder().encode(c, "t")]
+    monkeypatch.setattr(json_format_mod, "_dumps", json_format_mod._json_dumps)
+    slow = [(r.key, r.value) for c in samples for r in encoder().encode(c, "t")]
+    assert slow == fast
+
+
+def test_timestamps_in_other_zones_and_naive_ones_are_written_in_utc() -> None:
+    from formats.debezium.values import zoned_timestamp
+
+    plus5 = dt.timezone(dt.timedelta(hours=5))
+    assert zoned_timestamp(dt.datetime(2024, 1, 2, 3, 4, 5, 120000, tzinfo=plus5), 3) == "2024-01-01T22:04:05.120Z"
+    assert zoned_timestamp(dt.datetime(2024, 1, 2, 3, 4, 5), 0) == "2024-01-02T03:04:05Z"
+    assert zoned_timestamp(dt.datetime(2024, 1, 2, 3, 4, 5, 500, tzinfo=UTC), 0) == "2024-01-02T03:04:05.0005Z"
+    assert zoned_timestamp("0000-00-00 00:00:00.000", 3) == "1970-01-01T00:00:00.000Z"
