@@ -1,9 +1,12 @@
-"""The sync dataflow: snapshot and log sources -> encode and route -> partition-aware Kafka sink.
+"""The sync dataflow: snapshot and log sources -> shape -> encode and route -> partition-aware Kafka sink.
 
     snapshot (chunks, spread over workers) ─┐
-                                            ├─> encode + route (batches) ─> Kafka sink (one part per partition)
-    log (one partition, waits for the       ┘
+                                            ├─> shape ─> encode + route ─> Kafka sink (one part per partition)
+    log (one partition, waits for the       ┘   (batches throughout)
          snapshot to be delivered)
+
+"shape" applies the objects' settings (sharding columns; later row filters and column projection) and drops
+a repeated TRUNCATE of one transaction (`obsync.shaping`); "encode + route" is `obsync.routing`.
 
 `python -m bytewax.run flows.sync:flow` builds it from the task file named by `OBSYNC_TASK` (state directory
 from `OBSYNC_STATE_DIR`, default `./state/<task name>`; `OBSYNC_UNTIL_CAUGHT_UP=1` to stop once caught up).
@@ -25,6 +28,7 @@ from formats.default import partition_key
 from obsync.progress import Progress
 from obsync.routing import Router
 from obsync.runtime import Runtime, kafka_conf
+from obsync.shaping import Shaper
 
 
 def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
@@ -48,6 +52,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
             gate=rt.full_sync_delivered,
         )))
     changes = streams[0] if len(streams) == 1 else op.merge("changes", *streams)
+    shaped = op.map("shape", changes, Shaper.from_task(task).shape)
     router = Router(
         rt.encoder,
         rt.layout,
@@ -56,7 +61,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
         fixed_partition=task.fixed_partition,
         send_ddl=task.sync.ddl,
     )
-    routed = op.flat_map("encode", changes, router.route)
+    routed = op.flat_map("encode", shaped, router.route)
     op.output("kafka", routed, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered, progress))
     return flow

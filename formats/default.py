@@ -20,22 +20,27 @@ encodes to the same bytes: nothing depends on the clock or on what was encoded b
   number holds exactly.
 - `db`: the database, or `tenant.database` when the encoder is given the OceanBase tenant name, as OMS writes
   it for OceanBase sources.
-- An UPDATE that changes the row's key is written as a DELETE of the old key followed by an INSERT of the new
-  one, so that every change to one key goes to that key's partition.
+- An UPDATE that changes the row's key (its primary key or its message key) is written as a DELETE of the
+  old key followed by an INSERT of the new one, so that every change to one key goes to that key's
+  partition.
 
-Kafka key: JSON array of the key columns' values (`[42]`, `["a",7]`; integers as numbers, everything else as
-the rendered text), or None for DDL, heartbeats and tables without a key.
+Kafka key: JSON array of the values of the message key columns (`TableSchema.message_key_columns`: the
+object's sharding columns if set, else the primary key, else a non-null unique key): `[42]`, `["a",7]`,
+integers as numbers, everything else as the rendered text; None for DDL, heartbeats and tables without a
+key. `record_primary_key` / `record_primary_value` name the primary key (else the unique key) whatever the
+sharding columns.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from formats.base import Encoder, EncoderContext, KafkaRecord
 from formats.registry import register
-from formats.values import TableRenderer, table_renderer
+from formats.values import TableRenderer, key_render_function, table_renderer
 from obsync.changes import Change, Op
 from obsync.errors import ConfigError
 from obsync.positions import LogPosition
@@ -56,6 +61,34 @@ def _key_bytes(values: list[Any]) -> bytes:
     if len(values) == 1 and type(values[0]) is int:
         return b"[%d]" % values[0]
     return _dumps(values)
+
+
+MessageKey = Callable[[Mapping[str, Any]], list[Any]]
+_MESSAGE_KEYS: dict[TableRenderer, MessageKey | None] = {}
+
+
+def message_key_values(tr: TableRenderer) -> MessageKey | None:
+    """row -> the message key columns' values for a JSON key (as `TableRenderer.key_json_values` renders
+    the primary key); None when the table has no message key. Built once per table renderer."""
+    try:
+        return _MESSAGE_KEYS[tr]
+    except KeyError:
+        pass
+    cols = tr.schema.message_key_columns
+    fn: MessageKey | None
+    if not cols:
+        fn = None
+    elif cols == tr.key_columns:
+        fn = tr.key_json_values
+    else:
+        renders = tuple((c, key_render_function(tr.schema.column(c))) for c in cols)
+
+        def fn(row: Mapping[str, Any]) -> list[Any]:
+            return [None if (v := row[c]) is None else f(v) for c, f in renders]
+    if len(_MESSAGE_KEYS) >= 4096:
+        _MESSAGE_KEYS.clear()
+    _MESSAGE_KEYS[tr] = fn
+    return fn
 
 
 KEY_JOINER = "\u0001"
@@ -86,7 +119,7 @@ class DefaultEncoder(Encoder):
         self.source_identity = task_name if source_identity is None else source_identity
         self.db_type = DB_TYPES[db_type]
         self.tenant = tenant or None
-        self._tables: dict[TableRenderer, tuple[str | None, str, str | None]] = {}
+        self._tables: dict[TableRenderer, tuple[str | None, str, str | None, MessageKey | None]] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -108,10 +141,13 @@ class DefaultEncoder(Encoder):
         if op is Op.UPDATE:
             before, after = change.before, change.after
             keys = tr.key_columns
-            if keys and any(before[c] != after[c] for c in keys):  # type: ignore[index]
+            mkeys = tr.schema.message_key_columns
+            if any(before[c] != after[c] for c in keys) or (  # type: ignore[index]
+                    mkeys is not keys and any(before[c] != after[c] for c in mkeys)):  # type: ignore[index]
                 old = self._row(change, tr, "DELETE", before, None)
                 new = self._row(change, tr, "INSERT", None, after)
-                if old[0] != new[0]:  # keys equal once rendered (1.0 -> 1.00) stay one update
+                # keys equal once rendered (1.0 -> 1.00) stay one update
+                if old[0] != new[0] or (keys and tr.key_json_values(before) != tr.key_json_values(after)):
                     return [KafkaRecord(topic, *old), KafkaRecord(topic, *new)]
             return [KafkaRecord(topic, *self._row(change, tr, "UPDATE", before, after))]
         raise ValueError(f"cannot encode a {op!r} change")
@@ -129,11 +165,12 @@ class DefaultEncoder(Encoder):
         """(Kafka key, message) of a row change."""
         prev = None if before is None else tr.render_row(before)
         post = None if after is None else tr.render_row(after)
-        names, table_name, db = self._table_meta(tr)
+        names, table_name, db, message_key = self._table_meta(tr)
         values = key = None
         if names is not None:
             values = tr.key_text(post if post is not None else prev, KEY_JOINER)  # type: ignore[arg-type]
-            key = _key_bytes(tr.key_json_values(after if after is not None else before))  # type: ignore[arg-type]
+        if message_key is not None:
+            key = _key_bytes(message_key(after if after is not None else before))  # type: ignore[arg-type]
         return key, self._message(change, record_type, prev, post, names, values, (table_name, db))
 
     def _message(
@@ -189,13 +226,14 @@ class DefaultEncoder(Encoder):
             change, "DDL", None, {"ddl": statement}, None, None, (table_name, self._db(db)), ddl_type(statement)
         )
 
-    def _table_meta(self, tr: TableRenderer) -> tuple[str | None, str, str | None]:
+    def _table_meta(self, tr: TableRenderer) -> tuple[str | None, str, str | None, MessageKey | None]:
+        """(record_primary_key, table_name, db, message key function) of a table."""
         meta = self._tables.get(tr)
         if meta is None:
             if len(self._tables) >= 4096:
                 self._tables.clear()
             names = KEY_JOINER.join(tr.key_columns) if tr.key_columns else None
-            meta = self._tables[tr] = (names, tr.schema.name, self._db(tr.schema.db))
+            meta = self._tables[tr] = (names, tr.schema.name, self._db(tr.schema.db), message_key_values(tr))
         return meta
 
     def _db(self, db: str | None) -> str | None:
@@ -257,10 +295,11 @@ def _build(ctx: EncoderContext, **options: Any) -> DefaultEncoder:
 
 def partition_key(change: Change) -> bytes | None:
     """The bytes the Hash rule hashes, whatever the format: the Default format's Kafka key of the change
-    (JSON array of its key values), or None when the table has no key."""
+    (JSON array of its message key values: sharding columns, else primary key, else a non-null unique key),
+    or None when the table has none of these."""
     table = change.table
-    if table is None or not table.key_columns:
+    if table is None or not table.message_key_columns:
         return None
     row = change.after if change.after is not None else change.before
     assert row is not None
-    return _key_bytes(table_renderer(table).key_json_values(row))
+    return _key_bytes(message_key_values(table_renderer(table))(row))  # type: ignore[misc]

@@ -70,15 +70,31 @@ class SyncConfig(_Model):
 
 
 class ObjectConfig(_Model):
-    """One selection rule. This release takes exact `db.table` names."""
+    """One selection rule. This release takes exact `db.table` names.
+
+    `sharding_columns`: the columns of the Kafka message key and of the Hash rule (OMS's "sharding
+    columns"), in place of the primary key; every change with the same values lands in one partition in
+    commit order. Checked against the table's columns when the task starts.
+    """
 
     match: str
+    sharding_columns: tuple[str, ...] = ()
 
     @field_validator("match")
     @classmethod
     def _db_dot_table(cls, v: str) -> str:
         if v.count(".") != 1 or not all(v.split(".")):
             raise ValueError(f"must be 'database.table', got {v!r}")
+        return v
+
+    @field_validator("sharding_columns")
+    @classmethod
+    def _distinct_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not c for c in v):
+            raise ValueError("column names must not be empty")
+        dup = sorted({c for c in v if v.count(c) > 1})
+        if dup:
+            raise ValueError(f"column {dup[0]!r} is named twice")
         return v
 
     @property
@@ -117,7 +133,7 @@ class TaskConfig(_Model):
     format: Literal[FORMATS] = "default"  # type: ignore[valid-type]
     format_options: dict[str, Any] = Field(default_factory=dict, description="checked by the format")
     partitioning: Literal["hash", "table", "one"] = "hash"
-    fixed_partition: int = Field(0, ge=0, description="the partition of the `one` rule")
+    fixed_partition: int = Field(0, ge=0, description="the partition of the `one` rule (< every topic's count)")
     state_dir: Path | None = None
     workers: int = Field(1, ge=1, le=64, description="Bytewax workers in this process")
     snapshot: SnapshotConfig = SnapshotConfig()

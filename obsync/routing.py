@@ -1,8 +1,9 @@
 """From change batches to per-partition record batches: encode, choose the partition, fan out DDL.
 
-This is the engine-free core of the dataflow's "encode" step. An update that changes the row's key becomes
-a delete of the old key and an insert of the new one, so every change of one key lands in one partition,
-in commit order. Snapshot completion markers are broadcast to every partition.
+This is the engine-free core of the dataflow's "encode" step. An update that changes the row's key (its
+identity or its message key, see `split_key_change`) becomes a delete of the old key and an insert of the
+new one, so every change of one key lands in one partition, in commit order. Snapshot completion markers are
+broadcast to every partition.
 """
 
 from __future__ import annotations
@@ -33,19 +34,39 @@ class TopicLayout:
         return sorted(part_name(t, p) for t, n in self.partitions.items() for p in range(n))
 
 
-def split_key_change(change: Change) -> list[Change]:
-    """An UPDATE whose key changed becomes DELETE(old) + INSERT(new); anything else is left alone."""
-    if change.op is not Op.UPDATE or change.table is None or not change.table.key_columns:
+def split_key_change(change: Change, whole_row: bool = False) -> list[Change]:
+    """An UPDATE that changes the row's key becomes DELETE(old) + INSERT(new); anything else is left alone.
+
+    The key is both the row's identity (`key_columns`: primary key, else a non-null unique key) and its
+    message key (`message_key_columns`: the sharding columns if set). A change of the message key moves
+    the row to another Kafka key and, under Hash, another partition: the delete goes with the old key and
+    the insert with the new one, so every change of one key stays in one partition in commit order. With
+    `whole_row` (Hash on a table without any key, where the partition is the hash of the whole image)
+    every update that changes the row is split, so each image's changes stay in that image's partition.
+    """
+    table = change.table
+    if change.op is not Op.UPDATE or table is None:
         return [change]
-    cols = change.table.key_columns
-    assert change.before is not None and change.after is not None
-    if all(change.before[c] == change.after[c] for c in cols):
+    before, after = change.before, change.after
+    assert before is not None and after is not None
+    ident, mkey = table.key_columns, table.message_key_columns
+    if ident or mkey:
+        if all(before[c] == after[c] for c in ident) and (
+                mkey is ident or all(before[c] == after[c] for c in mkey)):
+            return [change]
+    elif not whole_row or before == after:
         return [change]
     return [replace(change, op=Op.DELETE, after=None), replace(change, op=Op.INSERT, before=None)]
 
 
 class Router:
-    """Encodes changes and groups the records by the sink part (Kafka partition) they belong to."""
+    """Encodes changes and groups the records by the sink part (Kafka partition) they belong to.
+
+    Partition rules (FORMATS.md): `hash`, the murmur2 hash of the message key (`key_bytes`: the sharding
+    columns, else the primary key, else a non-null unique key; the whole row's image for a table without
+    any) modulo the topic's partition count; `table`, the hash of `db.table`; `one`, `fixed_partition` of
+    every topic. DDL placement per rule is in `ddl_targets`.
+    """
 
     def __init__(self, encoder: Encoder, layout: TopicLayout, partitioning: Partitioning,
                  key_bytes: KeyBytes, fixed_partition: int = 0, send_ddl: bool = False) -> None:
@@ -56,7 +77,14 @@ class Router:
         self.fixed_partition = fixed_partition
         self.send_ddl = send_ddl
         self.all_parts = layout.parts()
+        self.table_topics = sorted(set(layout.topic_of.values()))  # "all the task's topics" (not the format's)
         self.key_is_record_key = encoder.name == "default"
+        self.whole_row = partitioning == "hash"
+        if partitioning == "one":
+            for topic in self.table_topics:
+                if not 0 <= fixed_partition < layout.partitions[topic]:
+                    raise ValueError(f"fixed partition {fixed_partition} is not a partition of topic {topic} "
+                                     f"({layout.partitions[topic]} partitions)")
 
     def route(self, batch: Sequence[Item]) -> list[tuple[str, list[OutItem]]]:
         """One (part, records) pair per sink part touched by the batch, records in batch order."""
@@ -71,7 +99,7 @@ class Router:
                     self._route_ddl(item, out)
                 continue
             seq = 0
-            for change in split_key_change(item):
+            for change in split_key_change(item, self.whole_row):
                 topic = self.layout.topic_of[(change.table.db, change.table.name)]  # type: ignore[union-attr]
                 records = self.encoder.encode(change, topic)
                 partition = self._partition(change, topic, records[0].key if records else None)
@@ -89,9 +117,9 @@ class Router:
         return list(out.items())
 
     def _partition(self, change: Change, topic: str, record_key: bytes | None) -> int:
-        n = self.layout.partitions[topic]
         if self.partitioning == "one":
-            return self.fixed_partition % n
+            return self.fixed_partition
+        n = self.layout.partitions[topic]
         table = change.table
         assert table is not None
         if self.partitioning == "table":
@@ -103,28 +131,55 @@ class Router:
             key = json.dumps(row, sort_keys=True, default=str, ensure_ascii=False).encode()
         return (murmur2(key) & 0x7FFFFFFF) % n
 
-    def _route_ddl(self, change: Change, out: dict[str, list[OutItem]]) -> None:
-        """DDL placement per FORMATS.md: by rule, to the named tables' topics (or all the task's topics)."""
-        named = [self.layout.topic_of[t] for t in change.ddl_tables if t in self.layout.topic_of]
-        topics = sorted(set(named)) if named else sorted(self.layout.partitions)
-        seq = 0
+    def ddl_targets(self, change: Change) -> list[tuple[str, list[int]]]:
+        """(topic, partitions) a DDL statement is delivered to, per FORMATS.md's table:
+
+        | rule  | one table / several tables named                  | no table known               |
+        |-------|---------------------------------------------------|------------------------------|
+        | hash  | all partitions of the named tables' topics        | all partitions of all topics |
+        | table | in each named table's topic, its name's partition | all partitions of all topics |
+        | one   | the fixed partition of the named tables' topics   | the fixed partition of all   |
+
+        "Named tables" are those the statement names that the task syncs; a statement that names tables,
+        none of them synced, is delivered nowhere. "All topics" are the tables' topics, not the topics a
+        format owns (those get the format's own records once, see `_route_ddl`).
+        """
+        topic_of = self.layout.topic_of
+        named = [(t, topic_of[t]) for t in change.ddl_tables if t in topic_of]
+        if not named:
+            if change.ddl_tables:
+                return []
+            topics = self.table_topics
+        else:
+            topics = sorted({topic for _, topic in named})
+        out = []
         for topic in topics:
             n = self.layout.partitions[topic]
-            if self.partitioning == "hash" or not named:
-                targets: Any = list(range(n)) if self.partitioning != "one" else [self.fixed_partition % n]
-            elif self.partitioning == "table":
-                targets = sorted({partition_for(f"{db}.{t}".encode(), n) for db, t in change.ddl_tables
-                                  if self.layout.topic_of.get((db, t)) == topic})
+            if self.partitioning == "one":
+                targets = [self.fixed_partition]
+            elif self.partitioning == "table" and named:
+                targets = sorted({partition_for(f"{db}.{t}".encode(), n) for (db, t), tp in named if tp == topic})
             else:
-                targets = [self.fixed_partition % n]
-            for p in targets:
-                for rec in self.encoder.encode(change, topic):
-                    if rec.topic == topic:
+                targets = list(range(n))
+            out.append((topic, targets))
+        return out
+
+    def _route_ddl(self, change: Change, out: dict[str, list[OutItem]]) -> None:
+        seq = 0
+        own_sent = False
+        for topic, targets in self.ddl_targets(change):
+            own_here = False
+            for rec in self.encoder.encode(change, topic):
+                if rec.topic == topic:
+                    for p in targets:
                         out.setdefault(part_name(topic, p), []).append(
                             OutRecord(topic, p, rec.key, rec.value, change.position, seq, change.commit_time))
-                    elif p == targets[0]:  # the format's own topic (schema changes) gets it once
-                        self._add_to_own_topic(rec, change, seq, out)
+                        seq += 1
+                elif not own_sent:  # the format's own topic (schema changes) gets the statement once
+                    self._add_to_own_topic(rec, change, seq, out)
+                    own_here = True
                     seq += 1
+            own_sent = own_sent or own_here
 
     def _add_to_own_topic(self, rec: Any, change: Change, seq: int, out: dict[str, list[OutItem]]) -> None:
         """A record for a topic of the format's own (see `Encoder.extra_topics`): partitioned by its key."""

@@ -19,7 +19,7 @@ from connectors.mysql.catalog import load_table_schema, table_kind
 from connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect
 from formats import encoder_for
 from formats.base import Encoder, EncoderContext
-from obsync.config import TaskConfig
+from obsync.config import ObjectConfig, TaskConfig
 from obsync.errors import ConfigError, StateError
 from obsync.positions import LogPosition, position_from_json
 from obsync.routing import TopicLayout
@@ -75,13 +75,14 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
         try:
             dialect: Dialect = detect_dialect(conn) if task.source.kind == "auto" else task.source.kind
             tables: dict[tuple[str, str], TableSchema] = {}
-            for obj in task.objects:
+            for i, obj in enumerate(task.objects):
                 kind = table_kind(conn, obj.db, obj.table)
                 if kind is None:
                     raise ConfigError(f"objects: table {obj.match} does not exist on the source")
                 if kind != "BASE TABLE":
                     raise ConfigError(f"objects: {obj.match} is a {kind.lower()}, not a table; only tables sync")
-                tables[(obj.db, obj.table)] = load_table_schema(conn, obj.db, obj.table)
+                tables[(obj.db, obj.table)] = schema = load_table_schema(conn, obj.db, obj.table)
+                check_sharding_columns(i, obj, schema)
             start = state.load_start()
             if start is None:
                 start = {"tables": sorted(f"{d}.{t}" for d, t in tables)}
@@ -108,10 +109,31 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
                           task.format_options)
     counts = ensure_topics(task.target, sorted(set(topic_of.values()) | set(encoder.extra_topics())),
                            task.topics.partitions, task.topics.replication_factor)
+    check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
     stop_at = current_log_position(log_ep) if (until_caught_up and task.sync.incremental) else None
     assert log_start is None or isinstance(log_start, LogPosition)
     return Runtime(task, state, ident["id"], dialect, tables, TopicLayout(topic_of, counts), log_start, plan,
                    stop_at, encoder)
+
+
+def check_sharding_columns(index: int, obj: ObjectConfig, schema: TableSchema) -> None:
+    """Every sharding column of an object must be a column of its table."""
+    for name in obj.sharding_columns:
+        if name not in schema.column_names:
+            raise ConfigError(
+                f"field `objects.{index}.sharding_columns`: object {obj.match} has no column {name!r}; "
+                f"its columns: {', '.join(schema.column_names)}")
+
+
+def check_fixed_partition(task: TaskConfig, partitions: dict[str, int]) -> None:
+    """Under the One rule, `fixed_partition` must exist in every topic of the task's tables."""
+    if task.partitioning != "one":
+        return
+    for topic, n in sorted(partitions.items()):
+        if task.fixed_partition >= n:
+            raise ConfigError(
+                f"field `fixed_partition`: {task.fixed_partition} is not a partition of topic {topic}, which "
+                f"has {n} (partitions 0 to {n - 1}); choose a partition below {min(partitions.values())}")
 
 
 def kafka_conf(task: TaskConfig) -> dict[str, Any]:

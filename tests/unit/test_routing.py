@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from connectors.kafka.partitioner import murmur2, partition_for
 from connectors.kafka.records import OutRecord, part_name
 from formats.base import Encoder, KafkaRecord
+from formats.default import DefaultEncoder, partition_key
 from obsync.changes import Change, Op, StreamDone
 from obsync.positions import LogPosition, SnapshotPosition, position_from_header, position_to_header
-from obsync.routing import Router, TopicLayout
+from obsync.routing import Router, TopicLayout, split_key_change
 from obsync.schema import Column, TableSchema
 
 T = TableSchema("shop", "orders", (Column("id", "int", "int(11)"), Column("v", "varchar", "varchar(9)")), ("id",))
@@ -79,15 +84,6 @@ def test_stream_done_reaches_every_partition():
     assert sorted(routed) == [part_name("orders", p) for p in range(4)]
 
 
-def test_ddl_placement_per_rule():
-    ddl = Change(Op.DDL, T, LogPosition("b.000001", 5, 0), ddl="ALTER TABLE orders ADD c int", ddl_db="shop",
-                 ddl_tables=(("shop", "orders"),))
-    assert sorted(dict(router("hash", 3).route([ddl]))) == [part_name("orders", p) for p in range(3)]
-    table_part = partition_for(b"shop.orders", 3)
-    assert sorted(dict(router("table", 3).route([ddl]))) == [part_name("orders", table_part)]
-    assert sorted(dict(router("one", 3).route([ddl]))) == [part_name("orders", 0)]
-    unknown = Change(Op.DDL, None, LogPosition("b.000001", 6, 0), ddl="DROP INDEX i ON x", ddl_db="shop")
-    assert sorted(dict(router("table", 3).route([unknown]))) == [part_name("orders", p) for p in range(3)]
 
 
 def test_positions_round_trip_through_headers_and_order():
@@ -97,3 +93,179 @@ def test_positions_round_trip_through_headers_and_order():
     assert snap.sort_key < log.sort_key  # every snapshot row sorts before every log change
     assert LogPosition("b.000009", 900, 0).sort_key < LogPosition("b.000010", 4, 0).sort_key
     assert isinstance(OutRecord("t", 0, None, None, log), OutRecord)
+
+
+# ------------------------------------------------------------------------- rules, keys, DDL placement
+
+ITEMS = TableSchema("shop", "items", (Column("id", "int", "int(11)"),), ("id",))
+SHARDED = TableSchema("shop", "orders", (Column("id", "int", "int(11)"), Column("cust", "int", "int(11)"),
+                                         Column("v", "varchar", "varchar(9)")), ("id",), sharding_columns=("cust",))
+LOGS = TableSchema("shop", "logs", (Column("msg", "varchar", "varchar(9)"), Column("n", "int", "int(11)")))
+N = {"orders": 4, "items": 3, "logs": 5, "schema-changes": 2}
+
+
+class SchemaTopicEncoder(DefaultEncoder):
+    """The Default format, plus every DDL once more in a topic of its own (as Debezium's schema topic)."""
+
+    def encode(self, change, topic):
+        records = super().encode(change, topic)
+        if change.op is Op.DDL:
+            records.append(KafkaRecord("schema-changes", b"shop", change.ddl.encode()))
+        return records
+
+    def extra_topics(self):
+        return ["schema-changes"]
+
+
+def real_router(partitioning="hash", fixed_partition=0, encoder=None):
+    layout = TopicLayout({("shop", "orders"): "orders", ("shop", "items"): "items", ("shop", "logs"): "logs"}, N)
+    return Router(encoder or DefaultEncoder("t"), layout, partitioning, partition_key,
+                  fixed_partition=fixed_partition, send_ddl=True)
+
+
+def placed(routed) -> list[tuple[str, int, str, str | None]]:
+    """(topic, partition, recordType, key) of every record, in routing order per part."""
+    return [(r.topic, r.partition, json.loads(r.value)["recordType"], r.key and r.key.decode())
+            for _, recs in routed for r in recs if r.topic != "schema-changes"]
+
+
+def upd(table, n, before, after):
+    return Change(Op.UPDATE, table, LogPosition("b.000001", n, 0), before=before, after=after, txn=f"x{n}")
+
+
+def test_hash_rule_hashes_the_sharding_columns():
+    batch = [Change(Op.INSERT, SHARDED, LogPosition("b.000001", 10 + i, 0), after={"id": i, "cust": i % 3, "v": ""})
+             for i in range(12)]
+    for topic, p, kind, key in placed(real_router().route(batch)):
+        assert key in ("[0]", "[1]", "[2]") and p == partition_for(key.encode(), 4)
+
+
+def test_an_update_of_the_sharding_columns_is_a_delete_then_an_insert_in_their_partitions():
+    ch = upd(SHARDED, 5, {"id": 1, "cust": 1, "v": "a"}, {"id": 1, "cust": 2, "v": "a"})
+    recs = sorted((r for _, rs in real_router().route([ch]) for r in rs), key=lambda r: r.seq)
+    assert [(json.loads(r.value)["recordType"], r.key, r.partition, r.seq) for r in recs] == [
+        ("DELETE", b"[1]", partition_for(b"[1]", 4), 0), ("INSERT", b"[2]", partition_for(b"[2]", 4), 1)]
+    assert [json.loads(r.value)["allMetaData"]["record_primary_value"] for r in recs] == ["1", "1"]
+
+
+def test_an_update_of_the_primary_key_alone_is_split_too_and_stays_in_its_partition():
+    ch = upd(SHARDED, 5, {"id": 1, "cust": 1, "v": "a"}, {"id": 9, "cust": 1, "v": "a"})
+    assert [(kind, key, p) for _, p, kind, key in placed(real_router().route([ch]))] == [
+        ("DELETE", "[1]", partition_for(b"[1]", 4)), ("INSERT", "[1]", partition_for(b"[1]", 4))]
+    keep = upd(SHARDED, 6, {"id": 1, "cust": 1, "v": "a"}, {"id": 1, "cust": 1, "v": "b"})
+    assert [kind for *_, kind, _ in placed(real_router().route([keep]))] == ["UPDATE"]
+
+
+def test_split_key_change_looks_at_identity_and_message_key():
+    assert len(split_key_change(upd(SHARDED, 1, {"id": 1, "cust": 1, "v": "a"}, {"id": 1, "cust": 1, "v": "b"}))) == 1
+    assert len(split_key_change(upd(SHARDED, 1, {"id": 1, "cust": 1, "v": "a"}, {"id": 1, "cust": 3, "v": "a"}))) == 2
+    assert len(split_key_change(upd(LOGS, 1, {"msg": "a", "n": 1}, {"msg": "b", "n": 1}))) == 1
+    assert len(split_key_change(upd(LOGS, 1, {"msg": "a", "n": 1}, {"msg": "b", "n": 1}), whole_row=True)) == 2
+
+
+def whole_row_partition(row) -> int:
+    return partition_for(json.dumps(row, sort_keys=True, ensure_ascii=False).encode(), N["logs"])
+
+
+def test_hash_rule_without_a_key_hashes_the_whole_row_and_splits_updates_by_image():
+    a, b = {"msg": "a", "n": 1}, {"msg": "b", "n": 1}
+    batch = [Change(Op.INSERT, LOGS, LogPosition("b.000001", 1, 0), after=a), upd(LOGS, 2, a, b),
+             Change(Op.DELETE, LOGS, LogPosition("b.000001", 3, 0), before=b)]
+    got = sorted((r.position.pos, r.seq, r.partition, json.loads(r.value)["recordType"], r.key)
+                 for _, rs in real_router("hash").route(batch) for r in rs)
+    pa, pb = whole_row_partition(a), whole_row_partition(b)
+    assert got == [(1, 0, pa, "INSERT", None), (2, 0, pa, "DELETE", None), (2, 1, pb, "INSERT", None),
+                   (3, 0, pb, "DELETE", None)]
+    # every image's changes are in that image's partition; under Table and One an update stays an update
+    for rule in ("table", "one"):
+        assert [k for *_, k, _ in placed(real_router(rule).route(batch))] == ["INSERT", "UPDATE", "DELETE"]
+
+
+def test_table_rule_puts_a_whole_table_in_the_partition_of_its_name():
+    batch = [Change(Op.INSERT, SHARDED, LogPosition("b.000001", i, 0), after={"id": i, "cust": i, "v": ""})
+             for i in range(1, 20)] + [Change(Op.INSERT, ITEMS, LogPosition("b.000001", 30, 0), after={"id": 1})]
+    got = {(topic, p) for topic, p, *_ in placed(real_router("table").route(batch))}
+    assert got == {("orders", partition_for(b"shop.orders", 4)), ("items", partition_for(b"shop.items", 3))}
+
+
+def test_one_rule_puts_everything_in_the_fixed_partition_in_commit_order():
+    batch = [Change(Op.INSERT, SHARDED if i % 2 else ITEMS, LogPosition("b.000001", i, 0),
+                    after={"id": i, "cust": i, "v": ""} if i % 2 else {"id": i}) for i in range(1, 30)]
+    batch.append(upd(SHARDED, 40, {"id": 1, "cust": 1, "v": ""}, {"id": 2, "cust": 5, "v": ""}))
+    routed = dict(real_router("one", fixed_partition=2).route(batch))
+    assert sorted(routed) == [part_name("items", 2), part_name("orders", 2)]
+    for recs in routed.values():
+        order = [(r.position.pos, r.seq) for r in recs]
+        assert order == sorted(order)
+
+
+def test_fixed_partition_beyond_a_topic_is_refused():
+    with pytest.raises(ValueError, match="fixed partition 3 is not a partition of topic items"):
+        real_router("one", fixed_partition=3)
+    real_router("hash", fixed_partition=3)
+
+
+def ddl(statement, tables, table=None, n=5):
+    return Change(Op.DDL, table, LogPosition("b.000001", n, 0), ddl=statement, ddl_db="shop",
+                  ddl_tables=tables, txn=f"g{n}", commit_time=1.0)
+
+
+ONE_TABLE = ddl("ALTER TABLE orders ADD c int", (("shop", "orders"),), SHARDED)
+SEVERAL = ddl("RENAME TABLE orders TO o2, items TO i2, other TO o3",  # `other` is not synced by the task
+              (("shop", "orders"), ("shop", "o2"), ("shop", "items"), ("shop", "i2"), ("shop", "other"),
+               ("shop", "o3")))
+UNKNOWN = ddl("DROP INDEX i", ())
+
+
+def targets(rule, change, fixed=0):
+    return sorted({(topic, p) for topic, p, *_ in placed(real_router(rule, fixed).route([change]))})
+
+
+def every(topic):
+    return [(topic, p) for p in range(N[topic])]
+
+
+def test_ddl_placement_under_hash():
+    assert targets("hash", ONE_TABLE) == every("orders")
+    assert targets("hash", SEVERAL) == every("items") + every("orders")
+    assert targets("hash", UNKNOWN) == every("items") + every("logs") + every("orders")
+
+
+def test_ddl_placement_under_table():
+    orders_p, items_p = partition_for(b"shop.orders", 4), partition_for(b"shop.items", 3)
+    assert targets("table", ONE_TABLE) == [("orders", orders_p)]
+    assert targets("table", SEVERAL) == [("items", items_p), ("orders", orders_p)]
+    assert targets("table", UNKNOWN) == every("items") + every("logs") + every("orders")
+
+
+def test_ddl_placement_under_one():
+    assert targets("one", ONE_TABLE, 1) == [("orders", 1)]
+    assert targets("one", SEVERAL, 1) == [("items", 1), ("orders", 1)]
+    assert targets("one", UNKNOWN, 1) == [("items", 1), ("logs", 1), ("orders", 1)]
+
+
+def test_table_rule_ddl_on_two_tables_sharing_a_topic_goes_to_both_name_partitions():
+    layout = TopicLayout({("shop", "orders"): "all", ("shop", "items"): "all"}, {"all": 16})
+    r = Router(DefaultEncoder("t"), layout, "table", partition_key, send_ddl=True)
+    got = sorted(p for _, recs in r.route([SEVERAL]) for p in [recs[0].partition])
+    assert got == sorted({partition_for(b"shop.orders", 16), partition_for(b"shop.items", 16)})
+    assert len(got) == 2
+
+
+def test_ddl_naming_only_tables_outside_the_task_is_not_delivered():
+    assert real_router().route([ddl("RENAME TABLE a TO b", (("shop", "a"), ("shop", "b")))]) == []
+
+
+def test_ddl_reaches_a_formats_own_topic_once_and_table_topics_per_rule():
+    r = real_router("hash", encoder=SchemaTopicEncoder("t"))
+    routed = r.route([UNKNOWN])
+    own = [rec for _, recs in routed for rec in recs if rec.topic == "schema-changes"]
+    assert len(own) == 1 and own[0].value == b"DROP INDEX i"
+    assert {rec.topic for _, recs in routed for rec in recs} == {"orders", "items", "logs", "schema-changes"}
+    seqs = [rec.seq for _, recs in routed for rec in recs]
+    assert len(seqs) == len(set(seqs)) == 4 + 3 + 5 + 1  # (position, seq) unique
+
+
+def test_ddl_is_not_sent_unless_asked():
+    layout = TopicLayout({("shop", "orders"): "orders"}, {"orders": 4})
+    assert Router(DefaultEncoder("t"), layout, "hash", partition_key).route([ONE_TABLE]) == []
