@@ -35,9 +35,9 @@ def insert_rows(conn, start: int, count: int, chunk: int = 5000) -> None:
     with conn.cursor() as cur:
         for lo in range(start, start + count, chunk):
             hi = min(lo + chunk, start + count)
-            cur.execute("INSERT INTO bench.t (id,a,b,c,d,e,f,h,i) SELECT seq, seq %% 1000, seq * 7, "
+            cur.execute("INSERT INTO bench.t (id,a,b,c,d,e,f,h,i) SELECT seq, seq % 1000, seq * 7, "
                         "CONCAT('name-', seq), seq / 100, seq / 3, '2024-05-06 07:08:09.123', "
-                        "IF(seq %% 3 = 0, NULL, 'some text here'), seq %% 100 "
+                        "IF(seq % 3 = 0, NULL, 'some text here'), seq % 100 "
                         f"FROM bench.seq_{lo}_to_{hi - 1}")
 
 

@@ -10,11 +10,14 @@ A snapshot read goes through three pieces that belong together:
 - `use_sql_decoders(conn)`: pymysql hands DATE, DATETIME, TIMESTAMP and TIME over as the server's text
   (pymysql's own parsers are regex based, about 20x slower than `datetime.fromisoformat`, and return
   TIMESTAMPs naive). Integers, DECIMAL, FLOAT/DOUBLE and YEAR keep pymysql's `int`/`Decimal`/`float`.
+  `mysqldb_conversions()` is the same for mysqlclient (MySQLdb), whose rows then hold the same values
+  (`connectors.mysql.fastsql`).
 - `row_converter(columns)`: one function per table that turns a result tuple into a list of canonical values,
   built from a precomputed list of per-column converters (no per-value type dispatch; columns whose pymysql
   value is already canonical are not touched).
 
-Binary columns: pymysql returns `bytes` for every column whose result charset is `binary` (charset number 63):
+Binary columns: pymysql (and mysqlclient with `mysqldb_conversions`) returns `bytes` for every column whose
+result charset is `binary` (charset number 63):
 BINARY, VARBINARY, the BLOB kinds, BIT, and `CHAR/VARCHAR ... CHARACTER SET binary`, which the server turns
 into BINARY/VARBINARY anyway (checked on MariaDB 10.11 and seekdb 1.4). Text columns come back as `str`
 decoded from the connection's utf8mb4, whatever the column's own charset. So binary columns need no converter.
@@ -40,7 +43,7 @@ from decimal import Decimal
 from typing import Any, Callable, Sequence
 
 import pymysql
-from pymysql.constants import FIELD_TYPE
+from pymysql.constants import FIELD_TYPE, FLAG
 
 from connectors.mysql.connection import quote_ident
 from obsync.schema import Column
@@ -189,6 +192,38 @@ def use_sql_decoders(conn: pymysql.Connection) -> None:
     pymysql reads `Connection.decoders` afresh for every result, so this works on an open connection.
     """
     conn.decoders = dict(SQL_DECODERS)
+
+
+# The same for mysqlclient (MySQLdb, C), whose C row reader calls these per value: `int` and `str` (and
+# `bytes`) are its fast paths, done in C; `float` gets the text as bytes, `Decimal` as str. Character
+# types go by the result charset, as with pymysql: `bytes` for charset 63 (binary), else `str` decoded from
+# the connection's utf8mb4 (the C code sets the BINARY flag from the charset number for these pairs). JSON
+# is always text. BIT and GEOMETRY have no entry: MySQLdb hands over bytes. Temporal types stay text.
+_TEXT_OR_BINARY = ((FLAG.BINARY, bytes), (None, str))
+MYSQLDB_DECODERS: dict[int, Any] = {
+    **{t: int for t in (FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TYPE.LONGLONG,
+                        FIELD_TYPE.INT24, FIELD_TYPE.YEAR)},
+    FIELD_TYPE.FLOAT: float,
+    FIELD_TYPE.DOUBLE: float,
+    FIELD_TYPE.DECIMAL: Decimal,
+    FIELD_TYPE.NEWDECIMAL: Decimal,
+    **{t: str for t in (FIELD_TYPE.DATE, FIELD_TYPE.NEWDATE, FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP,
+                        FIELD_TYPE.TIME, FIELD_TYPE.JSON)},
+    **{t: _TEXT_OR_BINARY for t in (FIELD_TYPE.STRING, FIELD_TYPE.VAR_STRING, FIELD_TYPE.VARCHAR,
+                                    FIELD_TYPE.TINY_BLOB, FIELD_TYPE.MEDIUM_BLOB, FIELD_TYPE.LONG_BLOB,
+                                    FIELD_TYPE.BLOB, FIELD_TYPE.ENUM, FIELD_TYPE.SET)},
+}
+
+
+def mysqldb_conversions() -> dict[Any, Any]:
+    """The `conv` argument of `MySQLdb.connect` for snapshot reads: MySQLdb's own encoders (how query
+    parameters are written) and `MYSQLDB_DECODERS`, so that a row holds the same values as one read by
+    pymysql with `use_sql_decoders`. Needs mysqlclient (imported here, not at module import)."""
+    from MySQLdb.converters import conversions
+
+    conv: dict[Any, Any] = {k: v for k, v in conversions.items() if not isinstance(k, int)}
+    conv.update(MYSQLDB_DECODERS)
+    return conv
 
 
 def select_expression(column: Column, quote: Callable[[str], str] = quote_ident) -> str:

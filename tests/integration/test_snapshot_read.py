@@ -1,4 +1,5 @@
-"""Snapshot planning and chunk reading against real servers: MariaDB (MySQL path) and seekdb (OceanBase path).
+"""Snapshot planning and chunk reading against real servers: MariaDB (MySQL path) and seekdb (OceanBase path),
+each through both SQL drivers of the reader (mysqlclient and pymysql).
 
 Each test gets its own database on each server. The order invariant checked throughout: inside a chunk,
 positions increase strictly in Python's order, because the Kafka sink compares them in Python.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -19,11 +21,14 @@ from typing import Any
 import pymysql
 import pytest
 
+from connectors.mysql import fastsql
 from connectors.mysql.catalog import load_table_schema
 from connectors.mysql.connection import Endpoint, connect, detect_dialect
 from connectors.mysql.snapshot import ChunkReader, SnapshotPlan, plan_snapshot
 from connectors.mysql.snapshot.keys import KeySql
+from connectors.mysql.snapshot.reader import _position, _read_change
 from obsync.changes import Change, Op
+from obsync.errors import SourceError, SourceUnavailable
 from obsync.positions import SnapshotPosition
 from obsync.schema import Column
 
@@ -36,6 +41,7 @@ class Source:
     conn: pymysql.Connection
     db: str
     dialect: str
+    driver: str
 
     def sql(self, stmt: str, params: Any = None) -> tuple:
         with self.conn.cursor() as cur:
@@ -48,7 +54,10 @@ class Source:
 
     def reader(self, plan: SnapshotPlan, chunk_id: str, batch_size: int, resume: dict | None = None
                ) -> ChunkReader:
-        return ChunkReader(self.endpoint, plan, chunk_id, batch_size, resume)
+        reader = ChunkReader(self.endpoint, plan, chunk_id, batch_size, resume,
+                             driver=self.driver)  # type: ignore[arg-type]
+        assert reader.driver == self.driver
+        return reader
 
     def read_chunk(self, plan: SnapshotPlan, chunk_id: str, batch_size: int) -> list[Change]:
         reader = self.reader(plan, chunk_id, batch_size)
@@ -63,13 +72,20 @@ class Source:
         return {cid: self.read_chunk(plan, cid, batch_size) for cid in plan.chunk_ids}
 
 
-@pytest.fixture(params=["mariadb", "seekdb"])
+_NO_MYSQLCLIENT = pytest.mark.skipif(not fastsql.AVAILABLE, reason="mysqlclient not installed")
+
+
+@pytest.fixture(params=[pytest.param(("mariadb", "mysqlclient"), marks=_NO_MYSQLCLIENT, id="mariadb-mysqlclient"),
+                        pytest.param(("mariadb", "pymysql"), id="mariadb-pymysql"),
+                        pytest.param(("seekdb", "mysqlclient"), marks=_NO_MYSQLCLIENT, id="seekdb-mysqlclient"),
+                        pytest.param(("seekdb", "pymysql"), id="seekdb-pymysql")])
 def src(request: pytest.FixtureRequest) -> Iterator[Source]:
-    server = request.getfixturevalue(request.param)
+    server_name, driver = request.param
+    server = request.getfixturevalue(server_name)
     ep = Endpoint(server.host, server.port, server.user, server.password)
     conn = connect(ep)
     db = f"snap_{uuid.uuid4().hex[:10]}"
-    source = Source(ep, conn, db, detect_dialect(conn))
+    source = Source(ep, conn, db, detect_dialect(conn), driver)
     source.sql(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
     yield source
     source.sql(f"DROP DATABASE {db}")
@@ -361,3 +377,109 @@ def test_planning_restores_the_session_and_refuses_a_table_listed_twice(src: Sou
         assert src.sql("SELECT @@ob_query_timeout") == timeout
     with pytest.raises(ValueError, match="listed twice"):
         src.plan(["d", "d"], chunk_size=10)
+
+
+# -- drivers ------------------------------------------------------------------------------------------------
+
+def test_fast_constructors_build_the_frozen_dataclasses_themselves() -> None:
+    import dataclasses
+    import pickle
+
+    pos = _position("db.t/0001", (1, "x"))
+    change = _read_change(Op.READ, None, pos, {"id": 1})
+    assert type(pos) is SnapshotPosition and type(change) is Change
+    same = SnapshotPosition("db.t/0001", (1, "x"))
+    assert pos == same and hash(pos) == hash(same)
+    assert change == Change(Op.READ, None, SnapshotPosition("db.t/0001", (1, "x")), after={"id": 1})
+    assert pickle.loads(pickle.dumps(change)) == change
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        change.after = None  # type: ignore[misc]
+
+
+def test_unknown_or_missing_driver_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="unknown SQL driver 'odbc'"):
+        fastsql.check_driver("odbc")
+    assert fastsql.check_driver("pymysql") == "pymysql"
+    monkeypatch.setattr(fastsql, "AVAILABLE", False)
+    with pytest.raises(ValueError, match="not installed"):
+        fastsql.check_driver("mysqlclient")
+
+
+def test_errors_are_the_same_with_either_driver(src: Source) -> None:
+    src.sql(f"CREATE TABLE {src.db}.g (id INT PRIMARY KEY)")
+    src.sql(f"INSERT INTO {src.db}.g VALUES (1), (2)")
+    plan = src.plan(["g"], chunk_size=10)
+    [cid] = plan.chunk_ids
+    ep = src.endpoint
+
+    # Access denied: terminal, the message of connectors.mysql.connection.connect, never the password.
+    bad = Endpoint(ep.host, ep.port, ep.user, "not-the-password-42")
+    with pytest.raises(SourceError) as denied:
+        ChunkReader(bad, plan, cid, 10, driver=src.driver).next_batch()  # type: ignore[arg-type]
+    with pytest.raises(SourceError) as denied_pymysql:
+        connect(bad)
+    assert not isinstance(denied.value, SourceUnavailable)
+    assert str(denied.value).startswith(f"cannot connect to {ep.user}@{ep.host}:{ep.port}: ")
+    assert str(denied.value).endswith("(check user and password)")
+    assert str(denied.value) == str(denied_pymysql.value)  # the server's text either way
+    assert "not-the-password-42" not in str(denied.value)
+
+    # Nothing listening: transient.
+    closed = Endpoint("127.0.0.1", 1, ep.user, ep.password, connect_timeout=2)
+    with pytest.raises(SourceUnavailable, match=f"^cannot connect to {ep.user}@127.0.0.1:1: "):
+        ChunkReader(closed, plan, cid, 10, driver=src.driver).next_batch()  # type: ignore[arg-type]
+
+    # `localhost` is TCP with both drivers (the C client would use a Unix socket, which the servers here do
+    # not have at its default path).
+    via_localhost = ChunkReader(Endpoint("localhost", ep.port, ep.user, ep.password), plan, cid, 10,
+                                driver=src.driver)  # type: ignore[arg-type]
+    assert [c.after for c in via_localhost.next_batch() or []] == [{"id": 1}, {"id": 2}]
+
+    if src.dialect == "oceanbase":  # OceanBase errors get their hint
+        slow = ChunkReader(ep, plan, cid, 10, query_timeout_us=1, driver=src.driver)  # type: ignore[arg-type]
+        hint = r"\(the query ran out of time \(ob_query_timeout\)\)$"
+        with pytest.raises(SourceError, match=rf"^snapshot chunk {re.escape(cid)}: .*{hint}"):
+            slow.next_batch()
+
+    # A server error: terminal, with the server's message.
+    src.sql(f"DROP TABLE {src.db}.g")
+    with pytest.raises(SourceError) as gone:
+        src.reader(plan, cid, 10).next_batch()
+    assert not isinstance(gone.value, SourceUnavailable)
+    assert str(gone.value) == f"snapshot chunk {cid}: Table '{src.db}.g' doesn't exist"
+
+
+def test_pipelined_pages_lose_no_row_when_the_connection_fails(src: Source, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """mysqlclient sends the query for the next page before handing out the current one; a failure while
+    sending it or reading it reconnects and asks again from the last row handed out."""
+    if src.driver != "mysqlclient":
+        pytest.skip("pages are pipelined with mysqlclient only")
+    src.sql(f"CREATE TABLE {src.db}.p (id INT PRIMARY KEY)")
+    src.sql(f"INSERT INTO {src.db}.p VALUES " + ",".join(f"({i})" for i in range(30)))
+    plan = src.plan(["p"], chunk_size=100)
+    reader = src.reader(plan, plan.chunk_ids[0], batch_size=4)
+    lost = pytest.importorskip("MySQLdb").OperationalError
+    calls = {"send": 0, "read": 0}
+    send, read = fastsql.send_query, fastsql.read_rows
+
+    def failing_send(conn: object, sql: str, params: list) -> None:
+        calls["send"] += 1
+        if calls["send"] in (2, 5):  # the page after the first one, and another later
+            raise lost(2013, "Lost connection to server during query")
+        send(conn, sql, params)
+
+    def failing_read(conn: object) -> tuple:
+        calls["read"] += 1
+        if calls["read"] == 4:
+            raise lost(2013, "Lost connection to server during query")
+        return read(conn)
+
+    monkeypatch.setattr(fastsql, "send_query", failing_send)
+    monkeypatch.setattr(fastsql, "read_rows", failing_read)
+    monkeypatch.setattr("connectors.mysql.snapshot.reader.time.sleep", lambda s: None)
+    got: list[Change] = []
+    while (batch := reader.next_batch()) is not None:
+        got += batch
+    assert [c.after["id"] for c in got] == list(range(30))  # type: ignore[index]
+    assert reader.rows_read == 30 and calls["send"] > 8

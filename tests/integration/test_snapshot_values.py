@@ -1,5 +1,6 @@
 """Every MySQL column type read by the snapshot reader gives its canonical value (see obsync.schema), on MariaDB
-and on seekdb. The raw values behind these are recorded in tests/unit/test_sql_values.py."""
+and on seekdb, through both SQL drivers (mysqlclient and pymysql). The raw values behind these are recorded in
+tests/unit/test_sql_values.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 
+from connectors.mysql import fastsql
 from connectors.mysql.catalog import load_table_schema
 from connectors.mysql.connection import Endpoint, connect, detect_dialect
 from connectors.mysql.snapshot import ChunkReader, plan_snapshot
@@ -37,6 +39,9 @@ COLUMNS = [
     ("b64", "BIT(64)", "b'" + "1" * 64 + "'", 2**64 - 1),
     ("ch", "CHAR(10)", "'a😀中'", "a😀中"),
     ("vc", "VARCHAR(20)", "'Ab 😀中文 '", "Ab 😀中文 "),
+    # A binary collation is still text (mysqlclient once returned bytes for these: they carry BINARY_FLAG).
+    ("vcb", "VARCHAR(20) COLLATE utf8mb4_bin", "'Ab😀'", "Ab😀"),
+    ("txb", "TEXT COLLATE utf8mb4_bin", "'é'", "é"),
     ("tx", "TEXT", "'x\\ty😀\\n'", "x\ty😀\n"),
     ("lt", "LONGTEXT", "'é'", "é"),
     ("bn", "BINARY(4)", "x'ff00fe'", b"\xff\x00\xfe\x00"),
@@ -63,12 +68,22 @@ COLUMNS = [
 JSON_LITERAL = """'{"b": 1, "a": [1.5, "é😀", null, true], "aa": {"x": 1e300}}'"""
 
 
+DRIVERS = [pytest.param("mysqlclient", marks=pytest.mark.skipif(not fastsql.AVAILABLE,
+                                                               reason="mysqlclient not installed")),
+           "pymysql"]
+
+
 @pytest.fixture(params=["mariadb", "seekdb"])
 def server(request: pytest.FixtureRequest) -> Iterator[object]:
     yield request.getfixturevalue(request.param)
 
 
-def test_every_column_type_reads_as_its_canonical_value(server: object) -> None:
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest) -> str:
+    return request.param  # type: ignore[no-any-return]
+
+
+def test_every_column_type_reads_as_its_canonical_value(server: object, driver: str) -> None:
     ep = Endpoint(server.host, server.port, server.user, server.password)  # type: ignore[attr-defined]
     conn = connect(ep)
     dialect = detect_dialect(conn)
@@ -83,7 +98,8 @@ def test_every_column_type_reads_as_its_canonical_value(server: object) -> None:
     try:
         schema = load_table_schema(conn, db, "t")
         plan = plan_snapshot(conn, dialect, [schema], chunk_size=10)
-        reader = ChunkReader(ep, plan, plan.chunk_ids[0], batch_size=10)
+        reader = ChunkReader(ep, plan, plan.chunk_ids[0], batch_size=10, driver=driver)  # type: ignore[arg-type]
+        assert reader.driver == driver
         [change] = reader.next_batch() or []
         row = change.after
         assert row is not None
@@ -104,7 +120,7 @@ def test_every_column_type_reads_as_its_canonical_value(server: object) -> None:
         conn.close()
 
 
-def test_zero_dates_stay_the_servers_text(mariadb: object) -> None:
+def test_zero_dates_stay_the_servers_text(mariadb: object, driver: str) -> None:
     """MariaDB stores zero dates when sql_mode allows them (OceanBase refuses them)."""
     ep = Endpoint(mariadb.host, mariadb.port, mariadb.user, mariadb.password)  # type: ignore[attr-defined]
     conn = connect(ep)
@@ -118,7 +134,8 @@ def test_zero_dates_stay_the_servers_text(mariadb: object) -> None:
                     "'2024-00-10')")
     try:
         plan = plan_snapshot(conn, "mariadb", [load_table_schema(conn, db, "z")], chunk_size=10)
-        [change] = ChunkReader(ep, plan, plan.chunk_ids[0], batch_size=10).next_batch() or []
+        [change] = ChunkReader(ep, plan, plan.chunk_ids[0], batch_size=10,
+                               driver=driver).next_batch() or []  # type: ignore[arg-type]
         assert change.after == {"id": 1, "d": "0000-00-00", "dt": "0000-00-00 00:00:00.000",
                                 "ts": "0000-00-00 00:00:00", "p": "2024-00-10"}
     finally:

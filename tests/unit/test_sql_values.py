@@ -1,8 +1,9 @@
 """Canonical values from SQL reads, on values recorded from real servers (MariaDB 10.11 and seekdb 1.4).
 
 Each raw value is what pymysql returned for a SELECT built with `select_list` on a connection prepared by
-`use_sql_decoders` (temporal types as the server's text, FLOAT as `col + 0e0`). The live check of the same
-table is tests/integration/test_snapshot_values.py.
+`use_sql_decoders` (temporal types as the server's text, FLOAT as `col + 0e0`), and what mysqlclient returns
+with `mysqldb_conversions`. The live check of the same table, through both drivers, is
+tests/integration/test_snapshot_values.py.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import pytest
 from pymysql.constants import FIELD_TYPE
 
 from connectors.mysql.values import (
-    SQL_DECODERS, bit_int, canonical_from_sql, float32, json_text, parse_time, row_converter,
-    row_dict_converter, select_list, sql_converter, temporal_text, time_text, use_sql_decoders)
+    MYSQLDB_DECODERS, SQL_DECODERS, bit_int, canonical_from_sql, float32, json_text, mysqldb_conversions,
+    parse_time, row_converter, row_dict_converter, select_list, sql_converter, temporal_text, time_text,
+    use_sql_decoders)
 from obsync.schema import Column
 
 UTC = dt.timezone.utc
@@ -51,6 +53,7 @@ RECORDED = [
     (col("bit", "bit(10)"), b"\x02\x01", 513),
     (col("char", "char(10)", charset="utf8mb4"), "a😀中", "a😀中"),
     (col("varchar", "varchar(20)", charset="utf8mb4"), "Ab 😀中文", "Ab 😀中文"),
+    (col("varchar", "varchar(20)", charset="utf8mb4"), "Ab😀", "Ab😀"),  # COLLATE utf8mb4_bin: still text
     (col("text", charset="utf8mb4"), "x\ty😀", "x\ty😀"),
     (col("binary", "binary(4)", charset="binary"), b"\xff\x00\xfe\x00", b"\xff\x00\xfe\x00"),
     (col("varbinary", "varbinary(10)", charset="binary"), b"\xff\x80", b"\xff\x80"),
@@ -189,3 +192,29 @@ def test_sql_decoders_leave_temporal_types_as_text() -> None:
     conn = FakeConn()
     use_sql_decoders(conn)  # type: ignore[arg-type]
     assert conn.decoders == SQL_DECODERS and conn.decoders is not SQL_DECODERS
+
+
+def test_mysqldb_decoders_give_what_pymysql_gives() -> None:
+    """mysqlclient's C reader: `int`/`str`/`bytes` are done in C; the pairs pick bytes for charset 63."""
+    for t in (FIELD_TYPE.DATE, FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP, FIELD_TYPE.TIME, FIELD_TYPE.JSON):
+        assert MYSQLDB_DECODERS[t] is str  # temporal text, parsed by the converters; JSON is always text
+    for t in (FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.INT24, FIELD_TYPE.LONG, FIELD_TYPE.LONGLONG,
+              FIELD_TYPE.YEAR):
+        assert MYSQLDB_DECODERS[t] is int
+    assert MYSQLDB_DECODERS[FIELD_TYPE.DOUBLE] is float and MYSQLDB_DECODERS[FIELD_TYPE.NEWDECIMAL] is Decimal
+    for t in (FIELD_TYPE.STRING, FIELD_TYPE.VAR_STRING, FIELD_TYPE.BLOB, FIELD_TYPE.LONG_BLOB, FIELD_TYPE.ENUM,
+              FIELD_TYPE.SET):
+        assert MYSQLDB_DECODERS[t] == ((128, bytes), (None, str))  # BINARY flag <=> charset 63
+    assert FIELD_TYPE.BIT not in MYSQLDB_DECODERS and FIELD_TYPE.GEOMETRY not in MYSQLDB_DECODERS  # bytes
+    assert float(b"1.2345677614212036") == 1.2345677614212036  # MySQLdb hands float() the bytes
+
+
+def test_mysqldb_conversions_keep_mysqldb_encoders() -> None:
+    pytest.importorskip("MySQLdb")
+    from MySQLdb.converters import conversions
+
+    conv = mysqldb_conversions()
+    assert {k: v for k, v in conv.items() if isinstance(k, int)} == MYSQLDB_DECODERS
+    for t in (int, float, Decimal, dt.datetime, dt.date, dt.timedelta, type(None)):
+        assert conv[t] is conversions[t]  # query parameters are written as MySQLdb writes them
+    assert conv is not mysqldb_conversions()
