@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from obsync.changes import Change
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaRecord:
-    """One Kafka message before partitioning: the sink adds position headers and the partition."""
+class KafkaRecord(NamedTuple):
+    """One Kafka message before partitioning: the sink adds position headers and the partition.
+    (A named tuple: one is built per message, and tuples are much cheaper than frozen dataclasses.)"""
 
     topic: str
     key: bytes | None

@@ -238,7 +238,7 @@ def key_render_function(column: Column) -> KeyRender:
 class TableRenderer:
     """Render functions of one table's columns, built once per schema (see `table_renderer`)."""
 
-    __slots__ = ("schema", "renders", "key_columns", "_key_json")
+    __slots__ = ("schema", "renders", "key_columns", "_key_json", "_full_row")
 
     def __init__(self, schema: TableSchema) -> None:
         self.schema = schema
@@ -247,13 +247,19 @@ class TableRenderer:
         self._key_json: tuple[tuple[str, KeyRender], ...] = tuple(
             (name, key_render_function(schema.column(name))) for name in self.key_columns
         )
+        self._full_row = _compile_full_row(schema.columns, self.renders)
 
     def render_row(self, row: Mapping[str, Any]) -> dict[str, str | None]:
         """Column -> rendered value, in the row's column order (the columns the row carries)."""
-        renders = self.renders
         try:
+            if len(row) == len(self.renders):
+                try:
+                    return self._full_row(row)  # every column, straight-line code
+                except KeyError:
+                    pass  # same count, other columns: the general path says which
+            renders = self.renders
             return {k: None if v is None else renders[k](v) for k, v in row.items()}
-        except Exception as exc:  # find the column at fault; the fast path above has no per-value checks
+        except Exception as exc:  # find the column at fault; the fast paths have no per-value checks
             raise self._explain(row, exc) from exc
 
     def key_text(self, rendered: Mapping[str, str | None], joiner: str) -> str:
@@ -286,6 +292,22 @@ class TableRenderer:
                     f"{type(value).__name__} value {value!r:.80}: {e}"
                 )
         return exc
+
+
+def _compile_full_row(columns: tuple[Column, ...], renders: dict[str, Render]) -> Callable[[Mapping[str, Any]], dict]:
+    """A function rendering a row that has every column: no loop, no per-value lookups (about twice as fast
+    as the general comprehension for a 10-column row). Column names only appear as dict keys via repr()."""
+    env: dict[str, Any] = {}
+    lines = ["def render(row):"]
+    items = []
+    for i, c in enumerate(columns):
+        fn = renders[c.name]
+        env[f"r{i}"] = fn
+        lines.append(f"    v{i} = row[{c.name!r}]")
+        items.append(f"{c.name!r}: None if v{i} is None else r{i}(v{i})")
+    lines.append("    return {" + ", ".join(items) + "}")
+    exec("\n".join(lines), env)  # noqa: S102 - names are repr()-quoted literals
+    return env["render"]
 
 
 _BY_ID: dict[int, tuple[TableSchema, TableRenderer]] = {}

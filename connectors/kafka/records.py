@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 from obsync.changes import StreamDone
 from obsync.positions import Position
@@ -13,9 +12,8 @@ SEQ_HEADER = "obsync.seq"
 TASK_HEADER = "obsync.task"
 
 
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    """One Kafka message with the source position it carries.
+class OutRecord(NamedTuple):
+    """One Kafka message with the source position it carries (a named tuple: one is built per message).
 
     `seq` numbers the messages one change produces (a tombstone after a delete, the delete and insert an
     update of the key becomes), so (position, seq) is unique and ordered within the position's stream.
