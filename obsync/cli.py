@@ -1,8 +1,9 @@
-"""The `obsync` command: run a task, check a task file, or run the embedded demo."""
+"""The `obsync` command: run a task, precheck it, check a task file, or run the embedded demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -53,8 +54,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from obsync.state import TaskState
 
     task = load_task(args.task)
+    _precheck_before_run(task, args)
     with TaskState(task.resolved_state_dir(args.state_dir)).running():
         return _run(task, args)
+
+
+def _precheck_before_run(task: TaskConfig, args: argparse.Namespace) -> None:
+    """Refuse to start (printing the precheck table on stdout) while a precheck item failed."""
+    from obsync.precheck import PrecheckFailed, run_precheck
+
+    report = run_precheck(task, state_dir=args.state_dir, skip=args.skip_precheck)
+    if not report.ok:
+        print(report.table(), flush=True)
+        failed = "\n".join(f"  {i.id}: {i.reason}" for i in report.failed)
+        skippable = [i.id for i in report.failed if i.skippable]
+        hint = f"; skippable with --skip-precheck: {', '.join(skippable)}" if skippable else ""
+        raise PrecheckFailed(f"precheck failed, task {task.name} not started:\n{failed}\n"
+                             f"fix the failed items (`obsync precheck` shows every item){hint}")
+    for item in report.warnings:
+        log.warning("precheck %s: %s", item.id, item.reason)
+    log.info("%s", report.summary())
 
 
 def _run(task: TaskConfig, args: argparse.Namespace) -> int:
@@ -105,6 +124,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_precheck(args: argparse.Namespace) -> int:
+    """Check the task against its source, Kafka and state directory; exit 1 if an item failed."""
+    from obsync.config import load_task
+    from obsync.precheck import run_precheck
+
+    task = load_task(args.task)
+    report = run_precheck(task, state_dir=args.state_dir, skip=args.skip)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(report.table())
+        print()
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from obsync.embedded.demo import run_demo
 
@@ -122,7 +157,23 @@ def main(argv: list[str] | None = None) -> int:
                      help="exit 0 once full sync is done and the log reached the position of the start")
     run.add_argument("--state-dir", type=Path, help="state directory (default ./state/<task name>)")
     run.add_argument("-w", "--workers", type=int, help="Bytewax workers (default: the task's `workers`)")
+    run.add_argument("--skip-precheck", action="append", default=[], metavar="ITEM",
+                     help="start even though this skippable precheck item failed (repeatable)")
     run.set_defaults(func=cmd_run)
+
+    from obsync.precheck import ITEM_IDS, SKIPPABLE
+
+    precheck = sub.add_parser(
+        "precheck", help="check the task against its source, Kafka and state (exit 0 if nothing failed)",
+        description="Check everything a task needs before it starts; print item, status, reason and fix. "
+                    "Exit 0 if no item failed (warnings allowed), 1 if one did, 2 on an invalid task file.",
+        epilog=f"items: {', '.join(ITEM_IDS)}. Skippable: {', '.join(SKIPPABLE)}.")
+    precheck.add_argument("task", type=Path, help="task file (YAML)")
+    precheck.add_argument("--skip", action="append", default=[], metavar="ITEM",
+                          help="report this skippable item as skipped even if it fails (repeatable)")
+    precheck.add_argument("--json", action="store_true", help="print the report as JSON")
+    precheck.add_argument("--state-dir", type=Path, help="state directory (default ./state/<task name>)")
+    precheck.set_defaults(func=cmd_precheck)
 
     check = sub.add_parser("check", help="validate a task file and show its table -> topic mapping")
     check.add_argument("task", type=Path)

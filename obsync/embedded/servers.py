@@ -316,9 +316,13 @@ class MariaDBServer(_SQLServer):
         *,
         row_metadata: Literal["MINIMAL", "FULL"] = "MINIMAL",
         port: int | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
+        """`extra_args` are appended to the server's command line, so they override the defaults above
+        (e.g. `--skip-log-bin`, `--binlog-format=STATEMENT`)."""
         super().__init__(base_dir, port)
         self.row_metadata = row_metadata
+        self.extra_args = tuple(extra_args)
         self.start()
 
     @property
@@ -368,6 +372,7 @@ class MariaDBServer(_SQLServer):
             "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M",
             "--max-connections=200", "--max-allowed-packet=64M",
             "--performance-schema=OFF",
+            *self.extra_args,
         ]
 
     def _after_ready(self) -> None:
