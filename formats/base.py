@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from obsync.changes import Change
+from obsync.errors import ConfigError
 
 
 class KafkaRecord(NamedTuple):
@@ -48,3 +50,11 @@ class Encoder(ABC):
     def extra_topics(self) -> list[str]:
         """Topics besides the tables' topics this encoder writes to (created with the task's topics)."""
         return []
+
+
+def reject_unknown_options(format_name: str, options: Mapping[str, Any], valid: tuple[str, ...]) -> None:
+    """Raise a ConfigError naming the first `format_options` key the format does not know."""
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"field `format_options.{unknown[0]}`: unknown option of format {format_name}; "
+                          f"valid: {', '.join(valid) or '(none)'}")

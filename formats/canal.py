@@ -54,7 +54,7 @@ from typing import Any
 from orjson import Fragment, dumps
 
 from connectors.mysql.binlog.ddl import tokenize
-from formats.base import Encoder, EncoderContext, KafkaRecord
+from formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
 from formats.default import _key_bytes
 from formats.registry import register
 from formats.values import KeyRender, Render, key_render_function, render_bytes, render_function, table_renderer
@@ -358,9 +358,6 @@ class CanalEncoder(Encoder):
 @register("canal")
 def _build(ctx: EncoderContext, **options: Any) -> CanalEncoder:
     """`format_options` of the canal format: `binary_encoding` (`iso-8859-1`, the default, or `base64`)."""
-    unknown = sorted(set(options) - {"binary_encoding"})
-    if unknown:
-        raise ConfigError(f"field `format_options.{unknown[0]}`: unknown option of format canal; "
-                          "valid: binary_encoding")
+    reject_unknown_options("canal", options, ("binary_encoding",))
     return CanalEncoder(**options)
 

@@ -53,7 +53,7 @@ from typing import Any
 from orjson import Fragment, dumps
 
 from connectors.mysql.binlog.ddl import tokenize
-from formats.base import Encoder, EncoderContext, KafkaRecord
+from formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
 from formats.canal import ddl_kind, ddl_table, log_batch_id
 from formats.default import _key_bytes
 from formats.registry import register
@@ -300,8 +300,5 @@ class DataWorksEncoder(Encoder):
 @register("dataworks")
 def _build(ctx: EncoderContext, **options: Any) -> DataWorksEncoder:
     """`format_options` of the dataworks format: `business_system` (1 to 20 characters)."""
-    unknown = sorted(set(options) - {"business_system"})
-    if unknown:
-        raise ConfigError(f"field `format_options.{unknown[0]}`: unknown option of format dataworks; "
-                          "valid: business_system")
+    reject_unknown_options("dataworks", options, ("business_system",))
     return DataWorksEncoder(db_type=ctx.db_type, **options)

@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from formats.base import Encoder, EncoderContext, KafkaRecord
+from formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
 from formats.registry import register
 from formats.values import TableRenderer, key_render_function, table_renderer
 from obsync.changes import Change, Op
@@ -286,10 +286,7 @@ def ddl_type(statement: str) -> str:
 def _build(ctx: EncoderContext, **options: Any) -> DefaultEncoder:
     """`format_options` of the default format: `source_identity` (default the task name), `tenant` (written as
     `tenant.database` in `db`, as OMS does for OceanBase sources)."""
-    unknown = sorted(set(options) - {"source_identity", "tenant"})
-    if unknown:
-        raise ConfigError(f"field `format_options.{unknown[0]}`: unknown option of format default; "
-                          "valid: source_identity, tenant")
+    reject_unknown_options("default", options, ("source_identity", "tenant"))
     return DefaultEncoder(ctx.task_name, db_type=ctx.db_type, **options)
 
 

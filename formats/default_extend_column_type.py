@@ -20,12 +20,11 @@ from typing import Any
 
 from orjson import dumps
 
-from formats.base import EncoderContext
+from formats.base import EncoderContext, reject_unknown_options
 from formats.default import DefaultEncoder
 from formats.registry import register
 from formats.values import TableRenderer
 from obsync.changes import Change
-from obsync.errors import ConfigError
 
 LIGHT_TYPE = "__light_type"
 _AFTER_POST = b',"allMetaData":'
@@ -69,8 +68,5 @@ class DefaultExtendColumnTypeEncoder(DefaultEncoder):
 @register("default_extend_column_type")
 def _build(ctx: EncoderContext, **options: Any) -> DefaultExtendColumnTypeEncoder:
     """`format_options`: the Default format's, `source_identity` and `tenant`."""
-    unknown = sorted(set(options) - {"source_identity", "tenant"})
-    if unknown:
-        raise ConfigError(f"field `format_options.{unknown[0]}`: unknown option of format "
-                          "default_extend_column_type; valid: source_identity, tenant")
+    reject_unknown_options("default_extend_column_type", options, ("source_identity", "tenant"))
     return DefaultExtendColumnTypeEncoder(ctx.task_name, db_type=ctx.db_type, **options)
