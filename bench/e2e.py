@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,7 @@ def main() -> None:
               f"peak RSS {rss} MB")
     broker.close()
     db.close()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
