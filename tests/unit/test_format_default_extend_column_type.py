@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from decimal import Decimal
 
 import pytest
 
@@ -14,12 +13,10 @@ from formats.default_extend_column_type import DefaultExtendColumnTypeEncoder
 from formats.registry import encoder_for
 from obsync.changes import Change, Op
 from obsync.errors import ConfigError
-from obsync.positions import LogPosition, SnapshotPosition
+from obsync.positions import SnapshotPosition
 from obsync.schema import Column, TableSchema
+from tests.helpers.format_rows import GTID, POS, ROW1, ROW2
 
-UTC = dt.timezone.utc
-GTID = "3E11FA47-71CA-11E1-9E33-C80AA9429562:23"
-POS = LogPosition("mysql-bin.000042", 1234567)
 
 ORDERS = TableSchema(
     "shop",
@@ -32,9 +29,6 @@ ORDERS = TableSchema(
     ),
     primary_key=("id",),
 )
-ROW1 = {"id": 42, "name": "咖啡 ☕", "amount": Decimal("12.50"),
-        "paid_at": dt.datetime(2023, 11, 14, 22, 13, 20, 500000, tzinfo=UTC)}
-ROW2 = {**ROW1, "amount": Decimal("13.00"), "paid_at": None}
 
 ROW1_JSON = '"id":"42","name":"咖啡 ☕","amount":"12.50","paid_at":"1700000000.500"'
 LIGHT = (
