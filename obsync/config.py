@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from obsync.errors import ConfigError
 
@@ -32,6 +32,22 @@ TOPIC_TEMPLATE_VARS = ("database", "table")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
+_KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def check_topic_template(v: str) -> str:
+    """A fixed topic name (3-64 letters, digits, '-', '_') or a template using ${database} / ${table}."""
+    for var in _ENV_REF.findall(v):
+        if var not in TOPIC_TEMPLATE_VARS:
+            raise ValueError(f"unknown variable ${{{var}}}; valid: ${{database}}, ${{table}}")
+    if "${" not in v and not _TOPIC_NAME.match(v):
+        raise ValueError("a fixed topic name must be 3-64 characters of letters, digits, '-', '_'")
+    return v
+
+
+def render_topic(template: str, db: str, table: str) -> str:
+    """A topic template with the table's names filled in."""
+    return template.replace("${database}", db).replace("${table}", table)
 
 
 class _Model(BaseModel):
@@ -61,41 +77,102 @@ class TargetConfig(_Model):
     properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
+DML_OPS = ("insert", "update", "delete")
+
+
 class SyncConfig(_Model):
-    """Which kinds of sync the task does."""
+    """Which kinds of sync the task does, and which row operations it sends."""
 
     full: bool = True
     incremental: bool = True
     ddl: bool = Field(False, description="send DDL statements as messages (they always update the schema)")
+    dml: tuple[Literal["insert", "update", "delete"], ...] = Field(
+        DML_OPS, min_length=1, description="row operations sent (after row filters turn updates into "
+                                           "inserts or deletes)")
+
+    @field_validator("dml")
+    @classmethod
+    def _distinct_ops(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        dup = sorted({o for o in v if v.count(o) > 1})
+        if dup:
+            raise ValueError(f"operation {dup[0]!r} is listed twice")
+        return v
 
 
 class ObjectConfig(_Model):
-    """One selection rule. This release takes exact `db.table` names.
+    """One selection rule: which tables (`match`), and what is sent of them, and where.
 
-    `sharding_columns`: the columns of the Kafka message key and of the Hash rule (OMS's "sharding
-    columns"), in place of the primary key; every change with the same values lands in one partition in
-    commit order. Checked against the table's columns when the task starts.
+    `match` is an exact `database.table` name or a pattern of the two (`*` any run, `?` one character,
+    `[abc]`, `[!abc]`; case-sensitive; see `obsync.selection`). A table matched by several entries takes
+    the settings of the first. `topic` is a fixed topic name or a template with `${database}` and
+    `${table}` (default: the task's `topic`), created when missing; `existing_topic` names a topic that
+    must already exist and is never created. `where` is a SQL WHERE clause over the table's columns
+    (`obsync.filters`), `columns` the columns sent (key columns always are). `sharding_columns`: the
+    columns of the Kafka message key and of the Hash rule (OMS's "sharding columns"), in place of the
+    primary key; every change with the same values lands in one partition in commit order.
+    Columns are checked against each table when the task starts.
     """
 
     match: str
+    topic: str | None = None
+    existing_topic: str | None = None
+    where: str | None = None
+    columns: tuple[str, ...] | None = None
     sharding_columns: tuple[str, ...] = ()
 
     @field_validator("match")
     @classmethod
-    def _db_dot_table(cls, v: str) -> str:
-        if v.count(".") != 1 or not all(v.split(".")):
-            raise ValueError(f"must be 'database.table', got {v!r}")
+    def _pattern(cls, v: str) -> str:
+        from obsync.selection import check_pattern
+
+        check_pattern(v)
         return v
 
-    @field_validator("sharding_columns")
+    @field_validator("topic")
     @classmethod
-    def _distinct_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+    def _topic(cls, v: str | None) -> str | None:
+        return None if v is None else check_topic_template(v)
+
+    @field_validator("existing_topic")
+    @classmethod
+    def _existing(cls, v: str | None) -> str | None:
+        if v is not None and not _KAFKA_TOPIC.match(v):
+            raise ValueError("a Kafka topic name is 1-249 characters of letters, digits, '.', '-', '_'")
+        return v
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("an empty row filter; leave `where` out to sync every row")
+        return v
+
+    @field_validator("columns", "sharding_columns")
+    @classmethod
+    def _distinct_names(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return v
         if any(not c for c in v):
             raise ValueError("column names must not be empty")
         dup = sorted({c for c in v if v.count(c) > 1})
         if dup:
             raise ValueError(f"column {dup[0]!r} is named twice")
         return v
+
+    @model_validator(mode="after")
+    def _one_topic_kind(self) -> ObjectConfig:
+        if self.topic is not None and self.existing_topic is not None:
+            raise ValueError("set `topic` (created when missing) or `existing_topic` (must exist), not both")
+        if self.columns is not None and not self.columns:
+            raise ValueError("`columns` is empty; leave it out to sync every column")
+        return self
+
+    @property
+    def is_exact(self) -> bool:
+        """True when `match` names one table rather than a pattern."""
+        from obsync.selection import is_pattern
+
+        return not is_pattern(self.match)
 
     @property
     def db(self) -> str:
@@ -128,6 +205,7 @@ class TaskConfig(_Model):
     target: TargetConfig
     sync: SyncConfig = SyncConfig()
     objects: list[ObjectConfig] = Field(min_length=1)
+    exclude: list[str] = Field(default_factory=list, description="patterns of tables never synced")
     topic: str = "Topic_${database}_${table}"
     topics: TopicsConfig = TopicsConfig()
     format: Literal[FORMATS] = "default"  # type: ignore[valid-type]
@@ -149,16 +227,23 @@ class TaskConfig(_Model):
     @field_validator("topic")
     @classmethod
     def _topic(cls, v: str) -> str:
-        for var in _ENV_REF.findall(v):
-            if var not in TOPIC_TEMPLATE_VARS:
-                raise ValueError(f"unknown variable ${{{var}}}; valid: ${{database}}, ${{table}}")
-        if "${" not in v and not _TOPIC_NAME.match(v):
-            raise ValueError("a fixed topic name must be 3-64 characters of letters, digits, '-', '_'")
+        return check_topic_template(v)
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude(cls, v: list[str]) -> list[str]:
+        from obsync.selection import check_pattern
+
+        for p in v:
+            check_pattern(p)
         return v
 
-    def topic_for(self, db: str, table: str) -> str:
-        """The Kafka topic of a table."""
-        return self.topic.replace("${database}", db).replace("${table}", table)
+    def topic_for(self, db: str, table: str, obj: ObjectConfig | None = None) -> str:
+        """The Kafka topic of a table selected by `obj` (the object's topic, else the task's template)."""
+        if obj is not None and obj.existing_topic is not None:
+            return obj.existing_topic
+        template = obj.topic if obj is not None and obj.topic is not None else self.topic
+        return render_topic(template, db, table)
 
     def resolved_state_dir(self, override: Path | None = None) -> Path:
         return Path(override or self.state_dir or Path("state") / self.name)
