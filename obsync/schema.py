@@ -52,6 +52,7 @@ class Column:
     fsp: int = 0  # fractional seconds digits of TIME/DATETIME/TIMESTAMP
     values: tuple[str, ...] = ()  # ENUM / SET members in declared order
     generated: str | None = None  # "VIRTUAL" or "STORED" for generated columns
+    collation: str | None = None  # text/ENUM/SET columns: "utf8mb4_general_ci", ...; None when not known
 
     @property
     def is_binary(self) -> bool:

@@ -9,7 +9,7 @@ from obsync.schema import Column, TableSchema
 
 _COLUMNS_SQL = """
 SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME,
-       NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA
+       NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA, COLLATION_NAME
 FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
 ORDER BY ORDINAL_POSITION
@@ -29,7 +29,8 @@ def _text(v: object) -> str:
 
 def column_from_row(row: tuple) -> Column:
     """A `Column` from one information_schema.COLUMNS row (in `_COLUMNS_SQL` order)."""
-    name, data_type, column_type, nullable, charset, num_prec, num_scale, dt_prec, char_len, extra = row
+    name, data_type, column_type, nullable, charset, num_prec, num_scale, dt_prec, char_len, extra = row[:10]
+    collation = row[10] if len(row) > 10 else None
     data_type = _text(data_type).lower()
     column_type = _text(column_type).lower()
     extra = _text(extra or "").upper()
@@ -63,6 +64,7 @@ def column_from_row(row: tuple) -> Column:
         fsp=int(dt_prec) if dt_prec is not None and data_type in ("time", "datetime", "timestamp") else 0,
         values=values,
         generated=generated,
+        collation=_text(collation).lower() if collation else None,
     )
 
 

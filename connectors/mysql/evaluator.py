@@ -1,0 +1,67 @@
+"""Asking the source to evaluate an expression: what row filters delegate (`obsync.filters`).
+
+Comparisons obsync cannot prove it evaluates exactly as the database would (ordering text under a
+case-insensitive collation, non-ASCII text, unusual collations) are answered by the source itself:
+`SqlEvaluator()(sql, params)` runs `SELECT <sql>` with `%s` parameters on a session in UTC and utf8mb4, with
+the sql_mode flags that would change the answer (`NO_BACKSLASH_ESCAPES`, `NO_UNSIGNED_SUBTRACTION`,
+`PAD_CHAR_TO_FULL_LENGTH`) removed, and returns the single value. The filter caches the answers.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pymysql
+
+from connectors.mysql.connection import Endpoint, connect
+from obsync.errors import SourceError
+
+_UNSAFE_MODES = frozenset({"NO_BACKSLASH_ESCAPES", "NO_UNSIGNED_SUBTRACTION", "PAD_CHAR_TO_FULL_LENGTH"})
+
+
+def neutral_sql_mode(conn: pymysql.Connection) -> None:
+    """Remove from the session's sql_mode the flags under which row filters would mean something else."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@SESSION.sql_mode")
+        row = cur.fetchone()
+        modes = str(row[0] or "") if row else ""
+        kept = [m for m in modes.split(",") if m and m.upper() not in _UNSAFE_MODES]
+        if len(kept) != len([m for m in modes.split(",") if m]):
+            cur.execute("SET SESSION sql_mode = %s", (",".join(kept),))
+
+
+class SqlEvaluator:
+    """A lazily opened, reconnecting session on the source that evaluates one expression at a time."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._conn: pymysql.Connection | None = None
+        self._lock = threading.Lock()  # workers of one process may share it
+
+    def __call__(self, sql: str, params: tuple) -> Any:
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None:
+                        self._conn = connect(self.endpoint)
+                        neutral_sql_mode(self._conn)
+                    with self._conn.cursor() as cur:
+                        cur.execute("SELECT " + sql, params)
+                        row = cur.fetchone()
+                    return row[0] if row else None
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as e:
+                    self.close()
+                    if attempt == 2:
+                        raise SourceError(f"evaluating a row filter on the source failed: {e}") from None
+                except pymysql.err.MySQLError as e:
+                    raise SourceError(f"the source refused a row-filter comparison ({sql}): {e}") from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+            self._conn = None
