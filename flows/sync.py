@@ -23,11 +23,15 @@ from bytewax.dataflow import Dataflow
 from connectors.kafka.sink import KafkaSink
 from connectors.mysql.binlog.source import BinlogSource
 from connectors.mysql.connection import Endpoint
+from connectors.mysql.binlog.heartbeat import HeartbeatWriter
+from connectors.mysql.evaluator import SqlEvaluator
 from connectors.mysql.snapshot.source import SnapshotSource
 from formats.default import partition_key
 from obsync.progress import Progress
+from obsync.ratelimit import bytewax_processes, limiter_for
 from obsync.routing import Router
 from obsync.runtime import Runtime, kafka_conf
+from obsync.selection import Selection
 from obsync.shaping import Shaper
 
 
@@ -39,20 +43,32 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
     streams = []
     if rt.plan is not None:
         streams.append(op.input("snapshot", flow, SnapshotSource(
-            Endpoint.sql_of(task.source), rt.plan, batch_size=task.snapshot.batch_size)))
+            Endpoint.sql_of(task.source), rt.plan, batch_size=task.snapshot.batch_size,
+            filters=rt.snapshot_filters,
+            # limits.full: one limiter per process for all its chunks, the cap divided among the processes
+            limiter=limiter_for(task.limits.full, bytewax_processes()))))
     if rt.log_start is not None:
         streams.append(op.input("log", flow, BinlogSource(
             log_endpoint=Endpoint.log_of(task.source),
             sql_endpoint=Endpoint.sql_of(task.source),
             server_id=task.source.server_id,
             tables=set(rt.tables),
+            selector=rt.live.contains if rt.live is not None else task.selection().__contains__,
+            live=rt.live,  # objects changed while running (SIGHUP): tables untracked, picked up, backfilled
+            backfill_page=task.snapshot.batch_size,
             history_dir=rt.state.schema_history_dir,
             start=rt.log_start,
             stop_at=rt.stop_at,
             gate=rt.full_sync_delivered,
+            limiter=limiter_for(task.limits.incremental),  # the log is one partition: in one process
+            heartbeats=task.heartbeat.interval,  # heartbeat messages to every topic, even when idle
+            heartbeat_writer=(HeartbeatWriter(Endpoint.sql_of(task.source), task.heartbeat.table, task.name,
+                                              task.heartbeat.interval) if task.heartbeat.table else None),
         )))
     changes = streams[0] if len(streams) == 1 else op.merge("changes", *streams)
-    shaped = op.map("shape", changes, Shaper.from_task(task).shape)
+    sql_eval = SqlEvaluator(Endpoint.sql_of(task.source))  # what row filters ask the source (rarely)
+    shaper = Shaper.from_live(rt.live, sql_eval) if rt.live is not None else Shaper.from_task(task, sql_eval)
+    shaped = op.map("shape", changes, shaper.shape)
     router = Router(
         rt.encoder,
         rt.layout,

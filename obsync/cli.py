@@ -1,4 +1,5 @@
-"""The `obsync` command: run a task, precheck it, check a task file, or run the embedded demo."""
+"""The `obsync` command: run, start, pause, resume, stop, status, list, delete a task; precheck it; list its
+objects (dry run, CSV); check a task file; run the embedded demo."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from obsync.errors import ObsyncError
+from obsync.errors import ConfigError, ObsyncError
 
 if TYPE_CHECKING:
     from obsync.config import TaskConfig
@@ -37,6 +38,35 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated()
 
 
+def _reload_on_sighup(rt: Any, task_file: Path) -> None:
+    """SIGHUP re-reads the task file and applies its objects, exclude and topic to the running task
+    (`obsync.runtime.reload_task`), in a thread of its own (it talks to the source and Kafka). An invalid file
+    or a change that cannot apply is logged and the task keeps its running settings."""
+    import threading
+
+    from obsync.config import load_task
+    from obsync.runtime import reload_task
+
+    lock = threading.Lock()
+
+    def reload() -> None:
+        with lock:  # one reload at a time, in the order the signals came
+            try:
+                log.info("SIGHUP: reloading %s", task_file)
+                summary = reload_task(rt, load_task(task_file))
+                log.info("task file %s reloaded: %s", task_file, summary)
+            except ObsyncError as e:
+                log.error("task file %s not applied, the task keeps its running settings: %s", task_file, e)
+            except Exception:  # noqa: BLE001 - a failed reload must not stop the task
+                log.exception("task file %s not applied, the task keeps its running settings", task_file)
+
+    def on_hup(signum: int, frame: object) -> None:
+        threading.Thread(target=reload, name="obsync-reload", daemon=True).start()
+
+    if rt.live is not None and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_hup)
+
+
 def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
     """The exception of `kind` behind one the engine wrapped (Bytewax re-raises worker errors and signals)."""
     seen: set[int] = set()
@@ -52,12 +82,22 @@ def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
     from obsync.config import load_task
+    from obsync.errors import StateError
     from obsync.state import TaskState
 
     task = load_task(args.task)
-    _precheck_before_run(task, args)
-    with TaskState(task.resolved_state_dir(args.state_dir)).running():
-        return _run(task, args)
+    state = TaskState(task.resolved_state_dir(args.state_dir))
+    try:
+        _precheck_before_run(task, args)
+        with state.running():
+            return _run(task, args)
+    except ObsyncError as e:
+        if state.exists() and not isinstance(e, StateError):
+            from obsync.state import write_json_atomic
+
+            write_json_atomic(state.root / "status.json", {"state": "failed", "phase": "failed",
+                                                           "error": str(e), "updated": __import__("time").time()})
+        raise
 
 
 def _precheck_before_run(task: TaskConfig, args: argparse.Namespace) -> None:
@@ -82,41 +122,81 @@ def _run(task: TaskConfig, args: argparse.Namespace) -> int:
     from bytewax.run import cli_main
 
     from flows.sync import build_flow
+    from obsync import metrics
     from obsync.progress import Progress
     from obsync.runtime import prepare
 
+    metrics.configure(task.name)
+    port = args.metrics_port if args.metrics_port is not None else task.metrics_port
+    server = _start_metrics_server(port, args.metrics_host) if port else None
     rt = prepare(task, state_dir=args.state_dir, until_caught_up=args.until_caught_up)
     log.info("task %s: %d tables -> %d topics (%d partitions), format %s, state in %s",
-             task.name, len(rt.tables), len(rt.layout.partitions), len(rt.parts), task.format, rt.state.root)
+             task.name, len(rt.tables), len(rt.layout.partitions), sum(rt.layout.partitions.values()),
+             task.format, rt.state.root)
     recovery = rt.state.recovery_dir
     if not recovery.exists():
         recovery.mkdir(parents=True)
         init_db_dir(recovery, 1)
-    progress = Progress()
+    progress = Progress(task.progress_interval, topic_of=rt.layout.topic_of,
+                        status_path=rt.state.root / "status.json")
     flow = build_flow(rt, progress)
     signal.signal(signal.SIGTERM, _raise_terminated)
+    _reload_on_sighup(rt, args.task)
     # Every row allocates a few short-lived containers; the default gen-0 threshold (700) makes the cyclic
     # collector run thousands of times a second for no garbage (rows hold no cycles). Collect less often,
     # and never re-scan what start-up allocated. Memory stays bounded: cycles are still collected.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    progress.start()  # full-sync bars on a terminal, else progress lines every progress_interval s
     try:
         cli_main(flow, workers_per_process=args.workers or task.workers,
                  epoch_interval=timedelta(seconds=task.epoch_seconds),
                  recovery_config=RecoveryConfig(recovery))
     except BaseException as e:
+        progress.stop()
+        _stop_metrics_server(server)
         stop = _cause_of_type(e, KeyboardInterrupt)
         if stop is not None:
             progress.maybe_report(force=True)
+            progress.write_status(state="stopped")
+            metrics.set_up(False)
+            metrics.set_phase("stopped")
             log.info("stopped; the next run resumes from the last consistent point")
             return 0 if isinstance(stop, _Terminated) else 130
         cause = _cause_of_type(e, ObsyncError)
+        metrics.error(metrics.error_kind(cause or e))
+        metrics.set_up(False, failed=True)
+        metrics.set_phase("failed")
+        progress.write_status(state="failed", error=str(cause or e))
         if cause is None:
             raise
         raise cause from None
+    progress.stop()
+    _stop_metrics_server(server)
     progress.maybe_report(force=True)
+    progress.write_status(state="stopped", phase="done")
+    metrics.set_up(False)
+    metrics.set_phase("done")
     log.info("task %s finished: %s", task.name, "caught up" if args.until_caught_up else "sources ended")
     return 0
+
+
+def _start_metrics_server(port: int, host: str) -> Any:
+    """The Prometheus endpoint (`obsync.metrics`), or a ConfigError naming the port."""
+    from obsync.metrics import start_metrics_server
+
+    try:
+        server = start_metrics_server(port, host)
+    except OSError as e:
+        raise ConfigError(f"metrics port {port} on {host}: cannot listen: {e.strerror or e}") from None
+    log.info("metrics at http://%s:%d/metrics", host, port)
+    return server
+
+
+def _stop_metrics_server(server: Any) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -126,7 +206,169 @@ def cmd_check(args: argparse.Namespace) -> int:
     task = load_task(args.task)
     print(f"task {task.name}: valid")
     for obj in task.objects:
-        print(f"  {obj.match} -> topic {task.topic_for(obj.db, obj.table)}")
+        topic = obj.existing_topic or (task.topic_for(obj.db, obj.table, obj) if obj.is_exact else
+                                       obj.topic or task.topic)
+        print(f"  {obj.match} -> topic {topic}")
+    for pattern in task.exclude:
+        print(f"  exclude {pattern}")
+    return 0
+
+
+def cmd_objects(args: argparse.Namespace) -> int:
+    """The dry run of a task's objects: every table it selects now, with topic, filter, columns and key.
+    Also exports the settings to CSV, or imports them from CSV into a new task file."""
+    import yaml
+
+    from obsync.config import load_task, parse_task
+    from obsync.objects_csv import object_to_row, read_csv, write_csv
+
+    if args.import_csv is not None:
+        data = yaml.safe_load(Path(args.task).read_text())
+        try:
+            csv_text = Path(args.import_csv).read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read {args.import_csv}: {e.strerror}") from None
+        data["objects"] = read_csv(csv_text, origin=str(args.import_csv))
+        parse_task(data, origin=f"task file {args.task} with objects from {args.import_csv}")
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        if args.output is not None:
+            Path(args.output).write_text(text)
+            print(f"wrote {args.output} with {len(data['objects'])} objects from {args.import_csv}")
+        else:
+            print(text, end="")
+        return 0
+    task = load_task(args.task)
+    listing = _object_listing(task)
+    if args.export_csv is not None:
+        rows = [object_to_row(r["database"], r["table"], task.objects[r["rule"]], r["topic"])
+                for r in listing["tables"]]
+        Path(args.export_csv).write_text(write_csv(rows))
+        print(f"wrote {len(rows)} tables to {args.export_csv}")
+        return 0
+    if args.json:
+        print(json.dumps(listing, indent=1))
+        return 0
+    print(_format_listing(task, listing))
+    return 0
+
+
+def _object_listing(task: TaskConfig) -> dict:
+    """What the task selects on the source now (connects to it)."""
+    from connectors.mysql.connection import Endpoint, connect
+    from obsync.objects import kept_columns, resolve_objects
+
+    conn = connect(Endpoint.sql_of(task.source))
+    try:
+        res = resolve_objects(conn, task)
+    finally:
+        conn.close()
+    tables = []
+    for name in sorted(res.plans):
+        plan, schema = res.plans[name], res.schemas[name]
+        cols = kept_columns(plan.rule, schema)
+        tables.append({
+            "database": plan.db, "table": plan.table, "rule": plan.index, "match": plan.rule.match,
+            "topic": plan.topic, "topic_kind": plan.topic_kind, "where": plan.rule.where,
+            "columns": list(cols) if cols is not None else None,
+            "key": list(plan.rule.sharding_columns or schema.key_columns),
+        })
+    return {
+        "task": task.name, "tables": tables,
+        "skipped": [{"database": d, "table": t, "type": kind, "rule": i} for (d, t), kind, i in res.skipped],
+        "unmatched_rules": [{"rule": i, "match": task.objects[i].match} for i in res.unmatched],
+        "exclude": list(task.exclude),
+    }
+
+
+def _format_listing(task: TaskConfig, listing: dict) -> str:
+    head = ("TABLE", "RULE", "TOPIC", "FILTER", "COLUMNS", "KEY")
+    rows = [(f"{t['database']}.{t['table']}", f"{t['rule']}: {t['match']}",
+             t["topic"] + {"existing": " (existing)", "generated": "", "fixed": ""}[t["topic_kind"]],
+             t["where"] or "-", ",".join(t["columns"]) if t["columns"] is not None else "all",
+             ",".join(t["key"]) or "(none: whole row)") for t in listing["tables"]]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = [f"task {task.name}: {len(rows)} tables" + (f", exclude {', '.join(task.exclude)}" if task.exclude else "")]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
+    for s in listing["skipped"]:
+        lines.append(f"skipped: {s['database']}.{s['table']} is a {s['type'].lower()} (rule {s['rule']}); "
+                     "only tables sync")
+    for u in listing["unmatched_rules"]:
+        lines.append(f"note: rule {u['rule']} ({u['match']}) matches no table now; tables created later that "
+                     "match it will sync")
+    return "\n".join(lines)
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    """Validate a task and create its state directory without starting it."""
+    from obsync.lifecycle import save
+
+    state = save(args.task, args.state_dir)
+    print(f"saved task in {state.root}; start it with: obsync start {state.root}")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Start a task in the background."""
+    from obsync.lifecycle import LOG_FILE, resolve, start
+
+    extra = [f"--skip-precheck={i}" for i in args.skip_precheck]
+    pid = start(args.task, args.state_dir, extra)
+    _, state, _ = resolve(args.task, args.state_dir)
+    print(f"started (process {pid}); log: {state.root / LOG_FILE}; follow it with: obsync status {state.root}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop (or pause) a running task at a consistent point."""
+    from obsync.lifecycle import stop
+
+    paused = args.command == "pause"
+    was_running = stop(args.task, args.state_dir, paused=paused)
+    verb = "paused" if paused else "stopped"
+    print(verb if was_running else f"not running{' (marked paused)' if paused else ''}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show a task's state, phase, position, lag, throughput and full-sync progress."""
+    from obsync.lifecycle import format_status, status
+
+    s = status(args.task, args.state_dir)
+    print(json.dumps(s, indent=1) if args.json else format_status(s))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List the tasks of a directory of state directories."""
+    from obsync.lifecycle import list_tasks
+
+    tasks = list_tasks(args.root)
+    if args.json:
+        print(json.dumps(tasks, indent=1))
+        return 0
+    if not tasks:
+        print(f"no tasks in {args.root}")
+        return 0
+    print(f"{'TASK':24} {'STATE':8} {'PHASE':12} {'LAG':>8}  STATE DIR")
+    for t in tasks:
+        lag = t.get("lag_seconds")
+        print(f"{t['name'] or '?':24} {t['state']:8} {t.get('phase') or '-':12} "
+              f"{'-' if lag is None else f'{lag:.1f}s':>8}  {t['state_dir']}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Remove a stopped task's state (asks first unless --yes)."""
+    from obsync.lifecycle import delete, resolve
+
+    task, state, _ = resolve(args.task, args.state_dir)
+    if not args.yes:
+        answer = input(f"delete task {task.name} and its state in {state.root}? "
+                       "Its position is lost (type the task name to confirm): ")
+        if answer.strip() != task.name:
+            print("not deleted")
+            return 1
+    print(f"deleted {delete(args.task, args.state_dir)}")
     return 0
 
 
@@ -165,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-w", "--workers", type=int, help="Bytewax workers (default: the task's `workers`)")
     run.add_argument("--skip-precheck", action="append", default=[], metavar="ITEM",
                      help="start even though this skippable precheck item failed (repeatable)")
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve Prometheus metrics on this port (default: the task's metrics_port; 0: off)")
+    run.add_argument("--metrics-host", default="0.0.0.0", metavar="ADDR",
+                     help="address the metrics endpoint listens on (default 0.0.0.0)")
     run.set_defaults(func=cmd_run)
 
     from obsync.precheck import ITEM_IDS, SKIPPABLE
@@ -180,6 +426,43 @@ def main(argv: list[str] | None = None) -> int:
     precheck.add_argument("--json", action="store_true", help="print the report as JSON")
     precheck.add_argument("--state-dir", type=Path, help="state directory (default ./state/<task name>)")
     precheck.set_defaults(func=cmd_precheck)
+
+    objects = sub.add_parser(
+        "objects", help="dry run: list every table the task selects, with topic, filter, columns and key",
+        description="Resolve the task's objects against the source and list each table with its rule, topic, "
+                    "row filter, columns and message key (nothing is written). Or export the settings to "
+                    "CSV, or import them from CSV into a task file.")
+    objects.add_argument("task", type=Path, help="task file (YAML)")
+    objects.add_argument("--json", action="store_true", help="print the listing as JSON")
+    objects.add_argument("--export-csv", type=Path, metavar="FILE", help="write one CSV row per selected table")
+    objects.add_argument("--import-csv", type=Path, metavar="FILE",
+                         help="replace the task's objects with the CSV's rows (validated, errors name the line); "
+                              "prints the new task file, or writes it with --output")
+    objects.add_argument("--output", type=Path, metavar="FILE", help="with --import-csv: the task file to write")
+    objects.set_defaults(func=cmd_objects)
+
+    def lifecycle(name: str, func, help_text: str):  # type: ignore[no-untyped-def]
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("task", type=Path, help="task file (YAML), or the state directory of a saved task")
+        p.add_argument("--state-dir", type=Path, help="state directory (default ./state/<task name>)")
+        p.set_defaults(func=func)
+        return p
+
+    lifecycle("save", cmd_save, "validate a task and create its state without starting it")
+    st = lifecycle("start", cmd_start, "start a task in the background (output in <state dir>/obsync.log)")
+    st.add_argument("--skip-precheck", action="append", default=[], metavar="ITEM")
+    lifecycle("stop", cmd_stop, "stop a running task at a consistent point (it resumes from there)")
+    lifecycle("pause", cmd_stop, "pause a running task: stop reading, keep the position (resume continues)")
+    lifecycle("resume", cmd_start, "resume a paused (or stopped) task in the background").add_argument(
+        "--skip-precheck", action="append", default=[], metavar="ITEM")
+    stat = lifecycle("status", cmd_status, "a task's state, phase, position, lag, throughput, progress")
+    stat.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    dele = lifecycle("delete", cmd_delete, "remove a stopped task's state (asks for confirmation)")
+    dele.add_argument("--yes", action="store_true", help="do not ask")
+    lst = sub.add_parser("list", help="list the tasks in a directory of state directories")
+    lst.add_argument("root", type=Path, nargs="?", default=Path("state"), help="default ./state")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_list)
 
     check = sub.add_parser("check", help="validate a task file and show its table -> topic mapping")
     check.add_argument("task", type=Path)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from obsync.errors import ConfigError
+
+if TYPE_CHECKING:
+    from obsync.selection import Selection
 
 FORMATS = (
     "default",
@@ -89,6 +92,28 @@ class SyncConfig(_Model):
     dml: tuple[Literal["insert", "update", "delete"], ...] = Field(
         DML_OPS, min_length=1, description="row operations sent (after row filters turn updates into "
                                            "inserts or deletes)")
+    start_time: str | float | None = Field(
+        None, description="without full sync: start incremental sync at the first transaction committed at "
+                          "or after this time (ISO-8601, UTC unless an offset is given, or epoch seconds); "
+                          "default: now")
+
+    @field_validator("start_time")
+    @classmethod
+    def _start_time(cls, v: str | float | None) -> str | float | None:
+        if v is not None:
+            from connectors.mysql.binlog.start_time import parse_start_time
+
+            parse_start_time(v)
+        return v
+
+    @model_validator(mode="after")
+    def _start_time_needs_log_only(self) -> SyncConfig:
+        if self.start_time is not None and self.full:
+            raise ValueError("start_time applies only without full sync (with full sync the log starts where "
+                             "the snapshot is taken); set full: false or remove start_time")
+        if self.start_time is not None and not self.incremental:
+            raise ValueError("start_time needs incremental: true")
+        return self
 
     @field_validator("dml")
     @classmethod
@@ -197,6 +222,57 @@ class SnapshotConfig(_Model):
     batch_size: int = Field(2_000, ge=1, le=100_000, description="rows per fetch and per dataflow item")
 
 
+class RateLimit(_Model):
+    """A cap on what one kind of sync takes from the source (`obsync.ratelimit`); unset: no cap.
+
+    `rps`: rows per second; `bps`: bytes per second of row data (estimated from the values, see
+    `obsync.ratelimit`), a number or a string with a unit: "10MB", "1.5 MB/s" (x1000), "512KiB" (x1024).
+    """
+
+    rps: float | None = Field(None, gt=0, description="rows per second")
+    bps: float | None = Field(None, gt=0, description="bytes per second: a number, or e.g. '10MB', '512KiB'")
+
+    @field_validator("bps", mode="before")
+    @classmethod
+    def _byte_rate(cls, v: Any) -> Any:
+        from obsync.ratelimit import parse_bytes
+
+        return parse_bytes(v) if isinstance(v, str) else v
+
+
+class LimitsConfig(_Model):
+    """Rate limits of full sync (shared by the snapshot chunks a process reads, divided among processes)
+    and of incremental sync (the log)."""
+
+    full: RateLimit = RateLimit()
+    incremental: RateLimit = RateLimit()
+
+
+class HeartbeatConfig(_Model):
+    """Heartbeat messages to the task's topics, and an optional heartbeat row written on the source."""
+
+    interval: float = Field(0.0, ge=0, le=3600, description="seconds between heartbeat messages (0: none)")
+    table: str | None = Field(None, description="`db.table` on the source obsync upserts (task, time) into "
+                                                "every interval, creating it if missing; never synced")
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str | None) -> str | None:
+        if v is not None:
+            from obsync.selection import check_pattern, is_pattern
+
+            check_pattern(v)
+            if is_pattern(v):
+                raise ValueError("must be an exact 'database.table' name, not a pattern")
+        return v
+
+    @model_validator(mode="after")
+    def _table_needs_interval(self) -> HeartbeatConfig:
+        if self.table is not None and self.interval <= 0:
+            raise ValueError("heartbeat.table needs heartbeat.interval > 0 (how often to write it)")
+        return self
+
+
 class TaskConfig(_Model):
     """A whole task file."""
 
@@ -206,6 +282,7 @@ class TaskConfig(_Model):
     sync: SyncConfig = SyncConfig()
     objects: list[ObjectConfig] = Field(min_length=1)
     exclude: list[str] = Field(default_factory=list, description="patterns of tables never synced")
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
     topic: str = "Topic_${database}_${table}"
     topics: TopicsConfig = TopicsConfig()
     format: Literal[FORMATS] = "default"  # type: ignore[valid-type]
@@ -215,7 +292,10 @@ class TaskConfig(_Model):
     state_dir: Path | None = None
     workers: int = Field(1, ge=1, le=64, description="Bytewax workers in this process")
     snapshot: SnapshotConfig = SnapshotConfig()
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus endpoint port (0: off)")
+    progress_interval: float = Field(10.0, gt=0, le=3600, description="seconds between progress lines")
     epoch_seconds: float = Field(2.0, gt=0, le=600, description="how often state is snapshotted")
+    limits: LimitsConfig = LimitsConfig()
 
     @field_validator("name")
     @classmethod
@@ -237,6 +317,13 @@ class TaskConfig(_Model):
         for p in v:
             check_pattern(p)
         return v
+
+    def selection(self) -> Selection:
+        """The task's include rules and exclude patterns (the heartbeat table is always excluded)."""
+        from obsync.selection import Selection
+
+        extra = [self.heartbeat.table] if self.heartbeat.table is not None else []
+        return Selection(self.objects, [*self.exclude, *extra])
 
     def topic_for(self, db: str, table: str, obj: ObjectConfig | None = None) -> str:
         """The Kafka topic of a table selected by `obj` (the object's topic, else the task's template)."""

@@ -38,11 +38,13 @@ from typing import Any
 import pymysql
 
 from connectors.kafka.client import base_config, redacted
-from connectors.mysql.catalog import load_table_schema, table_kind
+from connectors.mysql.catalog import load_table_schema
 from connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect, quote_ident
 from obsync.config import TaskConfig
 from obsync.errors import ConfigError, ObsyncError
+from obsync.objects import ObjectPlan, check_table, list_source_tables, plan_for
 from obsync.schema import TableSchema
+from obsync.selection import Selected, Selection
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +238,10 @@ def _sql_user(current_user: str) -> str:
 class _Table:
     kind: str | None  # information_schema TABLE_TYPE, None when the table is not there (or not visible)
     schema: TableSchema | None = None
+    index: int = 0  # the object (rule) that selects it
+
+    def exact(self, task: TaskConfig) -> bool:
+        return task.objects[self.index].is_exact
 
 
 class Probe:
@@ -359,16 +365,37 @@ class Probe:
             return None, error or "SHOW GRANTS is not answered"
         return self._memoized("grants", read)
 
+    def selection(self) -> Selection:
+        return self.task.selection()
+
     def tables(self) -> dict[str, _Table]:
-        """Each object's table, by `db.table` (schema loaded for base tables)."""
+        """Every table the objects select now, by `db.table` (schema loaded for base tables); exact names
+        that are not on the source have kind None."""
         def read() -> dict[str, _Table]:
             out: dict[str, _Table] = {}
-            for obj in self.task.objects:
-                kind = table_kind(self.conn(), obj.db, obj.table)
-                schema = load_table_schema(self.conn(), obj.db, obj.table) if kind == "BASE TABLE" else None
-                out[obj.match] = _Table(kind, schema)
+            selection = self.selection()
+            on_source = list_source_tables(self.conn(), selection.schemas())
+            for sel in selection.select(on_source):
+                kind = on_source[sel.name]
+                schema = load_table_schema(self.conn(), sel.db, sel.table) if kind == "BASE TABLE" else None
+                out[f"{sel.db}.{sel.table}"] = _Table(kind, schema, sel.index)
+            for i, obj in enumerate(self.task.objects):
+                if obj.is_exact and (obj.db, obj.table) not in on_source:
+                    out.setdefault(obj.match, _Table(None, None, i))
             return out
         return self._memoized("tables", read)
+
+    def plans(self) -> dict[str, ObjectPlan]:
+        """The plan (topic, rule) of each selected base table, by `db.table`."""
+        selection = self.selection()
+        out = {}
+        for name, t in self.tables().items():
+            if t.kind == "BASE TABLE":
+                db, table = name.split(".")
+                plan = plan_for(self.task, selection, db, table)
+                if plan is not None:
+                    out[name] = plan
+        return out
 
     def schemas(self) -> list[TableSchema]:
         return [t.schema for t in self.tables().values() if t.schema is not None]
@@ -377,8 +404,12 @@ class Probe:
     def topics(self) -> dict[str, list[str]]:
         """Every topic obsync would write, with what writes to it."""
         out: dict[str, list[str]] = {}
-        for obj in self.task.objects:
-            out.setdefault(self.task.topic_for(obj.db, obj.table), []).append(obj.match)
+        if self.connect_error("sql") is None:
+            for name, plan in sorted(self.plans().items()):
+                out.setdefault(plan.topic, []).append(name)
+        for i, obj in enumerate(self.task.objects):
+            if obj.is_exact and obj.match not in {n for names in out.values() for n in names}:
+                out.setdefault(self.task.topic_for(obj.db, obj.table, obj), []).append(obj.match)
         encoder, _ = self.encoder()
         for t in encoder.extra_topics() if encoder is not None else ():
             out.setdefault(t, []).append(f"format {self.task.format}")
@@ -441,12 +472,15 @@ def check_source_reachable(p: Probe) -> Item:
 def check_source_privileges(p: Probe) -> Item:
     missing: list[str] = []
     no_select = []
-    for obj in p.task.objects:
+    for name, t in p.tables().items():
+        if t.kind is None and not _exists_hidden(p, name):
+            continue
+        db, table = name.split(".")
         try:
-            p.query("sql", f"SELECT * FROM {quote_ident(obj.db)}.{quote_ident(obj.table)} LIMIT 0")
+            p.query("sql", f"SELECT * FROM {quote_ident(db)}.{quote_ident(table)} LIMIT 0")
         except pymysql.err.MySQLError as e:
             if e.args and e.args[0] in _DENIED:
-                no_select.append(obj.match)
+                no_select.append(name)
     if no_select:
         missing.append(f"SELECT on {_listed(no_select)}")
     notes: list[str] = []
@@ -619,42 +653,57 @@ def check_binlog_retention(p: Probe) -> Item:
     return _passed(f"binary logs are kept {_duration(kept)} (at least {_duration(need)} needed {why})")
 
 
+def _exists_hidden(p: Probe, name: str) -> bool:
+    """True when a table missing from information_schema exists but the user may not see it."""
+    db, table = name.split(".")
+    try:
+        p.query("sql", f"SELECT 1 FROM {quote_ident(db)}.{quote_ident(table)} LIMIT 0")
+        return False
+    except pymysql.err.MySQLError as e:
+        return bool(e.args and e.args[0] in _DENIED)
+
+
 def check_tables_exist(p: Probe) -> Item:
     missing = []
-    for obj in p.task.objects:
-        if p.tables()[obj.match].kind is not None:
+    for name, t in p.tables().items():
+        if t.kind is not None:
             continue
-        try:
-            p.query("sql", f"SELECT 1 FROM {quote_ident(obj.db)}.{quote_ident(obj.table)} LIMIT 0")
-            hidden = False
-        except pymysql.err.MySQLError as e:
-            hidden = bool(e.args and e.args[0] in _DENIED)
-        missing.append(f"table {obj.match} " + ("is not visible to the user (no privilege on it)" if hidden
-                                                else "does not exist on the source"))
+        missing.append(f"table {name} " + ("is not visible to the user (no privilege on it)" if _exists_hidden(p, name)
+                                           else "does not exist on the source"))
     if missing:
         return _failed("; ".join(dict.fromkeys(missing)),
                        "create it, correct objects[].match, or grant the user SELECT on it")
-    return _passed(f"all {len(p.tables())} tables are there")
+    found = sum(1 for t in p.tables().values() if t.kind is not None)
+    unmatched = [o.match for i, o in enumerate(p.task.objects)
+                 if not o.is_exact and not any(t.index == i for t in p.tables().values())]
+    if unmatched:
+        return _warning(f"{found} tables selected; no table matches {_listed(unmatched)} yet (tables created "
+                        "later that match will sync)", "check the patterns (obsync objects TASK lists the tables)")
+    return _passed(f"all {found} tables are there")
 
 
 def check_tables_physical(p: Probe) -> Item:
-    other = [f"{m} is a {t.kind.lower()}" for m, t in p.tables().items() if t.kind not in (None, "BASE TABLE")]
-    if other:
+    tables = p.tables()
+    other = [f"{m} is a {t.kind.lower()}" for m, t in tables.items() if t.kind not in (None, "BASE TABLE")]
+    exact = [m for m, t in tables.items() if t.kind not in (None, "BASE TABLE") and t.exact(p.task)]
+    if exact:
         return _failed("; ".join(other) + "; only physical tables can be synchronized",
                        "select the underlying tables instead")
+    if other:
+        return _warning("; ".join(other) + ": matched by a pattern, skipped (only physical tables sync)",
+                        "add them to `exclude:` to silence this")
     return _passed("every object that exists is a physical table")
 
 
 def check_tables_names(p: Probe) -> Item:
     problems: list[str] = []
-    for obj in p.task.objects:
-        for what, name in (("database", obj.db), ("table", obj.table)):
+    for full, t in p.tables().items():
+        for what, name in zip(("database", "table"), full.split(".")):
             if (why := name_problem(name)) is not None:
                 problems.append(f"{what} {name!r} has {why}")
-        schema = p.tables()[obj.match].schema
-        for col in schema.columns if schema is not None else ():
+        for col in t.schema.columns if t.schema is not None else ():
             if (why := name_problem(col.name)) is not None:
-                problems.append(f"column {obj.match}.{col.name!r} has {why}")
+                problems.append(f"column {full}.{col.name!r} has {why}")
     problems = list(dict.fromkeys(problems))
     if problems:
         return _failed("unsupported names: " + _listed(problems),
@@ -714,7 +763,11 @@ def check_kafka_topics(p: Probe) -> Item:
     problems = [f"topic {t!r}: {meta.topics[t].error.str()}" for t in topics
                 if t in meta.topics and meta.topics[t].error is not None]  # e.g. not authorized to describe it
     existing = {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics}
-    missing = sorted(set(topics) - set(existing))
+    must_exist = {o.existing_topic for o in p.task.objects if o.existing_topic is not None}
+    for t in sorted(must_exist - set(existing)):
+        problems.append(f"topic {t!r} (an existing_topic, for {', '.join(topics.get(t, ['no table yet']))}) does "
+                        "not exist; obsync never creates an existing_topic")
+    missing = sorted(set(topics) - set(existing) - must_exist)
     if missing and cfg.replication_factor > len(meta.brokers):
         problems.append(f"topics.replication_factor {cfg.replication_factor} exceeds the {len(meta.brokers)} "
                         f"broker(s) for the topics to create: {_listed(missing)}")
@@ -779,7 +832,7 @@ def _state_owner(path: Path) -> str | None:
 
 
 def check_config_coherent(p: Probe) -> Item:
-    from obsync.runtime import check_sharding_columns
+    from obsync.runtime import selection_rules
     from obsync.state import TaskState
 
     task = p.task
@@ -798,17 +851,25 @@ def check_config_coherent(p: Probe) -> Item:
         problems.append(format_error)
     if p.connect_error("sql") is None:
         tables = p.tables()
-        for i, obj in enumerate(task.objects):
-            schema = tables[obj.match].schema
-            if schema is not None:
-                try:
-                    check_sharding_columns(i, obj, schema)
-                except ConfigError as e:
-                    problems.append(str(e))
+        selection = p.selection()
+        try:
+            selection.check_names(Selected(*name.split("."), t.index) for name, t in tables.items()
+                                  if t.kind == "BASE TABLE")
+        except ConfigError as e:
+            problems.append(str(e))
+        for name, plan in p.plans().items():
+            schema = tables[name].schema
+            assert schema is not None
+            try:
+                check_table(plan, schema)
+            except ConfigError as e:
+                problems.append(str(e))
     start = TaskState(p.state_dir).load_start() if (p.state_dir / "start.json").exists() else None
-    if start is not None and start.get("tables") != sorted(o.match for o in task.objects):
-        problems.append(f"the task's objects changed since it started (was {start.get('tables')}); use a new "
-                        "state directory (or task name) to sync the new set from scratch")
+    if start is not None and start.get("rules") != selection_rules(task) and not task.sync.incremental:
+        # with incremental sync a changed selection is a live change: added tables are backfilled
+        problems.append(f"the task's table selection changed since it started (was {start.get('rules')}) and "
+                        "the task has no incremental sync, which backfills added tables; use a new state "
+                        "directory (or task name) to sync the new selection from scratch")
     if task.sync.ddl and not task.sync.incremental:
         warnings.append("sync.ddl is true but incremental sync is off: DDL comes from the log, none will be sent")
     if problems:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 from connectors.kafka.partitioner import murmur2, partition_for
-from connectors.kafka.records import OutItem, OutRecord, part_name
+from connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
 from formats.base import Encoder
 from obsync.changes import Change, Item, Op, StreamDone
 
@@ -22,16 +22,55 @@ Partitioning = Literal["hash", "table", "one"]
 KeyBytes = Callable[[Change], bytes | None]
 
 
-@dataclass(frozen=True, slots=True)
-class TopicLayout:
-    """Which topic each table goes to, and how many partitions each topic has."""
+TopicResolver = Callable[[str, str], "tuple[str, int] | None"]
 
-    topic_of: dict[tuple[str, str], str]
-    partitions: dict[str, int]
+
+class TopicLayout:
+    """Which topic each table goes to, how many partitions each topic has, and the sink's lanes.
+
+    `resolve(db, table)` is asked about a table not known yet (one created while the task runs): it returns
+    (topic, partition count), creating the topic if the task's mapping says so, or None when the task does
+    not sync the table.
+    """
+
+    def __init__(self, topic_of: dict[tuple[str, str], str], partitions: dict[str, int],
+                 lanes: int = DEFAULT_LANES, resolve: TopicResolver | None = None) -> None:
+        self.topic_of = dict(topic_of)
+        self.partitions = dict(partitions)
+        self.lanes = lanes
+        self.resolve = resolve
+        # `obsync.live.Live`: when its version moves, its topics replace the ones known (a table it no longer
+        # selects keeps its last topic, for the changes read before the reader dropped it)
+        self.live: Any = None
+        self._live_version = 0
 
     def parts(self) -> list[str]:
-        """Every Kafka partition of every topic, as sink part names."""
-        return sorted(part_name(t, p) for t, n in self.partitions.items() for p in range(n))
+        """The sink parts (lanes)."""
+        return lane_names(self.lanes)
+
+    def lane(self, topic: str, partition: int) -> str:
+        return lane_of(topic, partition, self.lanes)
+
+    def topic(self, db: str, table: str) -> str:
+        """The topic of a synced table (resolved on first sight for tables created while running)."""
+        live = self.live
+        if live is not None and live.version != self._live_version:
+            cfg = live.current
+            self._live_version = cfg.version
+            self.partitions.update(cfg.partitions)
+            self.topic_of.update(cfg.topics)
+        t = self.topic_of.get((db, table))
+        if t is not None:
+            return t
+        found = self.resolve(db, table) if self.resolve is not None else None
+        if found is None:
+            raise KeyError(f"table {db}.{table} is not synced by this task")
+        self.topic_of[(db, table)], self.partitions[found[0]] = found[0], found[1]
+        return found[0]
+
+    def table_topics(self) -> list[str]:
+        """The topics of the tables known so far (not the topics a format owns)."""
+        return sorted(set(self.topic_of.values()))
 
 
 def split_key_change(change: Change, whole_row: bool = False) -> list[Change]:
@@ -77,11 +116,10 @@ class Router:
         self.fixed_partition = fixed_partition
         self.send_ddl = send_ddl
         self.all_parts = layout.parts()
-        self.table_topics = sorted(set(layout.topic_of.values()))  # "all the task's topics" (not the format's)
         self.key_is_record_key = encoder.name == "default"
         self.whole_row = partitioning == "hash"
         if partitioning == "one":
-            for topic in self.table_topics:
+            for topic in layout.table_topics():
                 if not 0 <= fixed_partition < layout.partitions[topic]:
                     raise ValueError(f"fixed partition {fixed_partition} is not a partition of topic {topic} "
                                      f"({layout.partitions[topic]} partitions)")
@@ -98,12 +136,15 @@ class Router:
                 if self.send_ddl:
                     self._route_ddl(item, out)
                 continue
+            if item.op is Op.HEARTBEAT:
+                self._route_heartbeat(item, out)
+                continue
             seq = 0
             for change in split_key_change(item, self.whole_row):
-                topic = self.layout.topic_of[(change.table.db, change.table.name)]  # type: ignore[union-attr]
+                topic = self.layout.topic(change.table.db, change.table.name)  # type: ignore[union-attr]
                 records = self.encoder.encode(change, topic)
                 partition = self._partition(change, topic, records[0].key if records else None)
-                name = part_name(topic, partition)
+                name = self.layout.lane(topic, partition)
                 bucket = out.get(name)
                 if bucket is None:
                     bucket = out[name] = []
@@ -144,12 +185,17 @@ class Router:
         none of them synced, is delivered nowhere. "All topics" are the tables' topics, not the topics a
         format owns (those get the format's own records once, see `_route_ddl`).
         """
-        topic_of = self.layout.topic_of
-        named = [(t, topic_of[t]) for t in change.ddl_tables if t in topic_of]
+        layout = self.layout
+        named = []
+        for t in change.ddl_tables:
+            try:
+                named.append((t, layout.topic(*t)))
+            except KeyError:
+                pass
         if not named:
             if change.ddl_tables:
                 return []
-            topics = self.table_topics
+            topics = layout.table_topics()
         else:
             topics = sorted({topic for _, topic in named})
         out = []
@@ -172,7 +218,7 @@ class Router:
             for rec in self.encoder.encode(change, topic):
                 if rec.topic == topic:
                     for p in targets:
-                        out.setdefault(part_name(topic, p), []).append(
+                        out.setdefault(self.layout.lane(topic, p), []).append(
                             OutRecord(topic, p, rec.key, rec.value, change.position, seq, change.commit_time))
                         seq += 1
                 elif not own_sent:  # the format's own topic (schema changes) gets the statement once
@@ -181,9 +227,24 @@ class Router:
                     seq += 1
             own_sent = own_sent or own_here
 
+    def _route_heartbeat(self, change: Change, out: dict[str, list[OutItem]]) -> None:
+        """A heartbeat goes to every partition of every topic of the task's tables (the fixed partition only,
+        under the One rule): each consumer of a partition sees the task's progress."""
+        layout = self.layout
+        seq = 0
+        for topic in layout.table_topics():
+            targets = [self.fixed_partition] if self.partitioning == "one" else range(layout.partitions[topic])
+            for rec in self.encoder.encode(change, topic):
+                if rec.topic != topic:
+                    continue  # a format's own topics (schema changes) get no heartbeats
+                for p in targets:
+                    out.setdefault(layout.lane(topic, p), []).append(
+                        OutRecord(topic, p, rec.key, rec.value, change.position, seq, change.commit_time))
+                    seq += 1
+
     def _add_to_own_topic(self, rec: Any, change: Change, seq: int, out: dict[str, list[OutItem]]) -> None:
         """A record for a topic of the format's own (see `Encoder.extra_topics`): partitioned by its key."""
         n = self.layout.partitions[rec.topic]
         p = (murmur2(rec.key) & 0x7FFFFFFF) % n if rec.key is not None else 0
-        out.setdefault(part_name(rec.topic, p), []).append(
+        out.setdefault(self.layout.lane(rec.topic, p), []).append(
             OutRecord(rec.topic, p, rec.key, rec.value, change.position, seq, change.commit_time))

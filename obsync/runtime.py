@@ -8,22 +8,28 @@ runs is replayed by incremental sync afterwards.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from connectors.kafka.client import base_config
 from connectors.kafka.topics import ensure_topics
-from connectors.mysql.catalog import load_table_schema, table_kind
 from connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect
 from formats import encoder_for
 from formats.base import Encoder, EncoderContext
-from obsync.config import ObjectConfig, TaskConfig
+from connectors.kafka.records import DEFAULT_LANES
+from obsync.config import TaskConfig
 from obsync.errors import ConfigError, StateError
+from obsync.objects import Resolution, compile_where, plan_for, resolve_objects
 from obsync.positions import LogPosition, position_from_json
 from obsync.routing import TopicLayout
 from obsync.schema import TableSchema
+from obsync.selection import Selection
+from obsync.live import RELOADABLE, Live, add_backfills, backfill_requests, changed_fields
 from obsync.state import TaskState
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,8 @@ class Runtime:
     plan: Any | None  # connectors.mysql.snapshot.plan.SnapshotPlan, None without full sync
     stop_at: LogPosition | None  # --until-caught-up: the source's log position when the command started
     encoder: Encoder
+    snapshot_filters: dict[str, str]  # db.table -> row filter SQL pushed into full sync's SELECT
+    live: Live | None = None  # the task's current objects (changed by `reload_task` while it runs)
 
     @property
     def parts(self) -> list[str]:
@@ -71,58 +79,235 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     log_ep = Endpoint.log_of(task.source)
     with state.locked():
         ident = state.identity(task.name)
+        start = state.load_start()
+        if start is not None and "lanes" not in start:
+            raise StateError(f"the state in {state.root} was written by an older obsync; start the task with a "
+                             "new state directory (or task name)")
         conn = connect(sql_ep)
         try:
             dialect: Dialect = detect_dialect(conn) if task.source.kind == "auto" else task.source.kind
-            tables: dict[tuple[str, str], TableSchema] = {}
-            for i, obj in enumerate(task.objects):
-                kind = table_kind(conn, obj.db, obj.table)
-                if kind is None:
-                    raise ConfigError(f"objects: table {obj.match} does not exist on the source")
-                if kind != "BASE TABLE":
-                    raise ConfigError(f"objects: {obj.match} is a {kind.lower()}, not a table; only tables sync")
-                tables[(obj.db, obj.table)] = schema = load_table_schema(conn, obj.db, obj.table)
-                check_sharding_columns(i, obj, schema)
-            start = state.load_start()
+            # The log position comes first: a table created after it is seen in the log (CREATE TABLE), one
+            # created before it is in the list read next, so none falls between the two.
+            log_pos = None
+            if start is None and task.sync.incremental:
+                log_pos = current_log_position(log_ep)
+                if task.sync.start_time is not None:
+                    log_pos = log_position_at(task, log_ep, sql_ep)
+            res = resolve_objects(conn, task)
+            for i in res.unmatched:
+                log.warning("objects.%d (%s) matches no table now; tables created later that match it will "
+                            "sync", i, task.objects[i].match)
+            tables = res.schemas
+            if not tables and all(o.is_exact for o in task.objects):
+                raise ConfigError("objects: no table to sync")
+            rules = selection_rules(task)
+            fresh: list[Any] = []  # backfills requested now: no earlier run began them
+            if start is not None and start.get("rules") != rules:
+                before_n = {b[0] for b in backfill_requests(start)}
+                accept_changed_selection(task, state, start, tables)
+                fresh = [b[0] for b in backfill_requests(start) if b[0] not in before_n]
             if start is None:
-                start = {"tables": sorted(f"{d}.{t}" for d, t in tables)}
-                if task.sync.incremental:
-                    start["log"] = current_log_position(log_ep).to_json()
+                start = {"tables": sorted(f"{d}.{t}" for d, t in tables), "rules": rules, "lanes": DEFAULT_LANES}
+                if log_pos is not None:
+                    start["log"] = log_pos.to_json()
                     log.info("step: incremental sync will start at %s", start["log"])
-                if task.sync.full:
+                if task.sync.full and tables:
                     log.info("step: planning full sync of %d tables", len(tables))
-                    plan = plan_snapshot(conn, dialect, list(tables.values()), task.snapshot.chunk_size)
+                    plan = plan_snapshot(conn, dialect, [tables[k] for k in sorted(tables)],
+                                         task.snapshot.chunk_size)
                     start["plan"] = plan.to_dict()
                     log.info("step: full sync planned in %d chunks", len(plan.chunks))
                 state.save_start(start)
-            elif start["tables"] != sorted(f"{d}.{t}" for d, t in tables):
-                raise StateError(
-                    f"the task's objects changed since it started (was {start['tables']}); "
-                    f"use a new state directory (or task name) to sync the new set from scratch")
         finally:
             conn.close()
     log_start = position_from_json(start["log"]) if "log" in start else None
     plan = SnapshotPlan.from_dict(start["plan"]) if "plan" in start else None
-    topic_of = {k: task.topic_for(*k) for k in tables}
+    topic_of = {k: p.topic for k, p in res.plans.items()}
     db_type = "OB_MYSQL" if dialect == "oceanbase" else "MYSQL"
     encoder = encoder_for(task.format, EncoderContext(task.name, db_type),
                           task.format_options)
-    counts = ensure_topics(task.target, sorted(set(topic_of.values()) | set(encoder.extra_topics())),
-                           task.topics.partitions, task.topics.replication_factor)
+    counts = ensure_task_topics(task, res, encoder.extra_topics())
     check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
     stop_at = current_log_position(log_ep) if (until_caught_up and task.sync.incremental) else None
     assert log_start is None or isinstance(log_start, LogPosition)
-    return Runtime(task, state, ident["id"], dialect, tables, TopicLayout(topic_of, counts), log_start, plan,
-                   stop_at, encoder)
+    live = Live(task, topic_of, counts, backfill_requests(start), frozenset(fresh))
+    layout = TopicLayout(topic_of, counts, start["lanes"], TopicResolver(live))
+    layout.live = live
+    return Runtime(task, state, ident["id"], dialect, tables, layout, log_start, plan, stop_at, encoder,
+                   snapshot_filters(res), live)
 
 
-def check_sharding_columns(index: int, obj: ObjectConfig, schema: TableSchema) -> None:
-    """Every sharding column of an object must be a column of its table."""
-    for name in obj.sharding_columns:
-        if name not in schema.column_names:
-            raise ConfigError(
-                f"field `objects.{index}.sharding_columns`: object {obj.match} has no column {name!r}; "
-                f"its columns: {', '.join(schema.column_names)}")
+def selected_before(start: dict[str, Any], state: TaskState) -> Callable[[tuple[str, str]], bool]:
+    """Which tables the task synced under the selection its start point records.
+
+    A table the old rules (`start.json` "rules") select was streaming already: it existed at the start, or
+    the log brought it (CREATE or RENAME while the task ran, or while it was stopped: the resumed log replays
+    it), so it needs no backfill; any other table is new to the task and is backfilled. (A table removed and
+    then added again is new again: its rows are sent again.) A start point without rules (older obsync) falls
+    back to the tables it lists plus those the schema history has seen.
+    """
+    rules = start.get("rules")
+    if rules is not None:
+        old = Selection([SimpleNamespace(match=m) for m in rules.get("match", ())],  # type: ignore[misc]
+                        rules.get("exclude", ()))
+        return old.__contains__
+    known = {tuple(t.split(".", 1)) for t in start.get("tables", ())}
+    known |= history_tables(state)
+    return known.__contains__
+
+
+def history_tables(state: TaskState) -> set[tuple[str, str]]:
+    """Every table the schema history has a record of."""
+    path = state.schema_history_dir / "schema_history.jsonl"
+    out: set[tuple[str, str]] = set()
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                out.add((rec["db"], rec["table"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out
+
+
+def accept_changed_selection(task: TaskConfig, state: TaskState, start: dict[str, Any],
+                             tables: dict[tuple[str, str], TableSchema]) -> list[tuple[str, str]]:
+    """The task file's selection changed since the start point was fixed (while stopped): schedule a
+    backfill of each added table (with full sync) and record the new selection. Returns the added tables."""
+    if not task.sync.incremental:
+        raise StateError(
+            f"the task's table selection changed since it started (was {start.get('rules')}, now "
+            f"{selection_rules(task)}) and the task has no incremental sync, which backfills added tables. "
+            "Use a new state directory (or task name) to sync the new selection")
+    before = selected_before(start, state)
+    added = sorted(n for n in tables if not before(n))
+    requests: list[Any] = []
+    if task.sync.full and added:
+        check_backfillable(tables, added)
+        requests = add_backfills(start, added)
+    start["rules"] = selection_rules(task)
+    start["tables"] = sorted(set(start.get("tables", ())) | {f"{d}.{t}" for d, t in added})
+    state.save_start(start)
+    log.info("step: the task's selection changed: %s", ", ".join(f"{d}.{t}" for d, t in added) + (
+        " added" + (" (backfilled after the tables already synced)" if requests else " (changes from now on)")
+        if added else "no table added"))
+    return added
+
+
+def check_backfillable(tables: dict[tuple[str, str], TableSchema], added: Sequence[tuple[str, str]]) -> None:
+    """A table added to a running task with full sync is read in key order: it needs a usable key."""
+    from connectors.mysql.binlog.backfill import key_problem
+
+    for name in added:
+        problem = key_problem(tables[name])
+        if problem is not None:
+            raise ConfigError(f"table {name[0]}.{name[1]} cannot be added to the running task with full sync: "
+                              f"{problem}; its existing rows could not be read exactly. Exclude it, give it a "
+                              "primary key, or sync it with a new task")
+
+
+def reload_task(rt: Runtime, task: TaskConfig) -> str:
+    """Apply a changed task file to the running task (SIGHUP): objects, exclude and topic. Resolves the new
+    objects against the source (errors raised, the running settings kept), creates the new topics, records
+    the new selection and the backfills of added tables in the start point, then makes them current
+    (`Live.apply`). Returns a one-line summary."""
+    live = rt.live
+    assert live is not None
+    old = live.task
+    fixed = [f for f in changed_fields(old, task) if f not in RELOADABLE]
+    if fixed:
+        raise ConfigError(f"field(s) {', '.join(f'`{f}`' for f in fixed)} cannot change while the task runs "
+                          f"(only {', '.join(sorted(RELOADABLE))} can); restart the task to change them")
+    conn = connect(Endpoint.sql_of(task.source))
+    try:
+        res = resolve_objects(conn, task)
+    finally:
+        conn.close()
+    before = live.selection
+    added = sorted(n for n in res.schemas if n not in before)
+    removed = sorted(n for n in live.current.topics if n not in res.schemas)
+    if task.sync.full and task.sync.incremental and added:
+        check_backfillable(res.schemas, added)
+    counts = ensure_task_topics(task, res, rt.encoder.extra_topics())
+    topic_of = {k: p.topic for k, p in res.plans.items()}
+    check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
+    with rt.state.locked():
+        start = rt.state.load_start() or {}
+        if task.sync.full and added:
+            add_backfills(start, added)
+        start["rules"] = selection_rules(task)
+        start["tables"] = sorted(set(start.get("tables", ())) | {f"{d}.{t}" for d, t in added})
+        rt.state.save_start(start)
+    live.apply(task, topic_of, counts, backfill_requests(start))
+    names = lambda ts: ", ".join(f"{d}.{t}" for d, t in ts) or "none"  # noqa: E731
+    return (f"added: {names(added)}{' (backfilled)' if task.sync.full and added else ''}; "
+            f"removed: {names(removed)}; {len(res.schemas)} tables selected")
+
+
+def log_position_at(task: TaskConfig, log_ep: Endpoint, sql_ep: Endpoint) -> LogPosition:
+    """Where incremental sync starts for `sync.start_time`: the first transaction committed at or after it."""
+    from connectors.mysql.binlog.start_time import parse_start_time, position_at_time
+
+    assert task.sync.start_time is not None
+    when = parse_start_time(task.sync.start_time)
+    log.info("step: looking for the first transaction committed at or after %s in the binlog", when.isoformat())
+    pos = position_at_time(log_ep, when, server_id=task.source.server_id, sql_endpoint=sql_ep)
+    log.info("step: sync.start_time %s is at %s", when.isoformat(), pos)
+    return pos
+
+
+def selection_rules(task: TaskConfig) -> dict[str, list[str]]:
+    """What decides which tables a task syncs (kept in the start point to notice a change)."""
+    return {"match": [o.match for o in task.objects], "exclude": list(task.exclude)}
+
+
+def snapshot_filters(res: Resolution) -> dict[str, str]:
+    """Each filtered table's row filter (by `db.table`) as SQL for the snapshot's SELECT, regenerated from
+    its parse."""
+    out = {}
+    for name, p in res.plans.items():
+        rf = compile_where(p, res.schemas[name])
+        if rf is not None:
+            out[f"{name[0]}.{name[1]}"] = rf.sql
+    return out
+
+
+def ensure_task_topics(task: TaskConfig, res: Resolution, extra: Sequence[str]) -> dict[str, int]:
+    """Check that the existing topics the objects name exist, create the others; each one's partition count."""
+    existing = sorted({o.existing_topic for o in task.objects if o.existing_topic is not None})
+    why = {o.existing_topic: f"field `objects.{i}.existing_topic`" for i, o in reversed(list(enumerate(task.objects)))
+           if o.existing_topic is not None}
+    counts = ensure_topics(task.target, existing, task.topics.partitions, task.topics.replication_factor,
+                           create=False, why=why)
+    created = sorted(({p.topic for p in res.plans.values()} | set(extra)) - set(existing))
+    counts.update(ensure_topics(task.target, created, task.topics.partitions, task.topics.replication_factor))
+    return counts
+
+
+class TopicResolver:
+    """The topic of a table first seen while the task runs (created if the mapping says so), under the
+    task's current objects (a `Live`, or a fixed task)."""
+
+    def __init__(self, task: TaskConfig | Live) -> None:
+        self.live = task if isinstance(task, Live) else Live(task)
+
+    @property
+    def task(self) -> TaskConfig:
+        return self.live.task
+
+    def __call__(self, db: str, table: str) -> tuple[str, int] | None:
+        p = plan_for(self.task, self.live.selection, db, table)
+        if p is None:
+            return None
+        counts = ensure_topics(self.task.target, [p.topic], self.task.topics.partitions,
+                               self.task.topics.replication_factor, create=p.topic_kind != "existing",
+                               why={p.topic: f"field `objects.{p.index}.existing_topic` (for {db}.{table})"})
+        n = counts[p.topic]
+        if self.task.partitioning == "one" and self.task.fixed_partition >= n:
+            raise ConfigError(f"field `fixed_partition`: {self.task.fixed_partition} is not a partition of topic "
+                              f"{p.topic} (of new table {db}.{table}), which has {n}")
+        log.info("new table %s.%s syncs to topic %s (%d partitions)", db, table, p.topic, n)
+        return p.topic, n
 
 
 def check_fixed_partition(task: TaskConfig, partitions: dict[str, int]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import NamedTuple, Union
 
 from obsync.changes import StreamDone
@@ -32,10 +33,26 @@ OutItem = Union[OutRecord, StreamDone]
 
 
 def part_name(topic: str, partition: int) -> str:
-    """The sink part of a Kafka partition ('#' never occurs in a topic name)."""
+    """A Kafka partition's name in sink state ('#' never occurs in a topic name)."""
     return f"{topic}#{partition:05d}"
 
 
 def parse_part_name(name: str) -> tuple[str, int]:
     topic, _, p = name.rpartition("#")
     return topic, int(p)
+
+
+DEFAULT_LANES = 16
+
+
+def lane_names(lanes: int) -> list[str]:
+    """The sink parts of a task: a fixed number of lanes, each writing a stable share of the partitions.
+
+    Lanes rather than one part per Kafka partition, because Bytewax fixes a sink's parts when the
+    dataflow starts, while a task's topics grow with tables created as it runs."""
+    return [f"lane{i:03d}" for i in range(lanes)]
+
+
+def lane_of(topic: str, partition: int, lanes: int) -> str:
+    """The lane that writes a Kafka partition (stable across runs and processes: crc32 of its name)."""
+    return f"lane{zlib.crc32(part_name(topic, partition).encode()) % lanes:03d}"

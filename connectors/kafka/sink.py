@@ -1,12 +1,14 @@
-"""The partition-aware Kafka sink: one Bytewax sink part per Kafka (topic, partition).
+"""The partition-aware Kafka sink: a fixed set of lanes (Bytewax sink parts), each writing a stable share of
+the task's Kafka partitions (`records.lane_of`), so topics of tables created while the task runs find a lane.
 
 Delivery guarantee: every record reaches Kafka exactly once per task, in the order it arrived, as long as
-no other writer forges this task's headers. Each part remembers, per stream (the log, or one snapshot
-chunk), the last (position, seq) it wrote. Its Bytewax snapshot is taken only after the producer has
-flushed, so the snapshot never claims a write Kafka has not acknowledged; on resume the part also reads
-its Kafka partition from the snapshotted offset to the end, learning the writes made after the last
-snapshot. Anything at or before the last written position of its stream is then dropped, so the records
-Bytewax replays after a crash are not written twice. Delivery errors are raised, never dropped.
+no other writer forges this task's headers. For each Kafka partition it writes, a lane remembers, per stream
+(the log, or one snapshot chunk), the last (position, seq) it wrote. Its Bytewax snapshot is taken only
+after the producer has flushed, so the snapshot never claims a write Kafka has not acknowledged; on resume
+(and when it first meets a partition) the lane also reads the partition from the snapshotted offset (0 for a
+partition new to it) to the end, learning the writes made after the last snapshot. Anything at or before the
+last written position of its stream is then dropped, so the records Bytewax replays after a crash are not
+written twice. Delivery errors are raised, never dropped.
 """
 
 from __future__ import annotations
@@ -26,17 +28,18 @@ from connectors.kafka.records import (
     OutItem,
     OutRecord,
     parse_part_name,
+    part_name,
 )
 from connectors.kafka.tail import written_positions
 from obsync.changes import StreamDone
-from obsync.errors import SinkError
+from obsync.errors import SinkError, StateError
 from obsync.positions import Position, position_from_json, position_to_header
 from obsync.progress import Progress
 
 log = logging.getLogger(__name__)
 
 _SEQ_BYTES = [str(i).encode() for i in range(16)]
-SinkState = dict[str, Any]  # {"offset": int, "last": {stream: [position json, seq]}, "done": [stream]}
+SinkState = dict[str, Any]  # {"partitions": {"topic#p": {"offset", "last": {stream: [pos, seq]}}}, "done": [...]}
 
 
 class _SharedProducer:
@@ -46,7 +49,7 @@ class _SharedProducer:
     _lock = threading.Lock()
 
     def __init__(self, conf: dict[str, Any]) -> None:
-        self.parts: dict[tuple[str, int], _KafkaPartition] = {}
+        self.parts: dict[tuple[str, int], _Written] = {}
         self.producer = Producer({
             "enable.idempotence": True,  # no duplicates or reordering from retries
             "acks": "all",
@@ -68,14 +71,16 @@ class _SharedProducer:
             return cls._instances[key]
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
-        part = self.parts.get((msg.topic(), msg.partition()))
-        if part is None:
+        w = self.parts.get((msg.topic(), msg.partition()))
+        if w is None:
             return
         if err is not None:
-            if part.error is None:
-                part.error = SinkError(f"write to {msg.topic()}[{msg.partition()}] failed: {err.str()}")
-        elif msg.offset() >= part.next_offset:
-            part.next_offset = msg.offset() + 1
+            if w.lane.error is None:
+                w.lane.error = SinkError(f"write to {msg.topic()}[{msg.partition()}] failed: {err.str()}")
+        else:
+            if msg.offset() >= w.next_offset:
+                w.next_offset = msg.offset() + 1
+            w.lane.progress.acked(msg.topic(), len(msg))
 
     def produce(self, rec: OutRecord, headers: list[tuple[str, bytes]]) -> None:
         while True:
@@ -94,22 +99,17 @@ class _SharedProducer:
 
 
 @dataclass
-class _KafkaPartition(StatefulSinkPartition[list[OutItem], SinkState]):
+class _Written:
+    """What a lane knows it wrote to one Kafka partition."""
+
     topic: str
     partition: int
-    task_id: str
-    shared: _SharedProducer
-    required_streams: frozenset[str]
-    on_delivered: Callable[[], None]
-    progress: Progress
+    lane: _Lane
     next_offset: int = 0
     # stream -> ((position.sort_key, seq), position): the last record written of each stream
     last: dict[str, tuple[tuple, Position]] = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)
-    error: SinkError | None = None
-    gate_open: bool = False
 
-    def _seen(self, pos: Position, seq: int) -> bool:
+    def seen(self, pos: Position, seq: int) -> bool:
         """True if (pos, seq) is at or before the last record written of its stream; else records it."""
         stream = pos.stream
         key = (pos.sort_key, seq)
@@ -119,33 +119,75 @@ class _KafkaPartition(StatefulSinkPartition[list[OutItem], SinkState]):
         self.last[stream] = (key, pos)
         return False
 
+    def to_json(self) -> dict[str, Any]:
+        return {"offset": self.next_offset,
+                "last": {s: [pos.to_json(), key[1]] for s, (key, pos) in self.last.items()}}
+
+
+@dataclass
+class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
+    name: str
+    task_id: str
+    conf: dict[str, Any]
+    shared: _SharedProducer
+    required_streams: frozenset[str]
+    on_delivered: Callable[[], None]
+    progress: Progress
+    written: dict[tuple[str, int], _Written] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+    error: SinkError | None = None
+    gate_open: bool = False
+
+    def open(self, topic: str, partition: int, state: dict[str, Any] | None = None) -> _Written:
+        """Start writing a partition: restore its state, then learn what Kafka holds past its offset."""
+        w = _Written(topic, partition, self)
+        if state is not None:
+            w.next_offset = state["offset"]
+            for stream, (pos_json, seq) in state["last"].items():
+                pos = position_from_json(pos_json)
+                w.last[stream] = ((pos.sort_key, seq), pos)
+        found = 0
+        for offset, pos, seq in written_positions(self.conf, topic, partition, w.next_offset, self.task_id):
+            w.seen(pos, seq)
+            w.next_offset = offset + 1
+            found += 1
+        if found:
+            log.info("%s[%d]: %d messages written after the last snapshot found in Kafka; they will not be "
+                     "written again", topic, partition, found)
+        self.written[(topic, partition)] = w
+        self.shared.parts[(topic, partition)] = w
+        return w
+
     def write_batch(self, values: list[list[OutItem]]) -> None:
         task = self.task_id.encode()
-        seen = self._seen
         produce = self.shared.produce
-        written = skipped = size = 0
+        written = self.written
+        written_n = skipped = size = 0
         last_rec = None
         for items in values:
             for it in items:
                 if it.__class__ is StreamDone:
                     self.done.add(it.stream)  # type: ignore[union-attr]
                     continue
+                w = written.get((it.topic, it.partition))  # type: ignore[union-attr]
+                if w is None:
+                    w = self.open(it.topic, it.partition)  # type: ignore[union-attr]
                 pos = it.position  # type: ignore[union-attr]
-                if seen(pos, it.seq):  # type: ignore[union-attr]
+                seq = it.seq  # type: ignore[union-attr]
+                if w.seen(pos, seq):
                     skipped += 1
                     continue
-                seq = it.seq  # type: ignore[union-attr]
                 produce(it, [(TASK_HEADER, task), (POS_HEADER, position_to_header(pos)),  # type: ignore[arg-type]
                              (SEQ_HEADER, _SEQ_BYTES[seq] if seq < 16 else str(seq).encode())])
-                written += 1
+                written_n += 1
                 size += len(it.value or b"")  # type: ignore[union-attr]
                 last_rec = it
         self.shared.producer.poll(0)
-        if written:
-            self.progress.wrote(last_rec, written, size)
+        if written_n:
+            self.progress.wrote(last_rec, written_n, size)
         if skipped:
             self.progress.skipped(skipped)
-            log.debug("%s[%d]: dropped %d records already written", self.topic, self.partition, skipped)
+            log.debug("%s: dropped %d records already written", self.name, skipped)
         if self.error:
             raise self.error
         if not self.gate_open and self.required_streams <= self.done:
@@ -162,8 +204,7 @@ class _KafkaPartition(StatefulSinkPartition[list[OutItem], SinkState]):
         self.shared.flush()
         self._raise_error()
         return {
-            "offset": self.next_offset,
-            "last": {s: [pos.to_json(), key[1]] for s, (key, pos) in self.last.items()},
+            "partitions": {part_name(t, p): w.to_json() for (t, p), w in sorted(self.written.items())},
             "done": sorted(self.done),
         }
 
@@ -173,53 +214,44 @@ class _KafkaPartition(StatefulSinkPartition[list[OutItem], SinkState]):
 
 
 class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
-    """Writes each (part, records) item to the part's Kafka partition, dropping replays by position.
+    """Writes each (lane, records) item to the records' Kafka partitions, dropping replays by position.
 
-    `parts` are the names `records.part_name(topic, partition)` of every partition of every topic of the
-    task; the flow routes each record to its part by that name, so `part_fn` is the index of the name.
-    `required_streams` are the snapshot chunks' streams: once a part has received the `StreamDone` of
-    each, and flushed, `on_delivered(part)` is called (the log source waits for every part).
+    `lanes` are the task's sink parts (`records.lane_names`); the flow routes each record to the lane of
+    its partition (`records.lane_of`). `required_streams` are the snapshot chunks' streams: once a lane has
+    received the `StreamDone` of each, and flushed, `on_delivered(lane)` is called (the log source waits
+    for every lane).
     """
 
-    def __init__(self, target_conf: dict[str, Any], parts: list[str], task_id: str,
+    def __init__(self, target_conf: dict[str, Any], lanes: list[str], task_id: str,
                  required_streams: frozenset[str], on_delivered: Callable[[str], None],
                  progress: Progress) -> None:
         self._conf = target_conf
-        self._parts = sorted(parts)
-        self._index = {p: i for i, p in enumerate(self._parts)}
+        self._lanes = sorted(lanes)
+        self._index = {p: i for i, p in enumerate(self._lanes)}
         self._task_id = task_id
         self._required = required_streams
         self._on_delivered = on_delivered
         self._progress = progress
+        progress.use_acks()  # messages and bytes written are counted when Kafka acknowledges them
 
     def list_parts(self) -> list[str]:
-        return self._parts
+        return self._lanes
 
     def part_fn(self, item_key: str) -> int:
         return self._index[item_key]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: SinkState | None) -> _KafkaPartition:
-        topic, partition = parse_part_name(for_part)
+    def build_part(self, step_id: str, for_part: str, resume_state: SinkState | None) -> _Lane:
         shared = _SharedProducer.get(self._conf)
-        part = _KafkaPartition(topic, partition, self._task_id, shared, self._required,
-                               lambda: self._on_delivered(for_part), self._progress)
-        state = resume_state or {"offset": 0, "last": {}, "done": []}
-        for stream, (pos_json, seq) in state["last"].items():
-            pos = position_from_json(pos_json)
-            part.last[stream] = ((pos.sort_key, seq), pos)
-        part.done = set(state["done"])
-        part.next_offset = state["offset"]
-        # Writes after the last snapshot are in Kafka but not in the state: read them back.
-        found = 0
-        for offset, pos, seq in written_positions(self._conf, topic, partition, part.next_offset, self._task_id):
-            part._seen(pos, seq)
-            part.next_offset = offset + 1
-            found += 1
-        if found:
-            log.info("%s[%d]: %d messages written after the last snapshot found in Kafka; they will not be "
-                     "written again", topic, partition, found)
-        if self._required <= part.done:
-            part.gate_open = True
-            part.on_delivered()
-        shared.parts[(topic, partition)] = part
-        return part
+        lane = _Lane(for_part, self._task_id, self._conf, shared, self._required,
+                     lambda: self._on_delivered(for_part), self._progress)
+        state = resume_state or {"partitions": {}, "done": []}
+        if "partitions" not in state:
+            raise StateError(f"sink state of {for_part} was written by an older obsync (one part per Kafka "
+                             "partition); start the task with a new state directory")
+        for name, w_state in state["partitions"].items():
+            lane.open(*parse_part_name(name), w_state)
+        lane.done = set(state["done"])
+        if self._required <= lane.done:
+            lane.gate_open = True
+            lane.on_delivered()
+        return lane

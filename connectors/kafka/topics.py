@@ -15,14 +15,21 @@ log = logging.getLogger(__name__)
 
 
 def ensure_topics(target: TargetConfig, names: list[str], partitions: int, replication_factor: int,
-                  timeout: float = 30.0) -> dict[str, int]:
-    """Create the missing topics of `names`; return every topic's partition count."""
+                  timeout: float = 30.0, *, create: bool = True, why: dict[str, str] | None = None) -> dict[str, int]:
+    """Create the missing topics of `names` (with `create`; else a missing one is an error saying `why[name]`
+    it was wanted); return every topic's partition count."""
+    if not names:
+        return {}
     admin = AdminClient(base_config(target))
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as e:
         raise SinkError(f"cannot reach Kafka at {target.bootstrap_servers}: {e.args[0].str()}") from None
     missing = sorted(set(names) - set(existing))
+    if missing and not create:
+        t = missing[0]
+        raise SinkError(f"{(why or {}).get(t, 'the task')}: topic {t!r} does not exist on {target.bootstrap_servers}; "
+                        "obsync never creates an existing_topic. Create it, or use `topic:` to have obsync create it")
     if missing:
         futures = admin.create_topics(
             [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in missing],

@@ -334,7 +334,7 @@ def test_resume_state_round_trips_through_json(db: Db) -> None:
         first = reader.poll(0.5)
     state = json.loads(json.dumps(reader.resume_state()))
     reader.close()
-    assert state["version"] == 1 and state["last"] == first[-1].position.to_json()
+    assert state["version"] == 2 and state["last"] == first[-1].position.to_json()
     rest = read_from(db, ["t"], state, stop)
     assert [c.after["id"] for c in first + rest] == [1, 2, 3]  # type: ignore[index]
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from connectors.kafka.records import OutRecord, part_name
+from connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
 from connectors.kafka.sink import KafkaSink
 from connectors.kafka.topics import ensure_topics
 from obsync.changes import StreamDone
@@ -18,8 +18,7 @@ from tests.helpers.kafka import read_partition
 
 
 def make_sink(kafka, topic, partitions, required=frozenset(), delivered=None):
-    parts = [part_name(topic, p) for p in range(partitions)]
-    return KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, parts, "task-" + topic, required,
+    return KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, lane_names(DEFAULT_LANES), "task-" + topic, required,
                      (delivered.append if delivered is not None else (lambda p: None)), Progress())
 
 
@@ -39,7 +38,7 @@ def test_resume_after_crash_writes_nothing_twice(kafka):
     topic = f"t_{uuid.uuid4().hex[:8]}"
     ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 2, 1)
     sink = make_sink(kafka, topic, 2)
-    part = sink.build_part("out", part_name(topic, 1), None)
+    part = sink.build_part("out", lane_of(topic, 1, DEFAULT_LANES), None)
     log = [rec(topic, 1, LogPosition("bin.000001", 100 + i, 0), f"v{i}".encode()) for i in range(10)]
     part.write_batch([log[:4]])
     state = part.snapshot()  # the last state Bytewax committed
@@ -48,7 +47,7 @@ def test_resume_after_crash_writes_nothing_twice(kafka):
 
     # Bytewax resumes the part from `state` and replays everything after it (4..9).
     sink2 = make_sink(kafka, topic, 2)
-    resumed = sink2.build_part("out", part_name(topic, 1), state)
+    resumed = sink2.build_part("out", lane_of(topic, 1, DEFAULT_LANES), state)
     resumed.write_batch([log[4:]])
     resumed.close()
     values = [m.value for m in read_partition(kafka.bootstrap_servers, topic, 1)]
@@ -59,11 +58,11 @@ def test_resume_after_crash_writes_nothing_twice(kafka):
 def test_resume_without_any_snapshot_reads_the_partition(kafka):
     topic = f"t_{uuid.uuid4().hex[:8]}"
     ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
-    part = make_sink(kafka, topic, 1).build_part("out", part_name(topic, 0), None)
+    part = make_sink(kafka, topic, 1).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
     snap = [rec(topic, 0, SnapshotPosition("db.t/0001", (i,)), f"r{i}".encode()) for i in range(5)]
     part.write_batch([snap[:3]])
     part.shared.flush()  # crash before the first snapshot
-    again = make_sink(kafka, topic, 1).build_part("out", part_name(topic, 0), None)
+    again = make_sink(kafka, topic, 1).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
     again.write_batch([snap])
     again.close()
     assert [m.value for m in read_partition(kafka.bootstrap_servers, topic, 0)] == [f"r{i}".encode() for i in range(5)]
@@ -73,7 +72,7 @@ def test_streams_are_deduplicated_independently(kafka):
     """Two snapshot chunks and the log interleave in one partition; each keeps its own last position."""
     topic = f"t_{uuid.uuid4().hex[:8]}"
     ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
-    part = make_sink(kafka, topic, 1).build_part("out", part_name(topic, 0), None)
+    part = make_sink(kafka, topic, 1).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
     a = [rec(topic, 0, SnapshotPosition("db.t/0001", (i,)), f"a{i}".encode()) for i in (1, 2, 3)]
     b = [rec(topic, 0, SnapshotPosition("db.t/0002", (i,)), f"b{i}".encode()) for i in (10, 11)]
     part.write_batch([[a[0], b[0], a[1], b[1], a[2]], [a[1], b[1]]])  # the last two are replays
@@ -85,11 +84,11 @@ def test_streams_are_deduplicated_independently(kafka):
 def test_several_messages_of_one_change_are_kept_by_seq(kafka):
     topic = f"t_{uuid.uuid4().hex[:8]}"
     ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
-    part = make_sink(kafka, topic, 1).build_part("out", part_name(topic, 0), None)
+    part = make_sink(kafka, topic, 1).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
     pos = LogPosition("bin.000003", 500, 1)
     part.write_batch([[rec(topic, 0, pos, b"delete", 0), OutRecord(topic, 0, b"k", None, pos, 1)]])
     state = part.snapshot()
-    again = make_sink(kafka, topic, 1).build_part("out", part_name(topic, 0), state)
+    again = make_sink(kafka, topic, 1).build_part("out", lane_of(topic, 0, DEFAULT_LANES), state)
     again.write_batch([[rec(topic, 0, pos, b"delete", 0), OutRecord(topic, 0, b"k", None, pos, 1)]])
     again.close()
     msgs = read_partition(kafka.bootstrap_servers, topic, 0)
@@ -103,24 +102,47 @@ def test_partition_marks_itself_delivered_after_every_snapshot_chunk(kafka):
     ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
     delivered: list[str] = []
     required = frozenset({"snapshot:db.t/0001", "snapshot:db.t/0002"})
-    part = make_sink(kafka, topic, 1, required, delivered).build_part("out", part_name(topic, 0), None)
+    part = make_sink(kafka, topic, 1, required, delivered).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
     part.write_batch([[StreamDone("snapshot:db.t/0001")]])
     assert delivered == []
     part.write_batch([[StreamDone("snapshot:db.t/0002")]])
-    assert delivered == [part_name(topic, 0)]
+    assert delivered == [lane_of(topic, 0, DEFAULT_LANES)]
     state = part.snapshot()
     # a rebuilt part that already has everything reports at once
-    make_sink(kafka, topic, 1, required, delivered).build_part("out", part_name(topic, 0), state)
-    assert delivered == [part_name(topic, 0)] * 2
+    make_sink(kafka, topic, 1, required, delivered).build_part("out", lane_of(topic, 0, DEFAULT_LANES), state)
+    assert delivered == [lane_of(topic, 0, DEFAULT_LANES)] * 2
 
 
 def test_delivery_error_is_raised_not_dropped(kafka):
     topic = f"t_{uuid.uuid4().hex[:8]}"
     ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
     sink = KafkaSink({"bootstrap.servers": kafka.bootstrap_servers, "message.max.bytes": 1000,
-                      "message.timeout.ms": 5000}, [part_name(topic, 0)], "task-err", frozenset(),
+                      "message.timeout.ms": 5000}, lane_names(DEFAULT_LANES), "task-err", frozenset(),
                      lambda p: None, Progress())
-    part = sink.build_part("out", part_name(topic, 0), None)
+    part = sink.build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
     with pytest.raises(SinkError, match=rf"{topic}\[0\]"):
         part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 4, 0), b"x" * 5000)]])
         part.snapshot()
+
+
+def test_one_lane_writes_several_topics_and_learns_a_new_partition_after_resume(kafka):
+    """A lane's state covers every partition it wrote; a partition it meets after a resume (a table created
+    while the task ran) is read from offset 0, so writes made before a crash are not repeated."""
+    a, b = f"t_{uuid.uuid4().hex[:8]}", f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [a, b], 1, 1)
+    sink = KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, ["lane000"], "task-lanes", frozenset(),
+                     lambda p: None, Progress())
+    lane = sink.build_part("out", "lane000", None)
+    log_a = [rec(a, 0, LogPosition("bin.000001", 10 + i, 0), f"a{i}".encode()) for i in range(4)]
+    log_b = [rec(b, 0, LogPosition("bin.000001", 20 + i, 0), f"b{i}".encode()) for i in range(4)]
+    lane.write_batch([log_a[:2]])
+    state = lane.snapshot()
+    assert list(state["partitions"]) == [f"{a}#00000"]
+    lane.write_batch([log_a[2:], log_b[:3]])  # b first met after the snapshot; then a crash
+    lane.shared.flush()
+    resumed = KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, ["lane000"], "task-lanes", frozenset(),
+                        lambda p: None, Progress()).build_part("out", "lane000", state)
+    resumed.write_batch([log_a[2:], log_b])
+    resumed.close()
+    assert [m.value for m in read_partition(kafka.bootstrap_servers, a, 0)] == [b"a0", b"a1", b"a2", b"a3"]
+    assert [m.value for m in read_partition(kafka.bootstrap_servers, b, 0)] == [b"b0", b"b1", b"b2", b"b3"]

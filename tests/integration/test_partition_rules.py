@@ -245,7 +245,8 @@ def test_an_unknown_sharding_column_or_a_fixed_partition_beyond_the_topic_stops_
                             objects=[{"match": f"{db}.orders", "sharding_columns": ["customer"]}])
     proc = run_obsync("run", str(bad_column), "--until-caught-up", check=False)
     assert proc.returncode == 2
-    assert (f"field `objects.0.sharding_columns`: object {db}.orders has no column 'customer'; "
+    assert (f"field `objects.0.sharding_columns`: table {db}.orders (matched by '{db}.orders') has no column "
+            "'customer'; "
             "its columns: id, cust, v, note") in proc.stderr
     bad_partition = write_task(tmp_path / "b" / "task.yaml", **common, partitioning="one", fixed_partition=PARTITIONS)
     proc = run_obsync("run", str(bad_partition), "--until-caught-up", check=False)

@@ -12,6 +12,7 @@ import pytest
 
 from obsync.config import load_task
 from obsync.embedded.servers import MariaDBServer
+from obsync.errors import ConfigError
 from obsync.precheck import Report, Status, run_precheck
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import run_obsync, unique, write_task
@@ -178,8 +179,8 @@ def test_a_user_without_replication_privileges_is_told_which_grants_are_missing(
 def test_missing_tables_views_keyless_tables_and_odd_names(tmp_path, mariadb, kafka):
     db = make_db(mariadb, "CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE nokey (a INT, b INT)",
                  "CREATE TABLE nullkey (a INT, UNIQUE KEY (a))", "CREATE VIEW v AS SELECT id FROM t",
-                 "CREATE TABLE `odd name` (id INT PRIMARY KEY, `a-b` INT)")
-    objects = ["t", "nokey", "nullkey", "v", "nothere", "odd name"]
+                 "CREATE TABLE `odd-name` (id INT PRIMARY KEY, `a-b` INT)", "CREATE TABLE `odd x` (id INT)")
+    objects = ["t", "nokey", "nullkey", "v", "nothere", "odd-name"]
     task = load_task(write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka,
                                 tables=[f"{db}.{t}" for t in objects]))
     report = run_precheck(task)
@@ -191,10 +192,19 @@ def test_missing_tables_views_keyless_tables_and_odd_names(tmp_path, mariadb, ka
     assert "rows of a table without a key cannot be told apart; updates may be duplicated" in keyless.reason
     names = report["tables.names"]
     assert names.status is Status.FAILED and names.skippable
-    assert names.reason == f"unsupported names: table 'odd name' has a space, column {db}.odd name.'a-b' has '-'"
-    assert f"'Topic_{db}_odd name' (characters Kafka refuses: a space" in report["kafka.topics"].reason
+    assert names.reason == f"unsupported names: table 'odd-name' has '-', column {db}.odd-name.'a-b' has '-'"
     report = run_precheck(task, skip=["tables.names", "tables.unique_key"])
     assert report["tables.names"].status is Status.SKIPPED and report["tables.unique_key"].status is Status.SKIPPED
+
+    # a name obsync cannot carry at all (a space) is refused, not skippable: exactly named, by the task file;
+    # matched by a pattern, by config.coherent, naming the table and the rule
+    with pytest.raises(ConfigError, match=r"field `objects.0.match`: .*cannot sync '.*odd x': it contains space"):
+        load_task(write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.odd x"]))
+    pattern = load_task(write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.odd*"]))
+    coherent = run_precheck(pattern)["config.coherent"]
+    assert coherent.status is Status.FAILED and not coherent.skippable
+    assert f"objects.0 ('{db}.odd*') selects table '{db}'.'odd x', whose name obsync cannot carry: it contains " \
+           "space" in coherent.reason
 
 
 def test_an_unreachable_broker_fails_without_showing_the_password(tmp_path, mariadb):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from connectors.kafka.partitioner import murmur2, partition_for
-from connectors.kafka.records import OutRecord, part_name
+from connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
 from formats.base import Encoder, KafkaRecord
 from formats.default import DefaultEncoder, partition_key
 from obsync.changes import Change, Op, StreamDone
@@ -52,14 +52,16 @@ def test_same_key_same_partition_and_order_kept():
     batch = [Change(Op.INSERT, T, LogPosition("b.000001", 10 + i, 0), after={"id": i % 4, "v": str(i)})
              for i in range(40)]
     routed = r.route(batch)
-    seen: dict[int, str] = {}
-    for part, recs in routed:
+    seen: dict[int, int] = {}
+    for lane, recs in routed:
         for rec in recs:
             ident = int(rec.key)
-            assert seen.setdefault(ident, part) == part
-            assert part == part_name("orders", partition_for(str([ident]).encode(), 3))
+            assert seen.setdefault(ident, rec.partition) == rec.partition
+            assert rec.partition == partition_for(str([ident]).encode(), 3)
+            assert lane == lane_of("orders", rec.partition, DEFAULT_LANES)
         positions = [rec.position.pos for rec in recs]
         assert positions == sorted(positions)
+    assert len(seen) == 4
 
 
 def test_key_change_becomes_delete_then_insert_in_their_partitions():
@@ -68,9 +70,10 @@ def test_key_change_becomes_delete_then_insert_in_their_partitions():
     routed = dict(r.route([ch]))
     recs = [rec for recs in routed.values() for rec in recs]
     assert sorted((rec.value, rec.seq) for rec in recs) == [(b"delete:1", 0), (b"insert:2", 1)]
-    for part, rs in routed.items():
+    for lane, rs in routed.items():
         for rec in rs:
-            assert part == part_name("orders", partition_for(str([int(rec.key)]).encode(), 8))
+            assert rec.partition == partition_for(str([int(rec.key)]).encode(), 8)
+            assert lane == lane_of("orders", rec.partition, DEFAULT_LANES)
 
 
 def test_update_keeping_key_stays_an_update():
@@ -79,9 +82,9 @@ def test_update_keeping_key_stays_an_update():
     assert rec.value == b"update:1"
 
 
-def test_stream_done_reaches_every_partition():
+def test_stream_done_reaches_every_lane():
     routed = dict(router(partitions=4).route([StreamDone("snapshot:shop.orders/0001")]))
-    assert sorted(routed) == [part_name("orders", p) for p in range(4)]
+    assert sorted(routed) == lane_names(DEFAULT_LANES)
 
 
 
@@ -193,7 +196,7 @@ def test_one_rule_puts_everything_in_the_fixed_partition_in_commit_order():
                     after={"id": i, "cust": i, "v": ""} if i % 2 else {"id": i}) for i in range(1, 30)]
     batch.append(upd(SHARDED, 40, {"id": 1, "cust": 1, "v": ""}, {"id": 2, "cust": 5, "v": ""}))
     routed = dict(real_router("one", fixed_partition=2).route(batch))
-    assert sorted(routed) == [part_name("items", 2), part_name("orders", 2)]
+    assert {(r.topic, r.partition) for recs in routed.values() for r in recs} == {("items", 2), ("orders", 2)}
     for recs in routed.values():
         order = [(r.position.pos, r.seq) for r in recs]
         assert order == sorted(order)

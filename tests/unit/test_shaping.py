@@ -11,9 +11,11 @@ from obsync.changes import Change, Op, StreamDone
 from obsync.config import parse_task
 from obsync.errors import ConfigError
 from obsync.positions import LogPosition
-from obsync.runtime import check_fixed_partition, check_sharding_columns
+from obsync.objects import check_table, plan_for
+from obsync.runtime import check_fixed_partition
+from obsync.selection import Selection
 from obsync.schema import Column, TableSchema
-from obsync.shaping import ObjectShape, Shaper
+from obsync.shaping import Shaper
 
 ORDERS = TableSchema("shop", "orders", (Column("id", "int", "int(11)"), Column("cust", "int", "int(11)"),
                                         Column("region", "varchar", "varchar(8)")), ("id",))
@@ -72,7 +74,8 @@ def test_the_shaped_schema_is_built_once_per_source_schema():
 def test_a_batch_with_nothing_to_shape_is_returned_as_is():
     batch = [ins(ITEMS, 1, id=1), StreamDone("s")]
     assert shaper().shape(batch) is batch
-    assert Shaper({("shop", "orders"): ObjectShape()}).shape(b := [ins(ORDERS, 1, id=1, cust=1, region="")]) is b
+    plain = parse_task({**TASK, "objects": [{"match": "shop.*"}]})
+    assert Shaper.from_task(plain).shape(b := [ins(ORDERS, 1, id=1, cust=1, region="")]) is b
 
 
 def test_the_message_key_follows_the_sharding_columns_and_the_record_key_stays_the_primary_key():
@@ -88,7 +91,7 @@ def test_the_message_key_follows_the_sharding_columns_and_the_record_key_stays_t
 
 def test_sharding_columns_on_a_table_without_a_key_give_it_a_message_key():
     logs = TableSchema("shop", "logs", (Column("msg", "varchar", "varchar(9)"), Column("k", "int", "int(11)")))
-    s = Shaper({("shop", "logs"): ObjectShape(("k",))})
+    s = Shaper.from_task(parse_task({**TASK, "objects": [{"match": "shop.logs", "sharding_columns": ["k"]}]}))
     [change] = s.shape([ins(logs, 1, msg="hi", k=3)])
     [rec] = DefaultEncoder("t").encode(change, "topic")
     assert rec.key == b"[3]" == partition_key(change)
@@ -97,7 +100,7 @@ def test_sharding_columns_on_a_table_without_a_key_give_it_a_message_key():
 
 def test_a_sharding_column_dropped_by_ddl_stops_the_task_with_the_reason():
     narrowed = TableSchema("shop", "orders", ORDERS.columns[:2], ("id",))
-    with pytest.raises(ConfigError, match=r"sharding column 'region' of shop.orders .*columns now: id, cust"):
+    with pytest.raises(ConfigError, match=r"sharding_columns column 'region' of shop.orders \(objects.0 \(shop.orders\)\) .*columns now: id, cust"):
         shaper().shape([ins(narrowed, 1, id=1, cust=1)])
 
 
@@ -145,12 +148,13 @@ def test_sharding_columns_in_the_task_file():
 
 
 def test_an_unknown_sharding_column_is_named_with_the_tables_columns():
-    obj = parse_task({**TASK, "objects": [{"match": "shop.orders", "sharding_columns": ["cust", "regoin"]}]})
+    task = parse_task({**TASK, "objects": [{"match": "shop.*", "sharding_columns": ["cust", "regoin"]}]})
     with pytest.raises(ConfigError) as e:
-        check_sharding_columns(0, obj.objects[0], ORDERS)
-    assert str(e.value) == ("field `objects.0.sharding_columns`: object shop.orders has no column 'regoin'; "
-                            "its columns: id, cust, region")
-    check_sharding_columns(1, parse_task(TASK).objects[0], ORDERS)
+        check_table(plan_for(task, Selection(task.objects), "shop", "orders"), ORDERS)
+    assert str(e.value) == ("field `objects.0.sharding_columns`: table shop.orders (matched by 'shop.*') has no "
+                            "column 'regoin'; its columns: id, cust, region")
+    good = parse_task(TASK)
+    check_table(plan_for(good, Selection(good.objects), "shop", "orders"), ORDERS)
 
 
 def test_fixed_partition_must_exist_in_every_topic():
@@ -160,3 +164,36 @@ def test_fixed_partition_must_exist_in_every_topic():
         check_fixed_partition(one, {"a": 4, "b": 3})
     check_fixed_partition(one, {"a": 4, "b": 8})
     check_fixed_partition(parse_task({**TASK, "fixed_partition": 9}), {"a": 4})  # only the One rule uses it
+
+
+# ------------------------------------------------------------------------------ columns and DML types
+
+
+def upd(table: TableSchema, n: int, before: dict, after: dict) -> Change:
+    return Change(Op.UPDATE, table, pos(n), before=before, after=after, txn=f"t{n}")
+
+
+def test_columns_narrow_rows_and_schema_but_keep_the_key_and_sharding_columns():
+    t = parse_task({**TASK, "objects": [{"match": "shop.orders", "columns": ["region"],
+                                         "sharding_columns": ["cust"]}]})
+    s = Shaper.from_task(t)
+    out = s.shape([ins(ORDERS, 1, id=1, cust=7, region="eu"),
+                   upd(ORDERS, 2, {"id": 1, "cust": 7, "region": "eu"}, {"id": 1, "cust": 7, "region": "us"})])
+    assert [c.after for c in out] == [{"id": 1, "cust": 7, "region": "eu"}, {"id": 1, "cust": 7, "region": "us"}]
+    assert out[0].table.column_names == ("id", "cust", "region") and out[0].table.primary_key == ("id",)
+    only_id = Shaper.from_task(parse_task({**TASK, "objects": [{"match": "shop.orders", "columns": ["id"]}]}))
+    [c] = only_id.shape([ins(ORDERS, 1, id=1, cust=7, region="eu")])
+    assert c.after == {"id": 1} and c.table.column_names == ("id",) and c.table.key_columns == ("id",)
+    [rec] = DefaultEncoder("t").encode(c, "topic")
+    assert json.loads(rec.value)["postStruct"] == {"id": "1"}
+    # the narrowed schema is built once per source schema
+    assert only_id.shape([ins(ORDERS, 2, id=2, cust=1, region="")])[0].table is c.table
+
+
+def test_dml_types_drop_the_operations_not_listed_and_keep_ddl():
+    t = parse_task({**TASK, "sync": {"dml": ["insert", "delete"]}})
+    s = Shaper.from_task(t)
+    batch = [ins(ITEMS, 1, id=1), upd(ITEMS, 2, {"id": 1}, {"id": 1}),
+             Change(Op.DELETE, ITEMS, pos(3), before={"id": 1}, txn="t3"), ddl("ALTER TABLE items ADD x INT", "g", 4)]
+    assert [(c.op, c.position) for c in s.shape(batch)] == [(Op.INSERT, pos(1)), (Op.DELETE, pos(3)),
+                                                          (Op.DDL, pos(4))]

@@ -190,6 +190,7 @@ class ColumnDef:
     nullable: bool = True
     generated: str | None = None
     primary: bool = False
+    collation: str | None = None  # explicit COLLATE (else the tracker fills it in, see SchemaTracker)
     unique: bool = False
     is_char: bool = False  # takes the table's default character set when none is given
 
@@ -208,6 +209,7 @@ class ColumnDef:
             precision=precision, scale=self.scale if self.data_type == "decimal" else None,
             fsp=self.fsp if self.data_type in ("time", "datetime", "timestamp") else 0,
             values=self.values, generated=self.generated,
+            collation=self.collation.lower() if self.collation and charset not in (None, "binary") else None,
         )
 
 
@@ -477,7 +479,8 @@ def parse_column_def(cur: _Cursor, name: str, dialect: str = "mysql") -> tuple[C
         column_type += " zerofill"
     return ColumnDef(name=name, data_type=data_type, column_type=column_type, unsigned=unsigned, length=length,
                      scale=scale, fsp=fsp, values=values, charset=charset, nullable=nullable,
-                     generated=generated, primary=primary, unique=unique, is_char=is_char), cur.i
+                     generated=generated, primary=primary, unique=unique, is_char=is_char,
+                     collation=collation), cur.i
 
 
 def _skip_expr(cur: _Cursor) -> None:

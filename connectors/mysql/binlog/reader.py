@@ -8,13 +8,21 @@ the resume state of exactly what it handed out.
 
 Resume state (JSON-able, from `resume_state()`):
 
-    {"version": 1, "file": "binlog.000003", "pos": 4711, "last": ["log", "binlog.000003", 5120, 17] | null}
+    {"version": 2, "file": "binlog.000003", "pos": 4711, "last": ["log", "binlog.000003", 5120, 17] | null,
+     "backfill": {"done": [1], "current": {"n": 2, "table": ["shop", "items"], "attempt": 0,
+                                           "hi": [4000], "rows": 4000} | null} | null}
 
 `file`/`pos` is an event boundary to restart the stream at: the start of the transaction holding the last
 handed-out change, or the end of the last transaction when everything up to it was handed out. `last` is the
 position of the last handed-out change; on restart every change at or before it is skipped. Positions are
 (file, end offset of the rows event, index of the row in the event), so the index restarts with every rows
-event and a restart inside a multi-event transaction neither skips nor repeats a row.
+event and a restart inside a multi-event transaction neither skips nor repeats a row. `backfill` is the progress of the backfills of tables
+added to the running task (`connectors.mysql.binlog.backfill`), as of the last change handed out; version 1
+states (no backfill) are read as having none.
+
+`live` (an `obsync.live.Live`) is the task's current selection: at a transaction boundary after it changed,
+tables no longer selected stop being tracked, newly selected ones are picked up (their table maps decode
+from then on) and the backfills it requests are queued.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pymysql
 import pymysql.connections
@@ -56,6 +64,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
+from connectors.mysql.binlog.backfill import BackfillQueue, Page, PageReader, admit, key_problem
 from connectors.mysql.binlog.rows import RowDecoder, table_map_signature
 from connectors.mysql.binlog.schema_history import SchemaHistory
 from connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
@@ -67,7 +76,8 @@ from obsync.positions import LogPosition, binlog_file_number, position_from_json
 log = logging.getLogger(__name__)
 logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)  # it warns about MINIMAL metadata on connect
 
-RESUME_STATE_VERSION = 1
+RESUME_STATE_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 # Client errors that mean the connection is gone (retry), and server errors that end a session.
 _LOST = {2003, 2006, 2013, 2055, 1040, 1053, 1152, 1158, 1159, 1160, 1161, 1927, 1317, 3169}
 _PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG
@@ -164,11 +174,12 @@ def _normalize_start(start: LogPosition | dict[str, Any] | None) -> dict[str, An
     if start is None:
         return None
     if isinstance(start, LogPosition):
-        return {"version": RESUME_STATE_VERSION, "file": start.file, "pos": start.pos, "last": None}
-    if not isinstance(start, dict) or start.get("version") != RESUME_STATE_VERSION:
+        return {"version": RESUME_STATE_VERSION, "file": start.file, "pos": start.pos, "last": None,
+                "backfill": None}
+    if not isinstance(start, dict) or start.get("version") not in _READABLE_VERSIONS:
         raise ValueError(f"not a binlog reader resume state: {start!r}")
     return {"version": RESUME_STATE_VERSION, "file": str(start["file"]), "pos": int(start["pos"]),
-            "last": start.get("last")}
+            "last": start.get("last"), "backfill": start.get("backfill")}
 
 
 class BinlogReader:
@@ -182,6 +193,7 @@ class BinlogReader:
         server_id: int,
         tables: Iterable[tuple[str, str]],
         history_dir: str | os.PathLike[str] | None,
+        selector: Callable[[tuple[str, str]], bool] | None = None,
         start: LogPosition | dict[str, Any] | None = None,
         stop_at: LogPosition | None = None,
         sql_endpoint: Endpoint | None = None,
@@ -190,19 +202,26 @@ class BinlogReader:
         heartbeat: float = 1.0,
         emit_untracked_ddl: bool = False,
         max_backoff: float = 30.0,
+        live: Any | None = None,
+        backfill_page: int = 2000,
     ) -> None:
         self.log_endpoint = log_endpoint
         self.sql_endpoint = sql_endpoint or log_endpoint
         self.server_id = server_id
         self.tables = frozenset((str(d), str(t)) for d, t in tables)
-        if not self.tables:
-            raise ValueError("BinlogReader needs at least one table to track")
+        # `selector` picks up tables that are not in `tables` (created, or renamed into the task's rules,
+        # while it runs): True for a table the task syncs.
+        self.selector = selector
+        if not self.tables and selector is None:
+            raise ValueError("BinlogReader needs at least one table to track, or a selector")
         self.history_dir = history_dir
         self.stop_at = stop_at
         self.batch_size = max(1, batch_size)
         self.heartbeat = heartbeat
         self.emit_untracked_ddl = emit_untracked_ddl
         self.max_backoff = max_backoff
+        self.live = live  # obsync.live.Live: the task's current selection and backfill requests
+        self.backfill_page = backfill_page
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_batches))
         self._state = _normalize_start(start)  # what poll() handed out (None until the start is known)
         self._thread: threading.Thread | None = None
@@ -228,9 +247,10 @@ class BinlogReader:
             return
         if self._state is None:
             p = current_log_position(self.log_endpoint)
-            self._state = {"version": RESUME_STATE_VERSION, "file": p.file, "pos": p.pos, "last": None}
+            self._state = {"version": RESUME_STATE_VERSION, "file": p.file, "pos": p.pos, "last": None,
+                           "backfill": None}
         start = LogPosition(self._state["file"], self._state["pos"], 0)
-        tracker = SchemaTracker(self.tables, SchemaHistory(self.history_dir), self._catalog)
+        tracker = SchemaTracker(self.tables, SchemaHistory(self.history_dir), self._catalog, self.selector)
         # Always, even when there is nothing to read before `stop_at`: a later run resumes from `start`
         # and needs the schemas as they were there, whatever DDL runs in between.
         tracker.start(start)
@@ -351,7 +371,7 @@ class BinlogReader:
         if self.stop_at is not None and start.sort_key[:3] >= self.stop_at.sort_key[:3]:
             self._put(_DONE)
             return
-        session = _Session(self, tracker, start, last)
+        session = _Session(self, tracker, start, last, state.get("backfill"))
         backoff = 0.5
         while not self._stop.is_set():
             try:
@@ -381,6 +401,7 @@ class BinlogReader:
                     break
                 backoff = min(backoff * 2, self.max_backoff)
         session.flush(force=True)
+        session.pages.close()
         if session.done:
             self._put(_DONE)
 
@@ -436,8 +457,9 @@ class BinlogReader:
             blocking=True,
             only_events=_EVENTS,
             filter_non_implemented_events=False,
-            only_schemas=sorted({d for d, _ in self.tables}),
-            only_tables=sorted({t for _, t in self.tables}),
+            # with a selector any table may become tracked: filtered here (`SchemaTracker.is_tracked`)
+            only_schemas=None if self.selector is not None else sorted({d for d, _ in self.tables}),
+            only_tables=None if self.selector is not None else sorted({t for _, t in self.tables}),
             slave_heartbeat=self.heartbeat,
             enable_logging=False,  # it would log the connection settings, password included
             pymysql_wrapper=_StreamConnection,
@@ -449,7 +471,7 @@ class _Session:
     """The thread's view of the stream: position, transaction, decoders and the pending batch."""
 
     def __init__(self, reader: BinlogReader, tracker: SchemaTracker, start: LogPosition,
-                 skip_through: LogPosition | None) -> None:
+                 skip_through: LogPosition | None, backfill: dict[str, Any] | None = None) -> None:
         self.r = reader
         self.tracker = tracker
         self.file = start.file
@@ -466,6 +488,12 @@ class _Session:
         self.pending: list[Change] = []
         self.pending_since = 0.0
         self.last_state_push = 0.0
+        self.bq = BackfillQueue(backfill)
+        self.pages = PageReader(reader.sql_endpoint, reader.backfill_page)
+        self.held: Page | None = None  # a page read, waiting for the stream to reach its snapshot
+        self.live_version: int | None = None
+        if reader.live is not None:
+            self._apply_live()
 
     # ---- positions -----------------------------------------------------------------------------------
 
@@ -491,7 +519,8 @@ class _Session:
     def state(self) -> dict[str, Any]:
         p = self.restart_point()
         return {"version": RESUME_STATE_VERSION, "file": p.file, "pos": p.pos,
-                "last": self.last.to_json() if self.last is not None else None}
+                "last": self.last.to_json() if self.last is not None else None,
+                "backfill": self.bq.to_json() if (self.bq.active or self.bq.done) else None}
 
     def reset_after_disconnect(self) -> None:
         p = self.restart_point()
@@ -524,6 +553,90 @@ class _Session:
         if len(self.pending) >= self.r.batch_size:
             self.flush()
 
+    def _emit_row(self, change: Change) -> None:
+        """A backfill row: queued like a change, but not a log position to skip through on restart."""
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        self.pending.append(change)
+        if len(self.pending) >= self.r.batch_size:
+            self.flush()
+
+    # ---- live changes and backfills (between transactions only) --------------------------------------
+
+    def _apply_live(self) -> None:
+        """Follow the task's current selection: untrack the tables it no longer selects, let the selector
+        pick up those it now selects, and queue the backfills it requests."""
+        cfg = self.r.live.current
+        self.live_version = cfg.version
+        selected = cfg.selection.__contains__
+        tracker = self.tracker
+        tracker.selector = selected
+        tracker._untracked.clear()
+        for name in sorted(tracker.tracked):
+            if not selected(name):
+                tracker.tracked.discard(name)
+                log.info("table %s.%s is no longer selected: not synced from %s on", name[0], name[1],
+                         self.restart_point())
+        current = self.bq.current
+        self.bq.sync(cfg.backfills, selected, getattr(cfg, "fresh", None))
+        if self.held is not None and self.bq.current is not current:
+            self.held = None
+        for b in self.bq.waiting:
+            log.info("table %s.%s added to the running task: backfill %d queued", b.db, b.table, b.n)
+
+    def _start_backfill(self, bf: Backfill) -> bool:
+        """Fix the table's schema and key for its backfill; False when it cannot run (table gone)."""
+        name = bf.name
+        tracker = self.tracker
+        tracker.tracked.add(name)
+        d = tracker.catalog.load(name)  # now: the tracked definition may be stale (untracked a while)
+        if d is None:
+            log.warning("backfill of %s.%s: the table does not exist (any more); nothing to read", *name)
+            return False
+        if tracker.get(name) != d:
+            tracker._set(name, d, self.restart_point(), "refresh", None)
+        schema = tracker.schema(name) or d.schema
+        problem = key_problem(schema)
+        if problem is not None:
+            raise SourceError(f"table {schema.full_name} cannot be added to the running task with full sync: "
+                              f"{problem}. Remove it from the task, or give it a primary key")
+        bf.schema, bf.key_columns, bf.started = schema, schema.key_columns, True
+        log.info("backfill %s of %s.%s: reading in pages of %d rows%s%s", bf.chunk, bf.db, bf.table,
+                 self.pages.page_size, "" if bf.hi is None else f" after key {list(bf.hi)}",
+                 " (loose: it may have begun before a restart, every log change of the table is sent)"
+                 if bf.loose else "")
+        return True
+
+    def _backfill_step(self, stream: BinLogStreamReader) -> None:
+        """Read and emit backfill pages while the stream allows: a MariaDB page waits until the stream
+        reaches its snapshot's position; the step returns to the stream when events wait on the socket."""
+        deadline = time.monotonic() + 0.2
+        while not self.r._stop.is_set():
+            bf = self.bq.next()
+            if bf is None:
+                return
+            if self.held is None:
+                if not bf.started and not self._start_backfill(bf):
+                    self.bq.finish()
+                    continue
+                assert bf.schema is not None
+                self.held = self.pages.read(bf, bf.schema)
+            page = self.held
+            if page.at is not None and (binlog_file_number(page.at.file), page.at.pos) > (self.fileno, self.pos):
+                return  # stream on to the page's snapshot
+            self.held = None
+            schema = bf.schema
+            assert schema is not None
+            for row in page.rows:
+                self._emit_row(bf.row(schema, row))
+            if page.last:
+                log.info("backfill %s of %s.%s done: %d rows; the table streams from %s on", bf.chunk, bf.db,
+                         bf.table, bf.rows, self.restart_point())
+                self.bq.finish()
+                self.flush()
+            if time.monotonic() > deadline and not self._idle(stream):
+                return
+
     def _idle(self, stream: BinLogStreamReader) -> bool:
         """True when no more bytes are waiting on the replication socket."""
         conn = getattr(stream, "_stream_connection", None)
@@ -539,11 +652,13 @@ class _Session:
 
     def stream_from(self, stream: BinLogStreamReader) -> None:
         r = self.r
-        tables = r.tables
+        is_tracked = self.tracker.is_tracked
         while not r._stop.is_set():
             ev = stream.fetchone()
             if ev is None:
                 return
+            if not self.in_txn and r.live is not None and r.live.version != self.live_version:
+                self._apply_live()  # between transactions, before the next one's first event
             now = time.monotonic()
             r.last_event_time = now
             self.streamed = True
@@ -555,7 +670,7 @@ class _Session:
                 if dec is not None:
                     self._rows(ev, dec, end, _ROWS_OPS[cls])
             elif cls is TableMapEvent:
-                if (ev.schema, ev.table) in tables:
+                if is_tracked((ev.schema, ev.table)):
                     self._table_map(ev, end)
                 else:
                     self.decoders.pop(ev.table_id, None)
@@ -593,6 +708,8 @@ class _Session:
             if self.stop_key is not None and not self.in_txn and (self.fileno, self.pos) >= self.stop_key:
                 self.done = True
                 return
+            if self.bq.active and not self.in_txn:
+                self._backfill_step(stream)
             if self.pending and not self.in_txn and (
                     now - self.pending_since > 0.2 or self._idle(stream)):
                 self.flush()
@@ -682,6 +799,10 @@ class _Session:
         file = self.file
         skipping = self.skip_key is not None
         emit = self._emit
+        if self.bq.filtering:
+            bf = self.bq.filtering.get((schema.db, schema.name))
+            if bf is not None:
+                emit = lambda c: [self._emit(x) for x in admit(c, bf)]  # noqa: E731
         if op is Op.UPDATE:
             dec.check_bitmap(ev.columns_present_bitmap2, where)
             for i, (before, after) in enumerate(dec.row_pairs(data, start, stop, where)):

@@ -8,9 +8,10 @@ error: values are never decoded against the wrong columns.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pymysql
 
@@ -22,7 +23,7 @@ from connectors.mysql.catalog import load_table_schema
 from connectors.mysql.connection import Endpoint, connect, detect_dialect
 from obsync.errors import SchemaMismatchError, SourceError, SourceUnavailable
 from obsync.positions import LogPosition
-from obsync.schema import TableSchema
+from obsync.schema import Column, TableSchema
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,11 @@ class DdlOutcome:
 class SchemaTracker:
     """Definitions of the tracked tables at the reader's position."""
 
-    def __init__(self, tracked: Iterable[TableName], history: SchemaHistory, catalog: SourceCatalog) -> None:
-        self.tracked = frozenset(tracked)
+    def __init__(self, tracked: Iterable[TableName], history: SchemaHistory, catalog: SourceCatalog,
+                 selector: Callable[[TableName], bool] | None = None) -> None:
+        self.tracked: set[TableName] = set(tracked)
+        self.selector = selector
+        self._untracked: set[TableName] = set()  # asked and refused by the selector
         self.history = history
         self.catalog = catalog
         self._defs: dict[TableName, TableDef | None] = {}
@@ -151,6 +155,22 @@ class SchemaTracker:
             self._defs[name] = d
         self.version += 1
 
+    def is_tracked(self, name: TableName) -> bool:
+        """True for a tracked table; a table the selector accepts becomes tracked (its definition unknown
+        until a CREATE or a table map brings it)."""
+        if name in self.tracked:
+            return True
+        if self.selector is None or name in self._untracked:
+            return False
+        if self.selector(name):
+            self.tracked.add(name)
+            log.info("table %s.%s matches the task's rules: it is synced from here on", name[0], name[1])
+            return True
+        if len(self._untracked) > 100_000:
+            self._untracked.clear()
+        self._untracked.add(name)
+        return False
+
     def get(self, name: TableName) -> TableDef | None:
         return self._defs.get(name)
 
@@ -159,11 +179,40 @@ class SchemaTracker:
         return d.schema if d is not None else None
 
     def _set(self, name: TableName, d: TableDef | None, pos: LogPosition, cause: str, ddl: str | None) -> None:
-        if name not in self.tracked:
+        if not self.is_tracked(name):
             return
+        if d is not None and cause == "ddl":
+            d = self._fill_collations(name, d, self._defs.get(name))
         self._defs[name] = d
         self.history.record(name, pos, d, cause, ddl)
         self.version += 1
+
+    def _fill_collations(self, name: TableName, d: TableDef, prev: TableDef | None) -> TableDef:
+        """Text columns a DDL defined without COLLATE get their collation (which row filters compare by):
+        the same column's before the DDL when its character set is unchanged, else the source's current one."""
+        cols = d.schema.columns
+        if all(c.collation is not None or c.charset in (None, "binary") for c in cols):
+            return d
+        before = {c.name: c for c in prev.schema.columns} if prev is not None else {}
+        current: dict[str, Column] | None = None
+        out = []
+        for c in cols:
+            if c.collation is None and c.charset not in (None, "binary"):
+                p = before.get(c.name)
+                if p is None or p.charset != c.charset or p.collation is None:
+                    if current is None:
+                        try:
+                            now = self.catalog.load(name)
+                        except SourceError:
+                            now = None
+                        current = {x.name: x for x in now.schema.columns} if now is not None else {}
+                    p = current.get(c.name)
+                if p is not None and p.charset == c.charset and p.collation is not None:
+                    c = dataclasses.replace(c, collation=p.collation)
+            out.append(c)
+        s = d.schema
+        schema = TableSchema(s.db, s.name, tuple(out), s.primary_key, s.unique_keys, s.sharding_columns)
+        return TableDef(schema, d.keys, d.charset)
 
     def _refresh(self, name: TableName, pos: LogPosition, ddl: str | None) -> TableDef | None:
         d = self.catalog.load(name)
@@ -211,7 +260,7 @@ class SchemaTracker:
             self.catalog.forget_db(st.db)
             return DdlOutcome(gone, None, bool(gone))
         names = D.statement_tables(st)
-        tracked = [n for n in names if n in self.tracked]
+        tracked = [n for n in names if self.is_tracked(n)]
         if not tracked:
             return DdlOutcome(names, None, False)
         if isinstance(st, D.Unparsed):
@@ -261,9 +310,11 @@ class SchemaTracker:
                 self._set(n, None, pos, "ddl", sql)
             return None
         if isinstance(st, D.TruncateTable):
-            return st.table if st.table in self.tracked else None
+            return st.table if self.is_tracked(st.table) else None
         if isinstance(st, D.RenameTables):
             unknown = object()
+            for _, new in st.pairs:
+                self.is_tracked(new)  # a table renamed into the task's rules is tracked from here
             state: dict[TableName, object] = {n: self._defs.get(n) for n in self.tracked}
             for old, new in st.pairs:
                 d = state.get(old, unknown)
@@ -275,18 +326,18 @@ class SchemaTracker:
                     self._refresh(n, pos, sql)
                 elif d != self._defs.get(n):
                     self._set(n, d, pos, "ddl", sql)  # type: ignore[arg-type]
-            return next((new for _, new in st.pairs if new in self.tracked and self._defs.get(new)), None)
+            return next((new for _, new in st.pairs if self.is_tracked(new) and self._defs.get(new)), None)
         raise AssertionError(f"unhandled statement {st!r}")
 
     def _alter(self, name: TableName, st: D.AlterTable, sql: str, pos: LogPosition, fallback) -> TableName | None:
         current = self.get(name)
         new_name = st.new_name or name
         if current is None:
-            if name in self.tracked:
+            if self.is_tracked(name):
                 fallback(name, "the table is not known at this position")
-            if new_name != name and new_name in self.tracked:
+            if new_name != name and self.is_tracked(new_name):
                 self._refresh(new_name, pos, sql)
-            return new_name if new_name in self.tracked else None
+            return new_name if self.is_tracked(new_name) else None
         try:
             new = D.apply_alter(current, st)
         except D.DdlSyntaxError as e:
@@ -295,4 +346,4 @@ class SchemaTracker:
         if new_name != name:
             self._set(name, None, pos, "ddl", sql)
         self._set(new_name, new, pos, "ddl", sql)
-        return new_name if new_name in self.tracked else None
+        return new_name if self.is_tracked(new_name) else None

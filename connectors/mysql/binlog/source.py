@@ -26,11 +26,14 @@ from typing import Any, Callable, Iterable
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.mysql.binlog.heartbeat import HeartbeatClock, HeartbeatWriter
 from connectors.mysql.binlog.reader import BinlogReader
 from connectors.mysql.connection import Endpoint
 from obsync.changes import Batch
 from obsync.errors import SourceUnavailable
 from obsync.positions import LogPosition
+from obsync.progress import source_stats
+from obsync.ratelimit import Pacer, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
         *,
         server_id: int,
         tables: Iterable[tuple[str, str]],
+        selector: Callable[[tuple[str, str]], bool] | None = None,
         history_dir: str | os.PathLike[str] | None,
         start: LogPosition | dict[str, Any] | None = None,
         stop_at: LogPosition | None = None,
@@ -55,13 +59,27 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
         batch_size: int = 500,
         gate: Callable[[], bool] | None = None,
         heartbeat: float = 1.0,
+        limiter: RateLimiter | None = None,
+        live: Any | None = None,
+        backfill_page: int = 2000,
+        heartbeats: float = 0.0,
+        heartbeat_writer: HeartbeatWriter | None = None,
     ) -> None:
+        # `limiter` (limits.incremental): batches are handed out as it allows, and read in batches of at
+        # most a fraction of a second of its rows (`RateLimiter.fetch_rows`) so the reader's bounded queue
+        # holds little more than that ahead of it.
+        self._limiter = limiter
+        if limiter is not None:
+            batch_size = limiter.fetch_rows(batch_size)
         self._kwargs: dict[str, Any] = dict(
-            server_id=server_id, tables=tuple(tables), history_dir=history_dir, stop_at=stop_at,
-            sql_endpoint=sql_endpoint, batch_size=batch_size, heartbeat=heartbeat)
+            server_id=server_id, tables=tuple(tables), selector=selector, history_dir=history_dir, stop_at=stop_at,
+            sql_endpoint=sql_endpoint, batch_size=batch_size, heartbeat=heartbeat, live=live,
+            backfill_page=backfill_page)
         self._log_endpoint = log_endpoint
         self._start = start
         self._gate = gate
+        self._heartbeats = heartbeats  # seconds between heartbeat messages (0: none), see `heartbeat`
+        self._heartbeat_writer = heartbeat_writer
 
     def list_parts(self) -> list[str]:
         return [PARTITION]
@@ -74,18 +92,41 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
             reader.prepare()  # fix the start position and the schemas at it now, before the gate opens
         except SourceUnavailable as e:
             log.warning("%s; the binlog reader will retry when it starts", e)
-        return _BinlogPartition(reader, self._gate)
+        part = _BinlogPartition(reader, self._gate, None if self._limiter is None else Pacer(self._limiter))
+        part.heartbeat = HeartbeatClock(self._heartbeats) if self._heartbeats > 0 else None
+        part.writer = self._heartbeat_writer
+        if part.writer is not None:
+            part.writer.start()
+        return part
 
 
 class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
-    def __init__(self, reader: BinlogReader, gate: Callable[[], bool] | None) -> None:
+    def __init__(self, reader: BinlogReader, gate: Callable[[], bool] | None, pacer: Pacer | None = None) -> None:
         self._reader = reader
         self._gate = gate
+        # Rate limit: a polled batch is held by the pacer and handed out in slices as its limiter allows;
+        # while part of it is held, the state is the reader's from before it (a resume reads it again and
+        # the sink drops what it already wrote).
+        self._pacer = pacer
+        self._held_state: dict[str, Any] | None = None
         self._open = gate is None
         self._next_gate_check = 0.0
         self._awake: datetime | None = None
 
+    heartbeat: HeartbeatClock | None = None
+    writer: HeartbeatWriter | None = None
+
     def next_batch(self) -> list[Batch]:
+        batches = self._next_batches()
+        if self.heartbeat is not None and self._open and not (self._pacer is not None and self._pacer.holding):
+            beat = self.heartbeat.due(self._reader, busy=bool(batches))
+            if beat is not None:
+                batches.append([beat])
+                if self._awake is None or self._awake > datetime.now(timezone.utc) + _IDLE_WAIT:
+                    self._awake = None
+        return batches
+
+    def _next_batches(self) -> list[Batch]:
         if not self._open:
             now = time.monotonic()
             if now >= self._next_gate_check:
@@ -95,14 +136,35 @@ class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
             if not self._open:
                 self._awake = datetime.now(timezone.utc) + timedelta(seconds=_GATE_INTERVAL)
                 return []
+        if self._pacer is not None:
+            if self._pacer.holding:
+                return self._paced()
+            delay = self._pacer.limiter.delay_for(1, 1)  # do not take more from the reader while in debt
+            if delay > 0:
+                self._awake = datetime.now(timezone.utc) + timedelta(seconds=delay)
+                return []
+            self._held_state = self._reader.resume_state()
         changes = self._reader.poll(0.0)
+        source_stats.log_polled(self._reader, changes)  # rows read, position, lag (per batch)
         if self._reader.finished:
             raise StopIteration
         if not changes:
             self._awake = datetime.now(timezone.utc) + _IDLE_WAIT
             return []
+        if self._pacer is not None:
+            self._pacer.hold(changes)
+            return self._paced()
         self._awake = None
         return [changes]
+
+    def _paced(self) -> list[Batch]:
+        assert self._pacer is not None
+        part, delay = self._pacer.take()
+        if not part:
+            self._awake = datetime.now(timezone.utc) + timedelta(seconds=delay)
+            return []
+        self._awake = None
+        return [part]
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -110,7 +172,11 @@ class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
     def snapshot(self) -> dict[str, Any] | None:
         # None only when the source was unreachable when the partition was built and no start was given:
         # the reader then starts from the position current when it first connects
+        if self._pacer is not None and self._pacer.holding:
+            return self._held_state
         return self._reader.resume_state()
 
     def close(self) -> None:
+        if self.writer is not None:
+            self.writer.stop()
         self._reader.close()

@@ -48,6 +48,7 @@ import time
 from typing import Any, Callable
 
 from connectors.mysql import fastsql
+from connectors.mysql.evaluator import neutral_sql_mode
 from connectors.mysql.connection import Endpoint, connect
 from connectors.mysql.snapshot.keys import KeySql, decode_key, encode_key, select_sql, table_sql
 from connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US, Chunk, SnapshotPlan, TablePlan
@@ -153,7 +154,7 @@ class ChunkReader:
 
     def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, chunk_id: str, batch_size: int,
                  resume: dict[str, Any] | None = None, *, query_timeout_us: int = OB_QUERY_TIMEOUT_US,
-                 driver: fastsql.Driver | None = None):
+                 driver: fastsql.Driver | None = None, row_filter: str | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._driver = fastsql.check_driver(driver)
@@ -176,6 +177,9 @@ class ChunkReader:
         self._schema = schema
         self._convert = row_dict_converter(schema.columns)
         self._base = f"SELECT {select_sql(schema.columns)} FROM {table_sql(schema.db, schema.name, plan.scn)}"
+        # The task's row filter, as SQL regenerated from its parse (`obsync.filters`); '%' doubled because
+        # the query is formatted with parameters.
+        self._filter = None if row_filter is None else row_filter.replace("%", "%%")
         self._key_names = self._table.key_columns  # () for ordinal chunks
         if self._key_names:
             key_cols = [schema.column(n) for n in self._key_names]
@@ -257,6 +261,8 @@ class ChunkReader:
                     # A streaming read waits on the dataflow (and so does a pipelined page that does not fit
                     # the socket buffers): do not let the server give up on a slow reader.
                     cur.execute(f"SET SESSION net_write_timeout = {_NET_WRITE_TIMEOUT_S}")
+            if self._filter is not None:
+                neutral_sql_mode(conn)  # the row filter means what obsync evaluates (`connectors.mysql.evaluator`)
             self._conn = conn
         return self._conn
 
@@ -307,6 +313,8 @@ class ChunkReader:
             c, p = self._read.compare(">", self._last)
             conds.append(c)
             params += p
+        if self._filter is not None:
+            conds.append(self._filter)
         where = (" WHERE " + " AND ".join(f"({c})" for c in conds)) if conds else ""
         sql = f"{self._base}{where} ORDER BY {self._read.order_by}"
         return (sql if limit is None else f"{sql} LIMIT {limit}"), params
@@ -317,7 +325,7 @@ class ChunkReader:
                 self._attempt += 1  # no read point: rescan everything, positions after all written before
                 self._rows = 0
                 self._last = None
-            cur = self._open_stream(self._base, [])
+            cur = self._open_stream(self._base if self._filter is None else f"{self._base} WHERE ({self._filter})", [])
             skip = self._rows
             while skip > 0:  # rows handed out before the resume
                 got = len(cur.fetchmany(min(skip, 10_000)))

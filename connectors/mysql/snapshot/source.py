@@ -32,6 +32,8 @@ from connectors.mysql.snapshot.plan import SnapshotPlan
 from connectors.mysql.snapshot.reader import ChunkReader
 from obsync.changes import Batch, StreamDone
 from obsync.positions import SnapshotPosition
+from obsync.progress import source_stats
+from obsync.ratelimit import Pacer, RateLimiter
 
 _WAIT = timedelta(milliseconds=50)
 _running: dict[tuple[int, int], int] = {}  # (source token, worker thread id) -> chunks being read
@@ -46,12 +48,18 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
     """
 
     def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, batch_size: int = 2_000,
-                 chunks_per_worker: int = 1):
+                 chunks_per_worker: int = 1, filters: dict[str, str] | None = None,
+                 limiter: RateLimiter | None = None):
         if chunks_per_worker < 1:
             raise ValueError("chunks_per_worker must be at least 1")
         self._endpoint = endpoint
         self._plan = plan
-        self._batch_size = batch_size
+        source_stats.snapshot_planned(plan)  # full-sync progress: estimates per table
+        self._filters = filters or {}  # db.table -> row filter SQL (see ChunkReader)
+        # `limiter` (limits.full) is shared by every partition this source builds in the process; with it,
+        # fetches are capped to a fraction of a second of its rows (`RateLimiter.fetch_rows`).
+        self._limiter = limiter
+        self._batch_size = batch_size if limiter is None else limiter.fetch_rows(batch_size)
         self._chunks_per_worker = chunks_per_worker
         self._token = next(_tokens)  # not id(self): ids are reused once an object is gone
 
@@ -64,8 +72,11 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: dict[str, Any] | None) -> _SnapshotPartition:
-        reader = ChunkReader(self._endpoint, self._plan, for_part, self._batch_size, resume_state)
-        return _SnapshotPartition(reader, _Slot(self._token, self._chunks_per_worker))
+        table = self._plan.chunk(for_part).table
+        reader = ChunkReader(self._endpoint, self._plan, for_part, self._batch_size, resume_state,
+                             row_filter=self._filters.get(table))
+        return _SnapshotPartition(reader, _Slot(self._token, self._chunks_per_worker),
+                                  None if self._limiter is None else Pacer(self._limiter))
 
 
 class _Slot:
@@ -103,37 +114,67 @@ class _Slot:
 
 
 class _SnapshotPartition(StatefulSourcePartition[Batch, dict]):
-    def __init__(self, reader: ChunkReader, slot: _Slot):
+    def __init__(self, reader: ChunkReader, slot: _Slot, pacer: Pacer | None = None):
         self._reader = reader
         self._slot = slot
+        # Rate limit: a batch read is held by the pacer and handed out in slices as its limiter allows;
+        # while part of it is held, the state is the reader's from before it (a resume reads it again and
+        # the sink drops what it already wrote).
+        self._pacer = pacer
+        self._held_state: dict[str, Any] | None = None
         self._stream = SnapshotPosition(reader.chunk_id, ()).stream
         self._finished = False  # StreamDone emitted
         self._awake: datetime | None = None
+        source_stats.chunk_read(reader, 0)  # rows read before a resume
 
     def next_batch(self) -> list[Batch]:
         if self._finished:
             raise StopIteration
+        if self._pacer is not None and self._pacer.holding:
+            return self._paced()
         if self._reader.done:
             return self._finish()
         if not self._slot.acquire():
             self._awake = datetime.now(timezone.utc) + _WAIT
             return []
         self._awake = None
+        if self._pacer is not None:
+            delay = self._pacer.limiter.delay_for(1, 1)  # no reading ahead while the limiter is in debt
+            if delay > 0:
+                self._awake = datetime.now(timezone.utc) + timedelta(seconds=delay)
+                return []
+            self._held_state = self._reader.resume_state()
         batch = self._reader.next_batch()
         if batch is None:
             return self._finish()
+        source_stats.chunk_read(self._reader, len(batch))
+        if self._pacer is not None:
+            self._pacer.hold(batch)
+            return self._paced()
         return [batch]
+
+    def _paced(self) -> list[Batch]:
+        assert self._pacer is not None
+        part, delay = self._pacer.take()
+        if not part:
+            self._awake = datetime.now(timezone.utc) + timedelta(seconds=delay)
+            return []
+        self._awake = None
+        return [part]
 
     def _finish(self) -> list[Batch]:
         self._finished = True
         self._reader.close()
         self._slot.release()
+        source_stats.chunk_read(self._reader, 0)
         return [[StreamDone(stream=self._stream)]]
 
     def next_awake(self) -> datetime | None:
         return self._awake
 
     def snapshot(self) -> dict[str, Any]:
+        if self._pacer is not None and self._pacer.holding and self._held_state is not None:
+            return self._held_state
         return self._reader.resume_state()
 
     def close(self) -> None:
