@@ -329,6 +329,17 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Apply an edited task file's objects to the running task (SIGHUP)."""
+    from obsync.lifecycle import LOG_FILE, reload, resolve
+
+    pid = reload(args.task, args.state_dir)
+    _, state, _ = resolve(args.task, args.state_dir)
+    print(f"asked process {pid} to reload its task file; the outcome is in its log ({state.root / LOG_FILE} "
+          "for a task started with `obsync start`)")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Show a task's state, phase, position, lag, throughput and full-sync progress."""
     from obsync.lifecycle import format_status, status
@@ -455,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     lifecycle("pause", cmd_stop, "pause a running task: stop reading, keep the position (resume continues)")
     lifecycle("resume", cmd_start, "resume a paused (or stopped) task in the background").add_argument(
         "--skip-precheck", action="append", default=[], metavar="ITEM")
+    lifecycle("reload", cmd_reload, "apply the edited task file's objects to the running task (SIGHUP)")
     stat = lifecycle("status", cmd_status, "a task's state, phase, position, lag, throughput, progress")
     stat.add_argument("--json", action="store_true", help="as JSON, for scripts")
     dele = lifecycle("delete", cmd_delete, "remove a stopped task's state (asks for confirmation)")

@@ -129,6 +129,16 @@ def stop(target: Path, state_dir: Path | None = None, *, paused: bool = False, t
                      f"{state.root / LOG_FILE}")
 
 
+def reload(target: Path, state_dir: Path | None = None) -> int:
+    """Ask the running task to re-read its task file (SIGHUP: live object changes); its pid."""
+    task, state, _ = resolve(target, state_dir)
+    pid = running_pid(state)
+    if pid is None or pid < 0:
+        raise StateError(f"task {task.name} is not running; edit its file and start it (the change applies then)")
+    os.kill(pid, signal.SIGHUP)
+    return pid
+
+
 def status(target: Path, state_dir: Path | None = None) -> dict[str, Any]:
     """What a task is doing (see the module docstring for the states) with its last reported progress."""
     task, state, _ = resolve(target, state_dir)

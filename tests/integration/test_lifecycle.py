@@ -81,6 +81,8 @@ def test_save_start_status_pause_resume_stop_list_delete(tmp_path, mariadb, kafk
     assert run_obsync("stop", str(state_dir)).stdout.strip() == "stopped"
     assert status(state_dir)["state"] == "stopped"
     assert "stopped" in run_obsync("list", str(root)).stdout
+    refused = run_obsync("reload", str(state_dir), check=False)
+    assert refused.returncode == 2 and "is not running" in refused.stderr
     assert run_obsync("delete", str(state_dir), "--yes").returncode == 0
     assert not state_dir.exists()
     with conn.cursor() as cur:
