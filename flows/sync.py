@@ -29,6 +29,7 @@ from connectors.mysql.snapshot.source import SnapshotSource
 from formats.default import partition_key
 from obsync.progress import Progress
 from obsync.ratelimit import bytewax_processes, limiter_for
+from obsync.resources import plan_resources
 from obsync.routing import Router
 from obsync.runtime import Runtime, kafka_conf
 from obsync.selection import Selection
@@ -39,12 +40,13 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
     """The dataflow of a prepared task."""
     task = rt.task
     progress = progress or Progress()
+    res = plan_resources(task, task.workers)  # resources.full / .incremental (presets or explicit)
     flow = Dataflow(f"obsync-{task.name}")
     streams = []
     if rt.plan is not None:
         streams.append(op.input("snapshot", flow, SnapshotSource(
-            Endpoint.sql_of(task.source), rt.plan, batch_size=task.snapshot.batch_size,
-            filters=rt.snapshot_filters,
+            Endpoint.sql_of(task.source), rt.plan, batch_size=res.snapshot_batch_size,
+            chunks_per_worker=res.chunks_per_worker, filters=rt.snapshot_filters,
             # limits.full: one limiter per process for all its chunks, the cap divided among the processes
             limiter=limiter_for(task.limits.full, bytewax_processes()))))
     if rt.log_start is not None:
@@ -60,6 +62,8 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
             start=rt.log_start,
             stop_at=rt.stop_at,
             gate=rt.full_sync_delivered,
+            batch_size=res.log_batch_size,
+            max_batches=res.log_queue_batches,
             limiter=limiter_for(task.limits.incremental),  # the log is one partition: in one process
             heartbeats=task.heartbeat.interval,  # heartbeat messages to every topic, even when idle
             heartbeat_writer=(HeartbeatWriter(Endpoint.sql_of(task.source), task.heartbeat.table, task.name,
@@ -79,7 +83,8 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
     )
     routed = op.flat_map("encode", shaped, router.route)
     op.output("kafka", routed, KafkaSink(
-        kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered, progress))
+        kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered, progress,
+        producer_conf=res.producer))
     return flow
 
 

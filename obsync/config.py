@@ -248,6 +248,46 @@ class LimitsConfig(_Model):
     incremental: RateLimit = RateLimit()
 
 
+class FullResources(_Model):
+    """What full sync may use (`obsync.resources`): chunks read at once, Kafka requests in flight per
+    broker, and the memory its buffers are sized to (a number of bytes or e.g. "1GiB")."""
+
+    read_concurrency: int = Field(1, ge=1, le=256)
+    write_concurrency: int = Field(5, ge=1, le=5, description="in-flight requests per broker (idempotence: <= 5)")
+    memory: float = Field(512 * 2**20, gt=0)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        from obsync.ratelimit import parse_bytes
+
+        return parse_bytes(v) if isinstance(v, str) else v
+
+
+class IncrementalResources(_Model):
+    """What incremental sync may use: memory for the log reader's read-ahead, Kafka requests in flight."""
+
+    log_memory: float = Field(128 * 2**20, gt=0)
+    write_concurrency: int = Field(5, ge=1, le=5)
+
+    @field_validator("log_memory", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        from obsync.ratelimit import parse_bytes
+
+        return parse_bytes(v) if isinstance(v, str) else v
+
+
+PRESETS = ("small", "medium", "large")
+
+
+class ResourcesConfig(_Model):
+    """`full` and `incremental` resources: a preset name or explicit settings (`obsync.resources`)."""
+
+    full: Literal["small", "medium", "large"] | FullResources | None = None
+    incremental: Literal["small", "medium", "large"] | IncrementalResources | None = None
+
+
 class HeartbeatConfig(_Model):
     """Heartbeat messages to the task's topics, and an optional heartbeat row written on the source."""
 
@@ -283,6 +323,7 @@ class TaskConfig(_Model):
     objects: list[ObjectConfig] = Field(min_length=1)
     exclude: list[str] = Field(default_factory=list, description="patterns of tables never synced")
     heartbeat: HeartbeatConfig = HeartbeatConfig()
+    resources: ResourcesConfig = ResourcesConfig()
     topic: str = "Topic_${database}_${table}"
     topics: TopicsConfig = TopicsConfig()
     format: Literal[FORMATS] = "default"  # type: ignore[valid-type]

@@ -48,7 +48,7 @@ class _SharedProducer:
     _instances: dict[tuple, _SharedProducer] = {}
     _lock = threading.Lock()
 
-    def __init__(self, conf: dict[str, Any]) -> None:
+    def __init__(self, conf: dict[str, Any], tuning: dict[str, Any] | None = None) -> None:
         self.parts: dict[tuple[str, int], _Written] = {}
         self.producer = Producer({
             "enable.idempotence": True,  # no duplicates or reordering from retries
@@ -58,16 +58,17 @@ class _SharedProducer:
             "compression.type": "lz4",
             "queue.buffering.max.kbytes": 65536,  # bounds memory held in the producer
             "logger": logging.getLogger("obsync.rdkafka"),  # librdkafka's own log lines, via logging
-            **conf,
+            **(tuning or {}),  # from the task's resources (`obsync.resources`)
+            **conf,  # the user's target.properties win
             "on_delivery": self._on_delivery,
         })
 
     @classmethod
-    def get(cls, conf: dict[str, Any]) -> _SharedProducer:
-        key = tuple(sorted((k, str(v)) for k, v in conf.items()))
+    def get(cls, conf: dict[str, Any], tuning: dict[str, Any] | None = None) -> _SharedProducer:
+        key = tuple(sorted((k, str(v)) for k, v in {**(tuning or {}), **conf}.items()))
         with cls._lock:
             if key not in cls._instances:
-                cls._instances[key] = cls(conf)
+                cls._instances[key] = cls(conf, tuning)
             return cls._instances[key]
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
@@ -224,8 +225,9 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
 
     def __init__(self, target_conf: dict[str, Any], lanes: list[str], task_id: str,
                  required_streams: frozenset[str], on_delivered: Callable[[str], None],
-                 progress: Progress) -> None:
+                 progress: Progress, producer_conf: dict[str, Any] | None = None) -> None:
         self._conf = target_conf
+        self._tuning = producer_conf or {}  # producer settings from the task's resources
         self._lanes = sorted(lanes)
         self._index = {p: i for i, p in enumerate(self._lanes)}
         self._task_id = task_id
@@ -241,7 +243,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         return self._index[item_key]
 
     def build_part(self, step_id: str, for_part: str, resume_state: SinkState | None) -> _Lane:
-        shared = _SharedProducer.get(self._conf)
+        shared = _SharedProducer.get(self._conf, self._tuning)
         lane = _Lane(for_part, self._task_id, self._conf, shared, self._required,
                      lambda: self._on_delivered(for_part), self._progress)
         state = resume_state or {"partitions": {}, "done": []}

@@ -57,6 +57,7 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
         stop_at: LogPosition | None = None,
         sql_endpoint: Endpoint | None = None,
         batch_size: int = 500,
+        max_batches: int = 8,
         gate: Callable[[], bool] | None = None,
         heartbeat: float = 1.0,
         limiter: RateLimiter | None = None,
@@ -73,7 +74,7 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
             batch_size = limiter.fetch_rows(batch_size)
         self._kwargs: dict[str, Any] = dict(
             server_id=server_id, tables=tuple(tables), selector=selector, history_dir=history_dir, stop_at=stop_at,
-            sql_endpoint=sql_endpoint, batch_size=batch_size, heartbeat=heartbeat, live=live,
+            sql_endpoint=sql_endpoint, batch_size=batch_size, max_batches=max_batches, heartbeat=heartbeat, live=live,
             backfill_page=backfill_page)
         self._log_endpoint = log_endpoint
         self._start = start
