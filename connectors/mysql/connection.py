@@ -71,6 +71,15 @@ def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
     return conn
 
 
+def close_quietly(conn: Any) -> None:
+    """Close a connection that may already be broken (errors on close carry no news)."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass
+
+
 def detect_dialect(conn: pymysql.Connection) -> Dialect:
     """OceanBase, MariaDB or MySQL, from the server's version string."""
     version = conn.get_server_info() or ""

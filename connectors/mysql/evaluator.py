@@ -14,7 +14,7 @@ from typing import Any
 
 import pymysql
 
-from connectors.mysql.connection import Endpoint, connect
+from connectors.mysql.connection import Endpoint, close_quietly, connect
 from obsync.errors import SourceError
 
 _UNSAFE_MODES = frozenset({"NO_BACKSLASH_ESCAPES", "NO_UNSIGNED_SUBTRACTION", "PAD_CHAR_TO_FULL_LENGTH"})
@@ -59,9 +59,5 @@ class SqlEvaluator:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable
 
 import pymysql
 
-from connectors.mysql.connection import Endpoint, connect, detect_dialect
+from connectors.mysql.connection import Endpoint, close_quietly, connect, detect_dialect
 from connectors.mysql.snapshot.keys import KeySql, decode_key, encode_key, key_order, select_sql, table_sql
 from connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US
 from connectors.mysql.values import row_dict_converter, use_sql_decoders
@@ -286,12 +286,8 @@ class PageReader:
         return Page([convert(r) for r in raw], at, len(raw) < self.page_size)
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None
 
 
 def _base36(n: int) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pymysql
 
-from connectors.mysql.connection import Endpoint, connect, quote_ident
+from connectors.mysql.connection import Endpoint, close_quietly, connect, quote_ident
 from obsync.changes import Change, Op
 from obsync.errors import SourceUnavailable
 from obsync.positions import LogPosition
@@ -109,12 +109,8 @@ class HeartbeatWriter:
         self._close()
 
     def _close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None
 
     def stop(self) -> None:
         self._stop.set()

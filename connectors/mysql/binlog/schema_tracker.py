@@ -20,7 +20,7 @@ from connectors.mysql.binlog.ddl import TableDef, TableName
 from connectors.mysql.binlog.rows import mismatch_reason
 from connectors.mysql.binlog.schema_history import SchemaHistory
 from connectors.mysql.catalog import load_table_schema
-from connectors.mysql.connection import Endpoint, connect, detect_dialect
+from connectors.mysql.connection import Endpoint, close_quietly, connect, detect_dialect
 from obsync.errors import SchemaMismatchError, SourceError, SourceUnavailable
 from obsync.positions import LogPosition
 from obsync.schema import Column, TableSchema
@@ -113,12 +113,8 @@ class SourceCatalog:
         self._db_charsets.pop(db, None)
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
-            self._conn = None
+        close_quietly(self._conn)
+        self._conn = None
 
 
 @dataclass(frozen=True, slots=True)
