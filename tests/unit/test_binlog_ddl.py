@@ -57,8 +57,9 @@ def test_create_table_reads_types_as_mysql_means_them() -> None:
     assert col(t, "ts")[:7] == ("timestamp", "timestamp(3)", False, None, None, None, 3)
     assert t.schema.column("g").generated == "STORED" and col(t, "p")[0] == "point" and col(t, "j")[0] == "json"
     assert col(t, "lat")[3] == "latin1"
-    assert t.schema.primary_key == ("id",) and t.schema.unique_keys == ()  # e is nullable
-    assert [k[0] for k in t.keys] == ["PRIMARY", "uk"]
+    # uk is not a row key (e is nullable); SERIAL is NOT NULL UNIQUE, a key named after its column
+    assert t.schema.primary_key == ("id",) and t.schema.unique_keys == (("ser",),)
+    assert [k[0] for k in t.keys] == ["PRIMARY", "uk", "ser"]
 
 
 def test_mariadb_json_is_longtext() -> None:
@@ -181,3 +182,60 @@ def test_history_ignores_a_torn_last_line_but_not_damage_inside(tmp_path: Path) 
     path.write_text("garbage\n" + path.read_text())
     with pytest.raises(StateError, match="damaged at line 1"):
         SchemaHistory(tmp_path)
+
+
+def test_oceanbase_and_mariadb_print_integer_display_widths() -> None:
+    for dialect in ("mariadb", "oceanbase"):
+        t = create("CREATE TABLE t (a TINYINT, b SMALLINT UNSIGNED, c MEDIUMINT, d INT, e BIGINT UNSIGNED, f YEAR, "
+                   "g INT(5), h BOOL, i INT ZEROFILL, j SERIAL)", dialect=dialect)
+        assert [c.column_type for c in t.schema.columns] == [
+            "tinyint(4)", "smallint(5) unsigned", "mediumint(9)", "int(11)", "bigint(20) unsigned", "year(4)",
+            "int(5)", "tinyint(1)", "int(10) unsigned zerofill", "bigint(20) unsigned"]
+    assert [c.column_type for c in create("CREATE TABLE t (a INT, b YEAR)").schema.columns] == ["int", "year"]
+
+
+def test_oceanbase_table_options_and_partition_maintenance_change_no_column() -> None:
+    t = create("CREATE TABLE t (id INT PRIMARY KEY, k INT NOT NULL) ORGANIZATION INDEX COMPRESSION 'zstd_1.3.8' "
+               "TABLET_SIZE 134217728 BLOCK_SIZE 16384 PCTFREE 10 PARTITION BY RANGE(id) "
+               "(PARTITION p0 VALUES LESS THAN (10), PARTITION p1 VALUES LESS THAN MAXVALUE)")
+    for sql in ["ALTER TABLE t SET TABLET_SIZE 268435456", "ALTER TABLE t SET COMPRESSION 'lz4_1.0'",
+                "ALTER TABLE t TRUNCATE PARTITION p0, p1", "ALTER TABLE t DROP PARTITION p0, p1",
+                "ALTER TABLE t TRUNCATE SUBPARTITION s0, s1", "ALTER TABLE t DROP SUBPARTITION s0, s1",
+                "ALTER TABLE t ADD PARTITION (PARTITION p2 VALUES LESS THAN (20), PARTITION p3 VALUES LESS THAN (30))",
+                "ALTER TABLE t PARTITION BY HASH(id) PARTITIONS 2", "ALTER TABLE t REMOVE PARTITIONING",
+                "ALTER TABLE t COMMENT 'x'", "ALTER TABLE t COMMENT = 'x'"]:
+        st = D.parse_ddl(sql, "db")
+        assert isinstance(st, D.AlterTable) and st.actions == (), (sql, st)
+        assert D.apply_alter(t, st) == t
+    t2 = alter(t, "ALTER TABLE t ADD COLUMN c INT, TRUNCATE PARTITION p0, p1")  # partition clause comes last
+    assert t2.schema.column_names == ("id", "k", "c")
+    t3 = alter(t, "ALTER TABLE t SET DEFAULT CHARSET = latin1")
+    assert t3.charset == "latin1"
+
+
+def test_mariadb_rename_column_if_exists() -> None:
+    t = create("CREATE TABLE t (id INT PRIMARY KEY, a INT)")
+    assert alter(t, "ALTER TABLE t RENAME COLUMN IF EXISTS a TO b").schema.column_names == ("id", "b")
+
+
+def test_a_resume_tracks_history_tables_the_rules_select_though_gone_from_the_source() -> None:
+    """On a resume the rules are resolved against the source now: a table renamed away since the resume position
+    is not among them, yet the stream replays its rows before the RENAME."""
+    from connectors.mysql.binlog.schema_tracker import SchemaTracker
+
+    class NoSource:
+        dialect = "mariadb"
+
+        def load(self, name):  # noqa: ANN001, ANN202
+            return None
+
+    t1 = create("CREATE TABLE t1 (id INT PRIMARY KEY, a INT)")
+    h = SchemaHistory(None)
+    h.record(("db", "t1"), pos(1, 100), t1, "start")
+    h.record(("db", "x9"), pos(1, 100), t1, "start")
+    tr = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]
+    tr.start(pos(1, 200))
+    assert tr.tracked == {("db", "t1")} and tr.get(("db", "t1")) == t1
+    tr2 = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]
+    tr2.start(pos(1, 50))  # before the history knew it: nothing to take from it
+    assert tr2.tracked == set()

@@ -388,7 +388,8 @@ def parse_column_def(cur: _Cursor, name: str, dialect: str = "mysql") -> tuple[C
     if data_type == "json" and dialect == "mariadb":  # MariaDB's JSON is an alias of LONGTEXT
         data_type, charset, is_char = "longtext", "utf8mb4", True
 
-    nullable, generated, primary, unique, zerofill = True, None, word == "SERIAL", word == "SERIAL", False
+    # SERIAL is BIGINT UNSIGNED NOT NULL AUTO_INCREMENT UNIQUE (a unique key, not the primary key)
+    nullable, generated, primary, unique, zerofill = True, None, False, word == "SERIAL", False
     if word == "SERIAL":
         nullable = False
     collation: str | None = None
@@ -461,6 +462,11 @@ def parse_column_def(cur: _Cursor, name: str, dialect: str = "mysql") -> tuple[C
     if data_type in _BINARY_TYPES:
         charset, is_char = "binary", False
 
+    if not width and dialect in _WIDTH_DIALECTS:
+        if data_type in _DEFAULT_WIDTHS:  # MariaDB and OceanBase print int(11), bigint(20) unsigned, ...
+            width = f"({_DEFAULT_WIDTHS[data_type][1 if unsigned else 0]})"
+        elif data_type == "year":
+            width = "(4)"
     base = data_type
     if data_type in ("char", "varchar", "binary", "varbinary", "decimal"):
         inner = f"{length}" if data_type != "decimal" else f"{length},{scale}"
@@ -481,6 +487,10 @@ def parse_column_def(cur: _Cursor, name: str, dialect: str = "mysql") -> tuple[C
                      scale=scale, fsp=fsp, values=values, charset=charset, nullable=nullable,
                      generated=generated, primary=primary, unique=unique, is_char=is_char,
                      collation=collation), cur.i
+
+
+_WIDTH_DIALECTS = frozenset({"mariadb", "oceanbase"})  # MySQL 8 prints no integer display width
+_DEFAULT_WIDTHS = {"tinyint": (4, 3), "smallint": (6, 5), "mediumint": (9, 8), "int": (11, 10), "bigint": (20, 20)}
 
 
 def _skip_expr(cur: _Cursor) -> None:
@@ -839,8 +849,24 @@ def _alter_table(cur: _Cursor, db: str | None, dialect: str) -> Statement:
     actions: list[tuple[Any, ...]] = []
     rest = cur.toks[cur.i:]
     for spec in _split_top(rest):
+        if _partition_spec(spec):  # partition maintenance comes last and lists partitions with commas
+            break
         actions.extend(_alter_spec(_Cursor(spec), db, dialect))
     return AlterTable(table, tuple(actions))
+
+
+def _partition_spec(spec: list[Tok]) -> bool:
+    """Whether an ALTER TABLE clause maintains partitions (`TRUNCATE PARTITION p0, p1`, `DROP SUBPARTITION s`,
+    `ADD PARTITION (...)`, `PARTITION BY ...`, OceanBase's `MODIFY PARTITION p ADD SUBPARTITION ...`): it
+    changes no column, and its comma-separated partition names run to the end of the statement."""
+    words = [t.up for t in spec[:2]]
+    if not words:
+        return False
+    if words[0] in ("ADD", "DROP", "MODIFY", "TRUNCATE", "COALESCE", "REORGANIZE", "EXCHANGE", "ANALYZE",
+                    "CHECK", "OPTIMIZE", "REBUILD", "REPAIR", "DISCARD", "IMPORT") and len(words) > 1 \
+            and words[1] in ("PARTITION", "SUBPARTITION"):
+        return True
+    return words[0] in ("PARTITION", "SUBPARTITION", "REMOVE")
 
 
 def _position(c: _Cursor) -> Any:
@@ -920,6 +946,7 @@ def _alter_spec(c: _Cursor, db: str | None, dialect: str) -> list[tuple[Any, ...
         return [("modify_column", old, col, pos)]
     if c.accept("RENAME"):
         if c.accept("COLUMN"):
+            c.accept("IF", "EXISTS")
             old = c.ident()
             if not c.accept("TO"):
                 raise DdlSyntaxError("expected TO in RENAME COLUMN")
@@ -939,6 +966,9 @@ def _alter_spec(c: _Cursor, db: str | None, dialect: str) -> list[tuple[Any, ...
                 or c.accept("SET", "INVISIBLE"):
             return []
         raise DdlSyntaxError("cannot read ALTER COLUMN clause")
+    if c.up() == "SET":  # OceanBase: ALTER TABLE t SET table_options
+        c.next()
+        w = c.up()
     if c.accept("CONVERT", "TO"):
         if not (c.accept("CHARACTER", "SET") or c.accept("CHARSET") or c.accept("CHAR", "SET")):
             raise DdlSyntaxError("expected CHARACTER SET after CONVERT TO")

@@ -140,7 +140,15 @@ class SchemaTracker:
         self.version = 0  # bumped on every change, so compiled decoders know when to recompile
 
     def start(self, pos: LogPosition) -> None:
-        """Load every tracked table's definition at `pos`: from the history, else from the source now."""
+        """Load every tracked table's definition at `pos`: from the history, else from the source now.
+
+        On a resume the tables given are those the rules select on the source *now*; a table the history knows
+        and the rules select is tracked too, though it may be gone from the source (renamed or dropped by DDL
+        after `pos` that the stream is about to replay)."""
+        if self.selector is not None:
+            for name in self.history.tables() - self.tracked:
+                if self.selector(name) and self.history.at(name, pos)[0]:
+                    self.tracked.add(name)
         for name in sorted(self.tracked):
             known, d = self.history.at(name, pos)
             if not known:
