@@ -260,3 +260,43 @@ def test_csv_export_and_import_round_trip_with_line_numbers_in_errors(tmp_path, 
     bad.write_text(lines[0] + "\n" + lines[1] + "\n" + f"{db},users,x y z,,,\n")
     proc = run_obsync("objects", str(task_file), "--import-csv", str(bad), check=False)
     assert proc.returncode == 2 and f"{bad} line 3: topic:" in proc.stderr
+
+
+def test_a_table_renamed_into_the_rules_gets_its_existing_rows_then_its_changes(tmp_path, mariadb, kafka,
+                                                                                shop_db):
+    db, conn = shop_db
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE {db}.zz (id INT PRIMARY KEY, v VARCHAR(10))")
+        cur.executemany(f"INSERT INTO {db}.zz VALUES (%s, %s)", [(i, f"v{i}") for i in range(300)])
+    task_file = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[],
+                           objects=[{"match": f"{db}.users"}, {"match": f"{db}.in_*"}])
+    proc = subprocess.Popen(obsync_cmd("run", str(task_file)), stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    topic = f"Topic_{db}_in_zz"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(read_topic(kafka.bootstrap_servers, f"Topic_{db}_users")) < 2:
+            time.sleep(0.5)
+        with conn.cursor() as cur:
+            cur.execute(f"RENAME TABLE {db}.zz TO {db}.in_zz")
+            cur.execute(f"INSERT INTO {db}.in_zz VALUES (1000, 'new')")
+            cur.execute(f"UPDATE {db}.in_zz SET v = 'changed' WHERE id IN (1, 299)")
+            cur.execute(f"DELETE FROM {db}.in_zz WHERE id = 2")
+        expect = {i: {"id": str(i), "v": "changed" if i in (1, 299) else f"v{i}"} for i in range(300) if i != 2}
+        expect[1000] = {"id": "1000", "v": "new"}
+        msgs: list = []
+        while time.monotonic() < deadline + 60:
+            if topic in topics_on(kafka):
+                msgs = read_topic(kafka.bootstrap_servers, topic)
+                if rows_by_id(msgs) == expect:
+                    break
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    assert rows_by_id(msgs) == expect
+    idents = [(m.headers["obsync.pos"], m.headers["obsync.seq"]) for m in msgs]
+    assert len(idents) == len(set(idents))  # nothing written twice
+    assert "renamed into the task's rules" in err and "backfill of its rows queued" in err

@@ -163,7 +163,11 @@ class BackfillQueue:
         if self.current is not None:
             # Rows after `hi` may have reached Kafka in an earlier run: this run writes a stream of its own.
             self.current.attempt = self.run
-        self.waiting: list[Backfill] = []
+        # waiting backfills the log itself asked for (tables renamed into the rules) are kept in the state:
+        # the task's requests are given again by `sync`, these would not be
+        self.waiting: list[Backfill] = [Backfill.from_json(b) for b in state.get("waiting", ())]
+        for b in self.waiting:
+            b.attempt = self.run
         self.filtering: dict[TableName, Backfill] = {}
         self._index()
 
@@ -204,6 +208,17 @@ class BackfillQueue:
             latest[b.name] = b
         self._index()
 
+    def add(self, n: int, name: TableName) -> bool:
+        """Queue a backfill the log asked for (a table renamed into the rules at a position whose number is
+        `n`); False when it was queued or done already (a replay after a restart)."""
+        known = self.done | {b.n for b in self.waiting} | ({self.current.n} if self.current else set())
+        if n in known:
+            return False
+        self.waiting = [b for b in self.waiting if b.name != name]  # one backfill per table: the newest
+        self.waiting.append(Backfill(n, name[0], name[1], self.run))
+        self._index()
+        return True
+
     def next(self) -> Backfill | None:
         """The current backfill, starting the next waiting one if none runs."""
         if self.current is None and self.waiting:
@@ -218,7 +233,12 @@ class BackfillQueue:
         self._index()
 
     def to_json(self) -> dict[str, Any]:
-        return {"done": sorted(self.done), "current": self.current.to_json() if self.current else None}
+        out: dict[str, Any] = {"done": sorted(self.done),
+                               "current": self.current.to_json() if self.current else None}
+        own = [b.to_json() for b in self.waiting if b.n < 0]
+        if own:
+            out["waiting"] = own
+        return out
 
 
 @dataclass

@@ -584,6 +584,21 @@ class _Session:
         for b in self.bq.waiting:
             log.info("table %s.%s added to the running task: backfill %d queued", b.db, b.table, b.n)
 
+    def _backfill_renamed_in(self, end: int) -> None:
+        """A table renamed into the task's rules brings rows the log never showed: with full sync, queue its
+        backfill (numbered by the RENAME's position, so a replay of the statement queues nothing twice)."""
+        names, self.tracker.renamed_in = self.tracker.renamed_in, []
+        live = self.r.live
+        if live is None or not live.current.task.sync.full:
+            for db, table in names:
+                log.info("table %s.%s renamed into the task's rules at %s:%d: synced from here on (no full sync "
+                         "of its existing rows: sync.full is off)", db, table, self.file, end)
+            return
+        for i, name in enumerate(names):
+            if self.bq.add(-((self.fileno << 32 | end) * 8 + i), name):
+                log.info("table %s.%s renamed into the task's rules at %s:%d: backfill of its rows queued",
+                         name[0], name[1], self.file, end)
+
     def _start_backfill(self, bf: Backfill) -> bool:
         """Fix the table's schema and key for its backfill; False when it cannot run (table gone)."""
         name = bf.name
@@ -743,6 +758,8 @@ class _Session:
         db = ev.schema.decode("utf-8", "replace") if isinstance(ev.schema, (bytes, bytearray)) else ev.schema
         pos = LogPosition(self.file, end, 0)
         outcome = self.tracker.apply_ddl(q, db or None, pos)
+        if self.tracker.renamed_in:
+            self._backfill_renamed_in(end)
         if outcome is not None and (outcome.touches_tracked or (self.r.emit_untracked_ddl and outcome.tables)):
             if self._wanted(end, 0):
                 self._emit(Change(op=Op.DDL, table=outcome.schema, position=pos, commit_time=float(ev.timestamp),

@@ -134,6 +134,7 @@ class SchemaTracker:
         self.tracked: set[TableName] = set(tracked)
         self.selector = selector
         self._untracked: set[TableName] = set()  # asked and refused by the selector
+        self.renamed_in: list[TableName] = []  # tables a RENAME brought into the rules (the reader takes them)
         self.history = history
         self.catalog = catalog
         self._defs: dict[TableName, TableDef | None] = {}
@@ -317,8 +318,10 @@ class SchemaTracker:
             return st.table if self.is_tracked(st.table) else None
         if isinstance(st, D.RenameTables):
             unknown = object()
-            for _, new in st.pairs:
-                self.is_tracked(new)  # a table renamed into the task's rules is tracked from here
+            for old_name, new in st.pairs:
+                came_in = not self.is_tracked(old_name)
+                if self.is_tracked(new) and came_in:  # renamed into the task's rules: tracked from here
+                    self.renamed_in.append(new)
             state: dict[TableName, object] = {n: self._defs.get(n) for n in self.tracked}
             for old, new in st.pairs:
                 d = state.get(old, unknown)
@@ -336,6 +339,8 @@ class SchemaTracker:
     def _alter(self, name: TableName, st: D.AlterTable, sql: str, pos: LogPosition, fallback) -> TableName | None:
         current = self.get(name)
         new_name = st.new_name or name
+        if new_name != name and not self.is_tracked(name) and self.is_tracked(new_name):
+            self.renamed_in.append(new_name)
         if current is None:
             if self.is_tracked(name):
                 fallback(name, "the table is not known at this position")
