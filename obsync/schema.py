@@ -53,6 +53,10 @@ class Column:
     values: tuple[str, ...] = ()  # ENUM / SET members in declared order
     generated: str | None = None  # "VIRTUAL" or "STORED" for generated columns
     collation: str | None = None  # text/ENUM/SET columns: "utf8mb4_general_ci", ...; None when not known
+    # the column's literal DEFAULT as canonical text (see `obsync.defaults`): the canonical value printed as
+    # the Default format prints it ("1.50" in DECIMAL(10,2), "it's", "2020-01-02"); None for no default,
+    # DEFAULT NULL and expressions (CURRENT_TIMESTAMP, functions, `(expr)`)
+    default: str | None = None
 
     @property
     def is_binary(self) -> bool:

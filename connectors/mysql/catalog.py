@@ -1,15 +1,29 @@
-"""Reading table definitions from information_schema into `TableSchema`s."""
+"""Reading table definitions from information_schema into `TableSchema`s.
+
+Column defaults (`Column.default`, see `obsync.defaults`) come from COLUMNS.COLUMN_DEFAULT, which the servers
+write differently: MariaDB (10.2.7 and later) as SQL (`'it''s'`, `1.50`, `b'101'`, `NULL`, `current_timestamp()`,
+`(1 + 1)`), read with the DDL grammar's literal reader; MySQL 8 and OceanBase as the bare value (`it's`, NULL as
+SQL NULL), MySQL marking expression defaults with DEFAULT_GENERATED in EXTRA, both writing CURRENT_TIMESTAMP
+for temporal columns that default to the current time, and `b'101'` for BIT defaults. OceanBase writes other
+expression defaults bare too (`(1 + 1)`): they are not read as values where they do not convert (numbers,
+dates), but a text column's expression default cannot be told from a string literal.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pymysql
 
+from obsync.defaults import Literal, default_text
 from obsync.errors import SourceError
-from obsync.schema import Column, TableSchema
+from obsync.schema import TEMPORAL_TYPES, Column, TableSchema
 
 _COLUMNS_SQL = """
 SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME,
-       NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA, COLLATION_NAME
+       NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA, COLLATION_NAME,
+       COLUMN_DEFAULT
 FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
 ORDER BY ORDINAL_POSITION
@@ -27,12 +41,37 @@ def _text(v: object) -> str:
     return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
 
 
-def column_from_row(row: tuple) -> Column:
-    """A `Column` from one information_schema.COLUMNS row (in `_COLUMNS_SQL` order)."""
+_NOW = re.compile(r"^\s*(current_timestamp|now|localtime|localtimestamp)\b", re.I)
+
+
+def _catalog_literal(raw: object, data_type: str, extra: str, sql_text: bool) -> Literal | None:
+    """The literal of a COLUMN_DEFAULT value (None: no default, NULL or an expression). `sql_text`: the server
+    writes it as SQL (MariaDB)."""
+    if raw is None or "DEFAULT_GENERATED" in extra:
+        return None
+    text = _text(raw)
+    if sql_text or (data_type == "bit" and text[:2].lower() == "b'"):
+        from connectors.mysql.binlog.ddl import literal_of  # the DDL grammar's literal reader
+        return literal_of(text)
+    if data_type in TEMPORAL_TYPES and _NOW.match(text):
+        return None
+    return ("str", text)
+
+
+def column_from_row(row: tuple, sql_defaults: bool = False) -> Column:
+    """A `Column` from one information_schema.COLUMNS row (in `_COLUMNS_SQL` order). `sql_defaults`: the
+    server writes COLUMN_DEFAULT as SQL (MariaDB, see the module's doc)."""
     name, data_type, column_type, nullable, charset, num_prec, num_scale, dt_prec, char_len, extra = row[:10]
     collation = row[10] if len(row) > 10 else None
+    raw_default = row[11] if len(row) > 11 else None
     data_type = _text(data_type).lower()
-    column_type = _text(column_type).lower()
+    column_type = _text(column_type)
+    if data_type in ("enum", "set"):  # members keep their case ('Y' is not 'y'); the rest is lower-case
+        head, paren, rest = column_type.partition("(")
+        tail = rest[rest.rfind(")") + 1:] if ")" in rest else ""
+        column_type = head.lower() + paren + rest[:len(rest) - len(tail)] + tail.lower()
+    else:
+        column_type = column_type.lower()
     extra = _text(extra or "").upper()
     generated = None
     if "VIRTUAL GENERATED" in extra:
@@ -52,7 +91,7 @@ def column_from_row(row: tuple) -> Column:
     cs = _text(charset).lower() if charset else None
     if data_type in ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"):
         cs = "binary"
-    return Column(
+    col = Column(
         name=_text(name),
         data_type=data_type,
         column_type=column_type,
@@ -66,6 +105,10 @@ def column_from_row(row: tuple) -> Column:
         generated=generated,
         collation=_text(collation).lower() if collation else None,
     )
+    if generated:
+        return col
+    text = default_text(col, _catalog_literal(raw_default, data_type, extra, sql_defaults))
+    return col if text is None else dataclasses.replace(col, default=text)
 
 
 def load_table_schema(conn: pymysql.Connection, db: str, table: str) -> TableSchema:
@@ -75,7 +118,8 @@ def load_table_schema(conn: pymysql.Connection, db: str, table: str) -> TableSch
         rows = cur.fetchall()
         if not rows:
             raise SourceError(f"table {db}.{table} does not exist on the source (or the user cannot see it)")
-        columns = tuple(column_from_row(r) for r in rows)
+        sql_defaults = "mariadb" in (conn.get_server_info() or "").lower()
+        columns = tuple(column_from_row(r, sql_defaults) for r in rows)
         cur.execute(_KEYS_SQL, (db, table))
         index_rows = cur.fetchall()
     by_index: dict[str, list[str]] = {}

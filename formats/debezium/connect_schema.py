@@ -34,8 +34,15 @@ Column types map as Debezium's `BinlogValueConverters` / `JdbcValueConverters` d
 
 Schema names are not adjusted (`schema.name.adjustment.mode=none`, Debezium's default since 2.0); the
 `<prefix>.<db>.<table>` part has characters that are invalid in a topic name replaced by `_`, as Debezium's
-default topic naming strategy does. Column default values are not in the schemas (no `default` member):
-obsync's table schema does not carry them.
+default topic naming strategy does.
+
+A column with a literal default (`Column.default`, see `obsync.defaults`) has it as the `default` of its field
+schema, in the key, the `.Value` struct (`before`/`after`) and the flattened value alike, optional columns
+included, as Debezium's `TableSchemaBuilder` adds it: the default converted as the column's values are (the
+JsonConverter's form, so a DECIMAL default is Base64 of its unscaled value, `formats.debezium.values`). A
+default that converts to null (a zero date in a nullable column) is left out. Debezium also gives a NOT NULL
+TIMESTAMP/DATETIME that defaults to CURRENT_TIMESTAMP the epoch as its default; obsync has no default for
+expression defaults (no `default` member), nor does it carry column comments (`doc`).
 """
 
 from __future__ import annotations
@@ -168,8 +175,29 @@ def _decimal(scale: int, precision: int, optional: bool) -> Schema:
 
 
 def connect_schema_of(column: Column, cfg: DebeziumConfig, optional: bool | None = None) -> Schema:
-    """The Connect schema of `column`'s values (optional when the column is nullable, unless `optional` says)."""
-    opt = column.nullable if optional is None else optional
+    """The Connect schema of `column`'s values (optional when the column is nullable, unless `optional` says),
+    with the column's default as `default` when it has a literal one."""
+    s = _connect_schema_of(column, cfg, column.nullable if optional is None else optional)
+    if column.default is not None:
+        default = json_default(column, cfg)
+        if default is not None:
+            s["default"] = default
+    return s
+
+
+def json_default(column: Column, cfg: DebeziumConfig) -> Any:
+    """`column`'s default as the JsonConverter writes it (None: no default, or it converts to null)."""
+    from formats.debezium.values import converters  # values.py imports this module
+    from obsync.defaults import default_value
+
+    value = default_value(column)
+    if value is None:
+        return None
+    convert = converters(column, cfg)[1]
+    return value if convert is None else convert(value)
+
+
+def _connect_schema_of(column: Column, cfg: DebeziumConfig, opt: bool) -> Schema:
     kind = column_kind(column, cfg)
     simple = _SIMPLE.get(kind)
     if simple is not None:

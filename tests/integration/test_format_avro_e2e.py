@@ -186,3 +186,53 @@ def test_avro_without_registry_uses_the_schema_topic(tmp_path, mariadb, kafka):
     assert all(m.key[:2] == b"\xc3\x01" for m in msgs)
     check_changes(by_key([(m, decode(m.key), decode(m.value)) for m in msgs]))
 
+
+
+def test_avro_added_not_null_column_with_default_is_backward_compatible(tmp_path, mariadb, kafka):
+    """`ADD COLUMN c INT NOT NULL DEFAULT 0` under a registry in BACKWARD mode (Confluent's default): the new
+    value schema carries the column default (as Debezium's does), so the registry accepts it (a new required
+    field without a default would be refused) and the task goes on with rows that carry `c`."""
+    db = unique("avrodef")
+    with TestSchemaRegistry() as reg:
+        reg.config[""] = "BACKWARD"
+        with mariadb.connect(autocommit=True) as conn, conn.cursor() as cur:
+            table = prepare(cur, db)
+            task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[table],
+                              name=f"{db}_task", format="avro",
+                              sync={"full": True, "incremental": True, "ddl": True},
+                              format_options={"schema_registry": {"url": reg.url}})
+            run_obsync("run", str(task), "--until-caught-up")
+            cur.execute(INSERT.format(t=table, v=ROWS[3]["sql"]))
+            run_obsync("run", str(task), "--until-caught-up")
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN c INT NOT NULL DEFAULT 0, "
+                        f"ADD COLUMN s VARCHAR(10) NOT NULL DEFAULT 'it''s'")
+            cur.execute(INSERT.format(t=table, v=ROW_4["sql"]))  # c and s take their defaults
+            cur.execute(f"UPDATE {table} SET c = 7 WHERE id = 1")
+            run_obsync("run", str(task), "--until-caught-up")
+
+        consumer = SchemaRegistryClient(reg.url)
+        topic = f"Topic_{db}_t"
+
+        def decode(message: bytes | None) -> Any:
+            if message is None:
+                return None
+            schema_id, payload = split_confluent(message)
+            return read(payload, consumer.schema(schema_id))
+
+        changes = by_key([(m, decode(m.key), decode(m.value)) for m in read_topic(kafka.bootstrap_servers, topic)])
+        assert {k: [op for op, _ in v] for k, v in changes.items()} == {1: ["r", "u"], 2: ["r"], 3: ["c"], 4: ["c"]}
+        assert changes[3][0][1]["after"] == ROWS[3]["decoded"]  # before the ALTER: no c
+        assert changes[4][0][1]["after"] == {**ROW_4["decoded"], "c": 0, "s": "it's"}
+        assert changes[1][1][1]["before"] == {**ROWS[1]["decoded"], "c": 0, "s": "it's"}
+        assert changes[1][1][1]["after"] == {**ROWS[1]["decoded"], "c": 7, "s": "it's"}
+
+        # the registry took the new value schema under BACKWARD: c and s are required, with their defaults
+        assert reg.level(f"{topic}-value") == "BACKWARD"
+        assert len(reg.subjects[f"{topic}-value"]) == 2
+        new_value = json.loads(reg.schemas[reg.subjects[f"{topic}-value"][-1] - 1])
+        fields = {f["name"]: f for f in new_value["fields"][0]["type"][1]["fields"]}
+        assert fields["c"] == {"name": "c", "type": {"type": "int", "connect.default": 0}, "default": 0}
+        assert fields["s"] == {"name": "s", "type": {"type": "string", "connect.default": "it's"},
+                               "default": "it's"}
+        old = json.loads(reg.schemas[reg.subjects[f"{topic}-value"][0] - 1])
+        assert reg.incompatibilities(f"{topic}-value", old, None) == []

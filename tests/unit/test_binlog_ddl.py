@@ -92,7 +92,7 @@ def test_alter_table_column_changes_keep_order_keys_and_charsets() -> None:
 def test_statements_that_change_no_columns() -> None:
     for sql in ["ALTER TABLE t TRUNCATE PARTITION p0", "ALTER TABLE t ENGINE=InnoDB, ALGORITHM=INPLACE, LOCK=NONE",
                 "ALTER TABLE t COMMENT 'hello'", "/*!40000 ALTER TABLE `t` DISABLE KEYS */",
-                "ALTER TABLE t ADD INDEX i (a), ADD FULLTEXT (b), DROP FOREIGN KEY fk, ALTER COLUMN a SET DEFAULT 1",
+                "ALTER TABLE t ADD INDEX i (a), ADD FULLTEXT (b), DROP FOREIGN KEY fk, ALTER COLUMN a SET INVISIBLE",
                 "ALTER TABLE t TABLEGROUP = tg1"]:
         st = D.parse_ddl(sql, "db")
         assert isinstance(st, D.AlterTable) and st.actions == (), (sql, st)
@@ -239,3 +239,50 @@ def test_a_resume_tracks_history_tables_the_rules_select_though_gone_from_the_so
     tr2 = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]
     tr2.start(pos(1, 50))  # before the history knew it: nothing to take from it
     assert tr2.tracked == set()
+
+
+def test_column_defaults_are_read_as_canonical_text() -> None:
+    t = create("CREATE TABLE t (id INT PRIMARY KEY, a INT NOT NULL DEFAULT 0, b INT DEFAULT -5, c INT DEFAULT '7', "
+               "d DECIMAL(10,2) DEFAULT 1.5, e DECIMAL(4,1) DEFAULT - .05, s VARCHAR(9) DEFAULT 'it''s' NOT NULL, "
+               "s2 VARCHAR(9) DEFAULT _utf8mb4'x' COMMENT 'c', s3 VARCHAR(9) DEFAULT N'n', s4 VARCHAR(9) DEFAULT 0x6869, "
+               "n VARCHAR(9) DEFAULT NULL, z VARCHAR(9), bo TINYINT(1) DEFAULT TRUE, bf TINYINT(1) DEFAULT false, "
+               "bits BIT(3) DEFAULT b'101', vb VARBINARY(4) DEFAULT 'ab', f FLOAT DEFAULT 0.1, g DOUBLE DEFAULT 2.5e3, "
+               "dt DATE DEFAULT '2020-1-2', dtt DATETIME(3) DEFAULT '2020-01-02 03:04:05.5', tm TIME DEFAULT '-1:02:03', "
+               "ts TIMESTAMP NULL DEFAULT '1970-01-01 00:00:10', en ENUM('x','y') DEFAULT 2, st SET('a','b') DEFAULT 'B,A', "
+               "y YEAR DEFAULT 24, "
+               "now1 TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, now2 DATETIME(6) "
+               "DEFAULT now(6), ex INT DEFAULT (1 + 1), bad INT DEFAULT 'abc', gen INT AS (a + 1))")
+    assert {c.name: c.default for c in t.schema.columns} == {
+        "id": None, "a": "0", "b": "-5", "c": "7", "d": "1.50", "e": "-0.1", "s": "it's", "s2": "x", "s3": "n",
+        "s4": "hi", "n": None, "z": None, "bo": "1", "bf": "0", "bits": "BQ==", "vb": "YWI=", "f": "0.1",
+        "g": "2500", "dt": "2020-01-02", "dtt": "2020-01-02 03:04:05.500", "tm": "-01:02:03", "ts": "10",
+        "en": "y", "st": "a,b", "y": "2024", "now1": None, "now2": None, "ex": None, "bad": None, "gen": None}
+    assert not t.schema.column("s").nullable  # attributes after the default are still read
+
+    t = alter(t, "ALTER TABLE t ALTER COLUMN a SET DEFAULT 42, ALTER COLUMN b DROP DEFAULT, "
+                 "ALTER COLUMN z SET DEFAULT 'zz', ALTER COLUMN d SET DEFAULT (1), MODIFY s VARCHAR(9) DEFAULT 'new', "
+                 "CHANGE c c2 INT, ADD COLUMN added INT NOT NULL DEFAULT 0")
+    assert {c.name: c.default for c in t.schema.columns if c.name in ("a", "b", "z", "d", "s", "c2", "added")} == {
+        "a": "42", "b": None, "z": "zz", "d": None, "s": "new", "c2": None, "added": "0"}
+    t = alter(t, "ALTER TABLE t CONVERT TO CHARACTER SET binary")
+    assert t.schema.column("s").data_type == "varbinary" and t.schema.column("s").default == "bmV3"
+    with pytest.raises(D.DdlSyntaxError, match="no column nope"):
+        alter(t, "ALTER TABLE t ALTER COLUMN nope SET DEFAULT 1")
+
+
+def test_oceanbase_show_create_defaults_are_quoted() -> None:
+    t = create("CREATE TABLE `t` (`a` int(11) NOT NULL DEFAULT '0', `b` decimal(10,2) DEFAULT '1.50', "
+               "`c` varchar(20) DEFAULT 'it\\'s', `d` int(11) DEFAULT ((1 + 1)), `e` bit(3) DEFAULT b'101')",
+               dialect="oceanbase")
+    assert [c.default for c in t.schema.columns] == ["0", "1.50", "it's", None, "BQ=="]
+
+
+def test_schema_history_entries_without_defaults_still_load() -> None:
+    from obsync.schema import TableSchema
+
+    t = create("CREATE TABLE t (id INT PRIMARY KEY, a INT NOT NULL DEFAULT 0)")
+    d = t.schema.to_dict()
+    assert TableSchema.from_dict(d) == t.schema and d["columns"][1]["default"] == "0"
+    for c in d["columns"]:
+        del c["default"]
+    assert [c.default for c in TableSchema.from_dict(d).columns] == [None, None]

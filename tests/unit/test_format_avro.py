@@ -582,3 +582,23 @@ def test_struct_columns_round_trip_and_a_second_one_is_a_reference():
     types = {f["name"]: f["type"] for f in value["fields"]}
     assert types["g1"][1]["connect.doc"] == "Geometry"
     assert types["g2"] == ["null", "io.debezium.data.geometry.Geometry"]
+
+
+def test_column_defaults_become_avro_field_defaults_and_keep_backward_compatibility() -> None:
+    """A NOT NULL column added with a default is a required Avro field with that default: a BACKWARD reader."""
+    from formats.debezium.config import DebeziumConfig
+    from formats.debezium.connect_schema import value_schema
+
+    cfg = DebeziumConfig(topic_prefix="p")
+    before = TableSchema("db", "t", (Column("id", "int", "int", nullable=False),), primary_key=("id",))
+    after = TableSchema("db", "t", (*before.columns, Column("c", "int", "int", nullable=False, default="0"),
+                                    Column("p", "decimal", "decimal(5,2)", precision=5, scale=2, default="1.50")),
+                        primary_key=("id",))
+    old, new = (avro_schema(value_schema(t, cfg)) for t in (before, after))
+    fields = {f["name"]: f for f in new[1]["fields"]}  # ["null", Value]
+    assert fields["c"] == {"name": "c", "type": {"type": "int", "connect.default": 0}, "default": 0}
+    assert fields["p"]["type"][1] == "null" and fields["p"]["default"] == "\x00\x96"  # [T, "null"], bytes as text
+    parse_schema(new)
+    assert can_read(expand(new), expand(old)) == []
+    without = TableSchema("db", "t", (*before.columns, Column("c", "int", "int", nullable=False)), primary_key=("id",))
+    assert can_read(expand(avro_schema(value_schema(without, cfg))), expand(old)) != []

@@ -757,3 +757,31 @@ def test_timestamps_in_other_zones_and_naive_ones_are_written_in_utc() -> None:
     assert zoned_timestamp(dt.datetime(2024, 1, 2, 3, 4, 5), 0) == "2024-01-02T03:04:05Z"
     assert zoned_timestamp(dt.datetime(2024, 1, 2, 3, 4, 5, 500, tzinfo=UTC), 0) == "2024-01-02T03:04:05.0005Z"
     assert zoned_timestamp("0000-00-00 00:00:00.000", 3) == "1970-01-01T00:00:00.000Z"
+
+
+def test_literal_column_defaults_are_in_the_field_schemas() -> None:
+    """As Debezium's TableSchemaBuilder: the default, converted as values are, in key and value fields, optional
+    columns included; none for columns without a literal default."""
+    table = TableSchema("db", "t", (
+        Column("id", "int", "int", nullable=False, default="5"),
+        Column("n", "int", "int", nullable=False, default="0"),
+        Column("price", "decimal", "decimal(10,2)", precision=10, scale=2, default="1.50"),
+        Column("s", "varchar", "varchar(9)", charset="utf8mb4", default="it's"),
+        Column("d", "date", "date", default="2020-01-02"),
+        Column("ts", "timestamp", "timestamp(3)", fsp=3, default="10.5"),
+        Column("b", "bit", "bit(1)", default="AQ=="),
+        Column("zero", "date", "date", default="0000-00-00"),  # converts to null in a nullable column
+        Column("none", "int", "int"),
+    ), primary_key=("id",))
+    c = cfg()
+    value = {f["field"]: f for f in cs.value_schema(table, c)["fields"]}
+    assert value["n"] == {"type": "int32", "optional": False, "default": 0, "field": "n"}
+    assert value["price"]["default"] == base64.b64encode(b"\x00\x96").decode()  # 150 at scale 2
+    assert value["s"] == {"type": "string", "optional": True, "default": "it's", "field": "s"}
+    assert value["d"]["default"] == 18263
+    assert value["ts"]["default"] == "1970-01-01T00:00:10.500Z"
+    assert value["b"]["default"] is True
+    assert "default" not in value["zero"] and "default" not in value["none"]
+    assert cs.key_schema(table, c)["fields"][0]["default"] == 5
+    assert {f["field"]: f.get("default") for f in cs.smt_value_schema(table, c)["fields"]}["n"] == 0
+    assert cs.connect_schema_of(table.column("price"), cfg(decimal_handling_mode="string"))["default"] == "1.50"

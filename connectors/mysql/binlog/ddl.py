@@ -21,6 +21,7 @@ from typing import Any, Iterable, Union
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.tokens import TokenType
 
+from obsync.defaults import Literal, default_text
 from obsync.schema import Column, TableSchema
 
 TableName = tuple[str, str]  # (db, table)
@@ -39,6 +40,7 @@ class DdlSyntaxError(ValueError):
 class Tok:
     kind: str  # "word", "ident" (quoted), "str", "num", or the punctuation itself: "(", ")", ",", ".", "=", ";"
     text: str
+    base: int = 10  # of a "num": 2 for a bit-value literal (b'101', 0b101), 16 for a hexadecimal one (x'0a', 0x0a)
 
     @property
     def up(self) -> str:
@@ -73,7 +75,8 @@ def tokenize(sql: str) -> list[Tok]:
         elif tt == TokenType.NUMBER:
             out.append(Tok("num", t.text))
         elif tt in (TokenType.BIT_STRING, TokenType.HEX_STRING, TokenType.BYTE_STRING):
-            out.append(Tok("num", t.text))
+            out.append(Tok("num", t.text, 2 if tt == TokenType.BIT_STRING else 16 if tt == TokenType.HEX_STRING
+                           else 10))
         elif " " in t.text.strip() and tt not in _STRINGS:
             out.extend(Tok("word", w) for w in t.text.split())  # "PRIMARY KEY", "DOUBLE PRECISION", ...
         else:
@@ -193,6 +196,7 @@ class ColumnDef:
     collation: str | None = None  # explicit COLLATE (else the tracker fills it in, see SchemaTracker)
     unique: bool = False
     is_char: bool = False  # takes the table's default character set when none is given
+    default: Literal | None = None  # the DEFAULT literal (None: none, NULL or an expression)
 
     def to_column(self, default_charset: str | None) -> Column:
         charset = self.charset
@@ -203,7 +207,7 @@ class ColumnDef:
             precision = self.length
         else:
             precision = _char_max_length(self.data_type, self.length, self.values)
-        return Column(
+        col = Column(
             name=self.name, data_type=self.data_type, column_type=self.column_type,
             nullable=self.nullable and not self.primary, unsigned=self.unsigned, charset=charset,
             precision=precision, scale=self.scale if self.data_type == "decimal" else None,
@@ -211,6 +215,7 @@ class ColumnDef:
             values=self.values, generated=self.generated,
             collation=self.collation.lower() if self.collation and charset not in (None, "binary") else None,
         )
+        return with_default(col, self.default)
 
 
 _LOB_LENGTHS = {"tinytext": 255, "tinyblob": 255, "text": 65535, "blob": 65535,
@@ -393,6 +398,7 @@ def parse_column_def(cur: _Cursor, name: str, dialect: str = "mysql") -> tuple[C
     if word == "SERIAL":
         nullable = False
     collation: str | None = None
+    default: Literal | None = None
     while not cur.at_end() and cur.kind() != "," and cur.kind() != ")":
         w = cur.up()
         if cur.accept("UNSIGNED"):
@@ -415,7 +421,9 @@ def parse_column_def(cur: _Cursor, name: str, dialect: str = "mysql") -> tuple[C
             nullable = False
         elif cur.accept("NULL"):
             nullable = True
-        elif cur.accept("DEFAULT") or cur.accept("ON", "UPDATE"):
+        elif cur.accept("DEFAULT"):
+            default = read_default(cur)
+        elif cur.accept("ON", "UPDATE"):
             _skip_expr(cur)
         elif cur.accept("AUTO_INCREMENT"):
             pass
@@ -486,11 +494,90 @@ def parse_column_def(cur: _Cursor, name: str, dialect: str = "mysql") -> tuple[C
     return ColumnDef(name=name, data_type=data_type, column_type=column_type, unsigned=unsigned, length=length,
                      scale=scale, fsp=fsp, values=values, charset=charset, nullable=nullable,
                      generated=generated, primary=primary, unique=unique, is_char=is_char,
-                     collation=collation), cur.i
+                     collation=collation, default=default), cur.i
 
 
 _WIDTH_DIALECTS = frozenset({"mariadb", "oceanbase"})  # MySQL 8 prints no integer display width
 _DEFAULT_WIDTHS = {"tinyint": (4, 3), "smallint": (6, 5), "mediumint": (9, 8), "int": (11, 10), "bigint": (20, 20)}
+
+
+def with_default(col: Column, literal: Literal | None) -> Column:
+    """`col` with the default `literal` (canonical text, see `obsync.defaults`; None: no default)."""
+    text = default_text(col, literal)
+    return col if text == col.default else replace(col, default=text)
+
+
+_TYPED_LITERALS = frozenset({"DATE", "TIME", "TIMESTAMP"})
+
+
+def read_default(cur: _Cursor) -> Literal | None:
+    """Read a DEFAULT value: its literal (see `obsync.defaults`), or None for NULL and for an expression
+    (CURRENT_TIMESTAMP, a function call, `(expr)`), which is skipped."""
+    start = cur.i
+    lit = _literal(cur)
+    if lit is not None and (cur.at_end() or cur.kind() in (",", ")") or
+                            (cur.kind() == "word" and cur.peek().text not in ("+", "-", "*", "/", "||"))):
+        return lit
+    cur.i = start
+    _skip_expr(cur)
+    return None
+
+
+def _literal(cur: _Cursor) -> Literal | None:
+    """A literal at the cursor, consumed (None, not consumed or partly: not a literal, or NULL)."""
+    sign = ""
+    while cur.kind() == "word" and cur.peek().text in ("+", "-"):
+        if cur.next().text == "-":
+            sign = "" if sign else "-"
+    t = cur.peek()
+    if t is None:
+        return None
+    if t.kind == "." and cur.kind(1) == "num" and cur.peek(1).base == 10:  # .5
+        cur.i += 2
+        return ("num", f"{sign}0.{cur.toks[cur.i - 1].text}")
+    if t.kind == "num":
+        cur.next()
+        if t.base == 10:
+            return ("num", sign + t.text)
+        if sign:
+            return None
+        return ("bytes", _literal_bytes(t))
+    if sign:
+        return None
+    if t.kind == "word" and t.up in ("TRUE", "FALSE"):
+        cur.next()
+        return ("num", "1" if t.up == "TRUE" else "0")
+    if t.kind == "word" and (t.text.startswith("_") or t.up in _TYPED_LITERALS) and cur.kind(1) in ("str", "num"):
+        cur.next()  # a character set introducer (_utf8mb4'x', _binary 0x61) or DATE '...'
+        t = cur.peek()
+        if t.kind == "num":
+            if t.base == 10:
+                return None
+            cur.next()
+            return ("bytes", _literal_bytes(t))
+    if t.kind == "str":
+        text = ""
+        while cur.kind() == "str":  # adjacent strings are concatenated
+            text += cur.next().text
+        return ("str", text)
+    return None
+
+
+def literal_of(sql: str) -> Literal | None:
+    """The literal `sql` is (`'it''s'`, `-5`, `b'101'`, `_utf8mb4'x'`), or None for NULL, an expression or
+    anything else (what MariaDB writes in information_schema.COLUMNS.COLUMN_DEFAULT)."""
+    try:
+        cur = _Cursor(tokenize(sql))
+        lit = _literal(cur)
+    except Exception:  # noqa: BLE001 - text that does not lex is no literal
+        return None
+    return lit if cur.at_end() else None
+
+
+def _literal_bytes(t: Tok) -> bytes:
+    if t.base == 2:
+        return int(t.text or "0", 2).to_bytes((len(t.text) + 7) // 8, "big")
+    return bytes.fromhex(t.text if len(t.text) % 2 == 0 else "0" + t.text)
 
 
 def _skip_expr(cur: _Cursor) -> None:
@@ -961,9 +1048,15 @@ def _alter_spec(c: _Cursor, db: str | None, dialect: str) -> list[tuple[Any, ...
         if c.accept("INDEX") or c.accept("KEY"):
             return []
         c.accept("COLUMN")
-        c.ident()
-        if c.accept("SET", "DEFAULT") or c.accept("DROP", "DEFAULT") or c.accept("SET", "VISIBLE") \
-                or c.accept("SET", "INVISIBLE"):
+        name = c.ident()
+        if c.accept("SET", "DEFAULT"):
+            lit = read_default(c)
+            if not c.at_end():
+                raise DdlSyntaxError(f"unexpected {c.peek().text!r} after SET DEFAULT of column {name}")
+            return [("set_default", name, lit)]
+        if c.accept("DROP", "DEFAULT"):
+            return [("set_default", name, None)]
+        if c.accept("SET", "VISIBLE") or c.accept("SET", "INVISIBLE"):
             return []
         raise DdlSyntaxError("cannot read ALTER COLUMN clause")
     if c.up() == "SET":  # OceanBase: ALTER TABLE t SET table_options
@@ -1146,6 +1239,9 @@ def apply_alter(tdef: TableDef, st: AlterTable) -> TableDef:
             old_name = cols.cols[i].name
             cols.cols[i] = replace(cols.cols[i], name=action[2])
             keys = [(n, k, tuple(action[2] if c == old_name else c for c in cs)) for n, k, cs in keys]
+        elif kind == "set_default":
+            i = cols.index(action[1])
+            cols.cols[i] = with_default(cols.cols[i], action[2])
         elif kind == "add_index":
             _add_key(keys, action[1], cols)
         elif kind == "drop_index":
@@ -1172,6 +1268,7 @@ def _convert(c: Column, charset: str) -> Column:
         return c
     if charset == "binary" and c.data_type in _TEXT_TO_BLOB:
         dtype = _TEXT_TO_BLOB[c.data_type]
-        return replace(c, data_type=dtype, column_type=c.column_type.replace(c.data_type, dtype, 1),
-                       charset="binary")
+        blob = replace(c, data_type=dtype, column_type=c.column_type.replace(c.data_type, dtype, 1),
+                       charset="binary", default=None)
+        return with_default(blob, None if c.default is None else ("str", c.default))
     return replace(c, charset=charset)
