@@ -12,7 +12,11 @@ it, is one of:
 - `("str", text)`: a string literal, unquoted and unescaped (also what MySQL 8 and OceanBase report in
   information_schema.COLUMNS.COLUMN_DEFAULT);
 - `("num", text)`: a number as written, sign included ("-5", "2.5e3"); TRUE / FALSE are "1" / "0";
-- `("bytes", b)`: a hexadecimal or bit-value literal (`x'0a'`, `0x0a`, `b'101'`).
+- `("bytes", b)`: a hexadecimal or bit-value literal (`x'0a'`, `0x0a`, `b'101'`);
+- `("now", None)`: CURRENT_TIMESTAMP / NOW() / LOCALTIMESTAMP (any precision) on a DATETIME or TIMESTAMP:
+  the default text is "CURRENT_TIMESTAMP", whose value (`default_value`) is Debezium's convention: the epoch
+  for a NOT NULL TIMESTAMP (so a schema registry accepts `ADD COLUMN ts TIMESTAMP NOT NULL DEFAULT
+  CURRENT_TIMESTAMP`), none otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ _DATE = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2}):(
 _DATE_DIGITS = re.compile(r"^\s*(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(\d{2})(?:\.(\d*))?)?\s*$")
 _TIME = re.compile(r"^\s*(-)?(?:(\d+) )?(\d+):(\d{1,2})(?::(\d{1,2})(?:\.(\d*))?)?\s*$")
 _ZERO_DATE = "0000-00-00"
+CURRENT_TIME = "CURRENT_TIMESTAMP"  # `Column.default` of a DATETIME/TIMESTAMP that defaults to the current time
 _ZERO_DATETIME = "0000-00-00 00:00:00"
 
 
@@ -41,6 +46,8 @@ def default_text(column: Column, literal: Literal | None) -> str | None:
     """The canonical text of `literal` as `column`'s default (None when it has none or does not convert)."""
     if literal is None or column.generated:
         return None
+    if literal[0] == "now":
+        return CURRENT_TIME if column.data_type in ("timestamp", "datetime") else None
     try:
         value = literal_value(column, literal)
         return None if value is None else render_value(column, value)
@@ -169,6 +176,8 @@ def default_value(column: Column) -> Any:
     if text is None:
         return None
     t = column.data_type
+    if text == CURRENT_TIME:  # no value; Debezium's schema default for a NOT NULL TIMESTAMP is the epoch
+        return _EPOCH if t == "timestamp" and not column.nullable else None
     if t in INTEGER_TYPES or t == "year":
         return int(text)
     if t in ("decimal", "numeric"):

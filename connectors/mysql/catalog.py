@@ -47,14 +47,16 @@ _NOW = re.compile(r"^\s*(current_timestamp|now|localtime|localtimestamp)\b", re.
 def _catalog_literal(raw: object, data_type: str, extra: str, sql_text: bool) -> Literal | None:
     """The literal of a COLUMN_DEFAULT value (None: no default, NULL or an expression). `sql_text`: the server
     writes it as SQL (MariaDB)."""
-    if raw is None or "DEFAULT_GENERATED" in extra:
+    if raw is None:
         return None
     text = _text(raw)
+    if data_type in TEMPORAL_TYPES and _NOW.match(text):
+        return ("now", None)  # the current time (Debezium gives a NOT NULL TIMESTAMP the epoch for it)
+    if "DEFAULT_GENERATED" in extra:
+        return None
     if sql_text or (data_type == "bit" and text[:2].lower() == "b'"):
         from connectors.mysql.binlog.ddl import literal_of  # the DDL grammar's literal reader
         return literal_of(text)
-    if data_type in TEMPORAL_TYPES and _NOW.match(text):
-        return None
     return ("str", text)
 
 

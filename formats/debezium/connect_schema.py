@@ -40,9 +40,9 @@ A column with a literal default (`Column.default`, see `obsync.defaults`) has it
 schema, in the key, the `.Value` struct (`before`/`after`) and the flattened value alike, optional columns
 included, as Debezium's `TableSchemaBuilder` adds it: the default converted as the column's values are (the
 JsonConverter's form, so a DECIMAL default is Base64 of its unscaled value, `formats.debezium.values`). A
-default that converts to null (a zero date in a nullable column) is left out. Debezium also gives a NOT NULL
-TIMESTAMP/DATETIME that defaults to CURRENT_TIMESTAMP the epoch as its default; obsync has no default for
-expression defaults (no `default` member), nor does it carry column comments (`doc`).
+default that converts to null (a zero date in a nullable column) is left out. As Debezium does, a NOT NULL
+TIMESTAMP that defaults to CURRENT_TIMESTAMP has the epoch as its default; other expression defaults have
+none (no `default` member). Column comments are not carried (`doc`).
 """
 
 from __future__ import annotations

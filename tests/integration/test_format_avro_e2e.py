@@ -205,7 +205,8 @@ def test_avro_added_not_null_column_with_default_is_backward_compatible(tmp_path
             cur.execute(INSERT.format(t=table, v=ROWS[3]["sql"]))
             run_obsync("run", str(task), "--until-caught-up")
             cur.execute(f"ALTER TABLE {table} ADD COLUMN c INT NOT NULL DEFAULT 0, "
-                        f"ADD COLUMN s VARCHAR(10) NOT NULL DEFAULT 'it''s'")
+                        f"ADD COLUMN s VARCHAR(10) NOT NULL DEFAULT 'it''s', "
+                        f"ADD COLUMN at_ts TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP")
             cur.execute(INSERT.format(t=table, v=ROW_4["sql"]))  # c and s take their defaults
             cur.execute(f"UPDATE {table} SET c = 7 WHERE id = 1")
             run_obsync("run", str(task), "--until-caught-up")
@@ -221,10 +222,14 @@ def test_avro_added_not_null_column_with_default_is_backward_compatible(tmp_path
 
         changes = by_key([(m, decode(m.key), decode(m.value)) for m in read_topic(kafka.bootstrap_servers, topic)])
         assert {k: [op for op, _ in v] for k, v in changes.items()} == {1: ["r", "u"], 2: ["r"], 3: ["c"], 4: ["c"]}
+        def without_ts(row: dict) -> dict:
+            assert isinstance(row["at_ts"], str) and row["at_ts"].endswith("Z")  # the row's own time, not the default
+            return {k: v for k, v in row.items() if k != "at_ts"}
+
         assert changes[3][0][1]["after"] == ROWS[3]["decoded"]  # before the ALTER: no c
-        assert changes[4][0][1]["after"] == {**ROW_4["decoded"], "c": 0, "s": "it's"}
-        assert changes[1][1][1]["before"] == {**ROWS[1]["decoded"], "c": 0, "s": "it's"}
-        assert changes[1][1][1]["after"] == {**ROWS[1]["decoded"], "c": 7, "s": "it's"}
+        assert without_ts(changes[4][0][1]["after"]) == {**ROW_4["decoded"], "c": 0, "s": "it's"}
+        assert without_ts(changes[1][1][1]["before"]) == {**ROWS[1]["decoded"], "c": 0, "s": "it's"}
+        assert without_ts(changes[1][1][1]["after"]) == {**ROWS[1]["decoded"], "c": 7, "s": "it's"}
 
         # the registry took the new value schema under BACKWARD: c and s are required, with their defaults
         assert reg.level(f"{topic}-value") == "BACKWARD"
@@ -234,5 +239,7 @@ def test_avro_added_not_null_column_with_default_is_backward_compatible(tmp_path
         assert fields["c"] == {"name": "c", "type": {"type": "int", "connect.default": 0}, "default": 0}
         assert fields["s"] == {"name": "s", "type": {"type": "string", "connect.default": "it's"},
                                "default": "it's"}
+        # a NOT NULL TIMESTAMP defaulting to CURRENT_TIMESTAMP gets the epoch, as Debezium's schema has it
+        assert fields["at_ts"]["default"] == "1970-01-01T00:00:00Z"
         old = json.loads(reg.schemas[reg.subjects[f"{topic}-value"][0] - 1])
         assert reg.incompatibilities(f"{topic}-value", old, None) == []

@@ -256,7 +256,7 @@ def test_column_defaults_are_read_as_canonical_text() -> None:
         "id": None, "a": "0", "b": "-5", "c": "7", "d": "1.50", "e": "-0.1", "s": "it's", "s2": "x", "s3": "n",
         "s4": "hi", "n": None, "z": None, "bo": "1", "bf": "0", "bits": "BQ==", "vb": "YWI=", "f": "0.1",
         "g": "2500", "dt": "2020-01-02", "dtt": "2020-01-02 03:04:05.500", "tm": "-01:02:03", "ts": "10",
-        "en": "y", "st": "a,b", "y": "2024", "now1": None, "now2": None, "ex": None, "bad": None, "gen": None}
+        "en": "y", "st": "a,b", "y": "2024", "now1": "CURRENT_TIMESTAMP", "now2": "CURRENT_TIMESTAMP", "ex": None, "bad": None, "gen": None}
     assert not t.schema.column("s").nullable  # attributes after the default are still read
 
     t = alter(t, "ALTER TABLE t ALTER COLUMN a SET DEFAULT 42, ALTER COLUMN b DROP DEFAULT, "

@@ -515,12 +515,28 @@ def read_default(cur: _Cursor) -> Literal | None:
     (CURRENT_TIMESTAMP, a function call, `(expr)`), which is skipped."""
     start = cur.i
     lit = _literal(cur)
-    if lit is not None and (cur.at_end() or cur.kind() in (",", ")") or
-                            (cur.kind() == "word" and cur.peek().text not in ("+", "-", "*", "/", "||"))):
+    if lit is not None and _value_ends(cur):
         return lit
     cur.i = start
+    t = cur.peek()
+    if t is not None and t.kind == "word" and t.up in _NOW_WORDS:  # CURRENT_TIMESTAMP, NOW(), NOW(6), ...
+        cur.next()
+        if cur.kind() == "(":
+            cur.skip_parens()
+        if _value_ends(cur):
+            return ("now", None)
+        cur.i = start
     _skip_expr(cur)
     return None
+
+
+_NOW_WORDS = frozenset({"CURRENT_TIMESTAMP", "NOW", "LOCALTIME", "LOCALTIMESTAMP"})
+
+
+def _value_ends(cur: _Cursor) -> bool:
+    """True when the DEFAULT value ends at the cursor (not an operator continuing an expression)."""
+    return cur.at_end() or cur.kind() in (",", ")") or (
+        cur.kind() == "word" and cur.peek().text not in ("+", "-", "*", "/", "||"))
 
 
 def _literal(cur: _Cursor) -> Literal | None:
