@@ -32,7 +32,6 @@ from obsync.ratelimit import bytewax_processes, limiter_for
 from obsync.resources import plan_resources
 from obsync.routing import Router
 from obsync.runtime import Runtime, kafka_conf
-from obsync.selection import Selection
 from obsync.shaping import Shaper
 
 

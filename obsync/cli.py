@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             from obsync.state import write_json_atomic
 
             write_json_atomic(state.root / "status.json", {"state": "failed", "phase": "failed",
-                                                           "error": str(e), "updated": __import__("time").time()})
+                                                           "error": str(e), "updated": time.time()})
         raise
 
 

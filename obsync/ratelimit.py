@@ -33,6 +33,7 @@ in one process, so `limits.incremental` is not divided.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta, timezone
 import os
 import re
 import sys
@@ -283,6 +284,14 @@ class Pacer:
         if self._bytes_of and nbytes != math.inf:
             k = min(k, bisect_right(self._cum_bytes, self._cum_bytes[i] + nbytes + _EPS) - 1)
         return max(i, k)
+
+    def next_batches(self) -> tuple[list[list[Any]], datetime | None]:
+        """What a source partition's `next_batch` returns from the held batch, and its `next_awake`: the
+        next slice now (awake None), or nothing until tokens are there."""
+        part, delay = self.take()
+        if not part:
+            return [], datetime.now(timezone.utc) + timedelta(seconds=delay)
+        return [part], None
 
     def take(self) -> tuple[list[Any], float]:
         """The next slice to hand out now, or ([], seconds until one may be)."""

@@ -17,6 +17,7 @@ class Msg:
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes]
+    timestamp: int = 0  # the message's Kafka timestamp (CreateTime, ms)
 
 
 def partition_count(bootstrap: str, topic: str) -> int:
@@ -39,12 +40,14 @@ def read_partition(bootstrap: str, topic: str, partition: int, timeout: float = 
                 if m.error().code() == KafkaError._PARTITION_EOF:
                     return out
                 raise RuntimeError(m.error().str())
-            out.append(Msg(m.partition(), m.offset(), m.key(), m.value(), dict(m.headers() or ())))
+            out.append(Msg(m.partition(), m.offset(), m.key(), m.value(), dict(m.headers() or ()),
+                           m.timestamp()[1]))
         raise TimeoutError(f"no end of {topic}[{partition}] within {timeout}s")
     finally:
         c.close()
 
 
-def read_topic(bootstrap: str, topic: str) -> list[Msg]:
+def read_topic(bootstrap: str, topic: str, timeout: float = 60) -> list[Msg]:
     """Every message of every partition (partition by partition, each in offset order)."""
-    return [m for p in range(partition_count(bootstrap, topic)) for m in read_partition(bootstrap, topic, p)]
+    return [m for p in range(partition_count(bootstrap, topic))
+            for m in read_partition(bootstrap, topic, p, timeout)]

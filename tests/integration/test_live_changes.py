@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from tests.helpers.kafka import partition_count
+from tests.helpers.kafka import partition_count, read_topic
 from tests.helpers.tasks import obsync_cmd, unique, write_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,29 +29,10 @@ B_ROWS = 20_000
 
 def read_all(bootstrap: str, topic: str, timeout: float = 60) -> list[dict]:
     """Every message of a topic with its partition, offset, timestamp (ms) and headers."""
-    out: list[dict] = []
-    for p in range(partition_count(bootstrap, topic)):
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                      "enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest"})
-        try:
-            c.assign([TopicPartition(topic, p, 0)])
-            deadline = time.monotonic() + timeout
-            while True:
-                assert time.monotonic() < deadline, f"no end of {topic}[{p}]"
-                m = c.poll(1.0)
-                if m is None:
-                    continue
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        break
-                    raise RuntimeError(m.error().str())
-                h = dict(m.headers() or ())
-                out.append({"partition": p, "offset": m.offset(), "ts": m.timestamp()[1], "key": m.key(),
-                            "value": json.loads(m.value()) if m.value() is not None else None,
-                            "pos": json.loads(h["obsync.pos"]), "seq": int(h["obsync.seq"])})
-        finally:
-            c.close()
-    return out
+    return [{"partition": m.partition, "offset": m.offset, "ts": m.timestamp, "key": m.key,
+             "value": json.loads(m.value) if m.value is not None else None,
+             "pos": json.loads(m.headers["obsync.pos"]), "seq": int(m.headers["obsync.seq"])}
+            for m in read_topic(bootstrap, topic, timeout)]
 
 
 def message_count(bootstrap: str, topic: str) -> int:

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from bisect import bisect_right
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-from tests.helpers.kafka import partition_count
+from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import run_obsync, unique, write_task
 
 WINDOW_MS = 10_000
@@ -21,27 +18,8 @@ TOLERANCE = 1.10
 
 def timestamped(bootstrap: str, topic: str, timeout: float = 60) -> list[tuple[int, dict]]:
     """(CreateTime in ms, decoded value) of every message of `topic`, by time."""
-    out: list[tuple[int, dict]] = []
-    for p in range(partition_count(bootstrap, topic)):
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
-                      "enable.auto.commit": False, "enable.partition.eof": True, "auto.offset.reset": "earliest"})
-        try:
-            c.assign([TopicPartition(topic, p, 0)])
-            deadline = time.monotonic() + timeout
-            while True:
-                assert time.monotonic() < deadline, f"no end of {topic}[{p}] within {timeout}s"
-                m = c.poll(1.0)
-                if m is None:
-                    continue
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        break
-                    raise RuntimeError(m.error().str())
-                out.append((m.timestamp()[1], json.loads(m.value())))
-        finally:
-            c.close()
-    out.sort(key=lambda x: x[0])
-    return out
+    return sorted(((m.timestamp, json.loads(m.value)) for m in read_topic(bootstrap, topic, timeout)),
+                  key=lambda x: x[0])
 
 
 def max_window(events: list[tuple[int, float]]) -> float:

@@ -160,12 +160,8 @@ class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
 
     def _paced(self) -> list[Batch]:
         assert self._pacer is not None
-        part, delay = self._pacer.take()
-        if not part:
-            self._awake = datetime.now(timezone.utc) + timedelta(seconds=delay)
-            return []
-        self._awake = None
-        return [part]
+        batches, self._awake = self._pacer.next_batches()
+        return batches
 
     def next_awake(self) -> datetime | None:
         return self._awake
