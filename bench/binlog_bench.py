@@ -20,8 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-from connectors.mysql.binlog import BinlogReader, current_log_position
-from connectors.mysql.connection import Endpoint, connect
+from obsync.connectors.mysql.binlog import BinlogReader, current_log_position
+from obsync.connectors.mysql.connection import Endpoint, connect
 
 DDL = """CREATE TABLE bench_binlog.t (
   id BIGINT NOT NULL, a INT NOT NULL, b BIGINT NOT NULL, c VARCHAR(64) NOT NULL, d DECIMAL(12,2) NOT NULL,
@@ -116,7 +116,7 @@ def main() -> None:
     if args.mariadb_port:
         run(Endpoint("127.0.0.1", args.mariadb_port, "root", ""), args.rows, args.single_txn, args.batch_size)
         return
-    from obsync.embedded.servers import MariaDBServer
+    from obsync.app.embedded.servers import MariaDBServer
 
     with tempfile.TemporaryDirectory() as d, MariaDBServer(Path(d), row_metadata=args.metadata) as server:
         run(Endpoint(server.host, server.port, server.user, server.password), args.rows, args.single_txn,

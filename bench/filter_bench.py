@@ -1,13 +1,13 @@
 """Row-filter cost per change: `python -m bench.filter_bench` prints microseconds per row for typical clauses
-(`obsync.filters` compiled to closures; nothing delegated to the source here)."""
+(`obsync.sql.filters` compiled to closures; nothing delegated to the source here)."""
 
 from __future__ import annotations
 
 import timeit
 from decimal import Decimal
 
-from obsync.filters import compile_filter
-from obsync.schema import Column, TableSchema
+from obsync.sql.filters import compile_filter
+from obsync.core.schema import Column, TableSchema
 
 SCHEMA = TableSchema("shop", "orders", (
     Column("id", "int", "int"),

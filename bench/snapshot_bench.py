@@ -23,12 +23,12 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from connectors.mysql.catalog import load_table_schema
-from connectors.mysql.connection import Endpoint, connect, detect_dialect
-from connectors.mysql.snapshot.keys import KeySql, select_sql, table_sql
-from connectors.mysql.snapshot.plan import SnapshotPlan, plan_snapshot
-from connectors.mysql.snapshot.reader import ChunkReader
-from connectors.mysql.values import use_sql_decoders
+from obsync.connectors.mysql.catalog import load_table_schema
+from obsync.connectors.mysql.connection import Endpoint, connect, detect_dialect
+from obsync.connectors.mysql.snapshot.keys import KeySql, select_sql, table_sql
+from obsync.connectors.mysql.snapshot.plan import SnapshotPlan, plan_snapshot
+from obsync.connectors.mysql.snapshot.reader import ChunkReader
+from obsync.connectors.mysql.values import use_sql_decoders
 
 DDL = """CREATE TABLE {t} (
   id BIGINT NOT NULL, a INT NOT NULL, b BIGINT NOT NULL, c VARCHAR(64) NOT NULL, d DECIMAL(12,2) NOT NULL,
@@ -132,8 +132,8 @@ def bench_source(ep: Endpoint, plan: SnapshotPlan, batch_size: int) -> tuple[int
     from bytewax.outputs import DynamicSink, StatelessSinkPartition
     from bytewax.testing import run_main
 
-    from connectors.mysql.snapshot.source import SnapshotSource
-    from obsync.changes import Change
+    from obsync.connectors.mysql.snapshot.source import SnapshotSource
+    from obsync.core.changes import Change
 
     count = [0]
 
@@ -190,7 +190,7 @@ def main() -> None:
             port = getattr(args, f"{name}_port")
             server = None
             if port is None:
-                from obsync.embedded.servers import MariaDBServer, SeekDBServer
+                from obsync.app.embedded.servers import MariaDBServer, SeekDBServer
 
                 server = (MariaDBServer(Path(tmp) / name) if name == "mariadb"
                           else SeekDBServer(Path(tmp) / name))

@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastavro import schemaless_reader  # noqa: E402
 
-from formats.base import EncoderContext  # noqa: E402
-from formats.registry import encoder_for  # noqa: E402
-from obsync.changes import Change, Op  # noqa: E402
-from obsync.positions import LogPosition  # noqa: E402
-from obsync.schema import Column, TableSchema  # noqa: E402
+from obsync.formats.base import EncoderContext  # noqa: E402
+from obsync.formats.registry import encoder_for  # noqa: E402
+from obsync.core.changes import Change, Op  # noqa: E402
+from obsync.core.positions import LogPosition  # noqa: E402
+from obsync.core.schema import Column, TableSchema  # noqa: E402
 
 ORDERS = TableSchema("shop", "orders", (
     Column("id", "bigint", "bigint(20)", nullable=False),

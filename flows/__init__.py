@@ -1,1 +1,1 @@
-"""Bytewax dataflows. Run with `python -m bytewax.run flows.sync:flow` and `OBSYNC_TASK=task.yaml`."""
+"""Bytewax dataflows. Run with `python -m bytewax.run obsync.flows.sync:flow` and `OBSYNC_TASK=task.yaml`."""

@@ -6,9 +6,9 @@
          snapshot to be delivered)
 
 "shape" applies the objects' settings (sharding columns; later row filters and column projection) and drops
-a repeated TRUNCATE of one transaction (`obsync.shaping`); "encode + route" is `obsync.routing`.
+a repeated TRUNCATE of one transaction (`obsync.steps.shaping`); "encode + route" is `obsync.steps.routing`.
 
-`python -m bytewax.run flows.sync:flow` builds it from the task file named by `OBSYNC_TASK` (state directory
+`python -m bytewax.run obsync.flows.sync:flow` builds it from the task file named by `OBSYNC_TASK` (state directory
 from `OBSYNC_STATE_DIR`, default `./state/<task name>`; `OBSYNC_UNTIL_CAUGHT_UP=1` to stop once caught up).
 """
 
@@ -20,19 +20,19 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from connectors.kafka.sink import KafkaSink
-from connectors.mysql.binlog.source import BinlogSource
-from connectors.mysql.connection import Endpoint
-from connectors.mysql.binlog.heartbeat import HeartbeatWriter
-from connectors.mysql.evaluator import SqlEvaluator
-from connectors.mysql.snapshot.source import SnapshotSource
-from formats.default import partition_key
-from obsync.progress import Progress
-from obsync.ratelimit import bytewax_processes, limiter_for
-from obsync.resources import plan_resources
-from obsync.routing import Router
-from obsync.runtime import Runtime, kafka_conf
-from obsync.shaping import Shaper
+from obsync.connectors.kafka.sink import KafkaSink
+from obsync.connectors.mysql.binlog.source import BinlogSource
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.connectors.mysql.binlog.heartbeat import HeartbeatWriter
+from obsync.connectors.mysql.evaluator import SqlEvaluator
+from obsync.connectors.mysql.snapshot.source import SnapshotSource
+from obsync.formats.default import partition_key
+from obsync.runtime.progress import Progress
+from obsync.steps.ratelimit import bytewax_processes, limiter_for
+from obsync.task.resources import plan_resources
+from obsync.steps.routing import Router
+from obsync.runtime.prepare import Runtime, kafka_conf
+from obsync.steps.shaping import Shaper
 
 
 def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
@@ -91,13 +91,13 @@ def __getattr__(name: str) -> Any:
     """`flow` is built on first access from the environment, so importing this module has no effects."""
     if name != "flow":
         raise AttributeError(name)
-    from obsync.config import load_task
-    from obsync.runtime import prepare
+    from obsync.task.config import load_task
+    from obsync.runtime.prepare import prepare
 
     task_file = os.environ.get("OBSYNC_TASK")
     if not task_file:
         raise RuntimeError("set OBSYNC_TASK to the task file, e.g. OBSYNC_TASK=task.yaml "
-                           "python -m bytewax.run flows.sync:flow")
+                           "python -m bytewax.run obsync.flows.sync:flow")
     state_dir = os.environ.get("OBSYNC_STATE_DIR")
     rt = prepare(load_task(task_file), state_dir=state_dir and __import__("pathlib").Path(state_dir),
                  until_caught_up=os.environ.get("OBSYNC_UNTIL_CAUGHT_UP") == "1")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from obsync.changes import Change
-from obsync.errors import ConfigError
+from obsync.core.changes import Change
+from obsync.core.errors import ConfigError
 
 
 class KafkaRecord(NamedTuple):

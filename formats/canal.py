@@ -14,7 +14,7 @@ event in one message; readers such as Flink's `canal-json` take each element of 
   none, and Flink's reader fails on a `type` it does not know.
 - `data`: the after image (the before image for DELETE). `old`: UPDATE only, the columns whose rendered value
   changed, with their old values (`[{}]` when none did), as Canal does. An update of the key arrives here as a
-  DELETE and an INSERT (split upstream, see `obsync.routing`).
+  DELETE and an INSERT (split upstream, see `obsync.steps.routing`).
 - `es`: commit time in ms (0 for rows read by full sync, which have none); `ts`: the time the message was
   built, in ms: the one member that differs between replays (the clock is injectable for tests).
 - `id`: Canal's batch id. Ours is the binlog event: `file_number * 10**12 + event_end_offset`, shared by the
@@ -28,7 +28,7 @@ event in one message; readers such as Flink's `canal-json` take each element of 
   the values that overflow the signed type, so its code changes from row to row); ENUM and SET are VARCHAR,
   matching their text (Canal writes the member index and the bit mask, with INTEGER and BIT).
 
-Values are strings or null, from `formats.values` except where Canal writes otherwise:
+Values are strings or null, from `obsync.formats.values` except where Canal writes otherwise:
 - BINARY, VARBINARY, BLOB kinds and binary-charset text: each byte as the character of the same code
   (ISO-8859-1), as Canal writes them, so `value.getBytes(ISO_8859_1)` gives the bytes back. With
   `format_options.binary_encoding: base64` they are Base64 instead, which is what Flink's `canal-json` reader
@@ -53,15 +53,15 @@ from typing import Any
 
 from orjson import Fragment, dumps
 
-from connectors.mysql.binlog.ddl import tokenize
-from formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
-from formats.default import _key_bytes
-from formats.registry import register
-from formats.values import KeyRender, Render, key_render_function, render_bytes, render_function, table_renderer
-from obsync.changes import Change, Op
-from obsync.errors import ConfigError
-from obsync.positions import LogPosition, binlog_file_number
-from obsync.schema import BINARY_TYPES, Column, TableSchema
+from obsync.sql.ddl import tokenize
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
+from obsync.formats.default import _key_bytes
+from obsync.formats.registry import register
+from obsync.formats.values import KeyRender, Render, key_render_function, render_bytes, render_function, table_renderer
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError
+from obsync.core.positions import LogPosition, binlog_file_number
+from obsync.core.schema import BINARY_TYPES, Column, TableSchema
 
 # java.sql.Types codes
 BIT, TINYINT, SMALLINT, INTEGER, BIGINT, REAL, DOUBLE, DECIMAL = -7, -6, 5, 4, -5, 7, 8, 3

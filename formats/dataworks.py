@@ -9,12 +9,12 @@
 Members appear in that order, nulls included. One message per change, two for an update:
 - `op`: `INSERT` (also for rows read by full sync), `UPDATE_BEFORE` then `UPDATE_AFTER`, `DELETE`; DDL
   messages carry the statement's kind under Canal's names, which DataWorks uses (`CREATE`, `ALTER`, `ERASE`,
-  `TRUNCATE`, `RENAME`, `CINDEX`, `DINDEX`, `QUERY`; see `formats.canal.ddl_kind`) and the statement in
+  `TRUNCATE`, `RENAME`, `CINDEX`, `DINDEX`, `QUERY`; see `obsync.formats.canal.ddl_kind`) and the statement in
   `ddl`; heartbeats are `MHEARTBEAT`. `COMMENT ON ...` and `ALTER TABLE ... TRUNCATE PARTITION` are not sent,
   as OMS documents for this format.
 - `before` / `after`: `UPDATE_BEFORE` carries only the before image, `UPDATE_AFTER` only the after image,
   INSERT the after image, DELETE the before image (read an update as the pair). An update of the key
-  arrives here as a DELETE and an INSERT (split upstream, see `obsync.routing`).
+  arrives here as a DELETE and an INSERT (split upstream, see `obsync.steps.routing`).
 - `sequenceId`: a 25-digit string that grows along the log (binlog file number, 7 digits; event end offset,
   12; row in the event, 5; then 1 for UPDATE_AFTER, 0 for anything else), unique per message and the same on
   every replay; rows read by full sync all have 25 zeros, so that they sort before any change
@@ -30,7 +30,7 @@ Members appear in that order, nulls included. One message per change, two for an
 Types (`column_type`) are reduced to BOOLEAN, LONG, DOUBLE, STRING, DATE and BYTES, and values are JSON of that type:
 - LONG: integers (unsigned BIGINT to 18446744073709551615), YEAR, and BIT wider than 1 (its unsigned value).
 - BOOLEAN: BIT(1).
-- DOUBLE: FLOAT, DOUBLE and DECIMAL, as JSON numbers written with every digit (`formats.values` text: FLOAT
+- DOUBLE: FLOAT, DOUBLE and DECIMAL, as JSON numbers written with every digit (`obsync.formats.values` text: FLOAT
   shortest for float32, DECIMAL exact with its scale): a reader that parses numbers as BigDecimal (fastjson
   does) loses nothing; one that reads doubles gets the nearest double.
 - DATE: DATE, DATETIME, TIMESTAMP and TIME as 13-digit epoch milliseconds (TIME: the duration in ms;
@@ -52,16 +52,16 @@ from typing import Any
 
 from orjson import Fragment, dumps
 
-from connectors.mysql.binlog.ddl import tokenize
-from formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
-from formats.canal import ddl_kind, ddl_table, log_batch_id
-from formats.default import _key_bytes
-from formats.registry import register
-from formats.values import KeyRender, _bit_width, key_render_function, render_bytes, render_function, table_renderer
-from obsync.changes import Change, Op
-from obsync.errors import ConfigError
-from obsync.positions import LogPosition
-from obsync.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
+from obsync.sql.ddl import tokenize
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
+from obsync.formats.canal import ddl_kind, ddl_table, log_batch_id
+from obsync.formats.default import _key_bytes
+from obsync.formats.registry import register
+from obsync.formats.values import KeyRender, _bit_width, key_render_function, render_bytes, render_function, table_renderer
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError
+from obsync.core.positions import LogPosition
+from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
 
 VERSION = "2.0"
 DB_TYPES = {"OB_MYSQL": "oceanbase", "MYSQL": "mysql"}

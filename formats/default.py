@@ -7,7 +7,7 @@
 
 Members appear in that order in every message; a member that does not apply is null (the before image of
 an INSERT, the commit time of a snapshot row, the key of a table without one), never left out, except
-`ddlType`, which only DDL messages carry. Values are rendered by `formats.values`. The same change always
+`ddlType`, which only DDL messages carry. Values are rendered by `obsync.formats.values`. The same change always
 encodes to the same bytes: nothing depends on the clock or on what was encoded before.
 
 - `checkpoint`: incremental, the commit time in epoch seconds; full sync, the row's key values (as
@@ -38,12 +38,12 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
-from formats.registry import register
-from formats.values import TableRenderer, key_render_function, table_renderer
-from obsync.changes import Change, Op
-from obsync.errors import ConfigError
-from obsync.positions import LogPosition
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
+from obsync.formats.registry import register
+from obsync.formats.values import TableRenderer, key_render_function, table_renderer
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError
+from obsync.core.positions import LogPosition
 
 
 def _json_dumps(obj: Any) -> bytes:

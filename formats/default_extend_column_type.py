@@ -1,7 +1,7 @@
 """OMS's DefaultExtendColumnType (`DEFAULT_WITH_SCHEMA`): the Default format plus column types
 (FORMATS.md, "DefaultExtendColumnType").
 
-Every message is the Default format's (`formats.default`), byte for byte, except that a `postStruct` holding a
+Every message is the Default format's (`obsync.formats.default`), byte for byte, except that a `postStruct` holding a
 row (INSERT, UPDATE, and ROW for full sync) ends with one more member:
 
     "__light_type": {"<column>": {"schemaType": "DECIMAL", "columnType": "decimal(12,2)"}, ...}
@@ -20,11 +20,11 @@ from typing import Any
 
 from orjson import dumps
 
-from formats.base import EncoderContext, reject_unknown_options
-from formats.default import DefaultEncoder
-from formats.registry import register
-from formats.values import TableRenderer
-from obsync.changes import Change
+from obsync.formats.base import EncoderContext, reject_unknown_options
+from obsync.formats.default import DefaultEncoder
+from obsync.formats.registry import register
+from obsync.formats.values import TableRenderer
+from obsync.core.changes import Change
 
 LIGHT_TYPE = "__light_type"
 _AFTER_POST = b',"allMetaData":'

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from formats.base import Encoder, EncoderContext
-from obsync.errors import ConfigError
+from obsync.formats.base import Encoder, EncoderContext
+from obsync.core.errors import ConfigError
 
 _FACTORIES: dict[str, Callable[..., Encoder]] = {}
 
@@ -34,8 +34,8 @@ def _load_all() -> None:
     import importlib
     import pkgutil
 
-    import formats
+    import obsync.formats
 
-    for mod in pkgutil.iter_modules(formats.__path__):
+    for mod in pkgutil.iter_modules(obsync.formats.__path__):
         if mod.name not in ("base", "registry", "values"):
-            importlib.import_module(f"formats.{mod.name}")
+            importlib.import_module(f"obsync.formats.{mod.name}")

@@ -8,9 +8,9 @@ Members appear in that order, nulls included. One message per change, two for an
   messages carry `TRUNCATE` for TRUNCATE TABLE and otherwise the statement's kind as the Default format's
   `ddlType` names it (`ALTER TABLE`, `CREATE INDEX`, `DROP TABLE`, ...), with `data: {"ddl": statement}`.
   Heartbeats are not sent: SharePlex has none, and its readers know no such `op`.
-- `data`: the row, as the Default format renders it (`formats.values`): the after image for INSERT and
+- `data`: the row, as the Default format renders it (`obsync.formats.values`): the after image for INSERT and
   UPDATE AFTER, the before image for UPDATE BEFORE and DELETE. An update of the key arrives here as a
-  DELETE and an INSERT (split upstream, see `obsync.routing`).
+  DELETE and an INSERT (split upstream, see `obsync.steps.routing`).
 - `key`: for UPDATE BEFORE, UPDATE AFTER and DELETE, the before image's key columns (the primary key, else
   the first NOT NULL unique key) or, for a table without a key, the whole before image, which is how
   SharePlex identifies such rows; null otherwise.
@@ -42,15 +42,15 @@ from typing import Any
 
 from orjson import dumps
 
-from formats.base import Encoder, EncoderContext, KafkaRecord
-from formats.canal import ddl_table, log_batch_id
-from formats.default import _key_bytes, ddl_type
-from formats.registry import register
-from formats.values import KeyRender, TableRenderer, key_render_function, table_renderer
-from obsync.changes import Change, Op
-from obsync.errors import ConfigError
-from obsync.positions import LogPosition
-from obsync.schema import TableSchema
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
+from obsync.formats.canal import ddl_table, log_batch_id
+from obsync.formats.default import _key_bytes, ddl_type
+from obsync.formats.registry import register
+from obsync.formats.values import KeyRender, TableRenderer, key_render_function, table_renderer
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError
+from obsync.core.positions import LogPosition
+from obsync.core.schema import TableSchema
 
 def utc_text(seconds: float) -> str:
     """Epoch seconds as `yyyy-MM-ddTHH:mm:ssZ` (fraction dropped)."""
@@ -63,7 +63,7 @@ def _utc_second(second: int) -> str:
 
 
 def scn_of(change: Change) -> str | None:
-    """`meta.scn`: the change's binlog event (`formats.canal.log_batch_id`) as a decimal string; None off
+    """`meta.scn`: the change's binlog event (`obsync.formats.canal.log_batch_id`) as a decimal string; None off
     the log."""
     return str(log_batch_id(change)) if type(change.position) is LogPosition else None
 

@@ -1,4 +1,4 @@
-"""Canonical column values (see `obsync.schema`) rendered as the text the OMS-style formats carry.
+"""Canonical column values (see `obsync.core.schema`) rendered as the text the OMS-style formats carry.
 
 Rules (FORMATS.md, "Default (OMS)"): every value is a string, or None for SQL NULL.
 - integers and YEAR in decimal (YEAR zero-padded to four digits, as MySQL prints it);
@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from obsync.errors import SchemaMismatchError
-from obsync.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
+from obsync.core.errors import SchemaMismatchError
+from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
 
 Render = Callable[[Any], str]
 KeyRender = Callable[[Any], "int | str"]

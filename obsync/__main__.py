@@ -1,5 +1,5 @@
 import sys
 
-from obsync.cli import main
+from obsync.app.cli import main
 
 sys.exit(main())

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from obsync.embedded.servers import MariaDBServer, SeekDBServer, TansuBroker
+from obsync.app.embedded.servers import MariaDBServer, SeekDBServer, TansuBroker
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from obsync.config import TargetConfig
+from obsync.task.config import TargetConfig
 
 # Keys whose values must never be printed.
 _SECRET_KEYS = ("sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret")

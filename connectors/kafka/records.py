@@ -5,8 +5,8 @@ from __future__ import annotations
 import zlib
 from typing import NamedTuple, Union
 
-from obsync.changes import StreamDone
-from obsync.positions import Position
+from obsync.core.changes import StreamDone
+from obsync.core.positions import Position
 
 POS_HEADER = "obsync.pos"
 SEQ_HEADER = "obsync.seq"

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from connectors.kafka.records import (
+from obsync.connectors.kafka.records import (
     POS_HEADER,
     SEQ_HEADER,
     TASK_HEADER,
@@ -30,11 +30,11 @@ from connectors.kafka.records import (
     parse_part_name,
     part_name,
 )
-from connectors.kafka.tail import written_positions
-from obsync.changes import StreamDone
-from obsync.errors import SinkError, StateError
-from obsync.positions import Position, position_from_json, position_to_header
-from obsync.progress import Progress
+from obsync.connectors.kafka.tail import written_positions
+from obsync.core.changes import StreamDone
+from obsync.core.errors import SinkError, StateError
+from obsync.core.positions import Position, position_from_json, position_to_header
+from obsync.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class _SharedProducer:
             "compression.type": "lz4",
             "queue.buffering.max.kbytes": 65536,  # bounds memory held in the producer
             "logger": logging.getLogger("obsync.rdkafka"),  # librdkafka's own log lines, via logging
-            **(tuning or {}),  # from the task's resources (`obsync.resources`)
+            **(tuning or {}),  # from the task's resources (`obsync.task.resources`)
             **conf,  # the user's target.properties win
             "on_delivery": self._on_delivery,
         })

@@ -15,9 +15,9 @@ from typing import Any, Iterator
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from connectors.kafka.records import POS_HEADER, SEQ_HEADER, TASK_HEADER
-from obsync.errors import SinkError
-from obsync.positions import Position, position_from_header
+from obsync.connectors.kafka.records import POS_HEADER, SEQ_HEADER, TASK_HEADER
+from obsync.core.errors import SinkError
+from obsync.core.positions import Position, position_from_header
 
 
 def written_positions(conf: dict[str, Any], topic: str, partition: int, start_offset: int, task_id: str,

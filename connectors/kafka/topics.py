@@ -7,9 +7,9 @@ import logging
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.kafka.client import base_config
-from obsync.config import TargetConfig
-from obsync.errors import SinkError
+from obsync.connectors.kafka.client import base_config
+from obsync.task.config import TargetConfig
+from obsync.core.errors import SinkError
 
 log = logging.getLogger(__name__)
 

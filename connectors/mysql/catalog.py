@@ -1,6 +1,6 @@
 """Reading table definitions from information_schema into `TableSchema`s.
 
-Column defaults (`Column.default`, see `obsync.defaults`) come from COLUMNS.COLUMN_DEFAULT, which the servers
+Column defaults (`Column.default`, see `obsync.core.defaults`) come from COLUMNS.COLUMN_DEFAULT, which the servers
 write differently: MariaDB (10.2.7 and later) as SQL (`'it''s'`, `1.50`, `b'101'`, `NULL`, `current_timestamp()`,
 `(1 + 1)`), read with the DDL grammar's literal reader; MySQL 8 and OceanBase as the bare value (`it's`, NULL as
 SQL NULL), MySQL marking expression defaults with DEFAULT_GENERATED in EXTRA, both writing CURRENT_TIMESTAMP
@@ -16,9 +16,9 @@ import re
 
 import pymysql
 
-from obsync.defaults import Literal, default_text
-from obsync.errors import SourceError
-from obsync.schema import TEMPORAL_TYPES, Column, TableSchema
+from obsync.core.defaults import Literal, default_text
+from obsync.core.errors import SourceError
+from obsync.core.schema import TEMPORAL_TYPES, Column, TableSchema
 
 _COLUMNS_SQL = """
 SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME,
@@ -55,7 +55,7 @@ def _catalog_literal(raw: object, data_type: str, extra: str, sql_text: bool) ->
     if "DEFAULT_GENERATED" in extra:
         return None
     if sql_text or (data_type == "bit" and text[:2].lower() == "b'"):
-        from connectors.mysql.binlog.ddl import literal_of  # the DDL grammar's literal reader
+        from obsync.sql.ddl import literal_of  # the DDL grammar's literal reader
         return literal_of(text)
     return ("str", text)
 

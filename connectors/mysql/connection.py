@@ -8,8 +8,8 @@ from typing import Any, Literal
 import pymysql
 import pymysql.cursors
 
-from obsync.config import SourceConfig
-from obsync.errors import SourceError, SourceUnavailable
+from obsync.task.config import SourceConfig
+from obsync.core.errors import SourceError, SourceUnavailable
 
 Dialect = Literal["oceanbase", "mysql", "mariadb"]
 

@@ -1,4 +1,4 @@
-"""Asking the source to evaluate an expression: what row filters delegate (`obsync.filters`).
+"""Asking the source to evaluate an expression: what row filters delegate (`obsync.sql.filters`).
 
 Comparisons obsync cannot prove it evaluates exactly as the database would (ordering text under a
 case-insensitive collation, non-ASCII text, unusual collations) are answered by the source itself:
@@ -14,8 +14,8 @@ from typing import Any
 
 import pymysql
 
-from connectors.mysql.connection import Endpoint, close_quietly, connect
-from obsync.errors import SourceError
+from obsync.connectors.mysql.connection import Endpoint, close_quietly, connect
+from obsync.core.errors import SourceError
 
 _UNSAFE_MODES = frozenset({"NO_BACKSLASH_ESCAPES", "NO_UNSIGNED_SUBTRACTION", "PAD_CHAR_TO_FULL_LENGTH"})
 

@@ -5,8 +5,8 @@ in C (`pip install obsync[fast]`, built against libmariadb or libmysqlclient). T
 when it can be imported (`DEFAULT_DRIVER`) and pymysql otherwise; rows, canonical values, errors and
 reconnects are the same either way (tests/integration/test_snapshot_*.py run both).
 
-`connect_fast` sets a session up like `connectors.mysql.connection.connect`: utf8mb4, UTC, autocommit, the
-endpoint's connect timeout, and returns values in the form `connectors.mysql.values` expects
+`connect_fast` sets a session up like `obsync.connectors.mysql.connection.connect`: utf8mb4, UTC, autocommit, the
+endpoint's connect timeout, and returns values in the form `obsync.connectors.mysql.values` expects
 (`mysqldb_conversions`). Differences from pymysql that matter here, handled below or in the reader:
 
 - libmariadb/libmysqlclient connect to the host name `localhost` through the Unix socket; pymysql always uses
@@ -32,9 +32,9 @@ from typing import Any, Literal
 
 import pymysql
 
-from connectors.mysql.connection import Endpoint
-from connectors.mysql.values import mysqldb_conversions
-from obsync.errors import SourceError, SourceUnavailable
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.connectors.mysql.values import mysqldb_conversions
+from obsync.core.errors import SourceError, SourceUnavailable
 
 try:
     import MySQLdb
@@ -88,8 +88,8 @@ def _tcp_hosts(host: str) -> list[str]:
 
 
 def connect_fast(ep: Endpoint, *, autocommit: bool = True) -> Any:
-    """A MySQLdb session in UTC returning the values `connectors.mysql.values` converts; errors as
-    `connectors.mysql.connection.connect` raises them (never with the password)."""
+    """A MySQLdb session in UTC returning the values `obsync.connectors.mysql.values` converts; errors as
+    `obsync.connectors.mysql.connection.connect` raises them (never with the password)."""
     if MySQLdb is None:
         raise ValueError("SQL driver 'mysqlclient' is not installed (pip install mysqlclient)")
     hosts = _tcp_hosts(ep.host)

@@ -1,4 +1,4 @@
-"""Canonical values (see `obsync.schema`) from what a SQL read returns, and helpers the binlog side shares.
+"""Canonical values (see `obsync.core.schema`) from what a SQL read returns, and helpers the binlog side shares.
 
 Reading rows with SQL
 ---------------------
@@ -11,7 +11,7 @@ A snapshot read goes through three pieces that belong together:
   (pymysql's own parsers are regex based, about 20x slower than `datetime.fromisoformat`, and return
   TIMESTAMPs naive). Integers, DECIMAL, FLOAT/DOUBLE and YEAR keep pymysql's `int`/`Decimal`/`float`.
   `mysqldb_conversions()` is the same for mysqlclient (MySQLdb), whose rows then hold the same values
-  (`connectors.mysql.fastsql`).
+  (`obsync.connectors.mysql.fastsql`).
 - `row_converter(columns)`: one function per table that turns a result tuple into a list of canonical values,
   built from a precomputed list of per-column converters (no per-value type dispatch; columns whose pymysql
   value is already canonical are not touched).
@@ -22,7 +22,7 @@ BINARY, VARBINARY, the BLOB kinds, BIT, and `CHAR/VARCHAR ... CHARACTER SET bina
 into BINARY/VARBINARY anyway (checked on MariaDB 10.11 and seekdb 1.4). Text columns come back as `str`
 decoded from the connection's utf8mb4, whatever the column's own charset. So binary columns need no converter.
 
-The session must be in UTC (`connectors.mysql.connection.connect` sets `time_zone = '+00:00'`): TIMESTAMP
+The session must be in UTC (`obsync.connectors.mysql.connection.connect` sets `time_zone = '+00:00'`): TIMESTAMP
 text is read as UTC wall time.
 
 Values that are not dates: MySQL stores zero dates (`0000-00-00`), dates with zero parts (`2024-00-10`) and,
@@ -45,8 +45,8 @@ from typing import Any, Callable, Sequence
 import pymysql
 from pymysql.constants import FIELD_TYPE, FLAG
 
-from connectors.mysql.connection import quote_ident
-from obsync.schema import Column
+from obsync.connectors.mysql.connection import quote_ident
+from obsync.core.schema import Column
 
 Converter = Callable[[Any], Any]
 

@@ -3,10 +3,10 @@
 - `schemas`: Kafka Connect schemas -> Avro schemas, as Confluent's AvroConverter makes them;
 - `wire`: the message bytes (Confluent wire format, Avro single-object encoding);
 - `registry`: a small schema-registry client;
-- `encoder`: the `Encoder`, registered as `avro` when this package is imported (`formats.registry` imports
+- `encoder`: the `Encoder`, registered as `avro` when this package is imported (`obsync.formats.registry` imports
   every module and package under `formats/`).
 """
 
-from formats.avro.encoder import AvroEncoder
+from obsync.formats.avro.encoder import AvroEncoder
 
 __all__ = ["AvroEncoder"]

@@ -1,9 +1,9 @@
 """The `avro` format: the Debezium envelope's content (FORMATS.md, "Debezium") encoded with Avro.
 
-Each change becomes the records the Debezium format writes (`formats.debezium.envelope`: a key struct and an
+Each change becomes the records the Debezium format writes (`obsync.formats.debezium.envelope`: a key struct and an
 `<prefix>.<db>.<table>.Envelope` value; a tombstone after a delete; schema-change events in the `<topic_prefix>`
 topic), with key and value each written in Avro binary (fastavro) under the Avro schema Confluent's
-AvroConverter makes of the Debezium Connect schema (`formats.avro.schemas`). A tombstone keeps a null value;
+AvroConverter makes of the Debezium Connect schema (`obsync.formats.avro.schemas`). A tombstone keeps a null value;
 a record without key (a table without key columns) a null key.
 
 Two modes:
@@ -33,16 +33,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from formats.avro.registry import SchemaRegistryClient, schema_text
-from formats.avro.schemas import LOGICAL_TYPE_MODES, Convert, avro_schema, datum_converter
-from formats.avro.wire import AvroWriter, confluent_header, fingerprint, single_object_header
-from formats.base import Encoder, EncoderContext, KafkaRecord
-from formats.debezium import connect_schema as cs
-from formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
-from formats.debezium.envelope import EventBuilder
-from formats.registry import register
-from obsync.changes import Change
-from obsync.errors import ConfigError
+from obsync.formats.avro.registry import SchemaRegistryClient, schema_text
+from obsync.formats.avro.schemas import LOGICAL_TYPE_MODES, Convert, avro_schema, datum_converter
+from obsync.formats.avro.wire import AvroWriter, confluent_header, fingerprint, single_object_header
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
+from obsync.formats.debezium import connect_schema as cs
+from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
+from obsync.formats.debezium.envelope import EventBuilder
+from obsync.formats.registry import register
+from obsync.core.changes import Change
+from obsync.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def _build(ctx: EncoderContext, **options: Any) -> AvroEncoder:
     `url`: registry-less mode), `schema_topic` (registry-less mode's schema topic, default
     `<topic_prefix>.schemas`), `logical_types` (`connect`, the default: Avro logical types for Connect's logical
     types only, as Confluent's converter; `all`: also for Debezium's DATE, DATETIME types), and the Debezium
-    options that shape the content (`formats.debezium.config`)."""
+    options that shape the content (`obsync.formats.debezium.config`)."""
     valid = (*DEBEZIUM_OPTIONS, *AVRO_OPTIONS)
     for key in sorted(options):
         if key not in valid:

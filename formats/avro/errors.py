@@ -1,8 +1,8 @@
-"""Errors of the Avro format, under obsync's one hierarchy (`obsync.errors`)."""
+"""Errors of the Avro format, under obsync's one hierarchy (`obsync.core.errors`)."""
 
 from __future__ import annotations
 
-from obsync.errors import SinkError
+from obsync.core.errors import SinkError
 
 
 class AvroFormatError(SinkError):

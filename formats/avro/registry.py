@@ -28,7 +28,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from formats.avro.errors import IncompatibleSchemaError, SchemaRegistryError, SchemaRegistryUnavailable
+from obsync.formats.avro.errors import IncompatibleSchemaError, SchemaRegistryError, SchemaRegistryUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from formats.avro.errors import AvroFormatError
+from obsync.formats.avro.errors import AvroFormatError
 
 AVRO_NAMESPACE = "io.confluent.connect.avro"
 DEFAULT_SCHEMA_NAME = "ConnectDefault"

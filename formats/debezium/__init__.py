@@ -9,4 +9,4 @@
   every module and package under `formats/`).
 """
 
-from formats.debezium import flatten, json_format, smt  # noqa: F401  (registers the formats)
+from obsync.formats.debezium import flatten, json_format, smt  # noqa: F401  (registers the formats)

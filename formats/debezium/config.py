@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from obsync.errors import ConfigError
+from obsync.core.errors import ConfigError
 
 DecimalMode = Literal["precise", "string", "double"]
 BigintMode = Literal["long", "precise"]

@@ -36,10 +36,10 @@ Schema names are not adjusted (`schema.name.adjustment.mode=none`, Debezium's de
 `<prefix>.<db>.<table>` part has characters that are invalid in a topic name replaced by `_`, as Debezium's
 default topic naming strategy does.
 
-A column with a literal default (`Column.default`, see `obsync.defaults`) has it as the `default` of its field
+A column with a literal default (`Column.default`, see `obsync.core.defaults`) has it as the `default` of its field
 schema, in the key, the `.Value` struct (`before`/`after`) and the flattened value alike, optional columns
 included, as Debezium's `TableSchemaBuilder` adds it: the default converted as the column's values are (the
-JsonConverter's form, so a DECIMAL default is Base64 of its unscaled value, `formats.debezium.values`). A
+JsonConverter's form, so a DECIMAL default is Base64 of its unscaled value, `obsync.formats.debezium.values`). A
 default that converts to null (a zero date in a nullable column) is left out. As Debezium does, a NOT NULL
 TIMESTAMP that defaults to CURRENT_TIMESTAMP has the epoch as its default; other expression defaults have
 none (no `default` member). Column comments are not carried (`doc`).
@@ -51,8 +51,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from formats.debezium.config import DebeziumConfig
-from obsync.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
+from obsync.formats.debezium.config import DebeziumConfig
+from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
 
 Schema = dict[str, Any]
 
@@ -117,7 +117,7 @@ def _float_has_scale(column: Column) -> bool:
 
 
 def column_kind(column: Column, cfg: DebeziumConfig) -> str:
-    """How Debezium represents `column`: one of the kinds `connect_schema_of` and `formats.debezium.values` know."""
+    """How Debezium represents `column`: one of the kinds `connect_schema_of` and `obsync.formats.debezium.values` know."""
     t = column.data_type
     if t in INTEGER_TYPES:
         if t in ("tinyint", "smallint"):
@@ -187,8 +187,8 @@ def connect_schema_of(column: Column, cfg: DebeziumConfig, optional: bool | None
 
 def json_default(column: Column, cfg: DebeziumConfig) -> Any:
     """`column`'s default as the JsonConverter writes it (None: no default, or it converts to null)."""
-    from formats.debezium.values import converters  # values.py imports this module
-    from obsync.defaults import default_value
+    from obsync.formats.debezium.values import converters  # values.py imports this module
+    from obsync.core.defaults import default_value
 
     value = default_value(column)
     if value is None:

@@ -48,14 +48,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from formats.debezium import connect_schema as cs
-from formats.debezium.config import DebeziumConfig
-from formats.debezium.values import converters, explain
-from formats.default import ddl_type
-from obsync.changes import Change, Op
-from obsync.errors import SchemaMismatchError
-from obsync.positions import LogPosition
-from obsync.schema import TableSchema
+from obsync.formats.debezium import connect_schema as cs
+from obsync.formats.debezium.config import DebeziumConfig
+from obsync.formats.debezium.values import converters, explain
+from obsync.formats.default import ddl_type
+from obsync.core.changes import Change, Op
+from obsync.core.errors import SchemaMismatchError
+from obsync.core.positions import LogPosition
+from obsync.core.schema import TableSchema
 
 Struct = dict[str, Any]
 _NOT_GTID = re.compile(r"^.*\.\d+:\d+$")  # obsync's "file:pos" transaction identity when there is no GTID

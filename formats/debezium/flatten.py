@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from formats.base import EncoderContext
-from formats.debezium.config import COMMON_OPTIONS, parse_options
-from formats.debezium.json_format import DebeziumEncoder
-from formats.registry import register
+from obsync.formats.base import EncoderContext
+from obsync.formats.debezium.config import COMMON_OPTIONS, parse_options
+from obsync.formats.debezium.json_format import DebeziumEncoder
+from obsync.formats.registry import register
 
 
 class DebeziumFlattenEncoder(DebeziumEncoder):

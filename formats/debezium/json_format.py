@@ -4,8 +4,8 @@ With `schemas_enable: true` (the default, as in Kafka Connect) key and value are
 `{"schema": <Connect schema>, "payload": <struct>}`; with `false` they are the bare payloads (that is the
 `debezium_flatten` format). A null key (table without key columns, truncate events) and a null value
 (tombstones) are Kafka nulls. Schema-change events go to the `<topic_prefix>` topic (`extra_topics()`).
-See `formats.debezium.envelope` for what each change becomes and `formats.debezium.connect_schema` /
-`formats.debezium.values` for the schemas and values.
+See `obsync.formats.debezium.envelope` for what each change becomes and `obsync.formats.debezium.connect_schema` /
+`obsync.formats.debezium.values` for the schemas and values.
 
 Each table's schemas are serialized once; a message is the cached schema bytes spliced around the payload.
 """
@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from formats.base import Encoder, EncoderContext, KafkaRecord
-from formats.debezium import connect_schema as cs
-from formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
-from formats.debezium.envelope import Event, EventBuilder
-from formats.registry import register
-from obsync.changes import Change
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
+from obsync.formats.debezium import connect_schema as cs
+from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
+from obsync.formats.debezium.envelope import Event, EventBuilder
+from obsync.formats.registry import register
+from obsync.core.changes import Change
 
 
 def _json_dumps(obj: Any) -> bytes:
@@ -72,6 +72,6 @@ class DebeziumEncoder(Encoder):
 
 @register("debezium")
 def _build(ctx: EncoderContext, **options: Any) -> DebeziumEncoder:
-    """`format_options`: see `formats.debezium.config`; `schemas_enable` defaults to true."""
+    """`format_options`: see `obsync.formats.debezium.config`; `schemas_enable` defaults to true."""
     return DebeziumEncoder(parse_options("debezium", ctx.task_name, options,
                                          COMMON_OPTIONS + ("truncate_events", "schemas_enable")))

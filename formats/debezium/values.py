@@ -1,4 +1,4 @@
-"""Canonical column values (see `obsync.schema`) as the Debezium MySQL connector renders them.
+"""Canonical column values (see `obsync.core.schema`) as the Debezium MySQL connector renders them.
 
 Two renderings per column, chosen once per column from its kind (`connect_schema.column_kind`):
 
@@ -36,10 +36,10 @@ from collections.abc import Callable
 from decimal import Context, Decimal, Inexact
 from typing import Any
 
-from formats.debezium.config import DebeziumConfig
-from formats.debezium.connect_schema import bit_width, column_kind
-from obsync.errors import SchemaMismatchError
-from obsync.schema import Column
+from obsync.formats.debezium.config import DebeziumConfig
+from obsync.formats.debezium.connect_schema import bit_width, column_kind
+from obsync.core.errors import SchemaMismatchError
+from obsync.core.schema import Column
 
 Convert = Callable[[Any], Any]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from obsync.positions import LogPosition
-from obsync.schema import Column, TableSchema
+from obsync.core.positions import LogPosition
+from obsync.core.schema import Column, TableSchema
 
 UTC = dt.timezone.utc
 GTID = "3E11FA47-71CA-11E1-9E33-C80AA9429562:23"

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from connectors.mysql.binlog import BinlogReader, binlog_files, current_log_position
-from connectors.mysql.binlog import ddl as D
-from connectors.mysql.catalog import load_table_schema
-from connectors.mysql.connection import Endpoint, connect
-from obsync.changes import Change, Op
-from obsync.errors import PositionLostError, SchemaMismatchError
-from obsync.positions import LogPosition
+from obsync.connectors.mysql.binlog import BinlogReader, binlog_files, current_log_position
+from obsync.sql import ddl as D
+from obsync.connectors.mysql.catalog import load_table_schema
+from obsync.connectors.mysql.connection import Endpoint, connect
+from obsync.core.changes import Change, Op
+from obsync.core.errors import PositionLostError, SchemaMismatchError
+from obsync.core.positions import LogPosition
 
 UTC = dt.timezone.utc
 _server_ids = itertools.count(9100)
@@ -447,7 +447,7 @@ def _rss() -> int:
 
 @pytest.fixture(scope="module")
 def private_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from obsync.embedded.servers import MariaDBServer
+    from obsync.app.embedded.servers import MariaDBServer
 
     with MariaDBServer(tmp_path_factory.mktemp("mariadb_private"), row_metadata="MINIMAL") as server:
         yield server

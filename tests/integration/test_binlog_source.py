@@ -12,10 +12,10 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 
-from connectors.mysql.binlog import current_log_position
-from connectors.mysql.binlog.source import BinlogSource
-from connectors.mysql.connection import Endpoint, connect
-from obsync.changes import Change, Op
+from obsync.connectors.mysql.binlog import current_log_position
+from obsync.connectors.mysql.binlog.source import BinlogSource
+from obsync.connectors.mysql.connection import Endpoint, connect
+from obsync.core.changes import Change, Op
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from obsync.embedded.servers import MariaDBServer
+from obsync.app.embedded.servers import MariaDBServer
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
 
@@ -43,12 +43,12 @@ def test_bytewax_run_with_two_workers(tmp_path, mariadb, kafka):
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True)
     env = {**os.environ, "OBSYNC_TASK": str(task), "OBSYNC_UNTIL_CAUGHT_UP": "1"}
     with mariadb.connect(autocommit=True) as conn, conn.cursor() as cur:
-        proc = subprocess.run([sys.executable, "-m", "bytewax.run", "flows.sync:flow", "-w", "2",
+        proc = subprocess.run([sys.executable, "-m", "bytewax.run", "obsync.flows.sync:flow", "-w", "2",
                                "-r", str(recovery), "-s", "1", "-b", "0"], env=env, cwd=ROOT, capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         cur.execute(f"INSERT INTO {db}.t VALUES (5000, 'late')")
-        proc = subprocess.run([sys.executable, "-m", "bytewax.run", "flows.sync:flow", "-w", "2",
+        proc = subprocess.run([sys.executable, "-m", "bytewax.run", "obsync.flows.sync:flow", "-w", "2",
                                "-r", str(recovery), "-s", "1", "-b", "0"], env=env, cwd=ROOT, capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -10,8 +10,8 @@ import base64
 
 import pytest
 
-from connectors.mysql.binlog import ddl as D
-from connectors.mysql.catalog import load_table_schema
+from obsync.sql import ddl as D
+from obsync.connectors.mysql.catalog import load_table_schema
 from tests.helpers.tasks import unique
 
 COLUMNS = {  # name: (definition, canonical default text)

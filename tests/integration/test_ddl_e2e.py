@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka.partitioner import partition_for
+from obsync.connectors.kafka.partitioner import partition_for
 from tests.helpers.kafka import Msg, read_partition
 from tests.helpers.tasks import obsync_cmd, unique, write_task
 

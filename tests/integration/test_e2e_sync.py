@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka.partitioner import partition_for
-from obsync.positions import position_from_header
+from obsync.connectors.kafka.partitioner import partition_for
+from obsync.core.positions import position_from_header
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
 

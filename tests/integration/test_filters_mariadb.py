@@ -13,12 +13,12 @@ from typing import Any
 import pymysql
 import pytest
 
-from connectors.mysql.catalog import load_table_schema
-from connectors.mysql.connection import Endpoint, connect
-from connectors.mysql.snapshot import ChunkReader, plan_snapshot
-from obsync.errors import ConfigError
-from obsync.filters import RowFilter, compile_filter
-from obsync.schema import TableSchema
+from obsync.connectors.mysql.catalog import load_table_schema
+from obsync.connectors.mysql.connection import Endpoint, connect
+from obsync.connectors.mysql.snapshot import ChunkReader, plan_snapshot
+from obsync.core.errors import ConfigError
+from obsync.sql.filters import RowFilter, compile_filter
+from obsync.core.schema import TableSchema
 
 TEXT = ["", " ", "a", "A", "a ", "a  ", "abc", "ABC", "abc  ", "Abd", "b", "B", "z", "Z", "Ä", "ä", "ß", "ss", "SS",
         "é", "e", "E", "x_y", "x%y", "xy", "x\\y", "a\tb", "a\t", "it's", "_", "-", "[", "a\x01", "ab"]

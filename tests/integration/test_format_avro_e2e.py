@@ -14,8 +14,8 @@ from collections import defaultdict
 from decimal import Context, Decimal
 from typing import Any
 
-from formats.avro.registry import SchemaRegistryClient
-from formats.avro.wire import read, split_confluent, split_single_object
+from obsync.formats.avro.registry import SchemaRegistryClient
+from obsync.formats.avro.wire import read, split_confluent, split_single_object
 from tests.helpers.kafka import Msg, read_topic
 from tests.helpers.schema_registry import TestSchemaRegistry
 from tests.helpers.tasks import run_obsync, unique, write_task

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from obsync.positions import position_from_header
+from obsync.core.positions import position_from_header
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import obsync_cmd, unique, write_task
 

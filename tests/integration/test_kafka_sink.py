@@ -6,14 +6,14 @@ import uuid
 
 import pytest
 
-from connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
-from connectors.kafka.sink import KafkaSink
-from connectors.kafka.topics import ensure_topics
-from obsync.changes import StreamDone
-from obsync.config import TargetConfig
-from obsync.errors import SinkError
-from obsync.positions import LogPosition, SnapshotPosition
-from obsync.progress import Progress
+from obsync.connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
+from obsync.connectors.kafka.sink import KafkaSink
+from obsync.connectors.kafka.topics import ensure_topics
+from obsync.core.changes import StreamDone
+from obsync.task.config import TargetConfig
+from obsync.core.errors import SinkError
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.runtime.progress import Progress
 from tests.helpers.kafka import read_partition
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connectors.kafka.topics import ensure_topics
-from obsync.config import TargetConfig
+from obsync.connectors.kafka.topics import ensure_topics
+from obsync.task.config import TargetConfig
 from tests.helpers.kafka import partition_count, read_topic
 from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
 

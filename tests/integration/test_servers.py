@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from obsync.embedded.servers import MariaDBServer, SeekDBServer, TansuBroker
+from obsync.app.embedded.servers import MariaDBServer, SeekDBServer, TansuBroker
 
 
 def _query(server: MariaDBServer | SeekDBServer, sql: str) -> list[tuple[object, ...]]:

@@ -21,16 +21,16 @@ from typing import Any
 import pymysql
 import pytest
 
-from connectors.mysql import fastsql
-from connectors.mysql.catalog import load_table_schema
-from connectors.mysql.connection import Endpoint, connect, detect_dialect
-from connectors.mysql.snapshot import ChunkReader, SnapshotPlan, plan_snapshot
-from connectors.mysql.snapshot.keys import KeySql
-from connectors.mysql.snapshot.reader import _position, _read_change
-from obsync.changes import Change, Op
-from obsync.errors import SourceError, SourceUnavailable
-from obsync.positions import SnapshotPosition
-from obsync.schema import Column
+from obsync.connectors.mysql import fastsql
+from obsync.connectors.mysql.catalog import load_table_schema
+from obsync.connectors.mysql.connection import Endpoint, connect, detect_dialect
+from obsync.connectors.mysql.snapshot import ChunkReader, SnapshotPlan, plan_snapshot
+from obsync.connectors.mysql.snapshot.keys import KeySql
+from obsync.connectors.mysql.snapshot.reader import _position, _read_change
+from obsync.core.changes import Change, Op
+from obsync.core.errors import SourceError, SourceUnavailable
+from obsync.core.positions import SnapshotPosition
+from obsync.core.schema import Column
 
 UTC = dt.timezone.utc
 
@@ -412,7 +412,7 @@ def test_errors_are_the_same_with_either_driver(src: Source) -> None:
     [cid] = plan.chunk_ids
     ep = src.endpoint
 
-    # Access denied: terminal, the message of connectors.mysql.connection.connect, never the password.
+    # Access denied: terminal, the message of obsync.connectors.mysql.connection.connect, never the password.
     bad = Endpoint(ep.host, ep.port, ep.user, "not-the-password-42")
     with pytest.raises(SourceError) as denied:
         ChunkReader(bad, plan, cid, 10, driver=src.driver).next_batch()  # type: ignore[arg-type]
@@ -477,7 +477,7 @@ def test_pipelined_pages_lose_no_row_when_the_connection_fails(src: Source, monk
 
     monkeypatch.setattr(fastsql, "send_query", failing_send)
     monkeypatch.setattr(fastsql, "read_rows", failing_read)
-    monkeypatch.setattr("connectors.mysql.snapshot.reader.time.sleep", lambda s: None)
+    monkeypatch.setattr("obsync.connectors.mysql.snapshot.reader.time.sleep", lambda s: None)
     got: list[Change] = []
     while (batch := reader.next_batch()) is not None:
         got += batch

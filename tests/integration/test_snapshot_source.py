@@ -13,12 +13,12 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, cluster_main, run_main
 
-from connectors.mysql.catalog import load_table_schema
-from connectors.mysql.connection import Endpoint, connect, detect_dialect
-from connectors.mysql.snapshot import SnapshotPlan, plan_snapshot
-from connectors.mysql.snapshot.source import SnapshotSource
-from obsync.changes import Change, StreamDone
-from obsync.positions import SnapshotPosition
+from obsync.connectors.mysql.catalog import load_table_schema
+from obsync.connectors.mysql.connection import Endpoint, connect, detect_dialect
+from obsync.connectors.mysql.snapshot import SnapshotPlan, plan_snapshot
+from obsync.connectors.mysql.snapshot.source import SnapshotSource
+from obsync.core.changes import Change, StreamDone
+from obsync.core.positions import SnapshotPosition
 
 
 @pytest.fixture(params=["mariadb", "seekdb"])

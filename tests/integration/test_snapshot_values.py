@@ -1,4 +1,4 @@
-"""Every MySQL column type read by the snapshot reader gives its canonical value (see obsync.schema), on MariaDB
+"""Every MySQL column type read by the snapshot reader gives its canonical value (see obsync.core.schema), on MariaDB
 and on seekdb, through both SQL drivers (mysqlclient and pymysql). The raw values behind these are recorded in
 tests/unit/test_sql_values.py."""
 
@@ -11,10 +11,10 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.mysql import fastsql
-from connectors.mysql.catalog import load_table_schema
-from connectors.mysql.connection import Endpoint, connect, detect_dialect
-from connectors.mysql.snapshot import ChunkReader, plan_snapshot
+from obsync.connectors.mysql import fastsql
+from obsync.connectors.mysql.catalog import load_table_schema
+from obsync.connectors.mysql.connection import Endpoint, connect, detect_dialect
+from obsync.connectors.mysql.snapshot import ChunkReader, plan_snapshot
 
 UTC = dt.timezone.utc
 

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from connectors.mysql.binlog import BinlogReader, binlog_files, current_log_position
-from connectors.mysql.binlog.start_time import _Scanner, position_at_time
-from connectors.mysql.connection import Endpoint, connect
-from obsync.changes import Change, Op
-from obsync.errors import PositionLostError
-from obsync.positions import LogPosition
+from obsync.connectors.mysql.binlog import BinlogReader, binlog_files, current_log_position
+from obsync.connectors.mysql.binlog.start_time import _Scanner, position_at_time
+from obsync.connectors.mysql.connection import Endpoint, connect
+from obsync.core.changes import Change, Op
+from obsync.core.errors import PositionLostError
+from obsync.core.positions import LogPosition
 
 UTC = dt.timezone.utc
 _server_ids = itertools.count(9700)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.mysql.binlog import ddl as D
-from connectors.mysql.binlog.schema_history import HISTORY_FILE, SchemaHistory
-from obsync.errors import StateError
-from obsync.positions import LogPosition
+from obsync.sql import ddl as D
+from obsync.connectors.mysql.binlog.schema_history import HISTORY_FILE, SchemaHistory
+from obsync.core.errors import StateError
+from obsync.core.positions import LogPosition
 
 
 def create(sql: str, default_charset: str = "utf8mb4", dialect: str = "mysql") -> D.TableDef:
@@ -221,7 +221,7 @@ def test_mariadb_rename_column_if_exists() -> None:
 def test_a_resume_tracks_history_tables_the_rules_select_though_gone_from_the_source() -> None:
     """On a resume the rules are resolved against the source now: a table renamed away since the resume position
     is not among them, yet the stream replays its rows before the RENAME."""
-    from connectors.mysql.binlog.schema_tracker import SchemaTracker
+    from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
 
     class NoSource:
         dialect = "mariadb"
@@ -278,7 +278,7 @@ def test_oceanbase_show_create_defaults_are_quoted() -> None:
 
 
 def test_schema_history_entries_without_defaults_still_load() -> None:
-    from obsync.schema import TableSchema
+    from obsync.core.schema import TableSchema
 
     t = create("CREATE TABLE t (id INT PRIMARY KEY, a INT NOT NULL DEFAULT 0)")
     d = t.schema.to_dict()

@@ -13,13 +13,13 @@ from pymysqlreplication.constants import FIELD_TYPE as FT
 from pymysqlreplication.event import GtidEvent, NotImplementedEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import TableMapEvent, WriteRowsEvent
 
-from connectors.mysql.binlog import ddl as D
-from connectors.mysql.binlog.reader import BinlogReader, _Batch, _Session
-from connectors.mysql.binlog.schema_history import SchemaHistory
-from connectors.mysql.binlog.schema_tracker import SchemaTracker
-from connectors.mysql.connection import Endpoint
-from obsync.changes import Op
-from obsync.positions import LogPosition
+from obsync.sql import ddl as D
+from obsync.connectors.mysql.binlog.reader import BinlogReader, _Batch, _Session
+from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
+from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.core.changes import Op
+from obsync.core.positions import LogPosition
 
 SID = uuid.UUID("3e11fa47-71ca-11e1-9e33-c80aa9429562")
 

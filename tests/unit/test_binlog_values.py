@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 from pymysqlreplication.constants import FIELD_TYPE as FT
 
-from connectors.mysql.binlog import values as V
-from connectors.mysql.binlog.rows import RowDecoder, _decimal_reader, mismatch_reason
-from obsync.errors import SchemaMismatchError
-from obsync.schema import Column, TableSchema
+from obsync.connectors.mysql.binlog import values as V
+from obsync.connectors.mysql.binlog.rows import RowDecoder, _decimal_reader, mismatch_reason
+from obsync.core.errors import SchemaMismatchError
+from obsync.core.schema import Column, TableSchema
 
 UTC = dt.timezone.utc
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from obsync.config import load_task, parse_task
-from obsync.errors import ConfigError
+from obsync.task.config import load_task, parse_task
+from obsync.core.errors import ConfigError
 
 BASE = {
     "name": "shop-to-kafka",

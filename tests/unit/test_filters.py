@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from obsync.errors import ConfigError, SourceError
-from obsync.filters import RowFilter, compile_filter
-from obsync.schema import Column, TableSchema
+from obsync.core.errors import ConfigError, SourceError
+from obsync.sql.filters import RowFilter, compile_filter
+from obsync.core.schema import Column, TableSchema
 
 UTC = dt.timezone.utc
 

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from formats.avro.encoder import DEBEZIUM_OPTIONS, AvroEncoder
-from formats.avro.errors import IncompatibleSchemaError, SchemaRegistryError, SchemaRegistryUnavailable
-from formats.avro.registry import SchemaRegistryClient
-from formats.avro.schemas import avro_name, avro_schema, datum_converter
-from formats.avro.wire import (
+from obsync.formats.avro.encoder import DEBEZIUM_OPTIONS, AvroEncoder
+from obsync.formats.avro.errors import IncompatibleSchemaError, SchemaRegistryError, SchemaRegistryUnavailable
+from obsync.formats.avro.registry import SchemaRegistryClient
+from obsync.formats.avro.schemas import avro_name, avro_schema, datum_converter
+from obsync.formats.avro.wire import (
     AvroWriter,
     confluent_header,
     fingerprint,
@@ -29,13 +29,13 @@ from formats.avro.wire import (
     split_confluent,
     split_single_object,
 )
-from formats.base import EncoderContext, KafkaRecord
-from formats.debezium.config import parse_options
-from formats.registry import encoder_for
-from obsync.changes import Change, Op
-from obsync.errors import ConfigError
-from obsync.positions import LogPosition, SnapshotPosition
-from obsync.schema import Column, TableSchema
+from obsync.formats.base import EncoderContext, KafkaRecord
+from obsync.formats.debezium.config import parse_options
+from obsync.formats.registry import encoder_for
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.schema import Column, TableSchema
 from tests.helpers.schema_registry import TestSchemaRegistry, can_read, expand
 
 # ---------------------------------------------------------------------- Connect -> Avro, per column type
@@ -586,8 +586,8 @@ def test_struct_columns_round_trip_and_a_second_one_is_a_reference():
 
 def test_column_defaults_become_avro_field_defaults_and_keep_backward_compatibility() -> None:
     """A NOT NULL column added with a default is a required Avro field with that default: a BACKWARD reader."""
-    from formats.debezium.config import DebeziumConfig
-    from formats.debezium.connect_schema import value_schema
+    from obsync.formats.debezium.config import DebeziumConfig
+    from obsync.formats.debezium.connect_schema import value_schema
 
     cfg = DebeziumConfig(topic_prefix="p")
     before = TableSchema("db", "t", (Column("id", "int", "int", nullable=False),), primary_key=("id",))

@@ -8,13 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from formats.base import EncoderContext
-from formats.dataworks import DataWorksEncoder, column_type, is_sent
-from formats.registry import encoder_for
-from obsync.changes import Change, Op
-from obsync.errors import ConfigError
-from obsync.positions import LogPosition, SnapshotPosition
-from obsync.schema import Column, TableSchema
+from obsync.formats.base import EncoderContext
+from obsync.formats.dataworks import DataWorksEncoder, column_type, is_sent
+from obsync.formats.registry import encoder_for
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.schema import Column, TableSchema
 from tests.helpers.format_rows import UTC, GTID, ORDERS, ROW1, ROW2
 
 POS = LogPosition("mysql-bin.000042", 1234567, 3)

@@ -16,18 +16,18 @@ from typing import Any
 
 import pytest
 
-import formats.debezium.json_format as json_format_mod
-from formats.base import EncoderContext
-from formats.debezium import connect_schema as cs
-from formats.debezium.config import DebeziumConfig
-from formats.debezium.envelope import EventBuilder, connect_records
-from formats.debezium.json_format import DebeziumEncoder
-from formats.debezium.smt import DebeziumSmtEncoder
-from formats.registry import encoder_for
-from obsync.changes import Change, Op
-from obsync.errors import ConfigError, SchemaMismatchError
-from obsync.positions import LogPosition, SnapshotPosition
-from obsync.schema import Column, TableSchema
+import obsync.formats.debezium.json_format as json_format_mod
+from obsync.formats.base import EncoderContext
+from obsync.formats.debezium import connect_schema as cs
+from obsync.formats.debezium.config import DebeziumConfig
+from obsync.formats.debezium.envelope import EventBuilder, connect_records
+from obsync.formats.debezium.json_format import DebeziumEncoder
+from obsync.formats.debezium.smt import DebeziumSmtEncoder
+from obsync.formats.registry import encoder_for
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError, SchemaMismatchError
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.schema import Column, TableSchema
 
 UTC = dt.timezone.utc
 GTID = "3E11FA47-71CA-11E1-9E33-C80AA9429562:23"
@@ -750,7 +750,7 @@ def test_the_standard_library_writes_the_same_bytes(monkeypatch: pytest.MonkeyPa
 
 
 def test_timestamps_in_other_zones_and_naive_ones_are_written_in_utc() -> None:
-    from formats.debezium.values import zoned_timestamp
+    from obsync.formats.debezium.values import zoned_timestamp
 
     plus5 = dt.timezone(dt.timedelta(hours=5))
     assert zoned_timestamp(dt.datetime(2024, 1, 2, 3, 4, 5, 120000, tzinfo=plus5), 3) == "2024-01-01T22:04:05.120Z"

@@ -8,14 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-import formats.default as default_mod
-from formats.default import DefaultEncoder, ddl_type
-from formats.base import EncoderContext
-from formats.registry import encoder_for
-from obsync.changes import Change, Op
-from obsync.errors import ConfigError
-from obsync.positions import LogPosition, SnapshotPosition
-from obsync.schema import Column, TableSchema
+import obsync.formats.default as default_mod
+from obsync.formats.default import DefaultEncoder, ddl_type
+from obsync.formats.base import EncoderContext
+from obsync.formats.registry import encoder_for
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.schema import Column, TableSchema
 from tests.helpers.format_rows import UTC, GTID, POS, ORDERS, ROW1, ROW2
 
 

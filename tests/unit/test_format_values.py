@@ -10,15 +10,15 @@ from decimal import Decimal
 
 import pytest
 
-from formats.values import (
+from obsync.formats.values import (
     key_render_function,
     render_double,
     render_float,
     render_value,
     table_renderer,
 )
-from obsync.errors import SchemaMismatchError
-from obsync.schema import Column, TableSchema
+from obsync.core.errors import SchemaMismatchError
+from obsync.core.schema import Column, TableSchema
 
 UTC = dt.timezone.utc
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from connectors.mysql.binlog.backfill import Backfill, BackfillQueue, admit, key_problem
-from obsync.changes import Change, Op
-from obsync.config import parse_task
-from obsync.live import Live, add_backfills, backfill_requests, changed_fields
-from obsync.positions import LogPosition
-from obsync.schema import Column, TableSchema
+from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, admit, key_problem
+from obsync.core.changes import Change, Op
+from obsync.task.config import parse_task
+from obsync.task.live import Live, add_backfills, backfill_requests, changed_fields
+from obsync.core.positions import LogPosition
+from obsync.core.schema import Column, TableSchema
 
 T = TableSchema("d", "t", (Column("id", "int", "int"), Column("v", "varchar", "varchar(10)")), ("id",), ())
 

@@ -1,4 +1,4 @@
-"""obsync.metrics: names, labels, the HTTP endpoint, collect hooks, and the cost of recording."""
+"""obsync.runtime.metrics: names, labels, the HTTP endpoint, collect hooks, and the cost of recording."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from obsync import metrics
-from obsync.errors import ConfigError, PositionLostError, SinkError, SourceUnavailable
+from obsync.runtime import metrics
+from obsync.core.errors import ConfigError, PositionLostError, SinkError, SourceUnavailable
 
 
 @pytest.fixture(autouse=True)
@@ -143,7 +143,7 @@ def test_recording_is_a_cached_lookup_per_call():
 
 
 def test_task_file_settings():
-    from obsync.config import parse_task
+    from obsync.task.config import parse_task
 
     base = {"name": "t", "source": {"user": "u"}, "target": {"bootstrap_servers": "k:9092"},
             "objects": [{"match": "shop.orders"}]}

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from obsync import cli
-from obsync.config import parse_task
-from obsync.errors import ConfigError
-from obsync.precheck import (
+from obsync.app import cli
+from obsync.task.config import parse_task
+from obsync.core.errors import ConfigError
+from obsync.app.precheck import (
     CHECKS,
     ITEM_IDS,
     SKIPPABLE,

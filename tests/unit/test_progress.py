@@ -1,4 +1,4 @@
-"""obsync.progress: the pure display parts, what the sources and the sink report, lag, and the display."""
+"""obsync.runtime.progress: the pure display parts, what the sources and the sink report, lag, and the display."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from connectors.kafka.records import OutRecord
-from connectors.mysql.snapshot.plan import Chunk, SnapshotPlan, TablePlan
-from obsync import metrics
-from obsync.changes import Change, Op
-from obsync.positions import LogPosition, SnapshotPosition
-from obsync.progress import (Progress, RateMeter, SourceStats, TerminalBars, eta_seconds, format_count,
+from obsync.connectors.kafka.records import OutRecord
+from obsync.connectors.mysql.snapshot.plan import Chunk, SnapshotPlan, TablePlan
+from obsync.runtime import metrics
+from obsync.core.changes import Change, Op
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.runtime.progress import (Progress, RateMeter, SourceStats, TerminalBars, eta_seconds, format_count,
                              format_duration, render_bar)
-from obsync.schema import Column, TableSchema
+from obsync.core.schema import Column, TableSchema
 
 
 @pytest.fixture(autouse=True)
@@ -292,7 +292,7 @@ def test_periodic_log_lines_without_a_terminal(caplog):
     stats.snapshot_planned(plan_of(orders=(1000, 1)))
     p = Progress(interval=5.0, stats=stats, stream=io.StringIO())
     c = FakeChunk("shop.orders/0000")
-    caplog.set_level(logging.INFO, logger="obsync.progress")
+    caplog.set_level(logging.INFO, logger="obsync.runtime.progress")
     p._last_report = 0.0
     c.read(stats, 400)
     p.tick(now=10.0)
@@ -339,7 +339,7 @@ def test_terminal_bars_redraw_in_place_and_log_lines_print_above():
 
 
 def test_start_on_a_terminal_draws_bars_and_stop_leaves_them(monkeypatch):
-    monkeypatch.setattr("obsync.progress._REDRAW", 0.05)
+    monkeypatch.setattr("obsync.runtime.progress._REDRAW", 0.05)
     term = FakeTerminal()
     stats = SourceStats()
     stats.snapshot_planned(plan_of(orders=(100, 1)))

@@ -1,4 +1,4 @@
-"""Rate limits (obsync.ratelimit) on a simulated clock: the 10-second window bound, debt, both caps."""
+"""Rate limits (obsync.steps.ratelimit) on a simulated clock: the 10-second window bound, debt, both caps."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from obsync.config import parse_task
-from obsync.errors import ConfigError
-from obsync.ratelimit import (
+from obsync.task.config import parse_task
+from obsync.core.errors import ConfigError
+from obsync.steps.ratelimit import (
     BURST_SECONDS,
     Pacer,
     RateLimiter,
@@ -240,9 +240,9 @@ def test_limiter_for_divides_among_processes():
 def test_bytewax_processes():
     run = "/usr/lib/python3/site-packages/bytewax/run.py"
     assert bytewax_processes(["obsync", "run", "-a", "x"], {}) == 1  # not bytewax.run's argv
-    assert bytewax_processes([run, "flows.sync:flow", "-i", "0", "-a", "h:1;h:2;h:3"], {}) == 3
-    assert bytewax_processes([run, "flows.sync:flow", "--addresses=h:1;h:2"], {}) == 2
-    assert bytewax_processes([run, "flows.sync:flow"], {"BYTEWAX_ADDRESSES": "a:1;b:1"}) == 2
+    assert bytewax_processes([run, "obsync.flows.sync:flow", "-i", "0", "-a", "h:1;h:2;h:3"], {}) == 3
+    assert bytewax_processes([run, "obsync.flows.sync:flow", "--addresses=h:1;h:2"], {}) == 2
+    assert bytewax_processes([run, "obsync.flows.sync:flow"], {"BYTEWAX_ADDRESSES": "a:1;b:1"}) == 2
     assert bytewax_processes([run], {"OBSYNC_PROCESSES": "4", "BYTEWAX_ADDRESSES": "a:1"}) == 4
     assert bytewax_processes(["x"], {}) == 1
 
@@ -278,8 +278,8 @@ def test_config():
 
 
 def test_what_is_counted():
-    from obsync.changes import Change, Op, StreamDone
-    from obsync.positions import LogPosition
+    from obsync.core.changes import Change, Op, StreamDone
+    from obsync.core.positions import LogPosition
 
     pos = LogPosition("binlog.000001", 4, 0)
     ins = Change(Op.INSERT, None, pos, None, {"id": 7, "name": "héllo", "blob": b"\x00\x01", "d": date(2020, 1, 1),
@@ -310,8 +310,8 @@ class FakeChunkReader:
         if self.done:
             return None
         n = min(self.batch, self.total - self.rows_read)
-        from obsync.changes import Change, Op
-        from obsync.positions import SnapshotPosition
+        from obsync.core.changes import Change, Op
+        from obsync.core.positions import SnapshotPosition
 
         out = [Change(Op.READ, None, SnapshotPosition(self.chunk_id, (i,)), None, {"id": i})
                for i in range(self.rows_read, self.rows_read + n)]
@@ -327,8 +327,8 @@ class FakeChunkReader:
 def test_snapshot_partition_holds_and_paces_a_batch():
     from datetime import datetime, timezone
 
-    from connectors.mysql.snapshot.source import _Slot, _SnapshotPartition
-    from obsync.changes import StreamDone
+    from obsync.connectors.mysql.snapshot.source import _Slot, _SnapshotPartition
+    from obsync.core.changes import StreamDone
 
     clock = Clock()
     lim = RateLimiter(rps=100, clock=clock)  # bucket 50 rows, slices of at least 25

@@ -1,12 +1,12 @@
-"""`resources` presets and explicit settings turned into engine and client settings (`obsync.resources`)."""
+"""`resources` presets and explicit settings turned into engine and client settings (`obsync.task.resources`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from obsync.config import parse_task
-from obsync.errors import ConfigError
-from obsync.resources import ROW_BYTES, plan_resources
+from obsync.task.config import parse_task
+from obsync.core.errors import ConfigError
+from obsync.task.resources import ROW_BYTES, plan_resources
 
 BASE = {"name": "t", "source": {"user": "u"}, "target": {"bootstrap_servers": "b:9092"},
         "objects": [{"match": "a.b"}]}

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from connectors.kafka.partitioner import murmur2, partition_for
-from connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
-from formats.base import Encoder, KafkaRecord
-from formats.default import DefaultEncoder, partition_key
-from obsync.changes import Change, Op, StreamDone
-from obsync.positions import LogPosition, SnapshotPosition, position_from_header, position_to_header
-from obsync.routing import Router, TopicLayout, split_key_change
-from obsync.schema import Column, TableSchema
+from obsync.connectors.kafka.partitioner import murmur2, partition_for
+from obsync.connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
+from obsync.formats.base import Encoder, KafkaRecord
+from obsync.formats.default import DefaultEncoder, partition_key
+from obsync.core.changes import Change, Op, StreamDone
+from obsync.core.positions import LogPosition, SnapshotPosition, position_from_header, position_to_header
+from obsync.steps.routing import Router, TopicLayout, split_key_change
+from obsync.core.schema import Column, TableSchema
 
 T = TableSchema("shop", "orders", (Column("id", "int", "int(11)"), Column("v", "varchar", "varchar(9)")), ("id",))
 

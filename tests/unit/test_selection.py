@@ -1,4 +1,4 @@
-"""Match rules and exclude patterns (`obsync.selection`), the task-file keys behind them, and object CSV."""
+"""Match rules and exclude patterns (`obsync.task.selection`), the task-file keys behind them, and object CSV."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from obsync.config import parse_task
-from obsync.errors import ConfigError
-from obsync.objects_csv import object_to_row, read_csv, write_csv
-from obsync.selection import Selected, Selection, check_pattern, matches, name_problem
+from obsync.task.config import parse_task
+from obsync.core.errors import ConfigError
+from obsync.task.objects_csv import object_to_row, read_csv, write_csv
+from obsync.task.selection import Selected, Selection, check_pattern, matches, name_problem
 
 BASE = {"name": "t", "source": {"user": "u"}, "target": {"bootstrap_servers": "b:9092"}}
 

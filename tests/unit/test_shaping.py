@@ -6,16 +6,16 @@ import json
 
 import pytest
 
-from formats.default import DefaultEncoder, partition_key
-from obsync.changes import Change, Op, StreamDone
-from obsync.config import parse_task
-from obsync.errors import ConfigError
-from obsync.positions import LogPosition
-from obsync.objects import check_table, plan_for
-from obsync.runtime import check_fixed_partition
-from obsync.selection import Selection
-from obsync.schema import Column, TableSchema
-from obsync.shaping import Shaper
+from obsync.formats.default import DefaultEncoder, partition_key
+from obsync.core.changes import Change, Op, StreamDone
+from obsync.task.config import parse_task
+from obsync.core.errors import ConfigError
+from obsync.core.positions import LogPosition
+from obsync.task.objects import check_table, plan_for
+from obsync.runtime.prepare import check_fixed_partition
+from obsync.task.selection import Selection
+from obsync.core.schema import Column, TableSchema
+from obsync.steps.shaping import Shaper
 
 ORDERS = TableSchema("shop", "orders", (Column("id", "int", "int(11)"), Column("cust", "int", "int(11)"),
                                         Column("region", "varchar", "varchar(8)")), ("id",))

@@ -16,11 +16,11 @@ import pymysql
 import pytest
 from pymysql.constants import FIELD_TYPE
 
-from connectors.mysql.values import (
+from obsync.connectors.mysql.values import (
     MYSQLDB_DECODERS, SQL_DECODERS, bit_int, canonical_from_sql, float32, json_text, mysqldb_conversions,
     parse_time, row_converter, row_dict_converter, select_list, sql_converter, temporal_text, time_text,
     use_sql_decoders)
-from obsync.schema import Column
+from obsync.core.schema import Column
 
 UTC = dt.timezone.utc
 

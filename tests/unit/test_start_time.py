@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.mysql.binlog.start_time import _Txns, parse_start_time
-from obsync.positions import LogPosition
+from obsync.connectors.mysql.binlog.start_time import _Txns, parse_start_time
+from obsync.core.positions import LogPosition
 
 UTC = dt.timezone.utc
 T = dt.datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)  # 1714557600

@@ -4,6 +4,6 @@
 the thin Bytewax adapter.
 """
 
-from connectors.mysql.binlog.reader import BinlogReader, binlog_files, current_log_position
+from obsync.connectors.mysql.binlog.reader import BinlogReader, binlog_files, current_log_position
 
 __all__ = ["BinlogReader", "binlog_files", "current_log_position"]

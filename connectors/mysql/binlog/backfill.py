@@ -2,7 +2,7 @@
 keep streaming.
 
 The binlog reader's thread runs it between transactions, never inside one. It reads the table in key order
-(the snapshot's read order: `connectors.mysql.snapshot.keys`, binary order for character keys) in pages of
+(the snapshot's read order: `obsync.connectors.mysql.snapshot.keys`, binary order for character keys) in pages of
 `page_size` rows, each page the rows after the highest key emitted so far (`hi`), and emits them as INSERT
 changes positioned `SnapshotPosition(chunk, key)` with `chunk = "backfill-<n>.<run>:<db>.<table>"`: a stream of
 its own, which the Kafka sink deduplicates apart from the log's (`<n>` is the request number, `<run>` tells
@@ -45,14 +45,14 @@ from typing import Any, Callable, Iterable
 
 import pymysql
 
-from connectors.mysql.connection import Endpoint, close_quietly, connect, detect_dialect
-from connectors.mysql.snapshot.keys import KeySql, decode_key, encode_key, key_order, select_sql, table_sql
-from connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US
-from connectors.mysql.values import row_dict_converter, use_sql_decoders
-from obsync.changes import Change, Op
-from obsync.errors import SourceError, SourceUnavailable
-from obsync.positions import LogPosition, SnapshotPosition
-from obsync.schema import TableSchema
+from obsync.connectors.mysql.connection import Endpoint, close_quietly, connect, detect_dialect
+from obsync.connectors.mysql.snapshot.keys import KeySql, decode_key, encode_key, key_order, select_sql, table_sql
+from obsync.connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US
+from obsync.connectors.mysql.values import row_dict_converter, use_sql_decoders
+from obsync.core.changes import Change, Op
+from obsync.core.errors import SourceError, SourceUnavailable
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.schema import TableSchema
 
 log = logging.getLogger(__name__)
 

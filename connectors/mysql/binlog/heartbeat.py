@@ -22,10 +22,10 @@ from typing import Any
 
 import pymysql
 
-from connectors.mysql.connection import Endpoint, close_quietly, connect, quote_ident
-from obsync.changes import Change, Op
-from obsync.errors import SourceUnavailable
-from obsync.positions import LogPosition
+from obsync.connectors.mysql.connection import Endpoint, close_quietly, connect, quote_ident
+from obsync.core.changes import Change, Op
+from obsync.core.errors import SourceUnavailable
+from obsync.core.positions import LogPosition
 
 log = logging.getLogger(__name__)
 

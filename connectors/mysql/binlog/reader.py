@@ -17,7 +17,7 @@ handed-out change, or the end of the last transaction when everything up to it w
 position of the last handed-out change; on restart every change at or before it is skipped. Positions are
 (file, end offset of the rows event, index of the row in the event), so the index restarts with every rows
 event and a restart inside a multi-event transaction neither skips nor repeats a row. `backfill` is the progress of the backfills of tables
-added to the running task (`connectors.mysql.binlog.backfill`), as of the last change handed out; version 1
+added to the running task (`obsync.connectors.mysql.binlog.backfill`), as of the last change handed out; version 1
 states (no backfill) are read as having none.
 
 `live` (an `obsync.live.Live`) is the task's current selection: at a transaction boundary after it changed,
@@ -64,14 +64,14 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from connectors.mysql.binlog.backfill import BackfillQueue, Page, PageReader, admit, key_problem
-from connectors.mysql.binlog.rows import RowDecoder, table_map_signature
-from connectors.mysql.binlog.schema_history import SchemaHistory
-from connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
-from connectors.mysql.connection import Endpoint, connect
-from obsync.changes import Change, Op
-from obsync.errors import ObsyncError, PositionLostError, SourceError, SourceUnavailable
-from obsync.positions import LogPosition, binlog_file_number, position_from_json
+from obsync.connectors.mysql.binlog.backfill import BackfillQueue, Page, PageReader, admit, key_problem
+from obsync.connectors.mysql.binlog.rows import RowDecoder, table_map_signature
+from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
+from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
+from obsync.connectors.mysql.connection import Endpoint, connect
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ObsyncError, PositionLostError, SourceError, SourceUnavailable
+from obsync.core.positions import LogPosition, binlog_file_number, position_from_json
 
 log = logging.getLogger(__name__)
 logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)  # it warns about MINIMAL metadata on connect

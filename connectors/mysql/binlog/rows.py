@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 from pymysqlreplication.constants import FIELD_TYPE as FT
 
-from connectors.mysql.binlog import values as V
-from obsync.errors import SchemaMismatchError, SourceError
-from obsync.schema import Column, TableSchema
+from obsync.connectors.mysql.binlog import values as V
+from obsync.core.errors import SchemaMismatchError, SourceError
+from obsync.core.schema import Column, TableSchema
 
 ColumnReader = Callable[[bytes, int], "tuple[Any, int]"]
 

@@ -21,9 +21,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from connectors.mysql.binlog.ddl import TableDef, TableName
-from obsync.errors import StateError
-from obsync.positions import LogPosition, position_from_json
+from obsync.sql.ddl import TableDef, TableName
+from obsync.core.errors import StateError
+from obsync.core.positions import LogPosition, position_from_json
 
 log = logging.getLogger(__name__)
 

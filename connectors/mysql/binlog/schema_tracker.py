@@ -15,15 +15,15 @@ from typing import Callable, Iterable
 
 import pymysql
 
-from connectors.mysql.binlog import ddl as D
-from connectors.mysql.binlog.ddl import TableDef, TableName
-from connectors.mysql.binlog.rows import mismatch_reason
-from connectors.mysql.binlog.schema_history import SchemaHistory
-from connectors.mysql.catalog import load_table_schema
-from connectors.mysql.connection import Endpoint, close_quietly, connect, detect_dialect
-from obsync.errors import SchemaMismatchError, SourceError, SourceUnavailable
-from obsync.positions import LogPosition
-from obsync.schema import Column, TableSchema
+from obsync.sql import ddl as D
+from obsync.sql.ddl import TableDef, TableName
+from obsync.connectors.mysql.binlog.rows import mismatch_reason
+from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
+from obsync.connectors.mysql.catalog import load_table_schema
+from obsync.connectors.mysql.connection import Endpoint, close_quietly, connect, detect_dialect
+from obsync.core.errors import SchemaMismatchError, SourceError, SourceUnavailable
+from obsync.core.positions import LogPosition
+from obsync.core.schema import Column, TableSchema
 
 log = logging.getLogger(__name__)
 

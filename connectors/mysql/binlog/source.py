@@ -26,14 +26,14 @@ from typing import Any, Callable, Iterable
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.mysql.binlog.heartbeat import HeartbeatClock, HeartbeatWriter
-from connectors.mysql.binlog.reader import BinlogReader
-from connectors.mysql.connection import Endpoint
-from obsync.changes import Batch
-from obsync.errors import SourceUnavailable
-from obsync.positions import LogPosition
-from obsync.progress import source_stats
-from obsync.ratelimit import Pacer, RateLimiter
+from obsync.connectors.mysql.binlog.heartbeat import HeartbeatClock, HeartbeatWriter
+from obsync.connectors.mysql.binlog.reader import BinlogReader
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.core.changes import Batch
+from obsync.core.errors import SourceUnavailable
+from obsync.core.positions import LogPosition
+from obsync.runtime.progress import source_stats
+from obsync.steps.ratelimit import Pacer, RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -41,15 +41,15 @@ from pymysqlreplication.event import (
     XidEvent,
 )
 
-from connectors.mysql.binlog.reader import (
+from obsync.connectors.mysql.binlog.reader import (
     _StreamConnection,
     _StreamLost,
     binlog_files,
     current_log_position,
 )
-from connectors.mysql.connection import Endpoint
-from obsync.errors import PositionLostError, SourceError, SourceUnavailable
-from obsync.positions import LogPosition, binlog_file_number
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.core.errors import PositionLostError, SourceError, SourceUnavailable
+from obsync.core.positions import LogPosition, binlog_file_number
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Binlog row values to canonical values (see the table at the top of `obsync.schema`).
+"""Binlog row values to canonical values (see the table at the top of `obsync.core.schema`).
 
 Pure functions over the bytes of a rows event, so each rule is unit-testable without a server. The layout of
 a value (lengths, fractional digits, decimal precision) always comes from the table-map event; its meaning
@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from pymysqlreplication.json_binary import parse_json
 
-from connectors.mysql.values import json_text
+from obsync.connectors.mysql.values import json_text
 
 UTC = dt.timezone.utc
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)

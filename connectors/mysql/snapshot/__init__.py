@@ -5,7 +5,7 @@
 - `source.SnapshotSource` is the Bytewax adapter (import it from its module: it needs bytewax)
 """
 
-from connectors.mysql.snapshot.plan import Chunk, SnapshotPlan, TablePlan, plan_snapshot
-from connectors.mysql.snapshot.reader import ChunkReader
+from obsync.connectors.mysql.snapshot.plan import Chunk, SnapshotPlan, TablePlan, plan_snapshot
+from obsync.connectors.mysql.snapshot.reader import ChunkReader
 
 __all__ = ["Chunk", "ChunkReader", "SnapshotPlan", "TablePlan", "plan_snapshot"]

@@ -21,10 +21,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-from connectors.mysql.connection import quote_ident
-from connectors.mysql.values import select_list, time_text
-from obsync.positions import SnapshotPosition, position_from_json
-from obsync.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column
+from obsync.connectors.mysql.connection import quote_ident
+from obsync.connectors.mysql.values import select_list, time_text
+from obsync.core.positions import SnapshotPosition, position_from_json
+from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column
 
 KeyOrder = Literal["native", "binary"]
 
@@ -121,5 +121,5 @@ def table_sql(db: str, name: str, scn: int | None) -> str:
 
 
 def select_sql(columns: Sequence[Column]) -> str:
-    """The SELECT list of `columns` (see `connectors.mysql.values.select_list`)."""
+    """The SELECT list of `columns` (see `obsync.connectors.mysql.values.select_list`)."""
     return select_list(columns, ident)

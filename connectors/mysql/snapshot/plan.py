@@ -30,12 +30,12 @@ from typing import Any, Literal, Sequence
 
 import pymysql
 
-from connectors.mysql.connection import Dialect
-from connectors.mysql.snapshot.keys import (KeyOrder, KeySql, decode_key, encode_key, key_order,
+from obsync.connectors.mysql.connection import Dialect
+from obsync.connectors.mysql.snapshot.keys import (KeyOrder, KeySql, decode_key, encode_key, key_order,
                                             select_sql, table_sql)
-from connectors.mysql.values import row_converter, use_sql_decoders
-from obsync.errors import SourceError
-from obsync.schema import TableSchema
+from obsync.connectors.mysql.values import row_converter, use_sql_decoders
+from obsync.core.errors import SourceError
+from obsync.core.schema import TableSchema
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ read point:
   again (at-least-once for tables without a key, which no consumer could deduplicate anyway) and none is lost.
 
 Rows are fetched with mysqlclient (MySQLdb, rows parsed in C) when it is installed, else with pymysql (rows
-parsed in Python, 2-3 times the reader's CPU per row); see `connectors.mysql.fastsql`. Both give the same
-values (`connectors.mysql.values`), the same errors and the same reconnects.
+parsed in Python, 2-3 times the reader's CPU per row); see `obsync.connectors.mysql.fastsql`. Both give the same
+values (`obsync.connectors.mysql.values`), the same errors and the same reconnects.
 """
 
 from __future__ import annotations
@@ -47,15 +47,15 @@ import logging
 import time
 from typing import Any, Callable
 
-from connectors.mysql import fastsql
-from connectors.mysql.evaluator import neutral_sql_mode
-from connectors.mysql.connection import Endpoint, connect
-from connectors.mysql.snapshot.keys import KeySql, decode_key, encode_key, select_sql, table_sql
-from connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US, Chunk, SnapshotPlan, TablePlan
-from connectors.mysql.values import row_dict_converter, use_sql_decoders
-from obsync.changes import Change, Op
-from obsync.errors import SourceError, SourceUnavailable
-from obsync.positions import SnapshotPosition
+from obsync.connectors.mysql import fastsql
+from obsync.connectors.mysql.evaluator import neutral_sql_mode
+from obsync.connectors.mysql.connection import Endpoint, connect
+from obsync.connectors.mysql.snapshot.keys import KeySql, decode_key, encode_key, select_sql, table_sql
+from obsync.connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US, Chunk, SnapshotPlan, TablePlan
+from obsync.connectors.mysql.values import row_dict_converter, use_sql_decoders
+from obsync.core.changes import Change, Op
+from obsync.core.errors import SourceError, SourceUnavailable
+from obsync.core.positions import SnapshotPosition
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class ChunkReader:
     chunks; `attempt` counts the restarts of an ordinal chunk's scan on MySQL/MariaDB, see the module).
 
     `driver` is the SQL client: "mysqlclient" (C row parsing) or "pymysql"; by default mysqlclient when it is
-    installed (`connectors.mysql.fastsql`). Rows, values, positions and errors are the same with either.
+    installed (`obsync.connectors.mysql.fastsql`). Rows, values, positions and errors are the same with either.
     """
 
     def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, chunk_id: str, batch_size: int,
@@ -177,7 +177,7 @@ class ChunkReader:
         self._schema = schema
         self._convert = row_dict_converter(schema.columns)
         self._base = f"SELECT {select_sql(schema.columns)} FROM {table_sql(schema.db, schema.name, plan.scn)}"
-        # The task's row filter, as SQL regenerated from its parse (`obsync.filters`); '%' doubled because
+        # The task's row filter, as SQL regenerated from its parse (`obsync.sql.filters`); '%' doubled because
         # the query is formatted with parameters.
         self._filter = None if row_filter is None else row_filter.replace("%", "%%")
         self._key_names = self._table.key_columns  # () for ordinal chunks
@@ -262,7 +262,7 @@ class ChunkReader:
                     # the socket buffers): do not let the server give up on a slow reader.
                     cur.execute(f"SET SESSION net_write_timeout = {_NET_WRITE_TIMEOUT_S}")
             if self._filter is not None:
-                neutral_sql_mode(conn)  # the row filter means what obsync evaluates (`connectors.mysql.evaluator`)
+                neutral_sql_mode(conn)  # the row filter means what obsync evaluates (`obsync.connectors.mysql.evaluator`)
             self._conn = conn
         return self._conn
 

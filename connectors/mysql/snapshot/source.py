@@ -27,13 +27,13 @@ from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.mysql.connection import Endpoint
-from connectors.mysql.snapshot.plan import SnapshotPlan
-from connectors.mysql.snapshot.reader import ChunkReader
-from obsync.changes import Batch, StreamDone
-from obsync.positions import SnapshotPosition
-from obsync.progress import source_stats
-from obsync.ratelimit import Pacer, RateLimiter
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.connectors.mysql.snapshot.plan import SnapshotPlan
+from obsync.connectors.mysql.snapshot.reader import ChunkReader
+from obsync.core.changes import Batch, StreamDone
+from obsync.core.positions import SnapshotPosition
+from obsync.runtime.progress import source_stats
+from obsync.steps.ratelimit import Pacer, RateLimiter
 
 _WAIT = timedelta(milliseconds=50)
 _running: dict[tuple[int, int], int] = {}  # (source token, worker thread id) -> chunks being read

@@ -191,7 +191,7 @@ def error(kind: str, n: int = 1) -> None:
 
 def error_kind(exc: BaseException) -> str:
     """The `kind` label of an exception: its obsync error class in snake case, else "internal"."""
-    from obsync.errors import ObsyncError
+    from obsync.core.errors import ObsyncError
 
     if not isinstance(exc, ObsyncError):
         return "internal"

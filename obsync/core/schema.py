@@ -1,7 +1,7 @@
 """What obsync knows about a table: its columns, their declared types and its keys.
 
 Values of a column are carried as *canonical* Python values, the same whether the row came from a
-snapshot SELECT or from the binlog (see `connectors.values`):
+snapshot SELECT or from the binlog (see `obsync.connectors.values`):
 
 | column types                                | canonical value                             |
 |---------------------------------------------|---------------------------------------------|
@@ -53,7 +53,7 @@ class Column:
     values: tuple[str, ...] = ()  # ENUM / SET members in declared order
     generated: str | None = None  # "VIRTUAL" or "STORED" for generated columns
     collation: str | None = None  # text/ENUM/SET columns: "utf8mb4_general_ci", ...; None when not known
-    # the column's literal DEFAULT as canonical text (see `obsync.defaults`): the canonical value printed as
+    # the column's literal DEFAULT as canonical text (see `obsync.core.defaults`): the canonical value printed as
     # the Default format prints it ("1.50" in DECIMAL(10,2), "it's", "2020-01-02"); None for no default,
     # DEFAULT NULL and expressions (CURRENT_TIMESTAMP, functions, `(expr)`)
     default: str | None = None

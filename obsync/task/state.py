@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from obsync.errors import StateError
+from obsync.core.errors import StateError
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

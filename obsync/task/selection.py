@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from obsync.errors import ConfigError
+from obsync.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from obsync.config import ObjectConfig
+    from obsync.task.config import ObjectConfig
 
 TableName = tuple[str, str]
 

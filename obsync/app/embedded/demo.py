@@ -20,7 +20,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 
-from obsync.embedded.servers import MariaDBServer, TansuBroker
+from obsync.app.embedded.servers import MariaDBServer, TansuBroker
 
 TASK = """\
 name: demo

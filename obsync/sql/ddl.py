@@ -21,8 +21,8 @@ from typing import Any, Iterable, Union
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.tokens import TokenType
 
-from obsync.defaults import Literal, default_text
-from obsync.schema import Column, TableSchema
+from obsync.core.defaults import Literal, default_text
+from obsync.core.schema import Column, TableSchema
 
 TableName = tuple[str, str]  # (db, table)
 
@@ -502,7 +502,7 @@ _DEFAULT_WIDTHS = {"tinyint": (4, 3), "smallint": (6, 5), "mediumint": (9, 8), "
 
 
 def with_default(col: Column, literal: Literal | None) -> Column:
-    """`col` with the default `literal` (canonical text, see `obsync.defaults`; None: no default)."""
+    """`col` with the default `literal` (canonical text, see `obsync.core.defaults`; None: no default)."""
     text = default_text(col, literal)
     return col if text == col.default else replace(col, default=text)
 
@@ -511,7 +511,7 @@ _TYPED_LITERALS = frozenset({"DATE", "TIME", "TIMESTAMP"})
 
 
 def read_default(cur: _Cursor) -> Literal | None:
-    """Read a DEFAULT value: its literal (see `obsync.defaults`), or None for NULL and for an expression
+    """Read a DEFAULT value: its literal (see `obsync.core.defaults`), or None for NULL and for an expression
     (CURRENT_TIMESTAMP, a function call, `(expr)`), which is skipped."""
     start = cur.i
     lit = _literal(cur)

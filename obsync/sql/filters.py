@@ -64,9 +64,9 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
 
-from obsync import filter_semantics as sem
-from obsync.errors import ConfigError, SourceError
-from obsync.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
+from obsync.sql import filter_semantics as sem
+from obsync.core.errors import ConfigError, SourceError
+from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
 
 Row = dict[str, Any]
 Fn = Callable[[Row], Any]

@@ -16,21 +16,21 @@ from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from connectors.kafka.client import base_config
-from connectors.kafka.topics import ensure_topics
-from connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect
-from formats import encoder_for
-from formats.base import Encoder, EncoderContext
-from connectors.kafka.records import DEFAULT_LANES
-from obsync.config import TaskConfig
-from obsync.errors import ConfigError, StateError
-from obsync.objects import Resolution, compile_where, plan_for, resolve_objects
-from obsync.positions import LogPosition, position_from_json
-from obsync.routing import TopicLayout
-from obsync.schema import TableSchema
-from obsync.selection import Selection
-from obsync.live import RELOADABLE, Live, add_backfills, backfill_requests, changed_fields
-from obsync.state import TaskState
+from obsync.connectors.kafka.client import base_config
+from obsync.connectors.kafka.topics import ensure_topics
+from obsync.connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect
+from obsync.formats import encoder_for
+from obsync.formats.base import Encoder, EncoderContext
+from obsync.connectors.kafka.records import DEFAULT_LANES
+from obsync.task.config import TaskConfig
+from obsync.core.errors import ConfigError, StateError
+from obsync.task.objects import Resolution, compile_where, plan_for, resolve_objects
+from obsync.core.positions import LogPosition, position_from_json
+from obsync.steps.routing import TopicLayout
+from obsync.core.schema import TableSchema
+from obsync.task.selection import Selection
+from obsync.task.live import RELOADABLE, Live, add_backfills, backfill_requests, changed_fields
+from obsync.task.state import TaskState
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Runtime:
     def snapshot_streams(self) -> frozenset[str]:
         if self.plan is None:
             return frozenset()
-        from obsync.positions import SnapshotPosition
+        from obsync.core.positions import SnapshotPosition
 
         return frozenset(SnapshotPosition(c.id, ()).stream for c in self.plan.chunks)
 
@@ -71,8 +71,8 @@ class Runtime:
 
 def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bool = False) -> Runtime:
     """Validate against the source, fix the start point (first run only), create topics."""
-    from connectors.mysql.binlog.reader import current_log_position
-    from connectors.mysql.snapshot.plan import SnapshotPlan, plan_snapshot
+    from obsync.connectors.mysql.binlog.reader import current_log_position
+    from obsync.connectors.mysql.snapshot.plan import SnapshotPlan, plan_snapshot
 
     state = TaskState(task.resolved_state_dir(state_dir))
     sql_ep = Endpoint.sql_of(task.source)
@@ -196,7 +196,7 @@ def accept_changed_selection(task: TaskConfig, state: TaskState, start: dict[str
 
 def check_backfillable(tables: dict[tuple[str, str], TableSchema], added: Sequence[tuple[str, str]]) -> None:
     """A table added to a running task with full sync is read in key order: it needs a usable key."""
-    from connectors.mysql.binlog.backfill import key_problem
+    from obsync.connectors.mysql.binlog.backfill import key_problem
 
     for name in added:
         problem = key_problem(tables[name])
@@ -246,7 +246,7 @@ def reload_task(rt: Runtime, task: TaskConfig) -> str:
 
 def log_position_at(task: TaskConfig, log_ep: Endpoint, sql_ep: Endpoint) -> LogPosition:
     """Where incremental sync starts for `sync.start_time`: the first transaction committed at or after it."""
-    from connectors.mysql.binlog.start_time import parse_start_time, position_at_time
+    from obsync.connectors.mysql.binlog.start_time import parse_start_time, position_at_time
 
     assert task.sync.start_time is not None
     when = parse_start_time(task.sync.start_time)

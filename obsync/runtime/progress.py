@@ -9,7 +9,7 @@ Three parts, all fed once per batch (never per row):
   incremental).
 - `Progress` (one per sink): the Kafka sink calls `wrote()` per batch it hands to the producer, `skipped()`
   for the replays it drops, and, when it reports acknowledgements (`use_acks()`), `acked()` per message
-  Kafka acknowledged. It computes the lag (`lag_seconds`) and feeds the Prometheus metrics (`obsync.metrics`).
+  Kafka acknowledged. It computes the lag (`lag_seconds`) and feeds the Prometheus metrics (`obsync.runtime.metrics`).
 - The display (`Progress.start()`): on a terminal, a bar per table during full sync (rows done / estimated,
   rate, ETA), redrawn twice a second; otherwise a log line every `interval` seconds. In incremental sync,
   a line with lag, throughput and positions every `interval` seconds. `render_bar`, `format_count`,
@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, TextIO
 
-from obsync import metrics
-from obsync.changes import Op
-from obsync.positions import LogPosition, binlog_file_number
+from obsync.runtime import metrics
+from obsync.core.changes import Op
+from obsync.core.positions import LogPosition, binlog_file_number
 
-log = logging.getLogger("obsync.progress")
+log = logging.getLogger("obsync.runtime.progress")
 
 _INSERT, _UPDATE, _DELETE = Op.INSERT, Op.UPDATE, Op.DELETE
 _SETTLE = 1.0  # s after the log source last handed out changes before an empty poll means "caught up"
@@ -690,7 +690,7 @@ class Progress:
         """Write `status()` to `status_path` (atomically; never fails the task)."""
         if self.status_path is None:
             return
-        from obsync.state import write_json_atomic
+        from obsync.task.state import write_json_atomic
 
         try:
             write_json_atomic(self.status_path, self.status(**extra))

@@ -1,9 +1,9 @@
 """Per-object shaping of change batches, before they are encoded: what each object's settings change.
 
-    changes ─> shape (this module) ─> encode + route (obsync.routing) ─> Kafka sink
+    changes ─> shape (this module) ─> encode + route (obsync.steps.routing) ─> Kafka sink
 
-For each change, the settings of the table's object (its first matching rule, `obsync.selection`) apply:
-- **Row filter** (`where`, `obsync.filters`): an insert is kept when its row passes, a delete when its old
+For each change, the settings of the table's object (its first matching rule, `obsync.task.selection`) apply:
+- **Row filter** (`where`, `obsync.sql.filters`): an insert is kept when its row passes, a delete when its old
   row passed; an update is judged on both images: in -> in stays an update, out -> in becomes an insert of
   the new row, in -> out a delete of the old row, out -> out is dropped. Full sync applies the same
   filter in the database (pushed into the SELECT), so both give the same rows.
@@ -31,12 +31,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from obsync.changes import Change, Item, Op
-from obsync.config import DML_OPS, ObjectConfig, TaskConfig
-from obsync.errors import ConfigError
-from obsync.objects import compile_where, kept_columns, project_schema
-from obsync.schema import TableSchema
-from obsync.selection import Selection
+from obsync.core.changes import Change, Item, Op
+from obsync.task.config import DML_OPS, ObjectConfig, TaskConfig
+from obsync.core.errors import ConfigError
+from obsync.task.objects import compile_where, kept_columns, project_schema
+from obsync.core.schema import TableSchema
+from obsync.task.selection import Selection
 
 TableName = tuple[str, str]
 SqlEval = Callable[[str, tuple], Any]
@@ -81,7 +81,7 @@ class Shaper:
 
     @classmethod
     def from_live(cls, live: Any, sql_eval: SqlEval | None = None) -> Shaper:
-        """A Shaper that follows the running task's current objects (`obsync.live`)."""
+        """A Shaper that follows the running task's current objects (`obsync.task.live`)."""
         shaper = cls(live.selection, live.task.sync.dml, sql_eval)
         shaper.live, shaper._live_version = live, live.version
         return shaper

@@ -37,14 +37,14 @@ from typing import Any
 
 import pymysql
 
-from connectors.kafka.client import base_config, redacted
-from connectors.mysql.catalog import load_table_schema
-from connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect, quote_ident
-from obsync.config import TaskConfig
-from obsync.errors import ConfigError, ObsyncError
-from obsync.objects import ObjectPlan, check_table, list_source_tables, plan_for
-from obsync.schema import TableSchema
-from obsync.selection import Selected, Selection
+from obsync.connectors.kafka.client import base_config, redacted
+from obsync.connectors.mysql.catalog import load_table_schema
+from obsync.connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect, quote_ident
+from obsync.task.config import TaskConfig
+from obsync.core.errors import ConfigError, ObsyncError
+from obsync.task.objects import ObjectPlan, check_table, list_source_tables, plan_for
+from obsync.core.schema import TableSchema
+from obsync.task.selection import Selected, Selection
 
 log = logging.getLogger(__name__)
 
@@ -418,8 +418,8 @@ class Probe:
     def encoder(self) -> tuple[Any, str]:
         """(the task's encoder, "") or (None, why its format options are refused)."""
         def make() -> tuple[Any, str]:
-            from formats import encoder_for
-            from formats.base import EncoderContext
+            from obsync.formats import encoder_for
+            from obsync.formats.base import EncoderContext
 
             db_type = "OB_MYSQL" if self.task.source.kind == "oceanbase" else "MYSQL"
             try:
@@ -749,7 +749,7 @@ def check_kafka_topics(p: Probe) -> Item:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import NewTopic
 
-    from obsync.runtime import check_fixed_partition
+    from obsync.runtime.prepare import check_fixed_partition
 
     topics = p.topics()
     bad = [f"{t!r} ({why}; for {', '.join(topics[t])})" for t in topics if (why := topic_problem(t))]
@@ -832,8 +832,8 @@ def _state_owner(path: Path) -> str | None:
 
 
 def check_config_coherent(p: Probe) -> Item:
-    from obsync.runtime import selection_rules
-    from obsync.state import TaskState
+    from obsync.runtime.prepare import selection_rules
+    from obsync.task.state import TaskState
 
     task = p.task
     problems: list[str] = []

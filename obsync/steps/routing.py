@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
-from connectors.kafka.partitioner import murmur2, partition_for
-from connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
-from formats.base import Encoder
-from obsync.changes import Change, Item, Op, StreamDone
+from obsync.connectors.kafka.partitioner import murmur2, partition_for
+from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
+from obsync.formats.base import Encoder
+from obsync.core.changes import Change, Item, Op, StreamDone
 
 Partitioning = Literal["hash", "table", "one"]
 KeyBytes = Callable[[Change], bytes | None]

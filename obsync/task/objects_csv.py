@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from obsync.config import ObjectConfig
-from obsync.errors import ConfigError
-from obsync.selection import name_problem
+from obsync.task.config import ObjectConfig
+from obsync.core.errors import ConfigError
+from obsync.task.selection import name_problem
 
 FIELDS = ("database", "table", "topic", "where", "columns", "sharding_columns")
 REQUIRED = ("database", "table")

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import pymysql
 
-from obsync.errors import ObsyncError
+from obsync.core.errors import ObsyncError
 
 HOST = "127.0.0.1"
 _LIVE: set[ManagedServer] = set()

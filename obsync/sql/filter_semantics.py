@@ -1,6 +1,6 @@
-"""How MySQL and MariaDB compare and compute values, for row filters (`obsync.filters`).
+"""How MySQL and MariaDB compare and compute values, for row filters (`obsync.sql.filters`).
 
-Every function here works on canonical values (see `obsync.schema`) that are not NULL; NULL handling is the
+Every function here works on canonical values (see `obsync.core.schema`) that are not NULL; NULL handling is the
 compiler's. Where the result depends on a collation obsync does not emulate, the functions call
 `ask(sql, params)`, which runs `SELECT <sql>` on the source (`%s` placeholders; charset and collation names
 come from the catalog and are checked to be plain names).
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Callable
 
-from obsync.schema import Column
+from obsync.core.schema import Column
 
 Ask = Callable[[str, tuple], Any]
 Op = Callable[[Any, Any], Any]

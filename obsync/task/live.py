@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from obsync.selection import Selection
+from obsync.task.selection import Selection
 
 if TYPE_CHECKING:
-    from obsync.config import TaskConfig
+    from obsync.task.config import TaskConfig
 
 TableName = tuple[str, str]
 BackfillRequest = tuple[int, str, str]  # (request number, db, table)

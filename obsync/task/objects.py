@@ -1,12 +1,12 @@
 """A task's objects resolved against the source: which tables sync, with which topic, filter, columns and key.
 
-    task objects + exclude ─> obsync.selection (rules) ─> this module (tables on the source) ─> ObjectPlan each
+    task objects + exclude ─> obsync.task.selection (rules) ─> this module (tables on the source) ─> ObjectPlan each
 
 `resolve_objects` lists the source's tables once, applies the rules, reports what it skips (views and other
 non-tables, with the rule that matched them) and checks each synced table's settings against its columns
 (`check_table`), so a wrong column or filter stops the task before anything is written. `plan_for` gives the
 settings of one table; the dry run (`obsync objects`) prints them and the dataflow applies them
-(`obsync.shaping`), including to tables created after the task started.
+(`obsync.steps.shaping`), including to tables created after the task started.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Literal
 
 import pymysql
 
-from obsync.config import ObjectConfig, TaskConfig
-from obsync.errors import ConfigError
-from obsync.schema import TableSchema
-from obsync.selection import SYSTEM_SCHEMAS, Selection, is_pattern
+from obsync.task.config import ObjectConfig, TaskConfig
+from obsync.core.errors import ConfigError
+from obsync.core.schema import TableSchema
+from obsync.task.selection import SYSTEM_SCHEMAS, Selection, is_pattern
 
 if TYPE_CHECKING:
-    from obsync.filters import RowFilter
+    from obsync.sql.filters import RowFilter
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def compile_where(plan_or_rule: ObjectPlan | ObjectConfig, schema: TableSchema,
     rule = plan_or_rule.rule if isinstance(plan_or_rule, ObjectPlan) else plan_or_rule
     if rule.where is None:
         return None
-    from obsync.filters import compile_filter
+    from obsync.sql.filters import compile_filter
 
     label = origin or (f"objects.{plan_or_rule.index}.where" if isinstance(plan_or_rule, ObjectPlan)
                        else f"the row filter of {rule.match!r}")
@@ -150,7 +150,7 @@ class Resolution:
 
 def resolve_objects(conn: pymysql.Connection, task: TaskConfig, *, load_schemas: bool = True) -> Resolution:
     """Apply the task's rules to the source's tables; check names and each table's settings."""
-    from connectors.mysql.catalog import load_table_schema
+    from obsync.connectors.mysql.catalog import load_table_schema
 
     selection = task.selection()
     on_source = list_source_tables(conn, selection.schemas())

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Union
 
-from obsync.positions import Position
-from obsync.schema import TableSchema
+from obsync.core.positions import Position
+from obsync.core.schema import TableSchema
 
-Row = dict[str, Any]  # column name -> canonical value (see obsync.schema)
+Row = dict[str, Any]  # column name -> canonical value (see obsync.core.schema)
 
 
 class Op(str, Enum):

@@ -1,6 +1,6 @@
 """A task's lifecycle from the terminal: save, start in the background, pause, resume, stop, status, list, delete.
 
-A task is its state directory (`obsync.state`). `obsync run` holds the directory's run lock while it runs and
+A task is its state directory (`obsync.task.state`). `obsync run` holds the directory's run lock while it runs and
 writes `status.json` every couple of seconds (`Progress.status`); these commands read the lock and that file,
 and signal the process:
 
@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from obsync.config import TaskConfig, load_task
-from obsync.errors import ConfigError, StateError
-from obsync.state import TaskState, write_json_atomic
+from obsync.task.config import TaskConfig, load_task
+from obsync.core.errors import ConfigError, StateError
+from obsync.task.state import TaskState, write_json_atomic
 
 TASK_COPY = "task.yaml"
 STATUS_FILE = "status.json"

@@ -14,10 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from obsync.errors import ConfigError, ObsyncError
+from obsync.core.errors import ConfigError, ObsyncError
 
 if TYPE_CHECKING:
-    from obsync.config import TaskConfig
+    from obsync.task.config import TaskConfig
 
 log = logging.getLogger("obsync")
 
@@ -41,12 +41,12 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 def _reload_on_sighup(rt: Any, task_file: Path) -> None:
     """SIGHUP re-reads the task file and applies its objects, exclude and topic to the running task
-    (`obsync.runtime.reload_task`), in a thread of its own (it talks to the source and Kafka). An invalid file
+    (`obsync.runtime.prepare.reload_task`), in a thread of its own (it talks to the source and Kafka). An invalid file
     or a change that cannot apply is logged and the task keeps its running settings."""
     import threading
 
-    from obsync.config import load_task
-    from obsync.runtime import reload_task
+    from obsync.task.config import load_task
+    from obsync.runtime.prepare import reload_task
 
     lock = threading.Lock()
 
@@ -82,9 +82,9 @@ def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
-    from obsync.config import load_task
-    from obsync.errors import StateError
-    from obsync.state import TaskState
+    from obsync.task.config import load_task
+    from obsync.core.errors import StateError
+    from obsync.task.state import TaskState
 
     task = load_task(args.task)
     state = TaskState(task.resolved_state_dir(args.state_dir))
@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _run(task, args)
     except ObsyncError as e:
         if state.exists() and not isinstance(e, StateError):
-            from obsync.state import write_json_atomic
+            from obsync.task.state import write_json_atomic
 
             write_json_atomic(state.root / "status.json", {"state": "failed", "phase": "failed",
                                                            "error": str(e), "updated": time.time()})
@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _precheck_before_run(task: TaskConfig, args: argparse.Namespace) -> None:
     """Refuse to start (printing the precheck table on stdout) while a precheck item failed."""
-    from obsync.precheck import PrecheckFailed, run_precheck
+    from obsync.app.precheck import PrecheckFailed, run_precheck
 
     report = run_precheck(task, state_dir=args.state_dir, skip=args.skip_precheck)
     if not report.ok:
@@ -122,10 +122,10 @@ def _run(task: TaskConfig, args: argparse.Namespace) -> int:
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
-    from flows.sync import build_flow
-    from obsync import metrics
-    from obsync.progress import Progress
-    from obsync.runtime import prepare
+    from obsync.flows.sync import build_flow
+    from obsync.runtime import metrics
+    from obsync.runtime.progress import Progress
+    from obsync.runtime.prepare import prepare
 
     metrics.configure(task.name)
     port = args.metrics_port if args.metrics_port is not None else task.metrics_port
@@ -183,8 +183,8 @@ def _run(task: TaskConfig, args: argparse.Namespace) -> int:
 
 
 def _start_metrics_server(port: int, host: str) -> Any:
-    """The Prometheus endpoint (`obsync.metrics`), or a ConfigError naming the port."""
-    from obsync.metrics import start_metrics_server
+    """The Prometheus endpoint (`obsync.runtime.metrics`), or a ConfigError naming the port."""
+    from obsync.runtime.metrics import start_metrics_server
 
     try:
         server = start_metrics_server(port, host)
@@ -202,7 +202,7 @@ def _stop_metrics_server(server: Any) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a task file and print what it would sync."""
-    from obsync.config import load_task
+    from obsync.task.config import load_task
 
     task = load_task(args.task)
     print(f"task {task.name}: valid")
@@ -220,8 +220,8 @@ def cmd_objects(args: argparse.Namespace) -> int:
     Also exports the settings to CSV, or imports them from CSV into a new task file."""
     import yaml
 
-    from obsync.config import load_task, parse_task
-    from obsync.objects_csv import object_to_row, read_csv, write_csv
+    from obsync.task.config import load_task, parse_task
+    from obsync.task.objects_csv import object_to_row, read_csv, write_csv
 
     if args.import_csv is not None:
         data = yaml.safe_load(Path(args.task).read_text())
@@ -255,8 +255,8 @@ def cmd_objects(args: argparse.Namespace) -> int:
 
 def _object_listing(task: TaskConfig) -> dict:
     """What the task selects on the source now (connects to it)."""
-    from connectors.mysql.connection import Endpoint, connect
-    from obsync.objects import kept_columns, resolve_objects
+    from obsync.connectors.mysql.connection import Endpoint, connect
+    from obsync.task.objects import kept_columns, resolve_objects
 
     conn = connect(Endpoint.sql_of(task.source))
     try:
@@ -301,7 +301,7 @@ def _format_listing(task: TaskConfig, listing: dict) -> str:
 
 def cmd_save(args: argparse.Namespace) -> int:
     """Validate a task and create its state directory without starting it."""
-    from obsync.lifecycle import save
+    from obsync.app.lifecycle import save
 
     state = save(args.task, args.state_dir)
     print(f"saved task in {state.root}; start it with: obsync start {state.root}")
@@ -310,7 +310,7 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     """Start a task in the background."""
-    from obsync.lifecycle import LOG_FILE, resolve, start
+    from obsync.app.lifecycle import LOG_FILE, resolve, start
 
     extra = [f"--skip-precheck={i}" for i in args.skip_precheck]
     pid = start(args.task, args.state_dir, extra)
@@ -321,7 +321,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop (or pause) a running task at a consistent point."""
-    from obsync.lifecycle import stop
+    from obsync.app.lifecycle import stop
 
     paused = args.command == "pause"
     was_running = stop(args.task, args.state_dir, paused=paused)
@@ -332,7 +332,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_reload(args: argparse.Namespace) -> int:
     """Apply an edited task file's objects to the running task (SIGHUP)."""
-    from obsync.lifecycle import LOG_FILE, reload, resolve
+    from obsync.app.lifecycle import LOG_FILE, reload, resolve
 
     pid = reload(args.task, args.state_dir)
     _, state, _ = resolve(args.task, args.state_dir)
@@ -343,7 +343,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Show a task's state, phase, position, lag, throughput and full-sync progress."""
-    from obsync.lifecycle import format_status, status
+    from obsync.app.lifecycle import format_status, status
 
     s = status(args.task, args.state_dir)
     print(json.dumps(s, indent=1) if args.json else format_status(s))
@@ -352,7 +352,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """List the tasks of a directory of state directories."""
-    from obsync.lifecycle import list_tasks
+    from obsync.app.lifecycle import list_tasks
 
     tasks = list_tasks(args.root)
     if args.json:
@@ -371,7 +371,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     """Remove a stopped task's state (asks first unless --yes)."""
-    from obsync.lifecycle import delete, resolve
+    from obsync.app.lifecycle import delete, resolve
 
     task, state, _ = resolve(args.task, args.state_dir)
     if not args.yes:
@@ -386,8 +386,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_precheck(args: argparse.Namespace) -> int:
     """Check the task against its source, Kafka and state directory; exit 1 if an item failed."""
-    from obsync.config import load_task
-    from obsync.precheck import run_precheck
+    from obsync.task.config import load_task
+    from obsync.app.precheck import run_precheck
 
     task = load_task(args.task)
     report = run_precheck(task, state_dir=args.state_dir, skip=args.skip)
@@ -401,7 +401,7 @@ def cmd_precheck(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from obsync.embedded.demo import run_demo
+    from obsync.app.embedded.demo import run_demo
 
     return run_demo(Path(args.dir), seconds=args.seconds, rows=args.rows)
 
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="address the metrics endpoint listens on (default 0.0.0.0)")
     run.set_defaults(func=cmd_run)
 
-    from obsync.precheck import ITEM_IDS, SKIPPABLE
+    from obsync.app.precheck import ITEM_IDS, SKIPPABLE
 
     precheck = sub.add_parser(
         "precheck", help="check the task against its source, Kafka and state (exit 0 if nothing failed)",

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from obsync.config import FullResources, IncrementalResources, TaskConfig
+from obsync.task.config import FullResources, IncrementalResources, TaskConfig
 
 ROW_BYTES = 1024
 MIB = 2**20

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from obsync.errors import ConfigError
+from obsync.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from obsync.selection import Selection
+    from obsync.task.selection import Selection
 
 FORMATS = (
     "default",
@@ -101,7 +101,7 @@ class SyncConfig(_Model):
     @classmethod
     def _start_time(cls, v: str | float | None) -> str | float | None:
         if v is not None:
-            from connectors.mysql.binlog.start_time import parse_start_time
+            from obsync.connectors.mysql.binlog.start_time import parse_start_time
 
             parse_start_time(v)
         return v
@@ -128,11 +128,11 @@ class ObjectConfig(_Model):
     """One selection rule: which tables (`match`), and what is sent of them, and where.
 
     `match` is an exact `database.table` name or a pattern of the two (`*` any run, `?` one character,
-    `[abc]`, `[!abc]`; case-sensitive; see `obsync.selection`). A table matched by several entries takes
+    `[abc]`, `[!abc]`; case-sensitive; see `obsync.task.selection`). A table matched by several entries takes
     the settings of the first. `topic` is a fixed topic name or a template with `${database}` and
     `${table}` (default: the task's `topic`), created when missing; `existing_topic` names a topic that
     must already exist and is never created. `where` is a SQL WHERE clause over the table's columns
-    (`obsync.filters`), `columns` the columns sent (key columns always are). `sharding_columns`: the
+    (`obsync.sql.filters`), `columns` the columns sent (key columns always are). `sharding_columns`: the
     columns of the Kafka message key and of the Hash rule (OMS's "sharding columns"), in place of the
     primary key; every change with the same values lands in one partition in commit order.
     Columns are checked against each table when the task starts.
@@ -148,7 +148,7 @@ class ObjectConfig(_Model):
     @field_validator("match")
     @classmethod
     def _pattern(cls, v: str) -> str:
-        from obsync.selection import check_pattern
+        from obsync.task.selection import check_pattern
 
         check_pattern(v)
         return v
@@ -195,7 +195,7 @@ class ObjectConfig(_Model):
     @property
     def is_exact(self) -> bool:
         """True when `match` names one table rather than a pattern."""
-        from obsync.selection import is_pattern
+        from obsync.task.selection import is_pattern
 
         return not is_pattern(self.match)
 
@@ -223,10 +223,10 @@ class SnapshotConfig(_Model):
 
 
 class RateLimit(_Model):
-    """A cap on what one kind of sync takes from the source (`obsync.ratelimit`); unset: no cap.
+    """A cap on what one kind of sync takes from the source (`obsync.steps.ratelimit`); unset: no cap.
 
     `rps`: rows per second; `bps`: bytes per second of row data (estimated from the values, see
-    `obsync.ratelimit`), a number or a string with a unit: "10MB", "1.5 MB/s" (x1000), "512KiB" (x1024).
+    `obsync.steps.ratelimit`), a number or a string with a unit: "10MB", "1.5 MB/s" (x1000), "512KiB" (x1024).
     """
 
     rps: float | None = Field(None, gt=0, description="rows per second")
@@ -235,7 +235,7 @@ class RateLimit(_Model):
     @field_validator("bps", mode="before")
     @classmethod
     def _byte_rate(cls, v: Any) -> Any:
-        from obsync.ratelimit import parse_bytes
+        from obsync.steps.ratelimit import parse_bytes
 
         return parse_bytes(v) if isinstance(v, str) else v
 
@@ -249,7 +249,7 @@ class LimitsConfig(_Model):
 
 
 class FullResources(_Model):
-    """What full sync may use (`obsync.resources`): chunks read at once, Kafka requests in flight per
+    """What full sync may use (`obsync.task.resources`): chunks read at once, Kafka requests in flight per
     broker, and the memory its buffers are sized to (a number of bytes or e.g. "1GiB")."""
 
     read_concurrency: int = Field(1, ge=1, le=256)
@@ -259,7 +259,7 @@ class FullResources(_Model):
     @field_validator("memory", mode="before")
     @classmethod
     def _size(cls, v: Any) -> Any:
-        from obsync.ratelimit import parse_bytes
+        from obsync.steps.ratelimit import parse_bytes
 
         return parse_bytes(v) if isinstance(v, str) else v
 
@@ -273,7 +273,7 @@ class IncrementalResources(_Model):
     @field_validator("log_memory", mode="before")
     @classmethod
     def _size(cls, v: Any) -> Any:
-        from obsync.ratelimit import parse_bytes
+        from obsync.steps.ratelimit import parse_bytes
 
         return parse_bytes(v) if isinstance(v, str) else v
 
@@ -282,7 +282,7 @@ PRESETS = ("small", "medium", "large")
 
 
 class ResourcesConfig(_Model):
-    """`full` and `incremental` resources: a preset name or explicit settings (`obsync.resources`)."""
+    """`full` and `incremental` resources: a preset name or explicit settings (`obsync.task.resources`)."""
 
     full: Literal["small", "medium", "large"] | FullResources | None = None
     incremental: Literal["small", "medium", "large"] | IncrementalResources | None = None
@@ -299,7 +299,7 @@ class HeartbeatConfig(_Model):
     @classmethod
     def _table(cls, v: str | None) -> str | None:
         if v is not None:
-            from obsync.selection import check_pattern, is_pattern
+            from obsync.task.selection import check_pattern, is_pattern
 
             check_pattern(v)
             if is_pattern(v):
@@ -353,7 +353,7 @@ class TaskConfig(_Model):
     @field_validator("exclude")
     @classmethod
     def _exclude(cls, v: list[str]) -> list[str]:
-        from obsync.selection import check_pattern
+        from obsync.task.selection import check_pattern
 
         for p in v:
             check_pattern(p)
@@ -361,7 +361,7 @@ class TaskConfig(_Model):
 
     def selection(self) -> Selection:
         """The task's include rules and exclude patterns (the heartbeat table is always excluded)."""
-        from obsync.selection import Selection
+        from obsync.task.selection import Selection
 
         extra = [self.heartbeat.table] if self.heartbeat.table is not None else []
         return Selection(self.objects, [*self.exclude, *extra])

@@ -1,0 +1,1 @@
+"""The application: runtime, CLI, lifecycle, precheck, progress, metrics, embedded servers."""

@@ -1,0 +1,1 @@
+"""The core: changes, positions, table schemas, errors. Imports nothing else of obsync."""

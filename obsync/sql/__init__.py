@@ -1,0 +1,1 @@
+"""The SQL obsync reads: DDL statements and WHERE-clause row filters."""
