@@ -1,4 +1,4 @@
-"""Canal's flat message, as Canal's Kafka producer writes it (FORMATS.md, "Canal").
+"""Canal's flat message, as Canal's Kafka producer writes it (docs/formats/README.md, "Canal").
 
     {"data": [{...}] | null, "database", "es", "gtid", "id", "isDdl", "mysqlType": {...} | null,
      "old": [{...}] | null, "pkNames": [...] | null, "sql", "sqlType": {...} | null, "table", "ts", "type"}

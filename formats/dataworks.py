@@ -1,4 +1,4 @@
-"""DataWorks' Kafka message, version 2.0 (FORMATS.md, "DataWorks (2.0)").
+"""DataWorks' Kafka message, version 2.0 (docs/formats/README.md, "DataWorks 2.0").
 
     {"schema": {"dataColumn": [{"name", "type"}], "primaryKey": [...] | null,
                 "source": {"dbType", "dbVersion", "dbName", "schemaName", "tableName"[, "businessSystem"]}},

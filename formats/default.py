@@ -1,4 +1,4 @@
-"""OMS's Default serialization: one JSON object per change (FORMATS.md, "Default (OMS)").
+"""OMS's Default serialization: one JSON object per change (docs/formats/README.md, "Default").
 
     {"prevStruct": {...} | null, "postStruct": {...} | null,
      "allMetaData": {"checkpoint", "record_primary_key", "record_primary_value", "source_identity", "dbType",

@@ -1,5 +1,5 @@
 """OMS's DefaultExtendColumnType (`DEFAULT_WITH_SCHEMA`): the Default format plus column types
-(FORMATS.md, "DefaultExtendColumnType").
+(docs/formats/README.md, "DefaultExtendColumnType").
 
 Every message is the Default format's (`obsync.formats.default`), byte for byte, except that a `postStruct` holding a
 row (INSERT, UPDATE, and ROW for full sync) ends with one more member:

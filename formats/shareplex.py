@@ -1,4 +1,4 @@
-"""SharePlex's JSON message (FORMATS.md, "SharePlex").
+"""SharePlex's JSON message (docs/formats/README.md, "SharePlex").
 
     {"meta": {"time", "userid", "op", "scn", "rowid", "trans", "seq", "size", "table", "idx", "posttime"},
      "data": {...}, "key": {...} | null}

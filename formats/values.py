@@ -1,6 +1,6 @@
 """Canonical column values (see `obsync.core.schema`) rendered as the text the OMS-style formats carry.
 
-Rules (FORMATS.md, "Default (OMS)"): every value is a string, or None for SQL NULL.
+Rules (docs/formats/README.md, "Column values"): every value is a string, or None for SQL NULL.
 - integers and YEAR in decimal (YEAR zero-padded to four digits, as MySQL prints it);
 - DECIMAL in plain notation with the column's scale (`5` in DECIMAL(12,2) is `5.00`), never rounded, never
   scientific, never `-0`;

@@ -1,4 +1,4 @@
-"""The `avro` format (FORMATS.md, "Avro"): Debezium's envelope in Avro, with or without a schema registry.
+"""The `avro` format (docs/formats/README.md, "Avro"): Debezium's envelope in Avro, with or without a schema registry.
 
 - `schemas`: Kafka Connect schemas -> Avro schemas, as Confluent's AvroConverter makes them;
 - `wire`: the message bytes (Confluent wire format, Avro single-object encoding);

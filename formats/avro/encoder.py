@@ -1,4 +1,4 @@
-"""The `avro` format: the Debezium envelope's content (FORMATS.md, "Debezium") encoded with Avro.
+"""The `avro` format: the Debezium envelope's content (docs/formats/README.md, "Debezium") encoded with Avro.
 
 Each change becomes the records the Debezium format writes (`obsync.formats.debezium.envelope`: a key struct and an
 `<prefix>.<db>.<table>.Envelope` value; a tombstone after a delete; schema-change events in the `<topic_prefix>`

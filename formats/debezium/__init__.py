@@ -1,4 +1,4 @@
-"""The Debezium formats: `debezium`, `debezium_flatten` and `debezium_smt` (FORMATS.md, "Debezium").
+"""The Debezium formats: `debezium`, `debezium_flatten` and `debezium_smt` (docs/formats/README.md, "Debezium").
 
 - `config`: the `format_options` and their validation.
 - `connect_schema`: Kafka Connect schemas per column type and per table, as JsonConverter schema dicts.

@@ -1,7 +1,7 @@
 """What obsync knows about a table: its columns, their declared types and its keys.
 
 Values of a column are carried as *canonical* Python values, the same whether the row came from a
-snapshot SELECT or from the binlog (see `obsync.connectors.values`):
+snapshot SELECT or from the binlog (see `obsync.connectors.mysql.values`):
 
 | column types                                | canonical value                             |
 |---------------------------------------------|---------------------------------------------|

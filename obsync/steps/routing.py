@@ -39,7 +39,7 @@ class TopicLayout:
         self.partitions = dict(partitions)
         self.lanes = lanes
         self.resolve = resolve
-        # `obsync.live.Live`: when its version moves, its topics replace the ones known (a table it no longer
+        # `obsync.task.live.Live`: when its version moves, its topics replace the ones known (a table it no longer
         # selects keeps its last topic, for the changes read before the reader dropped it)
         self.live: Any = None
         self._live_version = 0
@@ -101,10 +101,10 @@ def split_key_change(change: Change, whole_row: bool = False) -> list[Change]:
 class Router:
     """Encodes changes and groups the records by the sink part (Kafka partition) they belong to.
 
-    Partition rules (FORMATS.md): `hash`, the murmur2 hash of the message key (`key_bytes`: the sharding
-    columns, else the primary key, else a non-null unique key; the whole row's image for a table without
-    any) modulo the topic's partition count; `table`, the hash of `db.table`; `one`, `fixed_partition` of
-    every topic. DDL placement per rule is in `ddl_targets`.
+    Partition rules (docs/formats/README.md, "Partitions"): `hash`, the murmur2 hash of the message key
+    (`key_bytes`: the sharding columns, else the primary key, else a non-null unique key; the whole row's
+    image for a table without any) modulo the topic's partition count; `table`, the hash of `db.table`;
+    `one`, `fixed_partition` of every topic. DDL placement per rule is in `ddl_targets`.
     """
 
     def __init__(self, encoder: Encoder, layout: TopicLayout, partitioning: Partitioning,
@@ -173,7 +173,7 @@ class Router:
         return (murmur2(key) & 0x7FFFFFFF) % n
 
     def ddl_targets(self, change: Change) -> list[tuple[str, list[int]]]:
-        """(topic, partitions) a DDL statement is delivered to, per FORMATS.md's table:
+        """(topic, partitions) a DDL statement is delivered to, per docs/formats/README.md, "DDL messages":
 
         | rule  | one table / several tables named                  | no table known               |
         |-------|---------------------------------------------------|------------------------------|

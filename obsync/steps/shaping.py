@@ -15,7 +15,8 @@ For each change, the settings of the table's object (its first matching rule, `o
   rule use them (`message_key_columns`).
 - **TRUNCATE idempotence**: OceanBase's delayed deletion writes a TRUNCATE TABLE twice in one transaction;
   a second identical TRUNCATE (same statement, same default database) in the same transaction is dropped,
-  so it is delivered once (FORMATS.md). Only the current transaction's TRUNCATE statements are remembered.
+  so it is delivered once (docs/formats/README.md, "DDL messages"). Only the current transaction's TRUNCATE
+  statements are remembered.
 
 The shape of a table is built once per source schema object (the sources share one schema object per table
 version), so a row costs a dictionary look-up, the filter's closures and, when something changes, one new
@@ -76,7 +77,7 @@ class Shaper:
         self._shapes: dict[int, tuple[TableSchema, TableShape]] = {}
         self._txn: str | None = None  # transaction of the TRUNCATEs remembered
         self._truncates: set[tuple[str | None, str]] = set()  # (default db, statement) seen in `_txn`
-        self.live: Any = None  # `obsync.live.Live`: its objects replace these when its version moves
+        self.live: Any = None  # `obsync.task.live.Live`: its objects replace these when its version moves
         self._live_version = 0
 
     @classmethod

@@ -4,10 +4,10 @@ like OceanBase Binlog Service) -> `obsync run --until-caught-up` -> tansu, Defau
 One script of DDL of every kind interleaved with row writes on tables a pattern rule (`db.t*`) selects, run by
 four tasks at once: `sync.ddl: true` under each partitioning rule (hash, table, one) and `sync.ddl: false`.
 For every partition of every topic the test checks the exact sequence a consumer reads: each DDL statement in
-exactly the partitions FORMATS.md prescribes, once, in order, and each row between the right DDL statements
-with the columns of its time. The script runs in two phases with a stop in between, so the second run resumes
-from a position before its DDL (the schema history, not the source's current definition, decodes its rows);
-the second phase ends with a statement obsync's grammar cannot read.
+exactly the partitions docs/formats/README.md, "DDL messages" prescribes, once, in order, and each row between
+the right DDL statements with the columns of its time. The script runs in two phases with a stop in between,
+so the second run resumes from a position before its DDL (the schema history, not the source's current
+definition, decodes its rows); the second phase ends with a statement obsync's grammar cannot read.
 """
 
 from __future__ import annotations
@@ -180,8 +180,9 @@ def observed(msgs: list[Msg]) -> list[tuple]:
 
 @pytest.mark.parametrize("rule", ["hash", "table", "one"])
 def test_each_partition_reads_rows_and_ddl_in_their_order_and_shape(landed, rule):
-    """Per partition: the DDL statements FORMATS.md puts there, each once, in order; every row between the same
-    statements as in the script, with the columns of its time; every row once, none of another time."""
+    """Per partition: the DDL statements docs/formats/README.md, "DDL messages" puts there, each once, in order;
+    every row between the same statements as in the script, with the columns of its time; every row once, none
+    of another time."""
     db, got, items, _ = landed
     for table in TOPIC_TABLES:
         parts = got[(rule, table)]

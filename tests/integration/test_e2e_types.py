@@ -1,5 +1,6 @@
 """Every column type, end to end: a row read by full sync and the same row streamed from the binlog land in
-Kafka with identical Default-format values, and those values are exactly what FORMATS.md prescribes.
+Kafka with identical Default-format values, and those values are exactly what docs/formats/README.md,
+"Column values" prescribes.
 Runs against MariaDB with binlog_row_metadata=MINIMAL (no column names, like OceanBase Binlog Service) and FULL.
 """
 

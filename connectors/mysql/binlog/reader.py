@@ -20,7 +20,7 @@ event and a restart inside a multi-event transaction neither skips nor repeats a
 added to the running task (`obsync.connectors.mysql.binlog.backfill`), as of the last change handed out; version 1
 states (no backfill) are read as having none.
 
-`live` (an `obsync.live.Live`) is the task's current selection: at a transaction boundary after it changed,
+`live` (an `obsync.task.live.Live`) is the task's current selection: at a transaction boundary after it changed,
 tables no longer selected stop being tracked, newly selected ones are picked up (their table maps decode
 from then on) and the backfills it requests are queued.
 """
