@@ -197,4 +197,3 @@ def _alter_spec(c: Cursor, db: str | None, dialect: str) -> list[tuple[Any, ...]
         else:
             c.next()
     return out
-

@@ -67,6 +67,7 @@ def parse_column_def(cur: Cursor, name: str, dialect: str = "mysql") -> tuple[Co
     if t.kind != "word":
         raise DdlSyntaxError(f"expected a type for column {name}, got {t.text!r}")
     word = t.up
+
     def take_args() -> list[list[Tok]]:
         if cur.kind() == "(":
             return split_top(cur.skip_parens())
@@ -280,4 +281,3 @@ def parse_column_def(cur: Cursor, name: str, dialect: str = "mysql") -> tuple[Co
 
 _WIDTH_DIALECTS = frozenset({"mariadb", "oceanbase"})  # MySQL 8 prints no integer display width
 _DEFAULT_WIDTHS = {"tinyint": (4, 3), "smallint": (6, 5), "mediumint": (9, 8), "int": (11, 10), "bigint": (20, 20)}
-

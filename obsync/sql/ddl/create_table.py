@@ -108,4 +108,3 @@ def read_create_table(cur: Cursor, db: str | None, dialect: str) -> Statement:
     if charset is None and collation:
         charset = charset_of_collation(collation)
     return CreateTable(table, tuple(columns), tuple(indexes), charset, if_not_exists=if_not_exists)
-

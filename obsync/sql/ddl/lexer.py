@@ -169,4 +169,3 @@ def split_top(toks: list[Tok], sep: str = ",") -> list[list[Tok]]:
         else:
             parts[-1].append(t)
     return [p for p in parts if p]
-

@@ -123,4 +123,3 @@ def skip_expr(cur: Cursor) -> None:
         cur.next()
     if cur.kind() == "(":
         cur.skip_parens()
-

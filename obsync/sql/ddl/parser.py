@@ -139,4 +139,3 @@ def _statement(cur: Cursor, db: str | None, dialect: str) -> Statement | None:
         cur.accept("TABLE")
         return TruncateTable(cur.table_name(db))
     return None
-

@@ -174,4 +174,3 @@ def statement_tables(st: Statement) -> tuple[TableName, ...]:
     elif isinstance(st, (TruncateTable, CreateIndex, DropIndex)):
         names = [st.table]
     return tuple(dict.fromkeys(names))
-

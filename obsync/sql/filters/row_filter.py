@@ -35,11 +35,10 @@ def compile_filter(where: str, schema: TableSchema, *, origin: str,
     """Parse, check and compile `where` for `schema`; ConfigError (starting with `origin`) if it is refused.
 
     `sql_eval(sql, params)` runs `SELECT <sql>` with `params` on the source and returns the single value; it is
-    called only for the comparisons obsync leaves to the database (see `obsync.sql.filters`). Without it, such a comparison
-    raises SourceError when a row needs it."""
+    called only for the comparisons obsync leaves to the database (see `obsync.sql.filters`). Without it, such a
+    comparison raises SourceError when a row needs it."""
     tree = parse_clause(where, origin)
     compiler = Compiler(schema, origin, sql_eval)
     fn = truth(compiler.condition(tree)).fn
     sql = render(tree, where, origin)
     return RowFilter(sql, tuple(compiler.columns), lambda row: fn(row) is True)
-
