@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from obsync.app.precheck.items import NotChecked, as_text
 from obsync.app.precheck.rules import Grants, parse_grants
@@ -24,6 +26,8 @@ from obsync.connectors.mysql.catalog import load_table_schema
 from obsync.connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect, quote_ident
 from obsync.core.errors import ConfigError, ObsyncError
 from obsync.core.schema import TableSchema
+from obsync.formats import encoder_for
+from obsync.formats.base import EncoderContext
 from obsync.task.config import TaskConfig
 from obsync.task.objects import ObjectPlan, list_source_tables, plan_for
 from obsync.task.selection import Selection
@@ -218,9 +222,6 @@ class Probe:
     def encoder(self) -> tuple[Any, str]:
         """(the task's encoder, "") or (None, why its format options are refused)."""
         def make() -> tuple[Any, str]:
-            from obsync.formats import encoder_for
-            from obsync.formats.base import EncoderContext
-
             db_type = "OB_MYSQL" if self.task.source.kind == "oceanbase" else "MYSQL"
             try:
                 ctx = EncoderContext(self.task.name, db_type)
@@ -232,9 +233,6 @@ class Probe:
     def kafka(self) -> tuple[Any, Any, str]:
         """(admin client, cluster metadata, "") or (None, None, why Kafka cannot be reached)."""
         def read() -> tuple[Any, Any, str]:
-            from confluent_kafka import KafkaException
-            from confluent_kafka.admin import AdminClient
-
             errors: list[str] = []
             conf = {**base_config(self.task.target), "log_level": 0,  # reported here, not printed by librdkafka
                     "error_cb": lambda err: errors.append(err.str())}

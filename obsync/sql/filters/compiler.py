@@ -144,7 +144,7 @@ class Compiler:
         if t in TEMPORAL:
             return Term(fn, t, found, column=col)
         return Term(fn, OPAQUE, found, column=col, why=f"column {found} is {col.column_type}: only IS [NOT] NULL is "
-                  "supported on JSON, SET, BIT, spatial and FLOAT(M,D)/DOUBLE(M,D) columns")
+                    "supported on JSON, SET, BIT, spatial and FLOAT(M,D)/DOUBLE(M,D) columns")
 
     def literal(self, node: exp.Literal) -> Term:
         text = str(node.this)
@@ -436,7 +436,7 @@ class Compiler:
         f = a.fn
         if a.kind == DEC:
             return Term(lambda row: None if (v := f(row)) is None else v.copy_negate(), DEC, text, scale=a.scale,
-                      digits=a.digits)
+                        digits=a.digits)
         if a.kind == FLOAT:
             return Term(lambda row: None if (v := f(row)) is None else -v, FLOAT, text)
         neg = sem.int_op("-", False, False, self.overflow(text))

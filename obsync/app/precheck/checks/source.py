@@ -47,8 +47,8 @@ def check_source_reachable(p: Probe) -> Item:
     errors = [err for which, _ in where if (err := p.connect_error(which)) is not None]
     if errors:
         return failed("; ".join(errors),
-                       "check source.host/port (and sql_host/sql_port), the user and its password, and that "
-                       "the server accepts connections from this machine")
+                      "check source.host/port (and sql_host/sql_port), the user and its password, and that "
+                      "the server accepts connections from this machine")
     names = " and ".join(f"{ep.user}@{ep.host}:{ep.port}" for _, ep in where)
     return passed(f"connected to {names} ({p.dialect}, version {p.version})")
 
@@ -94,8 +94,8 @@ def check_source_privileges(p: Probe) -> Item:
         if any("ON *.*" in m for m in missing):
             grants_sql.append(f"GRANT {', '.join(lacking)} ON *.* TO {user}")
         return failed(f"user {user} lacks " + "; ".join(missing),
-                       "; ".join(grants_sql) + " (skippable if obsync misreads the grants: a grant that is "
-                       "really missing stops the task with the server's error)")
+                      "; ".join(grants_sql) + " (skippable if obsync misreads the grants: a grant that is "
+                      "really missing stops the task with the server's error)")
     if notes:
         return warning("; ".join(notes), "run SHOW GRANTS as the task's user and compare")
     has = "SELECT on the tables" + (f", {' and '.join(replication_privileges(p.dialect, p.version))}"
@@ -114,10 +114,10 @@ def check_source_standby(p: Probe) -> Item:
             standby = [f"{as_text(n)} ({as_text(r)})" for n, r in rows if "STANDBY" in as_text(r).upper()]
             if standby:
                 return failed(f"the source {what} is a standby: {', '.join(standby)}; a standby OceanBase "
-                               "database is not a supported source", "sync from the primary tenant")
+                              "database is not a supported source", "sync from the primary tenant")
             return passed(f"the source {what} is not a standby ({', '.join(as_text(r) for _, r in rows)})")
         return passed("not detectable here: neither oceanbase.DBA_OB_TENANTS nor oceanbase.V$OB_CLUSTER can be "
-                       "read (single-node seekdb); a standby tenant is not a supported source")
+                      "read (single-node seekdb); a standby tenant is not a supported source")
     if not p.task.sync.incremental:
         return passed("a replica is a valid source for full sync")
     updates = p.variable("log_slave_updates") or p.variable("log_replica_updates")
@@ -126,22 +126,22 @@ def check_source_standby(p: Probe) -> Item:
     running = [src for src, sql_thread in (sources or ()) if sql_thread]
     if running and not on:
         return failed(f"the source is a replica of {', '.join(running)} and log_slave_updates is OFF: the changes "
-                       "it replicates are not written to its binary log",
-                       "set log_slave_updates=ON (log_replica_updates on MySQL 8) and restart it, or sync from "
-                       "the primary")
+                      "it replicates are not written to its binary log",
+                      "set log_slave_updates=ON (log_replica_updates on MySQL 8) and restart it, or sync from "
+                      "the primary")
     if sources and not on:
         return warning(f"the source is configured as a replica of {', '.join(s for s, _ in sources)} (stopped) and "
-                        "log_slave_updates is OFF: once replication runs, what it replicates will not be in its "
-                        "binary log", "RESET SLAVE ALL if it is no longer a replica, or set log_slave_updates=ON")
+                       "log_slave_updates is OFF: once replication runs, what it replicates will not be in its "
+                       "binary log", "RESET SLAVE ALL if it is no longer a replica, or set log_slave_updates=ON")
     if sources:
         return passed(f"a replica of {', '.join(s for s, _ in sources)} with log_slave_updates=ON: a valid "
-                       "binlog source")
+                      "binlog source")
     if sources is None and (p.variable("read_only") or "").upper() in ("ON", "1") and not on:
         return warning("the source is read-only and log_slave_updates is OFF; if it is a replica, the changes "
-                        "it replicates are not in its binary log (its replication status cannot be read)",
-                        "sync from the primary, or set log_slave_updates=ON on the replica")
+                       "it replicates are not in its binary log (its replication status cannot be read)",
+                       "sync from the primary, or set log_slave_updates=ON on the replica")
     return passed("not a replica" if sources is not None else
-                   "not read-only (its replication status cannot be read with the user's privileges)")
+                  "not read-only (its replication status cannot be read with the user's privileges)")
 
 
 def _replication_sources(p: Probe) -> list[tuple[str, bool]] | None:
@@ -176,15 +176,15 @@ def check_binlog_enabled(p: Probe) -> Item:
         return failed(f"binary logging is off on {ep} (log_bin={p.variable('log_bin') or 'OFF'})", fix_off)
     if status == "unsupported":
         return failed(f"{ep} does not serve a binary log (SHOW MASTER STATUS is not understood there)",
-                       "on OceanBase point source.host/port at OceanBase Binlog Service and "
-                       "source.sql_host/sql_port at OBProxy; on MySQL/MariaDB " + fix_off)
+                      "on OceanBase point source.host/port at OceanBase Binlog Service and "
+                      "source.sql_host/sql_port at OBProxy; on MySQL/MariaDB " + fix_off)
     log_bin = p.variable("log_bin")
     if log_bin is not None and log_bin.upper() in ("OFF", "0"):
         return failed(f"binary logging is off on {ep} (log_bin={log_bin})", fix_off)
     if log_bin is not None:
         return passed(f"log_bin={log_bin} (the current position cannot be read: {detail})")
     return warning(f"cannot tell whether {ep} writes a binary log: {detail}",
-                    "grant the user BINLOG MONITOR (REPLICATION CLIENT on MySQL) so obsync can check")
+                   "grant the user BINLOG MONITOR (REPLICATION CLIENT on MySQL) so obsync can check")
 
 
 def check_binlog_format(p: Probe) -> Item:
@@ -197,8 +197,8 @@ def check_binlog_format(p: Probe) -> Item:
     if value.upper() == "ROW":
         return passed("binlog_format=ROW")
     return failed(f"binlog_format={value}: obsync reads row events only; statement-logged changes would be lost",
-                   "SET GLOBAL binlog_format = 'ROW' and set binlog_format=ROW in the server's configuration "
-                   "(sessions already open keep their format until they reconnect)")
+                  "SET GLOBAL binlog_format = 'ROW' and set binlog_format=ROW in the server's configuration "
+                  "(sessions already open keep their format until they reconnect)")
 
 
 def check_binlog_row_image(p: Probe) -> Item:
@@ -206,12 +206,12 @@ def check_binlog_row_image(p: Probe) -> Item:
     value = p.variable("binlog_row_image", ("sql", "log") if p.dialect == "oceanbase" else ("log", "sql"))
     if value is None:
         return warning("binlog_row_image cannot be read",
-                        "make sure the source logs full row images (binlog_row_image=FULL; on OceanBase 4.x "
-                        "the tenant's binlog_row_image)")
+                       "make sure the source logs full row images (binlog_row_image=FULL; on OceanBase 4.x "
+                       "the tenant's binlog_row_image)")
     if value.upper() == "FULL":
         return passed("binlog_row_image=FULL")
     return failed(f"binlog_row_image={value}: updates and deletes would lack the columns they did not change",
-                   "SET GLOBAL binlog_row_image = 'FULL' and set it in the server's configuration")
+                  "SET GLOBAL binlog_row_image = 'FULL' and set it in the server's configuration")
 
 
 def check_binlog_retention(p: Probe) -> Item:
@@ -226,12 +226,12 @@ def check_binlog_retention(p: Probe) -> Item:
         else f"expire_logs_days = {math.ceil(need / (24 * HOUR))}"
     if kept is None:
         return warning(f"the binary log retention cannot be read here; a task {why} needs {_duration(need)}",
-                        "make sure the binlog service keeps binary logs that long (OceanBase Binlog Service: "
-                        "its binlog_expire_logs_seconds)")
+                       "make sure the binlog service keeps binary logs that long (OceanBase Binlog Service: "
+                       "its binlog_expire_logs_seconds)")
     if kept == math.inf:
         return passed("binary logs are not purged by age (expiry settings are 0)")
     if kept < need:
         return failed(f"binary logs are kept {_duration(kept)}; a task {why} needs at least {_duration(need)}, "
-                       "or a resume may find its position purged",
-                       f"SET GLOBAL {setting} (and in the server's configuration); skippable at your risk")
+                      "or a resume may find its position purged",
+                      f"SET GLOBAL {setting} (and in the server's configuration); skippable at your risk")
     return passed(f"binary logs are kept {_duration(kept)} (at least {_duration(need)} needed {why})")

@@ -19,13 +19,13 @@ def check_tables_exist(p: Probe) -> Item:
                                            else "does not exist on the source"))
     if missing:
         return failed("; ".join(dict.fromkeys(missing)),
-                       "create it, correct objects[].match, or grant the user SELECT on it")
+                      "create it, correct objects[].match, or grant the user SELECT on it")
     found = sum(1 for t in p.tables().values() if t.kind is not None)
     unmatched = [o.match for i, o in enumerate(p.task.objects)
                  if not o.is_exact and not any(t.index == i for t in p.tables().values())]
     if unmatched:
         return warning(f"{found} tables selected; no table matches {listed(unmatched)} yet (tables created "
-                        "later that match will sync)", "check the patterns (obsync objects TASK lists the tables)")
+                       "later that match will sync)", "check the patterns (obsync objects TASK lists the tables)")
     return passed(f"all {found} tables are there")
 
 
@@ -35,10 +35,10 @@ def check_tables_physical(p: Probe) -> Item:
     exact = [m for m, t in tables.items() if t.kind not in (None, "BASE TABLE") and t.exact(p.task)]
     if exact:
         return failed("; ".join(other) + "; only physical tables can be synchronized",
-                       "select the underlying tables instead")
+                      "select the underlying tables instead")
     if other:
         return warning("; ".join(other) + ": matched by a pattern, skipped (only physical tables sync)",
-                        "add them to `exclude:` to silence this")
+                       "add them to `exclude:` to silence this")
     return passed("every object that exists is a physical table")
 
 
@@ -54,8 +54,8 @@ def check_tables_names(p: Probe) -> Item:
     problems = list(dict.fromkeys(problems))
     if problems:
         return failed("unsupported names: " + listed(problems),
-                       "rename them to ASCII letters, digits, '_' and '$', or leave them out of the task; "
-                       "skippable: obsync quotes every name, but consumers that follow OMS's rules may refuse them")
+                      "rename them to ASCII letters, digits, '_' and '$', or leave them out of the task; "
+                      "skippable: obsync quotes every name, but consumers that follow OMS's rules may refuse them")
     return passed("database, table and column names are ASCII letters, digits, '_' and '$'")
 
 
@@ -63,9 +63,9 @@ def check_tables_unique_key(p: Probe) -> Item:
     keyless = [s.full_name for s in p.schemas() if not s.key_columns]
     if keyless:
         return warning(f"no primary key and no non-null unique key: {listed(keyless)}; rows of a table without "
-                        "a key cannot be told apart; updates may be duplicated",
-                        "add a primary key (or a unique key on NOT NULL columns), or set the object's "
-                        "sharding_columns")
+                       "a key cannot be told apart; updates may be duplicated",
+                       "add a primary key (or a unique key on NOT NULL columns), or set the object's "
+                       "sharding_columns")
     return passed("every table has a primary key or a non-null unique key")
 
 
@@ -76,7 +76,7 @@ def check_tables_generated_columns(p: Probe) -> Item:
         return passed("no VIRTUAL generated columns")
     if p.dialect == "oceanbase":
         return warning(f"OceanBase 4.x writes only STORED generated columns to its log; these VIRTUAL ones will "
-                        f"be missing from incremental changes: {listed(virtual)}",
-                        "make them STORED (ALTER TABLE ... MODIFY col ... AS (...) STORED), or accept that "
-                        "incremental sync cannot carry them")
+                       f"be missing from incremental changes: {listed(virtual)}",
+                       "make them STORED (ALTER TABLE ... MODIFY col ... AS (...) STORED), or accept that "
+                       "incremental sync cannot carry them")
     return passed(f"VIRTUAL generated columns {listed(virtual)}: {p.dialect} writes their values in row events")

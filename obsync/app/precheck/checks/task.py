@@ -8,12 +8,17 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import NewTopic
+
 from obsync.app.precheck.items import Item, NotChecked, failed, listed, passed, warning
 from obsync.app.precheck.probe import Probe
 from obsync.app.precheck.rules import topic_problem
 from obsync.core.errors import ConfigError
+from obsync.runtime.prepare import check_fixed_partition, selection_rules
 from obsync.task.objects import check_table
 from obsync.task.selection import Selected
+from obsync.task.state import TaskState
 
 __all__ = ["check_config_coherent", "check_kafka_reachable", "check_kafka_topics", "check_task_name"]
 
@@ -23,17 +28,12 @@ def check_kafka_reachable(p: Probe) -> Item:
     servers = p.task.target.bootstrap_servers
     if meta is None:
         return failed(f"cannot reach Kafka at {servers} within {p.kafka_timeout:g} s: {error}",
-                       "check target.bootstrap_servers, the network, and the SASL/SSL settings in "
-                       "target.properties")
+                      "check target.bootstrap_servers, the network, and the SASL/SSL settings in "
+                      "target.properties")
     return passed(f"{len(meta.brokers)} broker(s) at {servers}, {len(meta.topics)} topics visible")
 
 
 def check_kafka_topics(p: Probe) -> Item:
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import NewTopic
-
-    from obsync.runtime.prepare import check_fixed_partition
-
     topics = p.topics()
     bad = [f"{t!r} ({why}; for {', '.join(topics[t])})" for t in topics if (why := topic_problem(t))]
     fix_names = "change `topic` (a fixed name or a template whose values give a valid name)"
@@ -71,7 +71,7 @@ def check_kafka_topics(p: Probe) -> Item:
         problems.append(str(e))
     if problems:
         return failed("; ".join(problems), "create the topics yourself, or fix target.properties (ACLs) and the "
-                       "topics settings; under the `one` rule fixed_partition must exist in every topic")
+                      "topics settings; under the `one` rule fixed_partition must exist in every topic")
     parts = [f"{len(existing)} exist: {listed([f'{t} ({n} partitions)' for t, n in sorted(existing.items())], 4)}"
              ] if existing else []
     if missing:
@@ -88,12 +88,12 @@ def check_task_name(p: Probe) -> Item:
         owner = _state_owner(own)
         if owner != name:
             return failed(f"state directory {state} belongs to task {owner!r}, not {name!r}",
-                           "choose another state directory (state_dir or --state-dir)")
+                          "choose another state directory (state_dir or --state-dir)")
     others = sorted(str(d) for d in _sibling_states(state) if _state_owner(d / "task.json") == name)
     if others:
         return failed(f"task name {name!r} is already used by the task in {', '.join(others)}; two tasks "
-                       "with one name write messages that cannot be told apart",
-                       "rename this task, or run it from that state directory")
+                      "with one name write messages that cannot be told apart",
+                      "rename this task, or run it from that state directory")
     return passed(f"task name {name!r} is valid and unique in {state.parent}")
 
 
@@ -115,9 +115,6 @@ def _state_owner(path: Path) -> str | None:
 
 
 def check_config_coherent(p: Probe) -> Item:
-    from obsync.runtime.prepare import selection_rules
-    from obsync.task.state import TaskState
-
     task = p.task
     problems: list[str] = []
     warnings: list[str] = []
