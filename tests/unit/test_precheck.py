@@ -22,7 +22,6 @@ from obsync.app.precheck import (
     Probe,
     Report,
     Status,
-    _run_one,
     check_config_coherent,
     check_task_name,
     name_problem,
@@ -33,6 +32,7 @@ from obsync.app.precheck import (
     topic_problem,
     validate_skips,
 )
+from obsync.app.precheck.run import _run_one
 
 # SHOW GRANTS as MariaDB 10.11 prints it (REPLICATION CLIENT shown as BINLOG MONITOR; PUBLIC; roles).
 MARIADB_USER = [
