@@ -11,17 +11,17 @@ stream's own `StreamLost` and obsync's `SourceError`s. What each class asks of t
 - TRANSIENT: the statement (or its transaction) failed but the session is fine: run it again. Lock waits,
   deadlocks, OceanBase's timeouts, leader switches and rolled-back transactions.
 - CONNECTION_LOST: the session is gone or could not be opened: reconnect, then resume after the last thing
-  handed out. Also every socket error, a driver's InterfaceError (a closed connection), `StreamLost` and
-  `SourceUnavailable`.
+  handed out. Also socket errors (OSError, EOFError; not those about local files), a driver's InterfaceError
+  (a closed connection), `StreamLost` and `SourceUnavailable`.
 - POSITION_PURGED: the server cannot serve the binlog from the position asked for (1236); the caller checks
-  whether the position was purged (`PositionLostError`) or the stream failed for another reason.
+  whether the position was purged or the stream failed for another reason. `PositionLostError` is this too.
 - FATAL: retrying cannot help: refused credentials or privileges, a statement the server rejects, a read
   point that is gone. Also an error number the table does not know (unless the caller says otherwise with
   `unknown`: opening a connection, for one, retries whatever is not a refusal), and any exception that does
   not come from talking to the source.
 
-`ReconnectPolicy` is the one retry loop: exponential backoff with a cap and jitter, and a budget of attempts
-and/or seconds ("patience"). The policies below keep the limits each caller had before they shared this
+`ReconnectPolicy` is the one backoff: exponential with a cap and jitter, a budget of attempts and/or seconds
+("patience"), and `run()`, the retry loop around a call. The policies below keep the limits each caller had before they shared this
 module: the log retries forever, a snapshot chunk three times, a SQL session (schema catalog, row-filter
 evaluator) reconnects once at once. Warnings name what is retried and the server's message, never the
 connection settings (so never a password).
