@@ -10,6 +10,13 @@ import pymysql.cursors
 
 from obsync.task.config import SourceConfig
 from obsync.core.errors import SourceError, SourceUnavailable
+from obsync.connectors.mysql.failures import (
+    DRIVER_ERRORS,
+    Failure,
+    classify,
+    describe,
+    hint,
+)
 
 Dialect = Literal["oceanbase", "mysql", "mariadb"]
 
@@ -58,17 +65,23 @@ def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
             cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor,
             read_timeout=None,
         )
-    except pymysql.err.OperationalError as e:
-        code = e.args[0] if e.args else None
-        # 1045 access denied, 1044 no database access: terminal; 2003 can't connect: transient.
-        msg = f"cannot connect to {ep.user}@{ep.host}:{ep.port}: {e.args[-1] if e.args else e}"
-        if code in (1044, 1045):
-            raise SourceError(msg + " (check user and password)") from None
-        raise SourceUnavailable(msg) from None
+    except DRIVER_ERRORS as e:
+        raise connect_error(ep, e) from None
     if utc_session:
         with conn.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")
     return conn
+
+
+def connect_error(ep: Endpoint, e: BaseException) -> SourceError:
+    """The error for a session that could not be opened (either driver): terminal when the table of
+    `obsync.connectors.mysql.failures` says so (refused credentials), else SourceUnavailable, whatever the
+    reason (a server that is down, busy or restarting answers with many). Never with the password."""
+    msg = f"cannot connect to {ep.user}@{ep.host}:{ep.port}: {describe(e)}"
+    if classify(e, unknown=Failure.CONNECTION_LOST) is Failure.FATAL:
+        said = hint(e)
+        return SourceError(msg + (f" ({said})" if said else ""))
+    return SourceUnavailable(msg)
 
 
 def close_quietly(conn: Any) -> None:

@@ -15,7 +15,13 @@ from typing import Any
 import pymysql
 
 from obsync.connectors.mysql.connection import Endpoint, close_quietly, connect
-from obsync.core.errors import SourceError
+from obsync.connectors.mysql.failures import (
+    DRIVER_ERRORS,
+    SESSION_POLICY,
+    Failure,
+    retryable,
+)
+from obsync.core.errors import SourceError, SourceUnavailable
 
 _UNSAFE_MODES = frozenset({"NO_BACKSLASH_ESCAPES", "NO_UNSIGNED_SUBTRACTION", "PAD_CHAR_TO_FULL_LENGTH"})
 
@@ -40,23 +46,25 @@ class SqlEvaluator:
         self._lock = threading.Lock()  # workers of one process may share it
 
     def __call__(self, sql: str, params: tuple) -> Any:
+        # An operational error the failure table does not know is retried too (as a lost connection), once.
         with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._conn is None:
-                        self._conn = connect(self.endpoint)
-                        neutral_sql_mode(self._conn)
-                    with self._conn.cursor() as cur:
-                        cur.execute("SELECT " + sql, params)
-                        row = cur.fetchone()
-                    return row[0] if row else None
-                except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as e:
+            try:
+                return SESSION_POLICY.run(lambda: self._evaluate(sql, params), "evaluating a row filter on the "
+                                          "source", reset=self.close, unknown=Failure.CONNECTION_LOST)
+            except DRIVER_ERRORS as e:
+                if retryable(e, unknown=Failure.CONNECTION_LOST):
                     self.close()
-                    if attempt == 2:
-                        raise SourceError(f"evaluating a row filter on the source failed: {e}") from None
-                except pymysql.err.MySQLError as e:
-                    raise SourceError(f"the source refused a row-filter comparison ({sql}): {e}") from None
-        raise AssertionError("unreachable")
+                    raise SourceUnavailable(f"evaluating a row filter on the source failed: {e}") from None
+                raise SourceError(f"the source refused a row-filter comparison ({sql}): {e}") from None
+
+    def _evaluate(self, sql: str, params: tuple) -> Any:
+        if self._conn is None:
+            self._conn = connect(self.endpoint)
+            neutral_sql_mode(self._conn)
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT " + sql, params)
+            row = cur.fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         close_quietly(self._conn)

@@ -14,8 +14,8 @@ endpoint's connect timeout, and returns values in the form `obsync.connectors.my
 - Binary query parameters: MySQLdb writes `bytes` as a plain string literal unless `binary_prefix` is set,
   which would make a non-UTF-8 key an invalid utf8mb4 string; with it, `_binary'...'` (pymysql: `X'...'`).
 - Client error codes: libmariadb reports a refused TCP connection as 2002 (pymysql 2003), an unknown host as
-  2005, and a closed connection as 2006 (pymysql raises InterfaceError). `CONNECTION_ERRORS` and
-  `INTERFACE_ERRORS` are the exception classes of both drivers.
+  2005, network errors as 5013/5014, and a closed connection as 2006 (pymysql raises InterfaceError).
+  `obsync.connectors.mysql.failures` knows the codes and the exception classes of both drivers.
 - An unfinished streaming (`SSCursor`) result is drained by mysqlclient when the cursor is closed or its
   result freed while the connection is open: `abandon_stream` closes the connection first.
 
@@ -32,9 +32,9 @@ from typing import Any, Literal
 
 import pymysql
 
-from obsync.connectors.mysql.connection import Endpoint
+from obsync.connectors.mysql.connection import Endpoint, connect_error
+from obsync.connectors.mysql.failures import DRIVER_ERRORS, Failure, classify
 from obsync.connectors.mysql.values import mysqldb_conversions
-from obsync.core.errors import SourceError, SourceUnavailable
 
 try:
     import MySQLdb
@@ -47,19 +47,6 @@ Driver = Literal["mysqlclient", "pymysql"]
 
 AVAILABLE: bool = MySQLdb is not None
 DEFAULT_DRIVER: Driver = "mysqlclient" if AVAILABLE else "pymysql"
-
-if MySQLdb is not None:
-    MYSQL_ERRORS: tuple[type[Exception], ...] = (pymysql.err.MySQLError, MySQLdb.MySQLError)
-    CONNECTION_ERRORS: tuple[type[Exception], ...] = (
-        pymysql.err.OperationalError, pymysql.err.InterfaceError, MySQLdb.OperationalError,
-        MySQLdb.InterfaceError)
-    INTERFACE_ERRORS: tuple[type[Exception], ...] = (pymysql.err.InterfaceError, MySQLdb.InterfaceError)
-else:
-    MYSQL_ERRORS = (pymysql.err.MySQLError,)
-    CONNECTION_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
-    INTERFACE_ERRORS = (pymysql.err.InterfaceError,)
-
-_CANNOT_CONNECT = frozenset({2002, 2003})  # try the next address of `localhost`
 
 
 def check_driver(driver: str | None) -> Driver:
@@ -100,14 +87,10 @@ def connect_fast(ep: Endpoint, *, autocommit: bool = True) -> Any:
                 connect_timeout=max(1, math.ceil(ep.connect_timeout)),
                 charset="utf8mb4", autocommit=autocommit, conv=mysqldb_conversions(), binary_prefix=True)
             break
-        except MySQLdb.OperationalError as e:
-            code = e.args[0] if e.args else None
-            if code in _CANNOT_CONNECT and i + 1 < len(hosts):
-                continue
-            msg = f"cannot connect to {ep.user}@{ep.host}:{ep.port}: {e.args[-1] if e.args else e}"
-            if code in (1044, 1045):
-                raise SourceError(msg + " (check user and password)") from None
-            raise SourceUnavailable(msg) from None
+        except DRIVER_ERRORS as e:
+            if i + 1 < len(hosts) and classify(e, unknown=Failure.CONNECTION_LOST) is Failure.CONNECTION_LOST:
+                continue  # the next address of `localhost`
+            raise connect_error(ep, e) from None
     try:
         with conn.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")

@@ -477,7 +477,7 @@ def test_pipelined_pages_lose_no_row_when_the_connection_fails(src: Source, monk
 
     monkeypatch.setattr(fastsql, "send_query", failing_send)
     monkeypatch.setattr(fastsql, "read_rows", failing_read)
-    monkeypatch.setattr("obsync.connectors.mysql.snapshot.reader.time.sleep", lambda s: None)
+    monkeypatch.setattr("obsync.connectors.mysql.failures.time.sleep", lambda s: None)
     got: list[Change] = []
     while (batch := reader.next_batch()) is not None:
         got += batch

@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterable
 import pymysql
 
 from obsync.connectors.mysql.connection import Endpoint, close_quietly, connect, detect_dialect
+from obsync.connectors.mysql.failures import DRIVER_ERRORS, Failure, classify, describe
 from obsync.connectors.mysql.snapshot.keys import KeySql, decode_key, encode_key, key_order, select_sql, table_sql
 from obsync.connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US
 from obsync.connectors.mysql.values import row_dict_converter, use_sql_decoders
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 
 TableName = tuple[str, str]
 Request = tuple[int, str, str]  # (request number, db, table)
-_LOST_CODES = frozenset({1927, 2002, 2003, 2006, 2013, 2055})
 
 
 def key_problem(schema: TableSchema) -> str | None:
@@ -293,15 +293,13 @@ class PageReader:
                 raw = cur.fetchall()
                 if self.dialect == "mariadb":
                     cur.execute("COMMIT")
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as e:
+        except DRIVER_ERRORS as e:  # the log reconnects and reads the page again after a retryable one
             self.close()
-            code = e.args[0] if e.args else None
-            if isinstance(e, pymysql.err.InterfaceError) or code in _LOST_CODES:
+            failure = classify(e)
+            if failure is Failure.CONNECTION_LOST:
                 raise SourceUnavailable(f"backfill of {schema.full_name}: lost the source connection: {e}") from None
-            raise SourceError(f"backfill of {schema.full_name} failed: {e.args[-1] if e.args else e}") from None
-        except pymysql.err.MySQLError as e:
-            self.close()
-            raise SourceError(f"backfill of {schema.full_name} failed: {e.args[-1] if e.args else e}") from None
+            error = SourceUnavailable if failure is Failure.TRANSIENT else SourceError
+            raise error(f"backfill of {schema.full_name} failed: {describe(e)}") from None
         convert = row_dict_converter(schema.columns)
         return Page([convert(r) for r in raw], at, len(raw) < self.page_size)
 

@@ -23,6 +23,7 @@ from typing import Any
 import pymysql
 
 from obsync.connectors.mysql.connection import Endpoint, close_quietly, connect, quote_ident
+from obsync.connectors.mysql.failures import DRIVER_ERRORS, retryable
 from obsync.core.changes import Change, Op
 from obsync.core.errors import SourceUnavailable
 from obsync.core.positions import LogPosition
@@ -63,6 +64,8 @@ HEARTBEAT_DDL = """CREATE TABLE IF NOT EXISTS {table} (
   ts DATETIME(6) NOT NULL
 )"""
 HEARTBEAT_UPSERT = "INSERT INTO {table} (task, ts) VALUES (%s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
+# A failed heartbeat write, tried again at the next interval: any SQL error, or the source out of reach.
+_WRITE_FAILURES: tuple[type[Exception], ...] = (*DRIVER_ERRORS, SourceUnavailable)
 
 
 class HeartbeatWriter:
@@ -100,10 +103,12 @@ class HeartbeatWriter:
             try:
                 self.write_once()
                 warned = False
-            except (pymysql.err.MySQLError, SourceUnavailable) as e:
+            except _WRITE_FAILURES as e:  # best effort: tried again every interval
                 self._close()
                 if not warned:  # say it once per outage, not every interval
-                    log.warning("cannot write the heartbeat row to %s: %s", self.table_sql, e)
+                    why = ("" if retryable(e) else
+                           " (check the table's name and that the user may CREATE, INSERT and UPDATE it)")
+                    log.warning("cannot write the heartbeat row to %s: %s%s", self.table_sql, e, why)
                     warned = True
             self._stop.wait(self.interval)
         self._close()

@@ -28,6 +28,7 @@ from then on) and the backfills it requests are queued.
 from __future__ import annotations
 
 import logging
+import dataclasses
 import os
 import queue
 import select
@@ -38,7 +39,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import pymysql
-import pymysql.connections
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import BINLOG
 from pymysqlreplication.event import (
@@ -68,7 +68,17 @@ from obsync.connectors.mysql.binlog.backfill import BackfillQueue, Page, PageRea
 from obsync.connectors.mysql.binlog.rows import RowDecoder, table_map_signature
 from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
+from obsync.connectors.mysql.binlog.stream import open_stream
 from obsync.connectors.mysql.connection import Endpoint, connect
+from obsync.connectors.mysql.failures import (
+    DRIVER_ERRORS,
+    LOG_POLICY,
+    Failure,
+    StreamLost,
+    classify,
+    code_name,
+    retryable,
+)
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ObsyncError, PositionLostError, SourceError, SourceUnavailable
 from obsync.core.positions import LogPosition, binlog_file_number, position_from_json
@@ -78,9 +88,6 @@ logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)  # it warns abou
 
 RESUME_STATE_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
-# Client errors that mean the connection is gone (retry), and server errors that end a session.
-_LOST = {2003, 2006, 2013, 2055, 1040, 1053, 1152, 1158, 1159, 1160, 1161, 1927, 1317, 3169}
-_PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG
 
 
 # ---- SQL helpers on the log endpoint ----------------------------------------------------------------
@@ -118,33 +125,18 @@ def binlog_files(endpoint: Endpoint) -> list[tuple[str, int]]:
         with conn.cursor() as cur:
             try:
                 cur.execute("SHOW BINARY LOGS")
-            except pymysql.err.MySQLError as e:
-                code = e.args[0] if e.args else None
-                if code == 1381:
+            except DRIVER_ERRORS as e:
+                if code_name(e) == "ER_NO_BINARY_LOGGING":
                     raise SourceError(f"binary logging is off on {endpoint.host}:{endpoint.port}: start the "
                                       "server with log_bin") from None
-                raise SourceError(f"SHOW BINARY LOGS failed on {endpoint!r}: {e}") from None
+                cls = SourceUnavailable if retryable(e) else SourceError
+                raise cls(f"SHOW BINARY LOGS failed on {endpoint!r}: {e}") from None
             return [(_text(r[0]), int(r[1])) for r in cur.fetchall()]
     finally:
         conn.close()
 
 
 # ---- the replication connection ---------------------------------------------------------------------
-
-class _StreamLost(Exception):
-    """The replication connection dropped (raised past mysql-replication, which would silently reconnect
-    from its own position, possibly inside a transaction without its table maps)."""
-
-
-class _StreamConnection(pymysql.connections.Connection):
-    def _read_packet(self, packet_type=pymysql.connections.MysqlPacket):  # type: ignore[no-untyped-def]
-        try:
-            return super()._read_packet(packet_type)
-        except pymysql.err.OperationalError as e:
-            if e.args and e.args[0] in (2006, 2013):
-                raise _StreamLost(str(e.args[-1])) from None
-            raise
-
 
 _EVENTS = [RotateEvent, FormatDescriptionEvent, QueryEvent, XidEvent, GtidEvent, MariadbGtidEvent,
            TableMapEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, HeartbeatLogEvent, XAPrepareEvent,
@@ -220,6 +212,7 @@ class BinlogReader:
         self.heartbeat = heartbeat
         self.emit_untracked_ddl = emit_untracked_ddl
         self.max_backoff = max_backoff
+        self._policy = dataclasses.replace(LOG_POLICY, cap=max_backoff)  # reconnects: forever
         self.live = live  # obsync.live.Live: the task's current selection and backfill requests
         self.backfill_page = backfill_page
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_batches))
@@ -372,25 +365,27 @@ class BinlogReader:
             self._put(_DONE)
             return
         session = _Session(self, tracker, start, last, state.get("backfill"))
-        backoff = 0.5
+        delays = self._policy.delays()
         while not self._stop.is_set():
             try:
                 self._check_position(session.restart_point())
                 session.stream_from(self._open_stream(session.restart_point()))
                 if self._stop.is_set() or session.done:
                     break
-                raise _StreamLost("the server ended the binlog stream")
-            except (_StreamLost, SourceUnavailable, pymysql.err.OperationalError, pymysql.err.InterfaceError,
-                    OSError, EOFError) as e:
-                code = e.args[0] if isinstance(e, pymysql.err.OperationalError) and e.args else None
-                if code == _PURGED:
+                raise StreamLost("the server ended the binlog stream")
+            except Exception as e:
+                failure = classify(e)
+                if failure is Failure.POSITION_PURGED and isinstance(e, DRIVER_ERRORS):
                     self._check_position(session.restart_point())  # raises PositionLostError if purged
-                if code is not None and code not in _LOST:
-                    raise SourceError(f"the binlog stream from {self.log_endpoint!r} failed: {e}") from None
+                if not failure.retryable:
+                    if isinstance(e, DRIVER_ERRORS):
+                        raise SourceError(f"the binlog stream from {self.log_endpoint!r} failed: {e}") from None
+                    raise
                 if self._stop.is_set():
                     break
                 if session.streamed:  # the last connection worked: start backing off afresh
-                    backoff, session.streamed = 0.5, False
+                    delays, session.streamed = self._policy.delays(), False
+                backoff = next(delays)  # the log's policy has no budget
                 session.flush(force=True)
                 session.reset_after_disconnect()
                 self._close_stream()
@@ -399,23 +394,24 @@ class BinlogReader:
                             e, backoff, session.restart_point())
                 if self._stop.wait(backoff):
                     break
-                backoff = min(backoff * 2, self.max_backoff)
         session.flush(force=True)
         session.pages.close()
         if session.done:
             self._put(_DONE)
 
     def _retry(self, fn):  # type: ignore[no-untyped-def]
-        """Run fn until it stops failing with SourceUnavailable (or the reader is closed)."""
-        backoff = 0.5
+        """Run fn until it stops failing with a failure worth retrying (or the reader is closed)."""
+        delays = self._policy.delays()
         while not self._stop.is_set():
             try:
                 return fn()
-            except SourceUnavailable as e:
+            except Exception as e:
+                if not retryable(e):
+                    raise
+                backoff = next(delays)  # the log's policy has no budget
                 log.warning("%s; retrying in %.1fs", e, backoff)
                 if self._stop.wait(backoff):
                     return None
-                backoff = min(backoff * 2, self.max_backoff)
         return None
 
     def _check_position(self, p: LogPosition) -> None:
@@ -441,29 +437,12 @@ class BinlogReader:
 
     def _open_stream(self, p: LogPosition) -> BinLogStreamReader:
         self._close_stream()
-        read_timeout = max(30, int(self.heartbeat * 4) + 1)  # a silent connection is dead after this
-        ep = self.log_endpoint
-        settings = dict(host=ep.host, port=ep.port, user=ep.user, password=ep.password,
-                        connect_timeout=ep.connect_timeout, read_timeout=read_timeout)
-        sq = self.sql_endpoint
-        ctl = dict(host=sq.host, port=sq.port, user=sq.user, password=sq.password, connect_timeout=sq.connect_timeout)
-        self._stream = BinLogStreamReader(
-            connection_settings=settings,
-            ctl_connection_settings=ctl,
-            server_id=self.server_id,
-            log_file=p.file,
-            log_pos=p.pos,
-            resume_stream=True,
-            blocking=True,
-            only_events=_EVENTS,
-            filter_non_implemented_events=False,
+        self._stream = open_stream(
+            self.log_endpoint, self.sql_endpoint, server_id=self.server_id, file=p.file, pos=p.pos,
+            events=_EVENTS, blocking=True, heartbeat=self.heartbeat,
             # with a selector any table may become tracked: filtered here (`SchemaTracker.is_tracked`)
             only_schemas=None if self.selector is not None else sorted({d for d, _ in self.tables}),
-            only_tables=None if self.selector is not None else sorted({t for _, t in self.tables}),
-            slave_heartbeat=self.heartbeat,
-            enable_logging=False,  # it would log the connection settings, password included
-            pymysql_wrapper=_StreamConnection,
-        )
+            only_tables=None if self.selector is not None else sorted({t for _, t in self.tables}))
         return self._stream
 
 

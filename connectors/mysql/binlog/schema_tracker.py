@@ -21,6 +21,12 @@ from obsync.connectors.mysql.binlog.rows import mismatch_reason
 from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
 from obsync.connectors.mysql.catalog import load_table_schema
 from obsync.connectors.mysql.connection import Endpoint, close_quietly, connect, detect_dialect
+from obsync.connectors.mysql.failures import (
+    DRIVER_ERRORS,
+    SESSION_POLICY,
+    Failure,
+    retryable,
+)
 from obsync.core.errors import SchemaMismatchError, SourceError, SourceUnavailable
 from obsync.core.positions import LogPosition
 from obsync.core.schema import Column, TableSchema
@@ -56,14 +62,15 @@ class SourceCatalog:
         return self._conn.cursor()
 
     def _run(self, fn):  # type: ignore[no-untyped-def]
-        for attempt in (1, 2):
-            try:
-                return fn()
-            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as e:
-                self.close()
-                if attempt == 2:
-                    raise SourceUnavailable(f"reading the schema from {self.endpoint!r} failed: {e}") from None
-        raise AssertionError("unreachable")
+        """fn() with one reconnect (SESSION_POLICY); an operational error the failure table does not know
+        counts as a lost connection, so the log retries it as before."""
+        what = f"reading the schema from {self.endpoint!r}"
+        try:
+            return SESSION_POLICY.run(fn, what, reset=self.close, unknown=Failure.CONNECTION_LOST)
+        except DRIVER_ERRORS as e:
+            self.close()
+            error = SourceUnavailable if retryable(e, unknown=Failure.CONNECTION_LOST) else SourceError
+            raise error(f"{what} failed: {e}") from None
 
     @property
     def dialect(self) -> str:

@@ -29,8 +29,8 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from obsync.connectors.mysql.binlog.heartbeat import HeartbeatClock, HeartbeatWriter
 from obsync.connectors.mysql.binlog.reader import BinlogReader
 from obsync.connectors.mysql.connection import Endpoint
+from obsync.connectors.mysql.failures import retryable
 from obsync.core.changes import Batch
-from obsync.core.errors import SourceUnavailable
 from obsync.core.positions import LogPosition
 from obsync.runtime.progress import source_stats
 from obsync.steps.ratelimit import Pacer, RateLimiter
@@ -91,7 +91,9 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
         reader = BinlogReader(self._log_endpoint, start=resume_state or self._start, **self._kwargs)
         try:
             reader.prepare()  # fix the start position and the schemas at it now, before the gate opens
-        except SourceUnavailable as e:
+        except Exception as e:
+            if not retryable(e):
+                raise
             log.warning("%s; the binlog reader will retry when it starts", e)
         part = _BinlogPartition(reader, self._gate, None if self._limiter is None else Pacer(self._limiter))
         part.heartbeat = HeartbeatClock(self._heartbeats) if self._heartbeats > 0 else None

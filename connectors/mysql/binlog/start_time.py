@@ -27,7 +27,6 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import BINLOG
 from pymysqlreplication.event import (
@@ -41,13 +40,10 @@ from pymysqlreplication.event import (
     XidEvent,
 )
 
-from obsync.connectors.mysql.binlog.reader import (
-    _StreamConnection,
-    _StreamLost,
-    binlog_files,
-    current_log_position,
-)
+from obsync.connectors.mysql.binlog.reader import binlog_files, current_log_position
+from obsync.connectors.mysql.binlog.stream import open_stream
 from obsync.connectors.mysql.connection import Endpoint
+from obsync.connectors.mysql.failures import DRIVER_ERRORS, StreamLost, retryable
 from obsync.core.errors import PositionLostError, SourceError, SourceUnavailable
 from obsync.core.positions import LogPosition, binlog_file_number
 
@@ -63,7 +59,6 @@ _MARIADB_FL_STANDALONE = 1  # MariaDB GTID flag: the transaction is one statemen
 # empty `only_tables` before their columns are parsed.
 _SCAN_EVENTS = [RotateEvent, FormatDescriptionEvent, QueryEvent, XidEvent, XAPrepareEvent, GtidEvent,
                 MariadbGtidEvent, NotImplementedEvent]
-_READ_TIMEOUT = 60  # seconds without a packet on a non-blocking dump: the connection is dead
 
 
 # ---- parsing the option -----------------------------------------------------------------------------
@@ -235,23 +230,9 @@ class _Scanner:
         self._first: dict[str, int] = {}
 
     def _open(self, file: str) -> BinLogStreamReader:
-        ep, sq = self.endpoint, self.sql_endpoint
-        return BinLogStreamReader(
-            connection_settings=dict(host=ep.host, port=ep.port, user=ep.user, password=ep.password,
-                                     connect_timeout=ep.connect_timeout, read_timeout=_READ_TIMEOUT),
-            ctl_connection_settings=dict(host=sq.host, port=sq.port, user=sq.user, password=sq.password,
-                                         connect_timeout=sq.connect_timeout),
-            server_id=self.server_id,
-            log_file=file,
-            log_pos=4,
-            resume_stream=True,
-            blocking=False,
-            only_events=_SCAN_EVENTS,
-            filter_non_implemented_events=False,
-            only_tables=[],  # table maps: skip before parsing their columns
-            enable_logging=False,  # it would log the connection settings, password included
-            pymysql_wrapper=_StreamConnection,
-        )
+        return open_stream(self.endpoint, self.sql_endpoint, server_id=self.server_id, file=file, pos=4,
+                           events=_SCAN_EVENTS, blocking=False,
+                           only_tables=[])  # table maps: skip before parsing their columns
 
     def _events(self, file: str):  # type: ignore[no-untyped-def]
         """The events from the start of `file` to the end of the binlog, with errors made obsync's."""
@@ -260,12 +241,11 @@ class _Scanner:
             while True:
                 try:
                     ev = stream.fetchone()
-                except _StreamLost as e:
+                except StreamLost as e:
                     raise SourceUnavailable(f"the binlog stream from {self.endpoint!r} dropped while searching "
                                             f"for start_time: {e}") from None
-                except pymysql.err.OperationalError as e:
-                    code = e.args[0] if e.args else None
-                    if code in (2003, 2006, 2013):
+                except DRIVER_ERRORS as e:
+                    if retryable(e):
                         raise SourceUnavailable(f"cannot read the binlog of {self.endpoint!r}: {e}") from None
                     raise SourceError(f"reading {file} from {self.endpoint!r} to find start_time failed: {e} "
                                       "(a binlog purged meanwhile? retry)") from None

@@ -31,10 +31,11 @@ from typing import Any, Literal, Sequence
 import pymysql
 
 from obsync.connectors.mysql.connection import Dialect
+from obsync.connectors.mysql.failures import DRIVER_ERRORS, describe, retryable
 from obsync.connectors.mysql.snapshot.keys import (KeyOrder, KeySql, decode_key, encode_key, key_order,
                                             select_sql, table_sql)
 from obsync.connectors.mysql.values import row_converter, use_sql_decoders
-from obsync.core.errors import SourceError
+from obsync.core.errors import SourceError, SourceUnavailable
 from obsync.core.schema import TableSchema
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,6 @@ def _query(conn: pymysql.Connection, sql: str, params: list[Any] | None = None) 
         with conn.cursor() as cur:
             cur.execute(sql, params)
             return cur.fetchall()
-    except pymysql.err.MySQLError as e:
-        raise SourceError(f"snapshot planning failed: {e.args[-1] if e.args else e} (query: {sql[:300]})"
-                          ) from e
+    except DRIVER_ERRORS as e:
+        error = SourceUnavailable if retryable(e) else SourceError
+        raise error(f"snapshot planning failed: {describe(e)} (query: {sql[:300]})") from e

@@ -44,12 +44,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from typing import Any, Callable
 
 from obsync.connectors.mysql import fastsql
 from obsync.connectors.mysql.evaluator import neutral_sql_mode
 from obsync.connectors.mysql.connection import Endpoint, connect
+from obsync.connectors.mysql.failures import (
+    DRIVER_ERRORS,
+    SNAPSHOT_POLICY,
+    Failure,
+    classify,
+    describe,
+    hint,
+)
 from obsync.connectors.mysql.snapshot.keys import KeySql, decode_key, encode_key, select_sql, table_sql
 from obsync.connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US, Chunk, SnapshotPlan, TablePlan
 from obsync.connectors.mysql.values import row_dict_converter, use_sql_decoders
@@ -59,23 +66,7 @@ from obsync.core.positions import SnapshotPosition
 
 log = logging.getLogger(__name__)
 
-# Errors after which a reconnect may help: server gone, lost connection, can't connect (and InterfaceError:
-# the connection was already closed). 2002 is libmariadb's "can't connect" over TCP too, 5013/5014 its
-# network read/write errors. A query that reaches a session while it is being killed gets 5066 "Session
-# interrupted" from OceanBase (1927 "Connection was killed" from MariaDB) rather than a lost connection:
-# likelier with pipelined pages, whose next query is usually on its way.
-_TRANSIENT_CODES = frozenset({1927, 2002, 2003, 2006, 2013, 2055, 5013, 5014, 5066})
-_RETRIES = 2
 _NET_WRITE_TIMEOUT_S = 3600
-# OceanBase: 4138 snapshot discarded (older than undo_retention), 1412 table definition changed since the SCN,
-# 4012 timeout.
-_OB_HINTS = {
-    4138: "the snapshot's read point is older than the tenant keeps (undo_retention): restart the full sync, "
-          "and raise undo_retention above the time a full sync takes",
-    1412: "the table's definition changed after the snapshot's read point (DDL during full sync): restart the "
-          "full sync",
-    4012: "the query ran out of time (ob_query_timeout)",
-}
 
 
 def _fast_constructor(cls: type, given: tuple[str, ...]) -> Callable[..., Any]:
@@ -221,23 +212,18 @@ class ChunkReader:
         """Up to `batch_size` rows after the last one handed out; None when the chunk is exhausted."""
         if self._done:
             return None
-        for attempt in range(_RETRIES + 1):
-            try:
-                rows = self._fetch_key() if self._table.mode == "key" else self._fetch_ordinal()
-                break
-            except fastsql.CONNECTION_ERRORS as e:
-                code = e.args[0] if e.args else None
-                self._drop_connection()
-                if code not in _TRANSIENT_CODES and not isinstance(e, fastsql.INTERFACE_ERRORS):
-                    raise self._error(e) from e
-                if attempt == _RETRIES:
-                    raise SourceUnavailable(f"snapshot chunk {self._chunk.id}: lost the source connection "
-                                            f"{_RETRIES + 1} times: {e.args[-1]}") from e
-                log.warning("snapshot chunk %s: %s; reconnecting", self._chunk.id, e.args[-1])
-                time.sleep(0.5 * (attempt + 1))
-            except fastsql.MYSQL_ERRORS as e:
-                self._drop_connection()
-                raise self._error(e) from e
+        try:  # a failure worth retrying is retried (SNAPSHOT_POLICY) from the last row handed out
+            rows = SNAPSHOT_POLICY.run(self._fetch, f"snapshot chunk {self._chunk.id}",
+                                       reset=self._drop_connection)
+        except DRIVER_ERRORS as e:
+            self._drop_connection()
+            failure, tries = classify(e), SNAPSHOT_POLICY.attempts
+            if failure is Failure.CONNECTION_LOST:
+                raise SourceUnavailable(f"snapshot chunk {self._chunk.id}: lost the source connection {tries} "
+                                        f"times: {describe(e)}") from e
+            if failure is Failure.TRANSIENT:
+                raise SourceUnavailable(str(self._error(e, f"failed {tries} times: "))) from e
+            raise self._error(e) from e
         if len(rows) < self._batch_size:  # the chunk is exhausted: say so in resume_state() right away
             self._finish()
         return rows or None
@@ -266,6 +252,9 @@ class ChunkReader:
             self._conn = conn
         return self._conn
 
+    def _fetch(self) -> list[Change]:
+        return self._fetch_key() if self._table.mode == "key" else self._fetch_ordinal()
+
     def _fetch_key(self) -> list[Change]:
         if self._streamed:
             if self._cursor is None:
@@ -290,9 +279,9 @@ class ChunkReader:
             try:
                 fastsql.send_query(conn, *self._key_query(limit=self._batch_size))
                 self._pending = True
-            except fastsql.MYSQL_ERRORS as e:
+            except DRIVER_ERRORS as e:
                 # This page is read (and handed out): the next call reconnects and asks again.
-                log.info("snapshot chunk %s: %s; will reconnect", self._chunk.id, e.args[-1] if e.args else e)
+                log.info("snapshot chunk %s: %s; will reconnect", self._chunk.id, describe(e))
                 self._drop_connection()
         return changes
 
@@ -378,9 +367,9 @@ class ChunkReader:
             # cursor is closed or collected: close without reading it.
             fastsql.abandon_stream(conn, cursor)
 
-    def _error(self, e: Exception) -> SourceError:
-        code = e.args[0] if e.args else None
-        msg = f"snapshot chunk {self._chunk.id}: {e.args[-1] if e.args else e}"
-        if self._plan.dialect == "oceanbase" and code in _OB_HINTS:
-            msg += f" ({_OB_HINTS[code]})"
+    def _error(self, e: Exception, detail: str = "") -> SourceError:
+        msg = f"snapshot chunk {self._chunk.id}: {detail}{describe(e)}"
+        said = hint(e)
+        if self._plan.dialect == "oceanbase" and said is not None:  # OceanBase's read point and timeout
+            msg += f" ({said})"
         return SourceError(msg)

@@ -1,0 +1,82 @@
+"""The one place that opens a replication stream (mysql-replication's `BinLogStreamReader`) on a log endpoint.
+
+    open_stream(log_endpoint, sql_endpoint, server_id=..., file=..., pos=..., events=[...], blocking=True)
+
+Both the binlog reader (a blocking stream with server heartbeats) and the start_time search (short
+non-blocking scans) open their streams here, so the two are set up alike:
+
+- the replication connection raises `StreamLost` (obsync.connectors.mysql.failures) when it drops, where
+  mysql-replication would silently reconnect from its own position, possibly inside a transaction whose table
+  maps came before it: the caller decides where to resume;
+- a silent connection counts as dead after a read timeout: 4 heartbeats (at least 30 s) on a blocking stream,
+  60 s on a scan;
+- mysql-replication's logging is off (it would log the connection settings, password included);
+- events it cannot decode are handed out as `NotImplementedEvent`s rather than dropped, so the caller sees
+  every event type (compressed transactions, anonymous GTIDs).
+
+The control connection (the few SQL queries the library makes) goes to `sql_endpoint`, which differs from
+the log endpoint when the binlog comes from a separate service (OceanBase Binlog Service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pymysql
+import pymysql.connections
+from pymysql.protocol import MysqlPacket
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.binlogstream import MYSQL_EXPECTED_ERROR_CODES
+
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.connectors.mysql.failures import StreamLost
+
+SCAN_READ_TIMEOUT = 60  # seconds without a packet on a non-blocking stream: the connection is dead
+
+
+class _StreamConnection(pymysql.connections.Connection):
+    """The replication connection: its drop is raised as `StreamLost`, past mysql-replication."""
+
+    def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
+        try:
+            return super()._read_packet(packet_type)  # type: ignore[no-untyped-call]  # untyped in its stubs
+        except pymysql.err.OperationalError as e:
+            # exactly the errors on which BinLogStreamReader.fetchone() would reconnect by itself
+            if e.args and e.args[0] in MYSQL_EXPECTED_ERROR_CODES:
+                raise StreamLost(str(e.args[-1])) from None
+            raise
+
+
+def read_timeout(heartbeat: float | None) -> int:
+    """Seconds without a packet after which the replication connection is dead."""
+    return SCAN_READ_TIMEOUT if heartbeat is None else max(30, int(heartbeat * 4) + 1)
+
+
+def open_stream(log_endpoint: Endpoint, sql_endpoint: Endpoint, *, server_id: int, file: str, pos: int,
+                events: Sequence[type], blocking: bool, heartbeat: float | None = None,
+                only_schemas: Sequence[str] | None = None,
+                only_tables: Sequence[str] | None = None) -> BinLogStreamReader:
+    """A replication stream of `events` from `file`:`pos` (an event boundary), as replica `server_id`.
+
+    `blocking` waits for new events at the end of the binlog (with a server heartbeat every `heartbeat`
+    seconds); otherwise the stream ends there. `only_schemas`/`only_tables` filter table maps (and so rows)
+    by name before their columns are parsed; None: no filter, `[]` for tables: no table map at all.
+    """
+    settings = {**log_endpoint.pymysql_kwargs(), "read_timeout": read_timeout(heartbeat if blocking else None)}
+    return BinLogStreamReader(
+        connection_settings=settings,
+        ctl_connection_settings=sql_endpoint.pymysql_kwargs(),
+        server_id=server_id,
+        log_file=file,
+        log_pos=pos,
+        resume_stream=True,
+        blocking=blocking,
+        only_events=list(events),
+        filter_non_implemented_events=False,
+        only_schemas=None if only_schemas is None else list(only_schemas),
+        only_tables=None if only_tables is None else list(only_tables),
+        slave_heartbeat=heartbeat,
+        enable_logging=False,  # it would log the connection settings, password included
+        pymysql_wrapper=_StreamConnection,
+    )
