@@ -47,7 +47,8 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
             Endpoint.sql_of(task.source), rt.plan, batch_size=res.snapshot_batch_size,
             chunks_per_worker=res.chunks_per_worker, filters=rt.snapshot_filters,
             # limits.full: one limiter per process for all its chunks, the cap divided among the processes
-            limiter=limiter_for(task.limits.full, bytewax_processes()))))
+            limiter=limiter_for(task.limits.full, bytewax_processes()),
+            listener=progress.stats)))
     if rt.log_start is not None:
         streams.append(op.input("log", flow, BinlogSource(
             log_endpoint=Endpoint.log_of(task.source),
@@ -67,6 +68,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
             heartbeats=task.heartbeat.interval,  # heartbeat messages to every topic, even when idle
             heartbeat_writer=(HeartbeatWriter(Endpoint.sql_of(task.source), task.heartbeat.table, task.name,
                                               task.heartbeat.interval) if task.heartbeat.table else None),
+            listener=progress.stats,  # rows read, position, lag
         )))
     changes = streams[0] if len(streams) == 1 else op.merge("changes", *streams)
     sql_eval = SqlEvaluator(Endpoint.sql_of(task.source))  # what row filters ask the source (rarely)
@@ -82,8 +84,8 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
     )
     routed = op.flat_map("encode", shaped, router.route)
     op.output("kafka", routed, KafkaSink(
-        kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered, progress,
-        producer_conf=res.producer))
+        kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
+        listener=progress, producer_conf=res.producer))
     return flow
 
 

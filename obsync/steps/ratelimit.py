@@ -4,7 +4,8 @@ A `RateLimiter` is a token bucket per limited dimension: rows (`rps`, rows per s
 Each bucket refills at its rate up to a capacity of `burst` seconds of it (0.5 s, at least one row or
 byte) and starts full. A `Pacer` holds one batch a source partition read and hands it out in slices, in
 order, as the tokens allow; a source whose pacer says "wait" returns no item and asks to be woken when the
-tokens are there (Bytewax sources must not block).
+tokens are there (Bytewax sources must not block). The sources see them through `obsync.core.pacing`
+(`RateLimiter` is a `Pacing`, `Pacer` a `BatchPacer`) and never import this module.
 
 **The bound.** For each dimension, with rate r, capacity C and a level L(t) that never exceeds C, what is
 taken in any window [a, b] is L(a-) + (refill over the window, at most r(b - a)) - L(b+). A slice is only
@@ -112,6 +113,10 @@ class RateLimiter:
         if self.rps is None:
             return batch_size
         return max(1, min(batch_size, int(self.rps * FETCH_SECONDS)))
+
+    def pacer(self) -> Pacer:
+        """A `Pacer` of one source partition drawing on this limiter (`obsync.core.pacing.Pacing`)."""
+        return Pacer(self)
 
     def _refill(self) -> None:
         now = self._clock()
@@ -268,6 +273,10 @@ class Pacer:
 
     def clear(self) -> None:
         self._items, self._i = [], 0
+
+    def read_delay(self) -> float:
+        """Seconds until the partition may read more (0: now): none while the limiter is in debt."""
+        return self.limiter.delay_for(1, 1)
 
     def _cost(self, k: int) -> tuple[int, int]:
         """(rows, bytes) of the held items from the next one up to (not including) k."""
