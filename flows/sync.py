@@ -22,7 +22,6 @@ from bytewax.dataflow import Dataflow
 
 from obsync.connectors.kafka.sink import KafkaSink
 from obsync.connectors.mysql.binlog.source import BinlogSource
-from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.binlog.heartbeat import HeartbeatWriter
 from obsync.connectors.mysql.evaluator import SqlEvaluator
 from obsync.connectors.mysql.snapshot.source import SnapshotSource
@@ -32,6 +31,7 @@ from obsync.steps.ratelimit import bytewax_processes, limiter_for
 from obsync.task.resources import plan_resources
 from obsync.steps.routing import Router
 from obsync.runtime.prepare import Runtime, kafka_conf
+from obsync.runtime.settings import log_endpoint, sql_endpoint
 from obsync.steps.shaping import Shaper
 
 
@@ -44,15 +44,15 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
     streams = []
     if rt.plan is not None:
         streams.append(op.input("snapshot", flow, SnapshotSource(
-            Endpoint.sql_of(task.source), rt.plan, batch_size=res.snapshot_batch_size,
+            sql_endpoint(task.source), rt.plan, batch_size=res.snapshot_batch_size,
             chunks_per_worker=res.chunks_per_worker, filters=rt.snapshot_filters,
             # limits.full: one limiter per process for all its chunks, the cap divided among the processes
             limiter=limiter_for(task.limits.full, bytewax_processes()),
             listener=progress.stats)))
     if rt.log_start is not None:
         streams.append(op.input("log", flow, BinlogSource(
-            log_endpoint=Endpoint.log_of(task.source),
-            sql_endpoint=Endpoint.sql_of(task.source),
+            log_endpoint=log_endpoint(task.source),
+            sql_endpoint=sql_endpoint(task.source),
             server_id=task.source.server_id,
             tables=set(rt.tables),
             selector=rt.live.contains if rt.live is not None else task.selection().__contains__,
@@ -66,12 +66,12 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
             max_batches=res.log_queue_batches,
             limiter=limiter_for(task.limits.incremental),  # the log is one partition: in one process
             heartbeats=task.heartbeat.interval,  # heartbeat messages to every topic, even when idle
-            heartbeat_writer=(HeartbeatWriter(Endpoint.sql_of(task.source), task.heartbeat.table, task.name,
+            heartbeat_writer=(HeartbeatWriter(sql_endpoint(task.source), task.heartbeat.table, task.name,
                                               task.heartbeat.interval) if task.heartbeat.table else None),
             listener=progress.stats,  # rows read, position, lag
         )))
     changes = streams[0] if len(streams) == 1 else op.merge("changes", *streams)
-    sql_eval = SqlEvaluator(Endpoint.sql_of(task.source))  # what row filters ask the source (rarely)
+    sql_eval = SqlEvaluator(sql_endpoint(task.source))  # what row filters ask the source (rarely)
     shaper = Shaper.from_live(rt.live, sql_eval) if rt.live is not None else Shaper.from_task(task, sql_eval)
     shaped = op.map("shape", changes, shaper.shape)
     router = Router(

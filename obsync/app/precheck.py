@@ -39,7 +39,8 @@ import pymysql
 
 from obsync.connectors.kafka.client import base_config, redacted
 from obsync.connectors.mysql.catalog import load_table_schema
-from obsync.connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect, quote_ident
+from obsync.connectors.mysql.connection import Dialect, connect, detect_dialect, quote_ident
+from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
 from obsync.task.config import TaskConfig
 from obsync.core.errors import ConfigError, ObsyncError
 from obsync.task.objects import ObjectPlan, check_table, list_source_tables, plan_for
@@ -251,12 +252,12 @@ class Probe:
         self.task = task
         self.state_dir = state_dir
         self.kafka_timeout = kafka_timeout
-        self.sql_ep = Endpoint.sql_of(task.source)
-        self.log_ep = Endpoint.log_of(task.source)
+        self.sql_ep = sql_endpoint(task.source)
+        self.log_ep = log_endpoint(task.source)
         self.same_endpoint = (self.sql_ep.host, self.sql_ep.port) == (self.log_ep.host, self.log_ep.port)
         self._conns: dict[str, pymysql.Connection | str] = {}
         self._memo: dict[str, Any] = {}
-        conf = base_config(task.target)
+        conf = base_config(kafka_settings(task.target))
         self.secrets = [str(v) for k, v in conf.items() if redacted(conf)[k] == "***" and str(v)]
         if self.sql_ep.password:
             self.secrets.append(self.sql_ep.password)
@@ -436,7 +437,7 @@ class Probe:
             from confluent_kafka.admin import AdminClient
 
             errors: list[str] = []
-            conf = {**base_config(self.task.target), "log_level": 0,  # reported here, not printed by librdkafka
+            conf = {**base_config(kafka_settings(self.task.target)), "log_level": 0,  # reported here, not printed by librdkafka
                     "error_cb": lambda err: errors.append(err.str())}
             try:
                 admin = AdminClient(conf)

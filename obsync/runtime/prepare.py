@@ -31,6 +31,7 @@ from obsync.core.schema import TableSchema
 from obsync.task.selection import Selection
 from obsync.task.live import RELOADABLE, Live, add_backfills, backfill_requests, changed_fields
 from obsync.task.state import TaskState
+from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     from obsync.connectors.mysql.snapshot.plan import SnapshotPlan, plan_snapshot
 
     state = TaskState(task.resolved_state_dir(state_dir))
-    sql_ep = Endpoint.sql_of(task.source)
-    log_ep = Endpoint.log_of(task.source)
+    sql_ep = sql_endpoint(task.source)
+    log_ep = log_endpoint(task.source)
     with state.locked():
         ident = state.identity(task.name)
         start = state.load_start()
@@ -218,7 +219,7 @@ def reload_task(rt: Runtime, task: TaskConfig) -> str:
     if fixed:
         raise ConfigError(f"field(s) {', '.join(f'`{f}`' for f in fixed)} cannot change while the task runs "
                           f"(only {', '.join(sorted(RELOADABLE))} can); restart the task to change them")
-    conn = connect(Endpoint.sql_of(task.source))
+    conn = connect(sql_endpoint(task.source))
     try:
         res = resolve_objects(conn, task)
     finally:
@@ -277,10 +278,11 @@ def ensure_task_topics(task: TaskConfig, res: Resolution, extra: Sequence[str]) 
     existing = sorted({o.existing_topic for o in task.objects if o.existing_topic is not None})
     why = {o.existing_topic: f"field `objects.{i}.existing_topic`" for i, o in reversed(list(enumerate(task.objects)))
            if o.existing_topic is not None}
-    counts = ensure_topics(task.target, existing, task.topics.partitions, task.topics.replication_factor,
+    kafka = kafka_settings(task.target)
+    counts = ensure_topics(kafka, existing, task.topics.partitions, task.topics.replication_factor,
                            create=False, why=why)
     created = sorted(({p.topic for p in res.plans.values()} | set(extra)) - set(existing))
-    counts.update(ensure_topics(task.target, created, task.topics.partitions, task.topics.replication_factor))
+    counts.update(ensure_topics(kafka, created, task.topics.partitions, task.topics.replication_factor))
     return counts
 
 
@@ -299,7 +301,7 @@ class TopicResolver:
         p = plan_for(self.task, self.live.selection, db, table)
         if p is None:
             return None
-        counts = ensure_topics(self.task.target, [p.topic], self.task.topics.partitions,
+        counts = ensure_topics(kafka_settings(self.task.target), [p.topic], self.task.topics.partitions,
                                self.task.topics.replication_factor, create=p.topic_kind != "existing",
                                why={p.topic: f"field `objects.{p.index}.existing_topic` (for {db}.{table})"})
         n = counts[p.topic]
@@ -322,4 +324,4 @@ def check_fixed_partition(task: TaskConfig, partitions: dict[str, int]) -> None:
 
 
 def kafka_conf(task: TaskConfig) -> dict[str, Any]:
-    return base_config(task.target)
+    return base_config(kafka_settings(task.target))
