@@ -15,6 +15,7 @@ from `OBSYNC_STATE_DIR`, default `./state/<task name>`; `OBSYNC_UNTIL_CAUGHT_UP=
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -30,9 +31,10 @@ from obsync.runtime.progress import Progress
 from obsync.steps.ratelimit import bytewax_processes, limiter_for
 from obsync.task.resources import plan_resources
 from obsync.steps.routing import Router
-from obsync.runtime.prepare import Runtime, kafka_conf
+from obsync.runtime.prepare import Runtime, kafka_conf, prepare
 from obsync.runtime.settings import log_endpoint, sql_endpoint
 from obsync.steps.shaping import Shaper
+from obsync.task.config import load_task
 
 
 def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
@@ -93,14 +95,11 @@ def __getattr__(name: str) -> Any:
     """`flow` is built on first access from the environment, so importing this module has no effects."""
     if name != "flow":
         raise AttributeError(name)
-    from obsync.task.config import load_task
-    from obsync.runtime.prepare import prepare
-
     task_file = os.environ.get("OBSYNC_TASK")
     if not task_file:
         raise RuntimeError("set OBSYNC_TASK to the task file, e.g. OBSYNC_TASK=task.yaml "
                            "python -m bytewax.run obsync.flows.sync:flow")
     state_dir = os.environ.get("OBSYNC_STATE_DIR")
-    rt = prepare(load_task(task_file), state_dir=state_dir and __import__("pathlib").Path(state_dir),
+    rt = prepare(load_task(task_file), state_dir=Path(state_dir) if state_dir else None,
                  until_caught_up=os.environ.get("OBSYNC_UNTIL_CAUGHT_UP") == "1")
     return build_flow(rt)

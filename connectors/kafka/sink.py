@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -185,7 +185,7 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
                 last_rec = it
         self.shared.producer.poll(0)
         if written_n:
-            self.listener.wrote(last_rec, written_n, size)
+            self.listener.wrote(cast(OutRecord, last_rec), written_n, size)  # the last record written
         if skipped:
             self.listener.skipped(skipped)
             log.debug("%s: dropped %d records already written", self.name, skipped)

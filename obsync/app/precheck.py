@@ -38,7 +38,7 @@ from typing import Any
 import pymysql
 
 from obsync.connectors.kafka.client import base_config, redacted
-from obsync.connectors.mysql.catalog import load_table_schema
+from obsync.connectors.mysql.catalog import SqlCatalog, load_table_schema
 from obsync.connectors.mysql.connection import Dialect, connect, detect_dialect, quote_ident
 from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
 from obsync.task.config import TaskConfig
@@ -375,7 +375,7 @@ class Probe:
         def read() -> dict[str, _Table]:
             out: dict[str, _Table] = {}
             selection = self.selection()
-            on_source = list_source_tables(self.conn(), selection.schemas())
+            on_source = list_source_tables(SqlCatalog(self.conn()), selection.schemas())
             for sel in selection.select(on_source):
                 kind = on_source[sel.name]
                 schema = load_table_schema(self.conn(), sel.db, sel.table) if kind == "BASE TABLE" else None
@@ -437,7 +437,8 @@ class Probe:
             from confluent_kafka.admin import AdminClient
 
             errors: list[str] = []
-            conf = {**base_config(kafka_settings(self.task.target)), "log_level": 0,  # reported here, not printed by librdkafka
+            conf = {**base_config(kafka_settings(self.task.target)),
+                    "log_level": 0,  # reported here, not printed by librdkafka
                     "error_cb": lambda err: errors.append(err.str())}
             try:
                 admin = AdminClient(conf)

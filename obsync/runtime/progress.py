@@ -10,7 +10,8 @@ Three parts, all fed once per batch (never per row):
   incremental).
 - `Progress` (one per sink; its `SinkListener`): the Kafka sink calls `wrote()` per batch it hands to the
   producer, `skipped()` for the replays it drops, and, when it reports acknowledgements (`use_acks()`),
-  `acked()` per message Kafka acknowledged. It computes the lag (`lag_seconds`) and feeds the Prometheus metrics (`obsync.runtime.metrics`).
+  `acked()` per message Kafka acknowledged. It computes the lag (`lag_seconds`) and feeds the Prometheus
+  metrics (`obsync.runtime.metrics`).
 - The display (`Progress.start()`): on a terminal, a bar per table during full sync (rows done / estimated,
   rate, ETA), redrawn twice a second; otherwise a log line every `interval` seconds. In incremental sync,
   a line with lag, throughput and positions every `interval` seconds. `render_bar`, `format_count`,
