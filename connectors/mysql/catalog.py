@@ -22,6 +22,7 @@ import pymysql
 from obsync.core.defaults import Literal, default_text
 from obsync.core.errors import SourceError
 from obsync.core.schema import TEMPORAL_TYPES, Column, TableSchema
+from obsync.sql.ddl import literal_of
 
 _COLUMNS_SQL = """
 SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME,
@@ -61,8 +62,7 @@ def _catalog_literal(raw: object, data_type: str, extra: str, sql_text: bool) ->
     if "DEFAULT_GENERATED" in extra:
         return None
     if sql_text or (data_type == "bit" and text[:2].lower() == "b'"):
-        from obsync.sql.ddl import literal_of  # the DDL grammar's literal reader
-        return literal_of(text)
+        return literal_of(text)  # the DDL grammar's literal reader
     return ("str", text)
 
 
