@@ -15,6 +15,7 @@ from `OBSYNC_STATE_DIR`, default `./state/<task name>`; `OBSYNC_UNTIL_CAUGHT_UP=
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -22,7 +23,6 @@ from bytewax.dataflow import Dataflow
 
 from obsync.connectors.kafka.sink import KafkaSink
 from obsync.connectors.mysql.binlog.source import BinlogSource
-from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.binlog.heartbeat import HeartbeatWriter
 from obsync.connectors.mysql.evaluator import SqlEvaluator
 from obsync.connectors.mysql.snapshot.source import SnapshotSource
@@ -31,8 +31,10 @@ from obsync.runtime.progress import Progress
 from obsync.steps.ratelimit import bytewax_processes, limiter_for
 from obsync.task.resources import plan_resources
 from obsync.steps.routing import Router
-from obsync.runtime.prepare import Runtime, kafka_conf
+from obsync.runtime.prepare import Runtime, kafka_conf, prepare
+from obsync.runtime.settings import log_endpoint, sql_endpoint
 from obsync.steps.shaping import Shaper
+from obsync.task.config import load_task
 
 
 def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
@@ -44,14 +46,15 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
     streams = []
     if rt.plan is not None:
         streams.append(op.input("snapshot", flow, SnapshotSource(
-            Endpoint.sql_of(task.source), rt.plan, batch_size=res.snapshot_batch_size,
+            sql_endpoint(task.source), rt.plan, batch_size=res.snapshot_batch_size,
             chunks_per_worker=res.chunks_per_worker, filters=rt.snapshot_filters,
             # limits.full: one limiter per process for all its chunks, the cap divided among the processes
-            limiter=limiter_for(task.limits.full, bytewax_processes()))))
+            limiter=limiter_for(task.limits.full, bytewax_processes()),
+            listener=progress.stats)))
     if rt.log_start is not None:
         streams.append(op.input("log", flow, BinlogSource(
-            log_endpoint=Endpoint.log_of(task.source),
-            sql_endpoint=Endpoint.sql_of(task.source),
+            log_endpoint=log_endpoint(task.source),
+            sql_endpoint=sql_endpoint(task.source),
             server_id=task.source.server_id,
             tables=set(rt.tables),
             selector=rt.live.contains if rt.live is not None else task.selection().__contains__,
@@ -65,11 +68,12 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
             max_batches=res.log_queue_batches,
             limiter=limiter_for(task.limits.incremental),  # the log is one partition: in one process
             heartbeats=task.heartbeat.interval,  # heartbeat messages to every topic, even when idle
-            heartbeat_writer=(HeartbeatWriter(Endpoint.sql_of(task.source), task.heartbeat.table, task.name,
+            heartbeat_writer=(HeartbeatWriter(sql_endpoint(task.source), task.heartbeat.table, task.name,
                                               task.heartbeat.interval) if task.heartbeat.table else None),
+            listener=progress.stats,  # rows read, position, lag
         )))
     changes = streams[0] if len(streams) == 1 else op.merge("changes", *streams)
-    sql_eval = SqlEvaluator(Endpoint.sql_of(task.source))  # what row filters ask the source (rarely)
+    sql_eval = SqlEvaluator(sql_endpoint(task.source))  # what row filters ask the source (rarely)
     shaper = Shaper.from_live(rt.live, sql_eval) if rt.live is not None else Shaper.from_task(task, sql_eval)
     shaped = op.map("shape", changes, shaper.shape)
     router = Router(
@@ -82,8 +86,8 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
     )
     routed = op.flat_map("encode", shaped, router.route)
     op.output("kafka", routed, KafkaSink(
-        kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered, progress,
-        producer_conf=res.producer))
+        kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
+        listener=progress, producer_conf=res.producer))
     return flow
 
 
@@ -91,14 +95,11 @@ def __getattr__(name: str) -> Any:
     """`flow` is built on first access from the environment, so importing this module has no effects."""
     if name != "flow":
         raise AttributeError(name)
-    from obsync.task.config import load_task
-    from obsync.runtime.prepare import prepare
-
     task_file = os.environ.get("OBSYNC_TASK")
     if not task_file:
         raise RuntimeError("set OBSYNC_TASK to the task file, e.g. OBSYNC_TASK=task.yaml "
                            "python -m bytewax.run obsync.flows.sync:flow")
     state_dir = os.environ.get("OBSYNC_STATE_DIR")
-    rt = prepare(load_task(task_file), state_dir=state_dir and __import__("pathlib").Path(state_dir),
+    rt = prepare(load_task(task_file), state_dir=Path(state_dir) if state_dir else None,
                  until_caught_up=os.environ.get("OBSYNC_UNTIL_CAUGHT_UP") == "1")
     return build_flow(rt)

@@ -1,19 +1,34 @@
-"""librdkafka settings shared by the admin client, the producer and the tail reader."""
+"""librdkafka settings shared by the admin client, the producer and the tail reader.
+
+The connectors are given a `KafkaSettings` (built from the task file's `target` by `obsync.runtime.settings`),
+never the task file; its repr hides secrets, as `redacted` does for a librdkafka configuration.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
-
-from obsync.task.config import TargetConfig
 
 # Keys whose values must never be printed.
 _SECRET_KEYS = ("sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret")
 
 
-def base_config(target: TargetConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The Kafka cluster: bootstrap servers and the user's raw librdkafka properties (SASL, SSL, ...)."""
+
+    bootstrap_servers: str
+    properties: Mapping[str, str | int | float | bool] = field(default_factory=dict, hash=False)
+
+    def __repr__(self) -> str:
+        return f"KafkaSettings({redacted(base_config(self))!r})"
+
+
+def base_config(settings: KafkaSettings) -> dict[str, Any]:
     """Bootstrap servers plus the user's raw librdkafka properties (SASL, SSL, ...)."""
-    conf: dict[str, Any] = {"bootstrap.servers": target.bootstrap_servers}
-    conf.update(target.properties)
+    conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers}
+    conf.update(settings.properties)
     return conf
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -33,8 +33,8 @@ from obsync.connectors.kafka.records import (
 from obsync.connectors.kafka.tail import written_positions
 from obsync.core.changes import StreamDone
 from obsync.core.errors import SinkError, StateError
+from obsync.core.listeners import NOOP_SINK_LISTENER, SinkListener
 from obsync.core.positions import Position, position_from_json, position_to_header
-from obsync.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class _SharedProducer:
         else:
             if msg.offset() >= w.next_offset:
                 w.next_offset = msg.offset() + 1
-            w.lane.progress.acked(msg.topic(), len(msg))
+            w.lane.listener.acked(msg.topic(), len(msg))
 
     def produce(self, rec: OutRecord, headers: list[tuple[str, bytes]]) -> None:
         while True:
@@ -133,7 +133,7 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
     shared: _SharedProducer
     required_streams: frozenset[str]
     on_delivered: Callable[[], None]
-    progress: Progress
+    listener: SinkListener
     written: dict[tuple[str, int], _Written] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     error: SinkError | None = None
@@ -185,9 +185,9 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
                 last_rec = it
         self.shared.producer.poll(0)
         if written_n:
-            self.progress.wrote(last_rec, written_n, size)
+            self.listener.wrote(cast(OutRecord, last_rec), written_n, size)  # the last record written
         if skipped:
-            self.progress.skipped(skipped)
+            self.listener.skipped(skipped)
             log.debug("%s: dropped %d records already written", self.name, skipped)
         if self.error:
             raise self.error
@@ -220,12 +220,12 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     `lanes` are the task's sink parts (`records.lane_names`); the flow routes each record to the lane of
     its partition (`records.lane_of`). `required_streams` are the snapshot chunks' streams: once a lane has
     received the `StreamDone` of each, and flushed, `on_delivered(lane)` is called (the log source waits
-    for every lane).
+    for every lane). `listener` hears what is written, dropped and acknowledged (`obsync.core.listeners`).
     """
 
     def __init__(self, target_conf: dict[str, Any], lanes: list[str], task_id: str,
                  required_streams: frozenset[str], on_delivered: Callable[[str], None],
-                 progress: Progress, producer_conf: dict[str, Any] | None = None) -> None:
+                 listener: SinkListener = NOOP_SINK_LISTENER, producer_conf: dict[str, Any] | None = None) -> None:
         self._conf = target_conf
         self._tuning = producer_conf or {}  # producer settings from the task's resources
         self._lanes = sorted(lanes)
@@ -233,8 +233,8 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         self._task_id = task_id
         self._required = required_streams
         self._on_delivered = on_delivered
-        self._progress = progress
-        progress.use_acks()  # messages and bytes written are counted when Kafka acknowledges them
+        self._listener = listener
+        listener.use_acks()  # messages and bytes written are counted when Kafka acknowledges them
 
     def list_parts(self) -> list[str]:
         return self._lanes
@@ -245,7 +245,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     def build_part(self, step_id: str, for_part: str, resume_state: SinkState | None) -> _Lane:
         shared = _SharedProducer.get(self._conf, self._tuning)
         lane = _Lane(for_part, self._task_id, self._conf, shared, self._required,
-                     lambda: self._on_delivered(for_part), self._progress)
+                     lambda: self._on_delivered(for_part), self._listener)
         state = resume_state or {"partitions": {}, "done": []}
         if "partitions" not in state:
             raise StateError(f"sink state of {for_part} was written by an older obsync (one part per Kafka "

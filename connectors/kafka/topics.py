@@ -7,14 +7,13 @@ import logging
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from obsync.connectors.kafka.client import base_config
-from obsync.task.config import TargetConfig
+from obsync.connectors.kafka.client import KafkaSettings, base_config
 from obsync.core.errors import SinkError
 
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(target: TargetConfig, names: list[str], partitions: int, replication_factor: int,
+def ensure_topics(target: KafkaSettings, names: list[str], partitions: int, replication_factor: int,
                   timeout: float = 30.0, *, create: bool = True, why: dict[str, str] | None = None) -> dict[str, int]:
     """Create the missing topics of `names` (with `create`; else a missing one is an error saying `why[name]`
     it was wanted); return every topic's partition count."""

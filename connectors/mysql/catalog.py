@@ -1,4 +1,6 @@
-"""Reading table definitions from information_schema into `TableSchema`s.
+"""Reading table definitions from information_schema into `TableSchema`s, and the tables there are.
+
+`SqlCatalog` is the catalog over one open session that `obsync.task.objects` resolves a task's objects with.
 
 Column defaults (`Column.default`, see `obsync.core.defaults`) come from COLUMNS.COLUMN_DEFAULT, which the servers
 write differently: MariaDB (10.2.7 and later) as SQL (`'it''s'`, `1.50`, `b'101'`, `NULL`, `current_timestamp()`,
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 
 import pymysql
 
 from obsync.core.defaults import Literal, default_text
 from obsync.core.errors import SourceError
 from obsync.core.schema import TEMPORAL_TYPES, Column, TableSchema
+from obsync.sql.ddl import literal_of
 
 _COLUMNS_SQL = """
 SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME,
@@ -35,6 +39,9 @@ FROM information_schema.STATISTICS
 WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
 ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX
 """
+
+
+_TABLES_SQL = "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES"
 
 
 def _text(v: object) -> str:
@@ -55,8 +62,7 @@ def _catalog_literal(raw: object, data_type: str, extra: str, sql_text: bool) ->
     if "DEFAULT_GENERATED" in extra:
         return None
     if sql_text or (data_type == "bit" and text[:2].lower() == "b'"):
-        from obsync.sql.ddl import literal_of  # the DDL grammar's literal reader
-        return literal_of(text)
+        return literal_of(text)  # the DDL grammar's literal reader
     return ("str", text)
 
 
@@ -148,3 +154,31 @@ def table_kind(conn: pymysql.Connection, db: str, table: str) -> str | None:
         )
         row = cur.fetchone()
     return _text(row[0]) if row else None
+
+
+def list_tables(conn: pymysql.Connection, schemas: Sequence[str] | None = None) -> dict[tuple[str, str], str]:
+    """Every table the user can see in `schemas` (all when None), with its type ('BASE TABLE', 'VIEW', ...)."""
+    sql = _TABLES_SQL
+    args: tuple[str, ...] = ()
+    if schemas is not None:
+        if not schemas:
+            return {}
+        sql += " WHERE TABLE_SCHEMA IN (" + ", ".join(["%s"] * len(schemas)) + ")"
+        args = tuple(schemas)
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        rows = cur.fetchall()
+    return {(_text(db), _text(table)): _text(kind) for db, table, kind in rows}
+
+
+class SqlCatalog:
+    """The source's catalog read over an open session (`obsync.task.objects.Catalog`); the caller owns `conn`."""
+
+    def __init__(self, conn: pymysql.Connection) -> None:
+        self.conn = conn
+
+    def tables(self, schemas: Sequence[str] | None = None) -> dict[tuple[str, str], str]:
+        return list_tables(self.conn, schemas)
+
+    def table_schema(self, db: str, table: str) -> TableSchema:
+        return load_table_schema(self.conn, db, table)

@@ -8,7 +8,6 @@ from typing import Any, Literal
 import pymysql
 import pymysql.cursors
 
-from obsync.task.config import SourceConfig
 from obsync.core.errors import SourceError, SourceUnavailable
 from obsync.connectors.mysql.failures import (
     DRIVER_ERRORS,
@@ -23,7 +22,8 @@ Dialect = Literal["oceanbase", "mysql", "mariadb"]
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Connection settings without secrets in their repr."""
+    """Connection settings without secrets in their repr (built from the task file by
+    `obsync.runtime.settings`)."""
 
     host: str
     port: int
@@ -33,17 +33,6 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"Endpoint({self.user}@{self.host}:{self.port})"
-
-    @classmethod
-    def sql_of(cls, cfg: SourceConfig) -> Endpoint:
-        """Where SQL (schema, snapshot) goes."""
-        return cls(cfg.sql_host or cfg.host, cfg.sql_port or cfg.port, cfg.user,
-                   cfg.password.get_secret_value(), cfg.connect_timeout)
-
-    @classmethod
-    def log_of(cls, cfg: SourceConfig) -> Endpoint:
-        """Where the binlog stream comes from."""
-        return cls(cfg.host, cfg.port, cfg.user, cfg.password.get_secret_value(), cfg.connect_timeout)
 
     def pymysql_kwargs(self) -> dict[str, Any]:
         return dict(host=self.host, port=self.port, user=self.user, password=self.password,

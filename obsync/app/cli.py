@@ -255,12 +255,14 @@ def cmd_objects(args: argparse.Namespace) -> int:
 
 def _object_listing(task: TaskConfig) -> dict:
     """What the task selects on the source now (connects to it)."""
-    from obsync.connectors.mysql.connection import Endpoint, connect
+    from obsync.connectors.mysql.catalog import SqlCatalog
+    from obsync.connectors.mysql.connection import connect
+    from obsync.runtime.settings import sql_endpoint
     from obsync.task.objects import kept_columns, resolve_objects
 
-    conn = connect(Endpoint.sql_of(task.source))
+    conn = connect(sql_endpoint(task.source))
     try:
-        res = resolve_objects(conn, task)
+        res = resolve_objects(SqlCatalog(conn), task)
     finally:
         conn.close()
     tables = []

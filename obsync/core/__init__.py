@@ -1,1 +1,2 @@
-"""The core: changes, positions, table schemas, errors. Imports nothing else of obsync."""
+"""The core: changes, positions, table schemas, errors, and the protocols the connectors report and are paced
+through (listeners, pacing). Imports nothing else of obsync."""

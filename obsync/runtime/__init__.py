@@ -1,1 +1,2 @@
-"""A prepared task and what watches it run: start point, plan, topics (prepare), progress and status, Prometheus metrics."""
+"""A prepared task and what watches it run: start point, plan, topics (prepare), the connectors' plain settings
+(settings), progress and status, Prometheus metrics."""

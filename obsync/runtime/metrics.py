@@ -24,6 +24,8 @@ from typing import Any, Callable
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 from prometheus_client.registry import Collector
 
+from obsync.core.errors import ObsyncError
+
 log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=False)
@@ -191,8 +193,6 @@ def error(kind: str, n: int = 1) -> None:
 
 def error_kind(exc: BaseException) -> str:
     """The `kind` label of an exception: its obsync error class in snake case, else "internal"."""
-    from obsync.core.errors import ObsyncError
-
     if not isinstance(exc, ObsyncError):
         return "internal"
     name = type(exc).__name__

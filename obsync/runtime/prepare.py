@@ -18,19 +18,26 @@ from typing import Any
 
 from obsync.connectors.kafka.client import base_config
 from obsync.connectors.kafka.topics import ensure_topics
+from obsync.connectors.mysql.binlog.backfill import key_problem
+from obsync.connectors.mysql.binlog.reader import current_log_position
+from obsync.connectors.mysql.binlog.start_time import position_at_time
+from obsync.connectors.mysql.catalog import SqlCatalog
 from obsync.connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect
+from obsync.connectors.mysql.snapshot.plan import SnapshotPlan, plan_snapshot
 from obsync.formats import encoder_for
 from obsync.formats.base import Encoder, EncoderContext
 from obsync.connectors.kafka.records import DEFAULT_LANES
 from obsync.task.config import TaskConfig
 from obsync.core.errors import ConfigError, StateError
 from obsync.task.objects import Resolution, compile_where, plan_for, resolve_objects
-from obsync.core.positions import LogPosition, position_from_json
+from obsync.core.positions import LogPosition, SnapshotPosition, position_from_json
 from obsync.steps.routing import TopicLayout
 from obsync.core.schema import TableSchema
 from obsync.task.selection import Selection
 from obsync.task.live import RELOADABLE, Live, add_backfills, backfill_requests, changed_fields
+from obsync.task.start_time import parse_start_time
 from obsync.task.state import TaskState
+from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,7 @@ class Runtime:
     tables: dict[tuple[str, str], TableSchema]
     layout: TopicLayout
     log_start: LogPosition | None  # None without incremental sync
-    plan: Any | None  # connectors.mysql.snapshot.plan.SnapshotPlan, None without full sync
+    plan: SnapshotPlan | None  # None without full sync
     stop_at: LogPosition | None  # --until-caught-up: the source's log position when the command started
     encoder: Encoder
     snapshot_filters: dict[str, str]  # db.table -> row filter SQL pushed into full sync's SELECT
@@ -60,8 +67,6 @@ class Runtime:
     def snapshot_streams(self) -> frozenset[str]:
         if self.plan is None:
             return frozenset()
-        from obsync.core.positions import SnapshotPosition
-
         return frozenset(SnapshotPosition(c.id, ()).stream for c in self.plan.chunks)
 
     def full_sync_delivered(self) -> bool:
@@ -71,12 +76,9 @@ class Runtime:
 
 def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bool = False) -> Runtime:
     """Validate against the source, fix the start point (first run only), create topics."""
-    from obsync.connectors.mysql.binlog.reader import current_log_position
-    from obsync.connectors.mysql.snapshot.plan import SnapshotPlan, plan_snapshot
-
     state = TaskState(task.resolved_state_dir(state_dir))
-    sql_ep = Endpoint.sql_of(task.source)
-    log_ep = Endpoint.log_of(task.source)
+    sql_ep = sql_endpoint(task.source)
+    log_ep = log_endpoint(task.source)
     with state.locked():
         ident = state.identity(task.name)
         start = state.load_start()
@@ -93,7 +95,7 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
                 log_pos = current_log_position(log_ep)
                 if task.sync.start_time is not None:
                     log_pos = log_position_at(task, log_ep, sql_ep)
-            res = resolve_objects(conn, task)
+            res = resolve_objects(SqlCatalog(conn), task)
             for i in res.unmatched:
                 log.warning("objects.%d (%s) matches no table now; tables created later that match it will "
                             "sync", i, task.objects[i].match)
@@ -196,8 +198,6 @@ def accept_changed_selection(task: TaskConfig, state: TaskState, start: dict[str
 
 def check_backfillable(tables: dict[tuple[str, str], TableSchema], added: Sequence[tuple[str, str]]) -> None:
     """A table added to a running task with full sync is read in key order: it needs a usable key."""
-    from obsync.connectors.mysql.binlog.backfill import key_problem
-
     for name in added:
         problem = key_problem(tables[name])
         if problem is not None:
@@ -218,9 +218,9 @@ def reload_task(rt: Runtime, task: TaskConfig) -> str:
     if fixed:
         raise ConfigError(f"field(s) {', '.join(f'`{f}`' for f in fixed)} cannot change while the task runs "
                           f"(only {', '.join(sorted(RELOADABLE))} can); restart the task to change them")
-    conn = connect(Endpoint.sql_of(task.source))
+    conn = connect(sql_endpoint(task.source))
     try:
-        res = resolve_objects(conn, task)
+        res = resolve_objects(SqlCatalog(conn), task)
     finally:
         conn.close()
     before = live.selection
@@ -246,8 +246,6 @@ def reload_task(rt: Runtime, task: TaskConfig) -> str:
 
 def log_position_at(task: TaskConfig, log_ep: Endpoint, sql_ep: Endpoint) -> LogPosition:
     """Where incremental sync starts for `sync.start_time`: the first transaction committed at or after it."""
-    from obsync.connectors.mysql.binlog.start_time import parse_start_time, position_at_time
-
     assert task.sync.start_time is not None
     when = parse_start_time(task.sync.start_time)
     log.info("step: looking for the first transaction committed at or after %s in the binlog", when.isoformat())
@@ -277,10 +275,11 @@ def ensure_task_topics(task: TaskConfig, res: Resolution, extra: Sequence[str]) 
     existing = sorted({o.existing_topic for o in task.objects if o.existing_topic is not None})
     why = {o.existing_topic: f"field `objects.{i}.existing_topic`" for i, o in reversed(list(enumerate(task.objects)))
            if o.existing_topic is not None}
-    counts = ensure_topics(task.target, existing, task.topics.partitions, task.topics.replication_factor,
+    kafka = kafka_settings(task.target)
+    counts = ensure_topics(kafka, existing, task.topics.partitions, task.topics.replication_factor,
                            create=False, why=why)
     created = sorted(({p.topic for p in res.plans.values()} | set(extra)) - set(existing))
-    counts.update(ensure_topics(task.target, created, task.topics.partitions, task.topics.replication_factor))
+    counts.update(ensure_topics(kafka, created, task.topics.partitions, task.topics.replication_factor))
     return counts
 
 
@@ -299,7 +298,7 @@ class TopicResolver:
         p = plan_for(self.task, self.live.selection, db, table)
         if p is None:
             return None
-        counts = ensure_topics(self.task.target, [p.topic], self.task.topics.partitions,
+        counts = ensure_topics(kafka_settings(self.task.target), [p.topic], self.task.topics.partitions,
                                self.task.topics.replication_factor, create=p.topic_kind != "existing",
                                why={p.topic: f"field `objects.{p.index}.existing_topic` (for {db}.{table})"})
         n = counts[p.topic]
@@ -322,4 +321,4 @@ def check_fixed_partition(task: TaskConfig, partitions: dict[str, int]) -> None:
 
 
 def kafka_conf(task: TaskConfig) -> dict[str, Any]:
-    return base_config(task.target)
+    return base_config(kafka_settings(task.target))

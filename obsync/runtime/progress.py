@@ -2,14 +2,16 @@
 
 Three parts, all fed once per batch (never per row):
 
-- `source_stats` (one per process): the sources report to it. The snapshot source registers its plan
+- `SourceStats` (one per `Progress`, so one per process): the sources' `SourceListener`
+  (`obsync.core.listeners`), wired by the flow. The snapshot source registers its plan
   (`snapshot_planned`: estimated rows and chunks per table) and each chunk's rows read (`chunk_read`, rows
   before a resume included); the log source reports each poll (`log_polled`: row changes per table, the
   reader, whose position, queue and last event time are read when needed). It also holds the phase (full,
   incremental).
-- `Progress` (one per sink): the Kafka sink calls `wrote()` per batch it hands to the producer, `skipped()`
-  for the replays it drops, and, when it reports acknowledgements (`use_acks()`), `acked()` per message
-  Kafka acknowledged. It computes the lag (`lag_seconds`) and feeds the Prometheus metrics (`obsync.runtime.metrics`).
+- `Progress` (one per sink; its `SinkListener`): the Kafka sink calls `wrote()` per batch it hands to the
+  producer, `skipped()` for the replays it drops, and, when it reports acknowledgements (`use_acks()`),
+  `acked()` per message Kafka acknowledged. It computes the lag (`lag_seconds`) and feeds the Prometheus
+  metrics (`obsync.runtime.metrics`).
 - The display (`Progress.start()`): on a terminal, a bar per table during full sync (rows done / estimated,
   rate, ETA), redrawn twice a second; otherwise a log line every `interval` seconds. In incremental sync,
   a line with lag, throughput and positions every `interval` seconds. `render_bar`, `format_count`,
@@ -27,11 +29,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, TextIO
+from typing import Any, Iterable, Sequence, TextIO
 
 from obsync.runtime import metrics
-from obsync.core.changes import Op
+from obsync.core.changes import Change, Op
+from obsync.core.listeners import ChunkProgress, LogReaderView, PlannedSnapshot, WrittenRecord
 from obsync.core.positions import LogPosition, binlog_file_number
+from obsync.task.state import write_json_atomic
 
 log = logging.getLogger("obsync.runtime.progress")
 
@@ -160,7 +164,7 @@ class TableProgress:
 
 
 class SourceStats:
-    """What the sources of this process read; see the module docstring. Thread-safe."""
+    """What the sources of this process read (their `SourceListener`); see the module docstring. Thread-safe."""
 
     def __init__(self) -> None:
         self.reset()
@@ -179,7 +183,7 @@ class SourceStats:
         self.phase = "starting"
         self.full_sync_started: float | None = None  # monotonic
         self.full_sync_seconds: float | None = None
-        self.log_reader: Any = None
+        self.log_reader: LogReaderView | None = None
         self.log_rows = 0
         self.log_polled_at: float | None = None  # monotonic, last poll of the log source
         self.log_handout_at: float | None = None  # monotonic, last poll that handed out changes
@@ -190,7 +194,7 @@ class SourceStats:
 
     # -- snapshot --------------------------------------------------------------------------------------------
 
-    def snapshot_planned(self, plan: Any) -> None:
+    def snapshot_planned(self, plan: PlannedSnapshot) -> None:
         """The snapshot source of `plan` (a SnapshotPlan) was built: its tables' estimates and chunks."""
         with self._lock:
             for tp in plan.tables:
@@ -209,7 +213,7 @@ class SourceStats:
             metrics.full_sync_table(name, self.table_rows[name], self.estimated[name],
                                     self.table_chunks_done[name], self.chunks_total[name])
 
-    def chunk_read(self, reader: Any, n: int) -> None:
+    def chunk_read(self, reader: ChunkProgress, n: int) -> None:
         """A snapshot partition handed out `n` rows of its chunk (0: it was built, or it finished).
 
         `reader` is its ChunkReader: `chunk_id`, `rows_read` (rows before a resume included) and `done`."""
@@ -243,7 +247,7 @@ class SourceStats:
 
     # -- log -------------------------------------------------------------------------------------------------
 
-    def log_polled(self, reader: Any, changes: list[Any]) -> None:
+    def log_polled(self, reader: LogReaderView, changes: Sequence[Change]) -> None:
         """The log source polled its `reader` (a BinlogReader; once its gate is open) and got `changes`."""
         now = time.monotonic()
         self.log_polled_at = now
@@ -282,7 +286,7 @@ class SourceStats:
             self.log_rows += k
             metrics.rows_read(name, "log", k)
 
-    def _attach(self, reader: Any, now: float) -> None:
+    def _attach(self, reader: LogReaderView, now: float) -> None:
         self.log_reader = reader
         self.log_first_poll = now
         self._reconnects = reader.reconnects
@@ -353,8 +357,6 @@ class SourceStats:
         metrics.set_phase(phase)
 
 
-source_stats = SourceStats()
-
 
 def _file_number(file: str, _cache: dict[str, int] = {}) -> int:  # noqa: B006 - a deliberate cache
     n = _cache.get(file)
@@ -372,7 +374,7 @@ class Progress:
 
     `task` labels the metrics (`metrics.configure`, when given); `topic_of` maps (db, table) to topic (the
     runtime's `layout.topic_of`, read again when a topic is not known yet) to label messages with their
-    table; `stats` is the sources' `SourceStats`.
+    table; `stats` is the sources' `SourceStats` (a new one by default).
     """
 
     def __init__(self, interval: float = 10.0, *, task: str | None = None,
@@ -381,7 +383,7 @@ class Progress:
         if task is not None:
             metrics.configure(task)
         self.interval = interval
-        self.stats = stats or source_stats
+        self.stats = stats or SourceStats()
         self.stream = stream
         self.rows = 0  # messages handed to the producer
         self.bytes = 0
@@ -421,7 +423,7 @@ class Progress:
         """The sink will call `acked()` for every message Kafka acknowledges: count those, not the writes."""
         self._use_acks = True
 
-    def wrote(self, last: Any, count: int, size: int) -> None:
+    def wrote(self, last: WrittenRecord, count: int, size: int) -> None:
         """`count` messages of `size` bytes handed to the producer, `last` (an OutRecord) the last of them."""
         now = time.time()
         pos = last.position
@@ -690,8 +692,6 @@ class Progress:
         """Write `status()` to `status_path` (atomically; never fails the task)."""
         if self.status_path is None:
             return
-        from obsync.task.state import write_json_atomic
-
         try:
             write_json_atomic(self.status_path, self.status(**extra))
         except OSError:

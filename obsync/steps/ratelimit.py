@@ -4,7 +4,8 @@ A `RateLimiter` is a token bucket per limited dimension: rows (`rps`, rows per s
 Each bucket refills at its rate up to a capacity of `burst` seconds of it (0.5 s, at least one row or
 byte) and starts full. A `Pacer` holds one batch a source partition read and hands it out in slices, in
 order, as the tokens allow; a source whose pacer says "wait" returns no item and asks to be woken when the
-tokens are there (Bytewax sources must not block).
+tokens are there (Bytewax sources must not block). The sources see them through `obsync.core.pacing`
+(`RateLimiter` is a `Pacing`, `Pacer` a `BatchPacer`) and never import this module.
 
 **The bound.** For each dimension, with rate r, capacity C and a level L(t) that never exceeds C, what is
 taken in any window [a, b] is L(a-) + (refill over the window, at most r(b - a)) - L(b+). A slice is only
@@ -35,7 +36,6 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta, timezone
 import os
-import re
 import sys
 import threading
 import time
@@ -49,23 +49,6 @@ BURST_SECONDS = 0.5
 FETCH_SECONDS = 0.125
 _EPS = 1e-9
 _MIN_DELAY = 1e-4  # a wait shorter than this is this (a clock step must refill what is short)
-
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
-          "kib": 1024, "mib": 1024**2, "gib": 1024**3}
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*(?:/s)?\s*$")
-
-
-def parse_bytes(v: str | float | int) -> float:
-    """A byte rate: a number, or a number with a unit (case-insensitive): B, KB/MB/GB (powers of 1000),
-    KiB/MiB/GiB (powers of 1024), optionally followed by "/s": "10MB", "512KiB", "1.5 MB/s"."""
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    m = _SIZE.match(str(v))
-    unit = m.group(2).lower() if m else None
-    if m is None or unit not in _UNITS:
-        raise ValueError(f"not a byte rate: {v!r}; write a number of bytes per second or one with a unit: "
-                         "B, KB, MB, GB (x1000), KiB, MiB, GiB (x1024), e.g. 10MB or 512KiB")
-    return float(m.group(1)) * _UNITS[unit]
 
 
 class _Limit(Protocol):
@@ -112,6 +95,10 @@ class RateLimiter:
         if self.rps is None:
             return batch_size
         return max(1, min(batch_size, int(self.rps * FETCH_SECONDS)))
+
+    def pacer(self) -> Pacer:
+        """A `Pacer` of one source partition drawing on this limiter (`obsync.core.pacing.Pacing`)."""
+        return Pacer(self)
 
     def _refill(self) -> None:
         now = self._clock()
@@ -268,6 +255,10 @@ class Pacer:
 
     def clear(self) -> None:
         self._items, self._i = [], 0
+
+    def read_delay(self) -> float:
+        """Seconds until the partition may read more (0: now): none while the limiter is in debt."""
+        return self.limiter.delay_for(1, 1)
 
     def _cost(self, k: int) -> tuple[int, int]:
         """(rows, bytes) of the held items from the next one up to (not including) k."""

@@ -17,6 +17,7 @@ from obsync.connectors.kafka.partitioner import murmur2, partition_for
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
 from obsync.formats.base import Encoder
 from obsync.core.changes import Change, Item, Op, StreamDone
+from obsync.task.live import Live
 
 Partitioning = Literal["hash", "table", "one"]
 KeyBytes = Callable[[Change], bytes | None]
@@ -41,7 +42,7 @@ class TopicLayout:
         self.resolve = resolve
         # `obsync.task.live.Live`: when its version moves, its topics replace the ones known (a table it no longer
         # selects keeps its last topic, for the changes read before the reader dropped it)
-        self.live: Any = None
+        self.live: Live | None = None
         self._live_version = 0
 
     def parts(self) -> list[str]:

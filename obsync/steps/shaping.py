@@ -34,6 +34,7 @@ from typing import Any
 
 from obsync.core.changes import Change, Item, Op
 from obsync.task.config import DML_OPS, ObjectConfig, TaskConfig
+from obsync.task.live import Live
 from obsync.core.errors import ConfigError
 from obsync.task.objects import compile_where, kept_columns, project_schema
 from obsync.core.schema import TableSchema
@@ -77,11 +78,11 @@ class Shaper:
         self._shapes: dict[int, tuple[TableSchema, TableShape]] = {}
         self._txn: str | None = None  # transaction of the TRUNCATEs remembered
         self._truncates: set[tuple[str | None, str]] = set()  # (default db, statement) seen in `_txn`
-        self.live: Any = None  # `obsync.task.live.Live`: its objects replace these when its version moves
+        self.live: Live | None = None  # its objects replace these when its version moves
         self._live_version = 0
 
     @classmethod
-    def from_live(cls, live: Any, sql_eval: SqlEval | None = None) -> Shaper:
+    def from_live(cls, live: Live, sql_eval: SqlEval | None = None) -> Shaper:
         """A Shaper that follows the running task's current objects (`obsync.task.live`)."""
         shaper = cls(live.selection, live.task.sync.dml, sql_eval)
         shaper.live, shaper._live_version = live, live.version
@@ -89,6 +90,7 @@ class Shaper:
 
     def _follow(self) -> None:
         """The task's objects changed while running: rebuild the shapes from the new ones."""
+        assert self.live is not None
         cfg = self.live.current
         self._live_version = cfg.version
         self.selection = cfg.selection

@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from obsync.core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from obsync.task.selection import Selection
+from obsync.task.selection import Selection, check_pattern, is_pattern
+from obsync.task.sizes import parse_bytes
+from obsync.task.start_time import parse_start_time
 
 FORMATS = (
     "default",
@@ -101,8 +101,6 @@ class SyncConfig(_Model):
     @classmethod
     def _start_time(cls, v: str | float | None) -> str | float | None:
         if v is not None:
-            from obsync.connectors.mysql.binlog.start_time import parse_start_time
-
             parse_start_time(v)
         return v
 
@@ -148,8 +146,6 @@ class ObjectConfig(_Model):
     @field_validator("match")
     @classmethod
     def _pattern(cls, v: str) -> str:
-        from obsync.task.selection import check_pattern
-
         check_pattern(v)
         return v
 
@@ -195,8 +191,6 @@ class ObjectConfig(_Model):
     @property
     def is_exact(self) -> bool:
         """True when `match` names one table rather than a pattern."""
-        from obsync.task.selection import is_pattern
-
         return not is_pattern(self.match)
 
     @property
@@ -226,7 +220,8 @@ class RateLimit(_Model):
     """A cap on what one kind of sync takes from the source (`obsync.steps.ratelimit`); unset: no cap.
 
     `rps`: rows per second; `bps`: bytes per second of row data (estimated from the values, see
-    `obsync.steps.ratelimit`), a number or a string with a unit: "10MB", "1.5 MB/s" (x1000), "512KiB" (x1024).
+    `obsync.steps.ratelimit`), a number or a string with a unit (`obsync.task.sizes`): "10MB", "1.5 MB/s"
+    (x1000), "512KiB" (x1024).
     """
 
     rps: float | None = Field(None, gt=0, description="rows per second")
@@ -235,8 +230,6 @@ class RateLimit(_Model):
     @field_validator("bps", mode="before")
     @classmethod
     def _byte_rate(cls, v: Any) -> Any:
-        from obsync.steps.ratelimit import parse_bytes
-
         return parse_bytes(v) if isinstance(v, str) else v
 
 
@@ -259,8 +252,6 @@ class FullResources(_Model):
     @field_validator("memory", mode="before")
     @classmethod
     def _size(cls, v: Any) -> Any:
-        from obsync.steps.ratelimit import parse_bytes
-
         return parse_bytes(v) if isinstance(v, str) else v
 
 
@@ -273,8 +264,6 @@ class IncrementalResources(_Model):
     @field_validator("log_memory", mode="before")
     @classmethod
     def _size(cls, v: Any) -> Any:
-        from obsync.steps.ratelimit import parse_bytes
-
         return parse_bytes(v) if isinstance(v, str) else v
 
 
@@ -299,8 +288,6 @@ class HeartbeatConfig(_Model):
     @classmethod
     def _table(cls, v: str | None) -> str | None:
         if v is not None:
-            from obsync.task.selection import check_pattern, is_pattern
-
             check_pattern(v)
             if is_pattern(v):
                 raise ValueError("must be an exact 'database.table' name, not a pattern")
@@ -353,16 +340,12 @@ class TaskConfig(_Model):
     @field_validator("exclude")
     @classmethod
     def _exclude(cls, v: list[str]) -> list[str]:
-        from obsync.task.selection import check_pattern
-
         for p in v:
             check_pattern(p)
         return v
 
-    def selection(self) -> Selection:
+    def selection(self) -> Selection[ObjectConfig]:
         """The task's include rules and exclude patterns (the heartbeat table is always excluded)."""
-        from obsync.task.selection import Selection
-
         extra = [self.heartbeat.table] if self.heartbeat.table is not None else []
         return Selection(self.objects, [*self.exclude, *extra])
 

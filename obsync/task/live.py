@@ -14,12 +14,10 @@ what it derived. Only `objects`, `exclude` and `topic` may change while the task
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from obsync.task.config import TaskConfig
 from obsync.task.selection import Selection
-
-if TYPE_CHECKING:
-    from obsync.task.config import TaskConfig
 
 TableName = tuple[str, str]
 BackfillRequest = tuple[int, str, str]  # (request number, db, table)

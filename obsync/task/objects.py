@@ -2,9 +2,11 @@
 
     task objects + exclude ─> obsync.task.selection (rules) ─> this module (tables on the source) ─> ObjectPlan each
 
-`resolve_objects` lists the source's tables once, applies the rules, reports what it skips (views and other
-non-tables, with the rule that matched them) and checks each synced table's settings against its columns
-(`check_table`), so a wrong column or filter stops the task before anything is written. `plan_for` gives the
+`resolve_objects` lists the source's tables once (through a `Catalog`: the task layer never reads the source
+itself; the runtime gives it `obsync.connectors.mysql.catalog.SqlCatalog`), applies the rules, reports what
+it skips (views and other non-tables, with the rule that matched them) and checks each synced table's
+settings against its columns (`check_table`), so a wrong column or filter stops the task before anything is
+written. `plan_for` gives the
 settings of one table; the dry run (`obsync objects`) prints them and the dataflow applies them
 (`obsync.steps.shaping`), including to tables created after the task started.
 """
@@ -14,47 +16,36 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-import pymysql
+from typing import Literal, Protocol
 
 from obsync.task.config import ObjectConfig, TaskConfig
 from obsync.core.errors import ConfigError
 from obsync.core.schema import TableSchema
+from obsync.sql.filters import RowFilter, compile_filter
 from obsync.task.selection import SYSTEM_SCHEMAS, Selection, is_pattern
-
-if TYPE_CHECKING:
-    from obsync.sql.filters import RowFilter
 
 log = logging.getLogger(__name__)
 
 TableName = tuple[str, str]
 TopicKind = Literal["generated", "fixed", "existing"]
 
-_TABLES_SQL = "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES"
+
+class Catalog(Protocol):
+    """What this module asks of the source (implemented by `obsync.connectors.mysql.catalog.SqlCatalog`)."""
+
+    def tables(self, schemas: Sequence[str] | None = None) -> dict[TableName, str]:
+        """Every table the user can see in `schemas` (all when None), with its type ('BASE TABLE', 'VIEW',
+        ...)."""
+        ...
+
+    def table_schema(self, db: str, table: str) -> TableSchema:
+        """The current definition of `db.table` (SourceError when it does not exist)."""
+        ...
 
 
-def _text(v: object) -> str:
-    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
-
-
-def list_source_tables(conn: pymysql.Connection, schemas: Sequence[str] | None = None) -> dict[TableName, str]:
+def list_source_tables(catalog: Catalog, schemas: Sequence[str] | None = None) -> dict[TableName, str]:
     """Every table the user can see (outside system schemas), with its type ('BASE TABLE', 'VIEW', ...)."""
-    sql, args = _TABLES_SQL, ()
-    if schemas is not None:
-        if not schemas:
-            return {}
-        sql += " WHERE TABLE_SCHEMA IN (" + ", ".join(["%s"] * len(schemas)) + ")"
-        args = tuple(schemas)
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        rows = cur.fetchall()
-    out = {}
-    for db, table, kind in rows:
-        db, table = _text(db), _text(table)
-        if db not in SYSTEM_SCHEMAS:
-            out[(db, table)] = _text(kind)
-    return out
+    return {name: kind for name, kind in catalog.tables(schemas).items() if name[0] not in SYSTEM_SCHEMAS}
 
 
 @dataclass(frozen=True)
@@ -119,8 +110,6 @@ def compile_where(plan_or_rule: ObjectPlan | ObjectConfig, schema: TableSchema,
     rule = plan_or_rule.rule if isinstance(plan_or_rule, ObjectPlan) else plan_or_rule
     if rule.where is None:
         return None
-    from obsync.sql.filters import compile_filter
-
     label = origin or (f"objects.{plan_or_rule.index}.where" if isinstance(plan_or_rule, ObjectPlan)
                        else f"the row filter of {rule.match!r}")
     return compile_filter(rule.where, schema, origin=f"{label} ({schema.full_name})", sql_eval=sql_eval)
@@ -148,12 +137,11 @@ class Resolution:
     unmatched: list[int] = field(default_factory=list)  # rules that select no table (yet)
 
 
-def resolve_objects(conn: pymysql.Connection, task: TaskConfig, *, load_schemas: bool = True) -> Resolution:
-    """Apply the task's rules to the source's tables; check names and each table's settings."""
-    from obsync.connectors.mysql.catalog import load_table_schema
-
+def resolve_objects(catalog: Catalog, task: TaskConfig, *, load_schemas: bool = True) -> Resolution:
+    """Apply the task's rules to the source's tables (read from `catalog`); check names and each table's
+    settings."""
     selection = task.selection()
-    on_source = list_source_tables(conn, selection.schemas())
+    on_source = list_source_tables(catalog, selection.schemas())
     selected = selection.select(on_source)
     used = {s.index for s in selected}
     res = Resolution({}, {})
@@ -183,7 +171,7 @@ def resolve_objects(conn: pymysql.Connection, task: TaskConfig, *, load_schemas:
         assert plan is not None
         res.plans[s.name] = plan
         if load_schemas:
-            schema = load_table_schema(conn, s.db, s.table)
+            schema = catalog.table_schema(s.db, s.table)
             check_table(plan, schema)
             res.schemas[s.name] = schema
     return res

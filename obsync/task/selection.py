@@ -10,7 +10,8 @@ Names obsync cannot carry (non-ASCII, spaces, ``. | " ' \\ ` ( ) = ; / &`` and l
 with an error naming the table (`name_problem`); exclude them to sync the rest of a pattern.
 
 Engine- and server-free: `Selection.rule_for(db, table)` is what the runtime, the dry run and the binlog
-reader (for tables created while the task runs) ask.
+reader (for tables created while the task runs) ask. A rule is anything with a `match` (the task file's
+`ObjectConfig`, whose module imports this one, never the other way round).
 """
 
 from __future__ import annotations
@@ -19,12 +20,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
 from obsync.core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from obsync.task.config import ObjectConfig
 
 TableName = tuple[str, str]
 
@@ -124,10 +122,20 @@ class Selected:
         return (self.db, self.table)
 
 
-class Selection:
+class Rule(Protocol):
+    """An include rule: a `database.table` name or pattern (the task file's `ObjectConfig` is one)."""
+
+    @property
+    def match(self) -> str: ...
+
+
+R = TypeVar("R", bound=Rule)
+
+
+class Selection(Generic[R]):
     """A task's include rules (its objects, in order) and exclude patterns."""
 
-    def __init__(self, objects: Sequence[ObjectConfig], exclude: Iterable[str] = ()) -> None:
+    def __init__(self, objects: Sequence[R], exclude: Iterable[str] = ()) -> None:
         self.objects = tuple(objects)
         self.exclude = tuple(exclude)
         for p in (*(o.match for o in self.objects), *self.exclude):
@@ -148,7 +156,7 @@ class Selection:
         self._cache[key] = found
         return found
 
-    def rule_for(self, db: str, table: str) -> ObjectConfig | None:
+    def rule_for(self, db: str, table: str) -> R | None:
         """The settings of the table (its first matching object), or None when it is not synced."""
         i = self.index_for(db, table)
         return None if i is None else self.objects[i]

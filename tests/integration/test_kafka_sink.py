@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 
+from obsync.connectors.kafka.client import KafkaSettings
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
 from obsync.connectors.kafka.sink import KafkaSink
 from obsync.connectors.kafka.topics import ensure_topics
 from obsync.core.changes import StreamDone
-from obsync.task.config import TargetConfig
 from obsync.core.errors import SinkError
 from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.runtime.progress import Progress
@@ -28,15 +28,15 @@ def rec(topic, partition, pos, value, seq=0):
 
 def test_creates_topics_with_configured_partitions(kafka):
     topic = f"t_{uuid.uuid4().hex[:8]}"
-    counts = ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 5, 1)
+    counts = ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 5, 1)
     assert counts == {topic: 5}
     # a second call finds it and does not fail
-    assert ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 3, 1) == {topic: 5}
+    assert ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 3, 1) == {topic: 5}
 
 
 def test_resume_after_crash_writes_nothing_twice(kafka):
     topic = f"t_{uuid.uuid4().hex[:8]}"
-    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 2, 1)
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 2, 1)
     sink = make_sink(kafka, topic, 2)
     part = sink.build_part("out", lane_of(topic, 1, DEFAULT_LANES), None)
     log = [rec(topic, 1, LogPosition("bin.000001", 100 + i, 0), f"v{i}".encode()) for i in range(10)]
@@ -57,7 +57,7 @@ def test_resume_after_crash_writes_nothing_twice(kafka):
 
 def test_resume_without_any_snapshot_reads_the_partition(kafka):
     topic = f"t_{uuid.uuid4().hex[:8]}"
-    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
     part = make_sink(kafka, topic, 1).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
     snap = [rec(topic, 0, SnapshotPosition("db.t/0001", (i,)), f"r{i}".encode()) for i in range(5)]
     part.write_batch([snap[:3]])
@@ -71,7 +71,7 @@ def test_resume_without_any_snapshot_reads_the_partition(kafka):
 def test_streams_are_deduplicated_independently(kafka):
     """Two snapshot chunks and the log interleave in one partition; each keeps its own last position."""
     topic = f"t_{uuid.uuid4().hex[:8]}"
-    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
     part = make_sink(kafka, topic, 1).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
     a = [rec(topic, 0, SnapshotPosition("db.t/0001", (i,)), f"a{i}".encode()) for i in (1, 2, 3)]
     b = [rec(topic, 0, SnapshotPosition("db.t/0002", (i,)), f"b{i}".encode()) for i in (10, 11)]
@@ -83,7 +83,7 @@ def test_streams_are_deduplicated_independently(kafka):
 
 def test_several_messages_of_one_change_are_kept_by_seq(kafka):
     topic = f"t_{uuid.uuid4().hex[:8]}"
-    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
     part = make_sink(kafka, topic, 1).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
     pos = LogPosition("bin.000003", 500, 1)
     part.write_batch([[rec(topic, 0, pos, b"delete", 0), OutRecord(topic, 0, b"k", None, pos, 1)]])
@@ -99,7 +99,7 @@ def test_several_messages_of_one_change_are_kept_by_seq(kafka):
 
 def test_partition_marks_itself_delivered_after_every_snapshot_chunk(kafka):
     topic = f"t_{uuid.uuid4().hex[:8]}"
-    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
     delivered: list[str] = []
     required = frozenset({"snapshot:db.t/0001", "snapshot:db.t/0002"})
     part = make_sink(kafka, topic, 1, required, delivered).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
@@ -115,7 +115,7 @@ def test_partition_marks_itself_delivered_after_every_snapshot_chunk(kafka):
 
 def test_delivery_error_is_raised_not_dropped(kafka):
     topic = f"t_{uuid.uuid4().hex[:8]}"
-    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
     sink = KafkaSink({"bootstrap.servers": kafka.bootstrap_servers, "message.max.bytes": 1000,
                       "message.timeout.ms": 5000}, lane_names(DEFAULT_LANES), "task-err", frozenset(),
                      lambda p: None, Progress())
@@ -129,7 +129,7 @@ def test_one_lane_writes_several_topics_and_learns_a_new_partition_after_resume(
     """A lane's state covers every partition it wrote; a partition it meets after a resume (a table created
     while the task ran) is read from offset 0, so writes made before a crash are not repeated."""
     a, b = f"t_{uuid.uuid4().hex[:8]}", f"t_{uuid.uuid4().hex[:8]}"
-    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [a, b], 1, 1)
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [a, b], 1, 1)
     sink = KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, ["lane000"], "task-lanes", frozenset(),
                      lambda p: None, Progress())
     lane = sink.build_part("out", "lane000", None)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from obsync.connectors.kafka.client import KafkaSettings
 from obsync.connectors.kafka.topics import ensure_topics
-from obsync.task.config import TargetConfig
 from tests.helpers.kafka import partition_count, read_topic
 from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
 
@@ -197,7 +197,7 @@ def test_existing_topic_must_exist_and_is_never_created(tmp_path, mariadb, kafka
     assert proc.returncode != 0
     assert f"topic {missing!r}" in proc.stdout + proc.stderr and "never creates" in proc.stdout + proc.stderr
     assert missing not in topics_on(kafka)
-    ensure_topics(TargetConfig(bootstrap_servers=kafka.bootstrap_servers), [missing], 2, 1)
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [missing], 2, 1)
     run_obsync("run", str(task_file), "--until-caught-up")
     assert sorted(v["postStruct"]["name"] for v in values(read_topic(kafka.bootstrap_servers, missing))) == [
         "ann", "bob"]

@@ -20,8 +20,8 @@ from obsync.steps.ratelimit import (
     item_bytes,
     item_rows,
     limiter_for,
-    parse_bytes,
 )
+from obsync.task.sizes import parse_bytes
 
 WINDOW = 10.0
 

@@ -8,8 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from obsync.connectors.mysql.binlog.start_time import _Txns, parse_start_time
+from obsync.connectors.mysql.binlog.start_time import _Txns
 from obsync.core.positions import LogPosition
+from obsync.task.start_time import parse_start_time
 
 UTC = dt.timezone.utc
 T = dt.datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)  # 1714557600

@@ -31,9 +31,9 @@ from obsync.connectors.mysql.binlog.reader import BinlogReader
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.failures import retryable
 from obsync.core.changes import Batch
+from obsync.core.listeners import NOOP_SOURCE_LISTENER, SourceListener
+from obsync.core.pacing import BatchPacer, Pacing
 from obsync.core.positions import LogPosition
-from obsync.runtime.progress import source_stats
-from obsync.steps.ratelimit import Pacer, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,15 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
         max_batches: int = 8,
         gate: Callable[[], bool] | None = None,
         heartbeat: float = 1.0,
-        limiter: RateLimiter | None = None,
+        limiter: Pacing | None = None,
         live: Any | None = None,
         backfill_page: int = 2000,
         heartbeats: float = 0.0,
         heartbeat_writer: HeartbeatWriter | None = None,
+        listener: SourceListener = NOOP_SOURCE_LISTENER,
     ) -> None:
         # `limiter` (limits.incremental): batches are handed out as it allows, and read in batches of at
-        # most a fraction of a second of its rows (`RateLimiter.fetch_rows`) so the reader's bounded queue
+        # most a fraction of a second of its rows (`Pacing.fetch_rows`) so the reader's bounded queue
         # holds little more than that ahead of it.
         self._limiter = limiter
         if limiter is not None:
@@ -81,6 +82,7 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
         self._gate = gate
         self._heartbeats = heartbeats  # seconds between heartbeat messages (0: none), see `heartbeat`
         self._heartbeat_writer = heartbeat_writer
+        self._listener = listener  # rows read, position, lag (`obsync.core.listeners`)
 
     def list_parts(self) -> list[str]:
         return [PARTITION]
@@ -95,7 +97,8 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
             if not retryable(e):
                 raise
             log.warning("%s; the binlog reader will retry when it starts", e)
-        part = _BinlogPartition(reader, self._gate, None if self._limiter is None else Pacer(self._limiter))
+        part = _BinlogPartition(reader, self._gate, None if self._limiter is None else self._limiter.pacer(),
+                                self._listener)
         part.heartbeat = HeartbeatClock(self._heartbeats) if self._heartbeats > 0 else None
         part.writer = self._heartbeat_writer
         if part.writer is not None:
@@ -104,8 +107,10 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
 
 
 class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
-    def __init__(self, reader: BinlogReader, gate: Callable[[], bool] | None, pacer: Pacer | None = None) -> None:
+    def __init__(self, reader: BinlogReader, gate: Callable[[], bool] | None, pacer: BatchPacer | None = None,
+                 listener: SourceListener = NOOP_SOURCE_LISTENER) -> None:
         self._reader = reader
+        self._listener = listener
         self._gate = gate
         # Rate limit: a polled batch is held by the pacer and handed out in slices as its limiter allows;
         # while part of it is held, the state is the reader's from before it (a resume reads it again and
@@ -142,13 +147,13 @@ class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
         if self._pacer is not None:
             if self._pacer.holding:
                 return self._paced()
-            delay = self._pacer.limiter.delay_for(1, 1)  # do not take more from the reader while in debt
+            delay = self._pacer.read_delay()  # do not take more from the reader while in debt
             if delay > 0:
                 self._awake = datetime.now(timezone.utc) + timedelta(seconds=delay)
                 return []
             self._held_state = self._reader.resume_state()
         changes = self._reader.poll(0.0)
-        source_stats.log_polled(self._reader, changes)  # rows read, position, lag (per batch)
+        self._listener.log_polled(self._reader, changes)  # rows read, position, lag (per batch)
         if self._reader.finished:
             raise StopIteration
         if not changes:

@@ -2,7 +2,8 @@
 committed at or after a given time.
 
     position_at_time(endpoint, when, server_id=...) -> LogPosition   # give it to BinlogReader(start=...)
-    parse_start_time("2024-05-01T12:00:00+02:00" | "1714557600" | 1714557600.5) -> aware datetime (UTC)
+
+`when` is an aware datetime (the task file's value is parsed by `obsync.task.start_time`).
 
 The commit time of a transaction is the timestamp of its commit event: the XID event of an InnoDB
 transaction, the COMMIT (or ROLLBACK / XA COMMIT) query event of a non-transactional one, the XA_PREPARE
@@ -22,10 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-from datetime import datetime, timedelta, timezone
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from datetime import datetime, timezone
 
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import BINLOG
@@ -50,7 +48,6 @@ from obsync.core.positions import LogPosition, binlog_file_number
 log = logging.getLogger(__name__)
 
 UTC = timezone.utc
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _TRANSACTION_PAYLOAD = 40  # MySQL binlog_transaction_compression: a whole transaction in one event
 _QUERY_COMPRESSED = 165  # MariaDB log_bin_compress: a query event whose text we cannot read
@@ -59,58 +56,6 @@ _MARIADB_FL_STANDALONE = 1  # MariaDB GTID flag: the transaction is one statemen
 # empty `only_tables` before their columns are parsed.
 _SCAN_EVENTS = [RotateEvent, FormatDescriptionEvent, QueryEvent, XidEvent, XAPrepareEvent, GtidEvent,
                 MariadbGtidEvent, NotImplementedEvent]
-
-
-# ---- parsing the option -----------------------------------------------------------------------------
-
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
-
-
-def parse_start_time(value: str | int | float) -> datetime:
-    """A `start_time` option value as an aware datetime in UTC.
-
-    Accepted: epoch seconds as an int or float, or as a numeric string ("1714557600", "1714557600.25");
-    an ISO-8601 date-time as read by `datetime.fromisoformat` ("2024-05-01T12:00:00+02:00",
-    "2024-05-01 10:00:00Z", "2024-05-01T10:00:00.5", a date alone "2024-05-01" meaning its midnight).
-    An ISO value without a UTC offset is taken as UTC (not the local time zone of the machine running
-    obsync). A bare number is always epoch seconds, never a year. Anything else raises ValueError.
-    """
-    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-        raise ValueError(f"start_time must be an ISO-8601 date-time or epoch seconds, not {value!r}")
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            raise ValueError("start_time is empty: give an ISO-8601 date-time (e.g. 2024-05-01T12:00:00Z) "
-                             "or epoch seconds")
-        if _NUMBER.fullmatch(text):
-            return _from_epoch(text, value)
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"start_time {value!r} is neither an ISO-8601 date-time (e.g. 2024-05-01T12:00:00Z, "
-                             "2024-05-01 12:00:00+02:00; without an offset it is UTC) nor epoch seconds") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        try:
-            return parsed.astimezone(UTC)
-        except OverflowError:
-            raise ValueError(f"start_time {value!r} is out of range") from None
-    return _from_epoch(value, value)
-
-
-def _from_epoch(v: str | int | float | Decimal, original: Any) -> datetime:
-    try:
-        seconds = Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
-    except InvalidOperation:  # pragma: no cover - the regex lets only numbers through
-        raise ValueError(f"start_time {original!r} is not a number") from None
-    if not seconds.is_finite():
-        raise ValueError(f"start_time {original!r} is not a finite number of epoch seconds")
-    whole = int(seconds.to_integral_value(rounding=ROUND_FLOOR))
-    micros = int(((seconds - whole) * 1_000_000).to_integral_value(rounding=ROUND_HALF_EVEN))
-    try:
-        return _EPOCH + timedelta(seconds=whole, microseconds=micros)
-    except OverflowError:
-        raise ValueError(f"start_time {original!r} is out of range for epoch seconds") from None
 
 
 # ---- the search -------------------------------------------------------------------------------------

@@ -31,9 +31,9 @@ from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.snapshot.plan import SnapshotPlan
 from obsync.connectors.mysql.snapshot.reader import ChunkReader
 from obsync.core.changes import Batch, StreamDone
+from obsync.core.listeners import NOOP_SOURCE_LISTENER, SourceListener
+from obsync.core.pacing import BatchPacer, Pacing
 from obsync.core.positions import SnapshotPosition
-from obsync.runtime.progress import source_stats
-from obsync.steps.ratelimit import Pacer, RateLimiter
 
 _WAIT = timedelta(milliseconds=50)
 _running: dict[tuple[int, int], int] = {}  # (source token, worker thread id) -> chunks being read
@@ -49,15 +49,16 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
 
     def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, batch_size: int = 2_000,
                  chunks_per_worker: int = 1, filters: dict[str, str] | None = None,
-                 limiter: RateLimiter | None = None):
+                 limiter: Pacing | None = None, listener: SourceListener = NOOP_SOURCE_LISTENER):
         if chunks_per_worker < 1:
             raise ValueError("chunks_per_worker must be at least 1")
         self._endpoint = endpoint
         self._plan = plan
-        source_stats.snapshot_planned(plan)  # full-sync progress: estimates per table
+        self._listener = listener  # full-sync progress (`obsync.core.listeners`)
+        listener.snapshot_planned(plan)  # estimates per table
         self._filters = filters or {}  # db.table -> row filter SQL (see ChunkReader)
         # `limiter` (limits.full) is shared by every partition this source builds in the process; with it,
-        # fetches are capped to a fraction of a second of its rows (`RateLimiter.fetch_rows`).
+        # fetches are capped to a fraction of a second of its rows (`Pacing.fetch_rows`).
         self._limiter = limiter
         self._batch_size = batch_size if limiter is None else limiter.fetch_rows(batch_size)
         self._chunks_per_worker = chunks_per_worker
@@ -76,7 +77,7 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
         reader = ChunkReader(self._endpoint, self._plan, for_part, self._batch_size, resume_state,
                              row_filter=self._filters.get(table))
         return _SnapshotPartition(reader, _Slot(self._token, self._chunks_per_worker),
-                                  None if self._limiter is None else Pacer(self._limiter))
+                                  None if self._limiter is None else self._limiter.pacer(), self._listener)
 
 
 class _Slot:
@@ -114,8 +115,10 @@ class _Slot:
 
 
 class _SnapshotPartition(StatefulSourcePartition[Batch, dict]):
-    def __init__(self, reader: ChunkReader, slot: _Slot, pacer: Pacer | None = None):
+    def __init__(self, reader: ChunkReader, slot: _Slot, pacer: BatchPacer | None = None,
+                 listener: SourceListener = NOOP_SOURCE_LISTENER):
         self._reader = reader
+        self._listener = listener
         self._slot = slot
         # Rate limit: a batch read is held by the pacer and handed out in slices as its limiter allows;
         # while part of it is held, the state is the reader's from before it (a resume reads it again and
@@ -125,7 +128,7 @@ class _SnapshotPartition(StatefulSourcePartition[Batch, dict]):
         self._stream = SnapshotPosition(reader.chunk_id, ()).stream
         self._finished = False  # StreamDone emitted
         self._awake: datetime | None = None
-        source_stats.chunk_read(reader, 0)  # rows read before a resume
+        listener.chunk_read(reader, 0)  # rows read before a resume
 
     def next_batch(self) -> list[Batch]:
         if self._finished:
@@ -139,7 +142,7 @@ class _SnapshotPartition(StatefulSourcePartition[Batch, dict]):
             return []
         self._awake = None
         if self._pacer is not None:
-            delay = self._pacer.limiter.delay_for(1, 1)  # no reading ahead while the limiter is in debt
+            delay = self._pacer.read_delay()  # no reading ahead while the limiter is in debt
             if delay > 0:
                 self._awake = datetime.now(timezone.utc) + timedelta(seconds=delay)
                 return []
@@ -147,7 +150,7 @@ class _SnapshotPartition(StatefulSourcePartition[Batch, dict]):
         batch = self._reader.next_batch()
         if batch is None:
             return self._finish()
-        source_stats.chunk_read(self._reader, len(batch))
+        self._listener.chunk_read(self._reader, len(batch))
         if self._pacer is not None:
             self._pacer.hold(batch)
             return self._paced()
@@ -162,7 +165,7 @@ class _SnapshotPartition(StatefulSourcePartition[Batch, dict]):
         self._finished = True
         self._reader.close()
         self._slot.release()
-        source_stats.chunk_read(self._reader, 0)
+        self._listener.chunk_read(self._reader, 0)
         return [[StreamDone(stream=self._stream)]]
 
     def next_awake(self) -> datetime | None:

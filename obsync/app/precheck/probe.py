@@ -22,12 +22,13 @@ from confluent_kafka.admin import AdminClient
 from obsync.app.precheck.items import NotChecked, as_text
 from obsync.app.precheck.rules import Grants, parse_grants
 from obsync.connectors.kafka.client import base_config, redacted
-from obsync.connectors.mysql.catalog import load_table_schema
-from obsync.connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect, quote_ident
+from obsync.connectors.mysql.catalog import SqlCatalog, load_table_schema
+from obsync.connectors.mysql.connection import Dialect, connect, detect_dialect, quote_ident
 from obsync.core.errors import ConfigError, ObsyncError
 from obsync.core.schema import TableSchema
 from obsync.formats import encoder_for
 from obsync.formats.base import EncoderContext
+from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
 from obsync.task.config import TaskConfig
 from obsync.task.objects import ObjectPlan, list_source_tables, plan_for
 from obsync.task.selection import Selection
@@ -55,12 +56,12 @@ class Probe:
         self.task = task
         self.state_dir = state_dir
         self.kafka_timeout = kafka_timeout
-        self.sql_ep = Endpoint.sql_of(task.source)
-        self.log_ep = Endpoint.log_of(task.source)
+        self.sql_ep = sql_endpoint(task.source)
+        self.log_ep = log_endpoint(task.source)
         self.same_endpoint = (self.sql_ep.host, self.sql_ep.port) == (self.log_ep.host, self.log_ep.port)
         self._conns: dict[str, pymysql.Connection | str] = {}
         self._memo: dict[str, Any] = {}
-        conf = base_config(task.target)
+        conf = base_config(kafka_settings(task.target))
         self.secrets = [str(v) for k, v in conf.items() if redacted(conf)[k] == "***" and str(v)]
         if self.sql_ep.password:
             self.secrets.append(self.sql_ep.password)
@@ -178,7 +179,7 @@ class Probe:
         def read() -> dict[str, _Table]:
             out: dict[str, _Table] = {}
             selection = self.selection()
-            on_source = list_source_tables(self.conn(), selection.schemas())
+            on_source = list_source_tables(SqlCatalog(self.conn()), selection.schemas())
             for sel in selection.select(on_source):
                 kind = on_source[sel.name]
                 schema = load_table_schema(self.conn(), sel.db, sel.table) if kind == "BASE TABLE" else None
@@ -234,7 +235,8 @@ class Probe:
         """(admin client, cluster metadata, "") or (None, None, why Kafka cannot be reached)."""
         def read() -> tuple[Any, Any, str]:
             errors: list[str] = []
-            conf = {**base_config(self.task.target), "log_level": 0,  # reported here, not printed by librdkafka
+            conf = {**base_config(kafka_settings(self.task.target)),
+                    "log_level": 0,  # reported here, not printed by librdkafka
                     "error_cb": lambda err: errors.append(err.str())}
             try:
                 admin = AdminClient(conf)

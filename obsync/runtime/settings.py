@@ -1,0 +1,30 @@
+"""The plain settings the connectors are given, built from the task file (which the connectors never read).
+
+    source: (SourceConfig) ─> sql_endpoint (schema, snapshot, filters' questions), log_endpoint (binlog stream)
+    target: (TargetConfig) ─> kafka_settings (admin client, producer, tail reader)
+
+Passwords leave their `SecretStr` only here, into settings whose repr hides them.
+"""
+
+from __future__ import annotations
+
+from obsync.connectors.kafka.client import KafkaSettings
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.task.config import SourceConfig, TargetConfig
+
+
+def sql_endpoint(source: SourceConfig) -> Endpoint:
+    """Where SQL (schema, snapshot) goes: `sql_host`/`sql_port` when set, else the source's host and port."""
+    return Endpoint(source.sql_host or source.host, source.sql_port or source.port, source.user,
+                    source.password.get_secret_value(), source.connect_timeout)
+
+
+def log_endpoint(source: SourceConfig) -> Endpoint:
+    """Where the binlog stream comes from."""
+    return Endpoint(source.host, source.port, source.user, source.password.get_secret_value(),
+                    source.connect_timeout)
+
+
+def kafka_settings(target: TargetConfig) -> KafkaSettings:
+    """The Kafka cluster of the task."""
+    return KafkaSettings(target.bootstrap_servers, dict(target.properties))
