@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -83,7 +84,8 @@ class _SharedProducer:
                 w.next_offset = msg.offset() + 1
             w.lane.listener.acked(msg.topic(), len(msg))
 
-    def produce(self, rec: OutRecord, headers: list[tuple[str, bytes]]) -> None:
+    def produce(self, rec: OutRecord, headers: list[tuple[str, str | bytes | None]]) -> None:
+        """Write `rec` with `headers` (typed as the producer takes them: its list type is invariant)."""
         while True:
             try:
                 self.producer.produce(rec.topic, rec.value, rec.key, partition=rec.partition, headers=headers)
@@ -167,21 +169,21 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
         last_rec = None
         for items in values:
             for it in items:
-                if it.__class__ is StreamDone:
-                    self.done.add(it.stream)  # type: ignore[union-attr]
+                if isinstance(it, StreamDone):
+                    self.done.add(it.stream)
                     continue
-                w = written.get((it.topic, it.partition))  # type: ignore[union-attr]
+                w = written.get((it.topic, it.partition))
                 if w is None:
-                    w = self.open(it.topic, it.partition)  # type: ignore[union-attr]
-                pos = it.position  # type: ignore[union-attr]
-                seq = it.seq  # type: ignore[union-attr]
+                    w = self.open(it.topic, it.partition)
+                pos = it.position
+                seq = it.seq
                 if w.seen(pos, seq):
                     skipped += 1
                     continue
-                produce(it, [(TASK_HEADER, task), (POS_HEADER, position_to_header(pos)),  # type: ignore[arg-type]
+                produce(it, [(TASK_HEADER, task), (POS_HEADER, position_to_header(pos)),
                              (SEQ_HEADER, _SEQ_BYTES[seq] if seq < 16 else str(seq).encode())])
                 written_n += 1
-                size += len(it.value or b"")  # type: ignore[union-attr]
+                size += len(it.value or b"")
                 last_rec = it
         self.shared.producer.poll(0)
         if written_n:

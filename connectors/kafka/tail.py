@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -43,14 +44,17 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
             msg = consumer.poll(1.0)
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            err = msg.error()
+            if err:
+                if err.code() == KafkaError._PARTITION_EOF:
                     return
-                raise SinkError(f"cannot read {topic}[{partition}]: {msg.error().str()}")
+                raise SinkError(f"cannot read {topic}[{partition}]: {err.str()}")
             deadline = time.monotonic() + timeout
-            headers = dict(msg.headers() or ())
-            if headers.get(TASK_HEADER) != task or POS_HEADER not in headers:
+            # a consumed record always has an offset; header values come as bytes (None: a null header)
+            offset, headers = msg.offset(), dict(msg.headers() or ())
+            pos = headers.get(POS_HEADER)
+            if offset is None or headers.get(TASK_HEADER) != task or not isinstance(pos, bytes):
                 continue
-            yield msg.offset(), position_from_header(headers[POS_HEADER]), int(headers.get(SEQ_HEADER, b"0"))
+            yield offset, position_from_header(pos), int(headers.get(SEQ_HEADER) or b"0")
     finally:
         consumer.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 from obsync.core.positions import Position
 from obsync.core.schema import TableSchema
@@ -59,5 +59,5 @@ class StreamDone:
     stream: str  # SnapshotPosition.stream of the finished chunk
 
 
-Item = Union[Change, StreamDone]
+Item = Change | StreamDone
 Batch = list[Item]

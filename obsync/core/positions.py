@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Union
+from typing import Any
 
 LOG_STREAM = "log"
 
@@ -69,7 +69,7 @@ class SnapshotPosition:
         return ["snap", self.chunk, _encode_key(self.key)]
 
 
-Position = Union[LogPosition, SnapshotPosition]
+Position = LogPosition | SnapshotPosition
 
 
 def position_from_json(data: list[Any]) -> Position:
@@ -85,10 +85,9 @@ def position_from_json(data: list[Any]) -> Position:
 def position_to_header(p: Position) -> bytes:
     """The `obsync.pos` header: compact JSON of `to_json()` (written directly for the common shapes)."""
     if p.__class__ is LogPosition:
-        return b'["log",%s,%d,%d]' % (_json_str(p.file), p.pos, p.row)  # type: ignore[union-attr]
-    key = p.key  # type: ignore[union-attr]
-    if len(key) == 1 and type(key[0]) is int:
-        return b'["snap",%s,[%d]]' % (_json_str(p.chunk), key[0])  # type: ignore[union-attr]
+        return b'["log",%s,%d,%d]' % (_json_str(p.file), p.pos, p.row)
+    if isinstance(p, SnapshotPosition) and len(p.key) == 1 and type(p.key[0]) is int:
+        return b'["snap",%s,[%d]]' % (_json_str(p.chunk), p.key[0])
     return json.dumps(p.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
 
 

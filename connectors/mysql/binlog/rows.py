@@ -8,8 +8,9 @@ ENUM/SET members. Decoding a row is then a loop over those functions on the even
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from datetime import datetime as _datetime
-from typing import Any, Callable
+from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE as FT
 
@@ -44,7 +45,7 @@ _RAW_BYTES_TYPES = frozenset({"inet6", "inet4", "uuid"})  # MariaDB's binary-sto
 
 def table_map_signature(tm_columns: list) -> tuple:
     """What in a table map determines how its rows are laid out."""
-    sig = []
+    sig: list[tuple[Any, ...]] = []
     for c in tm_columns:
         t = c.type
         if t in (FT.VARCHAR, FT.STRING, FT.VAR_STRING):
@@ -70,7 +71,7 @@ def mismatch_reason(schema: TableSchema | None, tm_columns: list, tm_names: list
         return "the table does not exist in the tracked schema"
     if len(schema.columns) != len(tm_columns):
         return f"the table map has {len(tm_columns)} columns, the tracked schema {len(schema.columns)}"
-    for i, (col, tm) in enumerate(zip(schema.columns, tm_columns)):
+    for i, (col, tm) in enumerate(zip(schema.columns, tm_columns, strict=True)):  # lengths checked above
         allowed = COMPATIBLE_TYPES.get(col.data_type)
         if allowed is not None and tm.type not in allowed:
             return (f"column {i + 1} ({col.name} {col.column_type}) arrives as binlog type {tm.type}, "
@@ -298,7 +299,7 @@ _FIXED = {FT.TINY: (1, "b"), FT.SHORT: (2, "h"), FT.LONG: (4, "i"), FT.LONGLONG:
 
 
 def compile_row_function(tm_columns: list, schema: TableSchema, nullable: bytes | None, where: str
-                         ) -> Callable[[bytes, int], "tuple[dict[str, Any], int]"]:
+                         ) -> Callable[[bytes, int], tuple[dict[str, Any], int]]:
     """Generate straight-line code that decodes one row image: fixed-size numbers and short strings are
     read inline, other types through `column_reader` functions; NULL checks only for nullable columns."""
     ns: dict[str, Any] = {"_int_from": int.from_bytes}
@@ -307,7 +308,7 @@ def compile_row_function(tm_columns: list, schema: TableSchema, nullable: bytes 
     lines = ["def row(b, o):",
              f"    nulls = _int_from(b[o:o + {nb}], 'little')",
              f"    o += {nb}"]
-    for i, (tm, col) in enumerate(zip(tm_columns, schema.columns)):
+    for i, (tm, col) in enumerate(zip(tm_columns, schema.columns, strict=False)):
         t = tm.type
         body: list[str]
         if t in _FIXED or t in (FT.FLOAT, FT.DOUBLE):

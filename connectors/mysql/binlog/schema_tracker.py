@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TypeVar
 
 import pymysql
 
@@ -32,6 +33,7 @@ from obsync.core.positions import LogPosition
 from obsync.core.schema import Column, TableSchema
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _KEY_NAMES_SQL = """
 SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
@@ -61,7 +63,7 @@ class SourceCatalog:
             self._dialect = detect_dialect(self._conn)
         return self._conn.cursor()
 
-    def _run(self, fn):  # type: ignore[no-untyped-def]
+    def _run(self, fn: Callable[[], _T]) -> _T:
         """fn() with one reconnect (SESSION_POLICY); an operational error the failure table does not know
         counts as a lost connection, so the log retries it as before."""
         what = f"reading the schema from {self.endpoint!r}"
@@ -339,7 +341,7 @@ class SchemaTracker:
                 if d is unknown:
                     self._refresh(n, pos, sql)
                 elif d != self._defs.get(n):
-                    self._set(n, d, pos, "ddl", sql)  # type: ignore[arg-type]
+                    self._set(n, d if isinstance(d, TableDef) else None, pos, "ddl", sql)  # not `unknown`
             return next((new for _, new in st.pairs if self.is_tracked(new) and self._defs.get(new)), None)
         raise AssertionError(f"unhandled statement {st!r}")
 

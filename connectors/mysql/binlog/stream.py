@@ -40,7 +40,7 @@ class _StreamConnection(pymysql.connections.Connection):
 
     def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
         try:
-            return super()._read_packet(packet_type)  # type: ignore[no-untyped-call]  # untyped in its stubs
+            return super()._read_packet(packet_type)
         except pymysql.err.OperationalError as e:
             # exactly the errors on which BinLogStreamReader.fetchone() would reconnect by itself
             if e.args and e.args[0] in MYSQL_EXPECTED_ERROR_CODES:

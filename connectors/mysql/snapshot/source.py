@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -138,13 +138,13 @@ class _SnapshotPartition(StatefulSourcePartition[Batch, dict]):
         if self._reader.done:
             return self._finish()
         if not self._slot.acquire():
-            self._awake = datetime.now(timezone.utc) + _WAIT
+            self._awake = datetime.now(UTC) + _WAIT
             return []
         self._awake = None
         if self._pacer is not None:
             delay = self._pacer.read_delay()  # no reading ahead while the limiter is in debt
             if delay > 0:
-                self._awake = datetime.now(timezone.utc) + timedelta(seconds=delay)
+                self._awake = datetime.now(UTC) + timedelta(seconds=delay)
                 return []
             self._held_state = self._reader.resume_state()
         batch = self._reader.next_batch()
@@ -154,7 +154,7 @@ class _SnapshotPartition(StatefulSourcePartition[Batch, dict]):
         if self._pacer is not None:
             self._pacer.hold(batch)
             return self._paced()
-        return [batch]
+        return [cast(Batch, batch)]  # the reader hands its list of changes over: read as a batch it stays sound
 
     def _paced(self) -> list[Batch]:
         assert self._pacer is not None

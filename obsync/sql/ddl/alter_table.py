@@ -10,13 +10,11 @@ this grammar does not know raises `DdlSyntaxError`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from obsync.sql.ddl.columns import charset_of_collation, normalize_charset, parse_column_def
 from obsync.sql.ddl.create_table import table_element
 from obsync.sql.ddl.lexer import Cursor, DdlSyntaxError, Tok, split_top
 from obsync.sql.ddl.literals import read_default
-from obsync.sql.ddl.statements import AlterTable, ColumnDef, IndexDef, Statement
+from obsync.sql.ddl.statements import AlterAction, AlterTable, ColumnDef, IndexDef, Statement
 
 __all__ = ["read_alter_table"]
 
@@ -28,7 +26,7 @@ _NOOP_ALTER_WORDS = frozenset({
     "DISABLE", "ENABLE", "DISCARD", "IMPORT", "WITH", "WITHOUT", "TRUNCATE", "COALESCE", "REORGANIZE",
     "EXCHANGE", "ANALYZE", "CHECK", "OPTIMIZE", "REBUILD", "REPAIR", "REMOVE", "PARTITION", "TRANSACTIONAL",
     "PAGE_COMPRESSED", "PAGE_COMPRESSION_LEVEL", "IETF_QUOTES", "SEQUENCE", "WAIT", "NOWAIT",
-    "SECONDARY_ENGINE", "STATS_AUTO_RECALC", "ENGINE_ATTRIBUTE", "AUTOEXTEND_SIZE", "UPGRADE",
+    "SECONDARY_ENGINE", "ENGINE_ATTRIBUTE", "AUTOEXTEND_SIZE", "UPGRADE",
     # OceanBase table options
     "TABLEGROUP", "BLOCK_SIZE", "REPLICA_NUM", "PRIMARY_ZONE", "PCTFREE", "USE_BLOOM_FILTER",
     "PROGRESSIVE_MERGE_NUM", "TABLET_SIZE", "LOCALITY", "STORAGE_FORMAT_VERSION", "READ", "TABLE_MODE",
@@ -42,7 +40,7 @@ _PARTITION_WORDS = frozenset({"TRUNCATE", "COALESCE", "REORGANIZE", "EXCHANGE", 
 def read_alter_table(cur: Cursor, db: str | None, dialect: str) -> Statement:
     cur.accept("IF", "EXISTS")
     table = cur.table_name(db)
-    actions: list[tuple[Any, ...]] = []
+    actions: list[AlterAction] = []
     rest = cur.toks[cur.i:]
     for spec in split_top(rest):
         if _partition_spec(spec):  # partition maintenance comes last and lists partitions with commas
@@ -65,7 +63,7 @@ def _partition_spec(spec: list[Tok]) -> bool:
     return words[0] in ("PARTITION", "SUBPARTITION", "REMOVE")
 
 
-def _position(c: Cursor) -> Any:
+def _position(c: Cursor) -> str | tuple[str, str] | None:
     if c.accept("FIRST"):
         return "FIRST"
     if c.accept("AFTER"):
@@ -73,15 +71,15 @@ def _position(c: Cursor) -> Any:
     return None
 
 
-def _column_with_position(c: Cursor, name: str, dialect: str) -> tuple[ColumnDef, Any]:
+def _column_with_position(c: Cursor, name: str, dialect: str) -> tuple[ColumnDef, str | tuple[str, str] | None]:
     col, _ = parse_column_def(c, name, dialect)
     pos = _position(c)
     if not c.at_end():
-        raise DdlSyntaxError(f"unexpected {c.peek().text!r} after column {name}")
+        raise DdlSyntaxError(f"unexpected {c.text()!r} after column {name}")
     return col, pos
 
 
-def _alter_spec(c: Cursor, db: str | None, dialect: str) -> list[tuple[Any, ...]]:
+def _alter_spec(c: Cursor, db: str | None, dialect: str) -> list[AlterAction]:
     w = c.up()
     if c.accept("ADD"):
         if c.up() in ("PARTITION",):
@@ -90,17 +88,17 @@ def _alter_spec(c: Cursor, db: str | None, dialect: str) -> list[tuple[Any, ...]
                                                 "SPATIAL", "FOREIGN", "CHECK", "PERIOD", "SYSTEM"):
             c.accept("IF", "NOT", "EXISTS")
             if c.kind() == "(":
-                out = []
+                added: list[AlterAction] = []
                 for item in split_top(c.skip_parens()):
                     ic = Cursor(item)
                     el = table_element(ic)
                     if el == "column":
                         name = ic.ident()
                         col, _ = parse_column_def(ic, name, dialect)
-                        out.append(("add_column", col, None))
+                        added.append(("add_column", col, None))
                     elif isinstance(el, IndexDef):
-                        out.append(("add_index", el))
-                return out
+                        added.append(("add_index", el))
+                return added
             name = c.ident()
             col, pos = _column_with_position(c, name, dialect)
             return [("add_column", col, pos)]
@@ -125,7 +123,7 @@ def _alter_spec(c: Cursor, db: str | None, dialect: str) -> list[tuple[Any, ...]
         name = c.ident()
         c.accept("RESTRICT") or c.accept("CASCADE")
         if not c.at_end():
-            raise DdlSyntaxError(f"unexpected {c.peek().text!r} after DROP COLUMN {name}")
+            raise DdlSyntaxError(f"unexpected {c.text()!r} after DROP COLUMN {name}")
         return [("drop_column", name)]
     if c.accept("MODIFY"):
         c.accept("COLUMN")
@@ -161,7 +159,7 @@ def _alter_spec(c: Cursor, db: str | None, dialect: str) -> list[tuple[Any, ...]
         if c.accept("SET", "DEFAULT"):
             lit = read_default(c)
             if not c.at_end():
-                raise DdlSyntaxError(f"unexpected {c.peek().text!r} after SET DEFAULT of column {name}")
+                raise DdlSyntaxError(f"unexpected {c.text()!r} after SET DEFAULT of column {name}")
             return [("set_default", name, lit)]
         if c.accept("DROP", "DEFAULT"):
             return [("set_default", name, None)]
@@ -184,7 +182,7 @@ def _alter_spec(c: Cursor, db: str | None, dialect: str) -> list[tuple[Any, ...]
         raise DdlSyntaxError(f"unknown ALTER TABLE clause starting {w!r}")
     if w in _PARTITION_WORDS:
         return []
-    out: list[tuple[Any, ...]] = []
+    out: list[AlterAction] = []
     while not c.at_end():
         if c.accept("CHARACTER", "SET") or c.accept("CHARSET") or c.accept("CHAR", "SET"):
             c.accept_punct("=")

@@ -85,7 +85,7 @@ def read_create_table(cur: Cursor, db: str | None, dialect: str) -> Statement:
             name = c.ident()
             col, _ = parse_column_def(c, name, dialect)
             if not c.at_end():
-                raise DdlSyntaxError(f"unexpected {c.peek().text!r} after column {name}")
+                raise DdlSyntaxError(f"unexpected {c.text()!r} after column {name}")
             columns.append(col)
         elif isinstance(el, IndexDef):
             indexes.append(el)

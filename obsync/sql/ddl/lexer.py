@@ -97,6 +97,11 @@ class Cursor:
         t = self.peek(k)
         return t.kind if t is not None else ""
 
+    def text(self, k: int = 0) -> str:
+        """The text of the token `k` ahead ("" past the end)."""
+        t = self.peek(k)
+        return t.text if t is not None else ""
+
     def at_end(self) -> bool:
         return self.i >= len(self.toks)
 

@@ -51,19 +51,20 @@ _NOW_WORDS = frozenset({"CURRENT_TIMESTAMP", "NOW", "LOCALTIME", "LOCALTIMESTAMP
 def _value_ends(cur: Cursor) -> bool:
     """True when the DEFAULT value ends at the cursor (not an operator continuing an expression)."""
     return cur.at_end() or cur.kind() in (",", ")") or (
-        cur.kind() == "word" and cur.peek().text not in ("+", "-", "*", "/", "||"))
+        cur.kind() == "word" and cur.text() not in ("+", "-", "*", "/", "||"))
 
 
 def _literal(cur: Cursor) -> Literal | None:
     """A literal at the cursor, consumed (None, not consumed or partly: not a literal, or NULL)."""
     sign = ""
-    while cur.kind() == "word" and cur.peek().text in ("+", "-"):
+    while cur.kind() == "word" and cur.text() in ("+", "-"):
         if cur.next().text == "-":
             sign = "" if sign else "-"
     t = cur.peek()
     if t is None:
         return None
-    if t.kind == "." and cur.kind(1) == "num" and cur.peek(1).base == 10:  # .5
+    frac = cur.peek(1)
+    if t.kind == "." and frac is not None and frac.kind == "num" and frac.base == 10:  # .5
         cur.i += 2
         return ("num", f"{sign}0.{cur.toks[cur.i - 1].text}")
     if t.kind == "num":
@@ -80,7 +81,7 @@ def _literal(cur: Cursor) -> Literal | None:
         return ("num", "1" if t.up == "TRUE" else "0")
     if t.kind == "word" and (t.text.startswith("_") or t.up in _TYPED_LITERALS) and cur.kind(1) in ("str", "num"):
         cur.next()  # a character set introducer (_utf8mb4'x', _binary 0x61) or DATE '...'
-        t = cur.peek()
+        t = cur.toks[cur.i]  # the str or num checked above
         if t.kind == "num":
             if t.base == 10:
                 return None
@@ -113,7 +114,7 @@ def _literal_bytes(t: Tok) -> bytes:
 
 def skip_expr(cur: Cursor) -> None:
     """Skip a DEFAULT / ON UPDATE value: a literal, a signed number, a function call or (expr)."""
-    while cur.kind() == "word" and cur.peek().text in ("+", "-"):
+    while cur.kind() == "word" and cur.text() in ("+", "-"):
         cur.next()
     if cur.kind() == "(":
         cur.skip_parens()

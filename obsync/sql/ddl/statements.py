@@ -10,15 +10,16 @@ the table's default character set.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from obsync.core.defaults import Literal
 from obsync.core.schema import Column
 from obsync.sql.ddl.lexer import TableName
 from obsync.sql.ddl.literals import with_default
 
-__all__ = ["AlterTable", "ColumnDef", "CreateIndex", "CreateTable", "DatabaseChanged", "DropDatabase", "DropIndex",
-           "DropTables", "IndexDef", "RenameTables", "Statement", "TruncateTable", "Unparsed", "statement_tables"]
+__all__ = ["AlterAction", "AlterTable", "ColumnDef", "CreateIndex", "CreateTable", "DatabaseChanged", "DropDatabase",
+           "DropIndex", "DropTables", "IndexDef", "RenameTables", "Statement", "TruncateTable", "Unparsed",
+           "statement_tables"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +97,15 @@ class CreateTable:
     if_not_exists: bool = False
 
 
+AlterAction = tuple[Any, ...]
+"""One clause of an ALTER TABLE: its kind first, then that kind's values (the list is in
+`obsync.sql.ddl.alter_table`), e.g. `("add_column", ColumnDef, position)`, `("drop_column", name)`."""
+
+
 @dataclass(frozen=True, slots=True)
 class AlterTable:
     table: TableName
-    actions: tuple[tuple[Any, ...], ...]  # ("add_column", ColumnDef, position), ("drop_column", name), ...
+    actions: tuple[AlterAction, ...]
 
     @property
     def new_name(self) -> TableName | None:
@@ -156,8 +162,8 @@ class Unparsed:
     reason: str
 
 
-Statement = Union[CreateTable, AlterTable, DropTables, RenameTables, TruncateTable, CreateIndex, DropIndex,
-                  DropDatabase, DatabaseChanged, Unparsed]
+Statement = (CreateTable | AlterTable | DropTables | RenameTables | TruncateTable | CreateIndex | DropIndex
+             | DropDatabase | DatabaseChanged | Unparsed)
 
 
 def statement_tables(st: Statement) -> tuple[TableName, ...]:

@@ -9,8 +9,9 @@ tracked definition can no longer be trusted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any
 
 from obsync.core.schema import Column, TableSchema
 from obsync.sql.ddl.columns import TEXT_TO_BLOB
@@ -49,7 +50,7 @@ def build_schema(name: TableName, columns: Iterable[Column], keys: Iterable[tupl
     nullable = {c.name for c in columns if c.nullable}
     pk: tuple[str, ...] = ()
     uks = []
-    for n, kind, cols in sorted(keys, key=lambda k: (k[1] != "primary", k[0])):
+    for _name, kind, cols in sorted(keys, key=lambda k: (k[1] != "primary", k[0])):
         if kind == "primary":
             pk = cols
         elif cols and not (set(cols) & nullable):

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, NoReturn
 
 from sqlglot import exp
 
@@ -34,7 +35,7 @@ _COMPARISONS: dict[type, tuple[str, Op]] = {
     exp.LTE: ("<=", operator.le), exp.GT: (">", operator.gt), exp.GTE: (">=", operator.ge),
     exp.NullSafeEQ: ("<=>", operator.eq),
 }
-_ARITHMETIC = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.IntDiv: "DIV", exp.Mod: "%"}
+_ARITHMETIC: dict[type, str] = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.IntDiv: "DIV", exp.Mod: "%"}
 _INT_DIGITS = {"tinyint": 3, "smallint": 5, "mediumint": 8, "int": 10, "integer": 10, "bigint": 20, "year": 4}
 _INT_LIT = re.compile(r"\d+")
 _DEC_LIT = re.compile(r"\d*\.(\d*)")
@@ -51,7 +52,7 @@ class Compiler:
         self._sql_eval = sql_eval
         self.ask = lru_cache(maxsize=CACHE_SIZE)(self._ask)
 
-    def fail(self, msg: str) -> None:
+    def fail(self, msg: str) -> NoReturn:
         raise ConfigError(f"{self.origin}: {msg}")
 
     def overflow(self, text: str) -> Callable[[str], None]:
@@ -69,9 +70,9 @@ class Compiler:
     def expr(self, node: exp.Expression) -> Term:
         node = unparen(node)
         kind = type(node)
-        if kind is exp.Column:
+        if type(node) is exp.Column:
             return self.column(node)
-        if kind is exp.Literal:
+        if type(node) is exp.Literal:
             return self.literal(node)
         if kind is exp.Null:
             return constant(None, NULL, "NULL")
@@ -90,20 +91,19 @@ class Compiler:
         if kind is exp.Not:
             f = truth(self.condition(node.this)).fn
             return boolean(lambda row: None if (v := f(row)) is None else not v, to_sql(node))
-        if kind is exp.Is:
+        if type(node) is exp.Is:
             return self.is_(node)
-        if kind is exp.In:
+        if type(node) is exp.In:
             return self.in_(node)
-        if kind is exp.Between:
+        if type(node) is exp.Between:
             return self.between(node)
         if kind in (exp.Like, exp.Escape):
             return self.like(node)
         if kind in _ARITHMETIC:
             return self.arithmetic(node, _ARITHMETIC[kind])
-        if kind is exp.Neg:
+        if type(node) is exp.Neg:
             return self.negate(node)
         self.fail(f"{refused(node)} is not supported in a row filter")
-        raise AssertionError
 
     def only(self, node: exp.Expression, *allowed: str) -> None:
         """Refuse the variants of a supported node (`IN (SELECT ...)`, `BETWEEN SYMMETRIC`, ...)."""
@@ -119,7 +119,6 @@ class Compiler:
         found = name if name in names else next((n for n in names if n.lower() == name.lower()), None)
         if found is None:
             self.fail(f"table {self.schema.full_name} has no column {name!r}; its columns: {', '.join(names)}")
-        assert found is not None
         node.this.set("this", found)  # the generated SQL names the column as the catalog does
         if found not in self.columns:
             self.columns.append(found)
@@ -152,8 +151,9 @@ class Compiler:
             return constant(text, STR, exp.Literal.string(text).sql(dialect="mysql"))
         if _INT_LIT.fullmatch(text) and int(text) <= 2**64 - 1:
             return constant(int(text), INT, text, unsigned=int(text) > 2**63 - 1, digits=len(str(int(text))))
-        if _INT_LIT.fullmatch(text) or ((m := _DEC_LIT.fullmatch(text)) and text != "."):
-            v, scale = Decimal(text), 0 if _INT_LIT.fullmatch(text) else len(m.group(1))
+        m = _DEC_LIT.fullmatch(text)  # None for an integer
+        if _INT_LIT.fullmatch(text) or (m and text != "."):
+            v, scale = Decimal(text), len(m.group(1)) if m else 0
             digits = max(v.adjusted() + 1, 1)
             if digits + scale > 65 or scale > 30:
                 self.fail(f"number {text} has more digits than a DECIMAL holds (65, 30 after the point)")
@@ -161,7 +161,6 @@ class Compiler:
         if _FLOAT_LIT.fullmatch(text) and not math.isinf(float(text)):
             return constant(float(text), FLOAT, text)
         self.fail(f"number {text} is not supported")
-        raise AssertionError
 
     def condition(self, node: exp.Expression) -> Term:
         t = self.expr(node)
@@ -196,7 +195,6 @@ class Compiler:
             f, want = truth(self.condition(node.this)).fn, bool(target.this)
             return boolean(lambda row: (f(row) is want) is not negate, to_sql(node))
         self.fail(f"`{to_sql(node)}`: only IS [NOT] NULL / TRUE / FALSE are supported")
-        raise AssertionError
 
     # -- comparisons --
 
@@ -253,7 +251,6 @@ class Compiler:
         if lk in TEMPORAL or rk in TEMPORAL:
             return self.temporal_comparator(left, right, op, text)
         self.fail(f"`{text}`: cannot compare {lk} with {rk}")
-        raise AssertionError
 
     def string_comparator(self, left: Term, right: Term, op_sql: str, op: Op, text: str) -> tuple[Any, Any, Op]:
         if left.const and right.const:
@@ -289,7 +286,10 @@ class Compiler:
                 "'YYYY-MM-DD' or 'YYYY-MM-DD hh:mm:ss[.ffffff]'"
             self.fail(f"`{text}`: {lit.text} is not a valid {col.kind} for column {col.text}; write it as {form}")
             raise
-        as_literal: Callable[[Any], Any] = lambda _: value  # noqa: E731
+
+        def as_literal(_: Any) -> Any:
+            return value
+
         return (promote, as_literal, cmp) if col is left else (as_literal, promote, cmp)
 
     def in_(self, node: exp.In) -> Term:
@@ -406,7 +406,6 @@ class Compiler:
             self.fail(f"`{text}`: exact division `/` of integers or decimals is not supported: MySQL and MariaDB "
                       "round its result differently depending on where it is used. Multiply instead "
                       "(`a > 2 * b` rather than `a / b > 2`), or use DIV for integer division")
-            raise AssertionError
         elif DEC in kinds and sym != "DIV":
             # Exact while the result fits 65 digits, 30 after the point; beyond that MySQL drops decimals.
             scale = a.scale + b.scale if sym == "*" else max(a.scale, b.scale)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from obsync.core.schema import TableSchema
 from obsync.sql.filters.compiler import Compiler

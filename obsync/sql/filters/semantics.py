@@ -25,16 +25,17 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
 
 from obsync.core.schema import Column
 
 Ask = Callable[[str, tuple], Any]
 Op = Callable[[Any, Any], Any]
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 INT_RANGE = {False: (-(2**63), 2**63 - 1), True: (0, 2**64 - 1)}
 _DEC = Context(prec=400, Emax=999999, Emin=-999999, traps=[InvalidOperation])
 _UNICODE = ("utf8mb4", "utf8mb3", "utf8")
@@ -116,10 +117,7 @@ def text_comparison(coll: Collation, op_sql: str, op: Op, ask: Ask) -> tuple[Cal
     if op_sql in ("=", "<>") and coll.mode in ("bin", "ci"):
         if coll.mode == "bin":
             return (lambda s: s.rstrip(" ")) if coll.pad else None, op
-        if coll.pad:
-            key: Callable[[str], Any] = lambda s: s.rstrip(" ").lower() if printable_ascii(s) else (s,)
-        else:
-            key = lambda s: s.lower() if printable_ascii(s) else (s,)
+        key = _ci_pad_key if coll.pad else _ci_key
         return key, lambda a, b: op(a, b) if a.__class__ is str and b.__class__ is str else delegated(a, b)
     if coll.mode == "bin":
         local: Op = (lambda a, b: op(a.ljust(len(b)), b.ljust(len(a)))) if coll.pad else op
@@ -127,6 +125,16 @@ def text_comparison(coll: Collation, op_sql: str, op: Op, ask: Ask) -> tuple[Cal
             return None, local
         return None, lambda a, b: local(a, b) if a.isascii() and b.isascii() else delegated(a, b)
     return None, delegated
+
+
+def _ci_pad_key(s: str) -> Any:
+    """Equality key under a PAD SPACE "ci" collation (a 1-tuple: only the database can tell)."""
+    return s.rstrip(" ").lower() if printable_ascii(s) else (s,)
+
+
+def _ci_key(s: str) -> Any:
+    """Equality key under a NO PAD "ci" collation (a 1-tuple: only the database can tell)."""
+    return s.lower() if printable_ascii(s) else (s,)
 
 
 def like_matcher(coll: Collation | None, pattern: str | bytes, escape: str, ask: Ask) -> Callable[[Any], Any]:
@@ -191,10 +199,10 @@ def temporal_literal(kind: str, s: str) -> tuple[Any, Callable[[Any], Any] | Non
             return d, None
         return dt.datetime(d.year, d.month, d.day, tzinfo=UTC if kind == "timestamp" else None), None
     elif m := _DATETIME_LIT.fullmatch(s):
-        *parts, frac = m.groups()
-        v = dt.datetime(*map(int, parts), int((frac or "0").ljust(6, "0")),  # type: ignore[misc]
-                        tzinfo=UTC if kind == "timestamp" else None)
-        return v, (_to_datetime if kind == "date" else None)
+        y, mo, day, h, mi, sec, frac = m.groups()
+        stamp = dt.datetime(int(y), int(mo), int(day), int(h), int(mi), int(sec), int((frac or "0").ljust(6, "0")),
+                            tzinfo=UTC if kind == "timestamp" else None)
+        return stamp, (_to_datetime if kind == "date" else None)
     raise ValueError(s)
 
 

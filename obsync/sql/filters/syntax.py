@@ -38,7 +38,7 @@ def parse_clause(where: str, origin: str) -> exp.Expression:
         tree = sqlglot.parse_one(where, read="mysql", into=exp.Condition)
     except (ParseError, TokenError) as e:
         raise fail(f"not a single WHERE condition ({str(e).splitlines()[0]})") from None
-    if tree is None:
+    if not isinstance(tree, exp.Expression):  # None; every sqlglot node is an Expression
         raise fail("not a WHERE condition")
     return tree
 
@@ -90,7 +90,7 @@ def render(tree: exp.Expression, where: str, origin: str) -> str:
     sql = to_sql(tree, identify=True)
     try:
         back = sqlglot.parse_one(sql, read="mysql", into=exp.Condition)
-        same = _normal(back) == _normal(tree.copy()) and not any(
+        same = isinstance(back, exp.Expression) and _normal(back) == _normal(tree.copy()) and not any(
             t.token_type == TokenType.SEMICOLON for t in sqlglot.tokenize(sql, read="mysql"))
     except (ParseError, TokenError):
         same = False

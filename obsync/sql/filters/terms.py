@@ -7,8 +7,9 @@ is NULL, and `truth` reads a term as a condition (True / False / None).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 from obsync.core.schema import Column
 from obsync.sql.filters import semantics as sem
