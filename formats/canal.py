@@ -57,7 +57,8 @@ from obsync.sql.ddl import tokenize
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
 from obsync.formats.default import _key_bytes
 from obsync.formats.registry import register
-from obsync.formats.values import KeyRender, Render, key_render_function, render_bytes, render_function, table_renderer
+from obsync.formats.values import KeyRender, key_render_function, table_renderer
+from obsync.core.canonical_text import Render, render_bytes, render_function
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition, binlog_file_number

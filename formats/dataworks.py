@@ -30,7 +30,7 @@ Members appear in that order, nulls included. One message per change, two for an
 Types (`column_type`) are reduced to BOOLEAN, LONG, DOUBLE, STRING, DATE and BYTES, and values are JSON of that type:
 - LONG: integers (unsigned BIGINT to 18446744073709551615), YEAR, and BIT wider than 1 (its unsigned value).
 - BOOLEAN: BIT(1).
-- DOUBLE: FLOAT, DOUBLE and DECIMAL, as JSON numbers written with every digit (`obsync.formats.values` text: FLOAT
+- DOUBLE: FLOAT, DOUBLE and DECIMAL, as JSON numbers written with every digit (`obsync.core.canonical_text` text: FLOAT
   shortest for float32, DECIMAL exact with its scale): a reader that parses numbers as BigDecimal (fastjson
   does) loses nothing; one that reads doubles gets the nearest double.
 - DATE: DATE, DATETIME, TIMESTAMP and TIME as 13-digit epoch milliseconds (TIME: the duration in ms;
@@ -57,7 +57,8 @@ from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unk
 from obsync.formats.canal import ddl_kind, ddl_table, log_batch_id
 from obsync.formats.default import _key_bytes
 from obsync.formats.registry import register
-from obsync.formats.values import KeyRender, _bit_width, key_render_function, render_bytes, render_function, table_renderer
+from obsync.formats.values import KeyRender, key_render_function, table_renderer
+from obsync.core.canonical_text import render_bytes, render_function
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition
@@ -81,7 +82,7 @@ def column_type(column: Column) -> str:
     if t in INTEGER_TYPES or t == "year":
         return "LONG"
     if t == "bit":
-        return "BOOLEAN" if _bit_width(column) == 1 else "LONG"
+        return "BOOLEAN" if column.bit_width == 1 else "LONG"
     if t in ("decimal", "numeric", "float", "double", "real", "double precision"):
         return "DOUBLE"
     if t in ("date", "datetime", "timestamp", "time"):
