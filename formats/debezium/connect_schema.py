@@ -47,7 +47,6 @@ none (no `default` member). Column comments are not carried (`doc`).
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import Any
 
@@ -56,14 +55,13 @@ from obsync.formats.debezium.kinds import column_kind
 from obsync.formats.debezium.values import converters
 from obsync.core.defaults import default_value
 from obsync.core.schema import Column, TableSchema
+from obsync.task.naming import topic_safe
 
 Schema = dict[str, Any]
 
 DEBEZIUM_VERSION = "3.1.0.Final"  # the release whose message format obsync reproduces (source.version)
 CONNECTOR = "mysql"
 SNAPSHOT_VALUES = "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"
-
-_INVALID_TOPIC_CHAR = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def schema(type_: str, optional: bool = False, name: str | None = None, version: int | None = None,
@@ -181,7 +179,7 @@ _SIMPLE: dict[str, tuple[Any, ...]] = {
 
 def schema_prefix(topic_prefix: str, db: str, table: str) -> str:
     """`<prefix>.<db>.<table>`, the start of a table's schema names (Debezium's default topic name)."""
-    return ".".join(_INVALID_TOPIC_CHAR.sub("_", p) for p in (topic_prefix, db, table))
+    return ".".join(topic_safe(p) for p in (topic_prefix, db, table))
 
 
 def value_schema(table: TableSchema, cfg: DebeziumConfig) -> Schema:
