@@ -16,22 +16,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from obsync.core.errors import ConfigError
+from obsync.task.format_names import FormatName
 from obsync.task.naming import TEMPLATE_VARS, check_existing_topic, check_topic_template, topic_for
 from obsync.task.selection import Selection, check_pattern, is_pattern
 from obsync.task.sizes import parse_bytes
 from obsync.task.start_time import parse_start_time
 
-FORMATS = (
-    "default",
-    "default_extend_column_type",
-    "canal",
-    "dataworks",
-    "shareplex",
-    "debezium",
-    "debezium_flatten",
-    "debezium_smt",
-    "avro",
-)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -294,7 +284,7 @@ class TaskConfig(_Model):
     resources: ResourcesConfig = ResourcesConfig()
     topic: str = "Topic_${database}_${table}"
     topics: TopicsConfig = TopicsConfig()
-    format: Literal[FORMATS] = "default"  # type: ignore[valid-type]
+    format: FormatName = "default"
     format_options: dict[str, Any] = Field(default_factory=dict, description="checked by the format")
     partitioning: Literal["hash", "table", "one"] = "hash"
     fixed_partition: int = Field(0, ge=0, description="the partition of the `one` rule (< every topic's count)")
