@@ -37,6 +37,9 @@ class Encoder(ABC):
     """
 
     name: str
+    # True when the Kafka key of each row record is `obsync.steps.partitioning.partition_key(change)` byte for
+    # byte (the Default format's keys): the router then hashes the record's key instead of building it again
+    key_is_partition_key: bool = False
 
     @abstractmethod
     def encode(self, change: Change, topic: str) -> list[KafkaRecord]:

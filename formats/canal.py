@@ -55,9 +55,8 @@ from orjson import Fragment, dumps
 
 from obsync.sql.ddl import tokenize
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
-from obsync.formats.default import _key_bytes
 from obsync.formats.registry import register
-from obsync.formats.values import KeyRender, key_render_function, table_renderer
+from obsync.formats.values import KeyValues, json_key, table_renderer
 from obsync.core.canonical_text import Render, render_bytes, render_function
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
@@ -241,8 +240,7 @@ class _Table:
 
     def __init__(self, schema: TableSchema, binary: Render) -> None:
         self.renders: dict[str, Render] = {c.name: canal_render_function(c, binary) for c in schema.columns}
-        self.key: tuple[tuple[str, KeyRender], ...] = tuple(
-            (name, key_render_function(schema.column(name))) for name in schema.message_key_columns)
+        self.key: KeyValues | None = table_renderer(schema).message_key_values
         self.database = schema.db
         self.table = schema.name
         self.pk_names = list(schema.key_columns) or None
@@ -292,8 +290,8 @@ class CanalEncoder(Encoder):
         else:
             raise ValueError(f"cannot encode a {op!r} change")
         key = None
-        if t.key:
-            key = _key_bytes([None if (v := row[c]) is None else f(v) for c, f in t.key])  # type: ignore[index]
+        if t.key is not None:
+            key = json_key(t.key(row))  # type: ignore[arg-type]
         value = dumps({
             "data": [data],
             "database": t.database,

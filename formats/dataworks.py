@@ -55,9 +55,8 @@ from orjson import Fragment, dumps
 from obsync.sql.ddl import tokenize
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
 from obsync.formats.canal import ddl_kind, ddl_table, log_batch_id
-from obsync.formats.default import _key_bytes
 from obsync.formats.registry import register
-from obsync.formats.values import KeyRender, key_render_function, table_renderer
+from obsync.formats.values import KeyValues, json_key, table_renderer
 from obsync.core.canonical_text import render_bytes, render_function
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
@@ -178,8 +177,7 @@ class _Table:
 
     def __init__(self, schema: TableSchema, source: dict[str, Any], extra: dict[str, Any]) -> None:
         self.converts: dict[str, Convert] = {c.name: convert_function(c) for c in schema.columns}
-        self.key: tuple[tuple[str, KeyRender], ...] = tuple(
-            (name, key_render_function(schema.column(name))) for name in schema.message_key_columns)
+        self.key: KeyValues | None = table_renderer(schema).message_key_values
         self.schema = Fragment(dumps(_schema(schema, source, extra)))
 
 
@@ -244,8 +242,8 @@ class DataWorksEncoder(Encoder):
         row = after if after is not None else before
         assert row is not None
         key = None
-        if t.key:
-            key = _key_bytes([None if (v := row[c]) is None else f(v) for c, f in t.key])
+        if t.key is not None:
+            key = json_key(t.key(row))
         b = None if before is None else {"dataColumn": self._convert(schema, t, before)}
         a = None if after is None else {"dataColumn": self._convert(schema, t, after)}
         return KafkaRecord(topic, key, self._message(t.schema, b, a, change, sequence_id(change, part), op))

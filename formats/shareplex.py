@@ -44,9 +44,9 @@ from orjson import dumps
 
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
 from obsync.formats.canal import ddl_table, log_batch_id
-from obsync.formats.default import _key_bytes, ddl_type
+from obsync.formats.default import ddl_type
 from obsync.formats.registry import register
-from obsync.formats.values import KeyRender, TableRenderer, key_render_function, table_renderer
+from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition
@@ -75,8 +75,7 @@ class _Table:
 
     def __init__(self, schema: TableSchema, tr: TableRenderer) -> None:
         self.renderer = tr
-        self.key: tuple[tuple[str, KeyRender], ...] = tuple(
-            (name, key_render_function(schema.column(name))) for name in schema.message_key_columns)
+        self.key: KeyValues | None = tr.message_key_values
         self.name = schema.full_name
         self.row_key = schema.key_columns  # the columns of `key` (empty: the whole before image)
 
@@ -122,8 +121,8 @@ class SharePlexEncoder(Encoder):
              key: dict[str, Any] | None, rendered: dict[str, Any] | None = None) -> KafkaRecord:
         data = rendered if rendered is not None else t.renderer.render_row(row)
         kafka_key = None
-        if t.key:
-            kafka_key = _key_bytes([None if (v := row[c]) is None else f(v) for c, f in t.key])
+        if t.key is not None:
+            kafka_key = json_key(t.key(row))
         pos = change.position
         if type(pos) is LogPosition:
             seq, size = pos.row + 1, None
