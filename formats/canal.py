@@ -54,7 +54,7 @@ from typing import Any
 from orjson import Fragment, dumps
 
 from obsync.sql.ddl import tokenize
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
 from obsync.formats.registry import register
 from obsync.formats.values import KeyValues, json_key, table_renderer
 from obsync.core.canonical_text import Render, render_bytes, render_function
@@ -264,18 +264,16 @@ class CanalEncoder(Encoder):
         self.binary_encoding = binary_encoding
         self._binary: Render = _latin1 if binary_encoding == "iso-8859-1" else render_bytes
         self._clock = clock
-        self._tables: dict[Any, _Table] = {}
+        self._tables: TableCache[_Table] = TableCache(lambda schema: _Table(schema, self._binary))
 
-    def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+    def encode_ddl(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return [KafkaRecord(topic, None, self._ddl(change))]
+
+    # heartbeats: none (`encode_heartbeat` gives nothing), see the module docstring
+
+    def encode_row(self, change: Change, table: TableSchema, topic: str) -> list[KafkaRecord]:
         op = change.op
-        if op is Op.DDL:
-            return [KafkaRecord(topic, None, self._ddl(change))]
-        if op is Op.HEARTBEAT:
-            return []
-        table = change.table
-        if table is None:
-            raise ValueError(f"{op.value} change at {change.position} has no table")
-        t = self._table(table)
+        t = self._tables.get(table)
         if op is Op.INSERT or op is Op.READ:
             row = change.after
             data, old, kind = self._render(table, t, row), None, "INSERT"  # type: ignore[arg-type]
@@ -334,15 +332,6 @@ class CanalEncoder(Encoder):
     @staticmethod
     def _es(change: Change) -> int:
         return 0 if change.commit_time is None else round(change.commit_time * 1000)
-
-    def _table(self, schema: TableSchema) -> _Table:
-        tr = table_renderer(schema)  # cached by identity and value: equal schemas share one entry
-        t = self._tables.get(tr)
-        if t is None:
-            if len(self._tables) >= 4096:
-                self._tables.clear()
-            t = self._tables[tr] = _Table(schema, self._binary)
-        return t
 
     @staticmethod
     def _render(schema: TableSchema, t: _Table, row: Mapping[str, Any]) -> dict[str, str | None]:

@@ -53,7 +53,7 @@ from typing import Any
 from orjson import Fragment, dumps
 
 from obsync.sql.ddl import tokenize
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
 from obsync.formats.canal import ddl_kind, ddl_table, log_batch_id
 from obsync.formats.registry import register
 from obsync.formats.values import KeyValues, json_key, table_renderer
@@ -210,22 +210,22 @@ class DataWorksEncoder(Encoder):
         self._source: dict[str, Any] = {"dbType": DB_TYPES[db_type], "dbVersion": None}
         self._source_extra: dict[str, Any] = {} if business_system is None else {"businessSystem": business_system}
         self._clock = clock
-        self._tables: dict[Any, _Table] = {}
+        self._tables: TableCache[_Table] = TableCache(
+            lambda schema: _Table(schema, self._source, self._source_extra))
 
-    def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+    def encode_ddl(self, change: Change, topic: str) -> list[KafkaRecord]:
+        statement = change.ddl or ""
+        if not is_sent(statement):
+            return []
+        return [KafkaRecord(topic, None, self._ddl(change, statement))]
+
+    def encode_heartbeat(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return [KafkaRecord(topic, None, self._message(
+            self._no_table_schema(None, None), None, None, change, None, "MHEARTBEAT"))]
+
+    def encode_row(self, change: Change, table: TableSchema, topic: str) -> list[KafkaRecord]:
         op = change.op
-        if op is Op.DDL:
-            statement = change.ddl or ""
-            if not is_sent(statement):
-                return []
-            return [KafkaRecord(topic, None, self._ddl(change, statement))]
-        if op is Op.HEARTBEAT:
-            return [KafkaRecord(topic, None, self._message(
-                self._no_table_schema(None, None), None, None, change, None, "MHEARTBEAT"))]
-        table = change.table
-        if table is None:
-            raise ValueError(f"{op.value} change at {change.position} has no table")
-        t = self._table(table)
+        t = self._tables.get(table)
         if op is Op.INSERT or op is Op.READ:
             return [self._row(topic, t, table, change, None, change.after, "INSERT")]
         if op is Op.DELETE:
@@ -276,15 +276,6 @@ class DataWorksEncoder(Encoder):
         return {"dataColumn": None, "primaryKey": None,
                 "source": {**self._source, "dbName": db, "schemaName": db, "tableName": table,
                            **self._source_extra}}
-
-    def _table(self, schema: TableSchema) -> _Table:
-        tr = table_renderer(schema)  # cached by identity and value: equal schemas share one entry
-        t = self._tables.get(tr)
-        if t is None:
-            if len(self._tables) >= 4096:
-                self._tables.clear()
-            t = self._tables[tr] = _Table(schema, self._source, self._source_extra)
-        return t
 
     @staticmethod
     def _convert(schema: TableSchema, t: _Table, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -38,12 +38,13 @@ import json
 import re
 from typing import Any
 
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
 from obsync.formats.registry import register
 from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition
+from obsync.core.schema import TableSchema
 
 
 def _json_dumps(obj: Any) -> bytes:
@@ -57,6 +58,7 @@ except ImportError:  # pragma: no cover
     _dumps = _json_dumps
 
 KEY_JOINER = "\u0001"
+TableMeta = tuple[str | None, str, str | None, KeyValues | None]  # see DefaultEncoder._table_meta
 DB_TYPES = {"OB_MYSQL": "OB_MYSQL", "MYSQL": "MYSQL", "oceanbase": "OB_MYSQL", "mysql": "MYSQL", "mariadb": "MYSQL"}
 _SEQ_DIGITS = 10**9
 
@@ -85,19 +87,18 @@ class DefaultEncoder(Encoder):
         self.source_identity = task_name if source_identity is None else source_identity
         self.db_type = DB_TYPES[db_type]
         self.tenant = tenant or None
-        self._tables: dict[TableRenderer, tuple[str | None, str, str | None, KeyValues | None]] = {}
+        self._tables: TableCache[TableMeta] = TableCache(self._new_table_meta)
 
     # ------------------------------------------------------------------ public
 
-    def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+    def encode_ddl(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return [KafkaRecord(topic, None, self._ddl(change))]
+
+    def encode_heartbeat(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return [KafkaRecord(topic, None, self._message(change, "HEARTBEAT", None, None, None, None, None))]
+
+    def encode_row(self, change: Change, table: TableSchema, topic: str) -> list[KafkaRecord]:
         op = change.op
-        if op is Op.DDL:
-            return [KafkaRecord(topic, None, self._ddl(change))]
-        if op is Op.HEARTBEAT:
-            return [KafkaRecord(topic, None, self._message(change, "HEARTBEAT", None, None, None, None, None))]
-        table = change.table
-        if table is None:
-            raise ValueError(f"{op.value} change at {change.position} has no table")
         tr = table_renderer(table)
         if op is Op.INSERT or op is Op.READ:
             record_type = "INSERT" if op is Op.INSERT else "ROW"
@@ -192,15 +193,14 @@ class DefaultEncoder(Encoder):
             change, "DDL", None, {"ddl": statement}, None, None, (table_name, self._db(db)), ddl_type(statement)
         )
 
-    def _table_meta(self, tr: TableRenderer) -> tuple[str | None, str, str | None, KeyValues | None]:
+    def _table_meta(self, tr: TableRenderer) -> TableMeta:
         """(record_primary_key, table_name, db, message key function) of a table."""
-        meta = self._tables.get(tr)
-        if meta is None:
-            if len(self._tables) >= 4096:
-                self._tables.clear()
-            names = KEY_JOINER.join(tr.key_columns) if tr.key_columns else None
-            meta = self._tables[tr] = (names, tr.schema.name, self._db(tr.schema.db), tr.message_key_values)
-        return meta
+        return self._tables.get(tr.schema)
+
+    def _new_table_meta(self, schema: TableSchema) -> TableMeta:
+        tr = table_renderer(schema)
+        names = KEY_JOINER.join(tr.key_columns) if tr.key_columns else None
+        return names, schema.name, self._db(schema.db), tr.message_key_values
 
     def _db(self, db: str | None) -> str | None:
         if db is None or self.tenant is None:

@@ -42,7 +42,7 @@ from typing import Any
 
 from orjson import dumps
 
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache
 from obsync.formats.canal import ddl_table, log_batch_id
 from obsync.formats.default import ddl_type
 from obsync.formats.registry import register
@@ -87,18 +87,16 @@ class SharePlexEncoder(Encoder):
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._tables: dict[TableRenderer, _Table] = {}
+        self._tables: TableCache[_Table] = TableCache(lambda schema: _Table(schema, table_renderer(schema)))
 
-    def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+    def encode_ddl(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return [KafkaRecord(topic, None, self._ddl(change))]
+
+    # heartbeats: none (`encode_heartbeat` gives nothing)
+
+    def encode_row(self, change: Change, table: TableSchema, topic: str) -> list[KafkaRecord]:
         op = change.op
-        if op is Op.DDL:
-            return [KafkaRecord(topic, None, self._ddl(change))]
-        if op is Op.HEARTBEAT:
-            return []
-        table = change.table
-        if table is None:
-            raise ValueError(f"{op.value} change at {change.position} has no table")
-        t = self._table(table)
+        t = self._tables.get(table)
         if op is Op.INSERT or op is Op.READ:
             return [self._row(topic, t, change, "INSERT", change.after, None)]  # type: ignore[arg-type]
         before = change.before
@@ -158,15 +156,6 @@ class SharePlexEncoder(Encoder):
         db, name = ddl_table(change, op)  # the first table the statement names
         table = None if name is None else f"{db}.{name}"
         return self._message(change, op, table, 1, 1, {"ddl": statement}, None)
-
-    def _table(self, schema: TableSchema) -> _Table:
-        tr = table_renderer(schema)  # cached by identity and value: equal schemas share one entry
-        t = self._tables.get(tr)
-        if t is None:
-            if len(self._tables) >= 4096:
-                self._tables.clear()
-            t = self._tables[tr] = _Table(schema, tr)
-        return t
 
 
 @register("shareplex")

@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from obsync.formats.base import TableCache
 from obsync.core.canonical_text import Render, render_function
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.schema import INTEGER_TYPES, Column, TableSchema
@@ -143,22 +144,6 @@ def _compile_full_row(columns: tuple[Column, ...], renders: dict[str, Render]) -
     return env["render"]
 
 
-_BY_ID: dict[int, tuple[TableSchema, TableRenderer]] = {}
-_BY_VALUE: dict[TableSchema, TableRenderer] = {}
-_CACHE_LIMIT = 4096
-
-
-def table_renderer(schema: TableSchema) -> TableRenderer:
-    """The `TableRenderer` of `schema`, cached by identity and, for equal copies, by value."""
-    hit = _BY_ID.get(id(schema))
-    if hit is not None and hit[0] is schema:
-        return hit[1]
-    renderer = _BY_VALUE.get(schema)
-    if renderer is None:
-        if len(_BY_VALUE) >= _CACHE_LIMIT:
-            _BY_VALUE.clear()
-        renderer = _BY_VALUE[schema] = TableRenderer(schema)
-    if len(_BY_ID) >= _CACHE_LIMIT:
-        _BY_ID.clear()
-    _BY_ID[id(schema)] = (schema, renderer)  # holding `schema` keeps its id from being reused
-    return renderer
+# schema -> its `TableRenderer`, cached by identity and, for equal copies, by value (the bound method, called for
+# every change, saves a call)
+table_renderer: Callable[[TableSchema], TableRenderer] = TableCache(TableRenderer).get

@@ -91,7 +91,7 @@ class AvroEncoder(Encoder):
 
     def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
         out: list[KafkaRecord] = []
-        for e in self._events.events(change, topic):
+        for e in self._events.encode(change, topic):
             if e.kind == "schema_change":
                 rec_topic = self.cfg.topic_prefix
                 key_schema, value_schema = cs.schema_change_key_schema(), cs.schema_change_value_schema()
