@@ -16,6 +16,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
+
 from obsync.formats.base import TableCache
 from obsync.core.canonical_text import Render, render_function
 from obsync.core.errors import SchemaMismatchError
@@ -30,10 +32,7 @@ def _json_dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-try:  # faster
-    from orjson import dumps as _dumps
-except ImportError:  # pragma: no cover
-    _dumps = _json_dumps
+_dumps: Callable[[Any], bytes] = orjson.dumps  # about twice as fast as `_json_dumps`, same bytes
 
 
 def json_key(values: list[Any]) -> bytes:
