@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from obsync.formats.base import TableCache
 from obsync.core.canonical_text import Render, render_function
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.schema import INTEGER_TYPES, Column, TableSchema
+from obsync.formats.base import TableCache
 
 KeyRender = Callable[[Any], "int | str"]
 KeyValues = Callable[[Mapping[str, Any]], "list[int | str | None]"]

@@ -7,8 +7,8 @@ The kind is what both the Connect schema (`obsync.formats.debezium.connect_schem
 
 from __future__ import annotations
 
-from obsync.formats.debezium.config import DebeziumConfig
 from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column
+from obsync.formats.debezium.config import DebeziumConfig
 
 SPATIAL_TYPES = frozenset({"geometry", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
                            "geometrycollection", "geomcollection"})

@@ -32,7 +32,7 @@ from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column
 
 Render = Callable[[Any], str]
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ZERO = dt.timedelta(0)
 _F32 = struct.Struct("<f")
 
@@ -145,7 +145,7 @@ def _timestamp_renderer(fsp: int) -> Render:
             if type(v) is str:  # a zero TIMESTAMP ('0000-00-00 00:00:00') is 0 in the server
                 d = _ZERO
             else:  # naive: taken as UTC
-                d = v.replace(tzinfo=dt.timezone.utc) - _EPOCH
+                d = v.replace(tzinfo=dt.UTC) - _EPOCH
         if fsp:
             text = f"{d.days * 86400 + d.seconds}.{d.microseconds:06d}"
             return text if fsp >= 6 else text[: fsp - 6]

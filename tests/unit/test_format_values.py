@@ -137,8 +137,8 @@ def test_one_bit_width_read_from_the_declaration_by_every_format() -> None:
     st = parse_ddl("CREATE TABLE t (a BIT, b BIT(10), c BIT(64))", "db")
     parsed = create_table_def(st, None).schema.columns  # type: ignore[arg-type]
     read = [column_from_row((c.name, "bit", c.column_type, "YES", None, w, None, None, None, ""))
-            for c, w in zip(parsed, (1, 10, 64))]
-    for c, want in zip([*parsed, *read], (1, 10, 64) * 2):
+            for c, w in zip(parsed, (1, 10, 64), strict=True)]
+    for c, want in zip([*parsed, *read], (1, 10, 64) * 2, strict=True):
         assert (c.column_type, c.precision, c.bit_width) == (f"bit({want})", None, want)
     odd = Column("b", "bit", "bit(10)", precision=2)  # precision 2 (say, bytes) is not the width
     cfg = DebeziumConfig("p")
