@@ -27,6 +27,7 @@ from obsync.formats.registry import encoder_for  # noqa: E402
 from obsync.core.changes import Change, Op  # noqa: E402
 from obsync.core.positions import LogPosition  # noqa: E402
 from obsync.core.schema import Column, TableSchema  # noqa: E402
+from obsync.task.format_names import FORMAT_NAMES  # noqa: E402
 
 ORDERS = TableSchema("shop", "orders", (
     Column("id", "bigint", "bigint(20)", nullable=False),
@@ -48,8 +49,7 @@ CHANGES = [
             txn=GTID.replace("1842", "1844"), server_id=1)),
 ]
 TOPIC = "Topic_shop_orders"
-FORMATS = ["default", "default_extend_column_type", "canal", "dataworks", "shareplex", "debezium",
-           "debezium_flatten", "debezium_smt", "avro"]
+FORMATS = FORMAT_NAMES  # every format, in the order the task file's reference lists them
 
 
 SCHEMAS: dict[bytes, dict] = {}  # avro registry-less mode: fingerprint -> schema, from the schema topic

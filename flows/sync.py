@@ -26,7 +26,6 @@ from obsync.connectors.mysql.binlog.source import BinlogSource
 from obsync.connectors.mysql.binlog.heartbeat import HeartbeatWriter
 from obsync.connectors.mysql.evaluator import SqlEvaluator
 from obsync.connectors.mysql.snapshot.source import SnapshotSource
-from obsync.formats.default import partition_key
 from obsync.runtime.progress import Progress
 from obsync.steps.ratelimit import bytewax_processes, limiter_for
 from obsync.task.resources import plan_resources
@@ -80,7 +79,6 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
         rt.encoder,
         rt.layout,
         task.partitioning,
-        partition_key,
         fixed_partition=task.fixed_partition,
         send_ddl=task.sync.ddl,
     )

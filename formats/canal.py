@@ -54,10 +54,10 @@ from typing import Any
 from orjson import Fragment, dumps
 
 from obsync.sql.ddl import tokenize
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
-from obsync.formats.default import _key_bytes
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
 from obsync.formats.registry import register
-from obsync.formats.values import KeyRender, Render, key_render_function, render_bytes, render_function, table_renderer
+from obsync.formats.values import KeyValues, json_key, table_renderer
+from obsync.core.canonical_text import Render, render_bytes, render_function
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition, binlog_file_number
@@ -240,8 +240,7 @@ class _Table:
 
     def __init__(self, schema: TableSchema, binary: Render) -> None:
         self.renders: dict[str, Render] = {c.name: canal_render_function(c, binary) for c in schema.columns}
-        self.key: tuple[tuple[str, KeyRender], ...] = tuple(
-            (name, key_render_function(schema.column(name))) for name in schema.message_key_columns)
+        self.key: KeyValues | None = table_renderer(schema).message_key_values
         self.database = schema.db
         self.table = schema.name
         self.pk_names = list(schema.key_columns) or None
@@ -265,18 +264,16 @@ class CanalEncoder(Encoder):
         self.binary_encoding = binary_encoding
         self._binary: Render = _latin1 if binary_encoding == "iso-8859-1" else render_bytes
         self._clock = clock
-        self._tables: dict[Any, _Table] = {}
+        self._tables: TableCache[_Table] = TableCache(lambda schema: _Table(schema, self._binary))
 
-    def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+    def encode_ddl(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return [KafkaRecord(topic, None, self._ddl(change))]
+
+    # heartbeats: none (`encode_heartbeat` gives nothing), see the module docstring
+
+    def encode_row(self, change: Change, table: TableSchema, topic: str) -> list[KafkaRecord]:
         op = change.op
-        if op is Op.DDL:
-            return [KafkaRecord(topic, None, self._ddl(change))]
-        if op is Op.HEARTBEAT:
-            return []
-        table = change.table
-        if table is None:
-            raise ValueError(f"{op.value} change at {change.position} has no table")
-        t = self._table(table)
+        t = self._tables.get(table)
         if op is Op.INSERT or op is Op.READ:
             row = change.after
             data, old, kind = self._render(table, t, row), None, "INSERT"  # type: ignore[arg-type]
@@ -291,8 +288,8 @@ class CanalEncoder(Encoder):
         else:
             raise ValueError(f"cannot encode a {op!r} change")
         key = None
-        if t.key:
-            key = _key_bytes([None if (v := row[c]) is None else f(v) for c, f in t.key])  # type: ignore[index]
+        if t.key is not None:
+            key = json_key(t.key(row))  # type: ignore[arg-type]
         value = dumps({
             "data": [data],
             "database": t.database,
@@ -335,15 +332,6 @@ class CanalEncoder(Encoder):
     @staticmethod
     def _es(change: Change) -> int:
         return 0 if change.commit_time is None else round(change.commit_time * 1000)
-
-    def _table(self, schema: TableSchema) -> _Table:
-        tr = table_renderer(schema)  # cached by identity and value: equal schemas share one entry
-        t = self._tables.get(tr)
-        if t is None:
-            if len(self._tables) >= 4096:
-                self._tables.clear()
-            t = self._tables[tr] = _Table(schema, self._binary)
-        return t
 
     @staticmethod
     def _render(schema: TableSchema, t: _Table, row: Mapping[str, Any]) -> dict[str, str | None]:

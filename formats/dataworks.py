@@ -30,7 +30,7 @@ Members appear in that order, nulls included. One message per change, two for an
 Types (`column_type`) are reduced to BOOLEAN, LONG, DOUBLE, STRING, DATE and BYTES, and values are JSON of that type:
 - LONG: integers (unsigned BIGINT to 18446744073709551615), YEAR, and BIT wider than 1 (its unsigned value).
 - BOOLEAN: BIT(1).
-- DOUBLE: FLOAT, DOUBLE and DECIMAL, as JSON numbers written with every digit (`obsync.formats.values` text: FLOAT
+- DOUBLE: FLOAT, DOUBLE and DECIMAL, as JSON numbers written with every digit (`obsync.core.canonical_text` text: FLOAT
   shortest for float32, DECIMAL exact with its scale): a reader that parses numbers as BigDecimal (fastjson
   does) loses nothing; one that reads doubles gets the nearest double.
 - DATE: DATE, DATETIME, TIMESTAMP and TIME as 13-digit epoch milliseconds (TIME: the duration in ms;
@@ -53,11 +53,11 @@ from typing import Any
 from orjson import Fragment, dumps
 
 from obsync.sql.ddl import tokenize
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
 from obsync.formats.canal import ddl_kind, ddl_table, log_batch_id
-from obsync.formats.default import _key_bytes
 from obsync.formats.registry import register
-from obsync.formats.values import KeyRender, _bit_width, key_render_function, render_bytes, render_function, table_renderer
+from obsync.formats.values import KeyValues, json_key, table_renderer
+from obsync.core.canonical_text import render_bytes, render_function
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition
@@ -81,7 +81,7 @@ def column_type(column: Column) -> str:
     if t in INTEGER_TYPES or t == "year":
         return "LONG"
     if t == "bit":
-        return "BOOLEAN" if _bit_width(column) == 1 else "LONG"
+        return "BOOLEAN" if column.bit_width == 1 else "LONG"
     if t in ("decimal", "numeric", "float", "double", "real", "double precision"):
         return "DOUBLE"
     if t in ("date", "datetime", "timestamp", "time"):
@@ -177,8 +177,7 @@ class _Table:
 
     def __init__(self, schema: TableSchema, source: dict[str, Any], extra: dict[str, Any]) -> None:
         self.converts: dict[str, Convert] = {c.name: convert_function(c) for c in schema.columns}
-        self.key: tuple[tuple[str, KeyRender], ...] = tuple(
-            (name, key_render_function(schema.column(name))) for name in schema.message_key_columns)
+        self.key: KeyValues | None = table_renderer(schema).message_key_values
         self.schema = Fragment(dumps(_schema(schema, source, extra)))
 
 
@@ -211,22 +210,22 @@ class DataWorksEncoder(Encoder):
         self._source: dict[str, Any] = {"dbType": DB_TYPES[db_type], "dbVersion": None}
         self._source_extra: dict[str, Any] = {} if business_system is None else {"businessSystem": business_system}
         self._clock = clock
-        self._tables: dict[Any, _Table] = {}
+        self._tables: TableCache[_Table] = TableCache(
+            lambda schema: _Table(schema, self._source, self._source_extra))
 
-    def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+    def encode_ddl(self, change: Change, topic: str) -> list[KafkaRecord]:
+        statement = change.ddl or ""
+        if not is_sent(statement):
+            return []
+        return [KafkaRecord(topic, None, self._ddl(change, statement))]
+
+    def encode_heartbeat(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return [KafkaRecord(topic, None, self._message(
+            self._no_table_schema(None, None), None, None, change, None, "MHEARTBEAT"))]
+
+    def encode_row(self, change: Change, table: TableSchema, topic: str) -> list[KafkaRecord]:
         op = change.op
-        if op is Op.DDL:
-            statement = change.ddl or ""
-            if not is_sent(statement):
-                return []
-            return [KafkaRecord(topic, None, self._ddl(change, statement))]
-        if op is Op.HEARTBEAT:
-            return [KafkaRecord(topic, None, self._message(
-                self._no_table_schema(None, None), None, None, change, None, "MHEARTBEAT"))]
-        table = change.table
-        if table is None:
-            raise ValueError(f"{op.value} change at {change.position} has no table")
-        t = self._table(table)
+        t = self._tables.get(table)
         if op is Op.INSERT or op is Op.READ:
             return [self._row(topic, t, table, change, None, change.after, "INSERT")]
         if op is Op.DELETE:
@@ -243,8 +242,8 @@ class DataWorksEncoder(Encoder):
         row = after if after is not None else before
         assert row is not None
         key = None
-        if t.key:
-            key = _key_bytes([None if (v := row[c]) is None else f(v) for c, f in t.key])
+        if t.key is not None:
+            key = json_key(t.key(row))
         b = None if before is None else {"dataColumn": self._convert(schema, t, before)}
         a = None if after is None else {"dataColumn": self._convert(schema, t, after)}
         return KafkaRecord(topic, key, self._message(t.schema, b, a, change, sequence_id(change, part), op))
@@ -277,15 +276,6 @@ class DataWorksEncoder(Encoder):
         return {"dataColumn": None, "primaryKey": None,
                 "source": {**self._source, "dbName": db, "schemaName": db, "tableName": table,
                            **self._source_extra}}
-
-    def _table(self, schema: TableSchema) -> _Table:
-        tr = table_renderer(schema)  # cached by identity and value: equal schemas share one entry
-        t = self._tables.get(tr)
-        if t is None:
-            if len(self._tables) >= 4096:
-                self._tables.clear()
-            t = self._tables[tr] = _Table(schema, self._source, self._source_extra)
-        return t
 
     @staticmethod
     def _convert(schema: TableSchema, t: _Table, row: Mapping[str, Any]) -> dict[str, Any]:

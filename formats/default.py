@@ -26,24 +26,25 @@ encodes to the same bytes: nothing depends on the clock or on what was encoded b
 
 Kafka key: JSON array of the values of the message key columns (`TableSchema.message_key_columns`: the
 object's sharding columns if set, else the primary key, else a non-null unique key): `[42]`, `["a",7]`,
-integers as numbers, everything else as the rendered text; None for DDL, heartbeats and tables without a
-key. `record_primary_key` / `record_primary_value` name the primary key (else the unique key) whatever the
-sharding columns.
+integers as numbers, everything else as the rendered text (`obsync.formats.values.json_key`); None for DDL,
+heartbeats and tables without a key; the same bytes are the partition key the Hash rule hashes
+(`obsync.steps.partitioning`). `record_primary_key` / `record_primary_value` name the primary key (else the
+unique key) whatever the sharding columns.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
 from typing import Any
 
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, reject_unknown_options
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
 from obsync.formats.registry import register
-from obsync.formats.values import TableRenderer, key_render_function, table_renderer
+from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition
+from obsync.core.schema import TableSchema
 
 
 def _json_dumps(obj: Any) -> bytes:
@@ -56,42 +57,8 @@ try:  # about twice as fast through the whole encoder
 except ImportError:  # pragma: no cover
     _dumps = _json_dumps
 
-def _key_bytes(values: list[Any]) -> bytes:
-    """The Kafka key: JSON array of the key values (`[42]` written directly, as most keys are one integer)."""
-    if len(values) == 1 and type(values[0]) is int:
-        return b"[%d]" % values[0]
-    return _dumps(values)
-
-
-MessageKey = Callable[[Mapping[str, Any]], list[Any]]
-_MESSAGE_KEYS: dict[TableRenderer, MessageKey | None] = {}
-
-
-def message_key_values(tr: TableRenderer) -> MessageKey | None:
-    """row -> the message key columns' values for a JSON key (as `TableRenderer.key_json_values` renders
-    the primary key); None when the table has no message key. Built once per table renderer."""
-    try:
-        return _MESSAGE_KEYS[tr]
-    except KeyError:
-        pass
-    cols = tr.schema.message_key_columns
-    fn: MessageKey | None
-    if not cols:
-        fn = None
-    elif cols == tr.key_columns:
-        fn = tr.key_json_values
-    else:
-        renders = tuple((c, key_render_function(tr.schema.column(c))) for c in cols)
-
-        def fn(row: Mapping[str, Any]) -> list[Any]:
-            return [None if (v := row[c]) is None else f(v) for c, f in renders]
-    if len(_MESSAGE_KEYS) >= 4096:
-        _MESSAGE_KEYS.clear()
-    _MESSAGE_KEYS[tr] = fn
-    return fn
-
-
 KEY_JOINER = "\u0001"
+TableMeta = tuple[str | None, str, str | None, KeyValues | None]  # see DefaultEncoder._table_meta
 DB_TYPES = {"OB_MYSQL": "OB_MYSQL", "MYSQL": "MYSQL", "oceanbase": "OB_MYSQL", "mysql": "MYSQL", "mariadb": "MYSQL"}
 _SEQ_DIGITS = 10**9
 
@@ -105,6 +72,7 @@ class DefaultEncoder(Encoder):
     """
 
     name = "default"
+    key_is_partition_key = True  # its Kafka key is the JSON array of the message key values (a test pins it)
 
     def __init__(
         self,
@@ -119,19 +87,18 @@ class DefaultEncoder(Encoder):
         self.source_identity = task_name if source_identity is None else source_identity
         self.db_type = DB_TYPES[db_type]
         self.tenant = tenant or None
-        self._tables: dict[TableRenderer, tuple[str | None, str, str | None, MessageKey | None]] = {}
+        self._tables: TableCache[TableMeta] = TableCache(self._new_table_meta)
 
     # ------------------------------------------------------------------ public
 
-    def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+    def encode_ddl(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return [KafkaRecord(topic, None, self._ddl(change))]
+
+    def encode_heartbeat(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return [KafkaRecord(topic, None, self._message(change, "HEARTBEAT", None, None, None, None, None))]
+
+    def encode_row(self, change: Change, table: TableSchema, topic: str) -> list[KafkaRecord]:
         op = change.op
-        if op is Op.DDL:
-            return [KafkaRecord(topic, None, self._ddl(change))]
-        if op is Op.HEARTBEAT:
-            return [KafkaRecord(topic, None, self._message(change, "HEARTBEAT", None, None, None, None, None))]
-        table = change.table
-        if table is None:
-            raise ValueError(f"{op.value} change at {change.position} has no table")
         tr = table_renderer(table)
         if op is Op.INSERT or op is Op.READ:
             record_type = "INSERT" if op is Op.INSERT else "ROW"
@@ -170,7 +137,7 @@ class DefaultEncoder(Encoder):
         if names is not None:
             values = tr.key_text(post if post is not None else prev, KEY_JOINER)  # type: ignore[arg-type]
         if message_key is not None:
-            key = _key_bytes(message_key(after if after is not None else before))  # type: ignore[arg-type]
+            key = json_key(message_key(after if after is not None else before))  # type: ignore[arg-type]
         return key, self._message(change, record_type, prev, post, names, values, (table_name, db))
 
     def _message(
@@ -226,15 +193,14 @@ class DefaultEncoder(Encoder):
             change, "DDL", None, {"ddl": statement}, None, None, (table_name, self._db(db)), ddl_type(statement)
         )
 
-    def _table_meta(self, tr: TableRenderer) -> tuple[str | None, str, str | None, MessageKey | None]:
+    def _table_meta(self, tr: TableRenderer) -> TableMeta:
         """(record_primary_key, table_name, db, message key function) of a table."""
-        meta = self._tables.get(tr)
-        if meta is None:
-            if len(self._tables) >= 4096:
-                self._tables.clear()
-            names = KEY_JOINER.join(tr.key_columns) if tr.key_columns else None
-            meta = self._tables[tr] = (names, tr.schema.name, self._db(tr.schema.db), message_key_values(tr))
-        return meta
+        return self._tables.get(tr.schema)
+
+    def _new_table_meta(self, schema: TableSchema) -> TableMeta:
+        tr = table_renderer(schema)
+        names = KEY_JOINER.join(tr.key_columns) if tr.key_columns else None
+        return names, schema.name, self._db(schema.db), tr.message_key_values
 
     def _db(self, db: str | None) -> str | None:
         if db is None or self.tenant is None:
@@ -289,14 +255,3 @@ def _build(ctx: EncoderContext, **options: Any) -> DefaultEncoder:
     reject_unknown_options("default", options, ("source_identity", "tenant"))
     return DefaultEncoder(ctx.task_name, db_type=ctx.db_type, **options)
 
-
-def partition_key(change: Change) -> bytes | None:
-    """The bytes the Hash rule hashes, whatever the format: the Default format's Kafka key of the change
-    (JSON array of its message key values: sharding columns, else primary key, else a non-null unique key),
-    or None when the table has none of these."""
-    table = change.table
-    if table is None or not table.message_key_columns:
-        return None
-    row = change.after if change.after is not None else change.before
-    assert row is not None
-    return _key_bytes(message_key_values(table_renderer(table))(row))  # type: ignore[misc]

@@ -20,11 +20,12 @@ from typing import Any
 
 from orjson import dumps
 
-from obsync.formats.base import EncoderContext, reject_unknown_options
+from obsync.formats.base import EncoderContext, TableCache, reject_unknown_options
 from obsync.formats.default import DefaultEncoder
 from obsync.formats.registry import register
-from obsync.formats.values import TableRenderer
+from obsync.formats.values import TableRenderer, table_renderer
 from obsync.core.changes import Change
+from obsync.core.schema import TableSchema
 
 LIGHT_TYPE = "__light_type"
 _AFTER_POST = b',"allMetaData":'
@@ -48,21 +49,22 @@ class DefaultExtendColumnTypeEncoder(DefaultEncoder):
 
     def __init__(self, task_name: str, **options: Any) -> None:
         super().__init__(task_name, **options)
-        self._types: dict[TableRenderer, bytes] = {}
+        self._types: TableCache[bytes] = TableCache(self._light_types_member)
 
     def _row(self, change: Change, tr: TableRenderer, record_type: str, before: dict[str, Any] | None,
              after: dict[str, Any] | None) -> tuple[bytes | None, bytes]:
         key, value = super()._row(change, tr, record_type, before, after)
         if after is None:
             return key, value
-        types = self._types.get(tr)
-        if types is None:
-            if len(self._types) >= 4096:
-                self._types.clear()
-            types = self._types[tr] = b'"' + LIGHT_TYPE.encode() + b'":' + dumps(light_types(tr))
+        types = self._types.get(tr.schema)
         end = value.rindex(_AFTER_POST) - 1  # the closing brace of postStruct
         sep = b"" if value[end - 1 : end] == b"{" else b","
         return key, value[:end] + sep + types + value[end:]
+
+    @staticmethod
+    def _light_types_member(schema: TableSchema) -> bytes:
+        """`"__light_type":{...}` of a table, serialized once."""
+        return b'"' + LIGHT_TYPE.encode() + b'":' + dumps(light_types(table_renderer(schema)))
 
 
 @register("default_extend_column_type")

@@ -42,11 +42,11 @@ from typing import Any
 
 from orjson import dumps
 
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache
 from obsync.formats.canal import ddl_table, log_batch_id
-from obsync.formats.default import _key_bytes, ddl_type
+from obsync.formats.default import ddl_type
 from obsync.formats.registry import register
-from obsync.formats.values import KeyRender, TableRenderer, key_render_function, table_renderer
+from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition
@@ -75,8 +75,7 @@ class _Table:
 
     def __init__(self, schema: TableSchema, tr: TableRenderer) -> None:
         self.renderer = tr
-        self.key: tuple[tuple[str, KeyRender], ...] = tuple(
-            (name, key_render_function(schema.column(name))) for name in schema.message_key_columns)
+        self.key: KeyValues | None = tr.message_key_values
         self.name = schema.full_name
         self.row_key = schema.key_columns  # the columns of `key` (empty: the whole before image)
 
@@ -88,18 +87,16 @@ class SharePlexEncoder(Encoder):
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._tables: dict[TableRenderer, _Table] = {}
+        self._tables: TableCache[_Table] = TableCache(lambda schema: _Table(schema, table_renderer(schema)))
 
-    def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+    def encode_ddl(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return [KafkaRecord(topic, None, self._ddl(change))]
+
+    # heartbeats: none (`encode_heartbeat` gives nothing)
+
+    def encode_row(self, change: Change, table: TableSchema, topic: str) -> list[KafkaRecord]:
         op = change.op
-        if op is Op.DDL:
-            return [KafkaRecord(topic, None, self._ddl(change))]
-        if op is Op.HEARTBEAT:
-            return []
-        table = change.table
-        if table is None:
-            raise ValueError(f"{op.value} change at {change.position} has no table")
-        t = self._table(table)
+        t = self._tables.get(table)
         if op is Op.INSERT or op is Op.READ:
             return [self._row(topic, t, change, "INSERT", change.after, None)]  # type: ignore[arg-type]
         before = change.before
@@ -122,8 +119,8 @@ class SharePlexEncoder(Encoder):
              key: dict[str, Any] | None, rendered: dict[str, Any] | None = None) -> KafkaRecord:
         data = rendered if rendered is not None else t.renderer.render_row(row)
         kafka_key = None
-        if t.key:
-            kafka_key = _key_bytes([None if (v := row[c]) is None else f(v) for c, f in t.key])
+        if t.key is not None:
+            kafka_key = json_key(t.key(row))
         pos = change.position
         if type(pos) is LogPosition:
             seq, size = pos.row + 1, None
@@ -159,15 +156,6 @@ class SharePlexEncoder(Encoder):
         db, name = ddl_table(change, op)  # the first table the statement names
         table = None if name is None else f"{db}.{name}"
         return self._message(change, op, table, 1, 1, {"ddl": statement}, None)
-
-    def _table(self, schema: TableSchema) -> _Table:
-        tr = table_renderer(schema)  # cached by identity and value: equal schemas share one entry
-        t = self._tables.get(tr)
-        if t is None:
-            if len(self._tables) >= 4096:
-                self._tables.clear()
-            t = self._tables[tr] = _Table(schema, tr)
-        return t
 
 
 @register("shareplex")

@@ -26,7 +26,6 @@ record was already written by this process.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -43,13 +42,13 @@ from obsync.formats.debezium.envelope import EventBuilder
 from obsync.formats.registry import register
 from obsync.core.changes import Change
 from obsync.core.errors import ConfigError
+from obsync.task.naming import topic_problem
 
 log = logging.getLogger(__name__)
 
 DEBEZIUM_OPTIONS = (*COMMON_OPTIONS, "truncate_events")
 AVRO_OPTIONS = ("schema_registry", "schema_topic", "logical_types")
 REGISTRY_KEYS = ("url", "user", "password")
-_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +91,7 @@ class AvroEncoder(Encoder):
 
     def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
         out: list[KafkaRecord] = []
-        for e in self._events.events(change, topic):
+        for e in self._events.encode(change, topic):
             if e.kind == "schema_change":
                 rec_topic = self.cfg.topic_prefix
                 key_schema, value_schema = cs.schema_change_key_schema(), cs.schema_change_value_schema()
@@ -198,8 +197,7 @@ def _build(ctx: EncoderContext, **options: Any) -> AvroEncoder:
         raise ConfigError(f"field `format_options.logical_types`: {logical!r} is not valid; "
                           f"valid: {', '.join(LOGICAL_TYPE_MODES)}")
     schema_topic = options.get("schema_topic")
-    if schema_topic is not None and (not isinstance(schema_topic, str) or not _TOPIC.match(schema_topic)
-                                     or schema_topic in (".", "..")):
+    if schema_topic is not None and (not isinstance(schema_topic, str) or topic_problem(schema_topic) is not None):
         raise ConfigError(f"field `format_options.schema_topic`: {schema_topic!r} is not a valid Kafka topic name "
                           "(1-249 letters, digits, '.', '_', '-')")
     encoder = AvroEncoder(cfg, _registry(options.get("schema_registry")), schema_topic=schema_topic,

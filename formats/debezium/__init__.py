@@ -1,6 +1,7 @@
 """The Debezium formats: `debezium`, `debezium_flatten` and `debezium_smt` (docs/formats/README.md, "Debezium").
 
 - `config`: the `format_options` and their validation.
+- `kinds`: how Debezium represents each column (the kind both schemas and values are chosen by).
 - `connect_schema`: Kafka Connect schemas per column type and per table, as JsonConverter schema dicts.
 - `values`: column values as Debezium renders them (Connect values and JSON values).
 - `envelope`: the change events (key struct, `{before, after, source, transaction, op, ts_ms, ...}`), tombstones

@@ -20,17 +20,16 @@ of the same meaning; the defaults are Debezium's defaults:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from obsync.core.errors import ConfigError
+from obsync.task.naming import topic_problem
 
 DecimalMode = Literal["precise", "string", "double"]
 BigintMode = Literal["long", "precise"]
 DeleteHandling = Literal["rewrite", "tombstone", "drop"]
 
-_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _CHOICES: dict[str, tuple[str, ...]] = {
     "decimal_handling_mode": ("precise", "string", "double"),
     "bigint_unsigned_handling_mode": ("long", "precise"),
@@ -75,7 +74,7 @@ def parse_options(fmt: str, task_name: str, options: dict[str, Any], allowed: tu
             if not isinstance(value, bool):
                 raise ConfigError(f"field `format_options.{key}`: must be true or false, got {value!r}")
         elif key == "topic_prefix":
-            if not isinstance(value, str) or not _TOPIC.match(value) or value in (".", ".."):
+            if not isinstance(value, str) or topic_problem(value) is not None:
                 raise ConfigError(f"field `format_options.topic_prefix`: {value!r} is not a valid Kafka topic "
                                   "name (1-249 letters, digits, '.', '_', '-'); it names the schema-change topic")
         values[key] = value

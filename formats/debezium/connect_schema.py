@@ -47,22 +47,21 @@ none (no `default` member). Column comments are not carried (`doc`).
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import Any
 
 from obsync.formats.debezium.config import DebeziumConfig
-from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
+from obsync.formats.debezium.kinds import column_kind
+from obsync.formats.debezium.values import converters
+from obsync.core.defaults import default_value
+from obsync.core.schema import Column, TableSchema
+from obsync.task.naming import topic_safe
 
 Schema = dict[str, Any]
 
 DEBEZIUM_VERSION = "3.1.0.Final"  # the release whose message format obsync reproduces (source.version)
 CONNECTOR = "mysql"
 SNAPSHOT_VALUES = "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"
-SPATIAL_TYPES = frozenset({"geometry", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
-                           "geometrycollection", "geomcollection"})
-
-_INVALID_TOPIC_CHAR = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def schema(type_: str, optional: bool = False, name: str | None = None, version: int | None = None,
@@ -104,66 +103,6 @@ def array(items: Schema, optional: bool = False) -> Schema:
 # ------------------------------------------------------------------------------------------- columns
 
 
-def bit_width(column: Column) -> int:
-    ct = column.column_type
-    if "(" in ct:
-        return int(ct[ct.index("(") + 1: ct.index(")")])
-    return 1
-
-
-def _float_has_scale(column: Column) -> bool:
-    ct = column.column_type
-    return "(" in ct and "," in ct[ct.index("("):]
-
-
-def column_kind(column: Column, cfg: DebeziumConfig) -> str:
-    """How Debezium represents `column`: one of the kinds `connect_schema_of` and `obsync.formats.debezium.values` know."""
-    t = column.data_type
-    if t in INTEGER_TYPES:
-        if t in ("tinyint", "smallint"):
-            return "int32" if (t == "smallint" and column.unsigned) else "int16"
-        if t in ("mediumint",) or (t in ("int", "integer") and not column.unsigned):
-            return "int32"
-        if t == "bigint" and column.unsigned:
-            return "uint64_precise" if cfg.bigint_unsigned_handling_mode == "precise" else "uint64_long"
-        return "int64"
-    if t in ("decimal", "numeric"):
-        return f"decimal_{cfg.decimal_handling_mode}"
-    if t == "float":
-        return "float64" if _float_has_scale(column) else "float32"
-    if t in ("double", "real", "double precision"):
-        return "float64"
-    if t == "bit":
-        return "bool_bit" if bit_width(column) <= 1 else "bits"
-    if t == "binary" or (t == "char" and column.charset == "binary"):
-        return "binary_fixed"
-    if t in BINARY_TYPES or column.is_binary:
-        return "bytes"
-    if t in TEXT_TYPES:
-        return "string"
-    if t == "json":
-        return "json"
-    if t == "enum":
-        return "enum"
-    if t == "set":
-        return "set"
-    if t == "date":
-        return "date"
-    if t == "time":
-        return "time"
-    if t == "datetime":
-        return "datetime_ms" if column.fsp <= 3 else "datetime_us"
-    if t == "timestamp":
-        return "timestamp"
-    if t == "year":
-        return "year"
-    if t == "point":
-        return "point"
-    if t in SPATIAL_TYPES:
-        return "geometry"
-    return "other"
-
-
 def allowed_values(column: Column) -> str:
     """ENUM/SET members as Debezium lists them in `allowed`: comma-joined, a comma inside a member escaped."""
     return ",".join(m.replace(",", "\\,") for m in column.values)
@@ -187,9 +126,6 @@ def connect_schema_of(column: Column, cfg: DebeziumConfig, optional: bool | None
 
 def json_default(column: Column, cfg: DebeziumConfig) -> Any:
     """`column`'s default as the JsonConverter writes it (None: no default, or it converts to null)."""
-    from obsync.formats.debezium.values import converters  # values.py imports this module
-    from obsync.core.defaults import default_value
-
     value = default_value(column)
     if value is None:
         return None
@@ -208,7 +144,7 @@ def _connect_schema_of(column: Column, cfg: DebeziumConfig, opt: bool) -> Schema
         scale = column.scale if column.scale is not None else 0
         return _decimal(scale, column.precision if column.precision is not None else 10, opt)
     if kind == "bits":
-        return schema("bytes", opt, "io.debezium.data.Bits", 1, {"length": str(bit_width(column))})
+        return schema("bytes", opt, "io.debezium.data.Bits", 1, {"length": str(column.bit_width)})
     if kind == "enum":
         return schema("string", opt, "io.debezium.data.Enum", 1, {"allowed": allowed_values(column)})
     if kind == "set":
@@ -243,7 +179,7 @@ _SIMPLE: dict[str, tuple[Any, ...]] = {
 
 def schema_prefix(topic_prefix: str, db: str, table: str) -> str:
     """`<prefix>.<db>.<table>`, the start of a table's schema names (Debezium's default topic name)."""
-    return ".".join(_INVALID_TOPIC_CHAR.sub("_", p) for p in (topic_prefix, db, table))
+    return ".".join(topic_safe(p) for p in (topic_prefix, db, table))
 
 
 def value_schema(table: TableSchema, cfg: DebeziumConfig) -> Schema:

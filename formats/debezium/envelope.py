@@ -7,7 +7,7 @@ Public entry points:
   format, Connect values: bytes as bytes, Decimal fields as `decimal.Decimal`). This is what the Avro format
   encodes.
 - `EventBuilder`: the same, without schemas, in either rendering (Connect values or JSON values), reusing the
-  per-table plans; the JSON encoders use it.
+  per-table plans; `encode(change, topic)` gives a change's events (the JSON and Avro encoders use it).
 
 What a change becomes (`tombstones_on_delete`, `truncate_events`, `include_schema_changes` from the options):
 
@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from obsync.formats.debezium import connect_schema as cs
+from obsync.formats.base import ChangeEncoder, TableCache
 from obsync.formats.debezium.config import DebeziumConfig
 from obsync.formats.debezium.values import converters, explain
 from obsync.formats.default import ddl_type
@@ -166,42 +167,28 @@ class ConnectRecord:
     value: Struct | None
 
 
-class EventBuilder:
+class EventBuilder(ChangeEncoder[Event]):
     """Builds the events of changes in one rendering (`json_values`: JSON values, else Connect values).
 
     The router asks for a DDL's records once per topic and partition it delivers DDL to; Debezium writes a
-    schema change once, so `events(change, topic)` returns the schema-change event only the first time it sees
-    a DDL change object, and a truncate event once per topic.
+    schema change once, so `encode(change, topic)` returns the schema-change event only the first time it sees
+    a DDL change object, and a truncate event once per topic. Heartbeats give no events.
     """
 
     def __init__(self, cfg: DebeziumConfig, *, json_values: bool, clock: Callable[[], int] = time.time_ns) -> None:
         self.cfg = cfg
         self.json_values = json_values
         self.clock = clock
-        self._plans: dict[int, tuple[TableSchema, TablePlan]] = {}
+        self._plans: TableCache[TablePlan] = TableCache(lambda table: TablePlan(table, cfg))
         self._ddl: Change | None = None
         self._ddl_topics: set[str] = set()
 
     def plan(self, table: TableSchema) -> TablePlan:
-        hit = self._plans.get(id(table))
-        if hit is not None and hit[0] is table:
-            return hit[1]
-        if len(self._plans) >= 4096:
-            self._plans.clear()
-        p = TablePlan(table, self.cfg)
-        self._plans[id(table)] = (table, p)  # holding `table` keeps its id from being reused
-        return p
+        return self._plans.get(table)
 
-    def events(self, change: Change, topic: str = "") -> list[Event]:
+    def encode_row(self, change: Change, table: TableSchema, topic: str) -> list[Event]:
         op = change.op
-        if op is Op.DDL:
-            return self._ddl_events(change, topic)
-        if op is Op.HEARTBEAT:
-            return []
-        table = change.table
-        if table is None:
-            raise ValueError(f"{op.value} change at {change.position} has no table")
-        plan = self.plan(table)
+        plan = self._plans.get(table)
         jv = self.json_values
         now = self.clock()
         if op is Op.INSERT or op is Op.READ:
@@ -279,7 +266,7 @@ class EventBuilder:
             "query": None,
         }
 
-    def _ddl_events(self, change: Change, topic: str) -> list[Event]:
+    def encode_ddl(self, change: Change, topic: str) -> list[Event]:
         first = change is not self._ddl
         if first:
             self._ddl, self._ddl_topics = change, set()
@@ -324,7 +311,7 @@ def connect_records(change: Change, cfg: DebeziumConfig, *, builder: EventBuilde
     if b.json_values:
         raise ValueError("connect_records needs an EventBuilder with json_values=False")
     out = []
-    for e in b.events(change):
+    for e in b.encode(change, ""):
         if e.kind == "schema_change":
             out.append(ConnectRecord(cfg.topic_prefix, cs.schema_change_key_schema(), e.key,
                                      cs.schema_change_value_schema(), e.value))

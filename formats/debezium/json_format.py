@@ -47,7 +47,7 @@ class DebeziumEncoder(Encoder):
         self._sc_value = _dumps(cs.schema_change_value_schema())
 
     def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
-        return [self.record(e, topic) for e in self.builder.events(change, topic)]
+        return [self.record(e, topic) for e in self.builder.encode(change, topic)]
 
     def extra_topics(self) -> list[str]:
         return [self.cfg.topic_prefix] if self.cfg.include_schema_changes else []

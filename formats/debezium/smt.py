@@ -56,7 +56,7 @@ class DebeziumSmtEncoder(DebeziumEncoder):
     def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
         out = []
         handling = self.cfg.delete_handling
-        for e in self.builder.events(change, topic):
+        for e in self.builder.encode(change, topic):
             if e.kind == "schema_change":
                 out.append(self.record(e, topic))
             elif e.kind == "tombstone":

@@ -1,6 +1,6 @@
 """Canonical column values (see `obsync.core.schema`) as the Debezium MySQL connector renders them.
 
-Two renderings per column, chosen once per column from its kind (`connect_schema.column_kind`):
+Two renderings per column, chosen once per column from its kind (`kinds.column_kind`):
 
 - *Connect* values, what a Connect `Struct` holds: int, float, bool, str, bytes, `decimal.Decimal` (with the
   column's exact scale) for Decimal-typed fields, dict for geometry structs. The Avro format encodes these.
@@ -37,7 +37,7 @@ from decimal import Context, Decimal, Inexact
 from typing import Any
 
 from obsync.formats.debezium.config import DebeziumConfig
-from obsync.formats.debezium.connect_schema import bit_width, column_kind
+from obsync.formats.debezium.kinds import column_kind
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.schema import Column
 
@@ -272,7 +272,7 @@ def converters(column: Column, cfg: DebeziumConfig) -> tuple[Convert | None, Con
     if kind == "bool_bit":
         return _bit_bool, _bit_bool
     if kind == "bits":
-        to_bytes = _bits(bit_width(column))
+        to_bytes = _bits(column.bit_width)
         return to_bytes, lambda v: b64(to_bytes(v))
     if kind == "binary_fixed" and column.precision:
         pad = _padded(column.precision)

@@ -203,12 +203,12 @@ def _stop_metrics_server(server: Any) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a task file and print what it would sync."""
     from obsync.task.config import load_task
+    from obsync.task.naming import topic_template
 
     task = load_task(args.task)
     print(f"task {task.name}: valid")
     for obj in task.objects:
-        topic = obj.existing_topic or (task.topic_for(obj.db, obj.table, obj) if obj.is_exact else
-                                       obj.topic or task.topic)
+        topic = task.topic_for(obj.db, obj.table, obj) if obj.is_exact else topic_template(task.topic, obj)
         print(f"  {obj.match} -> topic {topic}")
     for pattern in task.exclude:
         print(f"  exclude {pattern}")

@@ -1,7 +1,7 @@
 """Column defaults: a DEFAULT literal as the canonical text `Column.default` holds, and back to a value.
 
 `Column.default` is the literal default converted to the column's canonical value (see `obsync.core.schema`) and
-printed the way the Default format prints values (`obsync.formats.values.render_value`), so the same default reads
+printed the way the Default format prints values (`obsync.core.canonical_text.render_value`), so the same default reads
 the same from any source: `DECIMAL(10,2) DEFAULT 1.5` in a DDL statement and `1.50` in information_schema
 are both "1.50"; `INT DEFAULT '5'` is "5"; `DATE DEFAULT '2020-1-2'` is "2020-01-02"; a TIMESTAMP default is
 epoch seconds (the literal read as UTC, the session time zone obsync's connections use); BIT and binary
@@ -27,7 +27,7 @@ import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from obsync.formats.values import render_value
+from obsync.core.canonical_text import render_value
 from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column
 
 Literal = tuple[str, Any]

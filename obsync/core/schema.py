@@ -65,6 +65,15 @@ class Column:
             self.data_type in TEXT_TYPES and self.charset == "binary"
         )
 
+    @property
+    def bit_width(self) -> int:
+        """A BIT column's width in bits: the n of its declaration `bit(n)` (a bare `bit` is BIT(1)). Read from
+        `column_type`, which the catalog and the DDL reader always fill (`precision` is not a BIT's width)."""
+        ct = self.column_type
+        if "(" in ct:
+            return int(ct[ct.index("(") + 1 : ct.index(")")])
+        return 1
+
     @staticmethod
     def parse_members(column_type: str) -> tuple[str, ...]:
         """ENUM/SET members from a declaration such as `enum('a','it''s')`."""

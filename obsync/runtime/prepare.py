@@ -34,6 +34,7 @@ from obsync.core.positions import LogPosition, SnapshotPosition, position_from_j
 from obsync.steps.routing import TopicLayout
 from obsync.core.schema import TableSchema
 from obsync.task.selection import Selection
+from obsync.task.naming import existing_topics
 from obsync.task.live import RELOADABLE, Live, add_backfills, backfill_requests, changed_fields
 from obsync.task.start_time import parse_start_time
 from obsync.task.state import TaskState
@@ -272,9 +273,8 @@ def snapshot_filters(res: Resolution) -> dict[str, str]:
 
 def ensure_task_topics(task: TaskConfig, res: Resolution, extra: Sequence[str]) -> dict[str, int]:
     """Check that the existing topics the objects name exist, create the others; each one's partition count."""
-    existing = sorted({o.existing_topic for o in task.objects if o.existing_topic is not None})
-    why = {o.existing_topic: f"field `objects.{i}.existing_topic`" for i, o in reversed(list(enumerate(task.objects)))
-           if o.existing_topic is not None}
+    why = existing_topics(task.objects)
+    existing = sorted(why)
     kafka = kafka_settings(task.target)
     counts = ensure_topics(kafka, existing, task.topics.partitions, task.topics.replication_factor,
                            create=False, why=why)

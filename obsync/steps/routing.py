@@ -8,19 +8,17 @@ broadcast to every partition.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
-from obsync.connectors.kafka.partitioner import murmur2, partition_for
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
 from obsync.formats.base import Encoder
 from obsync.core.changes import Change, Item, Op, StreamDone
+from obsync.steps.partitioning import KeyBytes, hash_partition, partition_key, row_image_key, table_key
 from obsync.task.live import Live
 
 Partitioning = Literal["hash", "table", "one"]
-KeyBytes = Callable[[Change], bytes | None]
 
 
 TopicResolver = Callable[[str, str], "tuple[str, int] | None"]
@@ -102,14 +100,15 @@ def split_key_change(change: Change, whole_row: bool = False) -> list[Change]:
 class Router:
     """Encodes changes and groups the records by the sink part (Kafka partition) they belong to.
 
-    Partition rules (docs/formats/README.md, "Partitions"): `hash`, the murmur2 hash of the message key
-    (`key_bytes`: the sharding columns, else the primary key, else a non-null unique key; the whole row's
-    image for a table without any) modulo the topic's partition count; `table`, the hash of `db.table`;
-    `one`, `fixed_partition` of every topic. DDL placement per rule is in `ddl_targets`.
+    Partition rules (docs/formats/README.md, "Partitions"; keys in `obsync.steps.partitioning`): `hash`, the
+    murmur2 hash of the partition key (`key_bytes`, by default `partition_key`: the sharding columns, else the
+    primary key, else a non-null unique key; the whole row's image for a table without any) modulo the topic's
+    partition count; `table`, the hash of `db.table`; `one`, `fixed_partition` of every topic. DDL placement
+    per rule is in `ddl_targets`.
     """
 
     def __init__(self, encoder: Encoder, layout: TopicLayout, partitioning: Partitioning,
-                 key_bytes: KeyBytes, fixed_partition: int = 0, send_ddl: bool = False) -> None:
+                 key_bytes: KeyBytes = partition_key, fixed_partition: int = 0, send_ddl: bool = False) -> None:
         self.encoder = encoder
         self.layout = layout
         self.partitioning = partitioning
@@ -117,7 +116,8 @@ class Router:
         self.fixed_partition = fixed_partition
         self.send_ddl = send_ddl
         self.all_parts = layout.parts()
-        self.key_is_record_key = encoder.name == "default"
+        # the encoder's record key is the partition key (see `Encoder.key_is_partition_key`): hash it as is
+        self.key_is_record_key = encoder.key_is_partition_key and key_bytes is partition_key
         self.whole_row = partitioning == "hash"
         if partitioning == "one":
             for topic in layout.table_topics():
@@ -165,13 +165,11 @@ class Router:
         table = change.table
         assert table is not None
         if self.partitioning == "table":
-            return partition_for(f"{table.db}.{table.name}".encode(), n)
-        # The Default format's message key *is* the partition key: no need to build it twice.
+            return hash_partition(table_key(table.db, table.name), n)
         key = record_key if self.key_is_record_key else self.key_bytes(change)
         if key is None:  # no key: whole-row hash (the image that identifies the row)
-            row = change.before if change.before is not None else change.after
-            key = json.dumps(row, sort_keys=True, default=str, ensure_ascii=False).encode()
-        return (murmur2(key) & 0x7FFFFFFF) % n
+            key = row_image_key(change)
+        return hash_partition(key, n)
 
     def ddl_targets(self, change: Change) -> list[tuple[str, list[int]]]:
         """(topic, partitions) a DDL statement is delivered to, per docs/formats/README.md, "DDL messages":
@@ -205,7 +203,7 @@ class Router:
             if self.partitioning == "one":
                 targets = [self.fixed_partition]
             elif self.partitioning == "table" and named:
-                targets = sorted({partition_for(f"{db}.{t}".encode(), n) for (db, t), tp in named if tp == topic})
+                targets = sorted({hash_partition(table_key(db, t), n) for (db, t), tp in named if tp == topic})
             else:
                 targets = list(range(n))
             out.append((topic, targets))
@@ -246,6 +244,6 @@ class Router:
     def _add_to_own_topic(self, rec: Any, change: Change, seq: int, out: dict[str, list[OutItem]]) -> None:
         """A record for a topic of the format's own (see `Encoder.extra_topics`): partitioned by its key."""
         n = self.layout.partitions[rec.topic]
-        p = (murmur2(rec.key) & 0x7FFFFFFF) % n if rec.key is not None else 0
+        p = hash_partition(rec.key, n) if rec.key is not None else 0
         out.setdefault(self.layout.lane(rec.topic, p), []).append(
             OutRecord(rec.topic, p, rec.key, rec.value, change.position, seq, change.commit_time))

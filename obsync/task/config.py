@@ -16,41 +16,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from obsync.core.errors import ConfigError
+from obsync.task.format_names import FormatName
+from obsync.task.naming import TEMPLATE_VARS, check_existing_topic, check_topic_template, topic_for
 from obsync.task.selection import Selection, check_pattern, is_pattern
 from obsync.task.sizes import parse_bytes
 from obsync.task.start_time import parse_start_time
 
-FORMATS = (
-    "default",
-    "default_extend_column_type",
-    "canal",
-    "dataworks",
-    "shareplex",
-    "debezium",
-    "debezium_flatten",
-    "debezium_smt",
-    "avro",
-)
-TOPIC_TEMPLATE_VARS = ("database", "table")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_TOPIC_NAME = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
-_KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-
-
-def check_topic_template(v: str) -> str:
-    """A fixed topic name (3-64 letters, digits, '-', '_') or a template using ${database} / ${table}."""
-    for var in _ENV_REF.findall(v):
-        if var not in TOPIC_TEMPLATE_VARS:
-            raise ValueError(f"unknown variable ${{{var}}}; valid: ${{database}}, ${{table}}")
-    if "${" not in v and not _TOPIC_NAME.match(v):
-        raise ValueError("a fixed topic name must be 3-64 characters of letters, digits, '-', '_'")
-    return v
-
-
-def render_topic(template: str, db: str, table: str) -> str:
-    """A topic template with the table's names filled in."""
-    return template.replace("${database}", db).replace("${table}", table)
 
 
 class _Model(BaseModel):
@@ -157,9 +130,7 @@ class ObjectConfig(_Model):
     @field_validator("existing_topic")
     @classmethod
     def _existing(cls, v: str | None) -> str | None:
-        if v is not None and not _KAFKA_TOPIC.match(v):
-            raise ValueError("a Kafka topic name is 1-249 characters of letters, digits, '.', '-', '_'")
-        return v
+        return None if v is None else check_existing_topic(v)
 
     @field_validator("where")
     @classmethod
@@ -313,7 +284,7 @@ class TaskConfig(_Model):
     resources: ResourcesConfig = ResourcesConfig()
     topic: str = "Topic_${database}_${table}"
     topics: TopicsConfig = TopicsConfig()
-    format: Literal[FORMATS] = "default"  # type: ignore[valid-type]
+    format: FormatName = "default"
     format_options: dict[str, Any] = Field(default_factory=dict, description="checked by the format")
     partitioning: Literal["hash", "table", "one"] = "hash"
     fixed_partition: int = Field(0, ge=0, description="the partition of the `one` rule (< every topic's count)")
@@ -351,10 +322,7 @@ class TaskConfig(_Model):
 
     def topic_for(self, db: str, table: str, obj: ObjectConfig | None = None) -> str:
         """The Kafka topic of a table selected by `obj` (the object's topic, else the task's template)."""
-        if obj is not None and obj.existing_topic is not None:
-            return obj.existing_topic
-        template = obj.topic if obj is not None and obj.topic is not None else self.topic
-        return render_topic(template, db, table)
+        return topic_for(self.topic, db, table, obj)
 
     def resolved_state_dir(self, override: Path | None = None) -> Path:
         return Path(override or self.state_dir or Path("state") / self.name)
@@ -371,7 +339,7 @@ def _expand_env(value: Any, path: str) -> Any:
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
-        if name in TOPIC_TEMPLATE_VARS:
+        if name in TEMPLATE_VARS:
             return m.group(0)
         if name not in os.environ:
             raise ConfigError(f"field `{path}`: environment variable {name} is not set")

@@ -16,18 +16,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 from obsync.task.config import ObjectConfig, TaskConfig
 from obsync.core.errors import ConfigError
 from obsync.core.schema import TableSchema
 from obsync.sql.filters import RowFilter, compile_filter
+from obsync.task.naming import TopicKind, topic_kind
 from obsync.task.selection import SYSTEM_SCHEMAS, Selection, is_pattern
 
 log = logging.getLogger(__name__)
 
 TableName = tuple[str, str]
-TopicKind = Literal["generated", "fixed", "existing"]
 
 
 class Catalog(Protocol):
@@ -74,14 +74,7 @@ def plan_for(task: TaskConfig, selection: Selection, db: str, table: str) -> Obj
     if i is None:
         return None
     rule = task.objects[i]
-    kind: TopicKind
-    if rule.existing_topic is not None:
-        kind = "existing"
-    elif "${" in (rule.topic if rule.topic is not None else task.topic):
-        kind = "generated"
-    else:
-        kind = "fixed"
-    return ObjectPlan(db, table, i, rule, task.topic_for(db, table, rule), kind)
+    return ObjectPlan(db, table, i, rule, task.topic_for(db, table, rule), topic_kind(task.topic, rule))
 
 
 def kept_columns(rule: ObjectConfig, schema: TableSchema) -> tuple[str, ...] | None:

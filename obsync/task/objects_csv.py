@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from obsync.task.config import ObjectConfig
 from obsync.core.errors import ConfigError
-from obsync.task.selection import name_problem
+from obsync.task.naming import table_name_problem
 
 FIELDS = ("database", "table", "topic", "where", "columns", "sharding_columns")
 REQUIRED = ("database", "table")
@@ -90,7 +90,7 @@ def read_csv(text: str, origin: str = "CSV") -> list[dict[str, Any]]:
         row = dict(zip(header, cells))
         db, table = row["database"].strip(), row["table"].strip()
         for what, name in (("database", db), ("table", table)):
-            problem = name_problem(name)
+            problem = table_name_problem(name)
             if problem:
                 raise ConfigError(f"{origin} line {line}: {what} {name!r}: obsync cannot sync it: {problem}")
         if (db, table) in seen:

@@ -7,7 +7,8 @@ synced when an include rule matches it and no exclude pattern does; when several
 first one in list order gives its settings.
 
 Names obsync cannot carry (non-ASCII, spaces, ``. | " ' \\ ` ( ) = ; / &`` and line breaks) are refused
-with an error naming the table (`name_problem`); exclude them to sync the rest of a pattern.
+with an error naming the table (`obsync.task.naming.table_name_problem`); exclude them to sync the rest of a
+pattern.
 
 Engine- and server-free: `Selection.rule_for(db, table)` is what the runtime, the dry run and the binlog
 reader (for tables created while the task runs) ask. A rule is anything with a `match` (the task file's
@@ -23,11 +24,11 @@ from functools import lru_cache
 from typing import Generic, Protocol, TypeVar
 
 from obsync.core.errors import ConfigError
+from obsync.task.naming import table_name_problem
 
 TableName = tuple[str, str]
 
 _PATTERN_CHARS = frozenset("*?[")
-_FORBIDDEN = frozenset(' .|"\'\\`()=;/&\n\r\t')
 # Schemas that are never user tables (MySQL, MariaDB, OceanBase).
 SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys", "oceanbase",
                             "__public", "__recyclebin", "LBACSYS", "ORAAUDITOR"})
@@ -36,20 +37,6 @@ SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema",
 def is_pattern(text: str) -> bool:
     """True when `text` holds a wildcard (`*`, `?`, `[`) rather than being an exact name."""
     return any(c in _PATTERN_CHARS for c in text)
-
-
-def name_problem(name: str) -> str | None:
-    """Why obsync cannot carry a database or table name, or None when it can."""
-    if not name:
-        return "the name is empty"
-    if not name.isascii():
-        return "it has non-ASCII characters"
-    bad = sorted({c for c in name if c in _FORBIDDEN or not c.isprintable()})
-    if bad:
-        shown = ", ".join({" ": "space", "\n": "line break", "\r": "line break", "\t": "tab"}.get(c, repr(c))
-                          for c in bad)
-        return f"it contains {shown}"
-    return None
 
 
 def _translate(part: str, where: str) -> str:
@@ -98,7 +85,7 @@ def check_pattern(pattern: str) -> None:
     _compile(pattern)
     if not is_pattern(pattern):
         for side in pattern.split("."):
-            problem = name_problem(side)
+            problem = table_name_problem(side)
             if problem:
                 raise ValueError(f"cannot sync {pattern!r}: {problem}")
 
@@ -181,7 +168,7 @@ class Selection(Generic[R]):
         """Refuse a selected table whose name obsync cannot carry, naming it and the rule that chose it."""
         for s in selected:
             for side in (s.db, s.table):
-                problem = name_problem(side)
+                problem = table_name_problem(side)
                 if problem:
                     raise ConfigError(
                         f"objects.{s.index} ({self.objects[s.index].match!r}) selects table {s.db!r}.{s.table!r}, "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from obsync.formats.registry import register, registered_formats
 from obsync.task.config import load_task, parse_task
+from obsync.task.format_names import FORMAT_NAMES
 from obsync.core.errors import ConfigError
 
 BASE = {
@@ -38,6 +40,14 @@ def test_unknown_format_names_field_and_lists_valid_values():
     assert "`format`" in msg
     for valid in ("'default'", "'canal'", "'debezium_smt'", "'avro'"):
         assert valid in msg
+
+
+def test_the_format_names_are_the_registered_formats():
+    assert registered_formats() == sorted(FORMAT_NAMES)
+    for name in FORMAT_NAMES:
+        assert task(format=name).format == name
+    with pytest.raises(ValueError, match="FORMAT_NAMES"):
+        register("xml")
 
 
 def test_unknown_setting_is_refused_by_name():

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 import obsync.formats.default as default_mod
+import obsync.formats.values as values_mod
 from obsync.formats.default import DefaultEncoder, ddl_type
 from obsync.formats.base import EncoderContext
 from obsync.formats.registry import encoder_for
@@ -320,6 +321,7 @@ def test_the_standard_library_writes_the_same_bytes(monkeypatch: pytest.MonkeyPa
     samples = changes() + [Change(Op.INSERT, t, POS, after={"id": -1, "txt": every_char}, commit_time=1)]
     fast = [(r.key, r.value) for c in samples for r in DefaultEncoder("task1").encode(c, "t")]
     monkeypatch.setattr(default_mod, "_dumps", default_mod._json_dumps)
+    monkeypatch.setattr(values_mod, "_dumps", values_mod._json_dumps)  # the Kafka keys (`json_key`)
     slow = [(r.key, r.value) for c in samples for r in DefaultEncoder("task1").encode(c, "t")]
     assert slow == fast
 

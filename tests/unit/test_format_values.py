@@ -10,13 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from obsync.formats.values import (
-    key_render_function,
-    render_double,
-    render_float,
-    render_value,
-    table_renderer,
-)
+from obsync.core.canonical_text import render_double, render_float, render_value
+from obsync.formats.values import key_render_function, table_renderer
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.schema import Column, TableSchema
 
@@ -126,6 +121,31 @@ def test_bit_is_base64_of_the_declared_width() -> None:
     render_all(col("bit", "bit(8)"), [(0x80, "gA==")])
     render_all(col("bit", "bit(10)"), [(1023, "A/8="), (1, "AAE=")])
     render_all(col("bit", "bit(64)"), [(2**64 - 1, "//////////8=")])
+
+
+def test_one_bit_width_read_from_the_declaration_by_every_format() -> None:
+    """`Column.bit_width` is BIT(n)'s n as declared: the catalog and the DDL reader both write `bit(n)` (a bare BIT
+    is `bit(1)`) and leave `precision` unset. The Default rendering used `precision` first and the Debezium
+    schemas the declaration; a `precision` that is not the width is where they differed: the declaration wins."""
+    from obsync.connectors.mysql.catalog import column_from_row
+    from obsync.formats.dataworks import column_type
+    from obsync.formats.debezium import connect_schema as cs
+    from obsync.formats.debezium.config import DebeziumConfig
+    from obsync.formats.debezium.values import converters
+    from obsync.sql.ddl import create_table_def, parse_ddl
+
+    st = parse_ddl("CREATE TABLE t (a BIT, b BIT(10), c BIT(64))", "db")
+    parsed = create_table_def(st, None).schema.columns  # type: ignore[arg-type]
+    read = [column_from_row((c.name, "bit", c.column_type, "YES", None, w, None, None, None, ""))
+            for c, w in zip(parsed, (1, 10, 64), strict=True)]
+    for c, want in zip([*parsed, *read], (1, 10, 64) * 2, strict=True):
+        assert (c.column_type, c.precision, c.bit_width) == (f"bit({want})", None, want)
+    odd = Column("b", "bit", "bit(10)", precision=2)  # precision 2 (say, bytes) is not the width
+    cfg = DebeziumConfig("p")
+    assert odd.bit_width == 10 and render_value(odd, 1) == "AAE="  # two bytes: ten bits
+    assert cs.connect_schema_of(odd, cfg)["parameters"] == {"length": "10"}
+    assert converters(odd, cfg)[0](1) == b"\x01\x00"  # Debezium: little-endian, (10+7)//8 bytes
+    assert column_type(odd) == "LONG" and column_type(Column("b", "bit", "bit(1)", precision=2)) == "BOOLEAN"
 
 
 @pytest.mark.parametrize("data_type", ["binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"])

@@ -13,6 +13,7 @@ import pytest
 from obsync.app import cli
 from obsync.task.config import parse_task
 from obsync.core.errors import ConfigError
+from obsync.task.naming import oms_name_problem, topic_problem
 from obsync.app.precheck import (
     CHECKS,
     ITEM_IDS,
@@ -24,12 +25,10 @@ from obsync.app.precheck import (
     Status,
     check_config_coherent,
     check_task_name,
-    name_problem,
     parse_grants,
     replication_privileges,
     retention_seconds,
     run_precheck,
-    topic_problem,
     validate_skips,
 )
 from obsync.app.precheck.run import _run_one
@@ -108,16 +107,16 @@ def test_retention_from_the_server_variables(values: dict[str, str | None], expe
 
 def test_supported_names() -> None:
     for ok in ("orders", "Order_2024", "a$b", "_x"):
-        assert name_problem(ok) is None
-    assert name_problem("odd name") == "a space"
-    assert name_problem("a\nb") == "a line break"
-    assert name_problem("x.y|z") == "'.', '|'"
-    assert name_problem("a=b;c") == "'=', ';'"
-    assert name_problem("`q`") == "'`'"
-    assert name_problem("t(1)/2&3") == "'(', ')', '/', '&'"
-    assert name_problem("\"'\\") == "'\"', \"'\", '\\\\'"
-    assert name_problem("café") == "non-ASCII 'é'"
-    assert name_problem("a-b") == "'-'"
+        assert oms_name_problem(ok) is None
+    assert oms_name_problem("odd name") == "a space"
+    assert oms_name_problem("a\nb") == "a line break"
+    assert oms_name_problem("x.y|z") == "'.', '|'"
+    assert oms_name_problem("a=b;c") == "'=', ';'"
+    assert oms_name_problem("`q`") == "'`'"
+    assert oms_name_problem("t(1)/2&3") == "'(', ')', '/', '&'"
+    assert oms_name_problem("\"'\\") == "'\"', \"'\", '\\\\'"
+    assert oms_name_problem("café") == "non-ASCII 'é'"
+    assert oms_name_problem("a-b") == "'-'"
 
 
 def test_topic_names_kafka_accepts() -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 
 from obsync.connectors.kafka.partitioner import murmur2, partition_for
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
-from obsync.formats.base import Encoder, KafkaRecord
-from obsync.formats.default import DefaultEncoder, partition_key
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
+from obsync.formats.default import DefaultEncoder
+from obsync.formats.default_extend_column_type import DefaultExtendColumnTypeEncoder
+from obsync.formats.registry import encoder_for
+from obsync.task.format_names import FORMAT_NAMES
+from obsync.steps.partitioning import partition_key
 from obsync.core.changes import Change, Op, StreamDone
 from obsync.core.positions import LogPosition, SnapshotPosition, position_from_header, position_to_header
 from obsync.steps.routing import Router, TopicLayout, split_key_change
@@ -272,3 +277,48 @@ def test_ddl_reaches_a_formats_own_topic_once_and_table_topics_per_rule():
 def test_ddl_is_not_sent_unless_asked():
     layout = TopicLayout({("shop", "orders"): "orders"}, {"orders": 4})
     assert Router(DefaultEncoder("t"), layout, "hash", partition_key).route([ONE_TABLE]) == []
+
+
+# ------------------------------------------------------------------------- the partition key is the router's
+
+DEC = TableSchema("shop", "prices", (Column("sku", "varchar", "varchar(9)"), Column("p", "decimal", "decimal(6,2)",
+                                     precision=6, scale=2), Column("n", "int", "int(11)")), ("sku", "p"))
+UNIQUE = TableSchema("shop", "u", (Column("a", "int", "int(11)"), Column("b", "varchar", "varchar(9)")),
+                     unique_keys=(("b",),))
+KEY_SHAPES = [
+    Change(Op.INSERT, T, LogPosition("b.000001", 1, 0), after={"id": 7, "v": "x"}),
+    Change(Op.DELETE, SHARDED, LogPosition("b.000001", 2, 0), before={"id": 1, "cust": None, "v": "a"}),
+    upd(SHARDED, 3, {"id": 1, "cust": 1, "v": "a"}, {"id": 1, "cust": 2, "v": "a"}),
+    Change(Op.INSERT, DEC, LogPosition("b.000001", 4, 0), after={"sku": "é\"1", "p": Decimal("1.5"), "n": 2}),
+    upd(UNIQUE, 5, {"a": 1, "b": "k"}, {"a": 2, "b": "k"}),
+    Change(Op.READ, LOGS, SnapshotPosition("shop.logs/0000", (1,)), after={"msg": "m", "n": 1}),
+]
+
+
+@pytest.mark.parametrize("encoder", [DefaultEncoder("t"), DefaultExtendColumnTypeEncoder("t")])
+def test_an_encoder_declaring_its_key_the_partition_key_writes_exactly_those_bytes(encoder):
+    assert encoder.key_is_partition_key
+    for change in KEY_SHAPES:
+        for part in split_key_change(change, whole_row=True):
+            records = encoder.encode(part, "t")
+            assert records and [r.key for r in records] == [partition_key(part)] * len(records), part
+    assert partition_key(KEY_SHAPES[3]) == '["é\\"1","1.50"]'.encode()
+
+
+@pytest.mark.parametrize("fmt", sorted(set(FORMAT_NAMES) - {"default"}))
+def test_every_format_puts_every_change_in_the_partition_the_default_format_does(fmt):
+    options = {"schema_registry": {}} if fmt == "avro" else {}
+    tables = {("shop", "orders"): "orders", ("shop", "items"): "items", ("shop", "logs"): "logs",
+              ("shop", "prices"): "orders", ("shop", "u"): "items"}
+    batch = [*KEY_SHAPES[1:], *(Change(Op.INSERT, SHARDED, LogPosition("b.000002", i, 0),
+                                       after={"id": i, "cust": i * 7, "v": str(i)}) for i in range(40))]
+
+    def partitions(encoder):
+        """The partitions each change's records go to, change by change (an update of the key in its two parts)."""
+        router = Router(encoder, TopicLayout(tables, {**N, **{t: 2 for t in encoder.extra_topics()}}), "hash")
+        return [{r.partition for _, rs in router.route([part]) for r in rs if r.topic in N}
+                for change in batch for part in split_key_change(change, whole_row=True)]
+
+    want = partitions(DefaultEncoder("t"))
+    assert len(want) == len(batch) + 1 and all(len(p) == 1 for p in want)  # one update of the key: two parts
+    assert partitions(encoder_for(fmt, EncoderContext("t", "MYSQL"), options)) == want

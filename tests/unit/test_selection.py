@@ -9,7 +9,8 @@ import pytest
 from obsync.task.config import parse_task
 from obsync.core.errors import ConfigError
 from obsync.task.objects_csv import object_to_row, read_csv, write_csv
-from obsync.task.selection import Selected, Selection, check_pattern, matches, name_problem
+from obsync.task.naming import table_name_problem
+from obsync.task.selection import Selected, Selection, check_pattern, matches
 
 BASE = {"name": "t", "source": {"user": "u"}, "target": {"bootstrap_servers": "b:9092"}}
 
@@ -65,10 +66,10 @@ def test_first_matching_rule_wins_and_exclude_beats_every_include():
 def test_names_obsync_cannot_carry_are_refused_naming_table_and_rule():
     for name in ("a b", "a.b", "a|b", 'a"b', "a'b", "a\\b", "a`b", "a(b", "a)b", "a=b", "a;b", "a/b", "a&b",
                  "a\nb", "a\rb", "é"):
-        assert name_problem(name) is not None, name
-    assert name_problem("a b") == "it contains space" and name_problem("a\nb") == "it contains line break"
-    assert name_problem("é") == "it has non-ASCII characters" and name_problem("a|b") == "it contains '|'"
-    assert name_problem("Orders_2024$x") is None
+        assert table_name_problem(name) is not None, name
+    assert table_name_problem("a b") == "it contains space" and table_name_problem("a\nb") == "it contains line break"
+    assert table_name_problem("é") == "it has non-ASCII characters" and table_name_problem("a|b") == "it contains '|'"
+    assert table_name_problem("Orders_2024$x") is None
     s = Selection(task([{"match": "app.*"}]).objects)
     with pytest.raises(ConfigError, match=r"objects.0 \('app.\*'\) selects table 'app'.'my t', whose name obsync "
                                           r"cannot carry: it contains space. Add it to `exclude:`"):

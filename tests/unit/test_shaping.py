@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from obsync.formats.default import DefaultEncoder, partition_key
+from obsync.formats.default import DefaultEncoder
+from obsync.steps.partitioning import partition_key
 from obsync.core.changes import Change, Op, StreamDone
 from obsync.task.config import parse_task
 from obsync.core.errors import ConfigError

@@ -29,8 +29,7 @@ from obsync.app.precheck.checks.task import (check_config_coherent, check_kafka_
 from obsync.app.precheck.items import Item, NotChecked, PrecheckFailed, Status
 from obsync.app.precheck.probe import Probe
 from obsync.app.precheck.report import Report
-from obsync.app.precheck.rules import (Grants, name_problem, parse_grants, replication_privileges, retention_seconds,
-                                       topic_problem)
+from obsync.app.precheck.rules import Grants, parse_grants, replication_privileges, retention_seconds
 from obsync.app.precheck.run import run_precheck, validate_skips
 
 __all__ = [
@@ -39,8 +38,7 @@ __all__ = [
     # results
     "Item", "NotChecked", "Report", "Status",
     # what the checks read, and their pure rules
-    "Grants", "Probe", "name_problem", "parse_grants", "replication_privileges", "retention_seconds",
-    "topic_problem",
+    "Grants", "Probe", "parse_grants", "replication_privileges", "retention_seconds",
     # the checks
     "check_binlog_enabled", "check_binlog_format", "check_binlog_retention", "check_binlog_row_image",
     "check_config_coherent", "check_kafka_reachable", "check_kafka_topics", "check_source_privileges",

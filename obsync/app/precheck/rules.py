@@ -1,8 +1,9 @@
-"""The precheck's pure rules (unit-tested without servers): grants, binlog retention, supported names.
+"""The precheck's pure rules (unit-tested without servers): grants and binlog retention.
 
 `parse_grants` reads `SHOW GRANTS` (MySQL, MariaDB, OceanBase) and `Grants.has` knows which privileges imply
 which; `replication_privileges` names those a binlog reader needs on each server; `retention_seconds` reads
-the expiry settings; `name_problem` and `topic_problem` say why a name would be refused.
+the expiry settings. Which names are refused (OMS's rule for tables and columns, Kafka's for topics) is
+`obsync.task.naming`'s.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from dataclasses import dataclass
 
 from obsync.connectors.mysql.connection import Dialect
 
-__all__ = ["HOUR", "Grants", "name_problem", "parse_grants", "replication_privileges", "retention_seconds",
-           "topic_problem"]
+__all__ = ["HOUR", "Grants", "parse_grants", "replication_privileges", "retention_seconds"]
 
 HOUR = 3600
-_KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,29 +102,3 @@ def retention_seconds(values: dict[str, str | None]) -> float | None:
     if days:
         return days * 24 * HOUR
     return math.inf
-
-
-_CHAR_NAMES = {" ": "a space", "\n": "a line break", "\r": "a carriage return", "\t": "a tab"}
-
-
-def name_problem(name: str) -> str | None:
-    """What makes a database, table or column name unsupported (OMS: ASCII letters, digits, `_`, `$`)."""
-    bad = [c for i, c in enumerate(name) if not (c.isascii() and (c.isalnum() or c in "_$")) and
-           name.index(c) == i]
-    if not name:
-        return "an empty name"
-    if not bad:
-        return None
-    return ", ".join(_CHAR_NAMES.get(c, repr(c) if c.isascii() else f"non-ASCII {c!r}") for c in bad)
-
-
-def topic_problem(name: str) -> str | None:
-    """Why Kafka would refuse `name` as a topic name, or None."""
-    if name in (".", ".."):
-        return "'.' and '..' are not topic names"
-    if len(name) > 249:
-        return f"{len(name)} characters (at most 249)"
-    if not _KAFKA_TOPIC.match(name):
-        bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))})
-        return "characters Kafka refuses: " + ", ".join(_CHAR_NAMES.get(c, repr(c)) for c in bad)
-    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from obsync.app.precheck.items import Item, failed, listed, passed, warning
 from obsync.app.precheck.probe import Probe, exists_hidden, needs_log
-from obsync.app.precheck.rules import name_problem
+from obsync.task.naming import oms_name_problem
 
 __all__ = ["check_tables_exist", "check_tables_generated_columns", "check_tables_names", "check_tables_physical",
            "check_tables_unique_key"]
@@ -46,10 +46,10 @@ def check_tables_names(p: Probe) -> Item:
     problems: list[str] = []
     for full, t in p.tables().items():
         for what, name in zip(("database", "table"), full.split(".")):
-            if (why := name_problem(name)) is not None:
+            if (why := oms_name_problem(name)) is not None:
                 problems.append(f"{what} {name!r} has {why}")
         for col in t.schema.columns if t.schema is not None else ():
-            if (why := name_problem(col.name)) is not None:
+            if (why := oms_name_problem(col.name)) is not None:
                 problems.append(f"column {full}.{col.name!r} has {why}")
     problems = list(dict.fromkeys(problems))
     if problems:

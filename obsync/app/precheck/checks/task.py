@@ -13,9 +13,9 @@ from confluent_kafka.admin import NewTopic
 
 from obsync.app.precheck.items import Item, NotChecked, failed, listed, passed, warning
 from obsync.app.precheck.probe import Probe
-from obsync.app.precheck.rules import topic_problem
 from obsync.core.errors import ConfigError
 from obsync.runtime.prepare import check_fixed_partition, selection_rules
+from obsync.task.naming import existing_topics, topic_problem
 from obsync.task.objects import check_table
 from obsync.task.selection import Selected
 from obsync.task.state import TaskState
@@ -46,7 +46,7 @@ def check_kafka_topics(p: Probe) -> Item:
     problems = [f"topic {t!r}: {meta.topics[t].error.str()}" for t in topics
                 if t in meta.topics and meta.topics[t].error is not None]  # e.g. not authorized to describe it
     existing = {t: len(meta.topics[t].partitions) for t in topics if t in meta.topics}
-    must_exist = {o.existing_topic for o in p.task.objects if o.existing_topic is not None}
+    must_exist = set(existing_topics(p.task.objects))
     for t in sorted(must_exist - set(existing)):
         problems.append(f"topic {t!r} (an existing_topic, for {', '.join(topics.get(t, ['no table yet']))}) does "
                         "not exist; obsync never creates an existing_topic")
