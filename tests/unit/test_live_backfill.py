@@ -44,13 +44,13 @@ def test_queue_state_round_trip_and_selection():
     cur = q.next()
     assert cur.n == 1
     cur.key_columns, cur.hi, cur.rows = ("id",), (5,), 5
-    state = q.to_json()
+    state = q.progress()
     q2 = BackfillQueue(state, run=2)
     assert q2.current.hi == (5,) and q2.current.attempt == 2 and q2.done == set()
     q2.sync([(1, "d", "t"), (2, "d", "u")], lambda n: n != ("d", "u"), fresh=())
     assert q2.current.loose and not q2.waiting and q2.done == {2}
     q2.finish()
-    assert q2.to_json() == {"done": [1, 2], "current": None} and not q2.active
+    assert q2.progress().to_dict() == {"done": [1, 2], "current": None} and not q2.active
 
 
 def test_key_problem_names_a_table_without_key():
