@@ -5,7 +5,8 @@ from __future__ import annotations
 from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, admit, key_problem
 from obsync.core.changes import Change, Op
 from obsync.task.config import parse_task
-from obsync.task.live import Live, add_backfills, backfill_requests, changed_fields
+from obsync.task.live import Live, changed_fields
+from obsync.task.start_point import StartPoint
 from obsync.core.positions import LogPosition
 from obsync.core.schema import Column, TableSchema
 
@@ -66,7 +67,7 @@ def test_live_versions_and_requests():
     assert live.contains(("d", "t")) and not live.contains(("d", "u"))
     task2 = parse_task({**data, "objects": [{"match": "d.t"}, {"match": "d.u"}]})
     assert changed_fields(task, task2) == ["objects"]
-    start: dict = {}
-    assert add_backfills(start, [("d", "u")]) == [(1, "d", "u")]
-    cfg = live.apply(task2, {}, {}, backfill_requests(start))
+    start, made = StartPoint(frozenset(), 8).with_backfills([("d", "u")])
+    assert made == [(1, "d", "u")]
+    cfg = live.apply(task2, {}, {}, start.backfills)
     assert cfg.version == 1 and live.contains(("d", "u")) and cfg.fresh == {1}
