@@ -150,14 +150,18 @@ def state_status(state: TaskState, name: str | None = None) -> dict[str, Any]:
     ident = json.loads((root / "task.json").read_text()) if (root / "task.json").exists() else {}
     pid = running_pid(state)
     report = _read_json(root / STATUS_FILE) or {}
-    start_point = state.load_start()
+    start_error = None
+    try:
+        start_point = state.load_start()
+    except StateError as e:  # an older obsync's (or a damaged) start point: shown, not fatal to status
+        start_point, start_error = None, str(e)
     if pid is not None:
         st = "running"
     elif (root / PAUSED_MARK).exists():
         st = "paused"
     elif report.get("state") == "failed":
         st = "failed"
-    elif start_point is None and not report:
+    elif start_point is None and start_error is None and not report:
         st = "saved" if ident else "unknown"
     else:
         st = "stopped"
@@ -174,8 +178,10 @@ def state_status(state: TaskState, name: str | None = None) -> dict[str, Any]:
         if st == "running" and age > STALE_AFTER:
             out["note"] = f"no progress report for {age:.0f} s (preparing, or stuck: see {root / LOG_FILE})"
     if start_point is not None:
-        out["start"] = {"log": start_point.get("log"), "tables": len(start_point.get("tables", [])),
-                        "full_sync_chunks": len((start_point.get("plan") or {}).get("chunks", []))}
+        out["start"] = {"log": start_point.log.to_json() if start_point.log is not None else None,
+                        "tables": len(start_point.tables), "full_sync_chunks": start_point.full_sync_chunks}
+    elif start_error is not None:
+        out["start"] = {"error": start_error}
     return out
 
 

@@ -30,12 +30,14 @@ from obsync.connectors.kafka.records import DEFAULT_LANES
 from obsync.task.config import TaskConfig
 from obsync.core.errors import ConfigError, StateError
 from obsync.task.objects import Resolution, compile_where, plan_for, resolve_objects
-from obsync.core.positions import LogPosition, SnapshotPosition, position_from_json
+from obsync.core.offsets import FRESH_STATE_HINT
+from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.steps.routing import TopicLayout
 from obsync.core.schema import TableSchema
 from obsync.task.selection import Selection
 from obsync.task.naming import existing_topics
-from obsync.task.live import RELOADABLE, Live, add_backfills, backfill_requests, changed_fields
+from obsync.task.live import RELOADABLE, Live, changed_fields
+from obsync.task.start_point import START_FILE, SelectionRules, StartPoint
 from obsync.task.start_time import parse_start_time
 from obsync.task.state import TaskState
 from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
@@ -82,10 +84,7 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     log_ep = log_endpoint(task.source)
     with state.locked():
         ident = state.identity(task.name)
-        start = state.load_start()
-        if start is not None and "lanes" not in start:
-            raise StateError(f"the state in {state.root} was written by an older obsync; start the task with a "
-                             "new state directory (or task name)")
+        start = state.load_start()  # StateError if an older obsync wrote it
         conn = connect(sql_ep)
         try:
             dialect: Dialect = detect_dialect(conn) if task.source.kind == "auto" else task.source.kind
@@ -105,26 +104,30 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
                 raise ConfigError("objects: no table to sync")
             rules = selection_rules(task)
             fresh: list[Any] = []  # backfills requested now: no earlier run began them
-            if start is not None and start.get("rules") != rules:
-                before_n = {b[0] for b in backfill_requests(start)}
-                accept_changed_selection(task, state, start, tables)
-                fresh = [b[0] for b in backfill_requests(start) if b[0] not in before_n]
+            if start is not None and start.rules != rules:
+                before_n = {b[0] for b in start.backfills}
+                start = accept_changed_selection(task, state, start, tables)
+                fresh = [b[0] for b in start.backfills if b[0] not in before_n]
             if start is None:
-                start = {"tables": sorted(f"{d}.{t}" for d, t in tables), "rules": rules, "lanes": DEFAULT_LANES}
+                plan_dict = None
                 if log_pos is not None:
-                    start["log"] = log_pos.to_json()
-                    log.info("step: incremental sync will start at %s", start["log"])
+                    log.info("step: incremental sync will start at %s", log_pos.to_json())
                 if task.sync.full and tables:
                     log.info("step: planning full sync of %d tables", len(tables))
-                    plan = plan_snapshot(conn, dialect, [tables[k] for k in sorted(tables)],
-                                         task.snapshot.chunk_size)
-                    start["plan"] = plan.to_dict()
-                    log.info("step: full sync planned in %d chunks", len(plan.chunks))
+                    planned = plan_snapshot(conn, dialect, [tables[k] for k in sorted(tables)],
+                                            task.snapshot.chunk_size)
+                    plan_dict = planned.to_dict()
+                    log.info("step: full sync planned in %d chunks", len(planned.chunks))
+                start = StartPoint(frozenset(tables), DEFAULT_LANES, rules, log_pos, plan_dict)
                 state.save_start(start)
         finally:
             conn.close()
-    log_start = position_from_json(start["log"]) if "log" in start else None
-    plan = SnapshotPlan.from_dict(start["plan"]) if "plan" in start else None
+    log_start = start.log
+    try:
+        plan = SnapshotPlan.from_dict(start.plan) if start.plan is not None else None
+    except (ValueError, TypeError, KeyError) as e:
+        raise StateError(f"{state.root / START_FILE}: field `plan` cannot be read ({e}); "
+                         f"{FRESH_STATE_HINT}") from None
     topic_of = {k: p.topic for k, p in res.plans.items()}
     db_type = "OB_MYSQL" if dialect == "oceanbase" else "MYSQL"
     encoder = encoder_for(task.format, EncoderContext(task.name, db_type),
@@ -132,30 +135,27 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     counts = ensure_task_topics(task, res, encoder.extra_topics())
     check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
     stop_at = current_log_position(log_ep) if (until_caught_up and task.sync.incremental) else None
-    assert log_start is None or isinstance(log_start, LogPosition)
-    live = Live(task, topic_of, counts, backfill_requests(start), frozenset(fresh))
-    layout = TopicLayout(topic_of, counts, start["lanes"], TopicResolver(live))
+    live = Live(task, topic_of, counts, start.backfills, frozenset(fresh))
+    layout = TopicLayout(topic_of, counts, start.lanes, TopicResolver(live))
     layout.live = live
     return Runtime(task, state, ident["id"], dialect, tables, layout, log_start, plan, stop_at, encoder,
                    snapshot_filters(res), live)
 
 
-def selected_before(start: dict[str, Any], state: TaskState) -> Callable[[tuple[str, str]], bool]:
+def selected_before(start: StartPoint, state: TaskState) -> Callable[[tuple[str, str]], bool]:
     """Which tables the task synced under the selection its start point records.
 
-    A table the old rules (`start.json` "rules") select was streaming already: it existed at the start, or
+    A table the old rules (`StartPoint.rules`) select was streaming already: it existed at the start, or
     the log brought it (CREATE or RENAME while the task ran, or while it was stopped: the resumed log replays
     it), so it needs no backfill; any other table is new to the task and is backfilled. (A table removed and
     then added again is new again: its rows are sent again.) A start point without rules (older obsync) falls
     back to the tables it lists plus those the schema history has seen.
     """
-    rules = start.get("rules")
+    rules = start.rules
     if rules is not None:
-        old = Selection([SimpleNamespace(match=m) for m in rules.get("match", ())],  # type: ignore[misc]
-                        rules.get("exclude", ()))
+        old = Selection([SimpleNamespace(match=m) for m in rules.match], rules.exclude)  # type: ignore[misc]
         return old.__contains__
-    known = {tuple(t.split(".", 1)) for t in start.get("tables", ())}
-    known |= history_tables(state)
+    known = set(start.tables) | history_tables(state)
     return known.__contains__
 
 
@@ -173,13 +173,14 @@ def history_tables(state: TaskState) -> set[tuple[str, str]]:
     return out
 
 
-def accept_changed_selection(task: TaskConfig, state: TaskState, start: dict[str, Any],
-                             tables: dict[tuple[str, str], TableSchema]) -> list[tuple[str, str]]:
+def accept_changed_selection(task: TaskConfig, state: TaskState, start: StartPoint,
+                             tables: dict[tuple[str, str], TableSchema]) -> StartPoint:
     """The task file's selection changed since the start point was fixed (while stopped): schedule a
-    backfill of each added table (with full sync) and record the new selection. Returns the added tables."""
+    backfill of each added table (with full sync) and record the new selection. Returns the start point
+    saved."""
     if not task.sync.incremental:
         raise StateError(
-            f"the task's table selection changed since it started (was {start.get('rules')}, now "
+            f"the task's table selection changed since it started (was {start.rules}, now "
             f"{selection_rules(task)}) and the task has no incremental sync, which backfills added tables. "
             "Use a new state directory (or task name) to sync the new selection")
     before = selected_before(start, state)
@@ -187,14 +188,13 @@ def accept_changed_selection(task: TaskConfig, state: TaskState, start: dict[str
     requests: list[Any] = []
     if task.sync.full and added:
         check_backfillable(tables, added)
-        requests = add_backfills(start, added)
-    start["rules"] = selection_rules(task)
-    start["tables"] = sorted(set(start.get("tables", ())) | {f"{d}.{t}" for d, t in added})
+        start, requests = start.with_backfills(added)
+    start = start.with_selection(selection_rules(task), added)
     state.save_start(start)
     log.info("step: the task's selection changed: %s", ", ".join(f"{d}.{t}" for d, t in added) + (
         " added" + (" (backfilled after the tables already synced)" if requests else " (changes from now on)")
         if added else "no table added"))
-    return added
+    return start
 
 
 def check_backfillable(tables: dict[tuple[str, str], TableSchema], added: Sequence[tuple[str, str]]) -> None:
@@ -233,13 +233,15 @@ def reload_task(rt: Runtime, task: TaskConfig) -> str:
     topic_of = {k: p.topic for k, p in res.plans.items()}
     check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
     with rt.state.locked():
-        start = rt.state.load_start() or {}
+        start = rt.state.load_start()
+        if start is None:
+            raise StateError(f"{rt.state.root / START_FILE} is gone: the running task's start point cannot "
+                             "record the change; restart the task")
         if task.sync.full and added:
-            add_backfills(start, added)
-        start["rules"] = selection_rules(task)
-        start["tables"] = sorted(set(start.get("tables", ())) | {f"{d}.{t}" for d, t in added})
+            start, _ = start.with_backfills(added)
+        start = start.with_selection(selection_rules(task), added)
         rt.state.save_start(start)
-    live.apply(task, topic_of, counts, backfill_requests(start))
+    live.apply(task, topic_of, counts, start.backfills)
     names = lambda ts: ", ".join(f"{d}.{t}" for d, t in ts) or "none"  # noqa: E731
     return (f"added: {names(added)}{' (backfilled)' if task.sync.full and added else ''}; "
             f"removed: {names(removed)}; {len(res.schemas)} tables selected")
@@ -255,9 +257,9 @@ def log_position_at(task: TaskConfig, log_ep: Endpoint, sql_ep: Endpoint) -> Log
     return pos
 
 
-def selection_rules(task: TaskConfig) -> dict[str, list[str]]:
+def selection_rules(task: TaskConfig) -> SelectionRules:
     """What decides which tables a task syncs (kept in the start point to notice a change)."""
-    return {"match": [o.match for o in task.objects], "exclude": list(task.exclude)}
+    return SelectionRules(tuple(o.match for o in task.objects), tuple(task.exclude))
 
 
 def snapshot_filters(res: Resolution) -> dict[str, str]:

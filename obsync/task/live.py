@@ -18,9 +18,9 @@ from typing import Any
 
 from obsync.task.config import TaskConfig
 from obsync.task.selection import Selection
+from obsync.task.start_point import BackfillRequest
 
 TableName = tuple[str, str]
-BackfillRequest = tuple[int, str, str]  # (request number, db, table)
 
 # Task-file fields a running task takes on SIGHUP; any other change needs a restart.
 RELOADABLE = frozenset({"objects", "exclude", "topic"})
@@ -33,7 +33,7 @@ class LiveConfig:
     selection: Selection
     topics: dict[TableName, str] = field(default_factory=dict)  # the topic of each selected table now
     partitions: dict[str, int] = field(default_factory=dict)  # partition count of those topics
-    backfills: tuple[BackfillRequest, ...] = ()  # every backfill requested so far (start.json "backfills")
+    backfills: tuple[BackfillRequest, ...] = ()  # every backfill requested so far (`StartPoint.backfills`)
     fresh: frozenset[int] = frozenset()  # request numbers this process made (no earlier run began them)
 
 
@@ -78,20 +78,3 @@ def changed_fields(old: TaskConfig, new: TaskConfig) -> list[str]:
     a: dict[str, Any] = old.model_dump()
     b: dict[str, Any] = new.model_dump()
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
-def backfill_requests(start: dict[str, Any]) -> tuple[BackfillRequest, ...]:
-    """The backfills a start point records (`start.json` "backfills")."""
-    return tuple((int(b["n"]), str(b["table"][0]), str(b["table"][1])) for b in start.get("backfills", ()))
-
-
-def add_backfills(start: dict[str, Any], tables: list[TableName]) -> list[BackfillRequest]:
-    """Record a backfill request for each table in `start` (numbers continue the existing ones)."""
-    existing = start.setdefault("backfills", [])
-    n = max((int(b["n"]) for b in existing), default=0)
-    out = []
-    for db, table in sorted(tables):
-        n += 1
-        existing.append({"n": n, "table": [db, table]})
-        out.append((n, db, table))
-    return out

@@ -3,6 +3,7 @@
     <state_dir>/
       task.json            identity of the task instance (its id tags every Kafka message it writes)
       start.json           where the task starts: log position and snapshot plan, fixed on first start
+                           (`obsync.task.start_point.StartPoint`, read and written only here)
       recovery/            Bytewax recovery partitions (source and sink snapshots)
       schema_history/      the binlog reader's schema history
       delivered/<part>     one file per Kafka partition once every snapshot row has reached it
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from obsync.core.errors import StateError
+from obsync.core.offsets import FRESH_STATE_HINT
+from obsync.task.start_point import START_FILE, StartPoint
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -102,12 +105,19 @@ class TaskState:
         write_json_atomic(path, ident)
         return ident
 
-    def load_start(self) -> dict[str, Any] | None:
-        path = self.root / "start.json"
-        return json.loads(path.read_text()) if path.exists() else None
+    def load_start(self) -> StartPoint | None:
+        """The task's start point, None before it was fixed; `StateError` when it cannot be used."""
+        path = self.root / START_FILE
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as e:
+            raise StateError(f"{path} is damaged (not JSON: {e}); {FRESH_STATE_HINT}") from None
+        return StartPoint.from_dict(data, path)
 
-    def save_start(self, start: dict[str, Any]) -> None:
-        write_json_atomic(self.root / "start.json", start)
+    def save_start(self, start: StartPoint) -> None:
+        write_json_atomic(self.root / START_FILE, start.to_dict())
 
     def mark_delivered(self, part: str) -> None:
         """Record that every snapshot row for Kafka partition `part` is in Kafka."""

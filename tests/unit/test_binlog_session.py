@@ -19,6 +19,7 @@ from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.core.changes import Op
+from obsync.core.offsets import LogOffset
 from obsync.core.positions import LogPosition
 
 SID = uuid.UUID("3e11fa47-71ca-11e1-9e33-c80aa9429562")
@@ -99,7 +100,7 @@ def session(batch_size: int = 100, skip: LogPosition | None = None) -> tuple[Bin
     tracker = SchemaTracker(reader.tables, SchemaHistory(None), FakeCatalog(tdef))  # type: ignore[arg-type]
     start = LogPosition("binlog.000007", 4)
     tracker.start(start)
-    return reader, _Session(reader, tracker, start, skip)
+    return reader, _Session(reader, tracker, LogOffset(start.file, start.pos, skip))
 
 
 def drain(reader: BinlogReader) -> list[_Batch]:
@@ -144,10 +145,10 @@ def test_mysql_transactions_have_gtid_ids_and_restart_at_their_gtid_event() -> N
     assert changes[3].table.column_names == ("id", "v", "w")  # type: ignore[union-attr]
     # the first batch ended inside transaction 41: its state restarts at the GTID event, after row (..., 1)
     first = batches[0]
-    assert first.state["pos"] == 4 and first.state["last"] == changes[1].position.to_json()
+    assert first.state.pos == 4 and first.state.last == changes[1].position
     assert all(c.server_id == 11 and c.commit_time == 1_700_000_000.0 for c in changes)
-    assert any(b.state["pos"] == gtid42_start for b in batches)  # between transactions: after the XID
-    assert batches[-1].state["pos"] == e.pos and not s.in_txn
+    assert any(b.state.pos == gtid42_start for b in batches)  # between transactions: after the XID
+    assert batches[-1].state.pos == e.pos and not s.in_txn
 
 
 def test_a_restart_inside_a_transaction_skips_what_was_handed_out() -> None:
@@ -165,3 +166,24 @@ def test_a_restart_inside_a_transaction_skips_what_was_handed_out() -> None:
     s.flush(force=True)
     changes = [c for b in drain(reader) for c in b.changes]
     assert [c.after["id"] for c in changes] == [3, 4]  # type: ignore[index]
+
+
+def test_the_state_carries_the_gtid_of_the_last_change_handed_out() -> None:
+    e = Events()
+    e.gtid(41)
+    e.query("BEGIN")
+    e.table_map()
+    e.insert((1, "a"), (2, "b"))
+    e.xid()
+    e.anonymous_gtid()
+    e.query("BEGIN")
+    e.table_map()
+    e.insert((3, "c"))
+    e.xid()
+    reader, s = session(batch_size=1)
+    s.stream_from(Stream(e.out))
+    s.flush(force=True)
+    states = [b.state for b in drain(reader) if b.changes]
+    assert [st.gtid for st in states] == [f"{SID}:41", f"{SID}:41", None]
+    assert states[0].to_dict()["gtid"] == f"{SID}:41" and "gtid" not in states[-1].to_dict()
+    assert states[1].restart_point == LogPosition("binlog.000007", 4)  # inside transaction 41: at its start

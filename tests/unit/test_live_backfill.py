@@ -5,7 +5,8 @@ from __future__ import annotations
 from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, admit, key_problem
 from obsync.core.changes import Change, Op
 from obsync.task.config import parse_task
-from obsync.task.live import Live, add_backfills, backfill_requests, changed_fields
+from obsync.task.live import Live, changed_fields
+from obsync.task.start_point import StartPoint
 from obsync.core.positions import LogPosition
 from obsync.core.schema import Column, TableSchema
 
@@ -44,13 +45,13 @@ def test_queue_state_round_trip_and_selection():
     cur = q.next()
     assert cur.n == 1
     cur.key_columns, cur.hi, cur.rows = ("id",), (5,), 5
-    state = q.to_json()
+    state = q.progress()
     q2 = BackfillQueue(state, run=2)
     assert q2.current.hi == (5,) and q2.current.attempt == 2 and q2.done == set()
     q2.sync([(1, "d", "t"), (2, "d", "u")], lambda n: n != ("d", "u"), fresh=())
     assert q2.current.loose and not q2.waiting and q2.done == {2}
     q2.finish()
-    assert q2.to_json() == {"done": [1, 2], "current": None} and not q2.active
+    assert q2.progress().to_dict() == {"done": [1, 2], "current": None} and not q2.active
 
 
 def test_key_problem_names_a_table_without_key():
@@ -66,7 +67,7 @@ def test_live_versions_and_requests():
     assert live.contains(("d", "t")) and not live.contains(("d", "u"))
     task2 = parse_task({**data, "objects": [{"match": "d.t"}, {"match": "d.u"}]})
     assert changed_fields(task, task2) == ["objects"]
-    start: dict = {}
-    assert add_backfills(start, [("d", "u")]) == [(1, "d", "u")]
-    cfg = live.apply(task2, {}, {}, backfill_requests(start))
+    start, made = StartPoint(frozenset(), 8).with_backfills([("d", "u")])
+    assert made == [(1, "d", "u")]
+    cfg = live.apply(task2, {}, {}, start.backfills)
     assert cfg.version == 1 and live.contains(("d", "u")) and cfg.fresh == {1}

@@ -23,7 +23,8 @@ Exactness:
 A table without a usable key (primary key or non-null unique key of orderable types) cannot be backfilled:
 adding one to a running task with full sync is refused, naming the table (`key_problem`).
 
-Progress is part of the log partition's resume state (`BackfillQueue.to_json`): the done request numbers
+Progress is part of the log partition's resume state (`BackfillQueue.progress`, an
+`obsync.core.offsets.BackfillProgress` inside the `LogOffset`): the done request numbers
 and the current backfill's `hi` and row count, exactly as of the last change handed out. A resume reads the
 pages after `hi` again, now (not as of the interrupted run's reads): the log changes of those keys before
 the new read are dropped, so the rows must reach Kafka again even where the interrupted run already wrote
@@ -47,11 +48,12 @@ import pymysql
 
 from obsync.connectors.mysql.connection import Endpoint, close_quietly, connect, detect_dialect
 from obsync.connectors.mysql.failures import DRIVER_ERRORS, Failure, classify, describe
-from obsync.connectors.mysql.snapshot.keys import KeySql, decode_key, encode_key, key_order, select_sql, table_sql
+from obsync.connectors.mysql.snapshot.keys import KeySql, key_order, select_sql, table_sql
 from obsync.connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US
 from obsync.connectors.mysql.values import row_dict_converter, use_sql_decoders
 from obsync.core.changes import Change, Op
 from obsync.core.errors import SourceError, SourceUnavailable
+from obsync.core.offsets import BackfillCursor, BackfillProgress
 from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.core.schema import TableSchema
 
@@ -95,14 +97,13 @@ class Backfill:
     def chunk(self) -> str:
         return f"backfill-{self.n}.{_base36(self.attempt)}:{self.db}.{self.table}"
 
-    def to_json(self) -> dict[str, Any]:
-        return {"n": self.n, "table": [self.db, self.table], "attempt": self.attempt,
-                "hi": None if self.hi is None else encode_key(self.hi), "rows": self.rows}
+    def cursor(self) -> BackfillCursor:
+        """Its progress, as kept in the resume state."""
+        return BackfillCursor(self.n, self.db, self.table, self.attempt, self.hi, self.rows)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Backfill:
-        return cls(int(d["n"]), str(d["table"][0]), str(d["table"][1]), int(d.get("attempt", 0)),
-                   None if d.get("hi") is None else decode_key(d["hi"]), int(d.get("rows", 0)))
+    def from_cursor(cls, c: BackfillCursor) -> Backfill:
+        return cls(c.n, c.db, c.table, c.attempt, c.hi, c.rows)
 
     def below(self, key: tuple[Any, ...] | None) -> bool:
         """True when a log change of this key is emitted (the key is at or below `hi`)."""
@@ -154,18 +155,17 @@ class BackfillQueue:
     kept by number in the resume state. A table waiting for its backfill has every log change dropped (its
     backfill reads it whole later)."""
 
-    def __init__(self, state: dict[str, Any] | None = None, run: int | None = None) -> None:
-        state = state or {}
+    def __init__(self, state: BackfillProgress | None = None, run: int | None = None) -> None:
+        state = state or BackfillProgress()
         self.run = int(time.time() * 1000) if run is None else run  # this reader run's stream tag
-        self.done: set[int] = {int(n) for n in state.get("done", ())}
-        cur = state.get("current")
-        self.current: Backfill | None = Backfill.from_json(cur) if cur else None
+        self.done: set[int] = set(state.done)
+        self.current: Backfill | None = Backfill.from_cursor(state.current) if state.current else None
         if self.current is not None:
             # Rows after `hi` may have reached Kafka in an earlier run: this run writes a stream of its own.
             self.current.attempt = self.run
         # waiting backfills the log itself asked for (tables renamed into the rules) are kept in the state:
         # the task's requests are given again by `sync`, these would not be
-        self.waiting: list[Backfill] = [Backfill.from_json(b) for b in state.get("waiting", ())]
+        self.waiting: list[Backfill] = [Backfill.from_cursor(b) for b in state.waiting]
         for b in self.waiting:
             b.attempt = self.run
         self.filtering: dict[TableName, Backfill] = {}
@@ -232,13 +232,10 @@ class BackfillQueue:
         self.current = None
         self._index()
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"done": sorted(self.done),
-                               "current": self.current.to_json() if self.current else None}
-        own = [b.to_json() for b in self.waiting if b.n < 0]
-        if own:
-            out["waiting"] = own
-        return out
+    def progress(self) -> BackfillProgress:
+        """What the resume state keeps: the done numbers, the current backfill, the log's own waiting ones."""
+        return BackfillProgress(tuple(sorted(self.done)), self.current.cursor() if self.current else None,
+                                tuple(b.cursor() for b in self.waiting if b.n < 0))
 
 
 @dataclass

@@ -47,15 +47,15 @@ class HeartbeatClock:
         now = self._clock()
         if self.interval <= 0 or now < self._next:
             return None
-        state = reader.resume_state()
-        if state is None:
+        offset = reader.offset()
+        if offset is None:
             return None
         self._next = now + self.interval
         ms = max(int(now * 1000), self._last_ms + 1)
         self._last_ms = ms
         # while busy the reader's last event time is the source time the position stands for; idle, now is
         commit = reader.last_commit_time if busy and reader.last_commit_time else now
-        return Change(Op.HEARTBEAT, None, LogPosition(state["file"], int(state["pos"]), HEARTBEAT_ROW + ms),
+        return Change(Op.HEARTBEAT, None, LogPosition(offset.file, offset.pos, HEARTBEAT_ROW + ms),
                       commit_time=float(commit))
 
 

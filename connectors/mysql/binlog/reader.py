@@ -6,19 +6,9 @@ tracked tables and queues them in batches of at most `batch_size`; at most `max_
 memory stays bounded whatever the size of a transaction. `poll()` hands out one batch at a time and keeps
 the resume state of exactly what it handed out.
 
-Resume state (JSON-able, from `resume_state()`):
-
-    {"version": 2, "file": "binlog.000003", "pos": 4711, "last": ["log", "binlog.000003", 5120, 17] | null,
-     "backfill": {"done": [1], "current": {"n": 2, "table": ["shop", "items"], "attempt": 0,
-                                           "hi": [4000], "rows": 4000} | null} | null}
-
-`file`/`pos` is an event boundary to restart the stream at: the start of the transaction holding the last
-handed-out change, or the end of the last transaction when everything up to it was handed out. `last` is the
-position of the last handed-out change; on restart every change at or before it is skipped. Positions are
-(file, end offset of the rows event, index of the row in the event), so the index restarts with every rows
-event and a restart inside a multi-event transaction neither skips nor repeats a row. `backfill` is the progress of the backfills of tables
-added to the running task (`obsync.connectors.mysql.binlog.backfill`), as of the last change handed out; version 1
-states (no backfill) are read as having none.
+Resume state: `offset()`, an `obsync.core.offsets.LogOffset` (restart point, last change handed out, its
+GTID, backfill progress), and `resume_state()`, its JSON form. A reader starts from a `LogPosition`, a
+`LogOffset`, or such JSON (read by `LogOffset.from_dict`, which refuses an older obsync's state clearly).
 
 `live` (an `obsync.task.live.Live`) is the task's current selection: at a transaction boundary after it changed,
 tables no longer selected stop being tracked, newly selected ones are picked up (their table maps decode
@@ -81,13 +71,11 @@ from obsync.connectors.mysql.failures import (
 )
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ObsyncError, PositionLostError, SourceError, SourceUnavailable
-from obsync.core.positions import LogPosition, binlog_file_number, position_from_json
+from obsync.core.offsets import LogOffset
+from obsync.core.positions import LogPosition, binlog_file_number
 
 log = logging.getLogger(__name__)
 logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)  # it warns about MINIMAL metadata on connect
-
-RESUME_STATE_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
 
 
 # ---- SQL helpers on the log endpoint ----------------------------------------------------------------
@@ -156,22 +144,18 @@ _ROWS_OPS = {WriteRowsEvent: Op.INSERT, DeleteRowsEvent: Op.DELETE, UpdateRowsEv
 @dataclass(frozen=True, slots=True)
 class _Batch:
     changes: list[Change]
-    state: dict[str, Any]
+    state: LogOffset
 
 
 _DONE = object()
 
 
-def _normalize_start(start: LogPosition | dict[str, Any] | None) -> dict[str, Any] | None:
-    if start is None:
-        return None
+def _start_offset(start: LogPosition | LogOffset | dict[str, Any] | None) -> LogOffset | None:
+    if start is None or isinstance(start, LogOffset):
+        return start
     if isinstance(start, LogPosition):
-        return {"version": RESUME_STATE_VERSION, "file": start.file, "pos": start.pos, "last": None,
-                "backfill": None}
-    if not isinstance(start, dict) or start.get("version") not in _READABLE_VERSIONS:
-        raise ValueError(f"not a binlog reader resume state: {start!r}")
-    return {"version": RESUME_STATE_VERSION, "file": str(start["file"]), "pos": int(start["pos"]),
-            "last": start.get("last"), "backfill": start.get("backfill")}
+        return LogOffset.starting_at(start)
+    return LogOffset.from_dict(start)
 
 
 class BinlogReader:
@@ -186,7 +170,7 @@ class BinlogReader:
         tables: Iterable[tuple[str, str]],
         history_dir: str | os.PathLike[str] | None,
         selector: Callable[[tuple[str, str]], bool] | None = None,
-        start: LogPosition | dict[str, Any] | None = None,
+        start: LogPosition | LogOffset | dict[str, Any] | None = None,
         stop_at: LogPosition | None = None,
         sql_endpoint: Endpoint | None = None,
         batch_size: int = 500,
@@ -216,7 +200,7 @@ class BinlogReader:
         self.live = live  # obsync.live.Live: the task's current selection and backfill requests
         self.backfill_page = backfill_page
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_batches))
-        self._state = _normalize_start(start)  # what poll() handed out (None until the start is known)
+        self._offset = _start_offset(start)  # what poll() handed out (None until the start is known)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._stream: BinLogStreamReader | None = None
@@ -238,11 +222,9 @@ class BinlogReader:
         between the start position and the moment the schema is read."""
         if self._tracker is not None:
             return
-        if self._state is None:
-            p = current_log_position(self.log_endpoint)
-            self._state = {"version": RESUME_STATE_VERSION, "file": p.file, "pos": p.pos, "last": None,
-                           "backfill": None}
-        start = LogPosition(self._state["file"], self._state["pos"], 0)
+        if self._offset is None:
+            self._offset = LogOffset.starting_at(current_log_position(self.log_endpoint))
+        start = self._offset.restart_point
         tracker = SchemaTracker(self.tables, SchemaHistory(self.history_dir), self._catalog, self.selector)
         # Always, even when there is nothing to read before `stop_at`: a later run resumes from `start`
         # and needs the schemas as they were there, whatever DDL runs in between.
@@ -277,13 +259,17 @@ class BinlogReader:
         if isinstance(item, BaseException):
             self._error = item
             raise item
-        self._state = item.state
+        self._offset = item.state
         return item.changes
 
-    def resume_state(self) -> dict[str, Any] | None:
+    def offset(self) -> LogOffset | None:
         """Where a new reader must start to continue right after the last change handed out by poll()
         (None only before the start position is known)."""
-        return dict(self._state) if self._state is not None else None
+        return self._offset
+
+    def resume_state(self) -> dict[str, Any] | None:
+        """`offset()` as JSON (`LogOffset.to_dict`)."""
+        return self._offset.to_dict() if self._offset is not None else None
 
     def status(self) -> dict[str, Any]:
         """For monitoring. `idle_seconds`: time since the last event or server heartbeat arrived (stays
@@ -356,15 +342,12 @@ class BinlogReader:
     def _run_stream(self) -> None:
         if self._retry(lambda: self.prepare() or True) is None:
             return
-        state, tracker = self._state, self._tracker
-        assert state is not None and tracker is not None
-        start = LogPosition(state["file"], state["pos"], 0)
-        last = position_from_json(state["last"]) if state.get("last") else None
-        assert last is None or isinstance(last, LogPosition)
-        if self.stop_at is not None and start.sort_key[:3] >= self.stop_at.sort_key[:3]:
+        offset, tracker = self._offset, self._tracker
+        assert offset is not None and tracker is not None
+        if self.stop_at is not None and offset.restart_point.sort_key[:3] >= self.stop_at.sort_key[:3]:
             self._put(_DONE)
             return
-        session = _Session(self, tracker, start, last, state.get("backfill"))
+        session = _Session(self, tracker, offset)
         delays = self._policy.delays()
         while not self._stop.is_set():
             try:
@@ -447,17 +430,21 @@ class BinlogReader:
 
 
 class _Session:
-    """The thread's view of the stream: position, transaction, decoders and the pending batch."""
+    """The thread's view of the stream: position, transaction, decoders and the pending batch.
 
-    def __init__(self, reader: BinlogReader, tracker: SchemaTracker, start: LogPosition,
-                 skip_through: LogPosition | None, backfill: dict[str, Any] | None = None) -> None:
+    `offset` (a `LogOffset`) moves at transaction boundaries (`start_transaction`, `commit`, `event_done`);
+    the last change produced is kept per row in `last` (the hot path) and folded in by `state()`."""
+
+    def __init__(self, reader: BinlogReader, tracker: SchemaTracker, start: LogOffset) -> None:
         self.r = reader
         self.tracker = tracker
         self.file = start.file
         self.fileno = binlog_file_number(start.file)
         self.pos = start.pos
-        self.skip_key = skip_through.sort_key[1:] if skip_through is not None else None
-        self.last = skip_through  # the last change produced
+        self.offset = start
+        self.skip_key = start.last.sort_key[1:] if start.last is not None else None
+        self.last = start.last  # the last change produced
+        self.last_gtid = start.gtid  # the GTID of its transaction
         self.stop_key = (binlog_file_number(reader.stop_at.file), reader.stop_at.pos) if reader.stop_at else None
         self.done = False
         self.streamed = False  # an event arrived on the current connection
@@ -467,7 +454,7 @@ class _Session:
         self.pending: list[Change] = []
         self.pending_since = 0.0
         self.last_state_push = 0.0
-        self.bq = BackfillQueue(backfill)
+        self.bq = BackfillQueue(start.backfill)
         self.pages = PageReader(reader.sql_endpoint, reader.backfill_page)
         self.held: Page | None = None  # a page read, waiting for the stream to reach its snapshot
         self.live_version: int | None = None
@@ -479,27 +466,24 @@ class _Session:
     def _end_txn(self) -> None:
         self.in_txn = False
         self.explicit_begin = False
-        self.txn_file = self.file
-        self.txn_start = self.pos
+        self.offset = self.offset.commit(self.file, self.pos)
         self.txn_id: str | None = None
 
     def _begin_txn(self, start: int, gtid: str | None, explicit: bool) -> None:
         self.in_txn = True
         self.explicit_begin = explicit
-        self.txn_file = self.file
-        self.txn_start = start
+        self.offset = self.offset.start_transaction(self.file, start)
         self.txn_id = gtid
 
     def restart_point(self) -> LogPosition:
         if self.in_txn:
-            return LogPosition(self.txn_file, self.txn_start, 0)
+            return self.offset.restart_point
         return LogPosition(self.file, self.pos, 0)
 
-    def state(self) -> dict[str, Any]:
-        p = self.restart_point()
-        return {"version": RESUME_STATE_VERSION, "file": p.file, "pos": p.pos,
-                "last": self.last.to_json() if self.last is not None else None,
-                "backfill": self.bq.to_json() if (self.bq.active or self.bq.done) else None}
+    def state(self) -> LogOffset:
+        offset = self.offset if self.in_txn else self.offset.event_done(self.file, self.pos)
+        return offset.row_emitted(self.last, self.last_gtid).with_backfill(
+            self.bq.progress() if (self.bq.active or self.bq.done) else None)
 
     def reset_after_disconnect(self) -> None:
         p = self.restart_point()
@@ -529,6 +513,7 @@ class _Session:
             self.pending_since = time.monotonic()
         self.pending.append(change)
         self.last = change.position  # type: ignore[assignment]
+        self.last_gtid = self.txn_id
         if len(self.pending) >= self.r.batch_size:
             self.flush()
 
@@ -689,7 +674,7 @@ class _Session:
                 self.pos = ev.position
                 self.decoders.clear()
                 if not self.in_txn:
-                    self.txn_file, self.txn_start = self.file, self.pos
+                    self.offset = self.offset.event_done(self.file, self.pos)
                 end = 0
             elif cls is HeartbeatLogEvent:
                 if not self.in_txn and end and ev.ident == self.file and end > self.pos:
@@ -715,7 +700,7 @@ class _Session:
         self._end_txn()
 
     def _txn(self) -> str:
-        return self.txn_id or f"{self.txn_file}:{self.txn_start}"
+        return self.txn_id or f"{self.offset.file}:{self.offset.pos}"
 
     def _query(self, ev: QueryEvent, end: int, size: int) -> None:
         q = ev.query

@@ -1,11 +1,12 @@
 """The binlog stream as a Bytewax source: one partition, "log", around a `BinlogReader`.
 
-Delivery: at-least-once from the engine's point of view. The partition's state is the reader's
-`resume_state()`, which points right after the last batch handed to the dataflow (the start of that change's
-transaction, plus the position of the change, so a restart inside a transaction skips exactly what was
-emitted). After a crash Bytewax rebuilds the partition from its last snapshot, so the batches emitted since
-that snapshot are read and emitted again with the same positions; the Kafka sink drops every change at or
-before the last position it wrote, which makes the topics exactly-once per change.
+Delivery: at-least-once from the engine's point of view. The partition's state is the reader's `offset()`,
+which points right after the last batch handed to the dataflow (the start of that change's transaction, plus
+the position of the change, so a restart inside a transaction skips exactly what was emitted). After a crash
+Bytewax rebuilds the partition from its last snapshot, so the batches emitted since that snapshot are read
+and emitted again with the same positions; the Kafka sink drops every change at or before the last position
+it wrote, which makes the topics exactly-once per change. Snapshots are the offset's plain-JSON `to_dict()`,
+read back by `LogOffset.from_dict` (`obsync.core.offsets`), which refuses an older obsync's state clearly.
 
 Each item is a batch (`list[Change]`, at most `batch_size` changes), never a single change. `next_batch`
 never blocks: the reader's thread reads ahead into a bounded queue. With `stop_at`, the partition ends
@@ -32,12 +33,14 @@ from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.failures import retryable
 from obsync.core.changes import Batch
 from obsync.core.listeners import NOOP_SOURCE_LISTENER, SourceListener
+from obsync.core.offsets import LogOffset
 from obsync.core.pacing import BatchPacer, Pacing
 from obsync.core.positions import LogPosition
 
 log = logging.getLogger(__name__)
 
 PARTITION = "log"
+_RECOVERED = f"the resume state of the {PARTITION!r} partition (Bytewax recovery, the state directory's recovery/)"
 _GATE_INTERVAL = 0.5
 _IDLE_WAIT = timedelta(milliseconds=20)
 
@@ -53,7 +56,7 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
         tables: Iterable[tuple[str, str]],
         selector: Callable[[tuple[str, str]], bool] | None = None,
         history_dir: str | os.PathLike[str] | None,
-        start: LogPosition | dict[str, Any] | None = None,
+        start: LogPosition | LogOffset | None = None,
         stop_at: LogPosition | None = None,
         sql_endpoint: Endpoint | None = None,
         batch_size: int = 500,
@@ -90,7 +93,8 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
     def build_part(self, step_id: str, for_part: str, resume_state: dict[str, Any] | None) -> _BinlogPartition:
         if for_part != PARTITION:
             raise ValueError(f"BinlogSource has one partition {PARTITION!r}, not {for_part!r}")
-        reader = BinlogReader(self._log_endpoint, start=resume_state or self._start, **self._kwargs)
+        start = self._start if resume_state is None else LogOffset.from_dict(resume_state, _RECOVERED)
+        reader = BinlogReader(self._log_endpoint, start=start, **self._kwargs)
         try:
             reader.prepare()  # fix the start position and the schemas at it now, before the gate opens
         except Exception as e:
@@ -116,7 +120,7 @@ class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
         # while part of it is held, the state is the reader's from before it (a resume reads it again and
         # the sink drops what it already wrote).
         self._pacer = pacer
-        self._held_state: dict[str, Any] | None = None
+        self._held_state: LogOffset | None = None
         self._open = gate is None
         self._next_gate_check = 0.0
         self._awake: datetime | None = None
@@ -151,7 +155,7 @@ class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
             if delay > 0:
                 self._awake = datetime.now(timezone.utc) + timedelta(seconds=delay)
                 return []
-            self._held_state = self._reader.resume_state()
+            self._held_state = self._reader.offset()
         changes = self._reader.poll(0.0)
         self._listener.log_polled(self._reader, changes)  # rows read, position, lag (per batch)
         if self._reader.finished:
@@ -176,9 +180,8 @@ class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
     def snapshot(self) -> dict[str, Any] | None:
         # None only when the source was unreachable when the partition was built and no start was given:
         # the reader then starts from the position current when it first connects
-        if self._pacer is not None and self._pacer.holding:
-            return self._held_state
-        return self._reader.resume_state()
+        offset = self._held_state if self._pacer is not None and self._pacer.holding else self._reader.offset()
+        return offset.to_dict() if offset is not None else None
 
     def close(self) -> None:
         if self.writer is not None:

@@ -13,7 +13,7 @@ from confluent_kafka.admin import NewTopic
 
 from obsync.app.precheck.items import Item, NotChecked, failed, listed, passed, warning
 from obsync.app.precheck.probe import Probe
-from obsync.core.errors import ConfigError
+from obsync.core.errors import ConfigError, StateError
 from obsync.runtime.prepare import check_fixed_partition, selection_rules
 from obsync.task.naming import existing_topics, topic_problem
 from obsync.task.objects import check_table
@@ -144,10 +144,14 @@ def check_config_coherent(p: Probe) -> Item:
                 check_table(plan, schema)
             except ConfigError as e:
                 problems.append(str(e))
-    start = TaskState(p.state_dir).load_start() if (p.state_dir / "start.json").exists() else None
-    if start is not None and start.get("rules") != selection_rules(task) and not task.sync.incremental:
+    try:
+        start = TaskState(p.state_dir).load_start()
+    except StateError as e:  # an older obsync's start point: `obsync run` would refuse it
+        problems.append(str(e))
+        start = None
+    if start is not None and start.rules != selection_rules(task) and not task.sync.incremental:
         # with incremental sync a changed selection is a live change: added tables are backfilled
-        problems.append(f"the task's table selection changed since it started (was {start.get('rules')}) and "
+        problems.append(f"the task's table selection changed since it started (was {start.rules}) and "
                         "the task has no incremental sync, which backfills added tables; use a new state "
                         "directory (or task name) to sync the new selection from scratch")
     if task.sync.ddl and not task.sync.incremental:
