@@ -1,6 +1,6 @@
 """What the sources and the sink report while they run, as protocols with a no-op implementation.
 
-    sources ─ SourceListener ─> (obsync.runtime.progress.SourceStats: progress display, metrics, status)
+    sources ─ SourceListener ─> (obsync.runtime.source_stats.SourceStats: progress display, metrics, status)
     sink    ─ SinkListener   ─> (obsync.runtime.progress.Progress)
 
 The connectors take a listener as a constructor argument (default: the no-op, `NOOP_SOURCE_LISTENER`,

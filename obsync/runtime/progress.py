@@ -2,7 +2,7 @@
 
 Three parts, all fed once per batch (never per row):
 
-- `SourceStats` (one per `Progress`, so one per process): the sources' `SourceListener`
+- `SourceStats` (`obsync.runtime.source_stats`; one per `Progress`, so one per process): the sources' `SourceListener`
   (`obsync.core.listeners`), wired by the flow. The snapshot source registers its plan
   (`snapshot_planned`: estimated rows and chunks per table) and each chunk's rows read (`chunk_read`, rows
   before a resume included); the log source reports each poll (`log_polled`: row changes per table, the
@@ -12,359 +12,34 @@ Three parts, all fed once per batch (never per row):
   producer, `skipped()` for the replays it drops, and, when it reports acknowledgements (`use_acks()`),
   `acked()` per message Kafka acknowledged. It computes the lag (`lag_seconds`) and feeds the Prometheus
   metrics (`obsync.runtime.metrics`).
-- The display (`Progress.start()`): on a terminal, a bar per table during full sync (rows done / estimated,
-  rate, ETA), redrawn twice a second; otherwise a log line every `interval` seconds. In incremental sync,
-  a line with lag, throughput and positions every `interval` seconds. `render_bar`, `format_count`,
-  `format_duration` and `RateMeter` are the pure parts.
+- The display (`Progress.start()`, drawn with `obsync.runtime.display`): on a terminal, a bar per table
+  during full sync (rows done / estimated, rate, ETA), redrawn twice a second; otherwise a log line every
+  `interval` seconds. In incremental sync, a line with lag, throughput and positions every `interval` seconds.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import math
 import os
 import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, TextIO
 
+from obsync.core.listeners import WrittenRecord
+from obsync.core.positions import LogPosition
 from obsync.runtime import metrics
-from obsync.core.changes import Change, Op
-from obsync.core.listeners import ChunkProgress, LogReaderView, PlannedSnapshot, WrittenRecord
-from obsync.core.positions import LogPosition, binlog_file_number
+from obsync.runtime.display import (RateMeter, TerminalBars, eta_seconds, format_bytes, format_count,
+                                    format_duration, isatty, render_bar)
+from obsync.runtime.source_stats import SourceStats, TableProgress, file_number
 from obsync.task.state import write_json_atomic
 
 log = logging.getLogger("obsync.runtime.progress")
 
-_INSERT, _UPDATE, _DELETE = Op.INSERT, Op.UPDATE, Op.DELETE
-_SETTLE = 1.0  # s after the log source last handed out changes before an empty poll means "caught up"
 _STATUS_EVERY = 2.0  # seconds between status.json writes
 _REDRAW = 0.5  # s between redraws of the terminal bars
-
-
-# -- pure helpers ------------------------------------------------------------------------------------------
-
-def format_count(n: float) -> str:
-    """12,345 below 100,000; then 123.4k, 12.35M, 1.235G."""
-    n = float(n)
-    if abs(n) < 100_000:
-        return f"{n:,.0f}"
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            v = n / div
-            return f"{v:.4g}{unit}"
-    return f"{n:,.0f}"  # pragma: no cover
-
-
-def format_duration(seconds: float | None) -> str:
-    """`45s`, `3m05s`, `2h03m`, `4d05h`; `?` when unknown."""
-    if seconds is None or math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
-        return "?"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h}h{m:02d}m"
-    d, h = divmod(h, 24)
-    return f"{d}d{h:02d}h"
-
-
-def format_bytes(n: float) -> str:
-    for div, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
-        if n >= div:
-            return f"{n / div:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
-def eta_seconds(done: int, total: int, rate: float | None) -> float | None:
-    """Seconds until `done` reaches `total` at `rate` per second (None if unknown, 0 when there)."""
-    if done >= total:
-        return 0.0
-    if not rate or rate <= 0:
-        return None
-    return (total - done) / rate
-
-
-def render_bar(label: str, done: int, total: int, rate: float | None = None, *, finished: bool = False,
-               width: int = 24, label_width: int = 0, unit: str = "rows") -> str:
-    """One progress line: `label [#####-----]  45.0%  12,345/27,000 rows  4,100 rows/s  ETA 4s`.
-
-    `total` is an estimate: `done` may pass it (the bar stays full, the percentage at 100% until
-    `finished`, then 100%); `finished` shows `done` instead of an ETA.
-    """
-    if finished:
-        frac = 1.0
-    elif total > 0:
-        frac = min(done / total, 1.0)
-        if frac >= 1.0:
-            frac = 0.999  # the estimate was low: not done until the chunks say so
-    else:
-        frac = 0.0
-    filled = int(frac * width)
-    bar = "#" * filled + "-" * (width - filled)
-    known = total > 0 or finished
-    parts = [f"{label:<{label_width}} [{bar}] " + (f"{frac * 100:5.1f}%" if known else "    ?%"),
-             (f"{format_count(done)}/{format_count(max(total, done) if finished else total)} {unit}" if known
-              else f"{format_count(done)} {unit}")]
-    if finished:
-        parts.append("done")
-    elif done == 0 and not rate:
-        parts.append("waiting")
-    else:
-        if rate is not None:
-            parts.append(f"{format_count(rate)} {unit}/s")
-        parts.append(f"ETA {format_duration(eta_seconds(done, total, rate)) if known else '?'}")
-    return "  ".join(parts)
-
-
-class RateMeter:
-    """Rate of a growing total over the last `window` seconds (samples added by the caller)."""
-
-    def __init__(self, window: float = 10.0) -> None:
-        self.window = window
-        self._samples: collections.deque[tuple[float, float]] = collections.deque()
-
-    def add(self, t: float, value: float) -> None:
-        s = self._samples
-        s.append((t, value))
-        # keep one sample at or before the window's start, so the rate covers the whole window
-        while len(s) > 2 and s[1][0] <= t - self.window:
-            s.popleft()
-
-    def rate(self) -> float | None:
-        s = self._samples
-        if len(s) < 2:
-            return None
-        (t0, v0), (t1, v1) = s[0], s[-1]
-        return None if t1 <= t0 else (v1 - v0) / (t1 - t0)
-
-
-# -- what the sources report ---------------------------------------------------------------------------------
-
-@dataclass
-class TableProgress:
-    """Full sync of one table: rows read (before a resume included) of an estimate, chunks done of total."""
-
-    table: str
-    done: int
-    estimated: int
-    chunks_done: int
-    chunks_total: int
-
-    @property
-    def finished(self) -> bool:
-        return self.chunks_total > 0 and self.chunks_done >= self.chunks_total
-
-
-class SourceStats:
-    """What the sources of this process read (their `SourceListener`); see the module docstring. Thread-safe."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self._lock = threading.Lock()
-        self.tables: list[str] = []  # plan order
-        self.chunk_table: dict[str, str] = {}
-        self.estimated: dict[str, int] = {}
-        self.chunks_total: dict[str, int] = {}
-        self.chunk_rows: dict[str, int] = {}
-        self.chunk_done: set[str] = set()
-        self.table_rows: dict[str, int] = {}
-        self.table_chunks_done: dict[str, int] = {}
-        self.snapshot_rows = 0  # read by this run
-        self.phase = "starting"
-        self.full_sync_started: float | None = None  # monotonic
-        self.full_sync_seconds: float | None = None
-        self.log_reader: LogReaderView | None = None
-        self.log_rows = 0
-        self.log_polled_at: float | None = None  # monotonic, last poll of the log source
-        self.log_handout_at: float | None = None  # monotonic, last poll that handed out changes
-        self.log_first_poll: float | None = None
-        self.log_idle = False  # the last poll handed out nothing
-        self.log_read_at: tuple[str, int] | None = None  # the reader's position (file, offset)
-        self._reconnects = 0
-
-    # -- snapshot --------------------------------------------------------------------------------------------
-
-    def snapshot_planned(self, plan: PlannedSnapshot) -> None:
-        """The snapshot source of `plan` (a SnapshotPlan) was built: its tables' estimates and chunks."""
-        with self._lock:
-            for tp in plan.tables:
-                name = tp.full_name
-                if name not in self.estimated:
-                    self.tables.append(name)
-                self.estimated[name] = int(tp.estimated_rows)
-                self.chunks_total[name] = len(tp.chunk_ids)
-                self.table_rows.setdefault(name, 0)
-                self.table_chunks_done.setdefault(name, 0)
-                for cid in tp.chunk_ids:
-                    self.chunk_table[cid] = name
-            if self.phase == "starting" and plan.chunks:
-                self._set_phase("full")
-        for name in [tp.full_name for tp in plan.tables]:
-            metrics.full_sync_table(name, self.table_rows[name], self.estimated[name],
-                                    self.table_chunks_done[name], self.chunks_total[name])
-
-    def chunk_read(self, reader: ChunkProgress, n: int) -> None:
-        """A snapshot partition handed out `n` rows of its chunk (0: it was built, or it finished).
-
-        `reader` is its ChunkReader: `chunk_id`, `rows_read` (rows before a resume included) and `done`."""
-        cid = reader.chunk_id
-        rows = reader.rows_read
-        done = reader.done
-        with self._lock:
-            table = self.chunk_table.get(cid)
-            if table is None:  # a chunk of a plan nobody registered: the table is in its id
-                table = self.chunk_table[cid] = cid.rpartition("/")[0]
-            prev = self.chunk_rows.get(cid, 0)
-            self.chunk_rows[cid] = rows
-            total = self.table_rows[table] = self.table_rows.get(table, 0) + rows - prev
-            chunks_done = self.table_chunks_done.get(table, 0)
-            if done and cid not in self.chunk_done:
-                self.chunk_done.add(cid)
-                chunks_done = self.table_chunks_done[table] = chunks_done + 1
-            if n:
-                self.snapshot_rows += n
-                if self.full_sync_started is None:
-                    self.full_sync_started = time.monotonic()
-        metrics.full_sync_rows(table, total, chunks_done)
-        if n:
-            metrics.rows_read(table, "snapshot", n)
-
-    def full_sync(self) -> list[TableProgress]:
-        with self._lock:
-            return [TableProgress(t, self.table_rows.get(t, 0), self.estimated.get(t, 0),
-                                  self.table_chunks_done.get(t, 0), self.chunks_total.get(t, 0))
-                    for t in self.tables]
-
-    # -- log -------------------------------------------------------------------------------------------------
-
-    def log_polled(self, reader: LogReaderView, changes: Sequence[Change]) -> None:
-        """The log source polled its `reader` (a BinlogReader; once its gate is open) and got `changes`."""
-        now = time.monotonic()
-        self.log_polled_at = now
-        if self.log_reader is not reader:
-            self._attach(reader, now)
-        state = reader.resume_state()
-        if state is not None:
-            self._advance(state.get("file"), state.get("pos"))
-        reconnects = reader.reconnects
-        if reconnects != self._reconnects:
-            if reconnects > self._reconnects:
-                metrics.error("source_reconnect", reconnects - self._reconnects)
-            self._reconnects = reconnects
-        if not changes:
-            self.log_idle = True
-            return
-        self.log_idle = False
-        self.log_handout_at = now
-        counts: dict[str, int] = {}
-        prev = None
-        n = 0
-        for c in changes:
-            t = c.table
-            if t is not prev:
-                if n:
-                    name = prev.full_name  # type: ignore[union-attr]
-                    counts[name] = counts.get(name, 0) + n
-                prev, n = t, 0
-            o = c.op
-            if t is not None and (o is _INSERT or o is _UPDATE or o is _DELETE):
-                n += 1
-        if n:
-            name = prev.full_name  # type: ignore[union-attr]
-            counts[name] = counts.get(name, 0) + n
-        for name, k in counts.items():
-            self.log_rows += k
-            metrics.rows_read(name, "log", k)
-
-    def _attach(self, reader: LogReaderView, now: float) -> None:
-        self.log_reader = reader
-        self.log_first_poll = now
-        self._reconnects = reader.reconnects
-        self.set_phase("incremental")
-        metrics.set_read_position_function(self.read_position)
-
-    def _advance(self, file: str | None, pos: int | None) -> None:
-        if file is None or pos is None:
-            return
-        prev = self.log_read_at
-        if prev is not None and prev != (file, pos):
-            if prev[0] == file:
-                metrics.log_bytes_read(pos - prev[1])
-            else:
-                metrics.log_bytes_read(pos)  # a new file: what was read of it (the old file's tail is not known)
-        self.log_read_at = (file, pos)
-
-    def read_position(self) -> tuple[int, int] | None:
-        """(file number, offset) the log source has handed out up to (None before it started)."""
-        at = self.log_read_at
-        if at is None:
-            return None
-        return _file_number(at[0]), at[1]
-
-    def log_caught_up(self, now: float) -> bool:
-        """The log source handed out everything its reader read (its last poll was empty) some time ago."""
-        return (self.log_idle and (self.log_handout_at is None or now - self.log_handout_at >= _SETTLE)
-                and self._queued() == 0)
-
-    def log_stall(self, now: float) -> float:
-        """Seconds the log pipeline has been stalled, beyond what is normal: the binlog stream sent no event
-        nor heartbeat for longer than two heartbeat intervals, or batches wait while the source is not
-        polled (the worker is blocked). 0 when flowing."""
-        r = self.log_reader
-        if r is None:
-            return 0.0
-        stall = 0.0
-        allowed = 2 * max(float(getattr(r, "heartbeat", 1.0) or 1.0), 0.5)
-        last_event = getattr(r, "last_event_time", None)
-        if last_event is not None:
-            stall = max(stall, now - last_event - allowed)
-        elif self.log_first_poll is not None:  # never heard from the stream: allow time to connect
-            stall = max(stall, now - self.log_first_poll - allowed - 10.0)
-        if self.log_polled_at is not None and self._queued() > 0:
-            stall = max(stall, now - self.log_polled_at - 1.0)
-        return stall
-
-    def _queued(self) -> int:
-        """Batches the log reader has read ahead and not handed out yet."""
-        r = self.log_reader
-        try:
-            return int(r.status().get("queued_batches") or 0) if r is not None else 0
-        except Exception:  # pragma: no cover - monitoring never fails the task
-            return 0
-
-    # -- phase -----------------------------------------------------------------------------------------------
-
-    def set_phase(self, phase: str) -> None:
-        with self._lock:
-            self._set_phase(phase)
-
-    def _set_phase(self, phase: str) -> None:
-        if phase == self.phase:
-            return
-        if self.phase == "full" and self.full_sync_started is not None:
-            self.full_sync_seconds = time.monotonic() - self.full_sync_started
-        self.phase = phase
-        metrics.set_phase(phase)
-
-
-
-def _file_number(file: str, _cache: dict[str, int] = {}) -> int:  # noqa: B006 - a deliberate cache
-    n = _cache.get(file)
-    if n is None:
-        if len(_cache) > 1000:
-            _cache.clear()
-        n = _cache[file] = binlog_file_number(file)
-    return n
 
 
 # -- the sink's side -----------------------------------------------------------------------------------------
@@ -449,7 +124,7 @@ class Progress:
         if ct is not None and not self._use_acks and pos.__class__ is LogPosition:
             metrics.commit_to_ack(now - ct)
         if pos.__class__ is LogPosition:
-            key = (_file_number(pos.file), pos.pos, pos.row)
+            key = (file_number(pos.file), pos.pos, pos.row)
             if self._written_log is None or key > self._written_log:  # the newest, whatever the lane
                 self._written_log, self.written_log_position = key, pos
                 metrics.set_log_position("written", key[0], key[1])
@@ -612,7 +287,7 @@ class Progress:
             return
         stream = self.stream or sys.stderr
         if display is None:
-            display = _isatty(stream)
+            display = isatty(stream)
         if display:
             self._bars = TerminalBars(stream)
             self._bars.attach_logging()
@@ -711,77 +386,3 @@ class Progress:
             secs = self.stats.full_sync_seconds
             log.info("full sync done: %s rows of %d tables%s", f"{sum(t.done for t in tables):,}", len(tables),
                      "" if secs is None else f" in {format_duration(secs)}")
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
-
-
-class TerminalBars:
-    """A block of lines at the bottom of a terminal, redrawn in place; log lines print above it.
-
-    `attach_logging()` wraps the `emit` of the root logger's handlers writing to the same stream: the
-    block is erased, the record printed, the block drawn again, all under one lock.
-    """
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.lines = 0  # lines of the block now on screen
-        self._last: list[str] = []
-        self.lock = threading.RLock()
-        self._wrapped: list[logging.Handler] = []
-
-    def draw(self, lines: Iterable[str]) -> None:
-        lines = list(lines)
-        with self.lock:
-            self._write(self._erase() + "".join(line + "\n" for line in lines))
-            self.lines = len(lines)
-            self._last = lines
-
-    def clear(self) -> None:
-        with self.lock:
-            if self.lines:
-                self._write(self._erase())
-                self.lines = 0
-
-    def release(self) -> None:
-        """Leave the block on screen as it is; later output goes below it."""
-        with self.lock:
-            self.lines = 0
-            self._last = []
-
-    def _erase(self) -> str:
-        return f"\r\x1b[{self.lines}A\x1b[J" if self.lines else ""
-
-    def _write(self, text: str) -> None:
-        if text:
-            try:
-                self.stream.write(text)
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass
-
-    def attach_logging(self) -> None:
-        for h in logging.getLogger().handlers:
-            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is self.stream \
-                    and "emit" not in vars(h):
-                orig = h.emit
-
-                def emit(record: logging.LogRecord, _orig: Any = orig) -> None:
-                    with self.lock:
-                        shown = self.lines
-                        self.clear()
-                        _orig(record)
-                        if shown and self._last:
-                            self.draw(self._last)
-
-                h.emit = emit  # type: ignore[method-assign]
-                self._wrapped.append(h)
-
-    def detach_logging(self) -> None:
-        for h in self._wrapped:
-            vars(h).pop("emit", None)
-        self._wrapped = []
