@@ -6,6 +6,9 @@ task file is validated against); `register` refuses any other name.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from pathlib import Path
 from typing import Any, Callable
 
 from obsync.formats.base import Encoder, EncoderContext
@@ -46,11 +49,6 @@ def registered_formats() -> list[str]:
 
 def _load_all() -> None:
     """Import every format module under formats/ so each registers itself."""
-    import importlib
-    import pkgutil
-
-    import obsync.formats
-
-    for mod in pkgutil.iter_modules(obsync.formats.__path__):
+    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):  # this package's folder: no import of it
         if mod.name not in ("base", "registry", "values"):
             importlib.import_module(f"obsync.formats.{mod.name}")

@@ -1,5 +1,10 @@
 """The `obsync` command: run, start, pause, resume, stop, status, list, delete a task; precheck it; list its
-objects (dry run, CSV); check a task file; run the embedded demo."""
+objects (dry run, CSV); check a task file; run the embedded demo.
+
+Each subcommand imports what it needs inside its function (no cycle needs this: the CLI is the top layer): so
+`obsync status`, `stop` or `list`, which a health check or a script may call often, start without loading Bytewax,
+librdkafka and the MySQL drivers (about 1.5 s against 6.5 s for everything on this 2-core machine under load).
+"""
 
 from __future__ import annotations
 

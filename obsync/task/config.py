@@ -53,7 +53,8 @@ class TargetConfig(_Model):
     properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
-DML_OPS = ("insert", "update", "delete")
+DmlOp = Literal["insert", "update", "delete"]
+DML_OPS: tuple[DmlOp, ...] = ("insert", "update", "delete")
 
 
 class SyncConfig(_Model):
@@ -62,7 +63,7 @@ class SyncConfig(_Model):
     full: bool = True
     incremental: bool = True
     ddl: bool = Field(False, description="send DDL statements as messages (they always update the schema)")
-    dml: tuple[Literal["insert", "update", "delete"], ...] = Field(
+    dml: tuple[DmlOp, ...] = Field(
         DML_OPS, min_length=1, description="row operations sent (after row filters turn updates into "
                                            "inserts or deletes)")
     start_time: str | float | None = Field(

@@ -22,6 +22,7 @@ from obsync.task.config import ObjectConfig, TaskConfig
 from obsync.core.errors import ConfigError
 from obsync.core.schema import TableSchema
 from obsync.sql.filters import RowFilter, compile_filter
+from obsync.sql.filters.terms import SqlEval
 from obsync.task.naming import TopicKind, topic_kind
 from obsync.task.selection import SYSTEM_SCHEMAS, Selection, is_pattern
 
@@ -98,7 +99,7 @@ def project_schema(schema: TableSchema, columns: tuple[str, ...]) -> TableSchema
 
 
 def compile_where(plan_or_rule: ObjectPlan | ObjectConfig, schema: TableSchema,
-                  origin: str | None = None, sql_eval=None) -> RowFilter | None:  # type: ignore[no-untyped-def]
+                  origin: str | None = None, sql_eval: SqlEval | None = None) -> RowFilter | None:
     """The object's row filter compiled for `schema` (ConfigError naming what is wrong), or None."""
     rule = plan_or_rule.rule if isinstance(plan_or_rule, ObjectPlan) else plan_or_rule
     if rule.where is None:
