@@ -118,7 +118,7 @@ class TableRenderer:
                 continue
             try:
                 self.renders[name](value)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - whatever the renderer raised is the failure being explained
                 col = self.schema.column(name)
                 return SchemaMismatchError(
                     f"column {table}.{name} ({col.column_type}) cannot be rendered from a "

@@ -291,7 +291,7 @@ def _format_listing(task: TaskConfig, listing: dict) -> str:
              ",".join(t["key"]) or "(none: whole row)") for t in listing["tables"]]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = [f"task {task.name}: {len(rows)} tables" + (f", exclude {', '.join(task.exclude)}" if task.exclude else "")]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
     for s in listing["skipped"]:
         lines.append(f"skipped: {s['database']}.{s['table']} is a {s['type'].lower()} (rule {s['rule']}); "
                      "only tables sync")

@@ -339,7 +339,7 @@ class SourceStats:
         r = self.log_reader
         try:
             return int(r.status().get("queued_batches") or 0) if r is not None else 0
-        except Exception:  # pragma: no cover - monitoring never fails the task
+        except Exception:  # noqa: BLE001 - monitoring never fails the task  # pragma: no cover
             return 0
 
     # -- phase -----------------------------------------------------------------------------------------------

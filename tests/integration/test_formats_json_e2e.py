@@ -121,7 +121,7 @@ def replay_canal(messages: list[Msg]) -> dict[int, Row]:
     for m in messages:
         v = json.loads(m.value)
         assert not v["isDdl"], f"Flink's canal-json reader fails on {v['type']} without ignore-parse-errors"
-        key = lambda row: tuple(row[k] for k in v["pkNames"])  # noqa: E731
+        key = lambda row, v=v: tuple(row[k] for k in v["pkNames"])  # noqa: E731 - a one-line helper of this message
         if v["type"] == "INSERT":
             for row in v["data"]:
                 state[key(row)] = row

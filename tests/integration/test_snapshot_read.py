@@ -97,7 +97,7 @@ def assert_chunk_order(chunks: dict[str, list[Change]]) -> None:
     for cid, rows in chunks.items():
         keys = [r.position.key for r in rows]  # type: ignore[union-attr]
         assert all(r.position.chunk == cid for r in rows)  # type: ignore[union-attr]
-        assert all(a < b for a, b in zip(keys, keys[1:])), f"{cid}: {keys}"
+        assert all(a < b for a, b in zip(keys, keys[1:], strict=False)), f"{cid}: {keys}"
 
 
 # -- key SQL (no server) ------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def test_keys_of_every_orderable_type_page_in_python_order(src: Source) -> None:
                             (v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, dt.datetime)
                              and v.tzinfo else v, j))
     plan = src.plan(names, chunk_size=2)
-    for name, (sql_type, values) in zip(names, KEY_TYPES):
+    for name, (sql_type, values) in zip(names, KEY_TYPES, strict=True):
         tp = plan.table(f"{src.db}.{name}")
         assert tp.mode == "key" and tp.key_orders == ("native",), sql_type
         chunks = {cid: src.read_chunk(plan, cid, batch_size=1) for cid in tp.chunk_ids}

@@ -170,7 +170,7 @@ def test_row_converters_visit_only_columns_that_need_it() -> None:
     raw = (7, "x", "2024-01-01 00:00:00.000001", b"\x05", 0.10000000149011612, None)
     want = [7, "x", dt.datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC), 5, 0.10000000149011612, None]
     assert row_converter(cols)(raw) == want
-    assert row_dict_converter(cols)(raw) == dict(zip([c.name for c in cols], want))
+    assert row_dict_converter(cols)(raw) == dict(zip([c.name for c in cols], want, strict=True))
     assert row_converter(cols[:2])((1, "a")) == [1, "a"]
     assert row_dict_converter([])(()) == {}
 

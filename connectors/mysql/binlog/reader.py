@@ -16,9 +16,9 @@ Resume state (JSON-able, from `resume_state()`):
 handed-out change, or the end of the last transaction when everything up to it was handed out. `last` is the
 position of the last handed-out change; on restart every change at or before it is skipped. Positions are
 (file, end offset of the rows event, index of the row in the event), so the index restarts with every rows
-event and a restart inside a multi-event transaction neither skips nor repeats a row. `backfill` is the progress of the backfills of tables
-added to the running task (`obsync.connectors.mysql.binlog.backfill`), as of the last change handed out; version 1
-states (no backfill) are read as having none.
+event and a restart inside a multi-event transaction neither skips nor repeats a row. `backfill` is the
+progress of the backfills of tables added to the running task (`obsync.connectors.mysql.binlog.backfill`), as of
+the last change handed out; version 1 states (no backfill) are read as having none.
 
 `live` (an `obsync.task.live.Live`) is the task's current selection: at a transaction boundary after it changed,
 tables no longer selected stop being tracked, newly selected ones are picked up (their table maps decode
@@ -64,7 +64,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from obsync.connectors.mysql.binlog.backfill import BackfillQueue, Page, PageReader, admit, key_problem
+from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, Page, PageReader, admit, key_problem
 from obsync.connectors.mysql.binlog.rows import RowDecoder, table_map_signature
 from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog

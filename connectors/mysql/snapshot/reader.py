@@ -248,7 +248,7 @@ class ChunkReader:
                     # the socket buffers): do not let the server give up on a slow reader.
                     cur.execute(f"SET SESSION net_write_timeout = {_NET_WRITE_TIMEOUT_S}")
             if self._filter is not None:
-                neutral_sql_mode(conn)  # the row filter means what obsync evaluates (`obsync.connectors.mysql.evaluator`)
+                neutral_sql_mode(conn)  # the filter means what `obsync.connectors.mysql.evaluator` evaluates
             self._conn = conn
         return self._conn
 
