@@ -21,10 +21,10 @@ stream's own `StreamLost` and obsync's `SourceError`s. What each class asks of t
   not come from talking to the source.
 
 `ReconnectPolicy` is the one backoff: exponential with a cap and jitter, a budget of attempts and/or seconds
-("patience"), and `run()`, the retry loop around a call. The policies below keep the limits each caller had
-before they shared this module: the log retries forever, a snapshot chunk three times, a SQL session (schema
-catalog, row-filter evaluator) reconnects once at once. Warnings name what is retried and the server's message,
-never the connection settings (so never a password).
+("patience"), and `run()`, the retry loop around a call. The policies below keep the limits each caller had before they shared this
+module: the log retries forever, a snapshot chunk three times, a SQL session (schema catalog, row-filter
+evaluator) reconnects once at once. Warnings name what is retried and the server's message, never the
+connection settings (so never a password).
 """
 
 from __future__ import annotations

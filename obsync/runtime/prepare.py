@@ -151,7 +151,7 @@ def selected_before(start: dict[str, Any], state: TaskState) -> Callable[[tuple[
     """
     rules = start.get("rules")
     if rules is not None:
-        old = Selection([SimpleNamespace(match=m) for m in rules.get("match", ())],  # type: ignore[misc]
+        old = Selection([SimpleNamespace(match=m) for m in rules.get("match", ())],
                         rules.get("exclude", ()))
         return old.__contains__
     known = {tuple(t.split(".", 1)) for t in start.get("tables", ())}
@@ -240,7 +240,7 @@ def reload_task(rt: Runtime, task: TaskConfig) -> str:
         start["tables"] = sorted(set(start.get("tables", ())) | {f"{d}.{t}" for d, t in added})
         rt.state.save_start(start)
     live.apply(task, topic_of, counts, backfill_requests(start))
-    names = lambda ts: ", ".join(f"{d}.{t}" for d, t in ts) or "none"  # noqa: E731
+    names = lambda ts: ", ".join(f"{d}.{t}" for d, t in ts) or "none"  # noqa: E731 - a one-line local helper
     return (f"added: {names(added)}{' (backfilled)' if task.sync.full and added else ''}; "
             f"removed: {names(removed)}; {len(res.schemas)} tables selected")
 

@@ -273,14 +273,14 @@ class SourceStats:
             t = c.table
             if t is not prev:
                 if n:
-                    name = prev.full_name  # type: ignore[union-attr]
+                    name = prev.full_name  # type: ignore[union-attr]  # n > 0 only after rows of table prev
                     counts[name] = counts.get(name, 0) + n
                 prev, n = t, 0
             o = c.op
             if t is not None and (o is _INSERT or o is _UPDATE or o is _DELETE):
                 n += 1
         if n:
-            name = prev.full_name  # type: ignore[union-attr]
+            name = prev.full_name  # type: ignore[union-attr]  # n > 0 only after rows of table prev
             counts[name] = counts.get(name, 0) + n
         for name, k in counts.items():
             self.log_rows += k
@@ -778,7 +778,7 @@ class TerminalBars:
                         if shown and self._last:
                             self.draw(self._last)
 
-                h.emit = emit  # type: ignore[method-assign]
+                h.emit = emit  # type: ignore[method-assign]  # wraps the handler's emit to redraw the status line
                 self._wrapped.append(h)
 
     def detach_logging(self) -> None:

@@ -98,7 +98,7 @@ def project_schema(schema: TableSchema, columns: tuple[str, ...]) -> TableSchema
 
 
 def compile_where(plan_or_rule: ObjectPlan | ObjectConfig, schema: TableSchema,
-                  origin: str | None = None, sql_eval=None) -> RowFilter | None:  # type: ignore[no-untyped-def]
+                  origin: str | None = None, sql_eval=None) -> RowFilter | None:
     """The object's row filter compiled for `schema` (ConfigError naming what is wrong), or None."""
     rule = plan_or_rule.rule if isinstance(plan_or_rule, ObjectPlan) else plan_or_rule
     if rule.where is None:

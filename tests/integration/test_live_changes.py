@@ -113,7 +113,7 @@ class Writer(threading.Thread):
                         cur.execute(f"DELETE FROM {t} WHERE id = %s", (k,))
                     self.count += 1
                     time.sleep(0.002)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:  # noqa: BLE001 - kept for the test to re-raise
             self.error = e
 
     def finish(self) -> None:

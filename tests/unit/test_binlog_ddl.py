@@ -226,17 +226,17 @@ def test_a_resume_tracks_history_tables_the_rules_select_though_gone_from_the_so
     class NoSource:
         dialect = "mariadb"
 
-        def load(self, name):  # noqa: ANN001, ANN202
+        def load(self, name):
             return None
 
     t1 = create("CREATE TABLE t1 (id INT PRIMARY KEY, a INT)")
     h = SchemaHistory(None)
     h.record(("db", "t1"), pos(1, 100), t1, "start")
     h.record(("db", "x9"), pos(1, 100), t1, "start")
-    tr = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]
+    tr = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]  # a source that knows no table
     tr.start(pos(1, 200))
     assert tr.tracked == {("db", "t1")} and tr.get(("db", "t1")) == t1
-    tr2 = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]
+    tr2 = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]  # a source that knows no table
     tr2.start(pos(1, 50))  # before the history knew it: nothing to take from it
     assert tr2.tracked == set()
 

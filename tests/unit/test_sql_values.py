@@ -26,7 +26,7 @@ UTC = dt.timezone.utc
 
 
 def col(data_type: str, column_type: str | None = None, **kw: object) -> Column:
-    return Column(name="c", data_type=data_type, column_type=column_type or data_type, **kw)  # type: ignore[arg-type]
+    return Column(name="c", data_type=data_type, column_type=column_type or data_type, **kw)  # type: ignore[arg-type]  # kw: loosely typed Column fields
 
 
 # (column, raw value from the server, canonical value)
@@ -96,7 +96,7 @@ def test_canonical_from_sql_gives_the_documented_value(column: Column, raw: obje
     assert got == expected
     assert type(got) is type(expected)
     if isinstance(expected, dt.datetime):
-        assert got.tzinfo == expected.tzinfo  # type: ignore[union-attr]
+        assert got.tzinfo == expected.tzinfo  # type: ignore[attr-defined]  # got is a datetime here, like expected
 
 
 @pytest.mark.parametrize("column", sorted({c for c, _, _ in RECORDED}, key=lambda c: c.column_type))
@@ -190,7 +190,7 @@ def test_sql_decoders_leave_temporal_types_as_text() -> None:
         decoders: dict = {}
 
     conn = FakeConn()
-    use_sql_decoders(conn)  # type: ignore[arg-type]
+    use_sql_decoders(conn)  # type: ignore[arg-type]  # a fake connection with just the decoders
     assert conn.decoders == SQL_DECODERS and conn.decoders is not SQL_DECODERS
 
 

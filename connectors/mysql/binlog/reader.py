@@ -16,9 +16,9 @@ Resume state (JSON-able, from `resume_state()`):
 handed-out change, or the end of the last transaction when everything up to it was handed out. `last` is the
 position of the last handed-out change; on restart every change at or before it is skipped. Positions are
 (file, end offset of the rows event, index of the row in the event), so the index restarts with every rows
-event and a restart inside a multi-event transaction neither skips nor repeats a row. `backfill` is the
-progress of the backfills of tables added to the running task (`obsync.connectors.mysql.binlog.backfill`), as of
-the last change handed out; version 1 states (no backfill) are read as having none.
+event and a restart inside a multi-event transaction neither skips nor repeats a row. `backfill` is the progress of the backfills of tables
+added to the running task (`obsync.connectors.mysql.binlog.backfill`), as of the last change handed out; version 1
+states (no backfill) are read as having none.
 
 `live` (an `obsync.task.live.Live`) is the task's current selection: at a transaction boundary after it changed,
 tables no longer selected stop being tracked, newly selected ones are picked up (their table maps decode
@@ -336,7 +336,7 @@ class BinlogReader:
         catalog = self._catalog
         try:
             self._run_stream()
-        except BaseException as e:  # noqa: BLE001 - every failure reaches poll()
+        except BaseException as e:  # every failure reaches poll()
             if not isinstance(e, ObsyncError):
                 log.exception("binlog reader failed")
                 e = SourceError(f"binlog reader failed: {type(e).__name__}: {e}")
@@ -399,7 +399,7 @@ class BinlogReader:
         if session.done:
             self._put(_DONE)
 
-    def _retry(self, fn):  # type: ignore[no-untyped-def]
+    def _retry(self, fn):
         """Run fn until it stops failing with a failure worth retrying (or the reader is closed)."""
         delays = self._policy.delays()
         while not self._stop.is_set():
@@ -798,7 +798,7 @@ class _Session:
         if self.bq.filtering:
             bf = self.bq.filtering.get((schema.db, schema.name))
             if bf is not None:
-                emit = lambda c: [self._emit(x) for x in admit(c, bf)]  # noqa: E731
+                emit = lambda c: [self._emit(x) for x in admit(c, bf)]  # noqa: E731 - a one-line wrapper of _emit
         if op is Op.UPDATE:
             dec.check_bitmap(ev.columns_present_bitmap2, where)
             for i, (before, after) in enumerate(dec.row_pairs(data, start, stop, where)):

@@ -111,7 +111,7 @@ def encode_key(key: Sequence[Any]) -> list[Any]:
 
 
 def decode_key(data: list[Any]) -> tuple[Any, ...]:
-    return position_from_json(["snap", "", data]).key  # type: ignore[union-attr]
+    return position_from_json(["snap", "", data]).key  # type: ignore[union-attr]  # a "snap" position is a SnapshotPosition
 
 
 def table_sql(db: str, name: str, scn: int | None) -> str:

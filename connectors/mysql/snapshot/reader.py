@@ -122,7 +122,7 @@ def _setter_lines(cls: type, given: tuple[str, ...], values: list[tuple[str, str
 
 def _compile_make(lines: list[str], env: dict[str, Any]) -> Callable[..., Any]:
     scope = dict(env)
-    exec("\n".join(lines), scope)  # noqa: S102 - field names from the dataclass, not from input
+    exec("\n".join(lines), scope)  # field names from the dataclass, not from input
     return scope["make"]
 
 
@@ -350,7 +350,7 @@ class ChunkReader:
                 n += 1
                 append(make(read, schema, pos(chunk_id, (attempt, n)), convert(r)))
         if out:
-            self._last = out[-1].position.key  # type: ignore[union-attr]
+            self._last = out[-1].position.key  # type: ignore[union-attr]  # snapshot rows carry a SnapshotPosition
         self._rows += len(out)
         return out
 

@@ -100,7 +100,7 @@ class Probe:
     def conn(self, which: str = "sql") -> pymysql.Connection:
         if self.connect_error(which) is not None:
             raise NotChecked("not checked: the source is not reachable (see source.reachable)")
-        return self._conns["sql" if which == "sql" or self.same_endpoint else "log"]  # type: ignore[return-value]
+        return self._conns["sql" if which == "sql" or self.same_endpoint else "log"]  # type: ignore[return-value]  # connect_error() is None: the entry is the connection, not its error
 
     @property
     def dialect(self) -> Dialect:
