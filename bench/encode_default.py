@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import obsync.formats.default as default_mod  # noqa: E402
-from obsync.formats.default import DefaultEncoder  # noqa: E402
-from obsync.formats.values import table_renderer  # noqa: E402
-from obsync.core.changes import Change, Op  # noqa: E402
-from obsync.core.positions import LogPosition, SnapshotPosition  # noqa: E402
-from obsync.core.schema import Column, TableSchema  # noqa: E402
+import obsync.formats.default as default_mod
+from obsync.formats.default import DefaultEncoder
+from obsync.formats.values import table_renderer
+from obsync.core.changes import Change, Op
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.schema import Column, TableSchema
 
 TABLE = TableSchema(
     db="shop",

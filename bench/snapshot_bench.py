@@ -99,7 +99,7 @@ def bench_keyset(ep: Endpoint, plan: SnapshotPlan, batch_size: int) -> tuple[int
             conds, params = [], []
             for op, key in ((">", last if last is not None else chunk.lo), ("<=", chunk.hi)):
                 if key is not None:
-                    c, p = native.compare(op, key)  # type: ignore[arg-type]
+                    c, p = native.compare(op, key)  # type: ignore[arg-type]  # op is '>' or '<='
                     conds.append(f"({c})")
                     params += p
             where = (" WHERE " + " AND ".join(conds)) if conds else ""

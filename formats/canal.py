@@ -276,20 +276,20 @@ class CanalEncoder(Encoder):
         t = self._tables.get(table)
         if op is Op.INSERT or op is Op.READ:
             row = change.after
-            data, old, kind = self._render(table, t, row), None, "INSERT"  # type: ignore[arg-type]
+            data, old, kind = self._render(table, t, row), None, "INSERT"  # type: ignore[arg-type]  # inserts and snapshot reads have their after image
         elif op is Op.DELETE:
             row = change.before
-            data, old, kind = self._render(table, t, row), None, "DELETE"  # type: ignore[arg-type]
+            data, old, kind = self._render(table, t, row), None, "DELETE"  # type: ignore[arg-type]  # a delete has its before image
         elif op is Op.UPDATE:
             row = change.after
-            data = self._render(table, t, row)  # type: ignore[arg-type]
-            prev = self._render(table, t, change.before)  # type: ignore[arg-type]
+            data = self._render(table, t, row)  # type: ignore[arg-type]  # an update has both images
+            prev = self._render(table, t, change.before)  # type: ignore[arg-type]  # an update has both images
             old, kind = [{k: v for k, v in prev.items() if k in data and data[k] != v}], "UPDATE"
         else:
             raise ValueError(f"cannot encode a {op!r} change")
         key = None
         if t.key is not None:
-            key = json_key(t.key(row))  # type: ignore[arg-type]
+            key = json_key(t.key(row))  # type: ignore[arg-type]  # row is set for every op encoded
         value = dumps({
             "data": [data],
             "database": t.database,

@@ -155,7 +155,7 @@ def is_sent(statement: str) -> bool:
     if words[:1] == ["COMMENT"]:
         return False
     if words[:1] == ["ALTER"]:
-        return not any(a == "TRUNCATE" and b == "PARTITION" for a, b in zip(words, words[1:]))
+        return not any(a == "TRUNCATE" and b == "PARTITION" for a, b in zip(words, words[1:], strict=False))
     return True
 
 

@@ -109,8 +109,8 @@ class DefaultEncoder(Encoder):
             before, after = change.before, change.after
             keys = tr.key_columns
             mkeys = tr.schema.message_key_columns
-            if any(before[c] != after[c] for c in keys) or (  # type: ignore[index]
-                    mkeys is not keys and any(before[c] != after[c] for c in mkeys)):  # type: ignore[index]
+            if any(before[c] != after[c] for c in keys) or (  # type: ignore[index]  # an update has both images
+                    mkeys is not keys and any(before[c] != after[c] for c in mkeys)):  # type: ignore[index]  # an update has both images
                 old = self._row(change, tr, "DELETE", before, None)
                 new = self._row(change, tr, "INSERT", None, after)
                 # keys equal once rendered (1.0 -> 1.00) stay one update
@@ -135,9 +135,9 @@ class DefaultEncoder(Encoder):
         names, table_name, db, message_key = self._table_meta(tr)
         values = key = None
         if names is not None:
-            values = tr.key_text(post if post is not None else prev, KEY_JOINER)  # type: ignore[arg-type]
+            values = tr.key_text(post if post is not None else prev, KEY_JOINER)  # type: ignore[arg-type]  # a row change has one of its images
         if message_key is not None:
-            key = json_key(message_key(after if after is not None else before))  # type: ignore[arg-type]
+            key = json_key(message_key(after if after is not None else before))  # type: ignore[arg-type]  # a row change has one of its images
         return key, self._message(change, record_type, prev, post, names, values, (table_name, db))
 
     def _message(

@@ -98,7 +98,7 @@ class SharePlexEncoder(Encoder):
         op = change.op
         t = self._tables.get(table)
         if op is Op.INSERT or op is Op.READ:
-            return [self._row(topic, t, change, "INSERT", change.after, None)]  # type: ignore[arg-type]
+            return [self._row(topic, t, change, "INSERT", change.after, None)]  # type: ignore[arg-type]  # inserts and snapshot reads have their after image
         before = change.before
         assert before is not None
         prev = t.renderer.render_row(before)
@@ -110,7 +110,7 @@ class SharePlexEncoder(Encoder):
             return [self._row(topic, t, change, "DELETE", before, key, prev)]
         if op is Op.UPDATE:
             return [self._row(topic, t, change, "UPDATE BEFORE", before, key, prev),
-                    self._row(topic, t, change, "UPDATE AFTER", change.after, key)]  # type: ignore[arg-type]
+                    self._row(topic, t, change, "UPDATE AFTER", change.after, key)]  # type: ignore[arg-type]  # an update has its after image
         raise ValueError(f"cannot encode a {op!r} change")
 
     # ------------------------------------------------------------------ parts

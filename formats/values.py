@@ -86,8 +86,8 @@ class TableRenderer:
         """The key columns' values joined by `joiner`, from a row already rendered by `render_row`."""
         cols = self.key_columns
         if len(cols) == 1:
-            return rendered[cols[0]]  # type: ignore[return-value]
-        return joiner.join(rendered[c] for c in cols)  # type: ignore[misc]
+            return rendered[cols[0]]  # type: ignore[return-value]  # key columns are NOT NULL
+        return joiner.join(rendered[c] for c in cols)  # type: ignore[misc]  # key columns are NOT NULL
 
     def key_json_values(self, row: Mapping[str, Any]) -> list[int | str | None]:
         """The key columns' values for a JSON message key (`[42]`, `["a",7]`), from a canonical row."""
@@ -118,7 +118,7 @@ class TableRenderer:
                 continue
             try:
                 self.renders[name](value)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - whatever the renderer raised is the failure being explained
                 col = self.schema.column(name)
                 return SchemaMismatchError(
                     f"column {table}.{name} ({col.column_type}) cannot be rendered from a "
@@ -139,7 +139,7 @@ def _compile_full_row(columns: tuple[Column, ...], renders: dict[str, Render]) -
         lines.append(f"    v{i} = row[{c.name!r}]")
         items.append(f"{c.name!r}: None if v{i} is None else r{i}(v{i})")
     lines.append("    return {" + ", ".join(items) + "}")
-    exec("\n".join(lines), env)  # noqa: S102 - names are repr()-quoted literals
+    exec("\n".join(lines), env)  # the names in it are repr()-quoted literals
     return env["render"]
 
 

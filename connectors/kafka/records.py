@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from obsync.core.changes import StreamDone
 from obsync.core.positions import Position
@@ -29,7 +29,7 @@ class OutRecord(NamedTuple):
     commit_time: float | None = None
 
 
-OutItem = Union[OutRecord, StreamDone]
+OutItem = OutRecord | StreamDone
 
 
 def part_name(topic: str, partition: int) -> str:

@@ -130,7 +130,7 @@ def abandon_stream(conn: Any, cursor: Any) -> None:
     """
     if MySQLdb is not None and isinstance(conn, MySQLdb.connections.Connection):
         # mysql_close() marks the session idle, so freeing the result afterwards reads nothing more.
-        result = cursor._result if cursor is not None else None  # noqa: SLF001
+        result = cursor._result if cursor is not None else None
         if cursor is not None:
             cursor.connection = None  # close() must not drain
         try:
@@ -138,7 +138,7 @@ def abandon_stream(conn: Any, cursor: Any) -> None:
         except Exception:  # noqa: BLE001 - closing a broken connection must not hide the real error
             pass
         if cursor is not None:
-            cursor._result = None  # noqa: SLF001
+            cursor._result = None
         del result  # freed after the close
         return
     if cursor is not None:
@@ -149,5 +149,5 @@ def abandon_stream(conn: Any, cursor: Any) -> None:
     if conn is not None:
         try:
             conn.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - closing a broken connection must not hide the real error
             pass

@@ -308,5 +308,5 @@ def row_dict_converter(columns: Sequence[Column]) -> Callable[[tuple], dict[str,
             env[f"c{i}"] = conv
             items.append(f"{c.name!r}: None if r[{i}] is None else c{i}(r[{i}])")
     src = "def convert(r):\n    return {" + ", ".join(items) + "}\n"
-    exec(compile(src, f"<row_dict_converter {len(columns)} columns>", "exec"), env)  # noqa: S102
+    exec(compile(src, f"<row_dict_converter {len(columns)} columns>", "exec"), env)  # column names repr()-quoted
     return env["convert"]

@@ -175,7 +175,7 @@ class _Builder:
             record["namespace"] = namespace
         fields = [self._field(f["field"], f) for f in s.get("fields", ())]
         seen: dict[str, str] = {}
-        for connect_field, field in zip(s.get("fields", ()), fields):
+        for connect_field, field in zip(s.get("fields", ()), fields, strict=True):
             other = seen.setdefault(field["name"], connect_field["field"])
             if other != connect_field["field"]:
                 raise AvroFormatError(

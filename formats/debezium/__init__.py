@@ -10,4 +10,4 @@
   every module and package under `formats/`).
 """
 
-from obsync.formats.debezium import flatten, json_format, smt  # noqa: F401  (registers the formats)
+from obsync.formats.debezium import flatten, json_format, smt  # noqa: F401 - imported to register the formats

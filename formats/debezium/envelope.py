@@ -138,7 +138,7 @@ class TablePlan:
                 continue
             try:
                 f(value)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - whatever the converter raised is the failure being explained
                 return explain(self.table.full_name, self.table.column(name), value, e)
         return exc
 

@@ -63,7 +63,7 @@ def _reload_on_sighup(rt: Any, task_file: Path) -> None:
                 log.info("task file %s reloaded: %s", task_file, summary)
             except ObsyncError as e:
                 log.error("task file %s not applied, the task keeps its running settings: %s", task_file, e)
-            except Exception:  # noqa: BLE001 - a failed reload must not stop the task
+            except Exception:  # a failed reload must not stop the task
                 log.exception("task file %s not applied, the task keeps its running settings", task_file)
 
     def on_hup(signum: int, frame: object) -> None:
@@ -296,7 +296,7 @@ def _format_listing(task: TaskConfig, listing: dict) -> str:
              ",".join(t["key"]) or "(none: whole row)") for t in listing["tables"]]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = [f"task {task.name}: {len(rows)} tables" + (f", exclude {', '.join(task.exclude)}" if task.exclude else "")]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
     for s in listing["skipped"]:
         lines.append(f"skipped: {s['database']}.{s['table']} is a {s['type'].lower()} (rule {s['rule']}); "
                      "only tables sync")
@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     objects.add_argument("--output", type=Path, metavar="FILE", help="with --import-csv: the task file to write")
     objects.set_defaults(func=cmd_objects)
 
-    def lifecycle(name: str, func, help_text: str):  # type: ignore[no-untyped-def]
+    def lifecycle(name: str, func, help_text: str):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("task", type=Path, help="task file (YAML), or the state directory of a saved task")
         p.add_argument("--state-dir", type=Path, help="state directory (default ./state/<task name>)")

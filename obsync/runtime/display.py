@@ -183,7 +183,7 @@ class TerminalBars:
                         if shown and self._last:
                             self.draw(self._last)
 
-                h.emit = emit  # type: ignore[method-assign]
+                h.emit = emit  # type: ignore[method-assign]  # wraps the handler's emit to redraw the status line
                 self._wrapped.append(h)
 
     def detach_logging(self) -> None:

@@ -238,7 +238,7 @@ def set_read_position_function(fn: Callable[[], tuple[int, int] | None]) -> None
         def get() -> float:
             try:
                 p = fn()
-            except Exception:
+            except Exception:  # noqa: BLE001 - a scrape never fails: a position that cannot be read is NaN
                 return math.nan
             return math.nan if p is None else float(p[i])
         return get
@@ -257,7 +257,7 @@ def set_collect_hook(name: str, fn: Callable[[], None]) -> None:
 def _nan_if_none(fn: Callable[[], float | None]) -> float:
     try:
         v = fn()
-    except Exception:
+    except Exception:  # noqa: BLE001 - a scrape never fails: a value that cannot be read is NaN
         return math.nan
     return math.nan if v is None else float(v)
 

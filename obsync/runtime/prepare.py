@@ -153,7 +153,7 @@ def selected_before(start: StartPoint, state: TaskState) -> Callable[[tuple[str,
     """
     rules = start.rules
     if rules is not None:
-        old = Selection([SimpleNamespace(match=m) for m in rules.match], rules.exclude)  # type: ignore[misc]
+        old = Selection([SimpleNamespace(match=m) for m in rules.match], rules.exclude)  # type: ignore[misc]  # old rules need only .match
         return old.__contains__
     known = set(start.tables) | history_tables(state)
     return known.__contains__
@@ -242,7 +242,7 @@ def reload_task(rt: Runtime, task: TaskConfig) -> str:
         start = start.with_selection(selection_rules(task), added)
         rt.state.save_start(start)
     live.apply(task, topic_of, counts, start.backfills)
-    names = lambda ts: ", ".join(f"{d}.{t}" for d, t in ts) or "none"  # noqa: E731
+    names = lambda ts: ", ".join(f"{d}.{t}" for d, t in ts) or "none"  # noqa: E731 - a one-line local helper
     return (f"added: {names(added)}{' (backfilled)' if task.sync.full and added else ''}; "
             f"removed: {names(removed)}; {len(res.schemas)} tables selected")
 

@@ -311,7 +311,7 @@ class Progress:
         while not self._stop.wait(_REDRAW):
             try:
                 self.tick()
-            except Exception:  # the display must never stop the task
+            except Exception:  # noqa: BLE001 - the display must never stop the task
                 log.debug("progress display failed", exc_info=True)
 
     def tick(self, now: float | None = None) -> None:

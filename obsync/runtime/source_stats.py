@@ -151,14 +151,14 @@ class SourceStats:
             t = c.table
             if t is not prev:
                 if n:
-                    name = prev.full_name  # type: ignore[union-attr]
+                    name = prev.full_name  # type: ignore[union-attr]  # n > 0 only after rows of table prev
                     counts[name] = counts.get(name, 0) + n
                 prev, n = t, 0
             o = c.op
             if t is not None and (o is _INSERT or o is _UPDATE or o is _DELETE):
                 n += 1
         if n:
-            name = prev.full_name  # type: ignore[union-attr]
+            name = prev.full_name  # type: ignore[union-attr]  # n > 0 only after rows of table prev
             counts[name] = counts.get(name, 0) + n
         for name, k in counts.items():
             self.log_rows += k
@@ -217,7 +217,7 @@ class SourceStats:
         r = self.log_reader
         try:
             return int(r.status().get("queued_batches") or 0) if r is not None else 0
-        except Exception:  # pragma: no cover - monitoring never fails the task
+        except Exception:  # noqa: BLE001 - monitoring never fails the task  # pragma: no cover
             return 0
 
     # -- phase -----------------------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ class Router:
                 continue
             seq = 0
             for change in split_key_change(item, self.whole_row):
-                topic = self.layout.topic(change.table.db, change.table.name)  # type: ignore[union-attr]
+                topic = self.layout.topic(change.table.db, change.table.name)  # type: ignore[union-attr]  # a row change always carries its table
                 records = self.encoder.encode(change, topic)
                 partition = self._partition(change, topic, records[0].key if records else None)
                 name = self.layout.lane(topic, partition)

@@ -109,7 +109,7 @@ class Shaper:
             self._follow()
         if self.identity:
             for item in batch:  # nothing to shape: only DDL can make a difference
-                if item.__class__ is Change and item.op is _DDL:  # type: ignore[union-attr]
+                if item.__class__ is Change and item.op is _DDL:
                     break
             else:
                 return batch
@@ -121,7 +121,7 @@ class Shaper:
             if item.__class__ is not Change:
                 append(item)
                 continue
-            c: Change = item  # type: ignore[assignment]
+            c: Change = item
             if c.op is _DDL and not self._first_delivery(c):
                 changed = True
                 continue
@@ -151,8 +151,8 @@ class Shaper:
                 continue
             if shape.narrows:
                 cols = shape.columns
-                before = None if before is None else {k: before[k] for k in cols}  # type: ignore[union-attr]
-                after = None if after is None else {k: after[k] for k in cols}  # type: ignore[union-attr]
+                before = None if before is None else {k: before[k] for k in cols}  # type: ignore[union-attr]  # shape.narrows: shape.columns is set
+                after = None if after is None else {k: after[k] for k in cols}  # type: ignore[union-attr]  # shape.narrows: shape.columns is set
             if shape.schema is not table or op is not c.op or shape.narrows:
                 c = Change(op, shape.schema, c.position, before, after, c.commit_time, c.txn, c.server_id,
                            c.ddl, c.ddl_db, c.ddl_tables)
@@ -164,10 +164,10 @@ class Shaper:
     def _filtered_op(c: Change, matches: Callable[[dict[str, Any]], bool]) -> Op | None:
         """The operation a change becomes under the row filter, None when it is dropped."""
         if c.op is _INSERT:
-            return _INSERT if matches(c.after) else None  # type: ignore[arg-type]
+            return _INSERT if matches(c.after) else None  # type: ignore[arg-type]  # an insert has its after image
         if c.op is _DELETE:
-            return _DELETE if matches(c.before) else None  # type: ignore[arg-type]
-        was, now = matches(c.before), matches(c.after)  # type: ignore[arg-type]
+            return _DELETE if matches(c.before) else None  # type: ignore[arg-type]  # a delete has its before image
+        was, now = matches(c.before), matches(c.after)  # type: ignore[arg-type]  # an update has both images
         if was and now:
             return _UPDATE
         if now:
@@ -235,4 +235,4 @@ def _is_plain(rule: ObjectConfig) -> bool:
 
 def _is_truncate(statement: str) -> bool:
     """True for `TRUNCATE [TABLE] t` (not `ALTER TABLE t TRUNCATE PARTITION p`), comments before it skipped."""
-    return _TRUNCATE.match(statement, _LEADING_COMMENTS.match(statement).end()) is not None  # type: ignore[union-attr]
+    return _TRUNCATE.match(statement, _LEADING_COMMENTS.match(statement).end()) is not None  # type: ignore[union-attr]  # the pattern also matches the empty string: never None

@@ -87,7 +87,7 @@ def read_csv(text: str, origin: str = "CSV") -> list[dict[str, Any]]:
         if len(cells) != len(header):
             raise ConfigError(f"{origin} line {line}: {len(cells)} cells, the header has {len(header)} "
                               "(quote cells that hold commas)")
-        row = dict(zip(header, cells))
+        row = dict(zip(header, cells, strict=True))
         db, table = row["database"].strip(), row["table"].strip()
         for what, name in (("database", db), ("table", table)):
             problem = table_name_problem(name)

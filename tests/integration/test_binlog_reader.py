@@ -202,7 +202,7 @@ def test_alter_table_while_streaming_decodes_rows_with_the_columns_of_their_time
         "ALTER TABLE t MODIFY COLUMN b VARBINARY(8)",
         "ALTER TABLE t CHANGE COLUMN b bee BIGINT UNSIGNED NULL, RENAME COLUMN c TO cee"]
     assert all(c.ddl_db == db.name and c.ddl_tables == ((db.name, "t"),) for c in ddl)
-    assert [c.table.column_names for c in ddl] == [  # type: ignore[union-attr]
+    assert [c.table.column_names for c in ddl] == [  # type: ignore[union-attr]  # DDL changes carry their table
         ("id", "c", "a", "b"), ("id", "c", "b"), ("id", "c", "b"), ("id", "cee", "bee")]
     rows = [c.after for c in dml(changes)]
     assert rows == [
@@ -222,8 +222,8 @@ def test_alter_table_while_streaming_decodes_rows_with_the_columns_of_their_time
     current = load_table_schema(db.conn, db.name, "t")
     fields = ("name", "data_type", "unsigned", "charset", "precision", "scale", "fsp", "values", "nullable")
     assert [[getattr(c, f) for f in fields] for c in final.columns] == \
-        [[getattr(c, f) for f in fields] for c in current.columns]  # type: ignore[union-attr]
-    assert final.primary_key == current.primary_key == ("id",)  # type: ignore[union-attr]
+        [[getattr(c, f) for f in fields] for c in current.columns]
+    assert final.primary_key == current.primary_key == ("id",)  # type: ignore[union-attr]  # the tracker knows the table
 
 
 def test_ddl_results_match_the_catalog(db: Db) -> None:
@@ -242,7 +242,7 @@ def test_ddl_results_match_the_catalog(db: Db) -> None:
         "CREATE UNIQUE INDEX u2 ON k (b)",
     ]
     db.sql(*statements[:1])
-    tdef = D.create_table_def(D.parse_ddl(statements[0], db.name, "mariadb"), "utf8mb4")  # type: ignore[arg-type]
+    tdef = D.create_table_def(D.parse_ddl(statements[0], db.name, "mariadb"), "utf8mb4")  # type: ignore[arg-type]  # the first statement is a CREATE TABLE
     fields = ("name", "data_type", "unsigned", "charset", "precision", "scale", "fsp", "values", "nullable",
               "generated")
 
@@ -336,7 +336,7 @@ def test_resume_state_round_trips_through_json(db: Db) -> None:
     reader.close()
     assert state["version"] == 2 and state["last"] == first[-1].position.to_json()
     rest = read_from(db, ["t"], state, stop)
-    assert [c.after["id"] for c in first + rest] == [1, 2, 3]  # type: ignore[index]
+    assert [c.after["id"] for c in first + rest] == [1, 2, 3]  # type: ignore[index]  # inserts have their after image
 
 
 def test_a_tracked_table_created_renamed_and_dropped_while_streaming(db: Db, tmp_path: Path) -> None:
@@ -385,7 +385,7 @@ def test_a_statement_the_parser_cannot_read_makes_the_tracker_reread_the_table(
     db.sql("INSERT INTO t VALUES (1, 'zz')")
     stop = db.position()
     changes = finish(reader, stop)
-    assert changes[0].op == Op.DDL and changes[0].table.column_names == ("id", "z")  # type: ignore[union-attr]
+    assert changes[0].op == Op.DDL and changes[0].table.column_names == ("id", "z")  # type: ignore[union-attr]  # DDL changes carry their table
     assert [c.after for c in dml(changes)] == [{"id": 1, "z": "zz"}]
     assert "re-reading" in caplog.text and "ob-only" in caplog.text
 

@@ -44,13 +44,13 @@ def test_bytewax_run_with_two_workers(tmp_path, mariadb, kafka):
     env = {**os.environ, "OBSYNC_TASK": str(task), "OBSYNC_UNTIL_CAUGHT_UP": "1"}
     with mariadb.connect(autocommit=True) as conn, conn.cursor() as cur:
         proc = subprocess.run([sys.executable, "-m", "bytewax.run", "obsync.flows.sync:flow", "-w", "2",
-                               "-r", str(recovery), "-s", "1", "-b", "0"], env=env, cwd=ROOT, capture_output=True, text=True,
-                              timeout=300)
+                               "-r", str(recovery), "-s", "1", "-b", "0"], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         cur.execute(f"INSERT INTO {db}.t VALUES (5000, 'late')")
         proc = subprocess.run([sys.executable, "-m", "bytewax.run", "obsync.flows.sync:flow", "-w", "2",
-                               "-r", str(recovery), "-s", "1", "-b", "0"], env=env, cwd=ROOT, capture_output=True, text=True,
-                              timeout=300)
+                               "-r", str(recovery), "-s", "1", "-b", "0"], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert keys_by_type(kafka.bootstrap_servers, f"Topic_{db}_t") == {"ROW": list(range(1, 3001)),
                                                                       "INSERT": [5000]}

@@ -149,7 +149,7 @@ def landed(tmp_path_factory, mariadb, kafka):
     with ThreadPoolExecutor(8) as pool:
         parts = list(pool.map(lambda job: read_partition(kafka.bootstrap_servers, topics[job[0]], job[1]), jobs))
     got: dict[tuple[str, str], dict[int, list[Msg]]] = {}
-    for ((k, t), p), msgs in zip(jobs, parts):
+    for ((k, t), p), msgs in zip(jobs, parts, strict=True):
         got.setdefault((k, t), {})[p] = msgs
     items = [it for _, its in steps_b + steps_c for it in its]
     return db, got, items, logs

@@ -143,7 +143,7 @@ def table(request: pytest.FixtureRequest) -> Iterator[Table]:
     rows = []
     for n in range(320):
         row: list[Any] = [n]
-        for name, (_, pool) in COLUMNS.items():
+        for _, pool in COLUMNS.values():
             pick = pool[n % len(pool)] if n < 80 else rnd.choice(pool)
             row.append(None if (n >= 80 and rnd.random() < 0.15) or n % 41 == 40 else pick)
         rows.append(row)

@@ -100,7 +100,7 @@ def sync_in_three_runs(cur: Any, table: str, task: Any) -> str:
 def by_key(messages: list[tuple[Msg, Any, Any]]) -> dict[int, list[tuple[str, Any]]]:
     """id -> [(op or "tombstone", value)] in offset order (one key's messages share a partition)."""
     out: dict[int, list[tuple[str, Any]]] = defaultdict(list)
-    for msg, key, value in sorted(messages, key=lambda m: (m[0].partition, m[0].offset)):
+    for _msg, key, value in sorted(messages, key=lambda m: (m[0].partition, m[0].offset)):
         out[key["id"]].append(("tombstone", None) if value is None else (value["op"], value))
     return dict(out)
 
@@ -115,7 +115,7 @@ def check_changes(changes: dict[int, list[tuple[str, Any]]]) -> None:
     assert changes[2][0][1]["after"] == ROWS[2]["decoded"]
     assert changes[2][1][1]["before"] == ROWS[2]["decoded"] and changes[2][1][1]["after"] is None
     assert changes[3][0][1]["after"] == ROWS[3]["decoded"]
-    for op, value in [*changes[1], *changes[2][:2], *changes[3]]:
+    for _op, value in [*changes[1], *changes[2][:2], *changes[3]]:
         assert "note" not in (value["after"] or value["before"])  # written before the ALTER
     assert changes[4][0][1]["after"] == {**ROW_4["decoded"], "note": "hello"}
     amount = changes[1][0][1]["after"]["amount"]

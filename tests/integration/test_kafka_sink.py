@@ -18,8 +18,8 @@ from tests.helpers.kafka import read_partition
 
 
 def make_sink(kafka, topic, partitions, required=frozenset(), delivered=None):
-    return KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, lane_names(DEFAULT_LANES), "task-" + topic, required,
-                     (delivered.append if delivered is not None else (lambda p: None)), Progress())
+    return KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, lane_names(DEFAULT_LANES), "task-" + topic,
+                     required, (delivered.append if delivered is not None else (lambda p: None)), Progress())
 
 
 def rec(topic, partition, pos, value, seq=0):

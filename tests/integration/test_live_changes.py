@@ -69,7 +69,8 @@ def table_rows(conn, table: str, columns: str = "id, v, n") -> dict[int, dict]:
     names = [c.strip() for c in columns.split(",")]
     with conn.cursor() as cur:
         cur.execute(f"SELECT {columns} FROM {table}")
-        return {int(r[0]): {k: None if x is None else str(x) for k, x in zip(names, r)} for r in cur.fetchall()}
+        return {int(r[0]): {k: None if x is None else str(x) for k, x in zip(names, r, strict=True)}
+                for r in cur.fetchall()}
 
 
 def check_topic(msgs: list[dict]) -> None:
@@ -112,7 +113,7 @@ class Writer(threading.Thread):
                         cur.execute(f"DELETE FROM {t} WHERE id = %s", (k,))
                     self.count += 1
                     time.sleep(0.002)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:  # noqa: BLE001 - kept for the test to re-raise
             self.error = e
 
     def finish(self) -> None:
@@ -194,7 +195,8 @@ def converged(kafka, conn, db: str, tables: list[str]):
             topic = f"Topic_{db}_{t}"
             if not topic_exists(kafka.bootstrap_servers, topic):
                 return f"no topic {topic}"
-            got, want = replay(read_all(kafka.bootstrap_servers, topic)), table_rows(conn, f"{db}.{t}", "id, v, n, note")
+            got = replay(read_all(kafka.bootstrap_servers, topic))
+            want = table_rows(conn, f"{db}.{t}", "id, v, n, note")
             if got != want:
                 diff = sorted(set(got.items()) ^ set(want.items()) if False else
                               [k for k in set(got) | set(want) if got.get(k) != want.get(k)])

@@ -253,7 +253,7 @@ def test_csv_export_and_import_round_trip_with_line_numbers_in_errors(tmp_path, 
                                                      f"{db}.orders_old"}
     before = json.loads(run_obsync("objects", str(task_file), "--json").stdout)["tables"]
     after = json.loads(run_obsync("objects", str(new_task), "--json").stdout)["tables"]
-    strip = lambda ts: {(t["table"], t["topic"], t["where"], tuple(t["columns"] or ()), tuple(t["key"]))  # noqa: E731
+    strip = lambda ts: {(t["table"], t["topic"], t["where"], tuple(t["columns"] or ()), tuple(t["key"]))  # noqa: E731 - a one-line local helper
                         for t in ts}
     assert strip(before) == strip(after)
     bad = tmp_path / "bad.csv"

@@ -60,7 +60,7 @@ def read_all(bootstrap: str, topics: dict[tuple[str, str], str]) -> dict[str, di
     with ThreadPoolExecutor(len(jobs)) as pool:
         parts = list(pool.map(lambda job: read_partition(bootstrap, topics[job[0]], job[1]), jobs))
     out: dict[str, dict[str, list[Msg]]] = defaultdict(dict)
-    for ((rule, table), _), msgs in zip(jobs, parts):
+    for ((rule, table), _), msgs in zip(jobs, parts, strict=True):
         out[rule].setdefault(table, []).extend(msgs)
     return dict(out)
 

@@ -50,12 +50,12 @@ class Source:
 
     def plan(self, tables: list[str], chunk_size: int) -> SnapshotPlan:
         schemas = [load_table_schema(self.conn, self.db, t) for t in tables]
-        return plan_snapshot(self.conn, self.dialect, schemas, chunk_size)  # type: ignore[arg-type]
+        return plan_snapshot(self.conn, self.dialect, schemas, chunk_size)  # type: ignore[arg-type]  # dialect: a str fixture param
 
     def reader(self, plan: SnapshotPlan, chunk_id: str, batch_size: int, resume: dict | None = None
                ) -> ChunkReader:
         reader = ChunkReader(self.endpoint, plan, chunk_id, batch_size, resume,
-                             driver=self.driver)  # type: ignore[arg-type]
+                             driver=self.driver)  # type: ignore[arg-type]  # driver: a str fixture param
         assert reader.driver == self.driver
         return reader
 
@@ -95,9 +95,9 @@ def src(request: pytest.FixtureRequest) -> Iterator[Source]:
 def assert_chunk_order(chunks: dict[str, list[Change]]) -> None:
     """Positions strictly increase inside each chunk, in Python's order, and belong to the chunk."""
     for cid, rows in chunks.items():
-        keys = [r.position.key for r in rows]  # type: ignore[union-attr]
-        assert all(r.position.chunk == cid for r in rows)  # type: ignore[union-attr]
-        assert all(a < b for a, b in zip(keys, keys[1:])), f"{cid}: {keys}"
+        keys = [r.position.key for r in rows]  # type: ignore[union-attr]  # snapshot rows carry a SnapshotPosition
+        assert all(r.position.chunk == cid for r in rows)  # type: ignore[union-attr]  # snapshot rows carry a SnapshotPosition
+        assert all(a < b for a, b in zip(keys, keys[1:], strict=False)), f"{cid}: {keys}"
 
 
 # -- key SQL (no server) ------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_composite_pk_reads_every_row_once_in_python_order(src: Source) -> None:
     assert plan.tables[0].key_orders == ("native", "binary", "native")
     chunks = src.read_all(plan, batch_size=2)
     assert_chunk_order(chunks)
-    got = Counter((c.after["a"], c.after["b"], c.after["d"].isoformat(), c.after["v"])  # type: ignore[index]
+    got = Counter((c.after["a"], c.after["b"], c.after["d"].isoformat(), c.after["v"])  # type: ignore[index]  # snapshot rows have their after image
                   for rows_ in chunks.values() for c in rows_)
     assert got == Counter(rows)
 
@@ -187,9 +187,9 @@ def test_varchar_pk_with_mixed_case_keeps_python_order_inside_chunks(src: Source
     assert plan.tables[0].key_orders == ("binary",)
     chunks = src.read_all(plan, batch_size=3)
     assert_chunk_order(chunks)
-    assert sorted(c.after["k"] for rows in chunks.values() for c in rows) == stored  # type: ignore[index]
+    assert sorted(c.after["k"] for rows in chunks.values() for c in rows) == stored  # type: ignore[index]  # snapshot rows have their after image
     # The chunks themselves are ranges in the collation's order (the index), not Python's.
-    assert any(rows[-1].after["k"] > plan.chunk(cid).hi[0] for cid, rows in chunks.items()  # type: ignore[index]
+    assert any(rows[-1].after["k"] > plan.chunk(cid).hi[0] for cid, rows in chunks.items()  # type: ignore[index]  # snapshot rows have their after image, a bounded chunk its hi
                if rows and plan.chunk(cid).hi is not None)
 
 
@@ -202,7 +202,7 @@ def test_latin1_char_key_is_ordered_by_its_utf8_text(src: Source) -> None:
         src.sql(f"INSERT INTO {src.db}.l VALUES (%s)", (k,))
     plan = src.plan(["l"], chunk_size=100)
     [rows] = src.read_all(plan, batch_size=2).values()
-    assert [c.after["k"] for c in rows] == sorted(["a", "é", "€", "Z", "ÿ", "b c"])  # type: ignore[index]
+    assert [c.after["k"] for c in rows] == sorted(["a", "é", "€", "Z", "ÿ", "b c"])  # type: ignore[index]  # snapshot rows have their after image
 
 
 def test_table_without_key_is_one_chunk_of_ordinals(src: Source) -> None:
@@ -215,8 +215,8 @@ def test_table_without_key_is_one_chunk_of_ordinals(src: Source) -> None:
     assert tp.mode == "ordinal" and "no primary key" in (tp.reason or "")
     assert tp.estimated_rows > 0  # InnoDB's TABLE_ROWS is an estimate; seekdb has none, so COUNT(*)
     [rows] = src.read_all(plan, batch_size=4).values()
-    assert [c.position.key for c in rows] == [(0, i) for i in range(1, 24)]  # type: ignore[union-attr]
-    assert Counter((c.after["v"], c.after["s"]) for c in rows) == Counter(data)  # type: ignore[index]
+    assert [c.position.key for c in rows] == [(0, i) for i in range(1, 24)]  # type: ignore[union-attr]  # snapshot rows carry a SnapshotPosition
+    assert Counter((c.after["v"], c.after["s"]) for c in rows) == Counter(data)  # type: ignore[index]  # snapshot rows have their after image
 
 
 def test_enum_key_falls_back_to_ordinals(src: Source) -> None:
@@ -225,7 +225,7 @@ def test_enum_key_falls_back_to_ordinals(src: Source) -> None:
     plan = src.plan(["e"], chunk_size=5)
     assert plan.tables[0].mode == "ordinal" and "enum" in (plan.tables[0].reason or "")
     [rows] = src.read_all(plan, batch_size=5).values()
-    assert sorted(c.after["k"] for c in rows) == ["a", "b"]  # type: ignore[index]
+    assert sorted(c.after["k"] for c in rows) == ["a", "b"]  # type: ignore[index]  # snapshot rows have their after image
 
 
 KEY_TYPES = [
@@ -259,12 +259,12 @@ def test_keys_of_every_orderable_type_page_in_python_order(src: Source) -> None:
                             (v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, dt.datetime)
                              and v.tzinfo else v, j))
     plan = src.plan(names, chunk_size=2)
-    for name, (sql_type, values) in zip(names, KEY_TYPES):
+    for name, (sql_type, values) in zip(names, KEY_TYPES, strict=True):
         tp = plan.table(f"{src.db}.{name}")
         assert tp.mode == "key" and tp.key_orders == ("native",), sql_type
         chunks = {cid: src.read_chunk(plan, cid, batch_size=1) for cid in tp.chunk_ids}
         assert_chunk_order(chunks)
-        got = [c.after["k"] for rows in chunks.values() for c in rows]  # type: ignore[index]
+        got = [c.after["k"] for rows in chunks.values() for c in rows]  # type: ignore[index]  # snapshot rows have their after image
         assert got == sorted(values), sql_type
 
 
@@ -313,7 +313,7 @@ def test_resume_in_the_middle_of_a_chunk_yields_exactly_the_remaining_rows(src: 
     if plan.tables[0].mode == "ordinal" and src.dialect != "oceanbase":
         # No read point: the scan restarts under attempt 1, every position after those already written.
         assert [c.after for c in rest] == [c.after for c in everything]
-        assert [c.position.key for c in rest] == [(1, i) for i in range(1, 58)]  # type: ignore[union-attr]
+        assert [c.position.key for c in rest] == [(1, i) for i in range(1, 58)]  # type: ignore[union-attr]  # snapshot rows carry a SnapshotPosition
         assert min(c.position.sort_key for c in rest) > max(c.position.sort_key for c in handed)
     else:
         assert handed + rest == everything
@@ -342,7 +342,7 @@ def test_reader_reconnects_after_losing_its_connection(src: Source) -> None:
     rest: list[Change] = []
     while (batch := reader.next_batch()) is not None:
         rest += batch
-    assert [c.after["id"] for c in first + rest] == list(range(20))  # type: ignore[index]
+    assert [c.after["id"] for c in first + rest] == list(range(20))  # type: ignore[index]  # snapshot rows have their after image
 
 
 # -- OceanBase read point -----------------------------------------------------------------------------------
@@ -355,7 +355,7 @@ def test_oceanbase_chunks_read_as_of_the_planned_scn(src: Source) -> None:
     src.sql(f"DELETE FROM {src.db}.o WHERE id IN (2, 16)")
     src.sql(f"INSERT INTO {src.db}.o VALUES (0, 'new'), (31, 'new'), (100, 'new')")
     chunks = src.read_all(plan, batch_size=4)
-    got = {c.after["id"]: c.after["v"] for rows in chunks.values() for c in rows}  # type: ignore[index]
+    got = {c.after["id"]: c.after["v"] for rows in chunks.values() for c in rows}  # type: ignore[index]  # snapshot rows have their after image
     if src.dialect == "oceanbase":
         assert plan.scn is not None and plan.scn > 0
         assert got == {i: "old" for i in range(1, 31)}
@@ -393,7 +393,7 @@ def test_fast_constructors_build_the_frozen_dataclasses_themselves() -> None:
     assert change == Change(Op.READ, None, SnapshotPosition("db.t/0001", (1, "x")), after={"id": 1})
     assert pickle.loads(pickle.dumps(change)) == change
     with pytest.raises(dataclasses.FrozenInstanceError):
-        change.after = None  # type: ignore[misc]
+        change.after = None  # type: ignore[misc]  # on purpose: a change is frozen
 
 
 def test_unknown_or_missing_driver_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -415,7 +415,7 @@ def test_errors_are_the_same_with_either_driver(src: Source) -> None:
     # Access denied: terminal, the message of obsync.connectors.mysql.connection.connect, never the password.
     bad = Endpoint(ep.host, ep.port, ep.user, "not-the-password-42")
     with pytest.raises(SourceError) as denied:
-        ChunkReader(bad, plan, cid, 10, driver=src.driver).next_batch()  # type: ignore[arg-type]
+        ChunkReader(bad, plan, cid, 10, driver=src.driver).next_batch()  # type: ignore[arg-type]  # driver: a str fixture param
     with pytest.raises(SourceError) as denied_pymysql:
         connect(bad)
     assert not isinstance(denied.value, SourceUnavailable)
@@ -427,16 +427,16 @@ def test_errors_are_the_same_with_either_driver(src: Source) -> None:
     # Nothing listening: transient.
     closed = Endpoint("127.0.0.1", 1, ep.user, ep.password, connect_timeout=2)
     with pytest.raises(SourceUnavailable, match=f"^cannot connect to {ep.user}@127.0.0.1:1: "):
-        ChunkReader(closed, plan, cid, 10, driver=src.driver).next_batch()  # type: ignore[arg-type]
+        ChunkReader(closed, plan, cid, 10, driver=src.driver).next_batch()  # type: ignore[arg-type]  # driver: a str fixture param
 
     # `localhost` is TCP with both drivers (the C client would use a Unix socket, which the servers here do
     # not have at its default path).
     via_localhost = ChunkReader(Endpoint("localhost", ep.port, ep.user, ep.password), plan, cid, 10,
-                                driver=src.driver)  # type: ignore[arg-type]
+                                driver=src.driver)  # type: ignore[arg-type]  # driver: a str fixture param
     assert [c.after for c in via_localhost.next_batch() or []] == [{"id": 1}, {"id": 2}]
 
     if src.dialect == "oceanbase":  # OceanBase errors get their hint
-        slow = ChunkReader(ep, plan, cid, 10, query_timeout_us=1, driver=src.driver)  # type: ignore[arg-type]
+        slow = ChunkReader(ep, plan, cid, 10, query_timeout_us=1, driver=src.driver)  # type: ignore[arg-type]  # driver: a str fixture param
         hint = r"\(the query ran out of time \(ob_query_timeout\)\)$"
         with pytest.raises(SourceError, match=rf"^snapshot chunk {re.escape(cid)}: .*{hint}"):
             slow.next_batch()
@@ -481,5 +481,5 @@ def test_pipelined_pages_lose_no_row_when_the_connection_fails(src: Source, monk
     got: list[Change] = []
     while (batch := reader.next_batch()) is not None:
         got += batch
-    assert [c.after["id"] for c in got] == list(range(30))  # type: ignore[index]
+    assert [c.after["id"] for c in got] == list(range(30))  # type: ignore[index]  # snapshot rows have their after image
     assert reader.rows_read == 30 and calls["send"] > 8

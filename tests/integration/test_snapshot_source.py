@@ -47,7 +47,7 @@ def drain(part: object) -> list[list]:
     items: list[list] = []
     while True:
         try:
-            got = part.next_batch()  # type: ignore[attr-defined]
+            got = part.next_batch()  # type: ignore[attr-defined]  # a partition of either source type
         except StopIteration:
             return items
         assert len(got) <= 1  # one batch per call

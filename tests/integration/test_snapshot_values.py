@@ -80,11 +80,11 @@ def server(request: pytest.FixtureRequest) -> Iterator[object]:
 
 @pytest.fixture(params=DRIVERS)
 def driver(request: pytest.FixtureRequest) -> str:
-    return request.param  # type: ignore[no-any-return]
+    return request.param
 
 
 def test_every_column_type_reads_as_its_canonical_value(server: object, driver: str) -> None:
-    ep = Endpoint(server.host, server.port, server.user, server.password)  # type: ignore[attr-defined]
+    ep = Endpoint(server.host, server.port, server.user, server.password)  # type: ignore[attr-defined]  # the server fixtures share no declared type
     conn = connect(ep)
     dialect = detect_dialect(conn)
     db = f"snapv_{uuid.uuid4().hex[:10]}"
@@ -98,7 +98,7 @@ def test_every_column_type_reads_as_its_canonical_value(server: object, driver: 
     try:
         schema = load_table_schema(conn, db, "t")
         plan = plan_snapshot(conn, dialect, [schema], chunk_size=10)
-        reader = ChunkReader(ep, plan, plan.chunk_ids[0], batch_size=10, driver=driver)  # type: ignore[arg-type]
+        reader = ChunkReader(ep, plan, plan.chunk_ids[0], batch_size=10, driver=driver)  # type: ignore[arg-type]  # driver: a str fixture param
         assert reader.driver == driver
         [change] = reader.next_batch() or []
         row = change.after
@@ -122,7 +122,7 @@ def test_every_column_type_reads_as_its_canonical_value(server: object, driver: 
 
 def test_zero_dates_stay_the_servers_text(mariadb: object, driver: str) -> None:
     """MariaDB stores zero dates when sql_mode allows them (OceanBase refuses them)."""
-    ep = Endpoint(mariadb.host, mariadb.port, mariadb.user, mariadb.password)  # type: ignore[attr-defined]
+    ep = Endpoint(mariadb.host, mariadb.port, mariadb.user, mariadb.password)  # type: ignore[attr-defined]  # the server fixtures share no declared type
     conn = connect(ep)
     db = f"snapz_{uuid.uuid4().hex[:10]}"
     with conn.cursor() as cur:
@@ -135,7 +135,7 @@ def test_zero_dates_stay_the_servers_text(mariadb: object, driver: str) -> None:
     try:
         plan = plan_snapshot(conn, "mariadb", [load_table_schema(conn, db, "z")], chunk_size=10)
         [change] = ChunkReader(ep, plan, plan.chunk_ids[0], batch_size=10,
-                               driver=driver).next_batch() or []  # type: ignore[arg-type]
+                               driver=driver).next_batch() or []  # type: ignore[arg-type]  # driver: a str fixture param
         assert change.after == {"id": 1, "d": "0000-00-00", "dt": "0000-00-00 00:00:00.000",
                                 "ts": "0000-00-00 00:00:00", "p": "2024-00-10"}
     finally:

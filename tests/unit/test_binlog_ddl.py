@@ -226,17 +226,17 @@ def test_a_resume_tracks_history_tables_the_rules_select_though_gone_from_the_so
     class NoSource:
         dialect = "mariadb"
 
-        def load(self, name):  # noqa: ANN001, ANN202
+        def load(self, name):
             return None
 
     t1 = create("CREATE TABLE t1 (id INT PRIMARY KEY, a INT)")
     h = SchemaHistory(None)
     h.record(("db", "t1"), pos(1, 100), t1, "start")
     h.record(("db", "x9"), pos(1, 100), t1, "start")
-    tr = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]
+    tr = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]  # a source that knows no table
     tr.start(pos(1, 200))
     assert tr.tracked == {("db", "t1")} and tr.get(("db", "t1")) == t1
-    tr2 = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]
+    tr2 = SchemaTracker([], h, NoSource(), selector=lambda n: n[1].startswith("t"))  # type: ignore[arg-type]  # a source that knows no table
     tr2.start(pos(1, 50))  # before the history knew it: nothing to take from it
     assert tr2.tracked == set()
 
@@ -244,11 +244,15 @@ def test_a_resume_tracks_history_tables_the_rules_select_though_gone_from_the_so
 def test_column_defaults_are_read_as_canonical_text() -> None:
     t = create("CREATE TABLE t (id INT PRIMARY KEY, a INT NOT NULL DEFAULT 0, b INT DEFAULT -5, c INT DEFAULT '7', "
                "d DECIMAL(10,2) DEFAULT 1.5, e DECIMAL(4,1) DEFAULT - .05, s VARCHAR(9) DEFAULT 'it''s' NOT NULL, "
-               "s2 VARCHAR(9) DEFAULT _utf8mb4'x' COMMENT 'c', s3 VARCHAR(9) DEFAULT N'n', s4 VARCHAR(9) DEFAULT 0x6869, "
+               "s2 VARCHAR(9) DEFAULT _utf8mb4'x' COMMENT 'c', s3 VARCHAR(9) DEFAULT N'n', "
+               "s4 VARCHAR(9) DEFAULT 0x6869, "
                "n VARCHAR(9) DEFAULT NULL, z VARCHAR(9), bo TINYINT(1) DEFAULT TRUE, bf TINYINT(1) DEFAULT false, "
-               "bits BIT(3) DEFAULT b'101', vb VARBINARY(4) DEFAULT 'ab', f FLOAT DEFAULT 0.1, g DOUBLE DEFAULT 2.5e3, "
-               "dt DATE DEFAULT '2020-1-2', dtt DATETIME(3) DEFAULT '2020-01-02 03:04:05.5', tm TIME DEFAULT '-1:02:03', "
-               "ts TIMESTAMP NULL DEFAULT '1970-01-01 00:00:10', en ENUM('x','y') DEFAULT 2, st SET('a','b') DEFAULT 'B,A', "
+               "bits BIT(3) DEFAULT b'101', vb VARBINARY(4) DEFAULT 'ab', f FLOAT DEFAULT 0.1, "
+               "g DOUBLE DEFAULT 2.5e3, "
+               "dt DATE DEFAULT '2020-1-2', dtt DATETIME(3) DEFAULT '2020-01-02 03:04:05.5', "
+               "tm TIME DEFAULT '-1:02:03', "
+               "ts TIMESTAMP NULL DEFAULT '1970-01-01 00:00:10', en ENUM('x','y') DEFAULT 2, "
+               "st SET('a','b') DEFAULT 'B,A', "
                "y YEAR DEFAULT 24, "
                "now1 TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, now2 DATETIME(6) "
                "DEFAULT now(6), ex INT DEFAULT (1 + 1), bad INT DEFAULT 'abc', gen INT AS (a + 1))")
@@ -256,7 +260,8 @@ def test_column_defaults_are_read_as_canonical_text() -> None:
         "id": None, "a": "0", "b": "-5", "c": "7", "d": "1.50", "e": "-0.1", "s": "it's", "s2": "x", "s3": "n",
         "s4": "hi", "n": None, "z": None, "bo": "1", "bf": "0", "bits": "BQ==", "vb": "YWI=", "f": "0.1",
         "g": "2500", "dt": "2020-01-02", "dtt": "2020-01-02 03:04:05.500", "tm": "-01:02:03", "ts": "10",
-        "en": "y", "st": "a,b", "y": "2024", "now1": "CURRENT_TIMESTAMP", "now2": "CURRENT_TIMESTAMP", "ex": None, "bad": None, "gen": None}
+        "en": "y", "st": "a,b", "y": "2024", "now1": "CURRENT_TIMESTAMP", "now2": "CURRENT_TIMESTAMP", "ex": None,
+        "bad": None, "gen": None}
     assert not t.schema.column("s").nullable  # attributes after the default are still read
 
     t = alter(t, "ALTER TABLE t ALTER COLUMN a SET DEFAULT 42, ALTER COLUMN b DROP DEFAULT, "

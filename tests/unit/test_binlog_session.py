@@ -97,7 +97,7 @@ def session(batch_size: int = 100, skip: LogPosition | None = None) -> tuple[Bin
     tdef = D.create_table_def(st, "utf8mb4")
     reader = BinlogReader(Endpoint("127.0.0.1", 1, "u", "p"), server_id=5, tables=[("shop", "t")],
                           history_dir=None, batch_size=batch_size, max_batches=1000)
-    tracker = SchemaTracker(reader.tables, SchemaHistory(None), FakeCatalog(tdef))  # type: ignore[arg-type]
+    tracker = SchemaTracker(reader.tables, SchemaHistory(None), FakeCatalog(tdef))  # type: ignore[arg-type]  # a fake catalog with just the method used
     start = LogPosition("binlog.000007", 4)
     tracker.start(start)
     return reader, _Session(reader, tracker, LogOffset(start.file, start.pos, skip))
@@ -142,7 +142,7 @@ def test_mysql_transactions_have_gtid_ids_and_restart_at_their_gtid_event() -> N
         (Op.DDL, None, 0), (Op.INSERT, {"id": 4, "v": "d", "w": None}, 0)]
     assert changes[0].txn == changes[2].txn == f"{SID}:41" and changes[3].txn == f"{SID}:42"
     assert changes[4].txn == f"binlog.000007:{e.out[9].packet.log_pos - 65}"  # no GTID: where it began
-    assert changes[3].table.column_names == ("id", "v", "w")  # type: ignore[union-attr]
+    assert changes[3].table.column_names == ("id", "v", "w")  # type: ignore[union-attr]  # DDL changes carry their table
     # the first batch ended inside transaction 41: its state restarts at the GTID event, after row (..., 1)
     first = batches[0]
     assert first.state.pos == 4 and first.state.last == changes[1].position
@@ -165,7 +165,7 @@ def test_a_restart_inside_a_transaction_skips_what_was_handed_out() -> None:
     s.stream_from(Stream(e.out))
     s.flush(force=True)
     changes = [c for b in drain(reader) for c in b.changes]
-    assert [c.after["id"] for c in changes] == [3, 4]  # type: ignore[index]
+    assert [c.after["id"] for c in changes] == [3, 4]  # type: ignore[index]  # inserts have their after image
 
 
 def test_the_state_carries_the_gtid_of_the_last_change_handed_out() -> None:

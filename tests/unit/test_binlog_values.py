@@ -222,8 +222,8 @@ def test_a_compiled_row_decoder_reads_rows_with_the_schemas_meaning() -> None:
 
 def test_table_map_mismatches_are_named() -> None:
     schema = TableSchema("d", "t", (Column("id", "int", "int"), Column("v", "varchar", "varchar(3)")))
-    assert "tracked schema 2" in mismatch_reason(schema, [_tm(FT.LONG)], None)  # type: ignore[operator]
+    assert "tracked schema 2" in mismatch_reason(schema, [_tm(FT.LONG)], None)  # type: ignore[operator]  # a mismatch: the reason is set
     varchar = _tm(FT.VARCHAR, max_length=3)
-    assert "binlog type 8" in mismatch_reason(schema, [_tm(FT.LONGLONG), varchar], None)  # type: ignore[operator]
-    assert "named 'w'" in mismatch_reason(schema, [_tm(FT.LONG), varchar], ["id", "w"])  # type: ignore[operator]
+    assert "binlog type 8" in mismatch_reason(schema, [_tm(FT.LONGLONG), varchar], None)  # type: ignore[operator]  # a mismatch: the reason is set
+    assert "named 'w'" in mismatch_reason(schema, [_tm(FT.LONG), varchar], ["id", "w"])  # type: ignore[operator]  # a mismatch: the reason is set
     assert mismatch_reason(None, [], None) == "the table does not exist in the tracked schema"

@@ -28,7 +28,7 @@ TYPES_JSON = ('"mysqlType":{"id":"bigint(20)","name":"varchar(32)","amount":"dec
 
 
 def encoder(**options: object) -> CanalEncoder:
-    return CanalEncoder(clock=lambda: TS, **options)  # type: ignore[arg-type]
+    return CanalEncoder(clock=lambda: TS, **options)  # type: ignore[arg-type]  # options: loosely typed test keyword arguments
 
 
 def encode_one(change: Change, enc: CanalEncoder | None = None) -> tuple[bytes | None, bytes]:

@@ -32,13 +32,13 @@ SEQ = "0000042000001234567000030"  # file 42, offset 1234567, row 3, part 0
 
 
 def encoder(**options: object) -> DataWorksEncoder:
-    return DataWorksEncoder(clock=lambda: CLOCK, **options)  # type: ignore[arg-type]
+    return DataWorksEncoder(clock=lambda: CLOCK, **options)  # type: ignore[arg-type]  # options: loosely typed test keyword arguments
 
 
 def encode(change: Change, enc: DataWorksEncoder | None = None) -> list[tuple[bytes | None, bytes]]:
     records = (enc or encoder()).encode(change, "orders-topic")
     assert all(r.topic == "orders-topic" and r.value is not None for r in records)
-    return [(r.key, r.value) for r in records]  # type: ignore[misc]
+    return [(r.key, r.value) for r in records]  # type: ignore[misc]  # no tombstones here: every value is set
 
 
 def message(schema: str, before: str, after: str, seq: str, op: str, event: str = "1700000001000",

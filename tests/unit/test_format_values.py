@@ -135,7 +135,7 @@ def test_one_bit_width_read_from_the_declaration_by_every_format() -> None:
     from obsync.sql.ddl import create_table_def, parse_ddl
 
     st = parse_ddl("CREATE TABLE t (a BIT, b BIT(10), c BIT(64))", "db")
-    parsed = create_table_def(st, None).schema.columns  # type: ignore[arg-type]
+    parsed = create_table_def(st, None).schema.columns  # type: ignore[arg-type]  # the statement is a CREATE TABLE
     read = [column_from_row((c.name, "bit", c.column_type, "YES", None, w, None, None, None, ""))
             for c, w in zip(parsed, (1, 10, 64), strict=True)]
     for c, want in zip([*parsed, *read], (1, 10, 64) * 2, strict=True):

@@ -36,7 +36,7 @@ def test_every_metric_is_prefixed_and_labelled_with_the_task():
     fams = families()
     assert fams and all(name.startswith("obsync_") for name in fams)
     for fam in fams.values():
-        for s in fam.samples:  # type: ignore[attr-defined]
+        for s in fam.samples:  # type: ignore[attr-defined]  # families() is typed object: prometheus Metric objects
             assert s.labels.get("task") == "t1", s
 
 

@@ -157,7 +157,7 @@ def make_task(tmp_path: Path, **over: object) -> object:
 
 def test_a_task_name_used_by_another_state_directory_fails(tmp_path: Path) -> None:
     task = make_task(tmp_path)
-    probe = Probe(task, task.resolved_state_dir(), 1.0)  # type: ignore[attr-defined]
+    probe = Probe(task, task.resolved_state_dir(), 1.0)  # type: ignore[attr-defined]  # make_task() is typed object
     assert check_task_name(probe).status is Status.PASSED
     other = tmp_path / "states" / "copy"
     other.mkdir(parents=True)
@@ -166,7 +166,7 @@ def test_a_task_name_used_by_another_state_directory_fails(tmp_path: Path) -> No
     assert item.status is Status.FAILED and str(other) in item.reason and "already used" in item.reason
     (other / "task.json").write_text(json.dumps({"name": "another", "id": "x"}))
     assert check_task_name(probe).status is Status.PASSED
-    own = task.resolved_state_dir()  # type: ignore[attr-defined]
+    own = task.resolved_state_dir()  # type: ignore[attr-defined]  # make_task() is typed object
     own.mkdir(parents=True)
     (own / "task.json").write_text(json.dumps({"name": "someone-else", "id": "y"}))
     item = check_task_name(probe)
@@ -176,7 +176,7 @@ def test_a_task_name_used_by_another_state_directory_fails(tmp_path: Path) -> No
 def test_incoherent_settings_fail_config_coherent(tmp_path: Path) -> None:
     def coherent(**over: object) -> Item:
         task = make_task(tmp_path, **over)
-        return check_config_coherent(Probe(task, task.resolved_state_dir(), 1.0))  # type: ignore[attr-defined]
+        return check_config_coherent(Probe(task, task.resolved_state_dir(), 1.0))  # type: ignore[attr-defined]  # make_task() is typed object
 
     assert coherent().status is Status.PASSED
     item = coherent(sync={"full": False, "incremental": False})
@@ -197,7 +197,7 @@ def test_nothing_reachable_fails_without_a_traceback_or_a_password(tmp_path: Pat
                                        "properties": {"security.protocol": "SASL_PLAINTEXT",
                                                       "sasl.mechanism": "PLAIN", "sasl.username": "u",
                                                       "sasl.password": "kafka-secret-2"}})
-    report = run_precheck(task, kafka_timeout=0.5)  # type: ignore[arg-type]
+    report = run_precheck(task, kafka_timeout=0.5)  # type: ignore[arg-type]  # make_task() is typed object
     status = {i.id: i.status for i in report.items}
     assert [i.id for i in report.items] == list(ITEM_IDS)
     assert status["source.reachable"] is Status.FAILED and status["kafka.reachable"] is Status.FAILED
@@ -211,7 +211,7 @@ def test_nothing_reachable_fails_without_a_traceback_or_a_password(tmp_path: Pat
 
 
 def test_skip_turns_a_failed_skippable_item_into_skipped(tmp_path: Path) -> None:
-    probe = Probe(make_task(tmp_path), tmp_path, 1.0)  # type: ignore[arg-type]
+    probe = Probe(make_task(tmp_path), tmp_path, 1.0)  # type: ignore[arg-type]  # make_task() is typed object
     check = next(c for c in CHECKS if c.id == "binlog.retention")
     failing = type(check)(check.id, lambda p: Item("", Status.FAILED, "kept 1 h", "keep more"), True)
     item = _run_one(failing, probe, frozenset())

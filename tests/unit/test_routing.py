@@ -144,7 +144,7 @@ def upd(table, n, before, after):
 def test_hash_rule_hashes_the_sharding_columns():
     batch = [Change(Op.INSERT, SHARDED, LogPosition("b.000001", 10 + i, 0), after={"id": i, "cust": i % 3, "v": ""})
              for i in range(12)]
-    for topic, p, kind, key in placed(real_router().route(batch)):
+    for _topic, p, _kind, key in placed(real_router().route(batch)):
         assert key in ("[0]", "[1]", "[2]") and p == partition_for(key.encode(), 4)
 
 

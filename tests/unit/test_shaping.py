@@ -101,7 +101,8 @@ def test_sharding_columns_on_a_table_without_a_key_give_it_a_message_key():
 
 def test_a_sharding_column_dropped_by_ddl_stops_the_task_with_the_reason():
     narrowed = TableSchema("shop", "orders", ORDERS.columns[:2], ("id",))
-    with pytest.raises(ConfigError, match=r"sharding_columns column 'region' of shop.orders \(objects.0 \(shop.orders\)\) .*columns now: id, cust"):
+    with pytest.raises(ConfigError, match=r"sharding_columns column 'region' of shop.orders "
+                                          r"\(objects.0 \(shop.orders\)\) .*columns now: id, cust"):
         shaper().shape([ins(narrowed, 1, id=1, cust=1)])
 
 

@@ -26,7 +26,7 @@ UTC = dt.timezone.utc
 
 
 def col(data_type: str, column_type: str | None = None, **kw: object) -> Column:
-    return Column(name="c", data_type=data_type, column_type=column_type or data_type, **kw)  # type: ignore[arg-type]
+    return Column(name="c", data_type=data_type, column_type=column_type or data_type, **kw)  # type: ignore[arg-type]  # kw: loosely typed Column fields
 
 
 # (column, raw value from the server, canonical value)
@@ -96,7 +96,7 @@ def test_canonical_from_sql_gives_the_documented_value(column: Column, raw: obje
     assert got == expected
     assert type(got) is type(expected)
     if isinstance(expected, dt.datetime):
-        assert got.tzinfo == expected.tzinfo  # type: ignore[union-attr]
+        assert got.tzinfo == expected.tzinfo  # type: ignore[attr-defined]  # got is a datetime here, like expected
 
 
 @pytest.mark.parametrize("column", sorted({c for c, _, _ in RECORDED}, key=lambda c: c.column_type))
@@ -170,7 +170,7 @@ def test_row_converters_visit_only_columns_that_need_it() -> None:
     raw = (7, "x", "2024-01-01 00:00:00.000001", b"\x05", 0.10000000149011612, None)
     want = [7, "x", dt.datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC), 5, 0.10000000149011612, None]
     assert row_converter(cols)(raw) == want
-    assert row_dict_converter(cols)(raw) == dict(zip([c.name for c in cols], want))
+    assert row_dict_converter(cols)(raw) == dict(zip([c.name for c in cols], want, strict=True))
     assert row_converter(cols[:2])((1, "a")) == [1, "a"]
     assert row_dict_converter([])(()) == {}
 
@@ -190,7 +190,7 @@ def test_sql_decoders_leave_temporal_types_as_text() -> None:
         decoders: dict = {}
 
     conn = FakeConn()
-    use_sql_decoders(conn)  # type: ignore[arg-type]
+    use_sql_decoders(conn)  # type: ignore[arg-type]  # a fake connection with just the decoders
     assert conn.decoders == SQL_DECODERS and conn.decoders is not SQL_DECODERS
 
 

@@ -34,7 +34,7 @@ T = dt.datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)  # 1714557600
     ("0", dt.datetime(1970, 1, 1, tzinfo=UTC)),
 ])
 def test_parse_start_time(value: object, expected: dt.datetime) -> None:
-    got = parse_start_time(value)  # type: ignore[arg-type]
+    got = parse_start_time(value)  # type: ignore[arg-type]  # parametrized with values of any type
     assert got == expected and got.tzinfo is UTC
 
 
@@ -61,7 +61,7 @@ def test_parse_start_time_normalizes_to_utc() -> None:
 ])
 def test_parse_start_time_refuses(value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        parse_start_time(value)  # type: ignore[arg-type]
+        parse_start_time(value)  # type: ignore[arg-type]  # parametrized with values of any type
 
 
 # ---- transaction boundaries -------------------------------------------------------------------------

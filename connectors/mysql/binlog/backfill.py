@@ -269,7 +269,7 @@ class PageReader:
         """The page after `bf.hi`, in read order."""
         cols = [schema.column(c) for c in bf.key_columns]
         orders = [key_order(c) for c in cols]
-        read = KeySql.of(cols, orders)  # type: ignore[arg-type]
+        read = KeySql.of(cols, orders)  # type: ignore[arg-type]  # key_problem() refused keys without an order
         sql = f"SELECT {select_sql(schema.columns)} FROM {table_sql(schema.db, schema.name, None)}"
         params: list[Any] = []
         if bf.hi is not None:

@@ -63,7 +63,8 @@ HEARTBEAT_DDL = """CREATE TABLE IF NOT EXISTS {table} (
   task VARCHAR(64) NOT NULL PRIMARY KEY,
   ts DATETIME(6) NOT NULL
 )"""
-HEARTBEAT_UPSERT = "INSERT INTO {table} (task, ts) VALUES (%s, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
+HEARTBEAT_UPSERT = ("INSERT INTO {table} (task, ts) VALUES (%s, UTC_TIMESTAMP(6))"
+                    " ON DUPLICATE KEY UPDATE ts = VALUES(ts)")
 # A failed heartbeat write, tried again at the next interval: any SQL error, or the source out of reach.
 _WRITE_FAILURES: tuple[type[Exception], ...] = (*DRIVER_ERRORS, SourceUnavailable)
 

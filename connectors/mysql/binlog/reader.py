@@ -54,7 +54,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from obsync.connectors.mysql.binlog.backfill import BackfillQueue, Page, PageReader, admit, key_problem
+from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, Page, PageReader, admit, key_problem
 from obsync.connectors.mysql.binlog.rows import RowDecoder, table_map_signature
 from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
@@ -322,7 +322,7 @@ class BinlogReader:
         catalog = self._catalog
         try:
             self._run_stream()
-        except BaseException as e:  # noqa: BLE001 - every failure reaches poll()
+        except BaseException as e:  # every failure reaches poll()
             if not isinstance(e, ObsyncError):
                 log.exception("binlog reader failed")
                 e = SourceError(f"binlog reader failed: {type(e).__name__}: {e}")
@@ -382,7 +382,7 @@ class BinlogReader:
         if session.done:
             self._put(_DONE)
 
-    def _retry(self, fn):  # type: ignore[no-untyped-def]
+    def _retry(self, fn):
         """Run fn until it stops failing with a failure worth retrying (or the reader is closed)."""
         delays = self._policy.delays()
         while not self._stop.is_set():
@@ -783,7 +783,7 @@ class _Session:
         if self.bq.filtering:
             bf = self.bq.filtering.get((schema.db, schema.name))
             if bf is not None:
-                emit = lambda c: [self._emit(x) for x in admit(c, bf)]  # noqa: E731
+                emit = lambda c: [self._emit(x) for x in admit(c, bf)]  # noqa: E731 - a one-line wrapper of _emit
         if op is Op.UPDATE:
             dec.check_bitmap(ev.columns_present_bitmap2, where)
             for i, (before, after) in enumerate(dec.row_pairs(data, start, stop, where)):

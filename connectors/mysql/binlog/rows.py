@@ -346,7 +346,7 @@ def compile_row_function(tm_columns: list, schema: TableSchema, nullable: bytes 
             lines.extend("    " + x for x in body)
     items = ", ".join(f"{c.name!r}: v{i}" for i, c in enumerate(schema.columns))
     lines.append(f"    return {{{items}}}, o")
-    exec(compile("\n".join(lines), f"<row decoder {where}>", "exec"), ns)  # noqa: S102 - generated above
+    exec(compile("\n".join(lines), f"<row decoder {where}>", "exec"), ns)  # generated above
     return ns["row"]
 
 

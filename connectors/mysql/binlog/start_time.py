@@ -179,7 +179,7 @@ class _Scanner:
                            events=_SCAN_EVENTS, blocking=False,
                            only_tables=[])  # table maps: skip before parsing their columns
 
-    def _events(self, file: str):  # type: ignore[no-untyped-def]
+    def _events(self, file: str):
         """The events from the start of `file` to the end of the binlog, with errors made obsync's."""
         stream = self._open(file)
         try:

@@ -118,15 +118,15 @@ def decode_decimal(buf: bytes, off: int, precision: int, scale: int) -> tuple[De
         int_digits.append(str(int.from_bytes(b[p:p + lead], "big")))
         p += lead
     for _ in range(intg // 9):
-        int_digits.append("%09d" % int.from_bytes(b[p:p + 4], "big"))
+        int_digits.append(f"{int.from_bytes(b[p:p + 4], 'big'):09d}")
         p += 4
     frac_digits = []
     for _ in range(scale // 9):
-        frac_digits.append("%09d" % int.from_bytes(b[p:p + 4], "big"))
+        frac_digits.append(f"{int.from_bytes(b[p:p + 4], 'big'):09d}")
         p += 4
     tail = scale % 9
     if tail:
-        frac_digits.append("%0*d" % (tail, int.from_bytes(b[p:p + _DIG2BYTES[tail]], "big")))
+        frac_digits.append(f"{int.from_bytes(b[p:p + _DIG2BYTES[tail]], 'big'):0{tail}d}")
     text = "".join(int_digits) or "0"
     if scale:
         text += "." + "".join(frac_digits)
@@ -153,12 +153,12 @@ def _read_frac(buf: bytes, off: int, fsp: int) -> tuple[int, int]:
 def format_datetime(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
                     micro: int = 0, fsp: int = 0, *, date_only: bool = False) -> str:
     """A date or datetime as the server prints it (used for zero and partial dates)."""
-    text = "%04d-%02d-%02d" % (year, month, day)
+    text = f"{year:04d}-{month:02d}-{day:02d}"
     if date_only:
         return text
-    text += " %02d:%02d:%02d" % (hour, minute, second)
+    text += f" {hour:02d}:{minute:02d}:{second:02d}"
     if fsp:
-        text += "." + ("%06d" % micro)[:fsp]
+        text += "." + f"{micro:06d}"[:fsp]
     return text
 
 

@@ -78,7 +78,7 @@ class KeySql:
 
     @classmethod
     def of(cls, columns: Sequence[Column], orders: Sequence[KeyOrder]) -> KeySql:
-        return cls(tuple(order_expression(c, o) for c, o in zip(columns, orders)), tuple(orders))
+        return cls(tuple(order_expression(c, o) for c, o in zip(columns, orders, strict=False)), tuple(orders))
 
     @property
     def order_by(self) -> str:
@@ -89,7 +89,7 @@ class KeySql:
         `a > x` or, for composite keys, `a >= x AND (a > x OR (a = x AND b > y))`; `<=` likewise."""
         strict = "<" if op == "<=" else ">"
         wide = op if op == "<=" else ">="
-        ps = [param(v, o) for v, o in zip(key, self.orders)]
+        ps = [param(v, o) for v, o in zip(key, self.orders, strict=False)]
         e = self.exprs
         n = len(e)
         if n == 1:
@@ -111,7 +111,7 @@ def encode_key(key: Sequence[Any]) -> list[Any]:
 
 
 def decode_key(data: list[Any]) -> tuple[Any, ...]:
-    return position_from_json(["snap", "", data]).key  # type: ignore[union-attr]
+    return position_from_json(["snap", "", data]).key  # type: ignore[union-attr]  # a "snap" position is a SnapshotPosition
 
 
 def table_sql(db: str, name: str, scn: int | None) -> str:

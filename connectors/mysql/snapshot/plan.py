@@ -199,7 +199,7 @@ def _plan_table(conn: pymysql.Connection, schema: TableSchema, chunk_size: int,
     orders = [key_order(c) for c in key_cols]
     if not key_cols or None in orders:
         reason = "no primary key or non-null unique key" if not key_cols else (
-            "key column types " + ", ".join(f"{c.name} {c.column_type}" for c, o in zip(key_cols, orders)
+            "key column types " + ", ".join(f"{c.name} {c.column_type}" for c, o in zip(key_cols, orders, strict=True)
                                             if o is None) + " cannot order a snapshot")
         rows = _estimate_rows(conn, schema, ref)
         cid = f"{schema.full_name}/0000"

@@ -122,7 +122,7 @@ def _setter_lines(cls: type, given: tuple[str, ...], values: list[tuple[str, str
 
 def _compile_make(lines: list[str], env: dict[str, Any]) -> Callable[..., Any]:
     scope = dict(env)
-    exec("\n".join(lines), scope)  # noqa: S102 - field names from the dataclass, not from input
+    exec("\n".join(lines), scope)  # field names from the dataclass, not from input
     return scope["make"]
 
 
@@ -248,7 +248,7 @@ class ChunkReader:
                     # the socket buffers): do not let the server give up on a slow reader.
                     cur.execute(f"SET SESSION net_write_timeout = {_NET_WRITE_TIMEOUT_S}")
             if self._filter is not None:
-                neutral_sql_mode(conn)  # the row filter means what obsync evaluates (`obsync.connectors.mysql.evaluator`)
+                neutral_sql_mode(conn)  # the filter means what `obsync.connectors.mysql.evaluator` evaluates
             self._conn = conn
         return self._conn
 
@@ -350,7 +350,7 @@ class ChunkReader:
                 n += 1
                 append(make(read, schema, pos(chunk_id, (attempt, n)), convert(r)))
         if out:
-            self._last = out[-1].position.key  # type: ignore[union-attr]
+            self._last = out[-1].position.key  # type: ignore[union-attr]  # snapshot rows carry a SnapshotPosition
         self._rows += len(out)
         return out
 

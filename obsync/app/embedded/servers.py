@@ -219,7 +219,7 @@ class ManagedServer:
                 try:
                     if self._is_ready():
                         return
-                except Exception as e:  # not ready yet; remembered for the timeout message
+                except Exception as e:  # noqa: BLE001 - any probe failure: not ready yet; remembered for the timeout message
                     self._last_error = e
             if time.monotonic() > deadline:
                 raise ServerError(
@@ -523,7 +523,7 @@ def _stop_all() -> None:
     for server in list(_LIVE):
         try:
             server.close()
-        except Exception:  # exiting anyway; never leave the others running
+        except Exception:  # noqa: BLE001 - exiting anyway; never leave the others running
             pass
 
 

@@ -76,7 +76,7 @@ class Probe:
             if not isinstance(c, str):
                 try:
                     c.close()
-                except Exception:  # closing anyway
+                except Exception:  # noqa: BLE001 - closing anyway: a failed close leaves nothing to do
                     pass
 
     def _memoized(self, key: str, make: Callable[[], Any]) -> Any:
@@ -100,7 +100,7 @@ class Probe:
     def conn(self, which: str = "sql") -> pymysql.Connection:
         if self.connect_error(which) is not None:
             raise NotChecked("not checked: the source is not reachable (see source.reachable)")
-        return self._conns["sql" if which == "sql" or self.same_endpoint else "log"]  # type: ignore[return-value]
+        return self._conns["sql" if which == "sql" or self.same_endpoint else "log"]  # type: ignore[return-value]  # connect_error() is None: the entry is the connection, not its error
 
     @property
     def dialect(self) -> Dialect:
@@ -212,7 +212,7 @@ class Probe:
         if self.connect_error("sql") is None:
             for name, plan in sorted(self.plans().items()):
                 out.setdefault(plan.topic, []).append(name)
-        for i, obj in enumerate(self.task.objects):
+        for obj in self.task.objects:
             if obj.is_exact and obj.match not in {n for names in out.values() for n in names}:
                 out.setdefault(self.task.topic_for(obj.db, obj.table, obj), []).append(obj.match)
         encoder, _ = self.encoder()

@@ -45,7 +45,7 @@ def check_tables_physical(p: Probe) -> Item:
 def check_tables_names(p: Probe) -> Item:
     problems: list[str] = []
     for full, t in p.tables().items():
-        for what, name in zip(("database", "table"), full.split(".")):
+        for what, name in zip(("database", "table"), full.split("."), strict=False):
             if (why := oms_name_problem(name)) is not None:
                 problems.append(f"{what} {name!r} has {why}")
         for col in t.schema.columns if t.schema is not None else ():
