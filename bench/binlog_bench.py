@@ -116,7 +116,7 @@ def main() -> None:
     if args.mariadb_port:
         run(Endpoint("127.0.0.1", args.mariadb_port, "root", ""), args.rows, args.single_txn, args.batch_size)
         return
-    from obsync.app.embedded.servers import MariaDBServer
+    from obsync.app.embedded.mariadb import MariaDBServer
 
     with tempfile.TemporaryDirectory() as d, MariaDBServer(Path(d), row_metadata=args.metadata) as server:
         run(Endpoint(server.host, server.port, server.user, server.password), args.rows, args.single_txn,

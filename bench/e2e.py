@@ -23,7 +23,8 @@ import yaml
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from obsync.app.embedded.servers import MariaDBServer, TansuBroker
+from obsync.app.embedded.mariadb import MariaDBServer
+from obsync.app.embedded.tansu import TansuBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 DDL = """CREATE TABLE bench.t (

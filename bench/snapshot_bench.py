@@ -190,7 +190,8 @@ def main() -> None:
             port = getattr(args, f"{name}_port")
             server = None
             if port is None:
-                from obsync.app.embedded.servers import MariaDBServer, SeekDBServer
+                from obsync.app.embedded.mariadb import MariaDBServer
+                from obsync.app.embedded.seekdb import SeekDBServer
 
                 server = (MariaDBServer(Path(tmp) / name) if name == "mariadb"
                           else SeekDBServer(Path(tmp) / name))

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from obsync.app.embedded.servers import MariaDBServer, SeekDBServer, TansuBroker
+from obsync.app.embedded.mariadb import MariaDBServer
+from obsync.app.embedded.seekdb import SeekDBServer
+from obsync.app.embedded.tansu import TansuBroker
 
 
 @pytest.fixture(scope="session")

@@ -1,1 +1,1 @@
-"""The application: runtime, CLI, lifecycle, precheck, progress, metrics, embedded servers."""
+"""The application: the CLI, the task lifecycle (start, pause, status...), precheck, and the embedded servers."""

@@ -19,7 +19,7 @@ from typing import Any
 from obsync.connectors.kafka.client import base_config
 from obsync.connectors.kafka.topics import ensure_topics
 from obsync.connectors.mysql.binlog.backfill import key_problem
-from obsync.connectors.mysql.binlog.reader import current_log_position
+from obsync.connectors.mysql.binlog.server_log import current_log_position
 from obsync.connectors.mysql.binlog.start_time import position_at_time
 from obsync.connectors.mysql.catalog import SqlCatalog
 from obsync.connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect

@@ -447,7 +447,7 @@ def _rss() -> int:
 
 @pytest.fixture(scope="module")
 def private_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from obsync.app.embedded.servers import MariaDBServer
+    from obsync.app.embedded.mariadb import MariaDBServer
 
     with MariaDBServer(tmp_path_factory.mktemp("mariadb_private"), row_metadata="MINIMAL") as server:
         yield server

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from obsync.app.embedded.servers import MariaDBServer
+from obsync.app.embedded.mariadb import MariaDBServer
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from obsync.app.embedded.servers import free_port
+from obsync.app.embedded.process import free_port
 from obsync.core.positions import LogPosition, binlog_file_number, position_from_header
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import obsync_cmd, unique, write_task

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from obsync.task.config import load_task
-from obsync.app.embedded.servers import MariaDBServer
+from obsync.app.embedded.mariadb import MariaDBServer
 from obsync.core.errors import ConfigError
 from obsync.app.precheck import Report, Status, run_precheck
 from tests.helpers.kafka import read_topic

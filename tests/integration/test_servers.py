@@ -12,7 +12,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from obsync.app.embedded.servers import MariaDBServer, SeekDBServer, TansuBroker
+from obsync.app.embedded.mariadb import MariaDBServer
+from obsync.app.embedded.seekdb import SeekDBServer
+from obsync.app.embedded.tansu import TansuBroker
 
 
 def _query(server: MariaDBServer | SeekDBServer, sql: str) -> list[tuple[object, ...]]:

@@ -14,9 +14,10 @@ from pymysqlreplication.event import GtidEvent, NotImplementedEvent, QueryEvent,
 from pymysqlreplication.row_event import TableMapEvent, WriteRowsEvent
 
 from obsync.sql import ddl as D
-from obsync.connectors.mysql.binlog.reader import BinlogReader, _Batch, _Session
+from obsync.connectors.mysql.binlog.reader import BinlogReader
 from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
+from obsync.connectors.mysql.binlog.session import QueuedBatch, Session
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.core.changes import Op
 from obsync.core.offsets import LogOffset
@@ -91,7 +92,7 @@ class Events:
         self._ev(XidEvent, 31, xid=1)
 
 
-def session(batch_size: int = 100, skip: LogPosition | None = None) -> tuple[BinlogReader, _Session]:
+def session(batch_size: int = 100, skip: LogPosition | None = None) -> tuple[BinlogReader, Session]:
     st = D.parse_ddl("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))", "shop")
     assert isinstance(st, D.CreateTable)
     tdef = D.create_table_def(st, "utf8mb4")
@@ -100,10 +101,10 @@ def session(batch_size: int = 100, skip: LogPosition | None = None) -> tuple[Bin
     tracker = SchemaTracker(reader.tables, SchemaHistory(None), FakeCatalog(tdef))  # type: ignore[arg-type]  # a fake catalog with just the method used
     start = LogPosition("binlog.000007", 4)
     tracker.start(start)
-    return reader, _Session(reader, tracker, LogOffset(start.file, start.pos, skip))
+    return reader, Session(reader, tracker, LogOffset(start.file, start.pos, skip))
 
 
-def drain(reader: BinlogReader) -> list[_Batch]:
+def drain(reader: BinlogReader) -> list[QueuedBatch]:
     out = []
     while not reader._queue.empty():
         out.append(reader._queue.get_nowait())

@@ -4,6 +4,7 @@
 the thin Bytewax adapter.
 """
 
-from obsync.connectors.mysql.binlog.reader import BinlogReader, binlog_files, current_log_position
+from obsync.connectors.mysql.binlog.reader import BinlogReader
+from obsync.connectors.mysql.binlog.server_log import binlog_files, current_log_position
 
 __all__ = ["BinlogReader", "binlog_files", "current_log_position"]

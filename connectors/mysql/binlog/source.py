@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -44,8 +44,12 @@ _RECOVERED = f"the resume state of the {PARTITION!r} partition (Bytewax recovery
 _GATE_INTERVAL = 0.5
 _IDLE_WAIT = timedelta(milliseconds=20)
 
+# The partition's state: the reader's `LogOffset.to_dict()`; None when no start was known yet (the source was
+# unreachable when the partition was built and no start was given): a resume then starts as configured.
+LogState = dict[str, Any] | None
 
-class BinlogSource(FixedPartitionedSource[Batch, dict]):
+
+class BinlogSource(FixedPartitionedSource[Batch, LogState]):
     """Incremental sync from the binlog; see the module docstring for the delivery guarantee."""
 
     def __init__(
@@ -90,7 +94,7 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
     def list_parts(self) -> list[str]:
         return [PARTITION]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: dict[str, Any] | None) -> _BinlogPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: LogState) -> _BinlogPartition:
         if for_part != PARTITION:
             raise ValueError(f"BinlogSource has one partition {PARTITION!r}, not {for_part!r}")
         start = self._start if resume_state is None else LogOffset.from_dict(resume_state, _RECOVERED)
@@ -110,7 +114,7 @@ class BinlogSource(FixedPartitionedSource[Batch, dict]):
         return part
 
 
-class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
+class _BinlogPartition(StatefulSourcePartition[Batch, LogState]):
     def __init__(self, reader: BinlogReader, gate: Callable[[], bool] | None, pacer: BatchPacer | None = None,
                  listener: SourceListener = NOOP_SOURCE_LISTENER) -> None:
         self._reader = reader
@@ -167,7 +171,7 @@ class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
             self._pacer.hold(changes)
             return self._paced()
         self._awake = None
-        return [changes]
+        return [cast(Batch, changes)]  # handed over whole: nothing appends to it
 
     def _paced(self) -> list[Batch]:
         assert self._pacer is not None
@@ -177,7 +181,7 @@ class _BinlogPartition(StatefulSourcePartition[Batch, dict]):
     def next_awake(self) -> datetime | None:
         return self._awake
 
-    def snapshot(self) -> dict[str, Any] | None:
+    def snapshot(self) -> LogState:
         # None only when the source was unreachable when the partition was built and no start was given:
         # the reader then starts from the position current when it first connects
         offset = self._held_state if self._pacer is not None and self._pacer.holding else self._reader.offset()

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from datetime import datetime, timezone
+from typing import Any
 
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import BINLOG
@@ -38,7 +40,7 @@ from pymysqlreplication.event import (
     XidEvent,
 )
 
-from obsync.connectors.mysql.binlog.reader import binlog_files, current_log_position
+from obsync.connectors.mysql.binlog.server_log import binlog_files, current_log_position
 from obsync.connectors.mysql.binlog.stream import open_stream
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.failures import DRIVER_ERRORS, StreamLost, retryable
@@ -179,7 +181,7 @@ class _Scanner:
                            events=_SCAN_EVENTS, blocking=False,
                            only_tables=[])  # table maps: skip before parsing their columns
 
-    def _events(self, file: str):
+    def _events(self, file: str) -> Iterator[Any]:
         """The events from the start of `file` to the end of the binlog, with errors made obsync's."""
         stream = self._open(file)
         try:

@@ -14,12 +14,17 @@ non-blocking scans) open their streams here, so the two are set up alike:
 - events it cannot decode are handed out as `NotImplementedEvent`s rather than dropped, so the caller sees
   every event type (compressed transactions, anonymous GTIDs).
 
+`stream_idle` tells whether bytes wait on a stream's socket; `interrupt` shuts the socket down from another
+thread so that a blocked read returns.
+
 The control connection (the few SQL queries the library makes) goes to `sql_endpoint`, which differs from
 the log endpoint when the binlog comes from a separate service (OceanBase Binlog Service).
 """
 
 from __future__ import annotations
 
+import select
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,3 +85,26 @@ def open_stream(log_endpoint: Endpoint, sql_endpoint: Endpoint, *, server_id: in
         enable_logging=False,  # it would log the connection settings, password included
         pymysql_wrapper=_StreamConnection,
     )
+
+
+def stream_idle(stream: BinLogStreamReader) -> bool:
+    """True when no more bytes are waiting on the replication socket."""
+    conn = getattr(stream, "_stream_connection", None)
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        return True
+    try:
+        return not select.select([sock], [], [], 0)[0]
+    except (OSError, ValueError):
+        return True
+
+
+def interrupt(stream: BinLogStreamReader) -> None:
+    """Shut the replication socket down (from another thread), so that a read blocked on it returns."""
+    conn = getattr(stream, "_stream_connection", None)
+    sock = getattr(conn, "_sock", None) if conn is not None else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

