@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Literal, NamedTuple
@@ -47,6 +48,7 @@ RECORD_OVERHEAD = 300
 _POS_ALLOWANCE = 1024  # the position header is measured exactly only for records this close to the limit
 
 Header = tuple[str, bytes]
+log = logging.getLogger(__name__)
 
 
 class Emitted(NamedTuple):
@@ -166,6 +168,9 @@ class LargeMessages:
         limit = self.limit_of(topic)
         size = record_size(rec.key, rec.value, pos_header)
         self.on_large(table.full_name, self.policy)
+        if self.policy != "fail":
+            log.warning("%s at %s: a message of %d bytes for topic %s, which accepts %d; sent under large_messages: "
+                        "%s", table.full_name, change.position, size, topic, limit, self.policy)
         base = {"policy": self.policy, "size": size, "limit": limit}
         if self.policy == "fail":
             raise self._error(change, topic, size, limit, "")
