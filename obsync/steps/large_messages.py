@@ -12,7 +12,7 @@ producing, because some brokers (tansu) do not enforce the topic's setting. Poli
 - `dead_letter`: the whole encoded value split into parts in the dead-letter topic, and a pointer (the key-only
   message with a marker naming the parts) in the data topic.
 
-The marker: a header `obsync.large` (JSON) on every message a policy changed, in every format; in JSON formats
+The marker: a header "obsync.large" (JSON) on every message a policy changed, in every format; in JSON formats
 (the value starts with `{`) also a first field `"_obsync_large"` with the same object. A message that fits is
 never touched, so normal message bytes are unchanged. Dead-letter parts and pointers carry the change's position
 and consecutive `seq` numbers like any record, so the sink's per-position deduplication keeps a resumed task
