@@ -12,6 +12,10 @@ producing, because some brokers (tansu) do not enforce the topic's setting. Poli
 - `dead_letter`: the whole encoded value split into parts in the dead-letter topic, and a pointer (the key-only
   message with a marker naming the parts) in the data topic.
 
+The decision is made here, where the router builds records, not in the Kafka sink: `key_only` and `truncate`
+encode the change again (the sink sees only bytes), and the router numbers every record of a change with `seq`,
+so dead-letter parts and the pointer are deduplicated on resume by the sink like any other record.
+
 The marker: a header "obsync.large" (JSON) on every message a policy changed, in every format; in JSON formats
 (the value starts with `{`) also a first field `"_obsync_large"` with the same object. A message that fits is
 never touched, so normal message bytes are unchanged. Dead-letter parts and pointers carry the change's position

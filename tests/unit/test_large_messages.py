@@ -219,3 +219,16 @@ def test_avro_refuses_key_only_and_dead_letter_in_the_task_file():
     assert TaskConfig.model_validate({**base, "large_messages": "truncate"}).large_messages == "truncate"
     t = TaskConfig.model_validate({**base, "format": "default"})
     assert t.large_messages == "fail" and t.resolved_dead_letter_topic() == "t.dead_letter"
+
+
+def test_avro_truncate_keeps_the_schema_and_marks_the_header_only():
+    enc = encoder("avro")  # without a registry: the schemas go to the schema topic, the value names its schema
+    records = enc.encode(BIG, "topic")
+    index, rec = next((i, r) for i, r in enumerate(records) if r.topic == "topic")
+    (out,) = LargeMessages("truncate", enc, lambda t: LIMIT).handle(BIG, "topic", 0, rec, index, 0)
+    marker = json.loads(dict(out.headers)[MARKER_HEADER])
+    assert marker == {"policy": "truncate", "size": record_size(rec.key, rec.value, position_to_header(POS)),
+                      "limit": LIMIT, "columns": {"body": 4000, "img": 3000}}
+    assert out.value[:10] == rec.value[:10]  # the same schema fingerprint: no new schema, no field added
+    assert MARKER_FIELD.encode() not in out.value
+    assert record_size(out.key, out.value, position_to_header(POS), out.headers) <= LIMIT
