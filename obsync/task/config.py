@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from obsync.core.errors import ConfigError
 from obsync.task.format_names import FormatName
@@ -307,13 +316,13 @@ class TaskConfig(_Model):
     def _dead_letter_topic(cls, v: str | None) -> str | None:
         return None if v is None else check_existing_topic(v)
 
-    @model_validator(mode="after")
-    def _large_messages(self) -> TaskConfig:
-        if self.large_messages in ("key_only", "dead_letter") and self.format == "avro":
-            raise ValueError(f"large_messages: {self.large_messages} needs a JSON format: an Avro message has no room "
-                             "for the marker field and a key-only value breaks its registered schema; use truncate "
-                             "or fail with format avro")
-        return self
+    @field_validator("large_messages")
+    @classmethod
+    def _large_messages(cls, v: str, info: ValidationInfo) -> str:
+        if v in ("key_only", "dead_letter") and info.data.get("format") == "avro":
+            raise ValueError(f"{v} needs a JSON format: an Avro message has no room for the marker field and a "
+                             "key-only value breaks its registered schema; use truncate or fail with format avro")
+        return v
 
     def resolved_dead_letter_topic(self) -> str:
         return self.dead_letter_topic or f"{self.name}.dead_letter"

@@ -214,7 +214,7 @@ def test_avro_refuses_key_only_and_dead_letter_in_the_task_file():
             "objects": [{"match": "a.b"}], "format": "avro",
             "format_options": {"schema_registry_url": "http://r"}}
     for p in ("key_only", "dead_letter"):
-        with pytest.raises(ValueError, match=f"large_messages: {p} needs a JSON format"):
+        with pytest.raises(ValueError, match=f"large_messages\n  Value error, {p} needs a JSON format"):
             TaskConfig.model_validate({**base, "large_messages": p})
     assert TaskConfig.model_validate({**base, "large_messages": "truncate"}).large_messages == "truncate"
     t = TaskConfig.model_validate({**base, "format": "default"})
