@@ -26,9 +26,11 @@ from obsync.connectors.mysql.binlog.source import BinlogSource
 from obsync.connectors.mysql.binlog.heartbeat import HeartbeatWriter
 from obsync.connectors.mysql.evaluator import SqlEvaluator
 from obsync.connectors.mysql.snapshot.source import SnapshotSource
+from obsync.runtime import metrics
 from obsync.runtime.progress import Progress
 from obsync.steps.ratelimit import bytewax_processes, limiter_for
 from obsync.task.resources import plan_resources
+from obsync.steps.large_messages import LargeMessages
 from obsync.steps.routing import Router
 from obsync.runtime.prepare import Runtime, kafka_conf, prepare
 from obsync.runtime.settings import log_endpoint, sql_endpoint
@@ -81,12 +83,22 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
         task.partitioning,
         fixed_partition=task.fixed_partition,
         send_ddl=task.sync.ddl,
+        large=large_messages(rt),
     )
     routed = op.flat_map("encode", shaped, router.route)
     op.output("kafka", routed, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
         listener=progress, producer_conf=res.producer))
     return flow
+
+
+def large_messages(rt: Runtime) -> LargeMessages | None:
+    """The task's `large_messages` policy, checked against the topics' limits (`Runtime.limits`)."""
+    if rt.limits is None:
+        return None
+    task = rt.task
+    return LargeMessages(task.large_messages, rt.encoder, rt.limits, task.resolved_dead_letter_topic(),
+                         lambda t: rt.layout.partitions[t], metrics.large_message)
 
 
 def __getattr__(name: str) -> Any:

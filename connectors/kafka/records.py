@@ -27,6 +27,7 @@ class OutRecord(NamedTuple):
     position: Position
     seq: int = 0
     commit_time: float | None = None
+    headers: tuple[tuple[str, bytes], ...] | None = None  # besides the position headers (large messages)
 
 
 OutItem = OutRecord | StreamDone

@@ -180,8 +180,12 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
                 if w.seen(pos, seq):
                     skipped += 1
                     continue
-                produce(it, [(TASK_HEADER, task), (POS_HEADER, position_to_header(pos)),
-                             (SEQ_HEADER, _SEQ_BYTES[seq] if seq < 16 else str(seq).encode())])
+                headers: list[tuple[str, str | bytes | None]] = [
+                    (TASK_HEADER, task), (POS_HEADER, position_to_header(pos)),
+                    (SEQ_HEADER, _SEQ_BYTES[seq] if seq < 16 else str(seq).encode())]
+                if it.headers:
+                    headers.extend(it.headers)
+                produce(it, headers)
                 written_n += 1
                 size += len(it.value or b"")
                 last_rec = it

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from obsync.connectors.kafka.client import KafkaSettings, base_config
 from obsync.core.errors import SinkError
@@ -49,3 +49,41 @@ def ensure_topics(target: KafkaSettings, names: list[str], partitions: int, repl
             raise SinkError(f"topic {t!r} is not available on {target.bootstrap_servers}")
         counts[t] = len(meta[t].partitions)
     return counts
+
+
+PRODUCER_MAX_DEFAULT = 1_000_000  # librdkafka's default message.max.bytes
+
+
+class MessageLimits:
+    """The largest record each topic accepts: the smaller of the topic's `max.message.bytes` (DescribeConfigs,
+    asked once per topic) and the producer's `message.max.bytes` (`producer_max`). obsync checks sizes itself
+    because not every broker enforces the topic's setting (tansu stores it but accepts larger messages)."""
+
+    def __init__(self, target: KafkaSettings, producer_max: int = PRODUCER_MAX_DEFAULT, timeout: float = 30.0) -> None:
+        self.target = target
+        self.producer_max = producer_max
+        self.timeout = timeout
+        self._known: dict[str, int] = {}
+
+    def load(self, topics: list[str]) -> dict[str, int]:
+        """Read the limits of `topics` (those not known yet) in one request; every topic's limit."""
+        missing = [t for t in topics if t not in self._known]
+        if missing:
+            admin = AdminClient(base_config(self.target))
+            futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in missing],
+                                             request_timeout=self.timeout)
+            for res, fut in futures.items():
+                limit = self.producer_max
+                try:
+                    entry = fut.result().get("max.message.bytes")
+                    if entry is not None and entry.value is not None:
+                        limit = min(limit, int(entry.value))
+                except (KafkaException, ValueError) as e:
+                    log.warning("cannot read max.message.bytes of topic %s (%s); checking messages against the "
+                                "producer's message.max.bytes (%d) only", res.name, e, self.producer_max)
+                self._known[res.name] = limit
+        return {t: self._known[t] for t in topics}
+
+    def __call__(self, topic: str) -> int:
+        known = self._known.get(topic)
+        return known if known is not None else self.load([topic])[topic]

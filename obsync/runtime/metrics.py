@@ -73,6 +73,9 @@ BYTES_WRITTEN = Counter("obsync_bytes_written", "bytes of message values written
                         ["task", "topic", "table"], registry=REGISTRY)
 MESSAGES_SKIPPED = Counter("obsync_messages_skipped", "messages dropped because they were already written "
                            "(replayed after a restart)", ["task"], registry=REGISTRY)
+LARGE_MESSAGES = Counter("obsync_large_messages", "row messages larger than their topic accepts, by the "
+                         "`large_messages` policy applied (fail: the task stopped)", ["task", "table", "policy"],
+                         registry=REGISTRY)
 ERRORS = Counter("obsync_errors", "errors, by kind (a failed task, a reconnect to the source)",
                  ["task", "kind"], registry=REGISTRY)
 LAG = Gauge("obsync_lag_seconds", "incremental sync delay: seconds between a change's commit on the source and "
@@ -100,7 +103,7 @@ FULL_CHUNKS_TOTAL = Gauge("obsync_full_sync_chunks_total", "full sync: chunks in
 
 _LABELLED = (UP, FAILED, START_TIME, PHASE, ROWS_READ, LOG_BYTES_READ, MESSAGES_WRITTEN, BYTES_WRITTEN,
              MESSAGES_SKIPPED, ERRORS, LAG, COMMIT_TO_ACK, LOG_POSITION_FILE, LOG_POSITION_OFFSET, LAST_WRITE,
-             FULL_ROWS_DONE, FULL_ROWS_ESTIMATED, FULL_CHUNKS_DONE, FULL_CHUNKS_TOTAL)
+             FULL_ROWS_DONE, FULL_ROWS_ESTIMATED, FULL_CHUNKS_DONE, FULL_CHUNKS_TOTAL, LARGE_MESSAGES)
 
 _task = ""
 _lock = threading.Lock()
@@ -181,6 +184,11 @@ def set_last_write(t: float) -> None:
 
 def skipped(n: int) -> None:
     _child(MESSAGES_SKIPPED).inc(n)
+
+
+def large_message(table: str, policy: str) -> None:
+    """One message of `table` too large for its topic, handled by `policy` (rare: counted one by one)."""
+    _child(LARGE_MESSAGES, table, policy).inc()
 
 
 def commit_to_ack(seconds: float) -> None:

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from obsync.connectors.kafka.client import base_config
-from obsync.connectors.kafka.topics import ensure_topics
+from obsync.connectors.kafka.topics import PRODUCER_MAX_DEFAULT, MessageLimits, ensure_topics
 from obsync.connectors.mysql.binlog.backfill import key_problem
 from obsync.connectors.mysql.binlog.server_log import current_log_position
 from obsync.connectors.mysql.binlog.start_time import position_at_time
@@ -61,6 +61,7 @@ class Runtime:
     encoder: Encoder
     snapshot_filters: dict[str, str]  # db.table -> row filter SQL pushed into full sync's SELECT
     live: Live | None = None  # the task's current objects (changed by `reload_task` while it runs)
+    limits: MessageLimits | None = None  # the largest message each topic accepts (`large_messages`)
 
     @property
     def parts(self) -> list[str]:
@@ -132,14 +133,19 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     db_type = "OB_MYSQL" if dialect == "oceanbase" else "MYSQL"
     encoder = encoder_for(task.format, EncoderContext(task.name, db_type),
                           task.format_options)
-    counts = ensure_task_topics(task, res, encoder.extra_topics())
+    extra = encoder.extra_topics()
+    if task.large_messages == "dead_letter":
+        extra = [*extra, task.resolved_dead_letter_topic()]
+    counts = ensure_task_topics(task, res, extra)
+    limits = MessageLimits(kafka_settings(task.target), producer_max_bytes(task))
+    limits.load(sorted(set(topic_of.values()) | set(extra)))
     check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
     stop_at = current_log_position(log_ep) if (until_caught_up and task.sync.incremental) else None
     live = Live(task, topic_of, counts, start.backfills, frozenset(fresh))
     layout = TopicLayout(topic_of, counts, start.lanes, TopicResolver(live))
     layout.live = live
     return Runtime(task, state, ident["id"], dialect, tables, layout, log_start, plan, stop_at, encoder,
-                   snapshot_filters(res), live)
+                   snapshot_filters(res), live, limits)
 
 
 def selected_before(start: StartPoint, state: TaskState) -> Callable[[tuple[str, str]], bool]:
@@ -324,3 +330,12 @@ def check_fixed_partition(task: TaskConfig, partitions: dict[str, int]) -> None:
 
 def kafka_conf(task: TaskConfig) -> dict[str, Any]:
     return base_config(kafka_settings(task.target))
+
+
+def producer_max_bytes(task: TaskConfig) -> int:
+    """The producer's `message.max.bytes` (target.properties, else librdkafka's default)."""
+    value = kafka_conf(task).get("message.max.bytes", PRODUCER_MAX_DEFAULT)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"field `target.properties.message.max.bytes`: {value!r} is not a number of bytes") from None

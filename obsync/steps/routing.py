@@ -15,6 +15,7 @@ from typing import Any, Literal
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
 from obsync.formats.base import Encoder
 from obsync.core.changes import Change, Item, Op, StreamDone
+from obsync.steps.large_messages import LargeMessages
 from obsync.steps.partitioning import KeyBytes, hash_partition, partition_key, row_image_key, table_key
 from obsync.task.live import Live
 
@@ -108,8 +109,11 @@ class Router:
     """
 
     def __init__(self, encoder: Encoder, layout: TopicLayout, partitioning: Partitioning,
-                 key_bytes: KeyBytes = partition_key, fixed_partition: int = 0, send_ddl: bool = False) -> None:
+                 key_bytes: KeyBytes = partition_key, fixed_partition: int = 0, send_ddl: bool = False,
+                 large: LargeMessages | None = None) -> None:
         self.encoder = encoder
+        # the `large_messages` policy, for row records larger than their topic accepts (None: not checked)
+        self.large = large
         self.layout = layout
         self.partitioning = partitioning
         self.key_bytes = key_bytes
@@ -149,8 +153,17 @@ class Router:
                 bucket = out.get(name)
                 if bucket is None:
                     bucket = out[name] = []
-                for rec in records:
+                large = self.large
+                for index, rec in enumerate(records):
                     if rec.topic == topic:
+                        if large is not None and not large.fits(rec, change):
+                            for e in large.handle(change, topic, partition, rec, index, seq):
+                                p = partition if e.partition is None else e.partition
+                                out.setdefault(self.layout.lane(e.topic, p), []).append(OutRecord(
+                                    e.topic, p, e.key, e.value, change.position, seq, change.commit_time,
+                                    e.headers))
+                                seq += 1
+                            continue
                         bucket.append(OutRecord(topic, partition, rec.key, rec.value, change.position, seq,
                                                 change.commit_time))
                     else:

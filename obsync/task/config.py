@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from obsync.core.errors import ConfigError
 from obsync.task.format_names import FormatName
@@ -296,6 +305,27 @@ class TaskConfig(_Model):
     progress_interval: float = Field(10.0, gt=0, le=3600, description="seconds between progress lines")
     epoch_seconds: float = Field(2.0, gt=0, le=600, description="how often state is snapshotted")
     limits: LimitsConfig = LimitsConfig()
+    large_messages: Literal["fail", "key_only", "truncate", "dead_letter"] = Field(
+        "fail", description="a row message larger than its topic accepts: stop, send key only, cut columns, "
+                            "or split it into the dead-letter topic (obsync.steps.large_messages)")
+    dead_letter_topic: str | None = Field(None, description="the `dead_letter` policy's topic (created if missing; "
+                                                            "default `<name>.dead_letter`)")
+
+    @field_validator("dead_letter_topic")
+    @classmethod
+    def _dead_letter_topic(cls, v: str | None) -> str | None:
+        return None if v is None else check_existing_topic(v)
+
+    @field_validator("large_messages")
+    @classmethod
+    def _large_messages(cls, v: str, info: ValidationInfo) -> str:
+        if v in ("key_only", "dead_letter") and info.data.get("format") == "avro":
+            raise ValueError(f"{v} needs a JSON format: an Avro message has no room for the marker field and a "
+                             "key-only value breaks its registered schema; use truncate or fail with format avro")
+        return v
+
+    def resolved_dead_letter_topic(self) -> str:
+        return self.dead_letter_topic or f"{self.name}.dead_letter"
 
     @field_validator("name")
     @classmethod

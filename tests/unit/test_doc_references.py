@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TOP_DIRS = ("obsync", "connectors", "formats", "flows", "tests", "docs", "scripts", "bench")
 PACKAGES = ("obsync", "connectors", "formats", "flows", "tests", "bench")
 # Dotted names that are the Kafka headers obsync writes (`obsync.task` is a package too) or its logger names.
-NOT_MODULES = frozenset({"obsync.task", "obsync.pos", "obsync.seq", "obsync.rdkafka"})
+NOT_MODULES = frozenset({"obsync.task", "obsync.pos", "obsync.seq", "obsync.rdkafka", "obsync.large", "obsync.large.id",
+                         "obsync.large.part", "obsync.large.parts"})
 SKIP_DIRS = frozenset({"__pycache__", "build", "dist"})
 
 _LINK = re.compile(r"\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")
