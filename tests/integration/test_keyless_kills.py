@@ -86,8 +86,8 @@ def _writer(conn, table: str, stop: threading.Event, seed: int, inserts: bool) -
             if r < 0.45:
                 cur.execute(f"DELETE FROM {table} WHERE n %% 101 = %s LIMIT 3", (rnd.randrange(101),))
             elif r < 0.85 or not inserts:
-                cur.execute(f"UPDATE {table} SET grp = grp + 1, note = %s WHERE n %% 211 = %s",
-                            (f"u{rnd.random():.9f}", rnd.randrange(211)))
+                cur.execute(f"UPDATE {table} SET grp = grp + 1, note = %s WHERE n %% 1009 = %s",
+                            (f"u{rnd.random():.9f}", rnd.randrange(1009)))
             else:
                 cur.execute(f"INSERT INTO {table} VALUES (%s, 0, 'new'), (%s, 0, 'new')", (next_n, next_n + 1))
                 next_n += 2
@@ -98,13 +98,15 @@ STARTED = " topics ("  # `obsync run` prepared the task: the dataflow starts nex
 FULL_SYNC_DONE = "full sync done"
 
 
-def _kill_runs(tmp_path: Path, task: Path, kills: list[tuple[int, str, float]]) -> None:
-    """`obsync run` once per kill (rows/s, log line, seconds): full sync limited to that many rows/s (the
-    user may change the limit between runs), SIGKILLed that many seconds after the run logs that line."""
+def _kill_runs(tmp_path: Path, task: Path, kills: list[tuple[int, int, str, float]]) -> None:
+    """`obsync run` once per kill (rows/s, epoch seconds, log line, seconds): full sync limited to that many
+    rows/s and state snapshotted that often (the user may change both between runs), SIGKILLed that many
+    seconds after the run logs that line."""
     log = tmp_path / "obsync.log"
-    for rps, needle, wait in kills:
+    for rps, epoch, needle, wait in kills:
         conf = yaml.safe_load(task.read_text())
         conf["limits"] = {"full": {"rps": rps}}
+        conf["epoch_seconds"] = epoch
         task.write_text(yaml.safe_dump(conf))
         before = log.read_text().count(needle) if log.exists() else 0
         with open(log, "ab") as err:
@@ -129,20 +131,20 @@ def test_keyless_table_loses_no_row_under_sigkills_on_mariadb(tmp_path, mariadb,
         cur.execute(f"CREATE TABLE {table} (n INT NOT NULL, grp INT NOT NULL, note VARCHAR(40) NULL)")
         cur.execute(f"INSERT INTO {table} SELECT seq, MOD(seq, 7), CONCAT('seed', seq) FROM {db}.seq_1_to_24000")
     task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[table],
-                      snapshot={"batch_size": 100}, epoch_seconds=3)
+                      snapshot={"batch_size": 100})
     writer_conn = mariadb.connect(autocommit=True)
     stop = threading.Event()
     writer = threading.Thread(target=_writer, args=(writer_conn, table, stop, 7, True), daemon=True)
     writer.start()
     rnd = random.Random(12)
     try:
-        # State is snapshotted every 3 s. Two runs at 1,000 rows/s killed after their first snapshot (rows
-        # 3,000-5,000 of 24,000), then three at 4,000 rows/s killed before it, further into the table: each
-        # resumes from the state the one before resumed from, after rows that one wrote, as does the run
-        # that finishes full sync; it is killed in incremental sync.
-        _kill_runs(tmp_path, task, [(1000, STARTED, rnd.uniform(3.5, 5.0)) for _ in range(2)]
-                   + [(4000, STARTED, rnd.uniform(1.2, 2.5)) for _ in range(3)]
-                   + [(4000, FULL_SYNC_DONE, rnd.uniform(0.5, 2.0))])
+        # Two runs at 1,000 rows/s, state snapshotted every second, killed after 3.5-5 s (rows up to 5,000 of
+        # 24,000); then three at 4,000 rows/s killed after 2-4 s, before their first snapshot (every 10 s),
+        # further into the table: each resumes from the state the one before resumed from, after rows that one
+        # wrote, as does the run that finishes full sync; it is killed in incremental sync.
+        _kill_runs(tmp_path, task, [(1000, 1, STARTED, rnd.uniform(3.5, 5.0)) for _ in range(2)]
+                   + [(4000, 10, STARTED, rnd.uniform(2.0, 4.0)) for _ in range(3)]
+                   + [(4000, 1, FULL_SYNC_DONE, rnd.uniform(0.5, 2.0))])
     finally:
         stop.set()
         writer.join(30)
@@ -170,16 +172,16 @@ def test_keyless_table_is_exact_under_sigkills_on_oceanbase(tmp_path, seekdb, ka
         for i in range(0, len(rows), 2000):
             cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s)", rows[i:i + 2000])
     task = write_task(tmp_path / "task.yaml", db_server=seekdb, kafka=kafka, tables=[table],
-                      sync={"full": True, "incremental": False}, snapshot={"batch_size": 100},
-                      epoch_seconds=3)
+                      sync={"full": True, "incremental": False}, snapshot={"batch_size": 100})
     writer_conn = seekdb.connect(autocommit=True)
     stop = threading.Event()
     writer = threading.Thread(target=_writer, args=(writer_conn, table, stop, 8, False), daemon=True)
     writer.start()
     rnd = random.Random(13)
     try:
-        _kill_runs(tmp_path, task, [(1000, STARTED, rnd.uniform(3.5, 5.0)) for _ in range(2)]
-                   + [(4000, STARTED, rnd.uniform(1.2, 2.5)) for _ in range(2)])
+        # Killed after the first state snapshot twice, then before it twice; at most 16,000 rows read.
+        _kill_runs(tmp_path, task, [(1000, 1, STARTED, rnd.uniform(3.5, 5.0)) for _ in range(2)]
+                   + [(1000, 10, STARTED, rnd.uniform(2.0, 4.0)) for _ in range(2)])
     finally:
         stop.set()
         writer.join(30)
