@@ -88,7 +88,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
     routed = op.flat_map("encode", shaped, router.route)
     op.output("kafka", routed, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
-        listener=progress, producer_conf=res.producer))
+        listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams))
     return flow
 
 

@@ -9,6 +9,10 @@ after the producer has flushed, so the snapshot never claims a write Kafka has n
 partition new to it) to the end, learning the writes made after the last snapshot. Anything at or before the
 last written position of its stream is then dropped, so the records Bytewax replays after a crash are not
 written twice. Delivery errors are raised, never dropped.
+
+Streams that a run never replays but rescans under positions after everything written before (snapshot chunks
+of tables without a key on MySQL/MariaDB, `rescanned_streams`) have nothing to drop: a record of one at or
+before the last position written is an error (the rescan's rows are other rows), never dropped.
 """
 
 from __future__ import annotations
@@ -140,6 +144,7 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
     done: set[str] = field(default_factory=set)
     error: SinkError | None = None
     gate_open: bool = False
+    rescanned: frozenset[str] = frozenset()  # streams never replayed (see the module docstring)
 
     def open(self, topic: str, partition: int, state: dict[str, Any] | None = None) -> _Written:
         """Start writing a partition: restore its state, then learn what Kafka holds past its offset."""
@@ -178,6 +183,8 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
                 pos = it.position
                 seq = it.seq
                 if w.seen(pos, seq):
+                    if self.rescanned and pos.stream in self.rescanned:
+                        raise self._not_after(w, pos)
                     skipped += 1
                     continue
                 headers: list[tuple[str, str | bytes | None]] = [
@@ -203,6 +210,14 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
             self.gate_open = True
             self.on_delivered()
 
+    def _not_after(self, w: _Written, pos: Position) -> SinkError:
+        last = w.last[pos.stream][1]
+        return SinkError(
+            f"{w.topic}[{w.partition}]: the rescan of {pos.stream} writes position {pos}, not after {last} that "
+            "an earlier run wrote; a rescan of a table without a key numbers its attempt by the time it starts, "
+            "so this host's clock is behind the one that ran before: correct the clock and start the task "
+            "again (nothing was dropped)")
+
     def _raise_error(self) -> None:
         if self.error is not None:
             raise self.error
@@ -227,11 +242,13 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     its partition (`records.lane_of`). `required_streams` are the snapshot chunks' streams: once a lane has
     received the `StreamDone` of each, and flushed, `on_delivered(lane)` is called (the log source waits
     for every lane). `listener` hears what is written, dropped and acknowledged (`obsync.core.listeners`).
+    `rescanned_streams`: streams whose replays come under new positions, never dropped (module docstring).
     """
 
     def __init__(self, target_conf: dict[str, Any], lanes: list[str], task_id: str,
                  required_streams: frozenset[str], on_delivered: Callable[[str], None],
-                 listener: SinkListener = NOOP_SINK_LISTENER, producer_conf: dict[str, Any] | None = None) -> None:
+                 listener: SinkListener = NOOP_SINK_LISTENER, producer_conf: dict[str, Any] | None = None,
+                 rescanned_streams: frozenset[str] = frozenset()) -> None:
         self._conf = target_conf
         self._tuning = producer_conf or {}  # producer settings from the task's resources
         self._lanes = sorted(lanes)
@@ -240,6 +257,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         self._required = required_streams
         self._on_delivered = on_delivered
         self._listener = listener
+        self._rescanned = rescanned_streams
         listener.use_acks()  # messages and bytes written are counted when Kafka acknowledges them
 
     def list_parts(self) -> list[str]:
@@ -251,7 +269,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     def build_part(self, step_id: str, for_part: str, resume_state: SinkState | None) -> _Lane:
         shared = _SharedProducer.get(self._conf, self._tuning)
         lane = _Lane(for_part, self._task_id, self._conf, shared, self._required,
-                     lambda: self._on_delivered(for_part), self._listener)
+                     lambda: self._on_delivered(for_part), self._listener, rescanned=self._rescanned)
         state = resume_state or {"partitions": {}, "done": []}
         if "partitions" not in state:
             raise StateError(f"sink state of {for_part} was written by an older obsync (one part per Kafka "

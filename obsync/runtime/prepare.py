@@ -73,6 +73,14 @@ class Runtime:
             return frozenset()
         return frozenset(SnapshotPosition(c.id, ()).stream for c in self.plan.chunks)
 
+    @property
+    def rescanned_streams(self) -> frozenset[str]:
+        """Snapshot chunks rescanned under new positions on resume: tables without a key on MySQL/MariaDB."""
+        if self.plan is None or self.plan.dialect == "oceanbase":
+            return frozenset()
+        return frozenset(SnapshotPosition(c.id, ()).stream for c in self.plan.chunks
+                         if self.plan.table(c.table).mode == "ordinal")
+
     def full_sync_delivered(self) -> bool:
         """True once every snapshot row is in Kafka (always, without full sync)."""
         return self.plan is None or self.state.all_delivered(self.parts)

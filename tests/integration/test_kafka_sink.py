@@ -146,3 +146,33 @@ def test_one_lane_writes_several_topics_and_learns_a_new_partition_after_resume(
     resumed.close()
     assert [m.value for m in read_partition(kafka.bootstrap_servers, a, 0)] == [b"a0", b"a1", b"a2", b"a3"]
     assert [m.value for m in read_partition(kafka.bootstrap_servers, b, 0)] == [b"b0", b"b1", b"b2", b"b3"]
+
+
+def test_a_rescanned_stream_is_never_dropped_at_or_before_its_last_position(kafka):
+    # A table without a key on MySQL/MariaDB: every run rescans it under a later attempt, so a row at or
+    # before what an earlier run wrote is not a replay (it is another row): an error, never dropped.
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    stream = SnapshotPosition("db.heap/0000", ()).stream
+    lane = lane_of(topic, 0, DEFAULT_LANES)
+
+    def sink():
+        return KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, lane_names(DEFAULT_LANES), "task-" + topic,
+                         frozenset(), lambda p: None, Progress(), rescanned_streams=frozenset({stream}))
+
+    def rows(attempt, n):
+        return [rec(topic, 0, SnapshotPosition("db.heap/0000", (attempt, i)), f"{attempt}:{i}".encode())
+                for i in range(1, n + 1)]
+
+    first = sink().build_part("out", lane, None)
+    first.write_batch([rows(500, 3)])
+    first.shared.flush()  # killed before the first snapshot
+    later = sink().build_part("out", lane, None)
+    later.write_batch([rows(900, 2)])  # the next run's rescan: written whole
+    later.close()
+    behind = sink().build_part("out", lane, None)  # a run whose clock is behind
+    with pytest.raises(SinkError, match=r"\[0\]: the rescan of snapshot:db.heap/0000 writes position "
+                                        r"db.heap/0000@\[700,1\], not after db.heap/0000@\[900,2\].*clock"):
+        behind.write_batch([rows(700, 2)])
+    assert [m.value for m in read_partition(kafka.bootstrap_servers, topic, 0)] == [
+        b"500:1", b"500:2", b"500:3", b"900:1", b"900:2"]

@@ -31,9 +31,14 @@ read point:
   are organised by a hidden increasing row key); the re-run skips the ordinals already handed out and the
   sink's dedup makes it exact.
 - MySQL/MariaDB: there is no read point, and rows deleted, inserted or updated since would shift ordinals:
-  skipping could lose rows that never changed. So the scan restarts from the first row under the next
-  `attempt`, whose positions sort after everything written before: the rows already delivered are delivered
-  again (at-least-once for tables without a key, which no consumer could deduplicate anyway) and none is lost.
+  skipping could lose rows that never changed, and so could the sink dropping a rescan's rows as replays of
+  positions an earlier scan wrote (they are other rows by then). So every scan, the first included, reads
+  from the first row under a new `attempt` (`next_attempt`: the time the scan starts, in microseconds since
+  the epoch, and more than the attempt it follows), whose positions sort after everything any earlier scan
+  may have written, even one whose state was never snapshotted (killed before the first snapshot, or a
+  state directory started afresh): the rows already delivered are delivered again (at-least-once for tables
+  without a key, every copy at a position of its own) and none is lost. The restored state is not enough to
+  number the attempts: runs killed before their first snapshot all restore the same state.
 
 Rows are fetched with mysqlclient (MySQLdb, rows parsed in C) when it is installed, else with pymysql (rows
 parsed in Python, 2-3 times the reader's CPU per row); see `obsync.connectors.mysql.fastsql`. Both give the same
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Any, Callable
 
 from obsync.connectors.mysql import fastsql
@@ -126,6 +132,16 @@ def _compile_make(lines: list[str], env: dict[str, Any]) -> Callable[..., Any]:
     return scope["make"]
 
 
+def next_attempt(previous: int, now: float | None = None) -> int:
+    """The attempt number of a new scan of an ordinal chunk on MySQL/MariaDB that follows attempt `previous`.
+
+    `now` (epoch seconds, default the clock) in microseconds, or `previous + 1` if that is more: greater than
+    the attempt it follows, and than the attempt of every scan that started earlier, in any process whose
+    clock was not ahead of this one, whatever state was (or was not) saved (see the module docstring).
+    """
+    return max(previous + 1, int((time.time() if now is None else now) * 1_000_000))
+
+
 _read_change = _fast_constructor(Change, ("op", "table", "position", "after"))
 _position = _fast_constructor(SnapshotPosition, ("chunk", "key"))
 
@@ -137,7 +153,8 @@ class ChunkReader:
     row that reader handed out. Resume state (JSON-able):
     `{"chunk": id, "last": encoded position key or None, "rows": rows handed out, "done": bool,
     "attempt": int}` where the position key is the key tuple (key chunks) or `[attempt, ordinal]` (ordinal
-    chunks; `attempt` counts the restarts of an ordinal chunk's scan on MySQL/MariaDB, see the module).
+    chunks; `attempt` is 0 on OceanBase, and on MySQL/MariaDB that of the chunk's latest scan, see
+    `next_attempt`).
 
     `driver` is the SQL client: "mysqlclient" (C row parsing) or "pymysql"; by default mysqlclient when it is
     installed (`obsync.connectors.mysql.fastsql`). Rows, values, positions and errors are the same with either.
@@ -310,8 +327,9 @@ class ChunkReader:
 
     def _fetch_ordinal(self) -> list[Change]:
         if self._cursor is None:
-            if self._rows and self._plan.dialect != "oceanbase":
-                self._attempt += 1  # no read point: rescan everything, positions after all written before
+            if self._plan.dialect != "oceanbase":
+                # No read point: scan everything, positions after all any earlier scan may have written.
+                self._attempt = next_attempt(self._attempt)
                 self._rows = 0
                 self._last = None
             cur = self._open_stream(self._base if self._filter is None else f"{self._base} WHERE ({self._filter})", [])

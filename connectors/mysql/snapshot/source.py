@@ -6,8 +6,9 @@ dataflow; after a crash Bytewax rebuilds each partition from its last snapshot, 
 that snapshot are read and emitted again with the same positions (on OceanBase the same rows, read at the
 plan's SCN; on MySQL/MariaDB the rows as they are now, the log replaying what changed). The Kafka sink drops,
 per chunk, rows at or before the last position it wrote. Tables without a key: on OceanBase the same, by row
-ordinal; on MySQL/MariaDB a resumed chunk rescans the table under a new attempt number, so its rows already
-written are written again (at-least-once) and none is lost (see `reader`).
+ordinal; on MySQL/MariaDB a resumed chunk rescans the table under a new attempt number, after every attempt
+written before even if no state was saved, so its rows already written are written again (at-least-once, at
+positions of their own) and none is lost (see `reader`).
 
 Each partition emits items that are batches (`list[Change]`, up to `batch_size` rows), never single rows;
 after the chunk's last batch it emits `[StreamDone(stream)]` and stops. A partition rebuilt from a finished
