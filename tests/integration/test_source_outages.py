@@ -103,7 +103,8 @@ def test_full_sync_waits_out_a_silent_source_and_lands_every_row_once(tmp_path, 
                 return bool(w)
 
             _wait_for(waiting, 12, "status.json to show the wait")
-            time.sleep(12)
+            shown = run_obsync("status", str(task), timeout=30).stdout
+            time.sleep(10)
             proxy.restore()
             out, err = proc.communicate(timeout=150)
         finally:
@@ -113,6 +114,7 @@ def test_full_sync_waits_out_a_silent_source_and_lands_every_row_once(tmp_path, 
     assert proc.returncode == 0, err[-5000:]
     assert f"waiting for the source {proxy.host}:{proxy.port}" in err, err[-5000:]
     assert f"{proxy.host}:{proxy.port}" in seen_waiting[0]["for"]
+    assert f"waiting     for the source {proxy.host}:{proxy.port} for " in shown, shown
     assert "waiting_for_source" not in _status(tmp_path)  # over once the source is back
 
     messages = read_topic(kafka.bootstrap_servers, topic)
