@@ -13,6 +13,7 @@ from obsync.connectors.mysql.failures import (
     DRIVER_ERRORS,
     Failure,
     classify,
+    code_name,
     describe,
     hint,
 )
@@ -23,20 +24,35 @@ Dialect = Literal["oceanbase", "mysql", "mariadb"]
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Connection settings without secrets in their repr (built from the task file by
-    `obsync.runtime.settings`)."""
+    `obsync.runtime.settings`).
+
+    Every session is bounded: `connect_timeout` to connect and receive the server's greeting,
+    `read_timeout` for the server to send anything once a request is out (a result's first row included,
+    so it must exceed the slowest single query of the session), `write_timeout` to send a request.
+    `patience`: how long full sync keeps reconnecting to a source that is down or silent (None: forever).
+    """
 
     host: str
     port: int
     user: str
     password: str
     connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    write_timeout: float = 60.0
+    patience: float | None = 600.0
 
     def __repr__(self) -> str:
         return f"Endpoint({self.user}@{self.host}:{self.port})"
 
+    @property
+    def address(self) -> str:
+        """`host:port`, for messages."""
+        return f"{self.host}:{self.port}"
+
     def pymysql_kwargs(self) -> dict[str, Any]:
         return dict(host=self.host, port=self.port, user=self.user, password=self.password,
-                    connect_timeout=self.connect_timeout)
+                    connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+                    write_timeout=self.write_timeout)
 
 
 def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
@@ -48,14 +64,15 @@ def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
     """
     try:
         conn = pymysql.connect(
-            **ep.pymysql_kwargs(),
+            **{**ep.pymysql_kwargs(), "read_timeout": ep.connect_timeout},  # the greeting: connect_timeout
             charset="utf8mb4",
             autocommit=autocommit,
             cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor,
-            read_timeout=None,
         )
     except DRIVER_ERRORS as e:
         raise connect_error(ep, e) from None
+    # pymysql applies it to every read from now on
+    conn._read_timeout = ep.read_timeout  # type: ignore[attr-defined]  # noqa: SLF001
     if utc_session:
         with conn.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")
@@ -65,8 +82,15 @@ def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
 def connect_error(ep: Endpoint, e: BaseException) -> SourceError:
     """The error for a session that could not be opened (either driver): terminal when the table of
     `obsync.connectors.mysql.failures` says so (refused credentials), else SourceUnavailable, whatever the
-    reason (a server that is down, busy or restarting answers with many). Never with the password."""
-    msg = f"cannot connect to {ep.user}@{ep.host}:{ep.port}: {describe(e)}"
+    reason (a server that is down, busy or restarting answers with many). Never with the password.
+
+    A connection accepted without a greeting (the client library gives up waiting for it, or the peer
+    hangs up first: CR_SERVER_LOST) is most often a port of another service (Kafka's, an HTTP server's)."""
+    msg = f"cannot connect to {ep.user}@{ep.address}: {describe(e)}"
+    if code_name(e) == "CR_SERVER_LOST":
+        msg = (f"cannot connect to {ep.user}@{ep.address}: the port accepted the connection but sent no MySQL "
+               f"greeting within {ep.connect_timeout:g} s (source.connect_timeout): the server is stalled or out "
+               f"of reach, or {ep.address} is not a MySQL/MariaDB/OceanBase port ({describe(e)})")
     if classify(e, unknown=Failure.CONNECTION_LOST) is Failure.FATAL:
         said = hint(e)
         return SourceError(msg + (f" ({said})" if said else ""))

@@ -21,10 +21,10 @@ stream's own `StreamLost` and obsync's `SourceError`s. What each class asks of t
   not come from talking to the source.
 
 `ReconnectPolicy` is the one backoff: exponential with a cap and jitter, a budget of attempts and/or seconds
-("patience"), and `run()`, the retry loop around a call. The policies below keep the limits each caller had before they shared this
-module: the log retries forever, a snapshot chunk three times, a SQL session (schema catalog, row-filter
-evaluator) reconnects once at once. Warnings name what is retried and the server's message, never the
-connection settings (so never a password).
+("patience"), and `run()`, the retry loop around a call. The policies below: the log retries forever, a
+snapshot chunk as long as the task's `source.patience` allows (10 minutes by default; a statement that keeps
+failing, three times), a SQL session (schema catalog, row-filter evaluator) reconnects once at once.
+Warnings name what is retried and the server's message, never the connection settings (so never a password).
 """
 
 from __future__ import annotations
@@ -243,7 +243,9 @@ class ReconnectPolicy:
     `cap`, each shortened by a random fraction up to `jitter` (clients that lost the same server do not
     come back in step; never longer, so the cap and the budget hold). The budget: at most `attempts` tries
     in all (the first included; None: no limit), and no retry that would start more than `patience` seconds
-    after the first failure (None: no limit)."""
+    after the first failure (None: no limit). `transient_attempts` caps the tries on which the statement
+    failed while the session lived (TRANSIENT: a server that answers, and keeps saying no, is not an outage
+    to wait out); None: the same budget as the rest."""
 
     initial: float = 0.5
     multiplier: float = 2.0
@@ -251,11 +253,14 @@ class ReconnectPolicy:
     jitter: float = 0.2
     attempts: int | None = None
     patience: float | None = None
+    transient_attempts: int | None = None
 
     def __post_init__(self) -> None:
         if self.initial < 0 or self.multiplier < 1 or self.cap < 0 or not 0 <= self.jitter < 1:
             raise ValueError(f"not a usable reconnect policy: {self!r}")
         if (self.attempts is not None and self.attempts < 1) or (self.patience is not None and self.patience < 0):
+            raise ValueError(f"not a usable reconnect policy: {self!r}")
+        if self.transient_attempts is not None and self.transient_attempts < 1:
             raise ValueError(f"not a usable reconnect policy: {self!r}")
 
     def delays(self, rand: Callable[[], float] = random.random,
@@ -274,12 +279,15 @@ class ReconnectPolicy:
             delay = min(self.cap, delay * self.multiplier)
 
     def run(self, fn: Callable[[], T], what: str, *, reset: Callable[[], object] | None = None,
-            unknown: Failure = Failure.FATAL, sleep: Callable[[float], object] | None = None) -> T:
+            unknown: Failure = Failure.FATAL, sleep: Callable[[float], object] | None = None,
+            on_retry: Callable[[BaseException, float], object] | None = None) -> T:
         """fn(), again after each failure `classify(..., unknown=unknown)` finds retryable, until it returns
         or the budget is spent; the failure that ends it (not retryable, or the last one) is raised as it
         is, for the caller to turn into its own error. `reset` runs after each retryable failure (drop the
-        broken connection); each retry is logged as a warning naming `what`."""
+        broken connection); each retry is logged as a warning naming `what`, and `on_retry(failure, wait)`
+        is told before the wait (to show it elsewhere)."""
         delays: Iterator[float] | None = None
+        transient = 0  # tries that failed TRANSIENT
         while True:
             try:
                 return fn()
@@ -289,6 +297,10 @@ class ReconnectPolicy:
                     raise
                 if reset is not None:
                     reset()
+                if failure is Failure.TRANSIENT:
+                    transient += 1
+                    if self.transient_attempts is not None and transient >= self.transient_attempts:
+                        raise
                 if delays is None:
                     delays = self.delays()
                 wait = next(delays, None)
@@ -296,10 +308,14 @@ class ReconnectPolicy:
                     raise
                 log.warning("%s: %s; %s in %.1fs", what, describe(e),
                             "reconnecting" if failure is Failure.CONNECTION_LOST else "retrying", wait)
+                if on_retry is not None:
+                    on_retry(e, wait)
                 (sleep or time.sleep)(wait)
 
 
-# Each caller's limits, as they were before this module (see the module docstring).
+# Each caller's limits (see the module docstring).
 LOG_POLICY = ReconnectPolicy(initial=0.5, cap=30.0)  # the binlog stream: forever (cap: `max_backoff`)
-SNAPSHOT_POLICY = ReconnectPolicy(initial=0.5, attempts=3)  # a snapshot chunk: waits of 0.5 s and 1 s
+# a snapshot chunk: a lost source for up to 10 minutes, the default `source.patience` (the reader uses its
+# endpoint's); a statement the server keeps failing 3 times (waits of 0.5 s and 1 s)
+SNAPSHOT_POLICY = ReconnectPolicy(initial=0.5, cap=30.0, patience=600.0, transient_attempts=3)
 SESSION_POLICY = ReconnectPolicy(initial=0.0, attempts=2)  # schema catalog, row-filter evaluator: once, at once

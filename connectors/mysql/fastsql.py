@@ -6,8 +6,9 @@ when it can be imported (`DEFAULT_DRIVER`) and pymysql otherwise; rows, canonica
 reconnects are the same either way (tests/integration/test_snapshot_*.py run both).
 
 `connect_fast` sets a session up like `obsync.connectors.mysql.connection.connect`: utf8mb4, UTC, autocommit, the
-endpoint's connect timeout, and returns values in the form `obsync.connectors.mysql.values` expects
-(`mysqldb_conversions`). Differences from pymysql that matter here, handled below or in the reader:
+endpoint's connect, read and write timeouts (whole seconds), and returns values in the form
+`obsync.connectors.mysql.values` expects (`mysqldb_conversions`). Differences from pymysql that matter here,
+handled below or in the reader:
 
 - libmariadb/libmysqlclient connect to the host name `localhost` through the Unix socket; pymysql always uses
   TCP. `localhost` is resolved here and its addresses tried in turn, as pymysql does.
@@ -84,7 +85,8 @@ def connect_fast(ep: Endpoint, *, autocommit: bool = True) -> Any:
         try:
             conn = MySQLdb.connect(
                 host=host, port=ep.port, user=ep.user, password=ep.password,
-                connect_timeout=max(1, math.ceil(ep.connect_timeout)),
+                connect_timeout=max(1, math.ceil(ep.connect_timeout)),  # the greeting too
+                read_timeout=max(1, math.ceil(ep.read_timeout)), write_timeout=max(1, math.ceil(ep.write_timeout)),
                 charset="utf8mb4", autocommit=autocommit, conv=mysqldb_conversions(), binary_prefix=True)
             break
         except DRIVER_ERRORS as e:

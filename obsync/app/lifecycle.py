@@ -173,7 +173,10 @@ def state_status(state: TaskState, name: str | None = None) -> dict[str, Any]:
         age = time.time() - float(report.get("updated", 0))
         out.update({k: report.get(k) for k in ("lag_seconds", "messages_written", "bytes_written",
                                                 "messages_per_second", "bytes_per_second", "log_position_read",
-                                                "log_position_written", "full_sync", "error")})
+                                                "log_position_written", "full_sync", "error",
+                                                "waiting_for_source")})
+        if st != "running":
+            out["waiting_for_source"] = None  # a wait is news only while the task runs
         out["reported_seconds_ago"] = round(age, 1)
         if st == "running" and age > STALE_AFTER:
             out["note"] = f"no progress report for {age:.0f} s (preparing, or stuck: see {root / LOG_FILE})"
@@ -228,6 +231,9 @@ def format_status(s: dict[str, Any]) -> str:
         pct = f" ({100 * t['rows_done'] / est:.0f}%)" if est else ""
         lines.append(f"  full sync   {t['table']}: {t['rows_done']:,} of ~{est:,} rows{pct}, "
                      f"chunks {t['chunks_done']}/{t['chunks_total']}")
+    if s.get("waiting_for_source"):
+        w = s["waiting_for_source"]
+        lines.append(f"  waiting     for {w['for']} for {w['seconds']:.0f} s (reconnecting): {w['error']}")
     if s.get("error"):
         lines.append(f"  error       {s['error']}")
     if s.get("note"):

@@ -100,6 +100,10 @@ class SourceListener(Protocol):
     def log_polled(self, reader: LogReaderView, changes: Sequence[Change]) -> None:
         """The log source polled its reader (once its gate is open) and got `changes`."""
 
+    def source_waiting(self, reader: str, source: str, error: str | None) -> None:
+        """`reader` (a snapshot chunk) waits for `source` (`host:port`) to answer again after `error`;
+        `error` None: it no longer waits (it got an answer, or gave up)."""
+
 
 class SinkListener(Protocol):
     """What the sink reports (per batch, and per acknowledged message)."""
@@ -127,6 +131,9 @@ class NoopSourceListener:
         pass
 
     def log_polled(self, reader: LogReaderView, changes: Sequence[Change]) -> None:
+        pass
+
+    def source_waiting(self, reader: str, source: str, error: str | None) -> None:
         pass
 
 

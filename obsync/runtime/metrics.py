@@ -91,6 +91,9 @@ LOG_POSITION_OFFSET = Gauge("obsync_log_position_offset", "offset in its binary 
                             "read from the source or written to Kafka", ["task", "stage"], registry=REGISTRY)
 LAST_WRITE = Gauge("obsync_last_write_timestamp_seconds", "when a message was last written to Kafka (epoch "
                    "seconds)", ["task"], registry=REGISTRY)
+SOURCE_WAITING = Gauge("obsync_source_waiting_seconds", "how long obsync has been waiting for a source that is "
+                       "down or silent to answer again (reconnecting with backoff within source.patience); 0 "
+                       "while it answers", ["task"], registry=REGISTRY)
 FULL_ROWS_DONE = Gauge("obsync_full_sync_rows_done", "full sync: rows read so far, this run and the runs "
                        "before it", ["task", "table"], registry=REGISTRY)
 FULL_ROWS_ESTIMATED = Gauge("obsync_full_sync_rows_estimated", "full sync: rows the plan expects (exact at "
@@ -103,7 +106,8 @@ FULL_CHUNKS_TOTAL = Gauge("obsync_full_sync_chunks_total", "full sync: chunks in
 
 _LABELLED = (UP, FAILED, START_TIME, PHASE, ROWS_READ, LOG_BYTES_READ, MESSAGES_WRITTEN, BYTES_WRITTEN,
              MESSAGES_SKIPPED, ERRORS, LAG, COMMIT_TO_ACK, LOG_POSITION_FILE, LOG_POSITION_OFFSET, LAST_WRITE,
-             FULL_ROWS_DONE, FULL_ROWS_ESTIMATED, FULL_CHUNKS_DONE, FULL_CHUNKS_TOTAL, LARGE_MESSAGES)
+             FULL_ROWS_DONE, FULL_ROWS_ESTIMATED, FULL_CHUNKS_DONE, FULL_CHUNKS_TOTAL, LARGE_MESSAGES,
+             SOURCE_WAITING)
 
 _task = ""
 _lock = threading.Lock()
@@ -131,6 +135,7 @@ def configure(task: str) -> None:
     _child(START_TIME).set(time.time())
     _child(PHASE).state("starting")
     _child(LAG).set(math.nan)
+    _child(SOURCE_WAITING).set(0)
     for stage in ("read", "written"):
         _child(LOG_POSITION_FILE, stage).set(math.nan)
         _child(LOG_POSITION_OFFSET, stage).set(math.nan)
@@ -238,6 +243,11 @@ def set_log_position(stage: str, file_number: int, offset: int) -> None:
 def set_lag_function(fn: Callable[[], float | None]) -> None:
     """The lag gauge reads `fn()` at every scrape (None: NaN, not known)."""
     _child(LAG).set_function(lambda: _nan_if_none(fn))
+
+
+def set_source_waiting_function(fn: Callable[[], float]) -> None:
+    """The source-waiting gauge reads `fn()` (seconds) at every scrape."""
+    _child(SOURCE_WAITING).set_function(fn)
 
 
 def set_read_position_function(fn: Callable[[], tuple[int, int] | None]) -> None:

@@ -360,6 +360,7 @@ class Progress:
             "full_sync": [{"table": t.table, "rows_done": t.done, "rows_estimated": t.estimated,
                            "chunks_done": t.chunks_done, "chunks_total": t.chunks_total}
                           for t in self.stats.full_sync()],
+            **({"waiting_for_source": waiting} if (waiting := self.stats.waiting()) else {}),
             **extra,
         }
 

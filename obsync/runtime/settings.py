@@ -15,14 +15,18 @@ from obsync.task.config import SourceConfig, TargetConfig
 
 def sql_endpoint(source: SourceConfig) -> Endpoint:
     """Where SQL (schema, snapshot) goes: `sql_host`/`sql_port` when set, else the source's host and port."""
-    return Endpoint(source.sql_host or source.host, source.sql_port or source.port, source.user,
-                    source.password.get_secret_value(), source.connect_timeout)
+    return _endpoint(source, source.sql_host or source.host, source.sql_port or source.port)
 
 
 def log_endpoint(source: SourceConfig) -> Endpoint:
     """Where the binlog stream comes from."""
-    return Endpoint(source.host, source.port, source.user, source.password.get_secret_value(),
-                    source.connect_timeout)
+    return _endpoint(source, source.host, source.port)
+
+
+def _endpoint(source: SourceConfig, host: str, port: int) -> Endpoint:
+    return Endpoint(host, port, source.user, source.password.get_secret_value(), source.connect_timeout,
+                    source.read_timeout, source.write_timeout,
+                    None if source.patience == "forever" else float(source.patience))
 
 
 def kafka_settings(target: TargetConfig) -> KafkaSettings:

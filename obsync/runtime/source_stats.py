@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from obsync.core.changes import Change, Op
 from obsync.core.listeners import ChunkProgress, LogReaderView, PlannedSnapshot
@@ -69,6 +69,7 @@ class SourceStats:
         self.log_idle = False  # the last poll handed out nothing
         self.log_read_at: tuple[str, int] | None = None  # the reader's position (file, offset)
         self._reconnects = 0
+        self.waits: dict[str, tuple[str, float, float, str]] = {}  # reader -> (source, since, epoch, error)
 
     # -- snapshot --------------------------------------------------------------------------------------------
 
@@ -219,6 +220,34 @@ class SourceStats:
             return int(r.status().get("queued_batches") or 0) if r is not None else 0
         except Exception:  # noqa: BLE001 - monitoring never fails the task  # pragma: no cover
             return 0
+
+    # -- waiting for the source ------------------------------------------------------------------------------
+
+    def source_waiting(self, reader: str, source: str, error: str | None) -> None:
+        """`reader` waits for `source` to answer after `error` (None: no longer)."""
+        with self._lock:
+            if error is None:
+                self.waits.pop(reader, None)
+            else:
+                _, since, epoch, _ = self.waits.get(reader, (source, time.monotonic(), time.time(), error))
+                self.waits[reader] = (source, since, epoch, error)
+        metrics.set_source_waiting_function(self.waiting_seconds)
+
+    def waiting_seconds(self) -> float:
+        """How long the longest wait for the source has lasted so far (0: nobody waits)."""
+        with self._lock:
+            since = min((w[1] for w in self.waits.values()), default=None)
+        return 0.0 if since is None else time.monotonic() - since
+
+    def waiting(self) -> dict[str, Any] | None:
+        """The longest wait for the source, for status.json (None: nobody waits)."""
+        with self._lock:
+            if not self.waits:
+                return None
+            source, since, epoch, error = min(self.waits.values(), key=lambda w: w[1])
+            readers = len(self.waits)
+        return {"for": f"the source {source}", "since": epoch, "seconds": round(time.monotonic() - since, 1),
+                "error": error, "readers": readers}
 
     # -- phase -----------------------------------------------------------------------------------------------
 

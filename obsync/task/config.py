@@ -52,7 +52,23 @@ class SourceConfig(_Model):
     # OceanBase: the tenant is read through OBProxy while the log comes from OceanBase Binlog Service.
     sql_host: str | None = None
     sql_port: int | None = Field(None, ge=1, le=65535)
-    connect_timeout: float = Field(10.0, gt=0)
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to open a connection and get the server's "
+                                                          "greeting")
+    read_timeout: float = Field(60.0, gt=0, description="seconds a SQL session waits for the server to send "
+                                                       "anything before it counts as lost")
+    write_timeout: float = Field(60.0, gt=0, description="seconds a SQL session waits to send a request")
+    patience: float | Literal["forever"] = Field(
+        600.0, description="seconds full sync keeps reconnecting to a source that is down or silent before the "
+                           "task fails, or `forever`")
+
+    @field_validator("patience", mode="before")
+    @classmethod
+    def _patience(cls, v: Any) -> Any:
+        if v == "forever":
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ValueError(f"{v!r} is not a number of seconds (0 or more) nor `forever`")
+        return v
 
 
 class TargetConfig(_Model):

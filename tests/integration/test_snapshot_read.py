@@ -434,8 +434,10 @@ def test_errors_are_the_same_with_either_driver(src: Source) -> None:
     assert "not-the-password-42" not in str(denied.value)
 
     # Nothing listening: transient.
-    closed = Endpoint("127.0.0.1", 1, ep.user, ep.password, connect_timeout=2)
-    with pytest.raises(SourceUnavailable, match=f"^cannot connect to {ep.user}@127.0.0.1:1: "):
+    closed = Endpoint("127.0.0.1", 1, ep.user, ep.password, connect_timeout=2, patience=1)
+    with pytest.raises(SourceUnavailable, match=rf"^snapshot chunk {cid}: the source 127.0.0.1:1 did not come "
+                                                rf"back within source.patience \(1 s\): cannot connect to "
+                                                rf"{ep.user}@127.0.0.1:1: "):
         ChunkReader(closed, plan, cid, 10, driver=src.driver).next_batch()  # type: ignore[arg-type]  # driver: a str fixture param
 
     # `localhost` is TCP with both drivers (the C client would use a Unix socket, which the servers here do

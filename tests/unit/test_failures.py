@@ -221,6 +221,12 @@ def test_connect_errors_are_terminal_only_for_refused_credentials() -> None:
         got = connect_error(ep, e)
         assert type(got) is SourceUnavailable and str(got) == f"cannot connect to cdc@db.example:3306: {e.args[1]}"
     assert "pw-never-shown-17" not in str(denied)
+    # No greeting (a port of another service, or a silent network): retried, and said so
+    silent = connect_error(ep, op(2013, "Lost connection to MySQL server during query (timed out)"))
+    assert type(silent) is SourceUnavailable and str(silent) == (
+        "cannot connect to cdc@db.example:3306: the port accepted the connection but sent no MySQL greeting within "
+        "10 s (source.connect_timeout): the server is stalled or out of reach, or db.example:3306 is not a "
+        "MySQL/MariaDB/OceanBase port (Lost connection to MySQL server during query (timed out))")
 
 
 # ---- the policy -----------------------------------------------------------------------------------------
@@ -266,17 +272,31 @@ def test_unusable_policies_are_refused(kwargs: dict[str, Any]) -> None:
 
 
 def test_each_callers_limits() -> None:
-    """The limits each caller had before they shared the policy: the log forever (0.5 s doubling to its
-    max_backoff), a snapshot chunk 3 tries (waits of 0.5 s and 1 s), a SQL session one immediate retry."""
+    """Each caller's limits: the log forever (0.5 s doubling to its max_backoff), a snapshot chunk the same
+    waits for 10 minutes (the default `source.patience`; the reader uses its endpoint's), a SQL session one
+    immediate retry."""
     def no_jitter() -> float:  # the waits before jitter
         return 0.0
 
     assert _take(LOG_POLICY.delays(rand=no_jitter), 9) == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
     assert LOG_POLICY.attempts is None and LOG_POLICY.patience is None
-    assert list(SNAPSHOT_POLICY.delays(rand=no_jitter)) == [0.5, 1]
+    now = [0.0]
+
+    def clock() -> float:  # each wait is slept in full
+        return now[0]
+
+    waits = []
+    for wait in SNAPSHOT_POLICY.delays(rand=no_jitter, clock=clock):
+        waits.append(wait)
+        now[0] += wait
+    assert waits[:8] == [0.5, 1, 2, 4, 8, 16, 30, 30] and set(waits[6:]) == {30}
+    assert sum(waits) <= 600 < sum(waits) + 30  # no retry starts after 10 minutes
+    assert SNAPSHOT_POLICY.attempts is None and SNAPSHOT_POLICY.patience == 600
+    assert SNAPSHOT_POLICY.transient_attempts == 3  # a statement the server keeps failing: 3 tries
     assert list(SESSION_POLICY.delays()) == [0]
     for p in (LOG_POLICY, SNAPSHOT_POLICY, SESSION_POLICY):
-        assert 0 < p.jitter < 1 and p.patience is None
+        assert 0 < p.jitter < 1
+    assert SESSION_POLICY.patience is None
 
 
 class _Flaky:
@@ -315,14 +335,25 @@ def test_run_raises_a_fatal_error_at_once_and_the_last_one_when_the_budget_is_sp
 
     errors = [pymysql.err.OperationalError(2013, f"lost {i}") for i in range(5)]
     fn, slept, resets = _Flaky(*errors), list[float](), list[int]()
+    told: list[tuple[BaseException, float]] = []
     with pytest.raises(pymysql.err.OperationalError) as info:
-        SNAPSHOT_POLICY.run(fn, "x", reset=lambda: resets.append(1), sleep=slept.append)
+        ReconnectPolicy(initial=0.5, attempts=3).run(fn, "x", reset=lambda: resets.append(1), sleep=slept.append,
+                                                     on_retry=lambda e, wait: told.append((e, wait)))
     assert info.value is errors[2] and fn.calls == 3 and len(slept) == 2 and len(resets) == 3
+    assert told == [(errors[0], slept[0]), (errors[1], slept[1])]
 
     fn = _Flaky(ValueError("a bug"))
     with pytest.raises(ValueError):
         LOG_POLICY.run(fn, "x", sleep=slept.append)
     assert fn.calls == 1
+
+    # A statement the server keeps failing is not an outage: `transient_attempts` tries, whatever the patience
+    busy = [pymysql.err.OperationalError(1205, f"Lock wait timeout exceeded {i}") for i in range(5)]
+    lost = pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+    fn, slept = _Flaky(busy[0], lost, lost, busy[1], busy[2], busy[3]), list[float]()
+    with pytest.raises(pymysql.err.OperationalError) as info:
+        ReconnectPolicy(patience=None, transient_attempts=3).run(fn, "x", sleep=slept.append)
+    assert info.value is busy[2] and fn.calls == 5 and len(slept) == 4  # lost connections do not count
 
 
 def test_run_passes_the_callers_default_for_unknown_codes() -> None:
@@ -370,9 +401,11 @@ def test_the_one_place_that_opens_a_stream(monkeypatch: pytest.MonkeyPatch) -> N
                               blocking=False, only_tables=[])
     blocking, scan = made
     assert blocking["connection_settings"] == {"host": "binlog.example", "port": 2883, "user": "cdc",
-                                               "password": "pw", "connect_timeout": 7, "read_timeout": 30}
+                                               "password": "pw", "connect_timeout": 7, "read_timeout": 30,
+                                               "write_timeout": 60}
     assert blocking["ctl_connection_settings"] == {"host": "sql.example", "port": 2881, "user": "cdc",
-                                                   "password": "pw", "connect_timeout": 5}
+                                                   "password": "pw", "connect_timeout": 5, "read_timeout": 60,
+                                                   "write_timeout": 60}
     assert (blocking["log_file"], blocking["log_pos"], blocking["server_id"]) == ("mysql-bin.000002", 154, 9)
     assert blocking["blocking"] is True and blocking["slave_heartbeat"] == 2.0
     assert (blocking["only_schemas"], blocking["only_tables"]) == (["shop"], ["items"])

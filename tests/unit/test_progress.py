@@ -354,3 +354,23 @@ def test_start_on_a_terminal_draws_bars_and_stop_leaves_them(monkeypatch):
     finally:
         p.stop()
     assert "shop.orders [" in term.getvalue() and "40/100 rows" in term.getvalue()
+
+
+def test_a_wait_for_the_source_shows_in_status_and_metrics_while_it_lasts():
+    stats = SourceStats()
+    progress = Progress(10, stats=stats)
+    assert "waiting_for_source" not in progress.status()
+    assert metrics.sample("obsync_source_waiting_seconds") == 0
+    stats.source_waiting("shop.a/0000", "db.example:3306", "Lost connection to server during query")
+    stats.source_waiting("shop.a/0001", "db.example:3306", "cannot connect")
+    stats.source_waiting("shop.a/0000", "db.example:3306", "cannot connect")  # still the same wait
+    time.sleep(0.05)
+    w = progress.status()["waiting_for_source"]
+    assert (w["for"], w["error"], w["readers"]) == ("the source db.example:3306", "cannot connect", 2)  # the latest
+    assert abs(w["since"] - time.time()) < 60 and w["seconds"] >= 0
+    assert metrics.sample("obsync_source_waiting_seconds") >= 0.05
+    stats.source_waiting("shop.a/0000", "db.example:3306", None)
+    assert progress.status()["waiting_for_source"]["readers"] == 1
+    stats.source_waiting("shop.a/0001", "db.example:3306", None)
+    assert "waiting_for_source" not in progress.status()
+    assert metrics.sample("obsync_source_waiting_seconds") == 0

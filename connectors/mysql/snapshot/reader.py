@@ -68,11 +68,13 @@ from obsync.connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US, Chunk, Sn
 from obsync.connectors.mysql.values import row_dict_converter, use_sql_decoders
 from obsync.core.changes import Change, Op
 from obsync.core.errors import SourceError, SourceUnavailable
+from obsync.core.listeners import NOOP_SOURCE_LISTENER, SourceListener
 from obsync.core.positions import SnapshotPosition
 
 log = logging.getLogger(__name__)
 
 _NET_WRITE_TIMEOUT_S = 3600
+_SOURCE_ERRORS: tuple[type[Exception], ...] = (*DRIVER_ERRORS, SourceError)  # a session's, or opening one
 
 
 def _fast_constructor(cls: type, given: tuple[str, ...]) -> Callable[..., Any]:
@@ -162,11 +164,17 @@ class ChunkReader:
 
     def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, chunk_id: str, batch_size: int,
                  resume: dict[str, Any] | None = None, *, query_timeout_us: int = OB_QUERY_TIMEOUT_US,
-                 driver: fastsql.Driver | None = None, row_filter: str | None = None):
+                 driver: fastsql.Driver | None = None, row_filter: str | None = None,
+                 listener: SourceListener = NOOP_SOURCE_LISTENER):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._driver = fastsql.check_driver(driver)
         self._endpoint = endpoint
+        # A lost or silent source (its sessions' read timeout) is reconnected to for as long as the endpoint's
+        # patience allows; the wait is logged and told to `listener` (status.json, metrics) while it lasts.
+        self._policy = dataclasses.replace(SNAPSHOT_POLICY, patience=endpoint.patience)
+        self._listener = listener
+        self._waiting = False
         self._plan = plan
         self._chunk: Chunk = plan.chunk(chunk_id)
         self._table: TablePlan = plan.table(self._chunk.table)
@@ -229,24 +237,42 @@ class ChunkReader:
         """Up to `batch_size` rows after the last one handed out; None when the chunk is exhausted."""
         if self._done:
             return None
-        try:  # a failure worth retrying is retried (SNAPSHOT_POLICY) from the last row handed out
-            rows = SNAPSHOT_POLICY.run(self._fetch, f"snapshot chunk {self._chunk.id}",
-                                       reset=self._drop_connection)
-        except DRIVER_ERRORS as e:
+        source = self._endpoint.address
+        try:  # a failure worth retrying is retried from the last row handed out, with patience
+            rows = self._policy.run(self._fetch, f"snapshot chunk {self._chunk.id}: waiting for the source {source}",
+                                    reset=self._drop_connection, on_retry=self._wait)
+        except _SOURCE_ERRORS as e:
             self._drop_connection()
-            failure, tries = classify(e), SNAPSHOT_POLICY.attempts
+            self._done_waiting()
+            failure = classify(e)
+            if not failure.retryable:
+                if isinstance(e, SourceError):
+                    raise
+                raise self._error(e) from e
+            patience = self._endpoint.patience
+            waited = "" if patience is None else f" within source.patience ({patience:g} s)"
             if failure is Failure.CONNECTION_LOST:
-                raise SourceUnavailable(f"snapshot chunk {self._chunk.id}: lost the source connection {tries} "
-                                        f"times: {describe(e)}") from e
-            if failure is Failure.TRANSIENT:
-                raise SourceUnavailable(str(self._error(e, f"failed {tries} times: "))) from e
-            raise self._error(e) from e
+                raise SourceUnavailable(f"snapshot chunk {self._chunk.id}: the source {source} did not come back"
+                                        f"{waited}: {describe(e)}") from e
+            raise SourceUnavailable(str(self._error(e, f"failed {self._policy.transient_attempts} times: "))) from e
+        self._done_waiting()
         if len(rows) < self._batch_size:  # the chunk is exhausted: say so in resume_state() right away
             self._finish()
         return rows or None
 
     def close(self) -> None:
         self._drop_connection()
+        self._done_waiting()
+
+    def _wait(self, error: BaseException, wait: float) -> None:
+        if classify(error) is Failure.CONNECTION_LOST:  # not a lock wait or a deadlock: the source is away
+            self._waiting = True
+            self._listener.source_waiting(self._chunk.id, self._endpoint.address, describe(error))
+
+    def _done_waiting(self) -> None:
+        if self._waiting:
+            self._waiting = False
+            self._listener.source_waiting(self._chunk.id, self._endpoint.address, None)
 
     # -- reading ------------------------------------------------------------------------------------------
 

@@ -76,7 +76,7 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
                    resume_state: dict[str, Any] | None) -> _SnapshotPartition:
         table = self._plan.chunk(for_part).table
         reader = ChunkReader(self._endpoint, self._plan, for_part, self._batch_size, resume_state,
-                             row_filter=self._filters.get(table))
+                             row_filter=self._filters.get(table), listener=self._listener)
         return _SnapshotPartition(reader, _Slot(self._token, self._chunks_per_worker),
                                   None if self._limiter is None else self._limiter.pacer(), self._listener)
 
