@@ -97,7 +97,7 @@ class BackfillCursor:
             if not isinstance(hi, list):
                 raise _fail(where, f"{field}.hi", f"is {hi!r}, not an encoded key")
             try:
-                hi = position_from_json(["snap", "", hi]).key  # type: ignore[union-attr]
+                hi = position_from_json(["snap", "", hi]).key  # type: ignore[union-attr]  # a "snap" JSON position is a SnapshotPosition
             except (ValueError, TypeError, KeyError, ArithmeticError) as e:
                 raise _fail(where, f"{field}.hi", f"is {hi!r}, not an encoded key ({e})") from None
         return cls(_int(d, "n", where, f"{field}.n"), _str(table[0], where, f"{field}.table"),

@@ -182,7 +182,7 @@ class Session:
         if not self.pending:
             self.pending_since = time.monotonic()
         self.pending.append(change)
-        self.last = change.position  # type: ignore[assignment]
+        self.last = change.position  # type: ignore[assignment]  # the binlog stream only yields LogPositions
         self.last_gtid = self.txn_id
         if len(self.pending) >= self.r.batch_size:
             self.flush()
