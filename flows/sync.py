@@ -34,8 +34,8 @@ from obsync.steps.large_messages import LargeMessages
 from obsync.steps.routing import Router
 from obsync.runtime.prepare import Runtime, kafka_conf, prepare
 from obsync.runtime.settings import log_endpoint, sql_endpoint
+from obsync.runtime.validate import load_checked_task
 from obsync.steps.shaping import Shaper
-from obsync.task.config import load_task
 
 
 def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
@@ -110,6 +110,6 @@ def __getattr__(name: str) -> Any:
         raise RuntimeError("set OBSYNC_TASK to the task file, e.g. OBSYNC_TASK=task.yaml "
                            "python -m bytewax.run obsync.flows.sync:flow")
     state_dir = os.environ.get("OBSYNC_STATE_DIR")
-    rt = prepare(load_task(task_file), state_dir=Path(state_dir) if state_dir else None,
+    rt = prepare(load_checked_task(task_file), state_dir=Path(state_dir) if state_dir else None,
                  until_caught_up=os.environ.get("OBSYNC_UNTIL_CAUGHT_UP") == "1")
     return build_flow(rt)

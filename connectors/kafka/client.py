@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import KafkaException, Producer
+
 # Keys whose values must never be printed.
 _SECRET_KEYS = ("sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret")
 
@@ -35,3 +37,22 @@ def base_config(settings: KafkaSettings) -> dict[str, Any]:
 def redacted(conf: dict[str, Any]) -> dict[str, Any]:
     """A copy fit for logs."""
     return {k: ("***" if any(s in k for s in _SECRET_KEYS) else v) for k, v in conf.items()}
+
+
+def config_problem(settings: KafkaSettings) -> str | None:
+    """Why librdkafka refuses the settings (an unknown property, a bad value, a missing certificate file), in
+    librdkafka's words with every secret value masked, or None. Nothing is contacted: the client is built
+    without bootstrap servers and dropped."""
+    conf = {**base_config(settings), "bootstrap.servers": "", "log_level": 0}
+    try:
+        Producer(conf)
+    except KafkaException as e:
+        text = e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
+    except (TypeError, ValueError) as e:  # a value of a type the client cannot pass on
+        text = str(e)
+    else:
+        return None
+    for k, v in conf.items():
+        if redacted({k: v})[k] == "***" and str(v):
+            text = text.replace(str(v), "***")
+    return text

@@ -50,8 +50,8 @@ def _reload_on_sighup(rt: Any, task_file: Path) -> None:
     or a change that cannot apply is logged and the task keeps its running settings."""
     import threading
 
-    from obsync.task.config import load_task
     from obsync.runtime.prepare import reload_task
+    from obsync.runtime.validate import load_checked_task
 
     lock = threading.Lock()
 
@@ -59,7 +59,7 @@ def _reload_on_sighup(rt: Any, task_file: Path) -> None:
         with lock:  # one reload at a time, in the order the signals came
             try:
                 log.info("SIGHUP: reloading %s", task_file)
-                summary = reload_task(rt, load_task(task_file))
+                summary = reload_task(rt, load_checked_task(task_file))
                 log.info("task file %s reloaded: %s", task_file, summary)
             except ObsyncError as e:
                 log.error("task file %s not applied, the task keeps its running settings: %s", task_file, e)
@@ -87,11 +87,11 @@ def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
-    from obsync.task.config import load_task
     from obsync.core.errors import StateError
+    from obsync.runtime.validate import load_checked_task
     from obsync.task.state import TaskState
 
-    task = load_task(args.task)
+    task = load_checked_task(args.task)
     state = TaskState(task.resolved_state_dir(args.state_dir))
     try:
         _precheck_before_run(task, args)
@@ -206,11 +206,11 @@ def _stop_metrics_server(server: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate a task file and print what it would sync."""
-    from obsync.task.config import load_task
+    """Validate a task file (everything `run` checks before connecting) and print what it would sync."""
+    from obsync.runtime.validate import load_checked_task
     from obsync.task.naming import topic_template
 
-    task = load_task(args.task)
+    task = load_checked_task(args.task)
     print(f"task {task.name}: valid")
     for obj in task.objects:
         topic = task.topic_for(obj.db, obj.table, obj) if obj.is_exact else topic_template(task.topic, obj)
@@ -225,17 +225,19 @@ def cmd_objects(args: argparse.Namespace) -> int:
     Also exports the settings to CSV, or imports them from CSV into a new task file."""
     import yaml
 
-    from obsync.task.config import load_task, parse_task
+    from obsync.runtime.validate import load_checked_task, validate_task
+    from obsync.task.config import parse_task, read_task_document
     from obsync.task.objects_csv import object_to_row, read_csv, write_csv
 
     if args.import_csv is not None:
-        data = yaml.safe_load(Path(args.task).read_text())
+        data = read_task_document(args.task)
         try:
             csv_text = Path(args.import_csv).read_text()
         except OSError as e:
             raise ConfigError(f"cannot read {args.import_csv}: {e.strerror}") from None
         data["objects"] = read_csv(csv_text, origin=str(args.import_csv))
-        parse_task(data, origin=f"task file {args.task} with objects from {args.import_csv}")
+        origin = f"task file {args.task} with objects from {args.import_csv}"
+        validate_task(parse_task(data, origin=origin), origin=origin)
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         if args.output is not None:
             Path(args.output).write_text(text)
@@ -243,7 +245,7 @@ def cmd_objects(args: argparse.Namespace) -> int:
         else:
             print(text, end="")
         return 0
-    task = load_task(args.task)
+    task = load_checked_task(args.task)
     listing = _object_listing(task)
     if args.export_csv is not None:
         rows = [object_to_row(r["database"], r["table"], task.objects[r["rule"]], r["topic"])
@@ -393,10 +395,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_precheck(args: argparse.Namespace) -> int:
     """Check the task against its source, Kafka and state directory; exit 1 if an item failed."""
-    from obsync.task.config import load_task
     from obsync.app.precheck import run_precheck
+    from obsync.runtime.validate import load_checked_task
 
-    task = load_task(args.task)
+    task = load_checked_task(args.task)
     report = run_precheck(task, state_dir=args.state_dir, skip=args.skip)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from obsync.runtime.validate import load_checked_task
 from obsync.task.config import TaskConfig, load_task
 from obsync.core.errors import ConfigError, StateError
 from obsync.task.state import TaskState, write_json_atomic
@@ -69,7 +70,7 @@ def running_pid(state: TaskState) -> int | None:
 
 def save(task_file: Path, state_dir: Path | None = None) -> TaskState:
     """Validate a task and create its state directory with a copy of the file, without starting it."""
-    task = load_task(task_file)
+    task = load_checked_task(task_file)
     state = TaskState(task.resolved_state_dir(state_dir))
     state.identity(task.name)
     copy = state.root / TASK_COPY

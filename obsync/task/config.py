@@ -1,14 +1,18 @@
 """The task file: a YAML document validated into a frozen model before anything starts.
 
-Errors name the field at fault and, for enumerated options, the valid values. `${NAME}` in any string is
-replaced by the environment variable NAME (except `${database}` / `${table}` in topic templates), so
-passwords need not be written in the file; secrets are `SecretStr` and never printed.
+Errors name the field at fault and, for enumerated options, the valid values. `${NAME}` is replaced by the
+environment variable NAME only in the fields of `ENV_FIELDS` (credentials, hosts, ports, users, Kafka
+properties, the state directory), so passwords need not be written in the file; anywhere else a `${NAME}` is an
+error naming the field (topic templates keep `${database}` / `${table}`). Secrets are `SecretStr` and never
+printed. The file is read with limits (`MAX_FILE_BYTES`, `MAX_NODES`, `MAX_DEPTH`, aliases counted as the
+nodes they stand for), and a YAML syntax error is reported by line and column without the text of the line.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +29,7 @@ from pydantic import (
 )
 
 from obsync.core.errors import ConfigError
+from obsync.sql.filters.syntax import parse_clause
 from obsync.task.format_names import FormatName
 from obsync.task.naming import TEMPLATE_VARS, check_existing_topic, check_topic_template, topic_for
 from obsync.task.selection import Selection, check_pattern, is_pattern
@@ -32,6 +37,14 @@ from obsync.task.sizes import parse_bytes
 from obsync.task.start_time import parse_start_time
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The only fields where `${NAME}` takes the environment variable NAME (patterns over the dotted path).
+ENV_FIELDS = ("source.host", "source.port", "source.user", "source.password", "source.sql_host", "source.sql_port",
+              "target.bootstrap_servers", "target.properties.*", "format_options.schema_registry",
+              "format_options.schema_registry.url", "format_options.schema_registry.user",
+              "format_options.schema_registry.password", "state_dir")
+MAX_FILE_BYTES = 4 * 2**20  # a task file larger than this is refused unread
+MAX_NODES = 100_000  # values in the document, an alias counting as every value it stands for
+MAX_DEPTH = 64  # nesting of mappings and lists
 _TASK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -163,6 +176,11 @@ class ObjectConfig(_Model):
     def _where(cls, v: str | None) -> str | None:
         if v is not None and not v.strip():
             raise ValueError("an empty row filter; leave `where` out to sync every row")
+        if v is not None:  # its syntax and size here; its columns when the task starts (`obsync.task.objects`)
+            try:
+                parse_clause(v, "the row filter")
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
         return v
 
     @field_validator("columns", "sharding_columns")
@@ -376,18 +394,27 @@ class TaskConfig(_Model):
 
 
 def _expand_env(value: Any, path: str) -> Any:
-    """Replace `${NAME}` with the environment variable NAME in every string of the document."""
+    """Replace `${NAME}` with the environment variable NAME in the strings of the `ENV_FIELDS`; refuse it
+    elsewhere (keeping the `${database}` / `${table}` of topic templates)."""
     if isinstance(value, dict):
         return {k: _expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_expand_env(v, f"{path}.{i}") for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
+    expands = any(fnmatchcase(path, f) for f in ENV_FIELDS)
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
-        if name in TEMPLATE_VARS:
+        if name in TEMPLATE_VARS and not expands:
             return m.group(0)
+        if not expands:
+            raise ConfigError(f"field `{path}`: `${{{name}}}`: environment variables are expanded only in "
+                              "source.host, .port, .user, .password, .sql_host, .sql_port, target.bootstrap_servers, "
+                              "target.properties, format_options.schema_registry (.url, .user, .password) and "
+                              "state_dir; write the value itself here"
+                              + (" (a topic template takes ${database} and ${table})" if path.endswith("topic")
+                                 else ""))
         if name not in os.environ:
             raise ConfigError(f"field `{path}`: environment variable {name} is not set")
         return os.environ[name]
@@ -416,15 +443,119 @@ def parse_task(data: Any, origin: str = "task file") -> TaskConfig:
         raise ConfigError(f"{origin} is invalid:\n" + "\n".join(lines)) from None
 
 
-def load_task(path: str | Path) -> TaskConfig:
-    """Read and validate a task file."""
+def read_task_document(path: str | Path) -> Any:
+    """The YAML document of a task file, read within `MAX_FILE_BYTES`, `MAX_NODES` and `MAX_DEPTH`; a syntax
+    error names the line, the column and the problem, never the text of the line (it may hold a password)."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(f"task file {p} is {size} bytes, more than the {MAX_FILE_BYTES} a task file may have")
         text = p.read_text()
     except OSError as e:
         raise ConfigError(f"cannot read task file {p}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"task file {p} is not UTF-8 text (byte {e.start})") from None
     try:
-        data = yaml.safe_load(text)
+        _check_shape(text, p)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"task file {p} is not valid YAML: {e}") from None
-    return parse_task(data, origin=f"task file {p}")
+        raise ConfigError(f"task file {p} is not valid YAML: {_yaml_problem(e, text)}") from None
+
+
+def _check_shape(text: str, p: Path) -> None:
+    """Refuse a document of more than `MAX_NODES` values or nested deeper than `MAX_DEPTH`, counting each alias
+    as the values of its anchor (a "billion laughs" document is refused after reading `MAX_NODES` of them)."""
+    loader = yaml.SafeLoader(text)
+    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (values, nesting) of what it names
+    open_: list[list[Any]] = []  # per open mapping/list: [anchor, values before it, its deepest child nesting]
+    count = 0
+    try:
+        while loader.check_event():
+            ev = loader.get_event()
+            if isinstance(ev, (yaml.AliasEvent, yaml.ScalarEvent, yaml.CollectionStartEvent)):
+                n, h = sizes.get(ev.anchor or "", (1, 0)) if isinstance(ev, yaml.AliasEvent) else (1, 0)
+                count += n
+                if isinstance(ev, yaml.ScalarEvent) and ev.anchor:
+                    sizes[ev.anchor] = (1, 0)
+                if isinstance(ev, yaml.CollectionStartEvent):
+                    open_.append([ev.anchor, count - 1, 0])
+                    h = 0
+                elif open_:
+                    open_[-1][2] = max(open_[-1][2], h)
+                depth = len(open_) + h
+                if count > MAX_NODES:
+                    raise ConfigError(f"task file {p} has more than {MAX_NODES} values (aliases count as the "
+                                      "values they repeat); a task file is limited to that many")
+                if depth > MAX_DEPTH:
+                    line = ev.start_mark.line + 1 if ev.start_mark is not None else "?"
+                    raise ConfigError(f"task file {p} nests mappings and lists more than {MAX_DEPTH} deep (line "
+                                      f"{line}); a task file is limited to that depth")
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                anchor, before, child = open_.pop()
+                if anchor:
+                    sizes[anchor] = (count - before, child + 1)
+                if open_:
+                    open_[-1][2] = max(open_[-1][2], child + 1)
+    finally:
+        loader.dispose()
+
+
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_TOKEN_NAME = re.compile(r"'<[a-z ]+>'")
+
+
+def _masked(text: str) -> str:
+    """PyYAML's problem text with what it quotes from the file masked (an alias, a tag or a token may be part
+    of a password), except YAML's own token names and a single punctuation or space character."""
+    def mask(m: re.Match[str]) -> str:
+        q = m.group(0)
+        inner = q[1:-1].encode().decode("unicode_escape", "replace") if "\\" in q else q[1:-1]
+        if _TOKEN_NAME.fullmatch(q) or (len(inner) == 1 and not inner.isalnum()):
+            return q
+        return "'***'"
+    return _QUOTED.sub(mask, text)
+
+
+def _field_names() -> set[str]:
+    names: set[str] = set()
+    todo: list[type[BaseModel]] = [TaskConfig]
+    while todo:
+        model = todo.pop()
+        for name, info in model.model_fields.items():
+            names.add(name)
+            for arg in [info.annotation, *getattr(info.annotation, "__args__", ())]:
+                if isinstance(arg, type) and issubclass(arg, BaseModel) and arg not in todo:
+                    todo.append(arg)
+    return names
+
+
+_LINE_KEY = re.compile(r"^\s*(?:-\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*:")
+
+
+def _yaml_problem(e: yaml.YAMLError, text: str) -> str:
+    """Where and what the YAML error is: line, column, the setting the line starts (when it is one of the task
+    file's own keys) and PyYAML's problem, masked; never the line itself."""
+    if isinstance(e, yaml.reader.ReaderError):
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        return f"{e.reason} (character #x{code:04x}) at offset {e.position}"
+    if not isinstance(e, yaml.MarkedYAMLError):
+        return type(e).__name__
+    mark = e.problem_mark or e.context_mark
+    where = ""
+    if mark is not None:
+        where = f"line {mark.line + 1}, column {mark.column + 1}"
+        lines = text.splitlines()
+        key = _LINE_KEY.match(lines[mark.line]) if mark.line < len(lines) else None
+        if key and key.group(1) in _field_names():
+            where += f" (setting `{key.group(1)}`)"
+        where += ": "
+    what = _masked(e.problem or "") or "invalid YAML"
+    if e.context and e.problem:
+        what += f" ({_masked(e.context)})"
+    return where + what
+
+
+def load_task(path: str | Path) -> TaskConfig:
+    """Read and validate a task file."""
+    return parse_task(read_task_document(path), origin=f"task file {Path(path)}")

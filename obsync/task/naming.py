@@ -55,6 +55,9 @@ def check_topic_template(v: str) -> str:
             raise ValueError(f"unknown variable ${{{var}}}; valid: ${{database}}, ${{table}}")
     if "${" not in v and not _FIXED_TOPIC.match(v):
         raise ValueError("a fixed topic name must be 3-64 characters of letters, digits, '-', '_'")
+    if "${" in v and (why := topic_problem(_TEMPLATE_VAR.sub("x", v))) is not None:
+        raise ValueError(f"the template's own text gives no valid Kafka topic name ({why}); a topic name is "
+                         "1-249 characters of letters, digits, '.', '-', '_'")
     return v
 
 

@@ -248,7 +248,9 @@ def test_an_unknown_sharding_column_or_a_fixed_partition_beyond_the_topic_stops_
     assert (f"field `objects.0.sharding_columns`: table {db}.orders (matched by '{db}.orders') has no column "
             "'customer'; "
             "its columns: id, cust, v, note") in proc.stderr
-    bad_partition = write_task(tmp_path / "b" / "task.yaml", **common, partitioning="one", fixed_partition=PARTITIONS)
+    # topics.partitions allows partition 4 (`obsync check` accepts it); the existing topic has 4 partitions
+    bad_partition = write_task(tmp_path / "b" / "task.yaml", **{**common, "topics": {"partitions": 2 * PARTITIONS}},
+                               partitioning="one", fixed_partition=PARTITIONS)
     proc = run_obsync("run", str(bad_partition), "--until-caught-up", check=False)
     assert proc.returncode == 2
     assert f"field `fixed_partition`: 4 is not a partition of topic Topic_{db}_orders, which has 4" in proc.stderr

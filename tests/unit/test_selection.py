@@ -85,7 +85,7 @@ def test_object_settings_in_the_task_file():
     assert t.objects[0].is_exact and not t.objects[1].is_exact
     for obj, message in [
         ({"match": "a.b", "topic": "x"}, "3-64 characters"),
-        ({"match": "a.b", "topic": "T_${schema}"}, r"environment variable schema is not set"),
+        ({"match": "a.b", "topic": "T_${schema}"}, r"`objects.0.topic`: `\$\{schema\}`: .*a topic template takes"),
         ({"match": "a.b", "topic": "abc", "existing_topic": "abc"}, "not both"),
         ({"match": "a.b", "where": "  "}, "empty row filter"),
         ({"match": "a.b", "columns": []}, "`columns` is empty"),

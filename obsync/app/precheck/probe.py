@@ -240,6 +240,10 @@ class Probe:
                     "error_cb": lambda err: errors.append(err.str())}
             try:
                 admin = AdminClient(conf)
+            except (KafkaException, TypeError, ValueError) as e:  # librdkafka refuses a property: no client
+                why = e.args[0].str() if e.args and hasattr(e.args[0], "str") else str(e)
+                return None, None, f"field `target.properties`: librdkafka refuses the settings: {why}"
+            try:
                 return admin, admin.list_topics(timeout=self.kafka_timeout), ""
             except KafkaException as e:
                 admin.poll(0)  # serves the error callbacks: they say why (refused, TLS, SASL, ...)

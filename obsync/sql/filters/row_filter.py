@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from obsync.core.errors import ConfigError
 from obsync.core.schema import TableSchema
 from obsync.sql.filters.compiler import Compiler
-from obsync.sql.filters.syntax import parse_clause, render
+from obsync.sql.filters.syntax import LIMITS, parse_clause, render
 from obsync.sql.filters.terms import Row, SqlEval, truth
 
 __all__ = ["RowFilter", "compile_filter"]
@@ -39,6 +40,9 @@ def compile_filter(where: str, schema: TableSchema, *, origin: str,
     comparison raises SourceError when a row needs it."""
     tree = parse_clause(where, origin)
     compiler = Compiler(schema, origin, sql_eval)
-    fn = truth(compiler.condition(tree)).fn
-    sql = render(tree, where, origin)
+    try:
+        fn = truth(compiler.condition(tree)).fn
+        sql = render(tree, where, origin)
+    except RecursionError:  # within the limits parse_clause checks, only when called from deep in a stack
+        raise ConfigError(f"{origin}: the clause nests too deeply to check; {LIMITS}") from None
     return RowFilter(sql, tuple(compiler.columns), lambda row: fn(row) is True)

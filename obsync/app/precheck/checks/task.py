@@ -15,6 +15,7 @@ from obsync.app.precheck.items import Item, NotChecked, failed, listed, passed, 
 from obsync.app.precheck.probe import Probe
 from obsync.core.errors import ConfigError, StateError
 from obsync.runtime.prepare import check_fixed_partition, selection_rules
+from obsync.runtime.validate import task_problems
 from obsync.task.naming import existing_topics, topic_problem
 from obsync.task.objects import check_table
 from obsync.task.selection import Selected
@@ -116,19 +117,8 @@ def _state_owner(path: Path) -> str | None:
 
 def check_config_coherent(p: Probe) -> Item:
     task = p.task
-    problems: list[str] = []
     warnings: list[str] = []
-    if not (task.sync.full or task.sync.incremental):
-        problems.append("sync.full and sync.incremental are both false: the task would copy nothing")
-    if task.partitioning == "one" and task.fixed_partition >= task.topics.partitions:
-        problems.append(f"field `fixed_partition`: {task.fixed_partition} is not a partition of the topics obsync "
-                        f"creates (topics.partitions {task.topics.partitions}: partitions 0 to "
-                        f"{task.topics.partitions - 1})")
-    dup = sorted({o.match for o in task.objects if [x.match for x in task.objects].count(o.match) > 1})
-    if dup:
-        problems.append(f"objects listed twice: {', '.join(dup)}")
-    if (format_error := p.encoder()[1]):
-        problems.append(format_error)
+    problems: list[str] = task_problems(task)  # what `obsync check` finds: the same function
     if p.connect_error("sql") is None:
         tables = p.tables()
         selection = p.selection()
