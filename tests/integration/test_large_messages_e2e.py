@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from obsync.app.embedded.servers import free_port
+from obsync.app.embedded.process import free_port
 from obsync.connectors.kafka.client import KafkaSettings
 from obsync.connectors.kafka.records import DEFAULT_LANES, lane_names
 from obsync.connectors.kafka.sink import KafkaSink
