@@ -18,11 +18,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import obsync.formats.default as default_mod
-from obsync.formats.default import DefaultEncoder
-from obsync.formats.values import table_renderer
 from obsync.core.changes import Change, Op
 from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.core.schema import Column, TableSchema
+from obsync.formats.default import DefaultEncoder
+from obsync.formats.values import table_renderer
 
 TABLE = TableSchema(
     db="shop",
@@ -54,7 +54,7 @@ def row(i: int) -> dict:
         "weight": 0.125,
         "status": "paid",
         "created_at": dt.datetime(2024, 5, 6, 7, 8, 9, 123456),
-        "updated_at": dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc),
+        "updated_at": dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC),
     }
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import timeit
 from decimal import Decimal
 
-from obsync.sql.filters import compile_filter
 from obsync.core.schema import Column, TableSchema
+from obsync.sql.filters import compile_filter
 
 SCHEMA = TableSchema("shop", "orders", (
     Column("id", "int", "int"),

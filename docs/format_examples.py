@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastavro import schemaless_reader  # noqa: E402 - after pinning the clock
 
-from obsync.formats.base import EncoderContext  # noqa: E402 - after pinning the clock
-from obsync.formats.registry import encoder_for  # noqa: E402 - after pinning the clock
 from obsync.core.changes import Change, Op  # noqa: E402 - after pinning the clock
 from obsync.core.positions import LogPosition  # noqa: E402 - after pinning the clock
 from obsync.core.schema import Column, TableSchema  # noqa: E402 - after pinning the clock
+from obsync.formats.base import EncoderContext  # noqa: E402 - after pinning the clock
+from obsync.formats.registry import encoder_for  # noqa: E402 - after pinning the clock
 from obsync.task.format_names import FORMAT_NAMES  # noqa: E402 - after pinning the clock
 
 ORDERS = TableSchema("shop", "orders", (

@@ -22,20 +22,20 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from obsync.connectors.kafka.sink import KafkaSink
-from obsync.connectors.mysql.binlog.source import BinlogSource
 from obsync.connectors.mysql.binlog.heartbeat import HeartbeatWriter
+from obsync.connectors.mysql.binlog.source import BinlogSource
 from obsync.connectors.mysql.evaluator import SqlEvaluator
 from obsync.connectors.mysql.snapshot.source import SnapshotSource
 from obsync.runtime import metrics
-from obsync.runtime.progress import Progress
-from obsync.steps.ratelimit import bytewax_processes, limiter_for
-from obsync.task.resources import plan_resources
-from obsync.steps.large_messages import LargeMessages
-from obsync.steps.routing import Router
 from obsync.runtime.prepare import Runtime, kafka_conf, prepare
+from obsync.runtime.progress import Progress
 from obsync.runtime.settings import log_endpoint, sql_endpoint
 from obsync.runtime.validate import load_checked_task
+from obsync.steps.large_messages import LargeMessages
+from obsync.steps.ratelimit import bytewax_processes, limiter_for
+from obsync.steps.routing import Router
 from obsync.steps.shaping import Shaper
+from obsync.task.resources import plan_resources
 
 
 def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:

@@ -53,15 +53,15 @@ from typing import Any
 
 from orjson import Fragment, dumps
 
-from obsync.sql.ddl import tokenize
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
-from obsync.formats.registry import register
-from obsync.formats.values import KeyValues, json_key, table_renderer
 from obsync.core.canonical_text import Render, render_bytes, render_function
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition, binlog_file_number
 from obsync.core.schema import BINARY_TYPES, Column, TableSchema
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
+from obsync.formats.registry import register
+from obsync.formats.values import KeyValues, json_key, table_renderer
+from obsync.sql.ddl import tokenize
 
 # java.sql.Types codes
 BIT, TINYINT, SMALLINT, INTEGER, BIGINT, REAL, DOUBLE, DECIMAL = -7, -6, 5, 4, -5, 7, 8, 3
@@ -105,7 +105,7 @@ def _bit_number(v: Any) -> str:
 
 def _timestamp_renderer(column: Column) -> Render:
     as_datetime = render_function(Column(column.name, "datetime", "datetime", fsp=column.fsp))
-    utc = dt.timezone.utc
+    utc = dt.UTC
 
     def render(v: Any) -> str:
         if type(v) is dt.datetime and v.tzinfo is not utc and v.tzinfo is not None:

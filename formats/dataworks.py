@@ -52,16 +52,16 @@ from typing import Any
 
 from orjson import Fragment, dumps
 
-from obsync.sql.ddl import tokenize
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
-from obsync.formats.canal import ddl_kind, ddl_table, log_batch_id
-from obsync.formats.registry import register
-from obsync.formats.values import KeyValues, json_key, table_renderer
 from obsync.core.canonical_text import render_bytes, render_function
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition
 from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
+from obsync.formats.canal import ddl_kind, ddl_table, log_batch_id
+from obsync.formats.registry import register
+from obsync.formats.values import KeyValues, json_key, table_renderer
+from obsync.sql.ddl import tokenize
 
 VERSION = "2.0"
 DB_TYPES = {"OB_MYSQL": "oceanbase", "MYSQL": "mysql"}
@@ -69,7 +69,7 @@ _SPATIAL = frozenset({"geometry", "point", "linestring", "polygon", "multipoint"
                       "multipolygon", "geometrycollection", "geomcollection"})
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_DATE = _EPOCH.date()
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 _SNAPSHOT_SEQUENCE = "0" * 25
 
 Convert = Callable[[Any], Any]

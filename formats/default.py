@@ -38,13 +38,13 @@ import json
 import re
 from typing import Any
 
-from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
-from obsync.formats.registry import register
-from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition
 from obsync.core.schema import TableSchema
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
+from obsync.formats.registry import register
+from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
 
 
 def _json_dumps(obj: Any) -> bytes:

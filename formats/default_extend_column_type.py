@@ -20,12 +20,12 @@ from typing import Any
 
 from orjson import dumps
 
+from obsync.core.changes import Change
+from obsync.core.schema import TableSchema
 from obsync.formats.base import EncoderContext, TableCache, reject_unknown_options
 from obsync.formats.default import DefaultEncoder
 from obsync.formats.registry import register
 from obsync.formats.values import TableRenderer, table_renderer
-from obsync.core.changes import Change
-from obsync.core.schema import TableSchema
 
 LIGHT_TYPE = "__light_type"
 _AFTER_POST = b',"allMetaData":'

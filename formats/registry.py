@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from obsync.formats.base import Encoder, EncoderContext
 from obsync.core.errors import ConfigError
+from obsync.formats.base import Encoder, EncoderContext
 from obsync.task.format_names import FORMAT_NAMES
 
 _FACTORIES: dict[str, Callable[..., Encoder]] = {}

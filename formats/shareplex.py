@@ -42,15 +42,16 @@ from typing import Any
 
 from orjson import dumps
 
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError
+from obsync.core.positions import LogPosition
+from obsync.core.schema import TableSchema
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache
 from obsync.formats.canal import ddl_table, log_batch_id
 from obsync.formats.default import ddl_type
 from obsync.formats.registry import register
 from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
-from obsync.core.changes import Change, Op
-from obsync.core.errors import ConfigError
-from obsync.core.positions import LogPosition
-from obsync.core.schema import TableSchema
+
 
 def utc_text(seconds: float) -> str:
     """Epoch seconds as `yyyy-MM-ddTHH:mm:ssZ` (fraction dropped)."""
@@ -59,7 +60,7 @@ def utc_text(seconds: float) -> str:
 
 @lru_cache(maxsize=256)  # messages come in runs of one commit second and one clock second
 def _utc_second(second: int) -> str:
-    return dt.datetime.fromtimestamp(second, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def scn_of(change: Change) -> str | None:

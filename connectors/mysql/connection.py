@@ -8,7 +8,6 @@ from typing import Any, Literal
 import pymysql
 import pymysql.cursors
 
-from obsync.core.errors import SourceError, SourceUnavailable
 from obsync.connectors.mysql.failures import (
     DRIVER_ERRORS,
     Failure,
@@ -17,6 +16,7 @@ from obsync.connectors.mysql.failures import (
     describe,
     hint,
 )
+from obsync.core.errors import SourceError, SourceUnavailable
 
 Dialect = Literal["oceanbase", "mysql", "mariadb"]
 

@@ -39,8 +39,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import struct
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pymysql
 from pymysql.constants import FIELD_TYPE, FLAG
@@ -50,7 +51,7 @@ from obsync.core.schema import Column
 
 Converter = Callable[[Any], Any]
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _FLOAT32 = struct.Struct("<f")
 _fromiso_datetime = dt.datetime.fromisoformat
 _fromiso_date = dt.date.fromisoformat

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from obsync.core.changes import Change
+from obsync.core.errors import ConfigError
 from obsync.formats.avro.registry import SchemaRegistryClient, schema_text
 from obsync.formats.avro.schemas import LOGICAL_TYPE_MODES, Convert, avro_schema, datum_converter
 from obsync.formats.avro.wire import AvroWriter, confluent_header, fingerprint, single_object_header
@@ -40,8 +42,6 @@ from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
 from obsync.formats.debezium.envelope import EventBuilder
 from obsync.formats.registry import register
-from obsync.core.changes import Change
-from obsync.core.errors import ConfigError
 from obsync.task.naming import topic_problem
 
 log = logging.getLogger(__name__)

@@ -50,11 +50,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from obsync.core.defaults import default_value
+from obsync.core.schema import Column, TableSchema
 from obsync.formats.debezium.config import DebeziumConfig
 from obsync.formats.debezium.kinds import column_kind
 from obsync.formats.debezium.values import converters
-from obsync.core.defaults import default_value
-from obsync.core.schema import Column, TableSchema
 from obsync.task.naming import topic_safe
 
 Schema = dict[str, Any]

@@ -48,15 +48,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from obsync.formats.debezium import connect_schema as cs
-from obsync.formats.base import ChangeEncoder, TableCache
-from obsync.formats.debezium.config import DebeziumConfig
-from obsync.formats.debezium.values import converters, explain
-from obsync.formats.default import ddl_type
 from obsync.core.changes import Change, Op
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.positions import LogPosition
 from obsync.core.schema import TableSchema
+from obsync.formats.base import ChangeEncoder, TableCache
+from obsync.formats.debezium import connect_schema as cs
+from obsync.formats.debezium.config import DebeziumConfig
+from obsync.formats.debezium.values import converters, explain
+from obsync.formats.default import ddl_type
 
 Struct = dict[str, Any]
 _NOT_GTID = re.compile(r"^.*\.\d+:\d+$")  # obsync's "file:pos" transaction identity when there is no GTID

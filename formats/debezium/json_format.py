@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from obsync.core.changes import Change
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
 from obsync.formats.debezium.envelope import Event, EventBuilder
 from obsync.formats.registry import register
-from obsync.core.changes import Change
 
 
 def _json_dumps(obj: Any) -> bytes:

@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from obsync.core.changes import Change
 from obsync.formats.base import EncoderContext, KafkaRecord
 from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
 from obsync.formats.debezium.envelope import Event, Struct
 from obsync.formats.debezium.json_format import DebeziumEncoder, _dumps
 from obsync.formats.registry import register
-from obsync.core.changes import Change
 
 
 def flatten(envelope: Struct, rewrite: bool) -> Struct:

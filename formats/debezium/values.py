@@ -36,15 +36,15 @@ from collections.abc import Callable
 from decimal import Context, Decimal, Inexact
 from typing import Any
 
-from obsync.formats.debezium.config import DebeziumConfig
-from obsync.formats.debezium.kinds import column_kind
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.schema import Column
+from obsync.formats.debezium.config import DebeziumConfig
+from obsync.formats.debezium.kinds import column_kind
 
 Convert = Callable[[Any], Any]
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _F32 = _struct.Struct("<f")
 _WIDE = Context(prec=200, traps=[Inexact])  # exact for DECIMAL(65,30) and beyond

@@ -129,8 +129,8 @@ def _run(task: TaskConfig, args: argparse.Namespace) -> int:
 
     from obsync.flows.sync import build_flow
     from obsync.runtime import metrics
-    from obsync.runtime.progress import Progress
     from obsync.runtime.prepare import prepare
+    from obsync.runtime.progress import Progress
 
     metrics.configure(task.name)
     port = args.metrics_port if args.metrics_port is not None else task.metrics_port

@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from obsync.core.errors import ConfigError, StateError
 from obsync.runtime.validate import load_checked_task
 from obsync.task.config import TaskConfig, load_task
-from obsync.core.errors import ConfigError, StateError
 from obsync.task.state import TaskState, write_json_atomic
 
 TASK_COPY = "task.yaml"

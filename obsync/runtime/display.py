@@ -10,7 +10,8 @@ import collections
 import logging
 import math
 import threading
-from typing import Any, Iterable, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 log = logging.getLogger("obsync.runtime.progress")
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
 from obsync.connectors.kafka.client import base_config
+from obsync.connectors.kafka.records import DEFAULT_LANES
 from obsync.connectors.kafka.topics import PRODUCER_MAX_DEFAULT, MessageLimits, ensure_topics
 from obsync.connectors.mysql.binlog.backfill import key_problem
 from obsync.connectors.mysql.binlog.server_log import current_log_position
@@ -24,23 +25,22 @@ from obsync.connectors.mysql.binlog.start_time import position_at_time
 from obsync.connectors.mysql.catalog import SqlCatalog
 from obsync.connectors.mysql.connection import Dialect, Endpoint, connect, detect_dialect
 from obsync.connectors.mysql.snapshot.plan import SnapshotPlan, plan_snapshot
-from obsync.formats import encoder_for
-from obsync.formats.base import Encoder, EncoderContext
-from obsync.connectors.kafka.records import DEFAULT_LANES
-from obsync.task.config import TaskConfig
 from obsync.core.errors import ConfigError, StateError
-from obsync.task.objects import Resolution, compile_where, plan_for, resolve_objects
 from obsync.core.offsets import FRESH_STATE_HINT
 from obsync.core.positions import LogPosition, SnapshotPosition
-from obsync.steps.routing import TopicLayout
 from obsync.core.schema import TableSchema
-from obsync.task.selection import Selection
-from obsync.task.naming import existing_topics
+from obsync.formats import encoder_for
+from obsync.formats.base import Encoder, EncoderContext
+from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
+from obsync.steps.routing import TopicLayout
+from obsync.task.config import TaskConfig
 from obsync.task.live import RELOADABLE, Live, changed_fields
+from obsync.task.naming import existing_topics
+from obsync.task.objects import Resolution, compile_where, plan_for, resolve_objects
+from obsync.task.selection import Selection
 from obsync.task.start_point import START_FILE, SelectionRules, StartPoint
 from obsync.task.start_time import parse_start_time
 from obsync.task.state import TaskState
-from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,16 @@ from typing import Any, TextIO
 from obsync.core.listeners import WrittenRecord
 from obsync.core.positions import LogPosition
 from obsync.runtime import metrics
-from obsync.runtime.display import (RateMeter, TerminalBars, eta_seconds, format_bytes, format_count,
-                                    format_duration, isatty, render_bar)
+from obsync.runtime.display import (
+    RateMeter,
+    TerminalBars,
+    eta_seconds,
+    format_bytes,
+    format_count,
+    format_duration,
+    isatty,
+    render_bar,
+)
 from obsync.runtime.source_stats import SourceStats, TableProgress, file_number
 from obsync.task.state import write_json_atomic
 

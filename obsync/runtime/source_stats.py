@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from obsync.core.changes import Change, Op
 from obsync.core.listeners import ChunkProgress, LogReaderView, PlannedSnapshot

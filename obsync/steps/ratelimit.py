@@ -34,14 +34,15 @@ in one process, so `limits.incremental` is not divided.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
 import os
 import sys
 import threading
 import time
 from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from itertools import accumulate
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 BURST_SECONDS = 0.5
 # Sources fetch at most this much of `rps` at once (while the limit allows less than their batch size), so
@@ -281,7 +282,7 @@ class Pacer:
         next slice now (awake None), or nothing until tokens are there."""
         part, delay = self.take()
         if not part:
-            return [], datetime.now(timezone.utc) + timedelta(seconds=delay)
+            return [], datetime.now(UTC) + timedelta(seconds=delay)
         return [part], None
 
     def take(self) -> tuple[list[Any], float]:

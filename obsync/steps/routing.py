@@ -13,8 +13,8 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
-from obsync.formats.base import Encoder
 from obsync.core.changes import Change, Item, Op, StreamDone
+from obsync.formats.base import Encoder
 from obsync.steps.large_messages import LargeMessages
 from obsync.steps.partitioning import KeyBytes, hash_partition, partition_key, row_image_key, table_key
 from obsync.task.live import Live

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from obsync.core.changes import Change, Item, Op
+from obsync.core.errors import ConfigError
+from obsync.core.schema import TableSchema
 from obsync.task.config import DML_OPS, ObjectConfig, TaskConfig
 from obsync.task.live import Live
-from obsync.core.errors import ConfigError
 from obsync.task.objects import compile_where, kept_columns, project_schema
-from obsync.core.schema import TableSchema
 from obsync.task.selection import Selection
 
 TableName = tuple[str, str]

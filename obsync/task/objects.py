@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from obsync.task.config import ObjectConfig, TaskConfig
 from obsync.core.errors import ConfigError
 from obsync.core.schema import TableSchema
 from obsync.sql.filters import RowFilter, compile_filter
 from obsync.sql.filters.terms import SqlEval
+from obsync.task.config import ObjectConfig, TaskConfig
 from obsync.task.naming import TopicKind, topic_kind
 from obsync.task.selection import SYSTEM_SCHEMAS, Selection, is_pattern
 

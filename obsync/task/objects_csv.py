@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from obsync.task.config import ObjectConfig
 from obsync.core.errors import ConfigError
+from obsync.task.config import ObjectConfig
 from obsync.task.naming import table_name_problem
 
 FIELDS = ("database", "table", "topic", "where", "columns", "sharding_columns")

@@ -5,11 +5,11 @@ datetime in UTC (`parse_start_time`). The binlog search for it is `obsync.connec
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-UTC = timezone.utc
+UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")

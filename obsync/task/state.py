@@ -19,9 +19,10 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from obsync.core.errors import StateError
 from obsync.core.offsets import FRESH_STATE_HINT

@@ -8,7 +8,7 @@ from decimal import Decimal
 from obsync.core.positions import LogPosition
 from obsync.core.schema import Column, TableSchema
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 GTID = "3E11FA47-71CA-11E1-9E33-C80AA9429562:23"
 POS = LogPosition("mysql-bin.000042", 1234567)
 ORDERS = TableSchema(

@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 
 from obsync.connectors.mysql.binlog import BinlogReader, binlog_files, current_log_position
-from obsync.sql import ddl as D
 from obsync.connectors.mysql.catalog import load_table_schema
 from obsync.connectors.mysql.connection import Endpoint, connect
 from obsync.core.changes import Change, Op
 from obsync.core.errors import PositionLostError, SchemaMismatchError
 from obsync.core.positions import LogPosition
+from obsync.sql import ddl as D
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _server_ids = itertools.count(9100)
 
 

@@ -10,8 +10,8 @@ import base64
 
 import pytest
 
-from obsync.sql import ddl as D
 from obsync.connectors.mysql.catalog import load_table_schema
+from obsync.sql import ddl as D
 from tests.helpers.tasks import unique
 
 COLUMNS = {  # name: (definition, canonical default text)

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from obsync.sql import ddl as D
 from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.core.positions import LogPosition
+from obsync.sql import ddl as D
 from tests.helpers.tasks import unique
 
 # OceanBase's information_schema reports CHARACTER_MAXIMUM_LENGTH NULL for ENUM/SET and 536870911 for JSON;

@@ -17,8 +17,8 @@ from obsync.connectors.mysql.catalog import load_table_schema
 from obsync.connectors.mysql.connection import Endpoint, connect
 from obsync.connectors.mysql.snapshot import ChunkReader, plan_snapshot
 from obsync.core.errors import ConfigError
-from obsync.sql.filters import RowFilter, compile_filter
 from obsync.core.schema import TableSchema
+from obsync.sql.filters import RowFilter, compile_filter
 
 TEXT = ["", " ", "a", "A", "a ", "a  ", "abc", "ABC", "abc  ", "Abd", "b", "B", "z", "Z", "Ä", "ä", "ß", "ss", "SS",
         "é", "e", "E", "x_y", "x%y", "xy", "x\\y", "a\tb", "a\t", "it's", "_", "-", "[", "a\x01", "ab"]

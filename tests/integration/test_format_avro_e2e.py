@@ -20,7 +20,7 @@ from tests.helpers.kafka import Msg, read_topic
 from tests.helpers.schema_registry import TestSchemaRegistry
 from tests.helpers.tasks import run_obsync, unique, write_task
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1)
 WIDE = Context(prec=100)  # exact for DECIMAL(65,30)
 

@@ -25,7 +25,7 @@ from tests.helpers.kafka import Msg, read_topic
 from tests.helpers.tasks import obsync_cmd, unique, write_task
 from tests.unit.test_format_debezium import connect_value, read_connect_json
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 FORMATS = ("debezium", "debezium_flatten", "debezium_smt")
 
 # column, declaration, SQL literal, the value a consumer decodes

@@ -6,7 +6,6 @@ in the middle of a backfill.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess

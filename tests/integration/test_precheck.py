@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from obsync.task.config import load_task
 from obsync.app.embedded.mariadb import MariaDBServer
-from obsync.core.errors import ConfigError
 from obsync.app.precheck import Report, Status, run_precheck
+from obsync.core.errors import ConfigError
+from obsync.task.config import load_task
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import run_obsync, unique, write_task
 

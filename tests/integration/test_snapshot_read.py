@@ -33,7 +33,7 @@ from obsync.core.errors import SourceError, SourceUnavailable
 from obsync.core.positions import SnapshotPosition
 from obsync.core.schema import Column
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import bytewax.operators as op
 import pytest
@@ -134,7 +134,7 @@ def test_a_worker_reads_one_chunk_at_a_time_by_default(planned: tuple[Endpoint, 
     one, two = (source.build_part("snap", cid, None) for cid in plan.chunk_ids[:2])
     assert len(one.next_batch()[0]) == 4
     assert two.next_batch() == []  # waits without opening a connection
-    assert two.next_awake() is not None and two.next_awake() > datetime.now(timezone.utc)
+    assert two.next_awake() is not None and two.next_awake() > datetime.now(UTC)
     drain(one)
     assert len(two.next_batch()[0]) == 4 and two.next_awake() is None
     two.close()

@@ -16,7 +16,7 @@ from obsync.connectors.mysql.catalog import load_table_schema
 from obsync.connectors.mysql.connection import Endpoint, connect, detect_dialect
 from obsync.connectors.mysql.snapshot import ChunkReader, plan_snapshot
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # name, declaration, SQL literal, canonical value
 COLUMNS = [

@@ -28,7 +28,7 @@ from obsync.core.changes import Change, Op
 from obsync.core.errors import PositionLostError
 from obsync.core.positions import LogPosition
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _server_ids = itertools.count(9700)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import run_obsync, unique, write_task
@@ -23,7 +23,7 @@ def test_start_time_lands_on_the_first_transaction_committed_at_or_after_it(tmp_
         time.sleep(0.1)
         cur.execute(f"INSERT INTO {db}.t VALUES (3, 'after')")
         cur.execute(f"UPDATE {db}.t SET v = 'after' WHERE id = 1")
-    iso = datetime.fromtimestamp(start, timezone.utc).isoformat()
+    iso = datetime.fromtimestamp(start, UTC).isoformat()
     task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.t"],
                       sync={"full": False, "incremental": True, "start_time": iso})
     run_obsync("run", str(task), "--until-caught-up")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from obsync.sql import ddl as D
 from obsync.connectors.mysql.binlog.schema_history import HISTORY_FILE, SchemaHistory
 from obsync.core.errors import StateError
 from obsync.core.positions import LogPosition
+from obsync.sql import ddl as D
 
 
 def create(sql: str, default_charset: str = "utf8mb4", dialect: str = "mysql") -> D.TableDef:

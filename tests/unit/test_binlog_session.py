@@ -13,7 +13,6 @@ from pymysqlreplication.constants import FIELD_TYPE as FT
 from pymysqlreplication.event import GtidEvent, NotImplementedEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import TableMapEvent, WriteRowsEvent
 
-from obsync.sql import ddl as D
 from obsync.connectors.mysql.binlog.reader import BinlogReader
 from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
@@ -22,6 +21,7 @@ from obsync.connectors.mysql.connection import Endpoint
 from obsync.core.changes import Op
 from obsync.core.offsets import LogOffset
 from obsync.core.positions import LogPosition
+from obsync.sql import ddl as D
 
 SID = uuid.UUID("3e11fa47-71ca-11e1-9e33-c80aa9429562")
 

@@ -18,7 +18,7 @@ from obsync.connectors.mysql.binlog.rows import RowDecoder, _decimal_reader, mis
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.schema import Column, TableSchema
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def encode_decimal(value: Decimal, precision: int, scale: int) -> bytes:

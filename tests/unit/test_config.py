@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from obsync.core.errors import ConfigError
 from obsync.formats.registry import register, registered_formats
 from obsync.task.config import load_task, parse_task
 from obsync.task.format_names import FORMAT_NAMES
-from obsync.core.errors import ConfigError
 
 BASE = {
     "name": "shop-to-kafka",

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from obsync.core.errors import ConfigError, SourceError
-from obsync.sql.filters import RowFilter, compile_filter
 from obsync.core.schema import Column, TableSchema
+from obsync.sql.filters import RowFilter, compile_filter
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def text(name: str, collation: str, charset: str = "utf8mb4") -> Column:

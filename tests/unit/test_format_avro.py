@@ -16,6 +16,10 @@ from typing import Any
 import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.schema import Column, TableSchema
 from obsync.formats.avro.encoder import DEBEZIUM_OPTIONS, AvroEncoder
 from obsync.formats.avro.errors import IncompatibleSchemaError, SchemaRegistryError, SchemaRegistryUnavailable
 from obsync.formats.avro.registry import SchemaRegistryClient
@@ -32,10 +36,6 @@ from obsync.formats.avro.wire import (
 from obsync.formats.base import EncoderContext, KafkaRecord
 from obsync.formats.debezium.config import parse_options
 from obsync.formats.registry import encoder_for
-from obsync.core.changes import Change, Op
-from obsync.core.errors import ConfigError
-from obsync.core.positions import LogPosition, SnapshotPosition
-from obsync.core.schema import Column, TableSchema
 from tests.helpers.schema_registry import TestSchemaRegistry, can_read, expand
 
 # ---------------------------------------------------------------------- Connect -> Avro, per column type
@@ -341,7 +341,7 @@ def test_test_registry_compatibility_rules():
 
 # ---------------------------------------------------------------------- whole changes
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW_NS = 1_700_000_002_123_456_789
 POS = LogPosition("mysql-bin.000042", 1234567)
 GTID = "3E11FA47-71CA-11E1-9E33-C80AA9429562:23"

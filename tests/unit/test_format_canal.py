@@ -8,14 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from obsync.formats.base import EncoderContext
-from obsync.formats.canal import CanalEncoder, ddl_kind, gtid_of, sql_type
-from obsync.formats.registry import encoder_for
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.core.schema import Column, TableSchema
-from tests.helpers.format_rows import UTC, GTID, POS, ORDERS, ROW1, ROW2
+from obsync.formats.base import EncoderContext
+from obsync.formats.canal import CanalEncoder, ddl_kind, gtid_of, sql_type
+from obsync.formats.registry import encoder_for
+from tests.helpers.format_rows import GTID, ORDERS, POS, ROW1, ROW2, UTC
 
 TS = 1700000009.123  # the encoder's clock: `ts` is 1700000009123
 

@@ -17,6 +17,10 @@ from typing import Any
 import pytest
 
 import obsync.formats.debezium.json_format as json_format_mod
+from obsync.core.changes import Change, Op
+from obsync.core.errors import ConfigError, SchemaMismatchError
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.schema import Column, TableSchema
 from obsync.formats.base import EncoderContext
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import DebeziumConfig
@@ -24,12 +28,8 @@ from obsync.formats.debezium.envelope import EventBuilder, connect_records
 from obsync.formats.debezium.json_format import DebeziumEncoder
 from obsync.formats.debezium.smt import DebeziumSmtEncoder
 from obsync.formats.registry import encoder_for
-from obsync.core.changes import Change, Op
-from obsync.core.errors import ConfigError, SchemaMismatchError
-from obsync.core.positions import LogPosition, SnapshotPosition
-from obsync.core.schema import Column, TableSchema
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 GTID = "3E11FA47-71CA-11E1-9E33-C80AA9429562:23"
 POS = LogPosition("mysql-bin.000042", 1234567, 1)
 NOW_NS = 1700000005_123456789  # the encoder's clock in these tests

@@ -10,16 +10,14 @@ import pytest
 
 import obsync.formats.default as default_mod
 import obsync.formats.values as values_mod
-from obsync.formats.default import DefaultEncoder, ddl_type
-from obsync.formats.base import EncoderContext
-from obsync.formats.registry import encoder_for
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.core.schema import Column, TableSchema
-from tests.helpers.format_rows import UTC, GTID, POS, ORDERS, ROW1, ROW2
-
-
+from obsync.formats.base import EncoderContext
+from obsync.formats.default import DefaultEncoder, ddl_type
+from obsync.formats.registry import encoder_for
+from tests.helpers.format_rows import GTID, ORDERS, POS, ROW1, ROW2, UTC
 
 ROW1_JSON = '{"id":"42","name":"咖啡 ☕","amount":"12.50","paid_at":"1700000000.500"}'
 ROW2_JSON = '{"id":"42","name":"咖啡 ☕","amount":"13.00","paid_at":null}'
@@ -126,11 +124,11 @@ def test_heartbeat() -> None:
                                    commit_time=1700000003))
     assert key is None
     assert value == (
-        '{"prevStruct":null,"postStruct":null,"allMetaData":{"checkpoint":"1700000003",'
-        '"record_primary_key":null,"record_primary_value":null,"source_identity":"task1","dbType":"MYSQL",'
-        '"storeDataSequence":1700000003000003000,"table_name":null,"db":null,"timestamp":"1700000003",'
-        '"uniqueId":null},"recordType":"HEARTBEAT"}'
-    ).encode()
+        b'{"prevStruct":null,"postStruct":null,"allMetaData":{"checkpoint":"1700000003",'
+        b'"record_primary_key":null,"record_primary_value":null,"source_identity":"task1","dbType":"MYSQL",'
+        b'"storeDataSequence":1700000003000003000,"table_name":null,"db":null,"timestamp":"1700000003",'
+        b'"uniqueId":null},"recordType":"HEARTBEAT"}'
+    )
 
 
 def test_table_without_a_key() -> None:

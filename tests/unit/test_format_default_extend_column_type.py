@@ -7,16 +7,15 @@ import json
 
 import pytest
 
-from obsync.formats.base import EncoderContext
-from obsync.formats.default import DefaultEncoder
-from obsync.formats.default_extend_column_type import DefaultExtendColumnTypeEncoder
-from obsync.formats.registry import encoder_for
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import SnapshotPosition
 from obsync.core.schema import Column, TableSchema
+from obsync.formats.base import EncoderContext
+from obsync.formats.default import DefaultEncoder
+from obsync.formats.default_extend_column_type import DefaultExtendColumnTypeEncoder
+from obsync.formats.registry import encoder_for
 from tests.helpers.format_rows import GTID, POS, ROW1, ROW2
-
 
 ORDERS = TableSchema(
     "shop",

@@ -8,14 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from obsync.formats.base import EncoderContext
-from obsync.formats.registry import encoder_for
-from obsync.formats.shareplex import SharePlexEncoder, utc_text
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.core.schema import Column, TableSchema
-from tests.helpers.format_rows import UTC, GTID, ORDERS, ROW1, ROW2
+from obsync.formats.base import EncoderContext
+from obsync.formats.registry import encoder_for
+from obsync.formats.shareplex import SharePlexEncoder, utc_text
+from tests.helpers.format_rows import GTID, ORDERS, ROW1, ROW2, UTC
 
 POS = LogPosition("mysql-bin.000042", 1234567, 3)
 CLOCK = 1700000009.9  # the encoder's clock: `posttime` is 2023-11-14T22:13:29Z

@@ -11,11 +11,11 @@ from decimal import Decimal
 import pytest
 
 from obsync.core.canonical_text import render_double, render_float, render_value
-from obsync.formats.values import key_render_function, table_renderer
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.schema import Column, TableSchema
+from obsync.formats.values import key_render_function, table_renderer
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def col(data_type: str, column_type: str | None = None, **kw) -> Column:

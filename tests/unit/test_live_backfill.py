@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, admit, key_problem
 from obsync.core.changes import Change, Op
+from obsync.core.positions import LogPosition
+from obsync.core.schema import Column, TableSchema
 from obsync.task.config import parse_task
 from obsync.task.live import Live, changed_fields
 from obsync.task.start_point import StartPoint
-from obsync.core.positions import LogPosition
-from obsync.core.schema import Column, TableSchema
 
 T = TableSchema("d", "t", (Column("id", "int", "int"), Column("v", "varchar", "varchar(10)")), ("id",), ())
 

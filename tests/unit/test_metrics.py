@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from obsync.runtime import metrics
 from obsync.core.errors import ConfigError, PositionLostError, SinkError, SourceUnavailable
+from obsync.runtime import metrics
 
 
 @pytest.fixture(autouse=True)

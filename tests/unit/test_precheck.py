@@ -11,9 +11,6 @@ from pathlib import Path
 import pytest
 
 from obsync.app import cli
-from obsync.task.config import parse_task
-from obsync.core.errors import ConfigError
-from obsync.task.naming import oms_name_problem, topic_problem
 from obsync.app.precheck import (
     CHECKS,
     ITEM_IDS,
@@ -32,6 +29,9 @@ from obsync.app.precheck import (
     validate_skips,
 )
 from obsync.app.precheck.run import _run_one
+from obsync.core.errors import ConfigError
+from obsync.task.config import parse_task
+from obsync.task.naming import oms_name_problem, topic_problem
 
 # SHOW GRANTS as MariaDB 10.11 prints it (REPLICATION CLIENT shown as BINLOG MONITOR; PUBLIC; roles).
 MARIADB_USER = [

@@ -10,13 +10,13 @@ import pytest
 
 from obsync.connectors.kafka.records import OutRecord
 from obsync.connectors.mysql.snapshot.plan import Chunk, SnapshotPlan, TablePlan
-from obsync.runtime import metrics
 from obsync.core.changes import Change, Op
 from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.schema import Column, TableSchema
+from obsync.runtime import metrics
 from obsync.runtime.display import RateMeter, TerminalBars, eta_seconds, format_count, format_duration, render_bar
 from obsync.runtime.progress import Progress
 from obsync.runtime.source_stats import SourceStats
-from obsync.core.schema import Column, TableSchema
 
 
 @pytest.fixture(autouse=True)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import random
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date
 from decimal import Decimal
 
 import pytest
 
-from obsync.task.config import parse_task
 from obsync.core.errors import ConfigError
 from obsync.steps.ratelimit import (
     BURST_SECONDS,
@@ -21,6 +20,7 @@ from obsync.steps.ratelimit import (
     item_rows,
     limiter_for,
 )
+from obsync.task.config import parse_task
 from obsync.task.sizes import parse_bytes
 
 WINDOW = 10.0
@@ -325,7 +325,7 @@ class FakeChunkReader:
 
 
 def test_snapshot_partition_holds_and_paces_a_batch():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from obsync.connectors.mysql.snapshot.source import _Slot, _SnapshotPartition
     from obsync.core.changes import StreamDone
@@ -346,7 +346,7 @@ def test_snapshot_partition_holds_and_paces_a_batch():
         else:
             awake = part.next_awake()
             assert awake is not None
-            clock.t += max(0.0, (awake - datetime.now(timezone.utc)).total_seconds()) + 0.001  # woken a bit late
+            clock.t += max(0.0, (awake - datetime.now(UTC)).total_seconds()) + 0.001  # woken a bit late
     ids = [c.after["id"] for c in got if not isinstance(c, StreamDone)]
     assert ids == list(range(130)) and isinstance(got[-1], StreamDone)
     assert clock.t - 1000 >= (130 - 50) / 100 - 0.05  # paced: the first 50 from the burst, then 100/s

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from obsync.task.config import parse_task
 from obsync.core.errors import ConfigError
+from obsync.task.config import parse_task
 from obsync.task.resources import ROW_BYTES, plan_resources
 
 BASE = {"name": "t", "source": {"user": "u"}, "target": {"bootstrap_servers": "b:9092"},

@@ -9,16 +9,16 @@ import pytest
 
 from obsync.connectors.kafka.partitioner import murmur2, partition_for
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
+from obsync.core.changes import Change, Op, StreamDone
+from obsync.core.positions import LogPosition, SnapshotPosition, position_from_header, position_to_header
+from obsync.core.schema import Column, TableSchema
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
 from obsync.formats.default import DefaultEncoder
 from obsync.formats.default_extend_column_type import DefaultExtendColumnTypeEncoder
 from obsync.formats.registry import encoder_for
-from obsync.task.format_names import FORMAT_NAMES
 from obsync.steps.partitioning import partition_key
-from obsync.core.changes import Change, Op, StreamDone
-from obsync.core.positions import LogPosition, SnapshotPosition, position_from_header, position_to_header
 from obsync.steps.routing import Router, TopicLayout, split_key_change
-from obsync.core.schema import Column, TableSchema
+from obsync.task.format_names import FORMAT_NAMES
 
 T = TableSchema("shop", "orders", (Column("id", "int", "int(11)"), Column("v", "varchar", "varchar(9)")), ("id",))
 

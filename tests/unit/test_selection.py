@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from obsync.task.config import parse_task
 from obsync.core.errors import ConfigError
-from obsync.task.objects_csv import object_to_row, read_csv, write_csv
+from obsync.task.config import parse_task
 from obsync.task.naming import table_name_problem
+from obsync.task.objects_csv import object_to_row, read_csv, write_csv
 from obsync.task.selection import Selected, Selection, check_pattern, matches
 
 BASE = {"name": "t", "source": {"user": "u"}, "target": {"bootstrap_servers": "b:9092"}}

@@ -6,17 +6,17 @@ import json
 
 import pytest
 
-from obsync.formats.default import DefaultEncoder
-from obsync.steps.partitioning import partition_key
 from obsync.core.changes import Change, Op, StreamDone
-from obsync.task.config import parse_task
 from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition
-from obsync.task.objects import check_table, plan_for
-from obsync.runtime.prepare import check_fixed_partition
-from obsync.task.selection import Selection
 from obsync.core.schema import Column, TableSchema
+from obsync.formats.default import DefaultEncoder
+from obsync.runtime.prepare import check_fixed_partition
+from obsync.steps.partitioning import partition_key
 from obsync.steps.shaping import Shaper
+from obsync.task.config import parse_task
+from obsync.task.objects import check_table, plan_for
+from obsync.task.selection import Selection
 
 ORDERS = TableSchema("shop", "orders", (Column("id", "int", "int(11)"), Column("cust", "int", "int(11)"),
                                         Column("region", "varchar", "varchar(8)")), ("id",))

@@ -17,12 +17,25 @@ import pytest
 from pymysql.constants import FIELD_TYPE
 
 from obsync.connectors.mysql.values import (
-    MYSQLDB_DECODERS, SQL_DECODERS, bit_int, canonical_from_sql, float32, json_text, mysqldb_conversions,
-    parse_time, row_converter, row_dict_converter, select_list, sql_converter, temporal_text, time_text,
-    use_sql_decoders)
+    MYSQLDB_DECODERS,
+    SQL_DECODERS,
+    bit_int,
+    canonical_from_sql,
+    float32,
+    json_text,
+    mysqldb_conversions,
+    parse_time,
+    row_converter,
+    row_dict_converter,
+    select_list,
+    sql_converter,
+    temporal_text,
+    time_text,
+    use_sql_decoders,
+)
 from obsync.core.schema import Column
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def col(data_type: str, column_type: str | None = None, **kw: object) -> Column:

@@ -12,7 +12,7 @@ from obsync.connectors.mysql.binlog.start_time import _Txns
 from obsync.core.positions import LogPosition
 from obsync.task.start_time import parse_start_time
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T = dt.datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)  # 1714557600
 
 

@@ -21,9 +21,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from obsync.sql.ddl import TableDef, TableName
 from obsync.core.errors import StateError
 from obsync.core.positions import LogPosition, position_from_json
+from obsync.sql.ddl import TableDef, TableName
 
 log = logging.getLogger(__name__)
 

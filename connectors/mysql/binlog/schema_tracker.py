@@ -16,8 +16,6 @@ from typing import TypeVar
 
 import pymysql
 
-from obsync.sql import ddl as D
-from obsync.sql.ddl import TableDef, TableName
 from obsync.connectors.mysql.binlog.rows import mismatch_reason
 from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
 from obsync.connectors.mysql.catalog import load_table_schema
@@ -31,6 +29,8 @@ from obsync.connectors.mysql.failures import (
 from obsync.core.errors import SchemaMismatchError, SourceError, SourceUnavailable
 from obsync.core.positions import LogPosition
 from obsync.core.schema import Column, TableSchema
+from obsync.sql import ddl as D
+from obsync.sql.ddl import TableDef, TableName
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

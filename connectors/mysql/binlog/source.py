@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, cast
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -138,7 +139,7 @@ class _BinlogPartition(StatefulSourcePartition[Batch, LogState]):
             beat = self.heartbeat.due(self._reader, busy=bool(batches))
             if beat is not None:
                 batches.append([beat])
-                if self._awake is None or self._awake > datetime.now(timezone.utc) + _IDLE_WAIT:
+                if self._awake is None or self._awake > datetime.now(UTC) + _IDLE_WAIT:
                     self._awake = None
         return batches
 
@@ -150,14 +151,14 @@ class _BinlogPartition(StatefulSourcePartition[Batch, LogState]):
                 self._open = bool(self._gate())
                 self._next_gate_check = now + _GATE_INTERVAL
             if not self._open:
-                self._awake = datetime.now(timezone.utc) + timedelta(seconds=_GATE_INTERVAL)
+                self._awake = datetime.now(UTC) + timedelta(seconds=_GATE_INTERVAL)
                 return []
         if self._pacer is not None:
             if self._pacer.holding:
                 return self._paced()
             delay = self._pacer.read_delay()  # do not take more from the reader while in debt
             if delay > 0:
-                self._awake = datetime.now(timezone.utc) + timedelta(seconds=delay)
+                self._awake = datetime.now(UTC) + timedelta(seconds=delay)
                 return []
             self._held_state = self._reader.offset()
         changes = self._reader.poll(0.0)
@@ -165,7 +166,7 @@ class _BinlogPartition(StatefulSourcePartition[Batch, LogState]):
         if self._reader.finished:
             raise StopIteration
         if not changes:
-            self._awake = datetime.now(timezone.utc) + _IDLE_WAIT
+            self._awake = datetime.now(UTC) + _IDLE_WAIT
             return []
         if self._pacer is not None:
             self._pacer.hold(changes)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pymysqlreplication import BinLogStreamReader
@@ -49,7 +49,7 @@ from obsync.core.positions import LogPosition, binlog_file_number
 
 log = logging.getLogger(__name__)
 
-UTC = timezone.utc
+UTC = UTC
 
 _TRANSACTION_PAYLOAD = 40  # MySQL binlog_transaction_compression: a whole transaction in one event
 _QUERY_COMPRESSED = 165  # MariaDB log_bin_compress: a query event whose text we cannot read

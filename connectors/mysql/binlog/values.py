@@ -21,7 +21,7 @@ from pymysqlreplication.json_binary import parse_json
 
 from obsync.connectors.mysql.values import json_text
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 # MySQL character set -> Python codec; None means "keep bytes".

@@ -18,8 +18,9 @@ such tables are read like tables without a key.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from obsync.connectors.mysql.connection import quote_ident
 from obsync.connectors.mysql.values import select_list, time_text
@@ -65,7 +66,7 @@ def param(value: Any, order: KeyOrder) -> Any:
         return time_text(value)
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         # pymysql would write the wall time and drop the zone; the session is in UTC.
-        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
     return value
 
 

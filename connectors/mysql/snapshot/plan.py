@@ -25,15 +25,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import pymysql
 
 from obsync.connectors.mysql.connection import Dialect
 from obsync.connectors.mysql.failures import DRIVER_ERRORS, describe, retryable
-from obsync.connectors.mysql.snapshot.keys import (KeyOrder, KeySql, decode_key, encode_key, key_order,
-                                            select_sql, table_sql)
+from obsync.connectors.mysql.snapshot.keys import (
+    KeyOrder,
+    KeySql,
+    decode_key,
+    encode_key,
+    key_order,
+    select_sql,
+    table_sql,
+)
 from obsync.connectors.mysql.values import row_converter, use_sql_decoders
 from obsync.core.errors import SourceError, SourceUnavailable
 from obsync.core.schema import TableSchema

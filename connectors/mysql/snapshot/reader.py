@@ -50,11 +50,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from obsync.connectors.mysql import fastsql
-from obsync.connectors.mysql.evaluator import neutral_sql_mode
 from obsync.connectors.mysql.connection import Endpoint, connect
+from obsync.connectors.mysql.evaluator import neutral_sql_mode
 from obsync.connectors.mysql.failures import (
     DRIVER_ERRORS,
     SNAPSHOT_POLICY,

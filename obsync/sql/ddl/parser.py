@@ -14,8 +14,18 @@ import re
 from obsync.sql.ddl.alter_table import read_alter_table
 from obsync.sql.ddl.create_table import key_parts, read_create_table
 from obsync.sql.ddl.lexer import Cursor, DdlSyntaxError, TableName, expand_versioned_comments, tokenize
-from obsync.sql.ddl.statements import (CreateIndex, DatabaseChanged, DropDatabase, DropIndex, DropTables, IndexDef,
-                                       RenameTables, Statement, TruncateTable, Unparsed)
+from obsync.sql.ddl.statements import (
+    CreateIndex,
+    DatabaseChanged,
+    DropDatabase,
+    DropIndex,
+    DropTables,
+    IndexDef,
+    RenameTables,
+    Statement,
+    TruncateTable,
+    Unparsed,
+)
 
 __all__ = ["guess_tables", "parse_ddl"]
 

@@ -23,8 +23,26 @@ from obsync.core.errors import ConfigError, SourceError
 from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, TableSchema
 from obsync.sql.filters import semantics as sem
 from obsync.sql.filters.syntax import refused, to_sql, unparen
-from obsync.sql.filters.terms import (BYTES, DEC, FLOAT, INT, NULL, NUMBERS, OPAQUE, STR, TEMPORAL, Op, Row, SqlEval,
-                                      Term, binary, boolean, constant, converted, truth)
+from obsync.sql.filters.terms import (
+    BYTES,
+    DEC,
+    FLOAT,
+    INT,
+    NULL,
+    NUMBERS,
+    OPAQUE,
+    STR,
+    TEMPORAL,
+    Op,
+    Row,
+    SqlEval,
+    Term,
+    binary,
+    boolean,
+    constant,
+    converted,
+    truth,
+)
 
 __all__ = ["CACHE_SIZE", "Compiler"]
 
