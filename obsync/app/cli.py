@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from obsync.core.errors import ConfigError, ObsyncError
 
 if TYPE_CHECKING:
+    from obsync.app.stopping import Stopper
     from obsync.task.config import TaskConfig
 
 log = logging.getLogger("obsync")
@@ -29,14 +30,6 @@ def _setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM: stop like Ctrl-C, but exit 0 (a requested stop, as a service manager expects)."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated()
 
 
 def _reload_on_sighup(rt: Any, task_file: Path) -> None:
@@ -84,21 +77,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
     from obsync.task.config import load_task
     from obsync.core.errors import StateError
-    from obsync.task.state import TaskState
+    from obsync.task.state import TaskState, write_json_atomic
 
     task = load_task(args.task)
     state = TaskState(task.resolved_state_dir(args.state_dir))
+
+    def timed_out(msg: str) -> None:
+        if state.exists():
+            write_json_atomic(state.root / "status.json", {"state": "failed", "phase": "failed", "error": msg,
+                                                           "updated": time.time()})
+
+    stopper: Stopper = args.stopper
     try:
+        stopper.arm(args.stop_timeout, on_timeout=timed_out)  # a SIGTERM/SIGINT is a clean stop from now on
         _precheck_before_run(task, args)
         with state.running():
-            return _run(task, args)
-    except ObsyncError as e:
-        if state.exists() and not isinstance(e, StateError):
-            from obsync.task.state import write_json_atomic
-
+            return _run(task, args, stopper)
+    except BaseException as e:
+        if stopper.requested:  # stopped before the engine ran (precheck, prepare): whatever it interrupted
+            if not isinstance(e, KeyboardInterrupt):
+                log.debug("interrupted by the stop: %r", e)
+            log.info("stopped (%s) before the task started; nothing to save", stopper.name)
+            return 0
+        if isinstance(e, ObsyncError) and state.exists() and not isinstance(e, StateError):
             write_json_atomic(state.root / "status.json", {"state": "failed", "phase": "failed",
                                                            "error": str(e), "updated": time.time()})
         raise
+    finally:
+        stopper.finished()
 
 
 def _precheck_before_run(task: TaskConfig, args: argparse.Namespace) -> None:
@@ -118,14 +124,14 @@ def _precheck_before_run(task: TaskConfig, args: argparse.Namespace) -> None:
     log.info("%s", report.summary())
 
 
-def _run(task: TaskConfig, args: argparse.Namespace) -> int:
+def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     from bytewax.recovery import RecoveryConfig, init_db_dir
-    from bytewax.run import cli_main
 
+    from obsync.app.stopping import run_engine
     from obsync.flows.sync import build_flow
     from obsync.runtime import metrics
-    from obsync.runtime.progress import Progress
     from obsync.runtime.prepare import prepare
+    from obsync.runtime.progress import Progress
 
     metrics.configure(task.name)
     port = args.metrics_port if args.metrics_port is not None else task.metrics_port
@@ -141,7 +147,6 @@ def _run(task: TaskConfig, args: argparse.Namespace) -> int:
     progress = Progress(task.progress_interval, topic_of=rt.layout.topic_of,
                         status_path=rt.state.root / "status.json")
     flow = build_flow(rt, progress)
-    signal.signal(signal.SIGTERM, _raise_terminated)
     _reload_on_sighup(rt, args.task)
     # Every row allocates a few short-lived containers; the default gen-0 threshold (700) makes the cyclic
     # collector run thousands of times a second for no garbage (rows hold no cycles). Collect less often,
@@ -150,20 +155,19 @@ def _run(task: TaskConfig, args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 20)
     progress.start()  # full-sync bars on a terminal, else progress lines every progress_interval s
     try:
-        cli_main(flow, workers_per_process=args.workers or task.workers,
-                 epoch_interval=timedelta(seconds=task.epoch_seconds),
-                 recovery_config=RecoveryConfig(recovery))
+        run_engine(flow, workers=args.workers or task.workers, epoch_interval=timedelta(seconds=task.epoch_seconds),
+                   recovery_config=RecoveryConfig(recovery))
     except BaseException as e:
+        stopper.settle()
         progress.stop()
         _stop_metrics_server(server)
-        stop = _cause_of_type(e, KeyboardInterrupt)
-        if stop is not None:
+        if stopper.requested and _cause_of_type(e, KeyboardInterrupt) is not None:
             progress.maybe_report(force=True)
             progress.write_status(state="stopped")
             metrics.set_up(False)
             metrics.set_phase("stopped")
-            log.info("stopped; the next run resumes from the last consistent point")
-            return 0 if isinstance(stop, _Terminated) else 130
+            log.info("stopped; the next run resumes from the last consistent point (%s)", stopper.name)
+            return 0
         cause = _cause_of_type(e, ObsyncError)
         metrics.error(metrics.error_kind(cause or e))
         metrics.set_up(False, failed=True)
@@ -172,6 +176,7 @@ def _run(task: TaskConfig, args: argparse.Namespace) -> int:
         if cause is None:
             raise
         raise cause from None
+    stopper.settle()
     progress.stop()
     _stop_metrics_server(server)
     progress.maybe_report(force=True)
@@ -409,6 +414,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from obsync.app.stopping import Stopper
+
+    stopper = Stopper()
+    stopper.install()  # first thing: a stop signal during start-up is noted, not a crash (`cmd_run` acts on it)
     parser = argparse.ArgumentParser(prog="obsync", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -423,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="start even though this skippable precheck item failed (repeatable)")
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve Prometheus metrics on this port (default: the task's metrics_port; 0: off)")
+    run.add_argument("--stop-timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="a stop (SIGTERM/SIGINT) that has not finished after this long exits 1, saying what "
+                          "it waited for (default 60)")
     run.add_argument("--metrics-host", default="0.0.0.0", metavar="ADDR",
                      help="address the metrics endpoint listens on (default 0.0.0.0)")
     run.set_defaults(func=cmd_run)
@@ -491,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
+    args.stopper = stopper
+    if args.func is not cmd_run:
+        stopper.release()
     _setup_logging(args.verbose)
     try:
         return int(args.func(args))

@@ -1,0 +1,77 @@
+"""Stops the way operators stop a task: SIGTERM/SIGINT at any moment, under load, must always be clean."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.kafka import read_topic
+from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
+from tests.integration.test_e2e_sync import TABLE, _writer, check_stream, replay, source_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def shop(mariadb):
+    db = unique("stops")
+    conn = mariadb.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(TABLE.format(t=f"{db}.orders"))
+    yield db, conn
+    conn.close()
+
+
+def _stop_once(task: Path, log: Path, delay: float, sig: int) -> tuple[int, str]:
+    """Run the task, send `sig` after `delay` s; (exit code, what the process printed)."""
+    log.write_bytes(b"")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(obsync_cmd("run", str(task)), cwd=ROOT, stdout=out, stderr=out)
+        time.sleep(delay)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        proc.send_signal(sig)
+        try:
+            rc = proc.wait(150)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = -999
+    return rc, log.read_text(errors="replace")
+
+
+@pytest.mark.slow
+def test_stops_at_random_moments_under_load_are_always_clean(tmp_path, mariadb, kafka, shop):
+    db, conn = shop
+    with conn.cursor() as cur:  # big enough that the first stops land during full sync
+        cur.execute(f"INSERT INTO {db}.orders SELECT seq, CONCAT('row', seq), seq, 9.99, 'seed' "
+                    f"FROM {db}.seq_1_to_60000")
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 4000, "batch_size": 200})
+    writer_conn = mariadb.connect(autocommit=True)
+    stop = threading.Event()
+    writer = threading.Thread(target=_writer, args=(writer_conn, db, stop, 7), daemon=True)
+    writer.start()
+    rnd = random.Random(12)
+    outcomes = []
+    try:
+        for i in range(10):
+            sig = signal.SIGINT if i % 4 == 3 else signal.SIGTERM
+            rc, out = _stop_once(task, tmp_path / f"run{i}.log", rnd.uniform(1.0, 4.5), sig)
+            outcomes.append((i, sig.name, rc))
+            assert rc == 0, f"stop {i} ({sig.name}) exited {rc}:\n{out[-4000:]}"
+            assert "Traceback" not in out and "panicked" not in out, f"stop {i} ({sig.name}):\n{out[-4000:]}"
+            assert "stopped" in out, out[-3000:]
+    finally:
+        stop.set()
+        writer.join(30)
+    run_obsync("run", str(task), "--until-caught-up")
+    msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
+    check_stream(msgs, 3)  # no position written twice, keys in order
+    assert replay(msgs) == source_rows(conn, f"{db}.orders"), outcomes
