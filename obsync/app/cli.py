@@ -90,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     stopper: Stopper = args.stopper
     try:
         stopper.arm(args.stop_timeout, on_timeout=timed_out)  # a SIGTERM/SIGINT is a clean stop from now on
+        state.check_usable()  # a state directory that cannot hold the state: refused before anything runs
         _precheck_before_run(task, args)
         with state.running():
             return _run(task, args, stopper)
@@ -127,7 +128,7 @@ def _precheck_before_run(task: TaskConfig, args: argparse.Namespace) -> None:
 def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
-    from obsync.app.stopping import run_engine
+    from obsync.app.stopping import StateWatch, run_engine
     from obsync.flows.sync import build_flow
     from obsync.runtime import metrics
     from obsync.runtime.prepare import prepare
@@ -153,12 +154,15 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     # and never re-scan what start-up allocated. Memory stays bounded: cycles are still collected.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    watch = StateWatch(rt.state)  # a state directory turning read-only or full stops the run with a clear error
     progress.start()  # full-sync bars on a terminal, else progress lines every progress_interval s
     try:
+        watch.start()
         run_engine(flow, workers=args.workers or task.workers, epoch_interval=timedelta(seconds=task.epoch_seconds),
                    recovery_config=RecoveryConfig(recovery))
     except BaseException as e:
         stopper.settle()
+        watch.stop()
         progress.stop()
         _stop_metrics_server(server)
         if stopper.requested and _cause_of_type(e, KeyboardInterrupt) is not None:
@@ -168,7 +172,7 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
             metrics.set_phase("stopped")
             log.info("stopped; the next run resumes from the last consistent point (%s)", stopper.name)
             return 0
-        cause = _cause_of_type(e, ObsyncError)
+        cause = _cause_of_type(e, ObsyncError) or _state_fault(rt.state, e)
         metrics.error(metrics.error_kind(cause or e))
         metrics.set_up(False, failed=True)
         metrics.set_phase("failed")
@@ -177,6 +181,7 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
             raise
         raise cause from None
     stopper.settle()
+    watch.stop()
     progress.stop()
     _stop_metrics_server(server)
     progress.maybe_report(force=True)
@@ -185,6 +190,21 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     metrics.set_phase("done")
     log.info("task %s finished: %s", task.name, "caught up" if args.until_caught_up else "sources ended")
     return 0
+
+
+def _state_fault(state: Any, e: BaseException) -> ObsyncError | None:
+    """The state directory's fault behind an engine failure (its recovery store could not write), if any."""
+    from obsync.core.errors import StateError
+
+    try:
+        state.check_usable()
+    except StateError as fault:
+        return fault
+    text = str(e)
+    if "Sqlite" in text or "sqlite" in text:
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        return StateError(f"the recovery store in {state.recovery_dir} failed: {first}")
+    return None
 
 
 def _start_metrics_server(port: int, host: str) -> Any:

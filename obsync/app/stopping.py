@@ -21,6 +21,7 @@ with status 1. Further signals while stopping are only logged.
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import signal
@@ -30,6 +31,9 @@ import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+
+from obsync.core.errors import StateError
+from obsync.task.state import TaskState
 
 log = logging.getLogger("obsync")
 
@@ -151,3 +155,38 @@ def run_engine(flow: Any, *, workers: int, epoch_interval: timedelta, recovery_c
 
     cluster_main(flow, None, 0, epoch_interval=epoch_interval, recovery_config=recovery_config,
                  worker_count_per_proc=workers)
+
+
+class StateWatch:
+    """While the engine runs: checks every `interval` s that the state directory takes writes and has room
+    (`TaskState.check_usable`); on a fault it stops the engine the way a signal does (in the main thread,
+    between two steps of the workers) with the `StateError` naming the directory and the cause, before the
+    recovery store runs into it (a store that cannot write dies with SIGBUS or a panic)."""
+
+    def __init__(self, state: TaskState, interval: float = 1.0) -> None:
+        self.state, self.interval = state, interval
+        self.fault: StateError | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        signal.signal(signal.SIGUSR1, self._on_fault)
+        self._thread = threading.Thread(target=self._run, name="obsync-state-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.state.check_usable()
+            except StateError as e:
+                self.fault = e
+                _thread.interrupt_main(signal.SIGUSR1)
+                return
+
+    def _on_fault(self, signum: int, frame: object) -> None:
+        if self.fault is not None and not self._stop.is_set():
+            raise self.fault
