@@ -62,7 +62,7 @@ def test_an_unusable_state_dir_is_refused_naming_the_path_and_the_cause(tmp_path
     task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=["x.y"], state_dir=str(state))
     proc = run_obsync("run", str(task), check=False, timeout=60)
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert f"obsync: error: " in proc.stderr and str(state) in proc.stderr and cause in proc.stderr, proc.stderr
+    assert "obsync: error: " in proc.stderr and str(state) in proc.stderr and cause in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     if where == "file":
         assert state.read_text() == "not a directory"
