@@ -46,7 +46,8 @@ def orders(mariadb):
 
 
 @pytest.mark.parametrize("where", ["file", "proc", "read-only"])
-def test_an_unusable_state_dir_is_refused_naming_the_path_and_the_cause(tmp_path, mariadb, kafka, where, request):
+def test_an_unusable_state_dir_is_refused_naming_the_path_and_the_cause(tmp_path, mariadb, kafka, orders, where,
+                                                                       request):
     if where == "file":
         state = tmp_path / "state"
         state.write_text("not a directory")
@@ -59,7 +60,8 @@ def test_an_unusable_state_dir_is_refused_naming_the_path_and_the_cause(tmp_path
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         state = mnt / "state"
         cause = "Read-only file system"
-    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=["x.y"], state_dir=str(state))
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{orders[0]}.orders"],
+                      state_dir=str(state))
     proc = run_obsync("run", str(task), check=False, timeout=60)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "obsync: error: " in proc.stderr and str(state) in proc.stderr and cause in proc.stderr, proc.stderr
