@@ -7,6 +7,7 @@ import argparse
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -75,6 +76,7 @@ def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
+    from obsync.app.supervisor import is_child, supervise
     from obsync.task.config import load_task
     from obsync.core.errors import StateError
     from obsync.task.state import TaskState, write_json_atomic
@@ -91,8 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         stopper.arm(args.stop_timeout, on_timeout=timed_out)  # a SIGTERM/SIGINT is a clean stop from now on
         state.check_usable()  # a state directory that cannot hold the state: refused before anything runs
+        if not is_child():  # the task runs in a child process, watched from here (`obsync.app.supervisor`)
+            return supervise(args.argv, state)
         _precheck_before_run(task, args)
-        with state.running():
+        with state.running(pid=os.getppid()):  # the watching process: the one users started and signal
             return _run(task, args, stopper)
     except BaseException as e:
         if stopper.requested:  # stopped before the engine ran (precheck, prepare): whatever it interrupted
@@ -524,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     args.stopper = stopper
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.func is not cmd_run:
         stopper.release()
     _setup_logging(args.verbose)

@@ -56,7 +56,7 @@ def running_pid(state: TaskState) -> int | None:
     lock = state.root / ".run.lock"
     if not lock.exists():
         return None
-    with open(lock, "a+") as f:
+    with open(lock) as f:  # read-only: status works on a state directory that turned read-only
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

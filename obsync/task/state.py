@@ -113,8 +113,9 @@ class TaskState:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     @contextmanager
-    def running(self) -> Iterator[None]:
-        """Held while `obsync run` runs the task: a second run on the same state is refused, not raced."""
+    def running(self, pid: int | None = None) -> Iterator[None]:
+        """Held while `obsync run` runs the task: a second run on the same state is refused, not raced. The lock
+        names `pid` (default this process): the process to signal to stop the task."""
         self.make()
         with open(self.root / ".run.lock", "a+") as f:
             try:
@@ -125,7 +126,7 @@ class TaskState:
                                  f"directory {self.root}; stop it first") from None
             f.seek(0)
             f.truncate()
-            f.write(str(os.getpid()))
+            f.write(str(pid or os.getpid()))
             f.flush()
             try:
                 yield

@@ -72,10 +72,26 @@ def test_an_unusable_state_dir_is_refused_naming_the_path_and_the_cause(tmp_path
         assert not state.exists()
 
 
-def test_a_state_disk_filling_up_mid_run_stops_with_one_clear_error_and_loses_nothing(
-        tmp_path, mariadb, kafka, tmpfs, orders):
+def _immutable(path: Path, on: bool) -> None:
+    """`chattr -R +i`: nothing can be created, renamed or removed in the tree any more (root included), the
+    way a directory made read-only under a running process behaves; open files stay writable."""
+    subprocess.run(["chattr", "-R", "+i" if on else "-i", str(path)], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_state_dir_failing_mid_run_stops_with_one_clear_error_and_loses_nothing(
+        tmp_path, mariadb, kafka, orders, fault, request):
     db, conn = orders
-    state = tmpfs / "state"
+    if fault == "full":
+        tmpfs = request.getfixturevalue("tmpfs")
+        state = tmpfs / "state"
+    else:
+        state = tmp_path / "state"
+        probe = tmp_path / "probe"
+        probe.mkdir()
+        if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not supported here")
+        _immutable(probe, False)
     task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
                       state_dir=str(state), snapshot={"chunk_size": 2000, "batch_size": 200})
     stop = threading.Event()
@@ -91,20 +107,27 @@ def test_a_state_disk_filling_up_mid_run_stops_with_one_clear_error_and_loses_no
                 assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
                 time.sleep(0.2)
             time.sleep(2)
-            # fill the disk, leaving less than the recovery store needs
-            subprocess.run(["dd", "if=/dev/zero", f"of={tmpfs / 'filler'}", "bs=1M"], capture_output=True)
-            subprocess.run(["truncate", "-s", "-4M", str(tmpfs / "filler")], check=True)
+            if fault == "full":  # fill the disk, leaving less than the recovery store needs
+                subprocess.run(["dd", "if=/dev/zero", f"of={tmpfs / 'filler'}", "bs=1M"], capture_output=True)
+                subprocess.run(["truncate", "-s", "-4M", str(tmpfs / "filler")], check=True)
+            else:
+                _immutable(state, True)
             rc = proc.wait(60)
         out_text = log.read_text(errors="replace")
         assert rc == 2, out_text[-4000:]
-        assert f"obsync: error: state directory {state}" in out_text and "MiB free" in out_text, out_text[-4000:]
+        cause = "MiB free" if fault == "full" else "cannot be written: Operation not permitted"
+        assert f"obsync: error: state directory {state}" in out_text and cause in out_text, out_text[-4000:]
+        assert out_text.count("obsync: error:") == 1, out_text[-4000:]
         assert "Traceback" not in out_text and "panicked" not in out_text, out_text[-4000:]
         status = run_obsync("status", str(task)).stdout
         assert status.splitlines()[0].endswith(": failed"), status
-        (tmpfs / "filler").unlink()
     finally:
         stop.set()
         writer.join(30)
+        if fault == "full":
+            (tmpfs / "filler").unlink(missing_ok=True)
+        else:
+            _immutable(state, False)
     run_obsync("run", str(task), "--until-caught-up")
     msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
     check_stream(msgs, 3)
