@@ -93,9 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         stopper.arm(args.stop_timeout, on_timeout=timed_out)  # a SIGTERM/SIGINT is a clean stop from now on
         state.check_usable()  # a state directory that cannot hold the state: refused before anything runs
-        if not is_child():  # the task runs in a child process, watched from here (`obsync.app.supervisor`)
+        if not is_child():  # checked here; the task runs in a child process watched from here (`app.supervisor`)
+            _precheck_before_run(task, args)
             return supervise(args.argv, state)
-        _precheck_before_run(task, args)
         with state.running(pid=os.getppid()):  # the watching process: the one users started and signal
             return _run(task, args, stopper)
     except BaseException as e:

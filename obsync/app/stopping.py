@@ -75,6 +75,8 @@ class Stopper:
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        # a run's child process starts with them blocked (`obsync.app.supervisor`): pending ones arrive now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
 
     def release(self) -> None:
         """Not a run: the default handlers again (a signal that came meanwhile takes effect now)."""

@@ -29,7 +29,12 @@ def is_child() -> bool:
     return os.environ.get(CHILD_ENV) == "1"
 
 
+_STOPS = {signal.SIGTERM, signal.SIGINT}
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
+    # Stop signals wait (pending) until the child's handlers are in place (`Stopper.install` unblocks them).
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
@@ -38,15 +43,22 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 def supervise(argv: list[str], state: TaskState) -> int:
     """Run `obsync <argv>` (a `run`) as a child and wait for it; see the module docstring."""
-    proc = subprocess.Popen([sys.executable, "-m", "obsync", *argv], env={**os.environ, CHILD_ENV: "1"},
-                            process_group=0, preexec_fn=_die_with_parent)  # Ctrl-C reaches it once, through us
+    started: list[subprocess.Popen[bytes]] = []
+    pending: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signum)
+        if not started:
+            pending.append(signum)
+        elif started[0].poll() is None:
+            started[0].send_signal(signum)
 
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, forward)
+    proc = subprocess.Popen([sys.executable, "-m", "obsync", *argv], env={**os.environ, CHILD_ENV: "1"},
+                            process_group=0, preexec_fn=_die_with_parent)  # Ctrl-C reaches it once, through us
+    started.append(proc)
+    for signum in pending:
+        proc.send_signal(signum)
     rc = proc.wait()
     if rc >= 0:
         return rc
