@@ -29,12 +29,32 @@ def shop(mariadb):
     conn.close()
 
 
-def _stop_once(task: Path, log: Path, delay: float, sig: int) -> tuple[int, str]:
-    """Run the task, send `sig` after `delay` s; (exit code, what the process printed)."""
+def _catches_sigterm(pid: int) -> bool:
+    """The process has a SIGTERM handler (obsync's code runs)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+def _stop_once(task: Path, log: Path, sig: int, rnd: random.Random, in_engine: bool) -> tuple[int, str]:
+    """Run the task and send `sig` at a random moment: of its start-up, or once the dataflow runs (its log
+    says where the state is, just before the engine starts); (exit code, what the process printed)."""
     log.write_bytes(b"")
     with open(log, "ab") as out:
         proc = subprocess.Popen(obsync_cmd("run", str(task)), cwd=ROOT, stdout=out, stderr=out)
-        time.sleep(delay)
+        if in_engine:
+            deadline = time.monotonic() + 60
+            while ", state in " not in log.read_text(errors="replace"):
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.05)
+            time.sleep(rnd.uniform(0.0, 3.0))
+        else:  # from the moment its code runs (before, the interpreter itself is starting: default actions)
+            deadline = time.monotonic() + 30
+            while not _catches_sigterm(proc.pid):
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.01)
+            time.sleep(rnd.uniform(0.0, 3.0))
         assert proc.poll() is None, log.read_text()[-3000:]
         proc.send_signal(sig)
         try:
@@ -63,14 +83,15 @@ def test_stops_at_random_moments_under_load_are_always_clean(tmp_path, mariadb, 
     try:
         for i in range(10):
             sig = signal.SIGINT if i % 4 == 3 else signal.SIGTERM
-            rc, out = _stop_once(task, tmp_path / f"run{i}.log", rnd.uniform(1.0, 4.5), sig)
-            outcomes.append((i, sig.name, rc))
+            rc, out = _stop_once(task, tmp_path / f"run{i}.log", sig, rnd, in_engine=i % 5 != 4)
+            outcomes.append((i, sig.name, rc, "the next run resumes" in out))
             assert rc == 0, f"stop {i} ({sig.name}) exited {rc}:\n{out[-4000:]}"
             assert "Traceback" not in out and "panicked" not in out, f"stop {i} ({sig.name}):\n{out[-4000:]}"
             assert "stopped" in out, out[-3000:]
     finally:
         stop.set()
         writer.join(30)
+    assert sum(o[3] for o in outcomes) >= 7, outcomes  # most stops hit the running dataflow
     run_obsync("run", str(task), "--until-caught-up")
     msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
     check_stream(msgs, 3)  # no position written twice, keys in order
