@@ -136,17 +136,23 @@ class Stopper:
 
 
 def busy_threads() -> list[str]:
-    """Each other thread's innermost obsync (else innermost) frame: `thread: file:line in function`."""
+    """Each busy thread's innermost obsync (else innermost) frame: `thread: file:line in function` (the
+    engine's workers, and whatever else runs; not obsync's own idle helpers nor the main thread waiting in the
+    engine)."""
     me = threading.get_ident()
     names = {t.ident: t.name for t in threading.enumerate()}
+    idle = {"obsync-state-watch", "obsync-progress", "obsync-stop-watchdog"}
     out = []
     for ident, frame in sys._current_frames().items():
-        if ident == me:
+        name = names.get(ident, str(ident))
+        if ident == me or name in idle or (name == "MainThread" and frame.f_code.co_name == "run_engine"):
             continue
+        if name.startswith("Dummy"):
+            name = "engine worker"  # a Bytewax worker thread
         stack = traceback.extract_stack(frame)
         ours = [f for f in stack if "obsync" in f.filename or "/connectors/" in f.filename]
         f = (ours or stack)[-1]
-        out.append(f"{names.get(ident, ident)}: {os.path.basename(f.filename)}:{f.lineno} in {f.name}")
+        out.append(f"{name}: {os.path.basename(f.filename)}:{f.lineno} in {f.name}")
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -71,7 +72,7 @@ def test_stops_at_random_moments_under_load_are_always_clean(tmp_path, mariadb, 
     db, conn = shop
     with conn.cursor() as cur:  # big enough that the first stops land during full sync
         cur.execute(f"INSERT INTO {db}.orders SELECT seq, CONCAT('row', seq), seq, 9.99, 'seed' "
-                    f"FROM {db}.seq_1_to_60000")
+                    f"FROM {db}.seq_1_to_30000")
     task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
                       snapshot={"chunk_size": 4000, "batch_size": 200})
     writer_conn = mariadb.connect(autocommit=True)
@@ -96,3 +97,44 @@ def test_stops_at_random_moments_under_load_are_always_clean(tmp_path, mariadb, 
     msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
     check_stream(msgs, 3)  # no position written twice, keys in order
     assert replay(msgs) == source_rows(conn, f"{db}.orders"), outcomes
+
+
+def test_a_stop_that_cannot_finish_says_why_and_exits_1(tmp_path, mariadb, kafka, shop):
+    """The broker freezes (SIGSTOP) while the task writes: the stop waits for Kafka, and after --stop-timeout it
+    gives up, naming what it waited in, marks the task failed and exits 1; the next run loses nothing."""
+    db, conn = shop
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {db}.orders SELECT seq, CONCAT('row', seq), seq, 9.99, 'seed' "
+                    f"FROM {db}.seq_1_to_20000")
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 2000, "batch_size": 200})
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(obsync_cmd("run", str(task), "--stop-timeout", "5"), cwd=ROOT, stdout=out,
+                                stderr=out)
+        try:
+            deadline = time.monotonic() + 60
+            while ", state in " not in log.read_text(errors="replace"):
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.05)
+            time.sleep(1.5)
+            os.kill(kafka.pid, signal.SIGSTOP)
+            try:
+                time.sleep(2)  # the sink is now waiting for acknowledgements
+                proc.send_signal(signal.SIGTERM)
+                rc = proc.wait(60)
+            finally:
+                os.kill(kafka.pid, signal.SIGCONT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    out_text = log.read_text(errors="replace")
+    assert rc == 1, out_text[-4000:]
+    assert "the stop (SIGTERM) did not finish within 5 s; still running: " in out_text, out_text[-4000:]
+    assert "Traceback" not in out_text and "panicked" not in out_text, out_text[-4000:]
+    status = run_obsync("status", str(task)).stdout
+    assert status.splitlines()[0].endswith(": failed") and "did not finish within 5 s" in status, status
+    run_obsync("run", str(task), "--until-caught-up")
+    msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
+    check_stream(msgs, 3)
+    assert replay(msgs) == source_rows(conn, f"{db}.orders")
