@@ -77,8 +77,8 @@ def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
     from obsync.app.supervisor import is_child, supervise
-    from obsync.task.config import load_task
     from obsync.core.errors import StateError
+    from obsync.task.config import load_task
     from obsync.task.state import TaskState, write_json_atomic
 
     task = load_task(args.task)

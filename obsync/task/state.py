@@ -28,7 +28,6 @@ from obsync.core.errors import StateError
 from obsync.core.offsets import FRESH_STATE_HINT
 from obsync.task.start_point import START_FILE, StartPoint
 
-
 MIN_FREE_BYTES = 16 * 1024 * 1024  # free space the recovery store needs to write its next snapshots safely
 _CHOOSE = "choose a writable directory with free space (state_dir in the task file, or --state-dir)"
 
