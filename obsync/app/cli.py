@@ -92,9 +92,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     stopper: Stopper = args.stopper
     try:
         stopper.arm(args.stop_timeout, on_timeout=timed_out)  # a SIGTERM/SIGINT is a clean stop from now on
-        state.check_usable()  # a state directory that cannot hold the state: refused before anything runs
         if not is_child():  # checked here; the task runs in a child process watched from here (`app.supervisor`)
             _precheck_before_run(task, args)
+            state.check_usable()  # a state directory that cannot hold the state: refused before anything runs
             return supervise(args.argv, state)
         with state.running(pid=os.getppid()):  # the watching process: the one users started and signal
             return _run(task, args, stopper)
