@@ -12,6 +12,7 @@ import argparse
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from obsync.core.errors import ConfigError, ObsyncError
 
 if TYPE_CHECKING:
+    from obsync.app.stopping import Stopper
     from obsync.task.config import TaskConfig
 
 log = logging.getLogger("obsync")
@@ -34,14 +36,6 @@ def _setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM: stop like Ctrl-C, but exit 0 (a requested stop, as a service manager expects)."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated()
 
 
 def _reload_on_sighup(rt: Any, task_file: Path) -> None:
@@ -87,23 +81,40 @@ def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
+    from obsync.app.supervisor import is_child, supervise
     from obsync.core.errors import StateError
     from obsync.runtime.validate import load_checked_task
-    from obsync.task.state import TaskState
+    from obsync.task.state import TaskState, write_json_atomic
 
     task = load_checked_task(args.task)
     state = TaskState(task.resolved_state_dir(args.state_dir))
-    try:
-        _precheck_before_run(task, args)
-        with state.running():
-            return _run(task, args)
-    except ObsyncError as e:
-        if state.exists() and not isinstance(e, StateError):
-            from obsync.task.state import write_json_atomic
 
+    def timed_out(msg: str) -> None:
+        if state.exists():
+            write_json_atomic(state.root / "status.json", {"state": "failed", "phase": "failed", "error": msg,
+                                                           "updated": time.time()})
+
+    stopper: Stopper = args.stopper
+    try:
+        stopper.arm(args.stop_timeout, on_timeout=timed_out)  # a SIGTERM/SIGINT is a clean stop from now on
+        if not is_child():  # checked here; the task runs in a child process watched from here (`app.supervisor`)
+            _precheck_before_run(task, args)
+            state.check_usable()  # a state directory that cannot hold the state: refused before anything runs
+            return supervise(args.argv, state)
+        with state.running(pid=os.getppid()):  # the watching process: the one users started and signal
+            return _run(task, args, stopper)
+    except BaseException as e:
+        if stopper.requested:  # stopped before the engine ran (precheck, prepare): whatever it interrupted
+            if not isinstance(e, KeyboardInterrupt):
+                log.debug("interrupted by the stop: %r", e)
+            log.info("stopped (%s) before the task started; nothing to save", stopper.name)
+            return 0
+        if isinstance(e, ObsyncError) and state.exists() and not isinstance(e, StateError):
             write_json_atomic(state.root / "status.json", {"state": "failed", "phase": "failed",
                                                            "error": str(e), "updated": time.time()})
         raise
+    finally:
+        stopper.finished()
 
 
 def _precheck_before_run(task: TaskConfig, args: argparse.Namespace) -> None:
@@ -123,10 +134,10 @@ def _precheck_before_run(task: TaskConfig, args: argparse.Namespace) -> None:
     log.info("%s", report.summary())
 
 
-def _run(task: TaskConfig, args: argparse.Namespace) -> int:
+def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     from bytewax.recovery import RecoveryConfig, init_db_dir
-    from bytewax.run import cli_main
 
+    from obsync.app.stopping import StateWatch, run_engine
     from obsync.flows.sync import build_flow
     from obsync.runtime import metrics
     from obsync.runtime.prepare import prepare
@@ -146,30 +157,31 @@ def _run(task: TaskConfig, args: argparse.Namespace) -> int:
     progress = Progress(task.progress_interval, topic_of=rt.layout.topic_of,
                         status_path=rt.state.root / "status.json")
     flow = build_flow(rt, progress)
-    signal.signal(signal.SIGTERM, _raise_terminated)
     _reload_on_sighup(rt, args.task)
     # Every row allocates a few short-lived containers; the default gen-0 threshold (700) makes the cyclic
     # collector run thousands of times a second for no garbage (rows hold no cycles). Collect less often,
     # and never re-scan what start-up allocated. Memory stays bounded: cycles are still collected.
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    watch = StateWatch(rt.state)  # a state directory turning read-only or full stops the run with a clear error
     progress.start()  # full-sync bars on a terminal, else progress lines every progress_interval s
     try:
-        cli_main(flow, workers_per_process=args.workers or task.workers,
-                 epoch_interval=timedelta(seconds=task.epoch_seconds),
-                 recovery_config=RecoveryConfig(recovery))
+        watch.start()
+        run_engine(flow, workers=args.workers or task.workers, epoch_interval=timedelta(seconds=task.epoch_seconds),
+                   recovery_config=RecoveryConfig(recovery))
     except BaseException as e:
+        stopper.settle()
+        watch.stop()
         progress.stop()
         _stop_metrics_server(server)
-        stop = _cause_of_type(e, KeyboardInterrupt)
-        if stop is not None:
+        if stopper.requested and _cause_of_type(e, KeyboardInterrupt) is not None:
             progress.maybe_report(force=True)
             progress.write_status(state="stopped")
             metrics.set_up(False)
             metrics.set_phase("stopped")
-            log.info("stopped; the next run resumes from the last consistent point")
-            return 0 if isinstance(stop, _Terminated) else 130
-        cause = _cause_of_type(e, ObsyncError)
+            log.info("stopped; the next run resumes from the last consistent point (%s)", stopper.name)
+            return 0
+        cause = _cause_of_type(e, ObsyncError) or _state_fault(rt.state, e)
         metrics.error(metrics.error_kind(cause or e))
         metrics.set_up(False, failed=True)
         metrics.set_phase("failed")
@@ -177,6 +189,8 @@ def _run(task: TaskConfig, args: argparse.Namespace) -> int:
         if cause is None:
             raise
         raise cause from None
+    stopper.settle()
+    watch.stop()
     progress.stop()
     _stop_metrics_server(server)
     progress.maybe_report(force=True)
@@ -185,6 +199,21 @@ def _run(task: TaskConfig, args: argparse.Namespace) -> int:
     metrics.set_phase("done")
     log.info("task %s finished: %s", task.name, "caught up" if args.until_caught_up else "sources ended")
     return 0
+
+
+def _state_fault(state: Any, e: BaseException) -> ObsyncError | None:
+    """The state directory's fault behind an engine failure (its recovery store could not write), if any."""
+    from obsync.core.errors import StateError
+
+    try:
+        state.check_usable()
+    except StateError as fault:
+        return fault
+    text = str(e)
+    if "Sqlite" in text or "sqlite" in text:
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        return StateError(f"the recovery store in {state.recovery_dir} failed: {first}")
+    return None
 
 
 def _start_metrics_server(port: int, host: str) -> Any:
@@ -416,6 +445,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from obsync.app.stopping import Stopper
+
+    stopper = Stopper()
+    stopper.install()  # first thing: a stop signal during start-up is noted, not a crash (`cmd_run` acts on it)
     parser = argparse.ArgumentParser(prog="obsync", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -430,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="start even though this skippable precheck item failed (repeatable)")
     run.add_argument("--metrics-port", type=int, metavar="PORT",
                      help="serve Prometheus metrics on this port (default: the task's metrics_port; 0: off)")
+    run.add_argument("--stop-timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="a stop (SIGTERM/SIGINT) that has not finished after this long exits 1, saying what "
+                          "it waited for (default 60)")
     run.add_argument("--metrics-host", default="0.0.0.0", metavar="ADDR",
                      help="address the metrics endpoint listens on (default 0.0.0.0)")
     run.set_defaults(func=cmd_run)
@@ -498,6 +534,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
+    args.stopper = stopper
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.func is not cmd_run:
+        stopper.release()
     _setup_logging(args.verbose)
     try:
         return int(args.func(args))

@@ -57,7 +57,7 @@ def running_pid(state: TaskState) -> int | None:
     lock = state.root / ".run.lock"
     if not lock.exists():
         return None
-    with open(lock, "a+") as f:
+    with open(lock) as f:  # read-only: status works on a state directory that turned read-only
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -162,6 +162,10 @@ def state_status(state: TaskState, name: str | None = None) -> dict[str, Any]:
         st = "paused"
     elif report.get("state") == "failed":
         st = "failed"
+    elif report and "state" not in report:  # reports of a run that never wrote how it ended
+        st = "failed"
+        report = {**report, "error": "the last run ended without a final report: killed, crashed, or its state "
+                                     f"directory could not be written (see {root / LOG_FILE})"}
     elif start_point is None and start_error is None and not report:
         st = "saved" if ident else "unknown"
     else:

@@ -14,6 +14,7 @@ start point is fixed under a lock, so they all agree on it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -27,6 +28,14 @@ from typing import Any
 from obsync.core.errors import StateError
 from obsync.core.offsets import FRESH_STATE_HINT
 from obsync.task.start_point import START_FILE, StartPoint
+
+MIN_FREE_BYTES = 16 * 1024 * 1024  # free space the recovery store needs to write its next snapshots safely
+_CHOOSE = "choose a writable directory with free space (state_dir in the task file, or --state-dir)"
+
+
+def _cause(e: OSError) -> str:
+    name = errno.errorcode.get(e.errno or 0)
+    return f"{e.strerror or e}" + (f" ({name})" if name else "")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -60,10 +69,42 @@ class TaskState:
     def exists(self) -> bool:
         return (self.root / "task.json").exists()
 
+    def make(self) -> None:
+        """Create the directory; `StateError` naming it and the cause when it cannot be (a file is in the
+        way, a parent is missing or read-only, /proc...)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StateError(f"state directory {self.root} is not a directory (a file of that name is in the way); "
+                             f"{_CHOOSE}, or move the file")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StateError(f"cannot create state directory {self.root}: {_cause(e)}; {_CHOOSE}") from None
+
+    def check_usable(self, min_free: int = MIN_FREE_BYTES) -> None:
+        """The directory exists (made if needed), takes a write and has `min_free` bytes free, or `StateError`
+        naming it and the cause. Checked before a run and every second while it runs (`obsync.app.stopping`)."""
+        self.make()
+        probe = self.root / f".probe.{os.getpid()}"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+            probe.unlink()
+            st = os.statvfs(self.root)
+        except OSError as e:
+            raise StateError(f"state directory {self.root} cannot be written: {_cause(e)}; make it writable "
+                             f"(the next start resumes from the last saved point), or {_CHOOSE}") from None
+        free = st.f_bavail * st.f_frsize
+        if free < min_free:
+            raise StateError(f"state directory {self.root}: its filesystem has {free / 2**20:.1f} MiB free, less "
+                             f"than the {min_free / 2**20:.0f} MiB the recovery store needs; free some space (the "
+                             "next start resumes from the last saved point)")
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive lock across the processes of a task while the start point is fixed."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.make()
         with open(self.root / ".lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
@@ -72,9 +113,10 @@ class TaskState:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     @contextmanager
-    def running(self) -> Iterator[None]:
-        """Held while `obsync run` runs the task: a second run on the same state is refused, not raced."""
-        self.root.mkdir(parents=True, exist_ok=True)
+    def running(self, pid: int | None = None) -> Iterator[None]:
+        """Held while `obsync run` runs the task: a second run on the same state is refused, not raced. The lock
+        names `pid` (default this process): the process to signal to stop the task."""
+        self.make()
         with open(self.root / ".run.lock", "a+") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -84,7 +126,7 @@ class TaskState:
                                  f"directory {self.root}; stop it first") from None
             f.seek(0)
             f.truncate()
-            f.write(str(os.getpid()))
+            f.write(str(pid or os.getpid()))
             f.flush()
             try:
                 yield
@@ -101,7 +143,7 @@ class TaskState:
                     f"state directory {self.root} belongs to task {ident.get('name')!r}, not {task_name!r}; "
                     "choose another state directory")
             return ident
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.make()
         ident = {"name": task_name, "id": uuid.uuid4().hex, "created": time.time()}
         write_json_atomic(path, ident)
         return ident
