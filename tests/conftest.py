@@ -13,6 +13,8 @@ import pytest
 from obsync.app.embedded.mariadb import MariaDBServer
 from obsync.app.embedded.seekdb import SeekDBServer
 from obsync.app.embedded.tansu import TansuBroker
+from tests.helpers.tasks import unique
+from tests.helpers.workload import TABLE
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,15 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
     """A tansu broker with memory storage; use unique topic names per test."""
     with TansuBroker(tmp_path_factory.mktemp("tansu")) as broker:
         yield broker
+
+
+@pytest.fixture
+def shop(mariadb: MariaDBServer) -> Iterator[tuple[str, object]]:
+    """A database of its own on the MariaDB server with an empty `orders` table (tests.helpers.workload.TABLE)."""
+    db = unique("shop")
+    conn = mariadb.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(TABLE.format(t=f"{db}.orders"))
+    yield db, conn
+    conn.close()

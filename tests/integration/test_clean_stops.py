@@ -13,21 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.kafka import read_topic
-from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
-from tests.integration.test_e2e_sync import TABLE, _writer, check_stream, replay, source_rows
+from tests.helpers.tasks import obsync_cmd, run_obsync, write_task
+from tests.helpers.workload import check_stream, replay, source_rows, write_concurrently
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def shop(mariadb):
-    db = unique("stops")
-    conn = mariadb.connect(autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-        cur.execute(TABLE.format(t=f"{db}.orders"))
-    yield db, conn
-    conn.close()
 
 
 def _catches_sigterm(pid: int) -> bool:
@@ -77,7 +66,7 @@ def test_stops_at_random_moments_under_load_are_always_clean(tmp_path, mariadb, 
                       snapshot={"chunk_size": 4000, "batch_size": 200})
     writer_conn = mariadb.connect(autocommit=True)
     stop = threading.Event()
-    writer = threading.Thread(target=_writer, args=(writer_conn, db, stop, 7), daemon=True)
+    writer = threading.Thread(target=write_concurrently, args=(writer_conn, db, stop, 7), daemon=True)
     writer.start()
     rnd = random.Random(12)
     outcomes = []

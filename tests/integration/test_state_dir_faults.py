@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.kafka import read_topic
-from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
-from tests.integration.test_e2e_sync import TABLE, _writer, check_stream, replay, source_rows
+from tests.helpers.tasks import obsync_cmd, run_obsync, write_task
+from tests.helpers.workload import check_stream, replay, source_rows, write_concurrently
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,16 +33,12 @@ def tmpfs(tmp_path):
 
 
 @pytest.fixture
-def orders(mariadb):
-    db = unique("statedir")
-    conn = mariadb.connect(autocommit=True)
+def orders(shop):
+    db, conn = shop
     with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-        cur.execute(TABLE.format(t=f"{db}.orders"))
         cur.execute(f"INSERT INTO {db}.orders SELECT seq, CONCAT('row', seq), seq, 9.99, 'seed' "
                     f"FROM {db}.seq_1_to_20000")
-    yield db, conn
-    conn.close()
+    return db, conn
 
 
 @pytest.mark.parametrize("where", ["file", "proc", "read-only"])
@@ -96,7 +92,7 @@ def test_a_state_dir_failing_mid_run_stops_with_one_clear_error_and_loses_nothin
                       state_dir=str(state), snapshot={"chunk_size": 2000, "batch_size": 200})
     stop = threading.Event()
     writer_conn = mariadb.connect(autocommit=True)
-    writer = threading.Thread(target=_writer, args=(writer_conn, db, stop, 3), daemon=True)
+    writer = threading.Thread(target=write_concurrently, args=(writer_conn, db, stop, 3), daemon=True)
     writer.start()
     log = tmp_path / "run.log"
     try:
