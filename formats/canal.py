@@ -59,7 +59,8 @@ from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition, binlog_file_number
 from obsync.core.schema import BINARY_TYPES, Column, TableSchema
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
-from obsync.formats.registry import register
+from obsync.formats.decoding import SKIP, Decoded, Decoder, json_object
+from obsync.formats.registry import register, register_decoder
 from obsync.formats.values import KeyValues, json_key, table_renderer
 from obsync.sql.ddl import tokenize
 
@@ -349,3 +350,37 @@ def _build(ctx: EncoderContext, **options: Any) -> CanalEncoder:
     reject_unknown_options("canal", options, ("binary_encoding",))
     return CanalEncoder(**options)
 
+
+
+# ---------------------------------------------------------------------- reading back
+
+
+class CanalDecoder(Decoder):
+    """Reads Canal flat messages: INSERT adds `data`, DELETE removes `data`, UPDATE removes `data` overlaid
+    with `old` and adds `data` (each element of `data` in turn); DDL (`isDdl`) is skipped."""
+
+    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> list[Decoded]:
+        if value is None:
+            return [SKIP]
+        doc = json_object(value, f"a canal message of topic {topic}")
+        kind = doc.get("type")
+        if doc.get("isDdl") or kind not in ("INSERT", "UPDATE", "DELETE"):
+            return [SKIP]
+        table = (doc.get("database"), doc.get("table"))
+        rows = doc.get("data") or []
+        olds = doc.get("old") or []
+        out: list[Decoded] = []
+        for i, row in enumerate(rows):
+            if kind == "INSERT":
+                out.append(Decoded("insert", table, None, row))  # type: ignore[arg-type]  # names as the message gives them
+            elif kind == "DELETE":
+                out.append(Decoded("delete", table, row, None))  # type: ignore[arg-type]  # names as the message gives them
+            else:
+                old = olds[i] if i < len(olds) and isinstance(olds[i], dict) else {}
+                out.append(Decoded("update", table, {**row, **old}, row))  # type: ignore[arg-type]  # names as the message gives them
+        return out
+
+
+@register_decoder("canal")
+def _decoder(encoder: Encoder) -> CanalDecoder:
+    return CanalDecoder(encoder)

@@ -59,7 +59,8 @@ from obsync.core.positions import LogPosition
 from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column, TableSchema
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
 from obsync.formats.canal import ddl_kind, ddl_table, log_batch_id
-from obsync.formats.registry import register
+from obsync.formats.decoding import SKIP, Decoded, Decoder, json_object
+from obsync.formats.registry import register, register_decoder
 from obsync.formats.values import KeyValues, json_key, table_renderer
 from obsync.sql.ddl import tokenize
 
@@ -292,3 +293,32 @@ def _build(ctx: EncoderContext, **options: Any) -> DataWorksEncoder:
     """`format_options` of the dataworks format: `business_system` (1 to 20 characters)."""
     reject_unknown_options("dataworks", options, ("business_system",))
     return DataWorksEncoder(db_type=ctx.db_type, **options)
+
+
+# ---------------------------------------------------------------------- reading back
+
+_DATAWORKS_OPS = {"INSERT": "insert", "UPDATE_AFTER": "insert", "DELETE": "delete", "UPDATE_BEFORE": "delete"}
+
+
+class DataWorksDecoder(Decoder):
+    """Reads DataWorks 2.0 messages: INSERT and UPDATE_AFTER add `after.dataColumn`, DELETE and UPDATE_BEFORE
+    remove `before.dataColumn`; DDL and heartbeats are skipped."""
+
+    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> list[Decoded]:
+        if value is None:
+            return [SKIP]
+        doc = json_object(value, f"a dataworks message of topic {topic}")
+        payload = doc.get("payload") or {}
+        op = _DATAWORKS_OPS.get(payload.get("op"))
+        if op is None:
+            return [SKIP]
+        source = (doc.get("schema") or {}).get("source") or {}
+        before, after = payload.get("before"), payload.get("after")
+        return [Decoded(op, (source.get("dbName"), source.get("tableName")),  # type: ignore[arg-type]  # op is one of _DATAWORKS_OPS' values
+                        None if before is None else before.get("dataColumn"),
+                        None if after is None else after.get("dataColumn"))]
+
+
+@register_decoder("dataworks")
+def _decoder(encoder: Encoder) -> DataWorksDecoder:
+    return DataWorksDecoder(encoder)

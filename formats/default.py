@@ -43,7 +43,8 @@ from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition
 from obsync.core.schema import TableSchema
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
-from obsync.formats.registry import register
+from obsync.formats.decoding import SKIP, Decoded, Decoder, json_object
+from obsync.formats.registry import register, register_decoder
 from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
 
 
@@ -255,3 +256,36 @@ def _build(ctx: EncoderContext, **options: Any) -> DefaultEncoder:
     reject_unknown_options("default", options, ("source_identity", "tenant"))
     return DefaultEncoder(ctx.task_name, db_type=ctx.db_type, **options)
 
+
+
+# ---------------------------------------------------------------------- reading back
+
+_DEFAULT_OPS = {"INSERT": "insert", "ROW": "insert", "UPDATE": "update", "DELETE": "delete"}
+
+
+class DefaultDecoder(Decoder):
+    """Reads Default messages: `recordType` INSERT/ROW add `postStruct`, DELETE removes `prevStruct`, UPDATE
+    does both; DDL and HEARTBEAT are skipped. `drop` names members of `postStruct` that are not columns."""
+
+    def __init__(self, encoder: Encoder, drop: str | None = None) -> None:
+        super().__init__(encoder)
+        self.drop = drop
+
+    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> list[Decoded]:
+        if value is None:
+            return [SKIP]
+        doc = json_object(value, f"a {self.encoder.name} message of topic {topic}")
+        op = _DEFAULT_OPS.get(doc.get("recordType"))  # type: ignore[arg-type]  # any JSON value; unknown: skipped
+        if op is None:
+            return [SKIP]
+        meta = doc.get("allMetaData") or {}
+        before, after = doc.get("prevStruct"), doc.get("postStruct")
+        if self.drop is not None and isinstance(after, dict):
+            after = {k: v for k, v in after.items() if k != self.drop}
+        return [Decoded(op, (meta.get("db"), meta.get("table_name")),  # type: ignore[arg-type]  # op is one of _DEFAULT_OPS' values
+                        before if op != "insert" else None, after if op != "delete" else None)]
+
+
+@register_decoder("default")
+def _decoder(encoder: Encoder) -> DefaultDecoder:
+    return DefaultDecoder(encoder)

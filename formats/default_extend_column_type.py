@@ -22,9 +22,9 @@ from orjson import dumps
 
 from obsync.core.changes import Change
 from obsync.core.schema import TableSchema
-from obsync.formats.base import EncoderContext, TableCache, reject_unknown_options
-from obsync.formats.default import DefaultEncoder
-from obsync.formats.registry import register
+from obsync.formats.base import Encoder, EncoderContext, TableCache, reject_unknown_options
+from obsync.formats.default import DefaultDecoder, DefaultEncoder
+from obsync.formats.registry import register, register_decoder
 from obsync.formats.values import TableRenderer, table_renderer
 
 LIGHT_TYPE = "__light_type"
@@ -72,3 +72,9 @@ def _build(ctx: EncoderContext, **options: Any) -> DefaultExtendColumnTypeEncode
     """`format_options`: the Default format's, `source_identity` and `tenant`."""
     reject_unknown_options("default_extend_column_type", options, ("source_identity", "tenant"))
     return DefaultExtendColumnTypeEncoder(ctx.task_name, db_type=ctx.db_type, **options)
+
+
+@register_decoder("default_extend_column_type")
+def _decoder(encoder: Encoder) -> DefaultDecoder:
+    """The Default decoder, without `postStruct.__light_type` in the after image."""
+    return DefaultDecoder(encoder, drop=LIGHT_TYPE)

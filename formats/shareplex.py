@@ -49,7 +49,8 @@ from obsync.core.schema import TableSchema
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache
 from obsync.formats.canal import ddl_table, log_batch_id
 from obsync.formats.default import ddl_type
-from obsync.formats.registry import register
+from obsync.formats.decoding import SKIP, Decoded, Decoder, json_object
+from obsync.formats.registry import register, register_decoder
 from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
 
 
@@ -166,3 +167,30 @@ def _build(ctx: EncoderContext, **options: Any) -> SharePlexEncoder:
         raise ConfigError(f"field `format_options.{sorted(options)[0]}`: unknown option of format shareplex; "
                           "valid: (none: this format takes no options)")
     return SharePlexEncoder()
+
+
+# ---------------------------------------------------------------------- reading back
+
+_SHAREPLEX_OPS = {"INSERT": "insert", "UPDATE AFTER": "insert", "DELETE": "delete", "UPDATE BEFORE": "delete"}
+
+
+class SharePlexDecoder(Decoder):
+    """Reads SharePlex messages: INSERT and UPDATE AFTER add `data`, DELETE and UPDATE BEFORE remove it; DDL
+    is skipped. `meta.table` is `db.table`."""
+
+    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> list[Decoded]:
+        if value is None:
+            return [SKIP]
+        doc = json_object(value, f"a shareplex message of topic {topic}")
+        meta = doc.get("meta") or {}
+        op = _SHAREPLEX_OPS.get(meta.get("op"))
+        if op is None:
+            return [SKIP]
+        db, _, name = str(meta.get("table") or "").partition(".")
+        data = doc.get("data")
+        return [Decoded(op, (db, name), data if op == "delete" else None, data if op == "insert" else None)]  # type: ignore[arg-type]  # op is one of _SHAREPLEX_OPS' values
+
+
+@register_decoder("shareplex")
+def _decoder(encoder: Encoder) -> SharePlexDecoder:
+    return SharePlexDecoder(encoder)

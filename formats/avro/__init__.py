@@ -7,6 +7,7 @@
   every module and package under `formats/`).
 """
 
+from obsync.formats.avro import decoder  # noqa: F401 - imported to register the decoder
 from obsync.formats.avro.encoder import AvroEncoder
 
 __all__ = ["AvroEncoder"]

@@ -52,6 +52,7 @@ from obsync.core.changes import Change, Op
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.positions import LogPosition
 from obsync.core.schema import TableSchema
+from obsync.formats.decoding import SKIP, Decoded
 from obsync.formats.base import ChangeEncoder, TableCache
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import DebeziumConfig
@@ -321,3 +322,24 @@ def connect_records(change: Change, cfg: DebeziumConfig, *, builder: EventBuilde
             value_schema = None if e.kind == "tombstone" else e.plan.envelope_schema
             out.append(ConnectRecord(None, key_schema, e.key, value_schema, e.value))
     return out
+
+
+# ---------------------------------------------------------------------- reading back
+
+_ENVELOPE_OPS = {"c": "insert", "r": "insert", "u": "update", "d": "delete", "t": "truncate"}
+
+
+def decode_envelope(value: Any, key: Any) -> list[Decoded]:
+    """The row operation of an envelope's payload (`value`; None for a tombstone, which deletes the row of its
+    key payload `key`). Anything else (a schema change) is skipped."""
+    if value is None:
+        return [Decoded("delete", None, dict(key), None)] if isinstance(key, dict) else [SKIP]
+    if not isinstance(value, dict):
+        return [SKIP]
+    op = _ENVELOPE_OPS.get(value.get("op"))  # type: ignore[arg-type]  # any value; unknown: skipped
+    source = value.get("source")
+    if op is None or not isinstance(source, dict):
+        return [SKIP]
+    return [Decoded(op, (source.get("db"), source.get("table")),  # type: ignore[arg-type]  # op is one of _ENVELOPE_OPS' values
+                    value.get("before") if op in ("update", "delete") else None,
+                    value.get("after") if op in ("insert", "update") else None)]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from obsync.formats.base import EncoderContext
+from obsync.formats.base import Encoder, EncoderContext
 from obsync.formats.debezium.config import COMMON_OPTIONS, parse_options
-from obsync.formats.debezium.json_format import DebeziumEncoder
-from obsync.formats.registry import register
+from obsync.formats.debezium.json_format import DebeziumDecoder, DebeziumEncoder
+from obsync.formats.registry import register, register_decoder
 
 
 class DebeziumFlattenEncoder(DebeziumEncoder):
@@ -24,3 +24,8 @@ def _build(ctx: EncoderContext, **options: Any) -> DebeziumFlattenEncoder:
     cfg = parse_options("debezium_flatten", ctx.task_name, options, COMMON_OPTIONS + ("truncate_events",),
                         schemas_enable=False)
     return DebeziumFlattenEncoder(cfg)
+
+
+@register_decoder("debezium_flatten")
+def _decoder(encoder: Encoder) -> DebeziumDecoder:
+    return DebeziumDecoder(encoder)

@@ -19,10 +19,11 @@ from typing import Any
 
 from obsync.core.changes import Change
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
+from obsync.formats.decoding import Decoded, Decoder, load_json
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
-from obsync.formats.debezium.envelope import Event, EventBuilder
-from obsync.formats.registry import register
+from obsync.formats.debezium.envelope import Event, EventBuilder, decode_envelope
+from obsync.formats.registry import register, register_decoder
 
 
 def _json_dumps(obj: Any) -> bytes:
@@ -75,3 +76,33 @@ def _build(ctx: EncoderContext, **options: Any) -> DebeziumEncoder:
     """`format_options`: see `obsync.formats.debezium.config`; `schemas_enable` defaults to true."""
     return DebeziumEncoder(parse_options("debezium", ctx.task_name, options,
                                          COMMON_OPTIONS + ("truncate_events", "schemas_enable")))
+
+
+# ---------------------------------------------------------------------- reading back
+
+
+class DebeziumDecoder(Decoder):
+    """Reads Debezium JSON events (`{schema, payload}` or bare payloads): `c`/`r` add `after`, `d` removes
+    `before`, `u` does both, `t` (truncate) empties the table; a tombstone removes its key's row; schema-change
+    events are skipped."""
+
+    encoder: DebeziumEncoder
+
+    def decode(self, topic: str, key: bytes | None, value: bytes | None) -> list[Decoded]:
+        what = f"a {self.encoder.name} message of topic {topic}"
+        k = None if key is None else self.payload(load_json(key, what + " (key)"))
+        v = None if value is None else self.payload(load_json(value, what))
+        return self.rows(k, v)
+
+    def payload(self, doc: Any) -> Any:
+        if self.encoder.cfg.schemas_enable and isinstance(doc, dict) and "payload" in doc:
+            return doc["payload"]
+        return doc
+
+    def rows(self, key: Any, value: Any) -> list[Decoded]:
+        return decode_envelope(value, key)
+
+
+@register_decoder("debezium")
+def _decoder(encoder: Encoder) -> DebeziumDecoder:
+    return DebeziumDecoder(encoder)

@@ -23,11 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 from obsync.core.changes import Change
-from obsync.formats.base import EncoderContext, KafkaRecord
+from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
 from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
 from obsync.formats.debezium.envelope import Event, Struct
-from obsync.formats.debezium.json_format import DebeziumEncoder, _dumps
-from obsync.formats.registry import register
+from obsync.formats.decoding import SKIP, Decoded
+from obsync.formats.debezium.json_format import DebeziumDecoder, DebeziumEncoder, _dumps
+from obsync.formats.registry import register, register_decoder
 
 
 def flatten(envelope: Struct, rewrite: bool) -> Struct:
@@ -82,3 +83,29 @@ def _build(ctx: EncoderContext, **options: Any) -> DebeziumSmtEncoder:
     cfg = parse_options("debezium_smt", ctx.task_name, options,
                         COMMON_OPTIONS + ("schemas_enable", "delete_handling"), schemas_enable=False)
     return DebeziumSmtEncoder(cfg)
+
+
+_ADDED = ("__op", "__table", "__db", "__source_ts_ms", "__deleted")
+_SMT_OPS = {"c": "insert", "r": "insert", "u": "insert", "d": "delete"}
+
+
+class DebeziumSmtDecoder(DebeziumDecoder):
+    """Reads flattened rows: `__op` c/r/u give the row (an update replaces its key's row), `d` (`__deleted`
+    "true") removes it; a tombstone removes its key's row; schema-change events are skipped."""
+
+    def rows(self, key: Any, value: Any) -> list[Decoded]:
+        if value is None:
+            return [Decoded("delete", None, dict(key), None)] if isinstance(key, dict) else [SKIP]
+        if not isinstance(value, dict) or "__op" not in value:
+            return [SKIP]
+        op = _SMT_OPS.get(value["__op"])
+        if op is None:
+            return [SKIP]
+        row = {k: v for k, v in value.items() if k not in _ADDED}
+        table = (value.get("__db"), value.get("__table"))
+        return [Decoded("delete", table, row, None) if op == "delete" else Decoded("insert", table, None, row)]
+
+
+@register_decoder("debezium_smt")
+def _decoder(encoder: Encoder) -> DebeziumSmtDecoder:
+    return DebeziumSmtDecoder(encoder)
