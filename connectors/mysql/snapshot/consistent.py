@@ -66,7 +66,7 @@ class ConsistentView:
                 self.scn = int(self._one("SELECT current_scn()")[0])
             elif self.dialect == "mariadb":
                 self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                status = dict(self._all("SHOW STATUS LIKE 'binlog_snapshot_%'"))
+                status = {_text(k).lower(): _text(v) for k, v in self._all("SHOW STATUS LIKE 'binlog_snapshot_%'")}
                 if status.get("binlog_snapshot_file"):
                     self.cut = Cut(LogPosition(str(status["binlog_snapshot_file"]),
                                                int(status["binlog_snapshot_position"])), True)
@@ -132,6 +132,10 @@ class ConsistentView:
             row = self._one("SHOW MASTER STATUS")
         except DRIVER_ERRORS:
             row = ()
-        if not row or not row[0]:
+        if not row or not row[0]:  # no binary log
             return None
-        return LogPosition(str(row[0]), int(row[1]))
+        return LogPosition(_text(row[0]), int(row[1]))
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
