@@ -48,8 +48,8 @@ from obsync.core.positions import LogPosition
 from obsync.core.schema import TableSchema
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache
 from obsync.formats.canal import ddl_table, log_batch_id
-from obsync.formats.default import ddl_type
 from obsync.formats.decoding import SKIP, Decoded, Decoder, json_object
+from obsync.formats.default import ddl_type
 from obsync.formats.registry import register, register_decoder
 from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
 

@@ -77,7 +77,7 @@ class TopicMessage(NamedTuple):
 
 def partition_counts(conf: dict[str, Any], topics: list[str], timeout: float = 30.0) -> dict[str, int]:
     """Each topic's partition count (metadata only); SinkError naming a topic that does not exist."""
-    admin = AdminClient({**conf, "logger": logging.getLogger("obsync.rdkafka")})
+    admin = AdminClient({**conf, "logger": logging.getLogger("obsync.rdkafka")})  # type: ignore[dict-item]  # librdkafka takes a logger
     out: dict[str, int] = {}
     for topic in topics:
         try:
@@ -120,11 +120,16 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
                     if err.code() == KafkaError._PARTITION_EOF:
                         return
                     raise SinkError(f"cannot read {topic}[{partition}]: {err.str()}")
-                headers = dict(msg.headers() or ())
+                headers = {h[0]: h[1] for h in (msg.headers() or ()) if isinstance(h[1], bytes)}
                 seq = headers.get(SEQ_HEADER)
-                yield TopicMessage(partition, msg.offset() or 0, msg.key(), msg.value(), headers.get(TASK_HEADER),
+                key, value = msg.key(), msg.value()
+                yield TopicMessage(partition, msg.offset() or 0, _as_bytes(key), _as_bytes(value), headers.get(TASK_HEADER),
                                    headers.get(POS_HEADER), int(seq) if seq else 0, headers)
             if msgs:
                 deadline = time.monotonic() + timeout
     finally:
         consumer.close()
+
+
+def _as_bytes(v: str | bytes | None) -> bytes | None:
+    return v.encode() if isinstance(v, str) else v

@@ -14,13 +14,13 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_reader
 
+from obsync.core.changes import Change
 from obsync.formats.avro.encoder import AvroEncoder
 from obsync.formats.avro.wire import CONFLUENT_MAGIC, SINGLE_OBJECT_MAGIC, split_confluent, split_single_object
 from obsync.formats.base import Encoder, KafkaRecord
 from obsync.formats.debezium.envelope import decode_envelope
 from obsync.formats.decoding import Decoded, DecodeError, Decoder
 from obsync.formats.registry import register_decoder
-from obsync.core.changes import Change
 
 
 class AvroDecoder(Decoder):

@@ -52,11 +52,11 @@ from obsync.core.changes import Change, Op
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.positions import LogPosition
 from obsync.core.schema import TableSchema
-from obsync.formats.decoding import SKIP, Decoded
 from obsync.formats.base import ChangeEncoder, TableCache
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import DebeziumConfig
 from obsync.formats.debezium.values import converters, explain
+from obsync.formats.decoding import SKIP, Decoded
 from obsync.formats.default import ddl_type
 
 Struct = dict[str, Any]

@@ -19,10 +19,10 @@ from typing import Any
 
 from obsync.core.changes import Change
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
-from obsync.formats.decoding import Decoded, Decoder, load_json
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
 from obsync.formats.debezium.envelope import Event, EventBuilder, decode_envelope
+from obsync.formats.decoding import Decoded, Decoder, load_json
 from obsync.formats.registry import register, register_decoder
 
 

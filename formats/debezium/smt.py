@@ -26,8 +26,8 @@ from obsync.core.changes import Change
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
 from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
 from obsync.formats.debezium.envelope import Event, Struct
-from obsync.formats.decoding import SKIP, Decoded
 from obsync.formats.debezium.json_format import DebeziumDecoder, DebeziumEncoder, _dumps
+from obsync.formats.decoding import SKIP, Decoded
 from obsync.formats.registry import register, register_decoder
 
 

@@ -55,8 +55,9 @@ def text(report: VerifyReport) -> str:
     for t in report.tables:
         lines += _table(t)
     bad = sum(not t.matches for t in report.tables)
-    lines.append(f"result: {'all ' + str(len(report.tables)) + ' tables match' if not bad else f'{bad} of {len(report.tables)} tables differ'}"
-                 f" ({report.seconds:.1f} s)")
+    n = len(report.tables)
+    verdict = f"all {n} tables match" if not bad else f"{bad} of {n} tables differ"
+    lines.append(f"result: {verdict} ({report.seconds:.1f} s)")
     return "\n".join(lines)
 
 
