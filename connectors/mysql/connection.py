@@ -29,7 +29,8 @@ class Endpoint:
     Every session is bounded: `connect_timeout` to connect and receive the server's greeting,
     `read_timeout` for the server to send anything once a request is out (a result's first row included,
     so it must exceed the slowest single query of the session), `write_timeout` to send a request.
-    `patience`: how long full sync keeps reconnecting to a source that is down or silent (None: forever).
+    `patience`: how long full sync and the binlog stream keep reconnecting to a source that is down or silent
+    (None: forever). The binlog stream counts as lost after `read_timeout` without a packet too.
     """
 
     host: str

@@ -21,9 +21,10 @@ stream's own `StreamLost` and obsync's `SourceError`s. What each class asks of t
   not come from talking to the source.
 
 `ReconnectPolicy` is the one backoff: exponential with a cap and jitter, a budget of attempts and/or seconds
-("patience"), and `run()`, the retry loop around a call. The policies below: the log retries forever, a
-snapshot chunk as long as the task's `source.patience` allows (10 minutes by default; a statement that keeps
-failing, three times), a SQL session (schema catalog, row-filter evaluator) reconnects once at once.
+("patience"), and `run()`, the retry loop around a call. The policies below: the log and a snapshot chunk
+retry as long as the task's `source.patience` allows (10 minutes by default, or forever; the readers use
+their endpoint's; a snapshot statement that keeps failing, three times), a SQL session (schema catalog,
+row-filter evaluator) reconnects once at once.
 Warnings name what is retried and the server's message, never the connection settings (so never a password).
 """
 
@@ -314,7 +315,8 @@ class ReconnectPolicy:
 
 
 # Each caller's limits (see the module docstring).
-LOG_POLICY = ReconnectPolicy(initial=0.5, cap=30.0)  # the binlog stream: forever (cap: `max_backoff`)
+# the binlog stream: its reader uses its endpoint's `source.patience` and its `max_backoff` as the cap
+LOG_POLICY = ReconnectPolicy(initial=0.5, cap=30.0, patience=600.0)
 # a snapshot chunk: a lost source for up to 10 minutes, the default `source.patience` (the reader uses its
 # endpoint's); a statement the server keeps failing 3 times (waits of 0.5 s and 1 s)
 SNAPSHOT_POLICY = ReconnectPolicy(initial=0.5, cap=30.0, patience=600.0, transient_attempts=3)

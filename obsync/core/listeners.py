@@ -101,8 +101,9 @@ class SourceListener(Protocol):
         """The log source polled its reader (once its gate is open) and got `changes`."""
 
     def source_waiting(self, reader: str, source: str, error: str | None) -> None:
-        """`reader` (a snapshot chunk) waits for `source` (`host:port`) to answer again after `error`;
-        `error` None: it no longer waits (it got an answer, or gave up)."""
+        """`reader` (a snapshot chunk, or "log": the binlog stream) waits for `source` (`host:port`) to answer
+        again after `error`; `error` None: it no longer waits (it got an answer, gave up, or stopped). Called from
+        the binlog reader's own thread too."""
 
 
 class SinkListener(Protocol):

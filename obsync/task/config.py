@@ -67,12 +67,12 @@ class SourceConfig(_Model):
     sql_port: int | None = Field(None, ge=1, le=65535)
     connect_timeout: float = Field(10.0, gt=0, description="seconds to open a connection and get the server's "
                                                           "greeting")
-    read_timeout: float = Field(60.0, gt=0, description="seconds a SQL session waits for the server to send "
-                                                       "anything before it counts as lost")
+    read_timeout: float = Field(60.0, gt=0, description="seconds a SQL session or the binlog stream waits for the "
+                                                       "server to send anything before it counts as lost")
     write_timeout: float = Field(60.0, gt=0, description="seconds a SQL session waits to send a request")
     patience: float | Literal["forever"] = Field(
-        600.0, description="seconds full sync keeps reconnecting to a source that is down or silent before the "
-                           "task fails, or `forever`")
+        600.0, description="seconds full sync and the binlog stream keep reconnecting to a source that is down or "
+                           "silent before the task fails, or `forever`")
 
     @field_validator("patience", mode="before")
     @classmethod

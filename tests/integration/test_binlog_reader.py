@@ -7,6 +7,7 @@ at the end offset of its rows event with its index in the event.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import os
@@ -441,6 +442,37 @@ def test_a_million_row_transaction_streams_in_bounded_memory(mariadb: Any) -> No
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_an_idle_stream_with_a_short_read_timeout_is_kept_alive_by_heartbeats(mariadb: Any) -> None:
+    """source.read_timeout bounds the stream's silence; the server's heartbeats (at most a quarter of it apart)
+    keep an idle stream from counting as lost."""
+    db = Db(mariadb)
+    db.sql("CREATE TABLE t (id INT PRIMARY KEY)")
+    start = db.position()
+    reader = BinlogReader(dataclasses.replace(db.endpoint, read_timeout=1.0), server_id=next(_server_ids),
+                          tables=[(db.name, "t")], history_dir=None, start=start)
+    got: list[Change] = []
+    try:
+        db.sql("INSERT INTO t VALUES (1)")
+        deadline = time.monotonic() + 30
+        while not got:
+            assert time.monotonic() < deadline, "the insert did not arrive"
+            got.extend(reader.poll(0.5))
+        assert reader.heartbeat == 0.25
+        idle_until = time.monotonic() + 4  # idle for 4 read timeouts
+        while time.monotonic() < idle_until:
+            got.extend(reader.poll(0.5))
+        assert reader.reconnects == 0 and reader.status()["idle_seconds"] < 1.0
+        db.sql("INSERT INTO t VALUES (2)")
+        deadline = time.monotonic() + 30
+        while len(got) < 2:
+            assert time.monotonic() < deadline, "the second insert did not arrive"
+            got.extend(reader.poll(0.5))
+    finally:
+        reader.close()
+        db.close()
+    assert [c.after for c in got] == [{"id": 1}, {"id": 2}] and reader.reconnects == 0
 
 
 # ---- reconnects and lost positions: a private server, restarted and purged ------------------------------

@@ -272,14 +272,14 @@ def test_unusable_policies_are_refused(kwargs: dict[str, Any]) -> None:
 
 
 def test_each_callers_limits() -> None:
-    """Each caller's limits: the log forever (0.5 s doubling to its max_backoff), a snapshot chunk the same
-    waits for 10 minutes (the default `source.patience`; the reader uses its endpoint's), a SQL session one
+    """Each caller's limits: the log and a snapshot chunk 0.5 s doubling to 30 s (the log: to its max_backoff)
+    for 10 minutes (the default `source.patience`; the readers use their endpoint's), a SQL session one
     immediate retry."""
     def no_jitter() -> float:  # the waits before jitter
         return 0.0
 
     assert _take(LOG_POLICY.delays(rand=no_jitter), 9) == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
-    assert LOG_POLICY.attempts is None and LOG_POLICY.patience is None
+    assert LOG_POLICY.attempts is None and LOG_POLICY.patience == 600
     now = [0.0]
 
     def clock() -> float:  # each wait is slept in full
@@ -393,7 +393,7 @@ def test_the_one_place_that_opens_a_stream(monkeypatch: pytest.MonkeyPatch) -> N
         return kw
 
     monkeypatch.setattr(stream_module, "BinLogStreamReader", reader)
-    log_ep = Endpoint("binlog.example", 2883, "cdc", "pw", connect_timeout=7)
+    log_ep = Endpoint("binlog.example", 2883, "cdc", "pw", connect_timeout=7, read_timeout=6)
     sql_ep = Endpoint("sql.example", 2881, "cdc", "pw", connect_timeout=5)
     stream_module.open_stream(log_ep, sql_ep, server_id=9, file="mysql-bin.000002", pos=154, events=[int],
                               blocking=True, heartbeat=2.0, only_schemas=["shop"], only_tables=["items"])
@@ -401,15 +401,15 @@ def test_the_one_place_that_opens_a_stream(monkeypatch: pytest.MonkeyPatch) -> N
                               blocking=False, only_tables=[])
     blocking, scan = made
     assert blocking["connection_settings"] == {"host": "binlog.example", "port": 2883, "user": "cdc",
-                                               "password": "pw", "connect_timeout": 7, "read_timeout": 30,
+                                               "password": "pw", "connect_timeout": 7, "read_timeout": 6,
                                                "write_timeout": 60}
     assert blocking["ctl_connection_settings"] == {"host": "sql.example", "port": 2881, "user": "cdc",
                                                    "password": "pw", "connect_timeout": 5, "read_timeout": 60,
                                                    "write_timeout": 60}
     assert (blocking["log_file"], blocking["log_pos"], blocking["server_id"]) == ("mysql-bin.000002", 154, 9)
-    assert blocking["blocking"] is True and blocking["slave_heartbeat"] == 2.0
+    assert blocking["blocking"] is True and blocking["slave_heartbeat"] == 1.5  # a quarter of the read timeout
     assert (blocking["only_schemas"], blocking["only_tables"]) == (["shop"], ["items"])
-    assert scan["connection_settings"]["read_timeout"] == 60 and scan["blocking"] is False
+    assert scan["connection_settings"]["read_timeout"] == 6 and scan["blocking"] is False
     assert (scan["only_schemas"], scan["only_tables"], scan["slave_heartbeat"]) == (None, [], None)
     for kw in made:  # never logs its settings; hands out every event type; resumes where asked
         assert kw["enable_logging"] is False and kw["filter_non_implemented_events"] is False
@@ -417,7 +417,7 @@ def test_the_one_place_that_opens_a_stream(monkeypatch: pytest.MonkeyPatch) -> N
         assert kw["only_events"] == [int]
 
 
-def test_read_timeouts() -> None:
-    assert stream_module.read_timeout(1.0) == 30  # at least 30 s
-    assert stream_module.read_timeout(10.0) == 41  # 4 heartbeats
-    assert stream_module.read_timeout(None) == 60  # a scan without heartbeats
+def test_an_idle_stream_gets_heartbeats_well_within_its_read_timeout() -> None:
+    assert stream_module.stream_heartbeat(1.0, 60.0) == 1.0  # as asked
+    assert stream_module.stream_heartbeat(1.0, 2.0) == 0.5  # a quarter of the read timeout at most
+    assert stream_module.stream_heartbeat(30.0, 60.0) == 15.0

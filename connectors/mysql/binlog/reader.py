@@ -1,8 +1,10 @@
 """The engine-free binlog reader: a background thread streams the binlog into a bounded queue of batches.
 
 The thread owns the replication connection (opened by `stream.open_stream`) and the schema tracker; it
-reconnects from the last transaction boundary when the stream drops (the log's policy in `..failures`:
-forever, backing off) and stops on a purged position or a fatal failure, which `poll()` raises. Its
+reconnects from the last transaction boundary when the stream drops or goes silent for the endpoint's
+`read_timeout` (the log's policy in `..failures`, backing off, for as long as the endpoint's `patience`
+allows: `outage.Outage` logs the wait and tells the listener, status.json and the metrics show it) and stops
+on a purged position, a fatal failure or an outage longer than that patience, which `poll()` raises. Its
 `session.Session` turns events into frozen `Change`s for the tracked tables and queues them in batches of at
 most `batch_size`; at most `max_batches` batches wait, so memory stays bounded whatever the size of a
 transaction. `poll()` hands out one batch at a time and keeps the resume state of exactly what it handed out.
@@ -30,15 +32,17 @@ from typing import Any, TypeVar
 
 from pymysqlreplication import BinLogStreamReader
 
+from obsync.connectors.mysql.binlog.outage import Outage
 from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
 from obsync.connectors.mysql.binlog.server_log import check_position, current_log_position
 from obsync.connectors.mysql.binlog.session import EVENTS, Session
-from obsync.connectors.mysql.binlog.stream import interrupt, open_stream
+from obsync.connectors.mysql.binlog.stream import interrupt, open_stream, stream_heartbeat
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.failures import DRIVER_ERRORS, LOG_POLICY, Failure, StreamLost, classify, retryable
 from obsync.core.changes import Change
 from obsync.core.errors import ObsyncError, SourceError
+from obsync.core.listeners import NOOP_SOURCE_LISTENER, SourceListener
 from obsync.core.offsets import LogOffset
 from obsync.core.positions import LogPosition
 
@@ -80,6 +84,7 @@ class BinlogReader:
         max_backoff: float = 30.0,
         live: Any | None = None,
         backfill_page: int = 2000,
+        listener: SourceListener = NOOP_SOURCE_LISTENER,
     ) -> None:
         self.log_endpoint = log_endpoint
         self.sql_endpoint = sql_endpoint or log_endpoint
@@ -93,10 +98,13 @@ class BinlogReader:
         self.history_dir = history_dir
         self.stop_at = stop_at
         self.batch_size = max(1, batch_size)
-        self.heartbeat = heartbeat
+        # the server's heartbeat on an idle stream: often enough that a silent connection is one that died
+        self.heartbeat = stream_heartbeat(heartbeat, log_endpoint.read_timeout)
         self.emit_untracked_ddl = emit_untracked_ddl
         self.max_backoff = max_backoff
-        self._policy = dataclasses.replace(LOG_POLICY, cap=max_backoff)  # reconnects: forever
+        # reconnects: backing off up to `max_backoff`, for as long as the endpoint's patience allows
+        self._policy = dataclasses.replace(LOG_POLICY, cap=max_backoff, patience=log_endpoint.patience)
+        self._outage = Outage(self._policy, log_endpoint, listener)  # used by the thread only
         self.live = live  # obsync.live.Live: the task's current selection and backfill requests
         self.backfill_page = backfill_page
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_batches))
@@ -224,6 +232,7 @@ class BinlogReader:
         finally:
             catalog.close()
             self._close_stream()
+            self._outage.over()  # the thread ends (stopped, failed): nobody waits for the source any more
 
     def _close_stream(self) -> None:
         if self._stream is not None:
@@ -242,7 +251,6 @@ class BinlogReader:
             self._put(_DONE)
             return
         session = Session(self, tracker, offset)
-        delays = self._policy.delays()
         while not self._stop.is_set():
             try:
                 check_position(self.log_endpoint, session.restart_point())
@@ -260,15 +268,13 @@ class BinlogReader:
                     raise
                 if self._stop.is_set():
                     break
-                if session.streamed:  # the last connection worked: start backing off afresh
-                    delays, session.streamed = self._policy.delays(), False
-                backoff = next(delays)  # the log's policy has no budget
-                session.flush(force=True)
+                session.flush(force=True)  # what was read before the failure goes out (its state with it)
                 session.reset_after_disconnect()
+                session.streamed = False
                 self._close_stream()
                 self.reconnects += 1
-                log.warning("binlog stream from %r lost (%s); reconnecting in %.1fs from %s", self.log_endpoint,
-                            e, backoff, session.restart_point())
+                # logged, told to the listener; past the patience: the error poll() raises
+                backoff = self._outage.failed(e, session.restart_point())
                 if self._stop.wait(backoff):
                     break
         session.flush(force=True)
@@ -280,19 +286,25 @@ class BinlogReader:
         self.prepare()
         return True
 
+    def _answered(self) -> None:
+        """The first event arrived on a new connection: the outage (if any) is over."""
+        self._outage.over()
+
     def _retry(self, fn: Callable[[], _T]) -> _T | None:
-        """Run fn until it stops failing with a failure worth retrying (or the reader is closed)."""
-        delays = self._policy.delays()
+        """Run fn until it stops failing with a failure worth retrying, within the patience (or the reader is
+        closed)."""
         while not self._stop.is_set():
             try:
-                return fn()
+                result = fn()
             except Exception as e:
                 if not retryable(e):
                     raise
-                backoff = next(delays)  # the log's policy has no budget
-                log.warning("%s; retrying in %.1fs", e, backoff)
+                backoff = self._outage.failed(e, self._offset.restart_point if self._offset is not None else None)
                 if self._stop.wait(backoff):
                     return None
+            else:
+                self._outage.over()
+                return result
         return None
 
     def _open_stream(self, p: LogPosition) -> BinLogStreamReader:

@@ -98,6 +98,8 @@ class Owner(Protocol):
 
     def _put(self, item: Any) -> bool: ...
 
+    def _answered(self) -> None: ...  # the first event arrived on a new connection
+
 
 class Session:
     """The thread's view of the stream: position, transaction, decoders and the pending batch.
@@ -305,7 +307,9 @@ class Session:
                 self._apply_live()  # between transactions, before the next one's first event
             now = time.monotonic()
             r.last_event_time = now
-            self.streamed = True
+            if not self.streamed:  # the first event on this connection: the source answers again
+                self.streamed = True
+                r._answered()
             pkt = ev.packet
             end = pkt.log_pos
             cls = type(ev)

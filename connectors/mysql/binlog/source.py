@@ -84,13 +84,13 @@ class BinlogSource(FixedPartitionedSource[Batch, LogState]):
         self._kwargs: dict[str, Any] = dict(
             server_id=server_id, tables=tuple(tables), selector=selector, history_dir=history_dir, stop_at=stop_at,
             sql_endpoint=sql_endpoint, batch_size=batch_size, max_batches=max_batches, heartbeat=heartbeat, live=live,
-            backfill_page=backfill_page)
+            backfill_page=backfill_page, listener=listener)
         self._log_endpoint = log_endpoint
         self._start = start
         self._gate = gate
         self._heartbeats = heartbeats  # seconds between heartbeat messages (0: none), see `heartbeat`
         self._heartbeat_writer = heartbeat_writer
-        self._listener = listener  # rows read, position, lag (`obsync.core.listeners`)
+        self._listener = listener  # rows read, position, lag, waits for the source (`obsync.core.listeners`)
 
     def list_parts(self) -> list[str]:
         return [PARTITION]

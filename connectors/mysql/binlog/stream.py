@@ -8,8 +8,10 @@ non-blocking scans) open their streams here, so the two are set up alike:
 - the replication connection raises `StreamLost` (obsync.connectors.mysql.failures) when it drops, where
   mysql-replication would silently reconnect from its own position, possibly inside a transaction whose table
   maps came before it: the caller decides where to resume;
-- a silent connection counts as dead after a read timeout: 4 heartbeats (at least 30 s) on a blocking stream,
-  60 s on a scan;
+- a silent connection counts as dead after the log endpoint's `read_timeout` (`source.read_timeout`, 60 s by
+  default) without a packet; on a blocking stream the server sends a heartbeat whenever it has had nothing
+  to send for a while (`stream_heartbeat`: at most a quarter of that timeout), so only a dead or stalled
+  connection stays silent that long;
 - mysql-replication's logging is off (it would log the connection settings, password included);
 - events it cannot decode are handed out as `NotImplementedEvent`s rather than dropped, so the caller sees
   every event type (compressed transactions, anonymous GTIDs).
@@ -37,8 +39,6 @@ from pymysqlreplication.binlogstream import MYSQL_EXPECTED_ERROR_CODES
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.failures import StreamLost
 
-SCAN_READ_TIMEOUT = 60  # seconds without a packet on a non-blocking stream: the connection is dead
-
 
 class _StreamConnection(pymysql.connections.Connection):
     """The replication connection: its drop is raised as `StreamLost`, past mysql-replication."""
@@ -53,9 +53,10 @@ class _StreamConnection(pymysql.connections.Connection):
             raise
 
 
-def read_timeout(heartbeat: float | None) -> int:
-    """Seconds without a packet after which the replication connection is dead."""
-    return SCAN_READ_TIMEOUT if heartbeat is None else max(30, int(heartbeat * 4) + 1)
+def stream_heartbeat(wanted: float, read_timeout: float) -> float:
+    """The heartbeat period to ask the server for: `wanted`, but at most a quarter of the read timeout (an idle
+    stream must not look silent)."""
+    return min(wanted, read_timeout / 4)
 
 
 def open_stream(log_endpoint: Endpoint, sql_endpoint: Endpoint, *, server_id: int, file: str, pos: int,
@@ -65,12 +66,14 @@ def open_stream(log_endpoint: Endpoint, sql_endpoint: Endpoint, *, server_id: in
     """A replication stream of `events` from `file`:`pos` (an event boundary), as replica `server_id`.
 
     `blocking` waits for new events at the end of the binlog (with a server heartbeat every `heartbeat`
-    seconds); otherwise the stream ends there. `only_schemas`/`only_tables` filter table maps (and so rows)
-    by name before their columns are parsed; None: no filter, `[]` for tables: no table map at all.
+    seconds, at most a quarter of the endpoint's read timeout); otherwise the stream ends there.
+    `only_schemas`/`only_tables` filter table maps (and so rows) by name before their columns are parsed;
+    None: no filter, `[]` for tables: no table map at all.
     """
-    settings = {**log_endpoint.pymysql_kwargs(), "read_timeout": read_timeout(heartbeat if blocking else None)}
+    if blocking:
+        heartbeat = stream_heartbeat(1.0 if heartbeat is None else heartbeat, log_endpoint.read_timeout)
     return BinLogStreamReader(
-        connection_settings=settings,
+        connection_settings=log_endpoint.pymysql_kwargs(),
         ctl_connection_settings=sql_endpoint.pymysql_kwargs(),
         server_id=server_id,
         log_file=file,
