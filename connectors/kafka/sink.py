@@ -165,8 +165,10 @@ class _SharedProducer:
             log.info("Kafka (%s) acknowledges again after %.0f s", self.brokers, v.recovered_after)
             listener.broker_waiting(self.brokers, 0, 0.0, None)
         if pending and v.silent_for >= min(self.patience.notice, _STOP_GRACE) and stopping():
-            raise StopWhileWaiting(f"stopped while {pending} messages waited for Kafka ({self.brokers}); the next "
-                                   "start learns from Kafka which arrived")
+            msg = (f"stopped while {pending} messages waited for Kafka ({self.brokers}); the next start learns "
+                   "from Kafka which arrived")
+            log.info("%s", msg)
+            raise StopWhileWaiting(msg)
         if not v.stalled:
             return
         error = self.last_error

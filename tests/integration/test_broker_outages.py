@@ -206,3 +206,47 @@ def test_a_broker_silent_beyond_patience_fails_the_task_clearly_and_the_next_sta
     msgs = read_topic(broker.bootstrap_servers, f"Topic_{db}_orders")
     check_stream(msgs, 3)
     assert replay(msgs) == source_rows(conn, f"{db}.orders")
+
+
+def test_a_stop_while_the_broker_is_silent_is_clean_and_the_next_start_loses_nothing(
+        tmp_path, mariadb, broker, shop, user):
+    """SIGTERM while the sink waits for a frozen broker (with a patience far longer than the test): the sink stops
+    waiting, the task stops cleanly within the bound (exit 0, status stopped), and the next start, with the
+    broker back, writes every change once."""
+    db, conn = shop
+    _seed(conn, db, 5000)
+    task = _task(tmp_path, mariadb, broker, db, user, stall_timeout=1, patience="forever")
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(obsync_cmd("run", str(task), "--stop-timeout", "30"), cwd=ROOT, stdout=out,
+                                stderr=out)
+        try:
+            _wait_for(lambda: (_status(tmp_path).get("messages_written") or 0) > 0, 90, "the first writes",
+                      proc, log)
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                _wait_for(lambda: _status(tmp_path).get("waiting_for_broker"), 30, "the wait for the broker",
+                          proc, log)
+                proc.send_signal(signal.SIGTERM)
+                rc = proc.wait(60)
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text(errors="replace")
+    assert rc == 0, text[-4000:]
+    assert "stopped; the next run resumes from the last consistent point" in text, text[-4000:]
+    assert "Traceback" not in text and "panicked" not in text, text[-4000:]
+    status = run_obsync("status", str(task)).stdout
+    assert status.splitlines()[0].endswith(": stopped"), status
+    _no_secret(text, status)
+
+    with conn.cursor() as cur:  # changes made while it was stopped
+        cur.execute(f"UPDATE {db}.orders SET qty = qty + 1 WHERE id % 7 = 0")
+        cur.execute(f"DELETE FROM {db}.orders WHERE id % 11 = 0")
+    run_obsync("run", str(task), "--until-caught-up")
+    msgs = read_topic(broker.bootstrap_servers, f"Topic_{db}_orders")
+    check_stream(msgs, 3)
+    assert replay(msgs) == source_rows(conn, f"{db}.orders")
