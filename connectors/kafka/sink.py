@@ -381,6 +381,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: SinkState | None) -> _Lane:
         shared = _SharedProducer.get(self._conf, self._tuning, self._patience)
+        shared.failed = False  # a new dataflow (the producer outlives a failed one in the same process)
         lane = _Lane(for_part, self._task_id, self._conf, shared, self._required,
                      lambda: self._on_delivered(for_part), self._listener, rescanned=self._rescanned,
                      stopping=self._stopping)
