@@ -15,6 +15,7 @@ from `OBSYNC_STATE_DIR`, default `./state/<task name>`; `OBSYNC_UNTIL_CAUGHT_UP=
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from obsync.connectors.mysql.snapshot.source import SnapshotSource
 from obsync.runtime import metrics
 from obsync.runtime.prepare import Runtime, kafka_conf, prepare
 from obsync.runtime.progress import Progress
-from obsync.runtime.settings import log_endpoint, sql_endpoint
+from obsync.runtime.settings import broker_patience, log_endpoint, sql_endpoint
 from obsync.runtime.validate import load_checked_task
 from obsync.steps.large_messages import LargeMessages
 from obsync.steps.ratelimit import bytewax_processes, limiter_for
@@ -38,8 +39,10 @@ from obsync.steps.shaping import Shaper
 from obsync.task.resources import plan_resources
 
 
-def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
-    """The dataflow of a prepared task."""
+def build_flow(rt: Runtime, progress: Progress | None = None,
+               stopping: Callable[[], bool] = lambda: False) -> Dataflow:
+    """The dataflow of a prepared task; `stopping()`: whether a stop was requested (the sink then stops
+    waiting for a silent Kafka)."""
     task = rt.task
     progress = progress or Progress()
     res = plan_resources(task, task.workers)  # resources.full / .incremental (presets or explicit)
@@ -88,7 +91,8 @@ def build_flow(rt: Runtime, progress: Progress | None = None) -> Dataflow:
     routed = op.flat_map("encode", shaped, router.route)
     op.output("kafka", routed, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
-        listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams))
+        listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams,
+        patience=broker_patience(task.target), stopping=stopping))
     return flow
 
 

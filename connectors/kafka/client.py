@@ -52,6 +52,11 @@ def config_problem(settings: KafkaSettings) -> str | None:
         text = str(e)
     else:
         return None
+    return mask_secrets(text, conf)
+
+
+def mask_secrets(text: str, conf: dict[str, Any]) -> str:
+    """`text` (a librdkafka message) with the value of every secret setting of `conf` masked."""
     for k, v in conf.items():
         if redacted({k: v})[k] == "***" and str(v):
             text = text.replace(str(v), "***")

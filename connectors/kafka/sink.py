@@ -26,6 +26,7 @@ from typing import Any, cast
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from obsync.connectors.kafka.client import mask_secrets
 from obsync.connectors.kafka.records import (
     POS_HEADER,
     SEQ_HEADER,
@@ -35,26 +36,54 @@ from obsync.connectors.kafka.records import (
     parse_part_name,
     part_name,
 )
+from obsync.connectors.kafka.stall import AckWatch, BrokerPatience
 from obsync.connectors.kafka.tail import written_positions
 from obsync.core.changes import StreamDone
-from obsync.core.errors import SinkError, StateError
+from obsync.core.errors import SinkError, StateError, StopWhileWaiting
 from obsync.core.listeners import NOOP_SINK_LISTENER, SinkListener
 from obsync.core.positions import Position, position_from_json, position_to_header
 
 log = logging.getLogger(__name__)
 
 _SEQ_BYTES = [str(i).encode() for i in range(16)]
+_SLICE = 0.5  # s of one slice of waiting for Kafka (then the silence is judged, and a stop request heard)
+_STOP_GRACE = 2.0  # s without acknowledgement after which a stop stops waiting (the broker notice, if shorter)
+
+
+def _never() -> bool:
+    return False
+
+
 SinkState = dict[str, Any]  # {"partitions": {"topic#p": {"offset", "last": {stream: [pos, seq]}}}, "done": [...]}
 
 
 class _SharedProducer:
-    """One idempotent producer per process, shared by the parts it hosts; delivery reports go to the part."""
+    """One idempotent producer per process, shared by the parts it hosts; delivery reports go to the part.
+
+    Waiting for Kafka (a full queue in `produce`, a `flush`) is done in slices of `_SLICE` s; after each,
+    `_watch` (an `AckWatch`) judges the silence: a broker that has acknowledged nothing for `patience.notice`
+    s while messages wait is logged (naming the brokers, the messages waiting and librdkafka's last error)
+    and told to the listener (`broker_waiting`: status.json, metrics) until acknowledgements resume; after
+    `patience.patience` s the wait ends with a `SinkError`. librdkafka keeps retrying (reconnecting with its
+    own backoff) meanwhile, and its `message.timeout.ms` is set beyond the patience (`BrokerPatience`), unless
+    `target.properties` sets it. A stop (`stopping()` true) ends a wait once nothing was acknowledged for `_STOP_GRACE` s
+    (`StopWhileWaiting`): the stop needs no acknowledgement, the next start learns from Kafka what arrived.
+    """
 
     _instances: dict[tuple, _SharedProducer] = {}
     _lock = threading.Lock()
 
-    def __init__(self, conf: dict[str, Any], tuning: dict[str, Any] | None = None) -> None:
+    def __init__(self, conf: dict[str, Any], tuning: dict[str, Any] | None = None,
+                 patience: BrokerPatience = BrokerPatience()) -> None:
         self.parts: dict[tuple[str, int], _Written] = {}
+        self.patience = patience
+        self.brokers = str(conf.get("bootstrap.servers", "?"))
+        self._conf = conf
+        self._watch = AckWatch(patience)
+        self.last_error: str | None = None  # librdkafka's last error (error_cb), secrets masked
+        self.failed = False  # a part raised an error (the dataflow is ending: `_Lane.close`)
+        timeout = ({} if {"message.timeout.ms", "delivery.timeout.ms"} & set(conf)
+                   else {"message.timeout.ms": patience.message_timeout_ms()})
         self.producer = Producer({
             "enable.idempotence": True,  # no duplicates or reordering from retries
             "acks": "all",
@@ -63,46 +92,101 @@ class _SharedProducer:
             "compression.type": "lz4",
             "queue.buffering.max.kbytes": 65536,  # bounds memory held in the producer
             "logger": logging.getLogger("obsync.rdkafka"),  # librdkafka's own log lines, via logging
+            **timeout,  # librdkafka never fails a message before the patience runs out
             **(tuning or {}),  # from the task's resources (`obsync.task.resources`)
             **conf,  # the user's target.properties win
             "on_delivery": self._on_delivery,
+            "error_cb": self._on_error,
         })
 
     @classmethod
-    def get(cls, conf: dict[str, Any], tuning: dict[str, Any] | None = None) -> _SharedProducer:
-        key = tuple(sorted((k, str(v)) for k, v in {**(tuning or {}), **conf}.items()))
+    def get(cls, conf: dict[str, Any], tuning: dict[str, Any] | None = None,
+            patience: BrokerPatience = BrokerPatience()) -> _SharedProducer:
+        key = (tuple(sorted((k, str(v)) for k, v in {**(tuning or {}), **conf}.items())), patience)
         with cls._lock:
             if key not in cls._instances:
-                cls._instances[key] = cls(conf, tuning)
+                cls._instances[key] = cls(conf, tuning, patience)
             return cls._instances[key]
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            self._watch.acked()
         w = self.parts.get((msg.topic(), msg.partition()))
         if w is None:
             return
         if err is not None:
             if w.lane.error is None:
-                w.lane.error = SinkError(f"write to {msg.topic()}[{msg.partition()}] failed: {err.str()}")
+                w.lane.error = SinkError(self._delivery_error(msg, err))
         else:
             if msg.offset() >= w.next_offset:
                 w.next_offset = msg.offset() + 1
             w.lane.listener.acked(msg.topic(), len(msg))
 
-    def produce(self, rec: OutRecord, headers: list[tuple[str, str | bytes | None]]) -> None:
+    def _delivery_error(self, msg: Any, err: KafkaError) -> str:
+        text = f"write to {msg.topic()}[{msg.partition()}] failed: {mask_secrets(err.str(), self._conf)}"
+        if err.code() == KafkaError._MSG_TIMED_OUT:
+            text += (" (librdkafka's message.timeout.ms ran out: Kafka did not acknowledge the message in time; "
+                     "start the task again to resume from the last saved point, nothing is lost)")
+        return text
+
+    def _on_error(self, err: KafkaError) -> None:
+        """librdkafka's errors (broker down, unreachable, refusing): it retries by itself; kept for the log."""
+        self.last_error = mask_secrets(err.str(), self._conf)
+
+    def produce(self, rec: OutRecord, headers: list[tuple[str, str | bytes | None]],
+                listener: SinkListener = NOOP_SINK_LISTENER, stopping: Callable[[], bool] = _never) -> None:
         """Write `rec` with `headers` (typed as the producer takes them: its list type is invariant)."""
         while True:
             try:
                 self.producer.produce(rec.topic, rec.value, rec.key, partition=rec.partition, headers=headers)
                 return
-            except BufferError:
-                self.producer.poll(0.1)  # queue full: serve delivery reports, then retry
+            except BufferError:  # queue full: serve delivery reports, then retry
+                self.producer.poll(_SLICE)
+                self._judge(len(self.producer), "room in the producer's queue", listener, stopping)
             except KafkaException as e:
-                raise SinkError(f"cannot write to {rec.topic}[{rec.partition}]: {e.args[0].str()}") from None
+                raise SinkError(f"cannot write to {rec.topic}[{rec.partition}]: "
+                                f"{mask_secrets(e.args[0].str(), self._conf)}") from None
 
-    def flush(self) -> None:
-        remaining = self.producer.flush(120)
-        if remaining:
-            raise SinkError(f"{remaining} messages were not acknowledged by Kafka within 120 s")
+    def flush(self, listener: SinkListener = NOOP_SINK_LISTENER, stopping: Callable[[], bool] = _never) -> None:
+        """Wait until Kafka acknowledged every message produced (or failed it: see the lanes' `error`)."""
+        while True:
+            remaining = self.producer.flush(_SLICE)
+            self._judge(remaining, "acknowledgements", listener, stopping)
+            if not remaining:
+                return
+
+    def observe(self, listener: SinkListener) -> None:
+        """After a batch was produced and delivery reports served: start timing the messages now waiting."""
+        self._judge(len(self.producer), "acknowledgements", listener, _never)
+
+    def _judge(self, pending: int, what: str, listener: SinkListener, stopping: Callable[[], bool]) -> None:
+        v = self._watch.observe(pending)
+        if v.recovered_after is not None:
+            log.info("Kafka (%s) acknowledges again after %.0f s", self.brokers, v.recovered_after)
+            listener.broker_waiting(self.brokers, 0, 0.0, None)
+        if pending and v.silent_for >= min(self.patience.notice, _STOP_GRACE) and stopping():
+            msg = (f"stopped while {pending} messages waited for Kafka ({self.brokers}); the next start learns "
+                   "from Kafka which arrived")
+            log.info("%s", msg)
+            raise StopWhileWaiting(msg)
+        if not v.stalled:
+            return
+        error = self.last_error
+        patience = self.patience.patience
+        if v.give_up:
+            listener.broker_waiting(self.brokers, 0, 0.0, None)
+            raise SinkError(
+                f"Kafka ({self.brokers}) acknowledged nothing for {v.silent_for:.0f} s while {pending} messages "
+                f"waited for {what} (target.patience: {patience:g} s); last error from the client: "
+                f"{error or 'none (the brokers are silent)'}. Make the brokers reachable and start the task "
+                "again: it resumes from the last saved point, nothing is lost or written twice")
+        listener.broker_waiting(self.brokers, pending, v.silent_for, error)
+        if v.announce:
+            left = "retrying forever" if patience is None else \
+                f"retrying until target.patience ({patience:g} s) runs out"
+            log.warning("waiting for Kafka (%s): %d messages not acknowledged for %.0f s (waiting for %s); "
+                        "last error: %s; %s", self.brokers, pending, v.silent_for, what,
+                        error or "none (the brokers are silent)", left)
 
 
 @dataclass
@@ -145,6 +229,7 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
     error: SinkError | None = None
     gate_open: bool = False
     rescanned: frozenset[str] = frozenset()  # streams never replayed (see the module docstring)
+    stopping: Callable[[], bool] = _never  # a stop was requested: waits for Kafka end (`_SharedProducer`)
 
     def open(self, topic: str, partition: int, state: dict[str, Any] | None = None) -> _Written:
         """Start writing a partition: restore its state, then learn what Kafka holds past its offset."""
@@ -167,8 +252,16 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
         return w
 
     def write_batch(self, values: list[list[OutItem]]) -> None:
+        try:
+            self._write_batch(values)
+        except BaseException:
+            self.shared.failed = True
+            raise
+
+    def _write_batch(self, values: list[list[OutItem]]) -> None:
         task = self.task_id.encode()
-        produce = self.shared.produce
+        shared = self.shared
+        listener, stopping = self.listener, self.stopping
         written = self.written
         written_n = skipped = size = 0
         last_rec = None
@@ -192,11 +285,12 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
                     (SEQ_HEADER, _SEQ_BYTES[seq] if seq < 16 else str(seq).encode())]
                 if it.headers:
                     headers.extend(it.headers)
-                produce(it, headers)
+                shared.produce(it, headers, listener, stopping)
                 written_n += 1
                 size += len(it.value or b"")
                 last_rec = it
-        self.shared.producer.poll(0)
+        shared.producer.poll(0)
+        shared.observe(listener)
         if written_n:
             self.listener.wrote(cast(OutRecord, last_rec), written_n, size)  # the last record written
         if skipped:
@@ -205,7 +299,7 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
         if self.error:
             raise self.error
         if not self.gate_open and self.required_streams <= self.done:
-            self.shared.flush()
+            self.shared.flush(self.listener, self.stopping)
             self._raise_error()
             self.gate_open = True
             self.on_delivered()
@@ -223,16 +317,30 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
             raise self.error
 
     def snapshot(self) -> SinkState:
-        self.shared.flush()
-        self._raise_error()
+        try:
+            self.shared.flush(self.listener, self.stopping)
+            self._raise_error()
+        except BaseException:
+            self.shared.failed = True
+            raise
         return {
             "partitions": {part_name(t, p): w.to_json() for (t, p), w in sorted(self.written.items())},
             "done": sorted(self.done),
         }
 
     def close(self) -> None:
-        self.shared.flush()
-        self._raise_error()
+        """Flush what is left; never raises. Bytewax calls it after the last snapshot (which flushed and raised
+        any error) when the dataflow ends, and also while it tears the dataflow down after an error or a stop,
+        when an exception would abort the process (a panic while unwinding): problems are logged."""
+        if self.shared.failed:
+            return  # torn down after this producer's failure, which was raised already
+        try:
+            self.shared.flush(self.listener, self.stopping)
+            self._raise_error()
+        except StopWhileWaiting as e:
+            log.info("%s: %s", self.name, e)
+        except SinkError as e:
+            log.error("%s: %s", self.name, e)
 
 
 class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
@@ -243,12 +351,15 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     received the `StreamDone` of each, and flushed, `on_delivered(lane)` is called (the log source waits
     for every lane). `listener` hears what is written, dropped and acknowledged (`obsync.core.listeners`).
     `rescanned_streams`: streams whose replays come under new positions, never dropped (module docstring).
+    `patience`: how long Kafka may be silent before it is reported, and before the task fails;
+    `stopping()`: whether a stop was requested (a wait for a silent Kafka then ends; `_SharedProducer`).
     """
 
     def __init__(self, target_conf: dict[str, Any], lanes: list[str], task_id: str,
                  required_streams: frozenset[str], on_delivered: Callable[[str], None],
                  listener: SinkListener = NOOP_SINK_LISTENER, producer_conf: dict[str, Any] | None = None,
-                 rescanned_streams: frozenset[str] = frozenset()) -> None:
+                 rescanned_streams: frozenset[str] = frozenset(), patience: BrokerPatience = BrokerPatience(),
+                 stopping: Callable[[], bool] = _never) -> None:
         self._conf = target_conf
         self._tuning = producer_conf or {}  # producer settings from the task's resources
         self._lanes = sorted(lanes)
@@ -258,6 +369,8 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         self._on_delivered = on_delivered
         self._listener = listener
         self._rescanned = rescanned_streams
+        self._patience = patience
+        self._stopping = stopping
         listener.use_acks()  # messages and bytes written are counted when Kafka acknowledges them
 
     def list_parts(self) -> list[str]:
@@ -267,9 +380,11 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         return self._index[item_key]
 
     def build_part(self, step_id: str, for_part: str, resume_state: SinkState | None) -> _Lane:
-        shared = _SharedProducer.get(self._conf, self._tuning)
+        shared = _SharedProducer.get(self._conf, self._tuning, self._patience)
+        shared.failed = False  # a new dataflow (the producer outlives a failed one in the same process)
         lane = _Lane(for_part, self._task_id, self._conf, shared, self._required,
-                     lambda: self._on_delivered(for_part), self._listener, rescanned=self._rescanned)
+                     lambda: self._on_delivered(for_part), self._listener, rescanned=self._rescanned,
+                     stopping=self._stopping)
         state = resume_state or {"partitions": {}, "done": []}
         if "partitions" not in state:
             raise StateError(f"sink state of {for_part} was written by an older obsync (one part per Kafka "

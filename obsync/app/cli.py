@@ -156,7 +156,14 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
         init_db_dir(recovery, 1)
     progress = Progress(task.progress_interval, topic_of=rt.layout.topic_of,
                         status_path=rt.state.root / "status.json")
-    flow = build_flow(rt, progress)
+    heard: list[bool] = []  # the sink asked and heard of the stop (it then ends its wait for a silent Kafka)
+
+    def stopping() -> bool:
+        if stopper.requested:
+            heard.append(True)
+        return stopper.requested
+
+    flow = build_flow(rt, progress, stopping=stopping)
     _reload_on_sighup(rt, args.task)
     # Every row allocates a few short-lived containers; the default gen-0 threshold (700) makes the cyclic
     # collector run thousands of times a second for no garbage (rows hold no cycles). Collect less often,
@@ -174,7 +181,9 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
         watch.stop()
         progress.stop()
         _stop_metrics_server(server)
-        if stopper.requested and _cause_of_type(e, KeyboardInterrupt) is not None:
+        # a stop: the signal itself, or the sink ending its wait for Kafka because of it (a worker's error that
+        # the engine may report as a bare panic, without its cause)
+        if stopper.requested and (_cause_of_type(e, KeyboardInterrupt) or heard):
             progress.maybe_report(force=True)
             progress.write_status(state="stopped")
             metrics.set_up(False)

@@ -179,9 +179,9 @@ def state_status(state: TaskState, name: str | None = None) -> dict[str, Any]:
         out.update({k: report.get(k) for k in ("lag_seconds", "messages_written", "bytes_written",
                                                 "messages_per_second", "bytes_per_second", "log_position_read",
                                                 "log_position_written", "full_sync", "error",
-                                                "waiting_for_source")})
-        if st != "running":
-            out["waiting_for_source"] = None  # a wait is news only while the task runs
+                                                "waiting_for_source", "waiting_for_broker")})
+        if st != "running":  # a wait is news only while the task runs
+            out["waiting_for_source"] = out["waiting_for_broker"] = None
         out["reported_seconds_ago"] = round(age, 1)
         if st == "running" and age > STALE_AFTER:
             out["note"] = f"no progress report for {age:.0f} s (preparing, or stuck: see {root / LOG_FILE})"
@@ -239,6 +239,10 @@ def format_status(s: dict[str, Any]) -> str:
     if s.get("waiting_for_source"):
         w = s["waiting_for_source"]
         lines.append(f"  waiting     for {w['for']} for {w['seconds']:.0f} s (reconnecting): {w['error']}")
+    if s.get("waiting_for_broker"):
+        w = s["waiting_for_broker"]
+        lines.append(f"  waiting     for {w['for']} for {w['seconds']:.0f} s ({w['pending']:,} messages not "
+                     f"acknowledged): {w['error'] or 'no error, the brokers are silent'}")
     if s.get("error"):
         lines.append(f"  error       {s['error']}")
     if s.get("note"):

@@ -40,3 +40,8 @@ class SinkError(ObsyncError):
 
 class StateError(ObsyncError):
     """The task's saved state is missing, damaged or belongs to another task."""
+
+
+class StopWhileWaiting(ObsyncError):
+    """A stop was requested while the sink waited for a silent Kafka: the stop, not a failure; the next start
+    resumes from the last saved point."""

@@ -1,7 +1,7 @@
 """What the sources and the sink report while they run, as protocols with a no-op implementation.
 
     sources ─ SourceListener ─> (obsync.runtime.source_stats.SourceStats: progress display, metrics, status)
-    sink    ─ SinkListener   ─> (obsync.runtime.progress.Progress)
+    sink    ─ SinkListener   ─> (obsync.runtime.progress.Progress: counts, lag, metrics, status)
 
 The connectors take a listener as a constructor argument (default: the no-op, `NOOP_SOURCE_LISTENER`,
 `NOOP_SINK_LISTENER`) and never reach into a process-global; the flow wires the runtime's progress in. Calls
@@ -121,6 +121,10 @@ class SinkListener(Protocol):
     def skipped(self, n: int) -> None:
         """`n` replayed records were dropped, having been written before."""
 
+    def broker_waiting(self, brokers: str, pending: int, seconds: float, error: str | None) -> None:
+        """Kafka (`brokers`) has acknowledged nothing for `seconds` while `pending` messages wait, past the
+        notice time (`error`: the client's last error, None if none); `pending` 0: no longer waits."""
+
 
 class NoopSourceListener:
     """A `SourceListener` that ignores everything."""
@@ -151,6 +155,9 @@ class NoopSinkListener:
         pass
 
     def skipped(self, n: int) -> None:
+        pass
+
+    def broker_waiting(self, brokers: str, pending: int, seconds: float, error: str | None) -> None:
         pass
 
 

@@ -95,6 +95,9 @@ LAST_WRITE = Gauge("obsync_last_write_timestamp_seconds", "when a message was la
 SOURCE_WAITING = Gauge("obsync_source_waiting_seconds", "how long obsync has been waiting for a source that is "
                        "down or silent to answer again (reconnecting with backoff within source.patience); 0 "
                        "while it answers", ["task"], registry=REGISTRY)
+BROKER_WAITING = Gauge("obsync_broker_waiting_seconds", "how long Kafka has been acknowledging nothing while "
+                       "messages wait, once past target.stall_timeout (the sink keeps waiting within "
+                       "target.patience); 0 while it acknowledges", ["task"], registry=REGISTRY)
 FULL_ROWS_DONE = Gauge("obsync_full_sync_rows_done", "full sync: rows read so far, this run and the runs "
                        "before it", ["task", "table"], registry=REGISTRY)
 FULL_ROWS_ESTIMATED = Gauge("obsync_full_sync_rows_estimated", "full sync: rows the plan expects (exact at "
@@ -108,7 +111,7 @@ FULL_CHUNKS_TOTAL = Gauge("obsync_full_sync_chunks_total", "full sync: chunks in
 _LABELLED = (UP, FAILED, START_TIME, PHASE, ROWS_READ, LOG_BYTES_READ, MESSAGES_WRITTEN, BYTES_WRITTEN,
              MESSAGES_SKIPPED, ERRORS, LAG, COMMIT_TO_ACK, LOG_POSITION_FILE, LOG_POSITION_OFFSET, LAST_WRITE,
              FULL_ROWS_DONE, FULL_ROWS_ESTIMATED, FULL_CHUNKS_DONE, FULL_CHUNKS_TOTAL, LARGE_MESSAGES,
-             SOURCE_WAITING)
+             SOURCE_WAITING, BROKER_WAITING)
 
 _task = ""
 _lock = threading.Lock()
@@ -137,6 +140,7 @@ def configure(task: str) -> None:
     _child(PHASE).state("starting")
     _child(LAG).set(math.nan)
     _child(SOURCE_WAITING).set(0)
+    _child(BROKER_WAITING).set(0)
     for stage in ("read", "written"):
         _child(LOG_POSITION_FILE, stage).set(math.nan)
         _child(LOG_POSITION_OFFSET, stage).set(math.nan)
@@ -249,6 +253,11 @@ def set_lag_function(fn: Callable[[], float | None]) -> None:
 def set_source_waiting_function(fn: Callable[[], float]) -> None:
     """The source-waiting gauge reads `fn()` (seconds) at every scrape."""
     _child(SOURCE_WAITING).set_function(fn)
+
+
+def set_broker_waiting_function(fn: Callable[[], float]) -> None:
+    """The broker-waiting gauge reads `fn()` (seconds) at every scrape."""
+    _child(BROKER_WAITING).set_function(fn)
 
 
 def set_read_position_function(fn: Callable[[], tuple[int, int] | None]) -> None:

@@ -10,8 +10,8 @@ Three parts, all fed once per batch (never per row):
   incremental).
 - `Progress` (one per sink; its `SinkListener`): the Kafka sink calls `wrote()` per batch it hands to the
   producer, `skipped()` for the replays it drops, and, when it reports acknowledgements (`use_acks()`),
-  `acked()` per message Kafka acknowledged. It computes the lag (`lag_seconds`) and feeds the Prometheus
-  metrics (`obsync.runtime.metrics`).
+  `acked()` per message Kafka acknowledged, and `broker_waiting()` while Kafka acknowledges nothing. It
+  computes the lag (`lag_seconds`) and feeds the Prometheus metrics (`obsync.runtime.metrics`).
 - The display (`Progress.start()`, drawn with `obsync.runtime.display`): on a terminal, a bar per table
   during full sync (rows done / estimated, rate, ETA), redrawn twice a second; otherwise a log line every
   `interval` seconds. In incremental sync, a line with lag, throughput and positions every `interval` seconds.
@@ -97,6 +97,7 @@ class Progress:
         self._full_done_logged = False
         self.status_path = status_path  # where `status()` is written every couple of seconds (`obsync status`)
         self._status_at = 0.0
+        self._broker_wait: tuple[str, float, float, int, str | None] | None = None  # `broker_waiting`
         metrics.set_lag_function(self.lag_seconds)
         metrics.set_collect_hook("progress", self.fold)
 
@@ -162,6 +163,30 @@ class Progress:
     def skipped(self, n: int) -> None:
         self.dropped += n
         metrics.skipped(n)
+
+    def broker_waiting(self, brokers: str, pending: int, seconds: float, error: str | None) -> None:
+        """Kafka (`brokers`) has acknowledged nothing for `seconds` while `pending` messages wait (0: over)."""
+        now = time.monotonic()
+        with self._lock:
+            if pending <= 0:
+                self._broker_wait = None
+            else:  # (brokers, monotonic and epoch time the silence began, pending, error)
+                self._broker_wait = (brokers, now - seconds, time.time() - seconds, pending, error)
+        metrics.set_broker_waiting_function(self.broker_waiting_seconds)
+
+    def broker_waiting_seconds(self) -> float:
+        """How long Kafka has been acknowledging nothing while messages wait, once noticed (0: it answers)."""
+        w = self._broker_wait
+        return 0.0 if w is None else time.monotonic() - w[1]
+
+    def broker_wait(self) -> dict[str, Any] | None:
+        """The wait for Kafka, for status.json (None: no wait)."""
+        w = self._broker_wait
+        if w is None:
+            return None
+        brokers, since, epoch, pending, error = w
+        return {"for": f"Kafka {brokers}", "since": epoch, "seconds": round(time.monotonic() - since, 1),
+                "pending": pending, "error": error}
 
     # -- derived -------------------------------------------------------------------------------------------
 
@@ -369,6 +394,7 @@ class Progress:
                            "chunks_done": t.chunks_done, "chunks_total": t.chunks_total}
                           for t in self.stats.full_sync()],
             **({"waiting_for_source": waiting} if (waiting := self.stats.waiting()) else {}),
+            **({"waiting_for_broker": broker} if (broker := self.broker_wait()) else {}),
             **extra,
         }
 

@@ -77,11 +77,16 @@ class SourceConfig(_Model):
     @field_validator("patience", mode="before")
     @classmethod
     def _patience(cls, v: Any) -> Any:
-        if v == "forever":
-            return v
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-            raise ValueError(f"{v!r} is not a number of seconds (0 or more) nor `forever`")
+        return _seconds_or_forever(v)
+
+
+def _seconds_or_forever(v: Any) -> Any:
+    """A patience: a number of seconds (0 or more) or `forever`."""
+    if v == "forever":
         return v
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+        raise ValueError(f"{v!r} is not a number of seconds (0 or more) nor `forever`")
+    return v
 
 
 class TargetConfig(_Model):
@@ -89,6 +94,17 @@ class TargetConfig(_Model):
 
     bootstrap_servers: str
     properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    stall_timeout: float = Field(30.0, gt=0, description="seconds messages may wait with no acknowledgement "
+                                                        "from Kafka before the broker counts as stalled "
+                                                        "(logged, shown in status and the metrics)")
+    patience: float | Literal["forever"] = Field(
+        600.0, description="seconds the sink waits for a Kafka that acknowledges nothing before the task "
+                           "fails, or `forever`")
+
+    @field_validator("patience", mode="before")
+    @classmethod
+    def _patience(cls, v: Any) -> Any:
+        return _seconds_or_forever(v)
 
 
 DmlOp = Literal["insert", "update", "delete"]

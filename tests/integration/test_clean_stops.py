@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.helpers.blackhole import BlackholeProxy
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import obsync_cmd, run_obsync, write_task
 from tests.helpers.workload import check_stream, replay, source_rows, write_concurrently
@@ -89,40 +91,45 @@ def test_stops_at_random_moments_under_load_are_always_clean(tmp_path, mariadb, 
 
 
 def test_a_stop_that_cannot_finish_says_why_and_exits_1(tmp_path, mariadb, kafka, shop):
-    """The broker freezes (SIGSTOP) while the task writes: the stop waits for Kafka, and after --stop-timeout it
-    gives up, naming what it waited in, marks the task failed and exits 1; the next run loses nothing."""
+    """The source goes silent (packets dropped) while full sync reads it, with a read timeout longer than the
+    stop's bound: the stop waits in the read, and after --stop-timeout it gives up, naming what it waited in,
+    marks the task failed and exits 1; the next run loses nothing. (A silent Kafka no longer holds a stop up:
+    the sink stops waiting for it, `test_broker_outages`.)"""
     db, conn = shop
     with conn.cursor() as cur:
         cur.execute(f"INSERT INTO {db}.orders SELECT seq, CONCAT('row', seq), seq, 9.99, 'seed' "
                     f"FROM {db}.seq_1_to_20000")
-    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
-                      snapshot={"chunk_size": 2000, "batch_size": 200})
-    log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(obsync_cmd("run", str(task), "--stop-timeout", "5"), cwd=ROOT, stdout=out,
-                                stderr=out)
-        try:
-            deadline = time.monotonic() + 60
-            while ", state in " not in log.read_text(errors="replace"):
-                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
-                time.sleep(0.05)
-            time.sleep(1.5)
-            os.kill(kafka.pid, signal.SIGSTOP)
+    with BlackholeProxy(mariadb.host, mariadb.port) as proxy:
+        task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                          snapshot={"chunk_size": 2000, "batch_size": 200}, limits={"full": {"rps": 2000}})
+        doc = yaml.safe_load(task.read_text())
+        doc["source"].update(sql_host=proxy.host, sql_port=proxy.port, read_timeout=60)
+        task.write_text(yaml.safe_dump(doc))
+        log = tmp_path / "run.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(obsync_cmd("run", str(task), "--stop-timeout", "5"), cwd=ROOT, stdout=out,
+                                    stderr=out)
             try:
-                time.sleep(2)  # the sink is now waiting for acknowledgements
+                deadline = time.monotonic() + 60
+                while ", state in " not in log.read_text(errors="replace"):
+                    assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+                    time.sleep(0.05)
+                time.sleep(1.5)
+                proxy.blackhole()
+                time.sleep(2)  # the snapshot reader now waits for the source's answer
                 proc.send_signal(signal.SIGTERM)
                 rc = proc.wait(60)
             finally:
-                os.kill(kafka.pid, signal.SIGCONT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+                if proc.poll() is None:
+                    proc.kill()
     out_text = log.read_text(errors="replace")
     assert rc == 1, out_text[-4000:]
     assert "the stop (SIGTERM) did not finish within 5 s; still running: " in out_text, out_text[-4000:]
     assert "Traceback" not in out_text and "panicked" not in out_text, out_text[-4000:]
     status = run_obsync("status", str(task)).stdout
     assert status.splitlines()[0].endswith(": failed") and "did not finish within 5 s" in status, status
+    doc["source"].pop("sql_host"), doc["source"].pop("sql_port")  # the source answers again
+    task.write_text(yaml.safe_dump(doc))
     run_obsync("run", str(task), "--until-caught-up")
     msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
     check_stream(msgs, 3)

@@ -176,3 +176,36 @@ def test_a_rescanned_stream_is_never_dropped_at_or_before_its_last_position(kafk
         behind.write_batch([rows(700, 2)])
     assert [m.value for m in read_partition(kafka.bootstrap_servers, topic, 0)] == [
         b"500:1", b"500:2", b"500:3", b"900:1", b"900:2"]
+
+
+def test_an_unreachable_broker_is_waited_for_within_patience_then_named_with_the_clients_error(caplog):
+    """Nothing listens at the bootstrap address (connections refused): after the notice time the wait is logged
+    with librdkafka's error, after the patience the flush fails naming the brokers, the wait and that error;
+    the secret in the settings appears nowhere."""
+    from obsync.app.embedded.process import free_port
+    from obsync.connectors.kafka.sink import _SharedProducer
+    from obsync.connectors.kafka.stall import BrokerPatience
+
+    brokers = f"127.0.0.1:{free_port()}"
+    secret = "kafka-secret-never-shown-31"
+    shared = _SharedProducer({"bootstrap.servers": brokers, "sasl.username": "u", "sasl.password": secret},
+                             patience=BrokerPatience(notice=0.5, patience=3, repeat=30))
+    waits: list[tuple] = []
+
+    class Listener(Progress):
+        def broker_waiting(self, brokers, pending, seconds, error):
+            waits.append((brokers, pending, error))
+
+    shared.produce(rec("t", 0, LogPosition("bin.000001", 4, 0), b"v"), [])
+    with caplog.at_level("INFO"), pytest.raises(SinkError) as e:
+        shared.flush(Listener())
+    msg = str(e.value)
+    assert msg.startswith(f"Kafka ({brokers}) acknowledged nothing for 3 s while 1 messages waited for "
+                          "acknowledgements (target.patience: 3 s); last error from the client: "), msg
+    assert "Connection refused" in msg and "start the task again" in msg, msg
+    assert waits[0][:2] == (brokers, 1) and "Connection refused" in (waits[0][2] or ""), waits
+    assert waits[-1] == (brokers, 0, None)  # over, once given up
+    logged = [r.getMessage() for r in caplog.records if r.name == "obsync.connectors.kafka.sink"]
+    assert any(line.startswith(f"waiting for Kafka ({brokers}): 1 messages not acknowledged for ") for line in logged)
+    assert secret not in msg + caplog.text + repr(waits)
+    shared.producer.purge()

@@ -96,3 +96,21 @@ def test_load_task_reports_yaml_errors(tmp_path):
         load_task(p)
     with pytest.raises(ConfigError, match="cannot read task file"):
         load_task(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("side", ["source", "target"])
+def test_patience_is_seconds_or_forever_and_anything_else_is_refused_by_field(side):
+    assert getattr(task(), side).patience == 600
+    assert getattr(task(**{side: {**BASE[side], "patience": "forever"}}), side).patience == "forever"
+    assert getattr(task(**{side: {**BASE[side], "patience": 5}}), side).patience == 5
+    for bad in (-1, "ten minutes", True, None):
+        with pytest.raises(ConfigError, match=rf"`{side}.patience`.*nor `forever`"):
+            task(**{side: {**BASE[side], "patience": bad}})
+
+
+def test_the_broker_stall_timeout_is_a_positive_number_of_seconds():
+    assert task().target.stall_timeout == 30
+    assert task(target={**BASE["target"], "stall_timeout": 2.5}).target.stall_timeout == 2.5
+    for bad in (0, -3):
+        with pytest.raises(ConfigError, match=r"`target.stall_timeout`"):
+            task(target={**BASE["target"], "stall_timeout": bad})

@@ -374,3 +374,19 @@ def test_a_wait_for_the_source_shows_in_status_and_metrics_while_it_lasts():
     stats.source_waiting("shop.a/0001", "db.example:3306", None)
     assert "waiting_for_source" not in progress.status()
     assert metrics.sample("obsync_source_waiting_seconds") == 0
+
+
+def test_a_wait_for_kafka_shows_in_status_and_metrics_while_it_lasts():
+    progress = Progress(10)
+    assert "waiting_for_broker" not in progress.status()
+    assert metrics.sample("obsync_broker_waiting_seconds") == 0
+    progress.broker_waiting("kafka.example:9092", 120, 30.0, None)
+    progress.broker_waiting("kafka.example:9092", 130, 31.0, "kafka.example:9092/1: Connection refused")
+    w = progress.status()["waiting_for_broker"]
+    assert (w["for"], w["pending"], w["error"]) == ("Kafka kafka.example:9092", 130,
+                                                     "kafka.example:9092/1: Connection refused")
+    assert 31 <= w["seconds"] < 60 and abs(w["since"] + 31 - time.time()) < 5
+    assert metrics.sample("obsync_broker_waiting_seconds") >= 31
+    progress.broker_waiting("kafka.example:9092", 0, 0.0, None)
+    assert "waiting_for_broker" not in progress.status()
+    assert metrics.sample("obsync_broker_waiting_seconds") == 0
