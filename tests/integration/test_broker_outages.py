@@ -225,6 +225,8 @@ def test_a_stop_while_the_broker_is_silent_is_clean_and_the_next_start_loses_not
                       proc, log)
             os.kill(broker.pid, signal.SIGSTOP)
             try:
+                with conn.cursor() as cur:  # changes the sink must wait for (full sync may be over already)
+                    cur.execute(f"UPDATE {db}.orders SET qty = qty + 1 WHERE id % 5 = 0")
                 _wait_for(lambda: _status(tmp_path).get("waiting_for_broker"), 30, "the wait for the broker",
                           proc, log)
                 proc.send_signal(signal.SIGTERM)
