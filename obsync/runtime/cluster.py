@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,31 +145,31 @@ class ClusterState(TaskState):
         return f"control topic {self.control.topic}"
 
     def identity(self, task_name: str) -> dict[str, Any]:
-        """The task instance's identity: process 0 publishes it (its directory's, or a new one); the others
-        take it from the control topic. Kept in each directory's task.json too (for `obsync status`)."""
-        local = super().identity(task_name) if self.spec.leader else None
+        """The task instance's identity: process 0 creates it in the control topic when the topic has none (a
+        new task, or one whose control topic was deleted: it starts over, as a single process does with a new
+        state directory); the others take it from there. Kept in each directory's task.json too (for
+        `obsync status`)."""
+        path = self.root / "task.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old.get("name") != task_name:
+                raise StateError(f"state directory {self.root} belongs to task {old.get('name')!r}, not "
+                                 f"{task_name!r}; choose another state directory")
         ident = self.control.refresh().get("identity")
         if ident is None and self.spec.leader:
-            assert local is not None
             if (self.root / START_FILE).exists():
                 raise StateError(
                     f"state directory {self.root} holds the state of a single-process run of task {task_name} "
                     f"({START_FILE}), which a cluster cannot take over: its processes keep what they share in "
                     f"{self.where}. Give every process of the cluster a new, empty state directory (the task "
                     "then starts over: full sync again with sync.full), or run it as one process")
-            ident = local
+            ident = {"name": task_name, "id": uuid.uuid4().hex, "created": time.time()}
             self.control.write({"identity": ident})
         if ident is None:
             ident = self.wait_for("identity", lambda v: v is not None, "the task's identity")
         if ident.get("name") != task_name:
             raise StateError(f"{self.where} belongs to task {ident.get('name')!r}, not {task_name!r}")
-        path = self.root / "task.json"
         if not path.exists() or json.loads(path.read_text()).get("id") != ident["id"]:
-            if path.exists():
-                old = json.loads(path.read_text())
-                if old.get("name") != task_name:
-                    raise StateError(f"state directory {self.root} belongs to task {old.get('name')!r}, not "
-                                     f"{task_name!r}; choose another state directory")
             self.make()
             write_json_atomic(path, ident)
         return dict(ident)

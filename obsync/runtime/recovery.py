@@ -15,7 +15,8 @@ So, for a cluster of N processes obsync creates N partitions and gives process K
 `recovery`: `{"generation", "processes"}`) and, per process, the generation its partition was created for
 (`recovery/<K>`). At start, process K:
 
-- resumes from its partition when it holds the current generation's `part-K` of N;
+- resumes from its partition when it holds the current generation's `part-K` of N of this task instance
+  (a partition of another instance, left from before the control topic was recreated, is discarded);
 - discards a partition of an older generation (after `obsync reset-recovery`) and creates a new one;
 - creates its partition when it has none and none was created for the generation (a first start);
 - refuses to start when it has none but one was created for the generation: its directory was emptied or
@@ -78,12 +79,11 @@ def place_cluster(state: ClusterState, task_id: str) -> Path:
     generation = int(current["generation"])
     recovery = state.recovery_dir
     local = _read_local(recovery)
+    if local is not None and local.get("task_id") != task_id:
+        log.info("process %d: discarding the recovery partition in %s: it belongs to another instance of the task "
+                 "(its control topic was recreated since)", spec.process, recovery)
+        local = None
     if local is not None:
-        if local.get("task_id") != task_id:
-            raise StateError(
-                f"{recovery} holds the recovery store of another instance of this task (task id "
-                f"{local.get('task_id')}; control topic {control.topic} names {task_id}): its snapshots do not "
-                "belong to this task. Give this process an empty state directory (or remove its recovery/)")
         if int(local.get("generation", -1)) == generation:
             if (local.get("process"), local.get("processes")) != (spec.process, spec.processes):
                 raise StateError(

@@ -8,10 +8,12 @@ only its process's recovery partition and status. The kill loop (`chaos` marker)
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -209,6 +211,36 @@ def test_obsync_run_processes_runs_a_cluster_on_one_host(tmp_path, mariadb, kafk
     for k in range(2):
         assert [p.name for p in (state / f"process-{k}" / "recovery").glob("*.sqlite3")] == [f"part-{k}.sqlite3"]
     assert not (state / "start.json").exists()
+
+
+def test_bytewax_run_processes_with_their_own_state_dirs(tmp_path, mariadb, kafka, shop):
+    """`python -m bytewax.run obsync.flows.sync:flow -i K -a ... -r <state dir>/recovery`, as the Bytewax docs run
+    a cluster: the flow places each process's recovery partition and shares the rest through Kafka."""
+    db, conn = shop
+    seed(conn, db, 600)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 100, "batch_size": 50})
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
+
+    def run_both() -> None:
+        procs = []
+        for k in range(2):
+            state = tmp_path / f"host-{k}"
+            env = {**os.environ, "OBSYNC_TASK": str(task), "OBSYNC_STATE_DIR": str(state),
+                   "OBSYNC_UNTIL_CAUGHT_UP": "1"}
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "bytewax.run", "obsync.flows.sync:flow", "-i", str(k), "-a", addresses,
+                 "-r", str(state / "recovery"), "-s", "1", "-b", "0"],
+                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"bytewax-{k}.log", "ab")))
+        for k, p in enumerate(procs):
+            assert p.wait(300) == 0, (tmp_path / f"bytewax-{k}.log").read_text()[-4000:]
+
+    run_both()
+    change_some(conn, db)
+    run_both()
+    assert_topic_equals_table(kafka, conn, db)
+    for k in range(2):
+        assert [p.name for p in (tmp_path / f"host-{k}" / "recovery").glob("*.sqlite3")] == [f"part-{k}.sqlite3"]
 
 
 @pytest.mark.chaos
