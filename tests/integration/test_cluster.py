@@ -205,6 +205,17 @@ def test_obsync_run_processes_runs_a_cluster_on_one_host(tmp_path, mariadb, kafk
                       snapshot={"chunk_size": 100, "batch_size": 50})
     run_obsync("run", str(task), "--processes", "2", "--until-caught-up")
     change_some(conn, db)
+    # SIGTERM to the command stops every process cleanly (exit 0); the next run resumes.
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(obsync_cmd("run", str(task), "--processes", "2"), stdout=out, stderr=out, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while log.read_text(errors="replace").count("resuming from recovery partition") < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 0, log.read_text()[-3000:]
     run_obsync("run", str(task), "--processes", "2", "--until-caught-up")
     assert_topic_equals_table(kafka, conn, db)
     state = tmp_path / "state"
