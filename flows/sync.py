@@ -10,11 +10,18 @@ a repeated TRUNCATE of one transaction (`obsync.steps.shaping`); "encode + route
 
 `python -m bytewax.run obsync.flows.sync:flow` builds it from the task file named by `OBSYNC_TASK` (state directory
 from `OBSYNC_STATE_DIR`, default `./state/<task name>`; `OBSYNC_UNTIL_CAUGHT_UP=1` to stop once caught up).
+With `-i K -a "h0:p;h1:p;..."` it is process K of a cluster (`obsync.runtime.cluster`): give it
+`-r <state dir>/recovery`, where it places its recovery partition (`obsync.runtime.recovery`).
+
+Across the processes of a cluster: the snapshot's chunks are Bytewax partitions spread over every worker; the
+log is one partition (one worker reads it); each sink lane (a share of the Kafka partitions) is written by one
+worker, and every item crossing between workers is a batch (a list of changes or of records, never one row).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,9 +34,12 @@ from obsync.connectors.mysql.binlog.heartbeat import HeartbeatWriter
 from obsync.connectors.mysql.binlog.source import BinlogSource
 from obsync.connectors.mysql.evaluator import SqlEvaluator
 from obsync.connectors.mysql.snapshot.source import SnapshotSource
+from obsync.core.errors import StateError
 from obsync.runtime import metrics
+from obsync.runtime.cluster import ClusterState, bytewax_run_spec, history_store
 from obsync.runtime.prepare import Runtime, kafka_conf, prepare
 from obsync.runtime.progress import Progress
+from obsync.runtime.recovery import place_cluster
 from obsync.runtime.settings import broker_patience, log_endpoint, sql_endpoint
 from obsync.runtime.validate import load_checked_task
 from obsync.steps.large_messages import LargeMessages
@@ -54,7 +64,10 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
             chunks_per_worker=res.chunks_per_worker, filters=rt.snapshot_filters,
             # limits.full: one limiter per process for all its chunks, the cap divided among the processes
             limiter=limiter_for(task.limits.full, bytewax_processes()),
-            listener=progress.stats)))
+            listener=progress.stats,
+            # a cluster does not read again a full sync its control topic says is delivered (after a recovery
+            # reset, chunks start without state: `obsync.runtime.recovery`)
+            delivered=rt.full_sync_delivered if isinstance(rt.state, ClusterState) else None)))
     if rt.log_start is not None:
         streams.append(op.input("log", flow, BinlogSource(
             log_endpoint=log_endpoint(task.source),
@@ -64,7 +77,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
             selector=rt.live.contains if rt.live is not None else task.selection().__contains__,
             live=rt.live,  # objects changed while running (SIGHUP): tables untracked, picked up, backfilled
             backfill_page=task.snapshot.batch_size,
-            history_dir=rt.state.schema_history_dir,
+            history_dir=history_store(rt.state),  # the state directory's, or the control topic in a cluster
             start=rt.log_start,
             stop_at=rt.stop_at,
             gate=rt.full_sync_delivered,
@@ -114,6 +127,23 @@ def __getattr__(name: str) -> Any:
         raise RuntimeError("set OBSYNC_TASK to the task file, e.g. OBSYNC_TASK=task.yaml "
                            "python -m bytewax.run obsync.flows.sync:flow")
     state_dir = os.environ.get("OBSYNC_STATE_DIR")
+    spec = bytewax_run_spec(sys.argv, os.environ)
     rt = prepare(load_checked_task(task_file), state_dir=Path(state_dir) if state_dir else None,
-                 until_caught_up=os.environ.get("OBSYNC_UNTIL_CAUGHT_UP") == "1")
+                 until_caught_up=os.environ.get("OBSYNC_UNTIL_CAUGHT_UP") == "1", cluster=spec)
+    if isinstance(rt.state, ClusterState):
+        recovery = place_cluster(rt.state, rt.task_id)
+        given = recovery_dir_arg(sys.argv)
+        if given is not None and Path(given).resolve() != recovery.resolve():
+            raise StateError(f"-r/--recovery-directory is {given}, but process {rt.state.spec.process} keeps its "
+                             f"recovery partition in its state directory: give -r {recovery}")
     return build_flow(rt)
+
+
+def recovery_dir_arg(argv: list[str]) -> str | None:
+    """The `-r`/`--recovery-directory` given to `python -m bytewax.run`."""
+    for i, a in enumerate(argv):
+        if a in ("-r", "--recovery-directory") and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--recovery-directory="):
+            return a.split("=", 1)[1]
+    return None

@@ -55,5 +55,7 @@ def lane_names(lanes: int) -> list[str]:
 
 
 def lane_of(topic: str, partition: int, lanes: int) -> str:
-    """The lane that writes a Kafka partition (stable across runs and processes: crc32 of its name)."""
-    return f"lane{zlib.crc32(part_name(topic, partition).encode()) % lanes:03d}"
+    """The lane that writes a Kafka partition (stable across runs and processes): a topic's partitions take
+    consecutive lanes from one picked by the crc32 of its name, so they are spread over as many lanes, and so
+    workers, as they can be (Bytewax gives consecutive sink parts to different workers)."""
+    return f"lane{(zlib.crc32(topic.encode()) + partition) % lanes:03d}"

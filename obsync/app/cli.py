@@ -81,6 +81,7 @@ def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
+    from obsync.app.local_cluster import PRECHECKED_ENV
     from obsync.app.supervisor import is_child, supervise
     from obsync.core.errors import StateError
     from obsync.runtime.validate import load_checked_task
@@ -98,8 +99,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         stopper.arm(args.stop_timeout, on_timeout=timed_out)  # a SIGTERM/SIGINT is a clean stop from now on
         if not is_child():  # checked here; the task runs in a child process watched from here (`app.supervisor`)
-            _precheck_before_run(task, args)
+            if os.environ.get(PRECHECKED_ENV) != "1":
+                _precheck_before_run(task, args)
             state.check_usable()  # a state directory that cannot hold the state: refused before anything runs
+            if (args.processes or 1) > 1:
+                from obsync.app.local_cluster import run_local_cluster
+
+                return run_local_cluster(args, state)
             return supervise(args.argv, state)
         with state.running(pid=os.getppid()):  # the watching process: the one users started and signal
             return _run(task, args, stopper)
@@ -135,25 +141,28 @@ def _precheck_before_run(task: TaskConfig, args: argparse.Namespace) -> None:
 
 
 def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
-    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.recovery import RecoveryConfig
 
     from obsync.app.stopping import StateWatch, run_engine
     from obsync.flows.sync import build_flow
     from obsync.runtime import metrics
+    from obsync.runtime.cluster import ClusterState, cluster_spec
     from obsync.runtime.prepare import prepare
     from obsync.runtime.progress import Progress
+    from obsync.runtime.recovery import place_cluster, place_single
 
+    spec = cluster_spec(args.process_id, args.addresses)
+    if spec is not None:
+        os.environ["OBSYNC_PROCESSES"] = str(spec.processes)  # limits.full is divided among the processes
     metrics.configure(task.name)
     port = args.metrics_port if args.metrics_port is not None else task.metrics_port
     server = _start_metrics_server(port, args.metrics_host) if port else None
-    rt = prepare(task, state_dir=args.state_dir, until_caught_up=args.until_caught_up)
-    log.info("task %s: %d tables -> %d topics (%d partitions), format %s, state in %s",
+    rt = prepare(task, state_dir=args.state_dir, until_caught_up=args.until_caught_up, cluster=spec)
+    log.info("task %s: %d tables -> %d topics (%d partitions), format %s, state in %s%s",
              task.name, len(rt.tables), len(rt.layout.partitions), sum(rt.layout.partitions.values()),
-             task.format, rt.state.root)
-    recovery = rt.state.recovery_dir
-    if not recovery.exists():
-        recovery.mkdir(parents=True)
-        init_db_dir(recovery, 1)
+             task.format, rt.state.root,
+             f"; process {spec.process} of {spec.processes}" if spec is not None else "")
+    recovery = place_cluster(rt.state, rt.task_id) if isinstance(rt.state, ClusterState) else place_single(rt.state)
     progress = Progress(task.progress_interval, topic_of=rt.layout.topic_of,
                         status_path=rt.state.root / "status.json")
     heard: list[bool] = []  # the sink asked and heard of the stop (it then ends its wait for a silent Kafka)
@@ -164,7 +173,12 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
         return stopper.requested
 
     flow = build_flow(rt, progress, stopping=stopping)
-    _reload_on_sighup(rt, args.task)
+    if spec is None:
+        _reload_on_sighup(rt, args.task)
+    else:
+        signal.signal(signal.SIGHUP, lambda signum, frame: log.error(
+            "SIGHUP: live changes are not applied in a cluster yet; stop every process and start them again with "
+            "the edited task file (process 0 records the new selection, the others follow)"))
     # Every row allocates a few short-lived containers; the default gen-0 threshold (700) makes the cyclic
     # collector run thousands of times a second for no garbage (rows hold no cycles). Collect less often,
     # and never re-scan what start-up allocated. Memory stays bounded: cycles are still collected.
@@ -175,7 +189,9 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     try:
         watch.start()
         run_engine(flow, workers=args.workers or task.workers, epoch_interval=timedelta(seconds=task.epoch_seconds),
-                   recovery_config=RecoveryConfig(recovery))
+                   recovery_config=RecoveryConfig(recovery),
+                   addresses=None if spec is None else list(spec.addresses),
+                   process_id=0 if spec is None else spec.process, stopper=stopper)
     except BaseException as e:
         stopper.settle()
         watch.stop()
@@ -470,6 +486,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.matches else 1
 
 
+def cmd_reset_recovery(args: argparse.Namespace) -> int:
+    from obsync.connectors.kafka.control import ControlTopic, control_topic_name
+    from obsync.runtime.recovery import reset
+    from obsync.runtime.settings import kafka_settings
+    from obsync.runtime.validate import load_checked_task
+
+    task = load_checked_task(args.task)
+    control = ControlTopic(kafka_settings(task.target), control_topic_name(task.name))
+    control.ensure()
+    generation = reset(control)
+    control.close()
+    print(f"task {task.name}: recovery generation {generation} in control topic {control.topic}; start every "
+          "process again (each starts its recovery partition afresh)")
+    return 0
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    try:
+        return int(value) if value else None
+    except ValueError:
+        raise ConfigError(f"environment variable {name}: {value!r} is not a number") from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from obsync.app.embedded.demo import run_demo
 
@@ -500,6 +540,14 @@ def main(argv: list[str] | None = None) -> int:
                           "it waited for (default 60)")
     run.add_argument("--metrics-host", default="0.0.0.0", metavar="ADDR",
                      help="address the metrics endpoint listens on (default 0.0.0.0)")
+    run.add_argument("-i", "--process-id", type=int, default=_env_int("BYTEWAX_PROCESS_ID"), metavar="K",
+                     help="this process's index in a cluster of processes (with -a; default $BYTEWAX_PROCESS_ID)")
+    run.add_argument("-a", "--addresses", default=os.environ.get("BYTEWAX_ADDRESSES"), metavar="H:P;H:P;...",
+                     help="every process's host:port, separated by ';' (default $BYTEWAX_ADDRESSES); each "
+                          "process has its own state directory, the shared state is in Kafka")
+    run.add_argument("--processes", type=int, metavar="N",
+                     help="run the task as a cluster of N processes on this host, process K with state "
+                          "directory <state dir>/process-K")
     run.set_defaults(func=cmd_run)
 
     from obsync.app.precheck import ITEM_IDS, SKIPPABLE
@@ -553,6 +601,16 @@ def main(argv: list[str] | None = None) -> int:
     lst.add_argument("root", type=Path, nargs="?", default=Path("state"), help="default ./state")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_list)
+
+    rr = sub.add_parser("reset-recovery",
+                        help="a cluster's processes start their recovery afresh at their next start (all stopped)",
+                        description="For a task run as several processes: start a new recovery generation in the "
+                                    "task's control topic, so that every process discards its recovery partition at "
+                                    "its next start (after one lost its state directory, or to change the number of "
+                                    "processes). Run it while every process is stopped. Nothing is lost or written "
+                                    "twice; the log is read again from the task's start position.")
+    rr.add_argument("task", type=Path, help="task file (YAML)")
+    rr.set_defaults(func=cmd_reset_recovery)
 
     check = sub.add_parser("check", help="validate a task file and show its table -> topic mapping")
     check.add_argument("task", type=Path)

@@ -149,6 +149,8 @@ def busy_threads() -> list[str]:
             continue
         if name.startswith("Dummy"):
             name = "engine worker"  # a Bytewax worker thread
+        if name == "obsync-connect-guard":
+            continue
         stack = traceback.extract_stack(frame)
         ours = [f for f in stack if "obsync" in f.filename or "/connectors/" in f.filename]
         f = (ours or stack)[-1]
@@ -156,13 +158,61 @@ def busy_threads() -> list[str]:
     return out
 
 
-def run_engine(flow: Any, *, workers: int, epoch_interval: timedelta, recovery_config: Any) -> None:
-    """Run the dataflow in Bytewax worker threads until it ends, fails or a signal stops it (see above)."""
+def run_engine(flow: Any, *, workers: int, epoch_interval: timedelta, recovery_config: Any,
+               addresses: list[str] | None = None, process_id: int = 0, stopper: Stopper | None = None) -> None:
+    """Run the dataflow in Bytewax worker threads until it ends, fails or a signal stops it (see above); as
+    process `process_id` of the cluster of `addresses` when given (see `ConnectGuard`)."""
     from bytewax.testing import cluster_main  # Bytewax's entry point for the workers of one process (lazy:
     # `obsync status` and the like do not load the engine)
 
-    cluster_main(flow, None, 0, epoch_interval=epoch_interval, recovery_config=recovery_config,
-                 worker_count_per_proc=workers)
+    guard = ConnectGuard(stopper, addresses) if addresses and stopper is not None else None
+    if guard is not None:
+        guard.start()
+    try:
+        cluster_main(flow, addresses, process_id, epoch_interval=epoch_interval, recovery_config=recovery_config,
+                     worker_count_per_proc=workers)
+    finally:
+        if guard is not None:
+            guard.stop()
+
+
+class ConnectGuard:
+    """A process of a cluster first waits, inside Bytewax, for every other process to connect, and there the
+    main thread checks no signal: a SIGTERM would wait as long as a missing peer does (forever). This thread
+    hears stop signals through Python's wakeup fd; when the `Stopper` has not acted on one within
+    `grace` s, the engine is still connecting (nothing has started: no source read, nothing written), so it
+    logs that and exits 0 at once."""
+
+    def __init__(self, stopper: Stopper, addresses: list[str], grace: float = 2.0) -> None:
+        self.stopper, self.addresses, self.grace = stopper, addresses, grace
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+        self._old_fd = -1
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        self._old_fd = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, name="obsync-connect-guard", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        signal.set_wakeup_fd(self._old_fd)
+        os.write(self._w, b"\0")  # wake the thread: it ends
+
+    def _watch(self) -> None:
+        while not self._stopped.is_set():
+            data = os.read(self._r, 16)
+            if self._stopped.is_set():
+                return
+            if not any(b in (signal.SIGTERM, signal.SIGINT) for b in data):
+                continue
+            if self._stopped.wait(self.grace) or self.stopper.requested:
+                continue  # the engine ended, or the handler ran: the normal stop is under way
+            log.info("%s: stopped while waiting for the cluster's other processes to connect (%s); nothing had "
+                     "started", signal.Signals(data[-1]).name if data[-1] in (2, 15) else "stop signal",
+                     "; ".join(self.addresses))
+            logging.shutdown()
+            os._exit(0)
 
 
 class StateWatch:

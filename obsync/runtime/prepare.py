@@ -20,6 +20,7 @@ from obsync.connectors.kafka.client import base_config
 from obsync.connectors.kafka.records import DEFAULT_LANES
 from obsync.connectors.kafka.topics import PRODUCER_MAX_DEFAULT, MessageLimits, ensure_topics
 from obsync.connectors.mysql.binlog.backfill import key_problem
+from obsync.connectors.mysql.binlog.schema_history import FileHistoryStore
 from obsync.connectors.mysql.binlog.server_log import current_log_position
 from obsync.connectors.mysql.binlog.start_time import position_at_time
 from obsync.connectors.mysql.catalog import SqlCatalog
@@ -31,6 +32,7 @@ from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.core.schema import TableSchema
 from obsync.formats import encoder_for
 from obsync.formats.base import Encoder, EncoderContext
+from obsync.runtime.cluster import ClusterSpec, ClusterState, cluster_state, history_store
 from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
 from obsync.steps.routing import TopicLayout
 from obsync.task.config import TaskConfig
@@ -86,14 +88,24 @@ class Runtime:
         return self.plan is None or self.state.all_delivered(self.parts)
 
 
-def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bool = False) -> Runtime:
-    """Validate against the source, fix the start point (first run only), create topics."""
-    state = TaskState(task.resolved_state_dir(state_dir))
+def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bool = False,
+            cluster: ClusterSpec | None = None) -> Runtime:
+    """Validate against the source, fix the start point (first run only), create topics.
+
+    In a cluster (`cluster`, `obsync.runtime.cluster`) the shared state is in the task's control topic:
+    process 0 fixes the start point as a single process does, the others wait for it."""
+    root = task.resolved_state_dir(state_dir)
+    state = TaskState(root) if cluster is None else cluster_state(
+        root, cluster, kafka_settings(task.target), task.name, task.topics.replication_factor)
+    follower = cluster is not None and not cluster.leader
     sql_ep = sql_endpoint(task.source)
     log_ep = log_endpoint(task.source)
     with state.locked():
         ident = state.identity(task.name)
         start = state.load_start()  # StateError if an older obsync wrote it
+        if follower and (start is None or start.rules != selection_rules(task)):
+            assert isinstance(state, ClusterState)
+            start = state.wait_for_start(selection_rules(task))  # process 0 fixes it (and records a new selection)
         conn = connect(sql_ep)
         try:
             dialect: Dialect = detect_dialect(conn) if task.source.kind == "auto" else task.source.kind
@@ -175,10 +187,11 @@ def selected_before(start: StartPoint, state: TaskState) -> Callable[[tuple[str,
 
 def history_tables(state: TaskState) -> set[tuple[str, str]]:
     """Every table the schema history has a record of."""
-    path = state.schema_history_dir / "schema_history.jsonl"
+    store = history_store(state)
+    lines = (FileHistoryStore(store) if isinstance(store, Path) else store).lines()
     out: set[tuple[str, str]] = set()
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
+    if lines:
+        for line in lines:
             try:
                 rec = json.loads(line)
                 out.add((rec["db"], rec["table"]))

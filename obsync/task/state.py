@@ -8,8 +8,10 @@
       schema_history/      the binlog reader's schema history
       delivered/<part>     one file per Kafka partition once every snapshot row has reached it
 
-Several processes of one task may share the directory (it must then be on a shared filesystem); the
-start point is fixed under a lock, so they all agree on it.
+This is the layout of a task run by one process. The processes of a cluster have a directory each and keep
+what they share in the task's Kafka control topic instead (`obsync.runtime.cluster`: `ClusterState` overrides
+the identity, start point and delivered marks here); each directory then holds its process's part of the
+recovery store (`obsync.runtime.recovery`), task.json, status and locks.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from pymysqlreplication import BinLogStreamReader
 
 from obsync.connectors.mysql.binlog.outage import Outage
-from obsync.connectors.mysql.binlog.schema_history import SchemaHistory
+from obsync.connectors.mysql.binlog.schema_history import HistoryStore, SchemaHistory
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
 from obsync.connectors.mysql.binlog.server_log import check_position, current_log_position
 from obsync.connectors.mysql.binlog.session import EVENTS, Session
@@ -72,7 +72,7 @@ class BinlogReader:
         *,
         server_id: int,
         tables: Iterable[tuple[str, str]],
-        history_dir: str | os.PathLike[str] | None,
+        history_dir: str | os.PathLike[str] | HistoryStore | None,
         selector: Callable[[tuple[str, str]], bool] | None = None,
         start: LogPosition | LogOffset | dict[str, Any] | None = None,
         stop_at: LogPosition | None = None,

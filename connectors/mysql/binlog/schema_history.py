@@ -1,7 +1,9 @@
 """The persisted history of tracked tables' definitions, so a resume knows the schema at its position.
 
-One append-only JSON-lines file, `schema_history.jsonl`, in the directory given. Each line records the
-definition of one table from a log position on:
+An append-only sequence of JSON lines, kept by a `HistoryStore`: the file `schema_history.jsonl` in the
+directory given (`FileHistoryStore`), or any store with the same two methods (a cluster keeps them in the
+task's control topic, `obsync.runtime.cluster`). Each line records the definition of one table from a log
+position on:
 
     {"pos": ["log", "binlog.000003", 1234, 0], "db": "shop", "table": "orders",
      "def": {"schema": {...TableSchema.to_dict()...}, "keys": [...], "charset": "utf8mb4"} | null,
@@ -19,7 +21,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from obsync.core.errors import StateError
 from obsync.core.positions import LogPosition, position_from_json
@@ -30,23 +32,61 @@ log = logging.getLogger(__name__)
 HISTORY_FILE = "schema_history.jsonl"
 
 
-class SchemaHistory:
-    """Definitions of tables by log position; in memory only when `directory` is None."""
+class HistoryStore(Protocol):
+    """Where the history's lines are kept, in the order they were appended."""
 
-    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
-        self.path = Path(directory) / HISTORY_FILE if directory is not None else None
+    def lines(self) -> list[str]: ...
+
+    def append(self, line: str) -> None: ...
+
+
+class FileHistoryStore:
+    """The lines in `<directory>/schema_history.jsonl`, each appended with an fsync; a last line cut short by a
+    crash is dropped (that entry never counted)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.path = Path(directory) / HISTORY_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def lines(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        if lines and lines[-1].strip():
+            try:
+                json.loads(lines[-1])
+            except ValueError as e:
+                log.warning("schema history %s: ignoring an incomplete last line (%s)", self.path, e)
+                lines = lines[:-1]
+                self.path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        return lines
+
+    def append(self, line: str) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+class SchemaHistory:
+    """Definitions of tables by log position: in `store` (a directory: `FileHistoryStore`), in memory only
+    when it is None."""
+
+    def __init__(self, store: str | os.PathLike[str] | HistoryStore | None) -> None:
+        self.store: HistoryStore | None = (FileHistoryStore(store) if isinstance(store, str | os.PathLike)
+                                           else store)
         # per table: list of (sort key, sequence, definition or None), in file order
         self._entries: dict[TableName, list[tuple[tuple[int, int, int, int], int, TableDef | None]]] = {}
         self._seq = 0
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.exists():
-                self._load()
+        if self.store is not None:
+            self._load()
 
     def _load(self) -> None:
-        assert self.path is not None
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        for n, line in enumerate(lines, 1):
+        assert self.store is not None
+        for n, line in enumerate(self.store.lines(), 1):
             if not line.strip():
                 continue
             try:
@@ -55,19 +95,10 @@ class SchemaHistory:
                 d = TableDef.from_dict(rec["def"]) if rec["def"] is not None else None
                 name = (rec["db"], rec["table"])
             except (ValueError, KeyError, TypeError) as e:
-                if n == len(lines):  # a write cut short by a crash: the entry never counted
-                    log.warning("schema history %s: ignoring an incomplete last line (%s)", self.path, e)
-                    self._truncate_last_line(len(lines) - 1)
-                    break
-                raise StateError(f"schema history {self.path} is damaged at line {n}: {e}; "
+                raise StateError(f"schema history {self.store} is damaged at line {n}: {e}; "
                                  "restore it or restart the task with full sync") from None
             assert isinstance(pos, LogPosition)
             self._add(name, pos, d)
-
-    def _truncate_last_line(self, keep: int) -> None:
-        assert self.path is not None
-        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)[:keep]
-        self.path.write_text("".join(lines), encoding="utf-8")
 
     def _add(self, name: TableName, pos: LogPosition, d: TableDef | None) -> None:
         self._seq += 1
@@ -91,14 +122,11 @@ class SchemaHistory:
             if entry[0] == pos.sort_key and entry[2] == d:
                 return
         self._add(name, pos, d)
-        if self.path is None:
+        if self.store is None:
             return
         rec: dict[str, Any] = {"pos": pos.to_json(), "db": name[0], "table": name[1],
                                "def": d.to_dict() if d is not None else None, "cause": cause, "ddl": ddl}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.store.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
 
     def tables(self) -> set[TableName]:
         return set(self._entries)

@@ -30,6 +30,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from obsync.connectors.mysql.binlog.heartbeat import HeartbeatClock, HeartbeatWriter
 from obsync.connectors.mysql.binlog.reader import BinlogReader
+from obsync.connectors.mysql.binlog.schema_history import HistoryStore
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.failures import retryable
 from obsync.core.changes import Batch
@@ -60,7 +61,7 @@ class BinlogSource(FixedPartitionedSource[Batch, LogState]):
         server_id: int,
         tables: Iterable[tuple[str, str]],
         selector: Callable[[tuple[str, str]], bool] | None = None,
-        history_dir: str | os.PathLike[str] | None,
+        history_dir: str | os.PathLike[str] | HistoryStore | None,
         start: LogPosition | LogOffset | None = None,
         stop_at: LogPosition | None = None,
         sql_endpoint: Endpoint | None = None,

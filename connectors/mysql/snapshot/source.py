@@ -14,6 +14,9 @@ Each partition emits items that are batches (`list[Change]`, up to `batch_size` 
 after the chunk's last batch it emits `[StreamDone(stream)]` and stops. A partition rebuilt from a finished
 state emits that `StreamDone` again and stops, so a sink that missed it sees it.
 
+`delivered` (optional): asked once, when the first chunk without saved state is built; if it says the whole
+full sync is already in Kafka, such chunks are not read again: each emits its `StreamDone` and stops.
+
 Chunks are read one at a time per worker by default (`chunks_per_worker`): the others wait without a
 connection until a running chunk finishes, so a plan of thousands of chunks holds only as many connections as
 there are workers.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -50,7 +54,8 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
 
     def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, batch_size: int = 2_000,
                  chunks_per_worker: int = 1, filters: dict[str, str] | None = None,
-                 limiter: Pacing | None = None, listener: SourceListener = NOOP_SOURCE_LISTENER):
+                 limiter: Pacing | None = None, listener: SourceListener = NOOP_SOURCE_LISTENER,
+                 delivered: Callable[[], bool] | None = None):
         if chunks_per_worker < 1:
             raise ValueError("chunks_per_worker must be at least 1")
         self._endpoint = endpoint
@@ -64,6 +69,8 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
         self._batch_size = batch_size if limiter is None else limiter.fetch_rows(batch_size)
         self._chunks_per_worker = chunks_per_worker
         self._token = next(_tokens)  # not id(self): ids are reused once an object is gone
+        self._delivered = delivered
+        self._already_delivered: bool | None = None  # `delivered()`, asked once
 
     @property
     def plan(self) -> SnapshotPlan:
@@ -73,12 +80,35 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
         return self._plan.chunk_ids
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: dict[str, Any] | None) -> _SnapshotPartition:
+                   resume_state: dict[str, Any] | None) -> StatefulSourcePartition[Batch, dict]:
         table = self._plan.chunk(for_part).table
+        if resume_state is None and self._delivered is not None:
+            if self._already_delivered is None:
+                self._already_delivered = bool(self._delivered())
+            if self._already_delivered:
+                return _DeliveredPartition(for_part)
         reader = ChunkReader(self._endpoint, self._plan, for_part, self._batch_size, resume_state,
                              row_filter=self._filters.get(table), listener=self._listener)
         return _SnapshotPartition(reader, _Slot(self._token, self._chunks_per_worker),
                                   None if self._limiter is None else self._limiter.pacer(), self._listener)
+
+
+class _DeliveredPartition(StatefulSourcePartition[Batch, dict]):
+    """A chunk of a full sync already in Kafka: its `StreamDone`, nothing else."""
+
+    def __init__(self, chunk_id: str) -> None:
+        self._chunk_id = chunk_id
+        self._stream = SnapshotPosition(chunk_id, ()).stream
+        self._finished = False
+
+    def next_batch(self) -> list[Batch]:
+        if self._finished:
+            raise StopIteration
+        self._finished = True
+        return [[StreamDone(stream=self._stream)]]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"chunk": self._chunk_id, "last": None, "rows": 0, "done": True, "attempt": 0}  # a finished reader's
 
 
 class _Slot:

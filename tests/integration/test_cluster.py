@@ -1,0 +1,292 @@
+"""A task run as a Bytewax cluster of 2 processes, each with a state directory of its own (no shared disk):
+MariaDB source, tansu broker, `obsync run -i K -a ...` as two hosts would run it.
+
+What is shared lives in the task's control topic (named obsync.control.<task name>); each state directory holds
+only its process's recovery partition and status. The kill loop (`chaos` marker) kills one process at random moments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from obsync.app.local_cluster import free_ports
+from tests.helpers.kafka import read_partition, read_topic
+from tests.helpers.tasks import obsync_cmd, run_obsync, write_task
+from tests.helpers.workload import check_stream, replay, source_rows, write_concurrently
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Cluster:
+    """Two `obsync run` processes of one task, state directories `<tmp>/host-K/state` (as if on two hosts)."""
+
+    def __init__(self, tmp: Path, task: Path, n: int = 2) -> None:
+        self.tmp, self.task, self.n = tmp, task, n
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def state_dir(self, k: int) -> Path:
+        return self.tmp / f"host-{k}" / "state"
+
+    def log(self, k: int) -> Path:
+        return self.tmp / f"host-{k}.log"
+
+    def start(self, *extra: str) -> None:
+        addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(self.n))
+        self.procs = []
+        for k in range(self.n):
+            self.state_dir(k).parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log(k), "ab") as out:
+                out.write(f"\n--- start {' '.join(extra)} ---\n".encode())
+                out.flush()
+                self.procs.append(subprocess.Popen(
+                    obsync_cmd("run", str(self.task), "--state-dir", str(self.state_dir(k)), "-i", str(k),
+                               "-a", addresses, *extra),
+                    stdout=out, stderr=out, cwd=ROOT))
+
+    def wait(self, timeout: float = 300) -> list[int]:
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            p.wait(max(1.0, deadline - time.monotonic()))
+        return [p.returncode for p in self.procs]
+
+    def wait_until_logged(self, text: str, timeout: float = 120) -> None:
+        """Until every process of the current start has logged `text` (bounded)."""
+        deadline = time.monotonic() + timeout
+        while not all(text in self.log(k).read_text(errors="replace").rsplit("--- start", 1)[-1]
+                      for k in range(self.n)):
+            assert time.monotonic() < deadline, f"not logged by every process: {text!r}\n{self.tails()}"
+            assert all(p.poll() is None for p in self.procs), self.tails()
+            time.sleep(0.2)
+
+    def run_until_caught_up(self, timeout: float = 300) -> None:
+        self.start("--until-caught-up")
+        codes = self.wait(timeout)
+        assert codes == [0] * self.n, self.tails()
+
+    def tails(self) -> str:
+        return "\n".join(f"== host {k}:\n{self.log(k).read_text(errors='replace')[-4000:]}" for k in range(self.n))
+
+    def status(self, k: int) -> dict:
+        return json.loads((self.state_dir(k) / "status.json").read_text())
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            p.wait(30)
+
+
+def control_records(bootstrap: str, task_name: str) -> dict[str, object]:
+    """The control topic's records, the last one per key winning."""
+    out: dict[str, object] = {}
+    for m in read_partition(bootstrap, f"obsync.control.{task_name}", 0):
+        key = m.key.decode()
+        if m.value is None:
+            out.pop(key, None)
+        else:
+            out[key] = json.loads(m.value)
+    return out
+
+
+def seed(conn, db: str, rows: int) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {db}.orders SELECT seq, CONCAT('row', seq), seq, 9.99, 'seed' "
+                    f"FROM {db}.seq_1_to_{rows}")
+
+
+def change_some(conn, db: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {db}.orders SET qty = qty + 1 WHERE id <= 10")
+        cur.execute(f"UPDATE {db}.orders SET id = 100000 WHERE id = 11")  # a key change
+        cur.execute(f"DELETE FROM {db}.orders WHERE id = 12")
+        cur.execute(f"INSERT INTO {db}.orders VALUES (200000, 'new', 1, NULL, 'x')")
+        cur.execute(f"ALTER TABLE {db}.orders ADD COLUMN extra INT NULL")  # the schema history must follow
+        cur.execute(f"UPDATE {db}.orders SET qty = qty + 1 WHERE id BETWEEN 20 AND 25")
+
+
+def assert_topic_equals_table(kafka, conn, db: str) -> list:
+    """The topic replayed per key equals the table (its original columns; `change_some` adds `extra`, NULL)."""
+    msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
+    check_stream(msgs, 3)  # every key in its partition, no position written twice, positions rising per key
+    replayed = replay(msgs)
+    for row in replayed.values():
+        assert row.pop("extra", None) is None
+    assert replayed == source_rows(conn, f"{db}.orders")
+    return msgs
+
+
+def test_two_processes_with_their_own_state_dirs_sync_full_and_incremental(tmp_path, mariadb, kafka, shop):
+    db, conn = shop
+    seed(conn, db, 3000)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 250, "batch_size": 100})
+    cluster = Cluster(tmp_path, task)
+    cluster.run_until_caught_up()
+    msgs = assert_topic_equals_table(kafka, conn, db)
+    assert len(msgs) == 3000
+
+    # Full-sync chunks were read by both processes, both wrote to Kafka, one read the log.
+    statuses = [cluster.status(k) for k in range(2)]
+    rows_read = [sum(t["rows_done"] for t in s["full_sync"]) for s in statuses]
+    assert sum(rows_read) == 3000 and min(rows_read) > 0, rows_read
+    assert min(s["messages_written"] for s in statuses) > 0
+    assert sum(1 for s in statuses if s["log_position_read"] is not None) == 1
+
+    # Nothing shared is a file: each state directory holds its process's recovery partition only.
+    name = __import__("yaml").safe_load(task.read_text())["name"]
+    for k in range(2):
+        d = cluster.state_dir(k)
+        assert not (d / "start.json").exists() and not (d / "delivered").exists()
+        assert not (d / "schema_history").exists()
+        assert sorted(p.name for p in (d / "recovery").glob("*.sqlite3")) == [f"part-{k}.sqlite3"]
+        assert json.loads((d / "task.json").read_text())["id"] == json.loads(
+            (cluster.state_dir(0) / "task.json").read_text())["id"]
+    control = control_records(kafka.bootstrap_servers, name)
+    assert {"identity", "start", "recovery", "recovery/0", "recovery/1"} <= set(control)
+    assert sorted(k for k in control if k.startswith("delivered/")) == [f"delivered/lane{i:03d}" for i in range(16)]
+    assert any(k.startswith("schema/") for k in control)
+
+    # Changes (a key change, a delete, a DDL) while the cluster is stopped, then both processes again.
+    change_some(conn, db)
+    cluster.run_until_caught_up()
+    msgs = assert_topic_equals_table(kafka, conn, db)
+    kinds = [json.loads(m.value)["recordType"] for m in msgs]
+    assert kinds.count("DELETE") == 2 and kinds.count("INSERT") == 2 and kinds.count("UPDATE") == 16
+    after_ddl = [json.loads(m.value)["postStruct"] for m in msgs if m.key in (b"[20]", b"[25]")][-1]
+    assert "extra" in after_ddl  # changes after the DDL are read with the schema history kept in Kafka
+
+
+def test_a_process_whose_state_dir_was_emptied_refuses_then_a_recovery_reset_loses_and_duplicates_nothing(
+        tmp_path, mariadb, kafka, shop):
+    db, conn = shop
+    seed(conn, db, 1500)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 300, "batch_size": 100})
+    cluster = Cluster(tmp_path, task)
+    cluster.run_until_caught_up()
+    change_some(conn, db)
+
+    # Process 1 comes back on a new, empty volume: it refuses, naming what to do. (Process 0 waits for its peer
+    # to connect, as Bytewax does; the operator stops it.)
+    shutil.rmtree(cluster.state_dir(1))
+    cluster.start("--until-caught-up")
+    assert cluster.procs[1].wait(120) == 2, cluster.tails()
+    text = cluster.log(1).read_text()
+    assert "recovery partition is missing from state directory" in text and "obsync reset-recovery" in text
+    cluster.procs[0].send_signal(signal.SIGTERM)
+    assert cluster.procs[0].wait(120) == 0, cluster.tails()
+
+    out = run_obsync("reset-recovery", str(task)).stdout
+    assert "recovery generation 2" in out
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE {db}.orders SET qty = qty + 100 WHERE id BETWEEN 30 AND 40")
+    cluster.run_until_caught_up()
+    msgs = assert_topic_equals_table(kafka, conn, db)
+    assert sum(1 for m in msgs if json.loads(m.value)["recordType"] == "ROW") == 1500  # full sync not read again
+    assert "found in Kafka; they will not be written again" in cluster.log(0).read_text() + cluster.log(1).read_text()
+
+
+def test_obsync_run_processes_runs_a_cluster_on_one_host(tmp_path, mariadb, kafka, shop):
+    db, conn = shop
+    seed(conn, db, 800)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 100, "batch_size": 50})
+    run_obsync("run", str(task), "--processes", "2", "--until-caught-up")
+    change_some(conn, db)
+    # SIGTERM to the command stops every process cleanly (exit 0); the next run resumes.
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(obsync_cmd("run", str(task), "--processes", "2"), stdout=out, stderr=out, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while log.read_text(errors="replace").count("resuming from recovery partition") < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 0, log.read_text()[-3000:]
+    run_obsync("run", str(task), "--processes", "2", "--until-caught-up")
+    assert_topic_equals_table(kafka, conn, db)
+    state = tmp_path / "state"
+    for k in range(2):
+        assert [p.name for p in (state / f"process-{k}" / "recovery").glob("*.sqlite3")] == [f"part-{k}.sqlite3"]
+    assert not (state / "start.json").exists()
+
+
+def test_bytewax_run_processes_with_their_own_state_dirs(tmp_path, mariadb, kafka, shop):
+    """`python -m bytewax.run obsync.flows.sync:flow -i K -a ... -r <state dir>/recovery`, as the Bytewax docs run
+    a cluster: the flow places each process's recovery partition and shares the rest through Kafka."""
+    db, conn = shop
+    seed(conn, db, 600)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 100, "batch_size": 50})
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
+
+    def run_both() -> None:
+        procs = []
+        for k in range(2):
+            state = tmp_path / f"host-{k}"
+            env = {**os.environ, "OBSYNC_TASK": str(task), "OBSYNC_STATE_DIR": str(state),
+                   "OBSYNC_UNTIL_CAUGHT_UP": "1"}
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "bytewax.run", "obsync.flows.sync:flow", "-i", str(k), "-a", addresses,
+                 "-r", str(state / "recovery"), "-s", "1", "-b", "0"],
+                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"bytewax-{k}.log", "ab")))
+        for k, p in enumerate(procs):
+            assert p.wait(300) == 0, (tmp_path / f"bytewax-{k}.log").read_text()[-4000:]
+
+    run_both()
+    change_some(conn, db)
+    run_both()
+    assert_topic_equals_table(kafka, conn, db)
+    for k in range(2):
+        assert [p.name for p in (tmp_path / f"host-{k}" / "recovery").glob("*.sqlite3")] == [f"part-{k}.sqlite3"]
+
+
+@pytest.mark.chaos
+def test_sigkill_of_one_process_at_random_moments_loses_and_duplicates_nothing(tmp_path, mariadb, kafka, shop):
+    db, conn = shop
+    seed(conn, db, 60000)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 5000, "batch_size": 500})
+    cluster = Cluster(tmp_path, task)
+    writer_conn = mariadb.connect(autocommit=True)
+    stop = threading.Event()
+    writer = threading.Thread(target=write_concurrently, args=(writer_conn, db, stop, 7), daemon=True)
+    writer.start()
+    rnd = random.Random(11)
+    aborted = 0
+    try:
+        for run in range(5):
+            cluster.start()
+            cluster.wait_until_logged("recovery partition")  # both are entering the engine
+            time.sleep(rnd.uniform(3.0, 5.0) if run == 0 else rnd.uniform(2.0, 9.0))
+            assert all(p.poll() is None for p in cluster.procs), cluster.tails()
+            victim = rnd.randrange(2)
+            cluster.procs[victim].send_signal(signal.SIGKILL)
+            other = cluster.procs[1 - victim]
+            try:
+                other.wait(60)  # Bytewax stops a process whose peer is gone...
+                aborted += 1
+            except subprocess.TimeoutExpired:  # ...once they are connected: before that it waits for the peer
+                other.kill()
+            cluster.kill_all()
+    finally:
+        stop.set()
+        writer.join(30)
+    assert aborted >= 3, cluster.tails()
+    cluster.run_until_caught_up()
+    assert_topic_equals_table(kafka, conn, db)
+    logs = "".join(cluster.log(k).read_text(errors="replace") for k in range(2))
+    assert "found in Kafka; they will not be written again" in logs  # kills did land between write and snapshot
