@@ -66,8 +66,9 @@ class _SharedProducer:
     and told to the listener (`broker_waiting`: status.json, metrics) until acknowledgements resume; after
     `patience.patience` s the wait ends with a `SinkError`. librdkafka keeps retrying (reconnecting with its
     own backoff) meanwhile, and its `message.timeout.ms` is set beyond the patience (`BrokerPatience`), unless
-    `target.properties` sets it. A stop (`stopping()` true) ends a wait once nothing was acknowledged for `_STOP_GRACE` s
-    (`StopWhileWaiting`): the stop needs no acknowledgement, the next start learns from Kafka what arrived.
+    `target.properties` sets it. A stop (`stopping()` true) ends a wait once nothing was acknowledged for
+    `_STOP_GRACE` s (`StopWhileWaiting`): the stop needs no acknowledgement, the next start learns from Kafka
+    what arrived.
     """
 
     _instances: dict[tuple, _SharedProducer] = {}

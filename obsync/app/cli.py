@@ -156,10 +156,12 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
         init_db_dir(recovery, 1)
     progress = Progress(task.progress_interval, topic_of=rt.layout.topic_of,
                         status_path=rt.state.root / "status.json")
-    heard: list[bool] = []  # the sink asked and heard of the stop (it then ends its wait for a silent Kafka)
+    # the sink or full sync asked and heard of the stop (it then ends its wait for a silent Kafka, or for a source
+    # that is away, with `StopWhileWaiting`)
+    heard: list[bool] = []
 
     def stopping() -> bool:
-        if stopper.requested:
+        if stopper.requested and not heard:
             heard.append(True)
         return stopper.requested
 
@@ -181,8 +183,8 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
         watch.stop()
         progress.stop()
         _stop_metrics_server(server)
-        # a stop: the signal itself, or the sink ending its wait for Kafka because of it (a worker's error that
-        # the engine may report as a bare panic, without its cause)
+        # a stop: the signal itself, or the sink or full sync ending its wait for a peer because of it (a worker's
+        # error that the engine may report as a bare panic, without its cause)
         if stopper.requested and (_cause_of_type(e, KeyboardInterrupt) or heard):
             progress.maybe_report(force=True)
             progress.write_status(state="stopped")
