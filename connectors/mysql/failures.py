@@ -21,11 +21,11 @@ stream's own `StreamLost` and obsync's `SourceError`s. What each class asks of t
   not come from talking to the source.
 
 `ReconnectPolicy` is the one backoff: exponential with a cap and jitter, a budget of attempts and/or seconds
-("patience"), and `run()`, the retry loop around a call, whose waits a stop ends (`stoppable_sleep`: the
-engine's worker is never held up by a source that is away when the task is asked to stop). The policies below: the log and a snapshot chunk
-retry as long as the task's `source.patience` allows (10 minutes by default, or forever; the readers use
-their endpoint's; a snapshot statement that keeps failing, three times), a SQL session (schema catalog,
-row-filter evaluator) reconnects once at once.
+("patience"), and `run()`, the retry loop around a call, whose waits a stop can end (`stoppable_sleep`: an
+engine worker is never held up by a source that is away when the task is asked to stop). The policies below:
+the log and a snapshot chunk retry as long as the task's `source.patience` allows (10 minutes by default, or
+forever; the readers use their endpoint's; a snapshot statement that keeps failing, three times), a SQL
+session (schema catalog, row-filter evaluator) reconnects once at once.
 Warnings name what is retried and the server's message, never the connection settings (so never a password).
 """
 
