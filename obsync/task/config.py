@@ -73,8 +73,7 @@ class SourceConfig(_Model):
     patience: float | Literal["forever"] = Field(
         600.0, description="seconds full sync and the binlog stream keep reconnecting to a source that is down or "
                            "silent before the task fails, or `forever`; counted from the moment the source is "
-                           "found lost (a refused connection, or read_timeout without an answer), whose first "
-                           "wait is logged")
+                           "found lost (a refused connection, or read_timeout without an answer)")
 
     @field_validator("patience", mode="before")
     @classmethod
