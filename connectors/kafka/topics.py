@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from obsync.connectors.kafka.client import KafkaSettings, base_config
 from obsync.core.errors import SinkError
+from obsync.core.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def ensure_topics(target: KafkaSettings, names: list[str], partitions: int, repl
         for topic, fut in futures.items():
             try:
                 fut.result()
-                log.info("created topic %s with %d partitions", topic, partitions)
+                log.info("created topic %s with %s", topic, counted(partitions, "partition"))
             except KafkaException as e:
                 err = e.args[0]
                 if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:

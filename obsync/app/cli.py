@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from obsync.core.errors import ConfigError, ObsyncError
+from obsync.core.wording import counted
 
 if TYPE_CHECKING:
     from obsync.app.stopping import Stopper
@@ -147,8 +148,8 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     port = args.metrics_port if args.metrics_port is not None else task.metrics_port
     server = _start_metrics_server(port, args.metrics_host) if port else None
     rt = prepare(task, state_dir=args.state_dir, until_caught_up=args.until_caught_up)
-    log.info("task %s: %d tables -> %d topics (%d partitions), format %s, state in %s",
-             task.name, len(rt.tables), len(rt.layout.partitions), sum(rt.layout.partitions.values()),
+    log.info("task %s: %s -> %s (%s), format %s, state in %s", task.name, counted(len(rt.tables), "table"),
+             counted(len(rt.layout.partitions), "topic"), counted(sum(rt.layout.partitions.values()), "partition"),
              task.format, rt.state.root)
     recovery = rt.state.recovery_dir
     if not recovery.exists():
