@@ -147,13 +147,15 @@ def partition_counts(conf: dict[str, Any], topics: list[str], timeout: float = 3
     admin = AdminClient({**conf, "logger": logging.getLogger("obsync.rdkafka")})  # type: ignore[dict-item]  # librdkafka takes a logger
     out: dict[str, int] = {}
     for topic in topics:
+        brokers = conf.get("bootstrap.servers", "?")
         try:
             meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
         except KafkaException as e:
-            raise SinkError(f"cannot read the metadata of topic {topic}: {e.args[0].str() if e.args else e}") from None
+            raise SinkError(f"cannot read the metadata of topic {topic} from Kafka ({brokers}) within {timeout:g} s: "
+                            f"{e.args[0].str() if e.args else e}. Make the brokers reachable and try again") from None
         if meta is None or meta.error is not None or not meta.partitions:
             why = meta.error.str() if meta is not None and meta.error is not None else "it does not exist"
-            raise SinkError(f"topic {topic}: {why}")
+            raise SinkError(f"topic {topic} on Kafka ({brokers}): {why}")
         out[topic] = len(meta.partitions)
     return out
 
@@ -178,8 +180,9 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
         deadline = time.monotonic() + timeout
         while True:
             if time.monotonic() > deadline:
-                raise SinkError(f"timed out reading {topic}[{partition}] from offset {start_offset} to its end "
-                                f"(nothing for {timeout:g} s)")
+                raise SinkError(f"timed out reading {topic}[{partition}] from offset {start_offset} to its end on "
+                                f"Kafka ({conf.get('bootstrap.servers', '?')}): nothing for {timeout:g} s. Make the "
+                                "brokers reachable and try again")
             msgs = consumer.consume(500, 1.0)
             for msg in msgs:
                 err = msg.error()

@@ -251,3 +251,15 @@ def test_reading_a_partition_from_an_unreachable_broker_waits_within_patience_an
                                stopping=lambda: True))
     assert str(stopped.value) == (f"stopped while reading orders[2] from Kafka ({brokers}); the next start reads it "
                                   "again")
+
+
+def test_topic_metadata_from_an_unreachable_broker_fails_naming_the_brokers_the_bound_and_what_to_do():
+    from obsync.app.embedded.process import free_port
+
+    brokers = f"127.0.0.1:{free_port()}"
+    with pytest.raises(SinkError) as e:
+        ensure_topics(KafkaSettings(bootstrap_servers=brokers), ["orders"], 3, 1, timeout=1)
+    msg = str(e.value)
+    assert msg.startswith(f"cannot read the topics' metadata from Kafka ({brokers}) within 1 s: "), msg
+    assert msg.endswith("Make the brokers reachable (target.bootstrap_servers, target.properties) and start the task "
+                        "again: nothing is lost"), msg
