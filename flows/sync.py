@@ -52,7 +52,7 @@ from obsync.task.resources import plan_resources
 def build_flow(rt: Runtime, progress: Progress | None = None,
                stopping: Callable[[], bool] = lambda: False) -> Dataflow:
     """The dataflow of a prepared task; `stopping()`: whether a stop was requested (the sink then stops
-    waiting for a silent Kafka)."""
+    waiting for a silent Kafka, full sync for a source that is away)."""
     task = rt.task
     progress = progress or Progress()
     res = plan_resources(task, task.workers)  # resources.full / .incremental (presets or explicit)
@@ -64,7 +64,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
             chunks_per_worker=res.chunks_per_worker, filters=rt.snapshot_filters,
             # limits.full: one limiter per process for all its chunks, the cap divided among the processes
             limiter=limiter_for(task.limits.full, bytewax_processes()),
-            listener=progress.stats,
+            listener=progress.stats, stopping=stopping,
             # a cluster does not read again a full sync its control topic says is delivered (after a recovery
             # reset, chunks start without state: `obsync.runtime.recovery`)
             delivered=rt.full_sync_delivered if isinstance(rt.state, ClusterState) else None)))

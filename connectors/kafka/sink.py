@@ -36,18 +36,18 @@ from obsync.connectors.kafka.records import (
     parse_part_name,
     part_name,
 )
-from obsync.connectors.kafka.stall import AckWatch, BrokerPatience
+from obsync.connectors.kafka.stall import DEFAULT_PATIENCE, STOP_GRACE, AckWatch, BrokerPatience
 from obsync.connectors.kafka.tail import written_positions
 from obsync.core.changes import StreamDone
 from obsync.core.errors import SinkError, StateError, StopWhileWaiting
 from obsync.core.listeners import NOOP_SINK_LISTENER, SinkListener
 from obsync.core.positions import Position, position_from_json, position_to_header
+from obsync.core.wording import counted
 
 log = logging.getLogger(__name__)
 
 _SEQ_BYTES = [str(i).encode() for i in range(16)]
 _SLICE = 0.5  # s of one slice of waiting for Kafka (then the silence is judged, and a stop request heard)
-_STOP_GRACE = 2.0  # s without acknowledgement after which a stop stops waiting (the broker notice, if shorter)
 
 
 def _never() -> bool:
@@ -66,15 +66,16 @@ class _SharedProducer:
     and told to the listener (`broker_waiting`: status.json, metrics) until acknowledgements resume; after
     `patience.patience` s the wait ends with a `SinkError`. librdkafka keeps retrying (reconnecting with its
     own backoff) meanwhile, and its `message.timeout.ms` is set beyond the patience (`BrokerPatience`), unless
-    `target.properties` sets it. A stop (`stopping()` true) ends a wait once nothing was acknowledged for `_STOP_GRACE` s
-    (`StopWhileWaiting`): the stop needs no acknowledgement, the next start learns from Kafka what arrived.
+    `target.properties` sets it. A stop (`stopping()` true) ends a wait once nothing was acknowledged for
+    `STOP_GRACE` s (`StopWhileWaiting`): the stop needs no acknowledgement, the next start learns from Kafka
+    what arrived.
     """
 
     _instances: dict[tuple, _SharedProducer] = {}
     _lock = threading.Lock()
 
     def __init__(self, conf: dict[str, Any], tuning: dict[str, Any] | None = None,
-                 patience: BrokerPatience = BrokerPatience()) -> None:
+                 patience: BrokerPatience = DEFAULT_PATIENCE) -> None:
         self.parts: dict[tuple[str, int], _Written] = {}
         self.patience = patience
         self.brokers = str(conf.get("bootstrap.servers", "?"))
@@ -101,7 +102,7 @@ class _SharedProducer:
 
     @classmethod
     def get(cls, conf: dict[str, Any], tuning: dict[str, Any] | None = None,
-            patience: BrokerPatience = BrokerPatience()) -> _SharedProducer:
+            patience: BrokerPatience = DEFAULT_PATIENCE) -> _SharedProducer:
         key = (tuple(sorted((k, str(v)) for k, v in {**(tuning or {}), **conf}.items())), patience)
         with cls._lock:
             if key not in cls._instances:
@@ -164,9 +165,9 @@ class _SharedProducer:
         if v.recovered_after is not None:
             log.info("Kafka (%s) acknowledges again after %.0f s", self.brokers, v.recovered_after)
             listener.broker_waiting(self.brokers, 0, 0.0, None)
-        if pending and v.silent_for >= min(self.patience.notice, _STOP_GRACE) and stopping():
-            msg = (f"stopped while {pending} messages waited for Kafka ({self.brokers}); the next start learns "
-                   "from Kafka which arrived")
+        if pending and v.silent_for >= min(self.patience.notice, STOP_GRACE) and stopping():
+            msg = (f"stopped while {counted(pending, 'message')} waited for Kafka ({self.brokers}); the next start "
+                   "learns from Kafka which arrived")
             log.info("%s", msg)
             raise StopWhileWaiting(msg)
         if not v.stalled:
@@ -176,16 +177,17 @@ class _SharedProducer:
         if v.give_up:
             listener.broker_waiting(self.brokers, 0, 0.0, None)
             raise SinkError(
-                f"Kafka ({self.brokers}) acknowledged nothing for {v.silent_for:.0f} s while {pending} messages "
-                f"waited for {what} (target.patience: {patience:g} s); last error from the client: "
+                f"Kafka ({self.brokers}) acknowledged nothing for {v.silent_for:.0f} s while "
+                f"{counted(pending, 'message')} waited for {what} (target.patience: {patience:g} s); last error "
+                "from the client: "
                 f"{error or 'none (the brokers are silent)'}. Make the brokers reachable and start the task "
                 "again: it resumes from the last saved point, nothing is lost or written twice")
         listener.broker_waiting(self.brokers, pending, v.silent_for, error)
         if v.announce:
             left = "retrying forever" if patience is None else \
                 f"retrying until target.patience ({patience:g} s) runs out"
-            log.warning("waiting for Kafka (%s): %d messages not acknowledged for %.0f s (waiting for %s); "
-                        "last error: %s; %s", self.brokers, pending, v.silent_for, what,
+            log.warning("waiting for Kafka (%s): %s not acknowledged for %.0f s (waiting for %s); "
+                        "last error: %s; %s", self.brokers, counted(pending, "message"), v.silent_for, what,
                         error or "none (the brokers are silent)", left)
 
 
@@ -232,7 +234,8 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
     stopping: Callable[[], bool] = _never  # a stop was requested: waits for Kafka end (`_SharedProducer`)
 
     def open(self, topic: str, partition: int, state: dict[str, Any] | None = None) -> _Written:
-        """Start writing a partition: restore its state, then learn what Kafka holds past its offset."""
+        """Start writing a partition: restore its state, then learn what Kafka holds past its offset (waiting for
+        a silent Kafka within the patience, as for acknowledgements: `tail.written_positions`)."""
         w = _Written(topic, partition, self)
         if state is not None:
             w.next_offset = state["offset"]
@@ -240,13 +243,15 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
                 pos = position_from_json(pos_json)
                 w.last[stream] = ((pos.sort_key, seq), pos)
         found = 0
-        for offset, pos, seq in written_positions(self.conf, topic, partition, w.next_offset, self.task_id):
+        for offset, pos, seq in written_positions(self.conf, topic, partition, w.next_offset, self.task_id,
+                                                  patience=self.shared.patience, listener=self.listener,
+                                                  stopping=self.stopping):
             w.seen(pos, seq)
             w.next_offset = offset + 1
             found += 1
         if found:
-            log.info("%s[%d]: %d messages written after the last snapshot found in Kafka; they will not be "
-                     "written again", topic, partition, found)
+            log.info("%s[%d]: %s written after the last snapshot found in Kafka; %s not be written again",
+                     topic, partition, counted(found, "message"), "it will" if found == 1 else "they will")
         self.written[(topic, partition)] = w
         self.shared.parts[(topic, partition)] = w
         return w
@@ -295,7 +300,7 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
             self.listener.wrote(cast(OutRecord, last_rec), written_n, size)  # the last record written
         if skipped:
             self.listener.skipped(skipped)
-            log.debug("%s: dropped %d records already written", self.name, skipped)
+            log.debug("%s: dropped %s already written", self.name, counted(skipped, "record"))
         if self.error:
             raise self.error
         if not self.gate_open and self.required_streams <= self.done:
@@ -358,7 +363,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     def __init__(self, target_conf: dict[str, Any], lanes: list[str], task_id: str,
                  required_streams: frozenset[str], on_delivered: Callable[[str], None],
                  listener: SinkListener = NOOP_SINK_LISTENER, producer_conf: dict[str, Any] | None = None,
-                 rescanned_streams: frozenset[str] = frozenset(), patience: BrokerPatience = BrokerPatience(),
+                 rescanned_streams: frozenset[str] = frozenset(), patience: BrokerPatience = DEFAULT_PATIENCE,
                  stopping: Callable[[], bool] = _never) -> None:
         self._conf = target_conf
         self._tuning = producer_conf or {}  # producer settings from the task's resources

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 MAX_MESSAGE_TIMEOUT_MS = 2**31 - 1  # librdkafka's largest `message.timeout.ms`
 MESSAGE_TIMEOUT_MARGIN = 300.0  # s librdkafka's `message.timeout.ms` is set beyond the patience (its own default)
+STOP_GRACE = 2.0  # s of silence after which a stop ends a wait for Kafka (the notice time, if shorter)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Verdict:
 
 
 OK = Verdict()
+DEFAULT_PATIENCE = BrokerPatience()  # the task file's defaults (target.stall_timeout 30 s, target.patience 600 s)
 
 
 class AckWatch:

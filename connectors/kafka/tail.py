@@ -12,20 +12,46 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from obsync.connectors.kafka.client import mask_secrets
 from obsync.connectors.kafka.records import POS_HEADER, SEQ_HEADER, TASK_HEADER
-from obsync.core.errors import SinkError
+from obsync.connectors.kafka.stall import DEFAULT_PATIENCE, STOP_GRACE, AckWatch, BrokerPatience
+from obsync.core.errors import SinkError, StopWhileWaiting
+from obsync.core.listeners import NOOP_SINK_LISTENER, SinkListener
 from obsync.core.positions import Position, position_from_header
 
+log = logging.getLogger(__name__)
 
-def written_positions(conf: dict[str, Any], topic: str, partition: int, start_offset: int, task_id: str,
-                      timeout: float = 120.0) -> Iterator[tuple[int, Position, int]]:
-    """Yield (offset, position, seq) of this task's messages from `start_offset` to the partition's end."""
+_SLICE = 0.5  # s of one poll (then the silence is judged, and a stop request heard)
+
+
+def _never() -> bool:
+    return False
+
+
+def written_positions(conf: dict[str, Any], topic: str, partition: int, start_offset: int, task_id: str, *,
+                      patience: BrokerPatience = DEFAULT_PATIENCE, listener: SinkListener = NOOP_SINK_LISTENER,
+                      stopping: Callable[[], bool] = _never) -> Iterator[tuple[int, Position, int]]:
+    """Yield (offset, position, seq) of this task's messages from `start_offset` to the partition's end.
+
+    Kafka may be slow or away meanwhile: the read waits as the sink waits for acknowledgements (`patience`,
+    the task's target.stall_timeout and target.patience). Once nothing (no message, not the end) came for
+    `patience.notice` s the wait is logged, naming the brokers, the partition and the client's last error, and
+    told to `listener` (`broker_waiting` with `reading`: status.json, metrics) until Kafka answers; after
+    `patience.patience` s a `SinkError` says the same and what to do. A stop (`stopping()`) ends the wait once
+    Kafka was silent for `STOP_GRACE` s (`StopWhileWaiting`): nothing was written, the next start reads again.
+    """
+    brokers = str(conf.get("bootstrap.servers", "?"))
+    last_error: list[str] = []  # librdkafka's last error (error_cb), secrets masked
+
+    def on_error(err: KafkaError) -> None:
+        last_error[:] = [mask_secrets(err.str(), conf)]
+
     consumer = Consumer({
         **conf,
         "group.id": f"obsync-tail-{uuid.uuid4().hex}",
@@ -35,23 +61,35 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
         "isolation.level": "read_uncommitted",
         "fetch.wait.max.ms": 20,  # the end-of-partition event comes after one empty fetch: keep it short
         "logger": logging.getLogger("obsync.rdkafka"),
+        "error_cb": on_error,  # the brokers being down or unreachable: kept for the log, librdkafka retries
     })
     task = task_id.encode()
+    where = f"{topic}[{partition}]"
+    watch = AckWatch(patience)
+    told = False  # the listener was told the sink waits
     try:
         consumer.assign([TopicPartition(topic, partition, start_offset)])
-        deadline = time.monotonic() + timeout
         while True:
-            if time.monotonic() > deadline:
-                raise SinkError(f"timed out reading {topic}[{partition}] from offset {start_offset} to its end")
-            msg = consumer.poll(1.0)
-            if msg is None:
+            msg = consumer.poll(_SLICE)
+            err = msg.error() if msg is not None else None
+            if msg is None or (err is not None and err.code() != KafkaError._PARTITION_EOF and err.retriable()):
+                if err is not None:
+                    last_error[:] = [mask_secrets(err.str(), conf)]
+                told = _judge(watch, brokers, where, start_offset, last_error, listener, stopping) or told
                 continue
-            err = msg.error()
-            if err:
+            watch.acked()
+            if told:
+                told = False
+                listener.broker_waiting(brokers, 0, 0.0, None)
+                log.info("Kafka (%s) answers again: reading %s", brokers, where)
+            if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     return
-                raise SinkError(f"cannot read {topic}[{partition}]: {err.str()}")
-            deadline = time.monotonic() + timeout
+                raise SinkError(
+                    f"cannot read {where} on Kafka ({brokers}) from offset {start_offset}: "
+                    f"{mask_secrets(err.str(), conf)}. obsync reads what it wrote there to resume exactly once: "
+                    "check that the topic exists and that the task's Kafka user may read it, then start the "
+                    "task again (nothing is lost)")
             # a consumed record always has an offset; header values come as bytes (None: a null header)
             offset, headers = msg.offset(), dict(msg.headers() or ())
             pos = headers.get(POS_HEADER)
@@ -59,7 +97,36 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
                 continue
             yield offset, position_from_header(pos), int(headers.get(SEQ_HEADER) or b"0")
     finally:
+        if told:
+            listener.broker_waiting(brokers, 0, 0.0, None)
         consumer.close()
+
+
+def _judge(watch: AckWatch, brokers: str, where: str, start: int, last_error: list[str], listener: SinkListener,
+           stopping: Callable[[], bool]) -> bool:
+    """After a slice in which Kafka sent nothing: a stop, the patience spent, or the stall to show; True when the
+    listener was told of the wait."""
+    v = watch.observe(1)
+    error = last_error[0] if last_error else None
+    if v.silent_for >= min(watch.settings.notice, STOP_GRACE) and stopping():
+        raise StopWhileWaiting(f"stopped while reading {where} from Kafka ({brokers}); the next start reads it again")
+    if not v.stalled:
+        return False
+    patience = watch.settings.patience
+    if v.give_up:
+        listener.broker_waiting(brokers, 0, 0.0, None)
+        raise SinkError(
+            f"Kafka ({brokers}) sent nothing for {v.silent_for:.0f} s while the sink read {where} from offset "
+            f"{start} to its end to learn what an earlier run wrote (target.patience: {patience:g} s); last error "
+            f"from the client: {error or 'none (the brokers are silent)'}. Make the brokers reachable and start the "
+            "task again: it resumes from the last saved point, nothing is lost or written twice")
+    listener.broker_waiting(brokers, 0, v.silent_for, error, reading=where)
+    if v.announce:
+        left = "retrying forever" if patience is None else f"retrying until target.patience ({patience:g} s) runs out"
+        log.warning("waiting for Kafka (%s): nothing read from %s (from offset %d, to learn what an earlier run "
+                    "wrote) for %.0f s; last error: %s; %s", brokers, where, start, v.silent_for,
+                    error or "none (the brokers are silent)", left)
+    return True
 
 
 class TopicMessage(NamedTuple):
@@ -80,13 +147,15 @@ def partition_counts(conf: dict[str, Any], topics: list[str], timeout: float = 3
     admin = AdminClient({**conf, "logger": logging.getLogger("obsync.rdkafka")})  # type: ignore[dict-item]  # librdkafka takes a logger
     out: dict[str, int] = {}
     for topic in topics:
+        brokers = conf.get("bootstrap.servers", "?")
         try:
             meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
         except KafkaException as e:
-            raise SinkError(f"cannot read the metadata of topic {topic}: {e.args[0].str() if e.args else e}") from None
+            raise SinkError(f"cannot read the metadata of topic {topic} from Kafka ({brokers}) within {timeout:g} s: "
+                            f"{e.args[0].str() if e.args else e}. Make the brokers reachable and try again") from None
         if meta is None or meta.error is not None or not meta.partitions:
             why = meta.error.str() if meta is not None and meta.error is not None else "it does not exist"
-            raise SinkError(f"topic {topic}: {why}")
+            raise SinkError(f"topic {topic} on Kafka ({brokers}): {why}")
         out[topic] = len(meta.partitions)
     return out
 
@@ -111,8 +180,9 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
         deadline = time.monotonic() + timeout
         while True:
             if time.monotonic() > deadline:
-                raise SinkError(f"timed out reading {topic}[{partition}] from offset {start_offset} to its end "
-                                f"(nothing for {timeout:g} s)")
+                raise SinkError(f"timed out reading {topic}[{partition}] from offset {start_offset} to its end on "
+                                f"Kafka ({conf.get('bootstrap.servers', '?')}): nothing for {timeout:g} s. Make the "
+                                "brokers reachable and try again")
             msgs = consumer.consume(500, 1.0)
             for msg in msgs:
                 err = msg.error()
@@ -123,8 +193,8 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
                 headers = {h[0]: h[1] for h in (msg.headers() or ()) if isinstance(h[1], bytes)}
                 seq = headers.get(SEQ_HEADER)
                 key, value = msg.key(), msg.value()
-                yield TopicMessage(partition, msg.offset() or 0, _as_bytes(key), _as_bytes(value), headers.get(TASK_HEADER),
-                                   headers.get(POS_HEADER), int(seq) if seq else 0, headers)
+                yield TopicMessage(partition, msg.offset() or 0, _as_bytes(key), _as_bytes(value),
+                                   headers.get(TASK_HEADER), headers.get(POS_HEADER), int(seq) if seq else 0, headers)
             if msgs:
                 deadline = time.monotonic() + timeout
     finally:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from obsync.connectors.kafka.client import KafkaSettings, base_config
 from obsync.core.errors import SinkError
+from obsync.core.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +22,7 @@ def ensure_topics(target: KafkaSettings, names: list[str], partitions: int, repl
     if not names:
         return {}
     admin = AdminClient(base_config(target))
-    try:
-        existing = admin.list_topics(timeout=timeout).topics
-    except KafkaException as e:
-        raise SinkError(f"cannot reach Kafka at {target.bootstrap_servers}: {e.args[0].str()}") from None
+    existing = _topics(admin, target, timeout)
     missing = sorted(set(names) - set(existing))
     if missing and not create:
         t = missing[0]
@@ -37,18 +36,33 @@ def ensure_topics(target: KafkaSettings, names: list[str], partitions: int, repl
         for topic, fut in futures.items():
             try:
                 fut.result()
-                log.info("created topic %s with %d partitions", topic, partitions)
+                log.info("created topic %s with %s", topic, counted(partitions, "partition"))
             except KafkaException as e:
                 err = e.args[0]
                 if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise SinkError(f"cannot create topic {topic!r}: {err.str()}") from None
+                    raise SinkError(f"cannot create topic {topic!r} on Kafka ({target.bootstrap_servers}): "
+                                    f"{err.str()}. Create it with {counted(partitions, 'partition')}, or let the "
+                                    "task's Kafka user create topics, and start the task again") from None
     counts: dict[str, int] = {}
-    meta = admin.list_topics(timeout=timeout).topics
+    meta = _topics(admin, target, timeout)
     for t in names:
         if t not in meta or meta[t].error is not None or not meta[t].partitions:
-            raise SinkError(f"topic {t!r} is not available on {target.bootstrap_servers}")
+            cause = meta[t].error.str() if t in meta and meta[t].error is not None else "no partitions in its metadata"
+            raise SinkError(f"topic {t!r} is not available on Kafka ({target.bootstrap_servers}): {cause}. Check the "
+                            "brokers' logs and start the task again once the topic has its partitions")
         counts[t] = len(meta[t].partitions)
     return counts
+
+
+def _topics(admin: AdminClient, target: KafkaSettings, timeout: float) -> dict[str, Any]:
+    """The cluster's topics (metadata), or a SinkError naming the brokers, the bound and what to do."""
+    try:
+        return admin.list_topics(timeout=timeout).topics
+    except KafkaException as e:
+        raise SinkError(f"cannot read the topics' metadata from Kafka ({target.bootstrap_servers}) within "
+                        f"{timeout:g} s: {e.args[0].str() if e.args else e}. Make the brokers reachable "
+                        "(target.bootstrap_servers, target.properties) and start the task again: nothing is lost"
+                        ) from None
 
 
 PRODUCER_MAX_DEFAULT = 1_000_000  # librdkafka's default message.max.bytes

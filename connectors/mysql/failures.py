@@ -21,10 +21,11 @@ stream's own `StreamLost` and obsync's `SourceError`s. What each class asks of t
   not come from talking to the source.
 
 `ReconnectPolicy` is the one backoff: exponential with a cap and jitter, a budget of attempts and/or seconds
-("patience"), and `run()`, the retry loop around a call. The policies below: the log and a snapshot chunk
-retry as long as the task's `source.patience` allows (10 minutes by default, or forever; the readers use
-their endpoint's; a snapshot statement that keeps failing, three times), a SQL session (schema catalog,
-row-filter evaluator) reconnects once at once.
+("patience"), and `run()`, the retry loop around a call, whose waits a stop can end (`stoppable_sleep`: an
+engine worker is never held up by a source that is away when the task is asked to stop). The policies below:
+the log and a snapshot chunk retry as long as the task's `source.patience` allows (10 minutes by default, or
+forever; the readers use their endpoint's; a snapshot statement that keeps failing, three times), a SQL
+session (schema catalog, row-filter evaluator) reconnects once at once.
 Warnings name what is retried and the server's message, never the connection settings (so never a password).
 """
 
@@ -40,7 +41,7 @@ from typing import TypeVar
 
 import pymysql
 
-from obsync.core.errors import ObsyncError, PositionLostError
+from obsync.core.errors import ObsyncError, PositionLostError, StopWhileWaiting
 
 try:
     import MySQLdb
@@ -312,6 +313,26 @@ class ReconnectPolicy:
                 if on_retry is not None:
                     on_retry(e, wait)
                 (sleep or time.sleep)(wait)
+
+
+STOP_SLICE = 0.2  # s between two looks at whether a stop was requested, while a retry waits
+
+
+def stoppable_sleep(stopping: Callable[[], bool], what: str) -> Callable[[float], None]:
+    """A `sleep` for `ReconnectPolicy.run` that a stop ends: it waits in slices of `STOP_SLICE` s and raises
+    `StopWhileWaiting` naming `what` (what was waited for) as soon as `stopping()` is true."""
+
+    def sleep(wait: float) -> None:
+        end = time.monotonic() + wait
+        while True:
+            if stopping():
+                raise StopWhileWaiting(f"stopped while {what}; the next start resumes from the last saved point")
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(STOP_SLICE, left))
+
+    return sleep
 
 
 # Each caller's limits (see the module docstring).

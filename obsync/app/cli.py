@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from obsync.core.errors import ConfigError, ObsyncError
+from obsync.core.wording import counted
 
 if TYPE_CHECKING:
     from obsync.app.stopping import Stopper
@@ -158,17 +159,19 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     port = args.metrics_port if args.metrics_port is not None else task.metrics_port
     server = _start_metrics_server(port, args.metrics_host) if port else None
     rt = prepare(task, state_dir=args.state_dir, until_caught_up=args.until_caught_up, cluster=spec)
-    log.info("task %s: %d tables -> %d topics (%d partitions), format %s, state in %s%s",
-             task.name, len(rt.tables), len(rt.layout.partitions), sum(rt.layout.partitions.values()),
+    log.info("task %s: %s -> %s (%s), format %s, state in %s%s", task.name, counted(len(rt.tables), "table"),
+             counted(len(rt.layout.partitions), "topic"), counted(sum(rt.layout.partitions.values()), "partition"),
              task.format, rt.state.root,
              f"; process {spec.process} of {spec.processes}" if spec is not None else "")
     recovery = place_cluster(rt.state, rt.task_id) if isinstance(rt.state, ClusterState) else place_single(rt.state)
     progress = Progress(task.progress_interval, topic_of=rt.layout.topic_of,
                         status_path=rt.state.root / "status.json")
-    heard: list[bool] = []  # the sink asked and heard of the stop (it then ends its wait for a silent Kafka)
+    # the sink or full sync asked and heard of the stop (it then ends its wait for a silent Kafka, or for a source
+    # that is away, with `StopWhileWaiting`)
+    heard: list[bool] = []
 
     def stopping() -> bool:
-        if stopper.requested:
+        if stopper.requested and not heard:
             heard.append(True)
         return stopper.requested
 
@@ -197,8 +200,8 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
         watch.stop()
         progress.stop()
         _stop_metrics_server(server)
-        # a stop: the signal itself, or the sink ending its wait for Kafka because of it (a worker's error that
-        # the engine may report as a bare panic, without its cause)
+        # a stop: the signal itself, or the sink or full sync ending its wait for a peer because of it (a worker's
+        # error that the engine may report as a bare panic, without its cause)
         if stopper.requested and (_cause_of_type(e, KeyboardInterrupt) or heard):
             progress.maybe_report(force=True)
             progress.write_status(state="stopped")

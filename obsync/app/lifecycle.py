@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from obsync.core.errors import ConfigError, StateError
+from obsync.core.wording import counted
 from obsync.runtime.validate import load_checked_task
 from obsync.task.config import TaskConfig, load_task
 from obsync.task.state import TaskState, write_json_atomic
@@ -241,8 +242,10 @@ def format_status(s: dict[str, Any]) -> str:
         lines.append(f"  waiting     for {w['for']} for {w['seconds']:.0f} s (reconnecting): {w['error']}")
     if s.get("waiting_for_broker"):
         w = s["waiting_for_broker"]
-        lines.append(f"  waiting     for {w['for']} for {w['seconds']:.0f} s ({w['pending']:,} messages not "
-                     f"acknowledged): {w['error'] or 'no error, the brokers are silent'}")
+        what = (f"reading {w['reading']} to learn what was written" if w.get("reading")
+                else f"{counted(w['pending'], 'message')} not acknowledged")
+        lines.append(f"  waiting     for {w['for']} for {w['seconds']:.0f} s ({what}): "
+                     f"{w['error'] or 'no error, the brokers are silent'}")
     if s.get("error"):
         lines.append(f"  error       {s['error']}")
     if s.get("note"):

@@ -144,11 +144,11 @@ def busy_threads() -> list[str]:
     idle = {"obsync-state-watch", "obsync-progress", "obsync-stop-watchdog"}
     out = []
     for ident, frame in sys._current_frames().items():
-        name = names.get(ident, str(ident))
+        name = names.get(ident) or "Dummy"
         if ident == me or name in idle or (name == "MainThread" and frame.f_code.co_name == "run_engine"):
             continue
         if name.startswith("Dummy"):
-            name = "engine worker"  # a Bytewax worker thread
+            name = "engine worker"  # a Bytewax worker thread (one `threading` does not know, or knows as a dummy)
         if name == "obsync-connect-guard":
             continue
         stack = traceback.extract_stack(frame)

@@ -43,5 +43,6 @@ class StateError(ObsyncError):
 
 
 class StopWhileWaiting(ObsyncError):
-    """A stop was requested while the sink waited for a silent Kafka: the stop, not a failure; the next start
-    resumes from the last saved point."""
+    """A stop was requested while obsync waited for a peer that does not answer (the sink for a silent Kafka,
+    full sync for a source that is away): the stop, not a failure; the next start resumes from the last saved
+    point."""

@@ -121,9 +121,12 @@ class SinkListener(Protocol):
     def skipped(self, n: int) -> None:
         """`n` replayed records were dropped, having been written before."""
 
-    def broker_waiting(self, brokers: str, pending: int, seconds: float, error: str | None) -> None:
+    def broker_waiting(self, brokers: str, pending: int, seconds: float, error: str | None,
+                       reading: str | None = None) -> None:
         """Kafka (`brokers`) has acknowledged nothing for `seconds` while `pending` messages wait, past the
-        notice time (`error`: the client's last error, None if none); `pending` 0: no longer waits."""
+        notice time (`error`: the client's last error, None if none); or, with `reading` (`topic[partition]`),
+        has sent nothing of the partition the sink reads to learn what was written. `pending` 0 and no
+        `reading`: no longer waits."""
 
 
 class NoopSourceListener:
@@ -157,7 +160,8 @@ class NoopSinkListener:
     def skipped(self, n: int) -> None:
         pass
 
-    def broker_waiting(self, brokers: str, pending: int, seconds: float, error: str | None) -> None:
+    def broker_waiting(self, brokers: str, pending: int, seconds: float, error: str | None,
+                       reading: str | None = None) -> None:
         pass
 
 

@@ -97,7 +97,7 @@ class Progress:
         self._full_done_logged = False
         self.status_path = status_path  # where `status()` is written every couple of seconds (`obsync status`)
         self._status_at = 0.0
-        self._broker_wait: tuple[str, float, float, int, str | None] | None = None  # `broker_waiting`
+        self._broker_wait: tuple[str, float, float, int, str | None, str | None] | None = None  # `broker_waiting`
         metrics.set_lag_function(self.lag_seconds)
         metrics.set_collect_hook("progress", self.fold)
 
@@ -164,14 +164,16 @@ class Progress:
         self.dropped += n
         metrics.skipped(n)
 
-    def broker_waiting(self, brokers: str, pending: int, seconds: float, error: str | None) -> None:
-        """Kafka (`brokers`) has acknowledged nothing for `seconds` while `pending` messages wait (0: over)."""
+    def broker_waiting(self, brokers: str, pending: int, seconds: float, error: str | None,
+                       reading: str | None = None) -> None:
+        """Kafka (`brokers`) has acknowledged nothing for `seconds` while `pending` messages wait, or sent nothing
+        of the partition `reading` (0 and None: over)."""
         now = time.monotonic()
         with self._lock:
-            if pending <= 0:
+            if pending <= 0 and reading is None:
                 self._broker_wait = None
-            else:  # (brokers, monotonic and epoch time the silence began, pending, error)
-                self._broker_wait = (brokers, now - seconds, time.time() - seconds, pending, error)
+            else:  # (brokers, monotonic and epoch time the silence began, pending, error, partition read)
+                self._broker_wait = (brokers, now - seconds, time.time() - seconds, pending, error, reading)
         metrics.set_broker_waiting_function(self.broker_waiting_seconds)
 
     def broker_waiting_seconds(self) -> float:
@@ -184,9 +186,9 @@ class Progress:
         w = self._broker_wait
         if w is None:
             return None
-        brokers, since, epoch, pending, error = w
+        brokers, since, epoch, pending, error, reading = w
         return {"for": f"Kafka {brokers}", "since": epoch, "seconds": round(time.monotonic() - since, 1),
-                "pending": pending, "error": error}
+                "pending": pending, "error": error, **({"reading": reading} if reading is not None else {})}
 
     # -- derived -------------------------------------------------------------------------------------------
 

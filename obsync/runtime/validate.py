@@ -36,7 +36,14 @@ def task_problems(task: TaskConfig) -> list[str]:
         encoder_for(task.format, EncoderContext(task.name, db_type), task.format_options)
     except ConfigError as e:
         problems.append(str(e))
-    if (why := config_problem(kafka_settings(task.target))) is not None:
+    target = task.target
+    if target.patience != "forever" and target.stall_timeout >= target.patience:
+        problems.append(
+            f"fields `target.stall_timeout` ({target.stall_timeout:g} s) and `target.patience` "
+            f"({target.patience:g} s): both count from the oldest message Kafka has not acknowledged, so the task "
+            "would give up on a silent Kafka without ever reporting it as stalled; make target.stall_timeout "
+            "less than target.patience (or target.patience `forever`)")
+    if (why := config_problem(kafka_settings(target))) is not None:
         problems.append(f"field `target.properties`: librdkafka refuses the settings: {why}")
     return problems
 

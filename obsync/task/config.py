@@ -72,7 +72,8 @@ class SourceConfig(_Model):
     write_timeout: float = Field(60.0, gt=0, description="seconds a SQL session waits to send a request")
     patience: float | Literal["forever"] = Field(
         600.0, description="seconds full sync and the binlog stream keep reconnecting to a source that is down or "
-                           "silent before the task fails, or `forever`")
+                           "silent before the task fails, or `forever`; counted from the moment the source is "
+                           "found lost (a refused connection, or read_timeout without an answer)")
 
     @field_validator("patience", mode="before")
     @classmethod
@@ -99,7 +100,8 @@ class TargetConfig(_Model):
                                                         "(logged, shown in status and the metrics)")
     patience: float | Literal["forever"] = Field(
         600.0, description="seconds the sink waits for a Kafka that acknowledges nothing before the task "
-                           "fails, or `forever`")
+                           "fails, or `forever`; counted, like stall_timeout, from the oldest message not "
+                           "acknowledged, so it must be longer than stall_timeout")
 
     @field_validator("patience", mode="before")
     @classmethod

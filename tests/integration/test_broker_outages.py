@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -22,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from obsync.app.embedded.process import free_port
 from obsync.app.embedded.tansu import TansuBroker
+from obsync.connectors.kafka.partitioner import partition_for
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
 from tests.helpers.workload import check_stream, replay, source_rows, write_concurrently
@@ -250,5 +252,76 @@ def test_a_stop_while_the_broker_is_silent_is_clean_and_the_next_start_loses_not
         cur.execute(f"DELETE FROM {db}.orders WHERE id % 11 = 0")
     run_obsync("run", str(task), "--until-caught-up")
     msgs = read_topic(broker.bootstrap_servers, f"Topic_{db}_orders")
+    check_stream(msgs, 3)
+    assert replay(msgs) == source_rows(conn, f"{db}.orders")
+
+
+def test_a_broker_silent_when_the_sink_first_meets_a_partition_is_shown_and_bounded_by_the_patience(
+        tmp_path, mariadb, broker, shop, user):
+    """The sink meets a partition for the first time (the first change whose key hashes there) while the broker is
+    frozen: before writing, it reads the partition to learn what an earlier run wrote, and that read waits as
+    the writes do: after target.stall_timeout it is logged and shown in status (which partition it reads), after
+    target.patience the task fails naming the brokers, the partition and what to do; the next start, with the
+    broker back, loses nothing."""
+    db, conn = shop
+    first = json.dumps([1]).encode()
+    met = partition_for(first, 3)
+    later = [i for i in range(2, 100) if partition_for(json.dumps([i]).encode(), 3) != met][:5]
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {db}.orders VALUES (1, 'first', 1, 9.99, 'seed')")
+    task = _task(tmp_path, mariadb, broker, db, user, stall_timeout=1, patience=6)
+    log = tmp_path / "run.log"
+    seen: list[dict] = []
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(obsync_cmd("run", str(task)), cwd=ROOT, stdout=out, stderr=out)
+        try:
+            _wait_for(lambda: _status(tmp_path).get("phase") == "incremental"
+                      and (_status(tmp_path).get("messages_written") or 0) > 0, 90, "incremental sync", proc, log)
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                with conn.cursor() as cur:  # changes to partitions the sink has not met yet
+                    cur.executemany(f"INSERT INTO {db}.orders VALUES (%s, 'later', 1, 9.99, NULL)",
+                                    [(i,) for i in later])
+
+                def reading() -> dict | None:
+                    w = _status(tmp_path).get("waiting_for_broker")
+                    if w and w.get("reading"):
+                        seen.append(w)
+                        return w
+                    return None
+
+                _wait_for(reading, 30, "status.json to show the read waiting for the broker", proc, log)
+                shown = run_obsync("status", str(task), timeout=30).stdout
+                rc = proc.wait(60)
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text(errors="replace")
+    topic = f"Topic_{db}_orders"
+    w = seen[0]
+    assert w["for"] == f"Kafka {broker.bootstrap_servers}" and re.fullmatch(rf"{topic}\[[0-2]\]", w["reading"]), w
+    assert w["reading"] != f"{topic}[{met}]" and w["pending"] == 0, w
+    assert f"waiting     for Kafka {broker.bootstrap_servers} for " in shown, shown
+    assert f"(reading {w['reading']} to learn what was written)" in shown, shown
+    assert re.search(rf"waiting for Kafka \({re.escape(broker.bootstrap_servers)}\): nothing read from "
+                     rf"{re.escape(w['reading'])} \(from offset 0, to learn what an earlier run wrote\) for \d+ s; "
+                     r"last error: .+; retrying until target.patience \(6 s\) runs out", text), text[-4000:]
+    assert rc == 2, text[-4000:]  # an obsync error
+    last = text.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"obsync: error: Kafka \({re.escape(broker.bootstrap_servers)}\) sent nothing for \d+ s while the sink read "
+        rf"{topic}\[[0-2]\] from offset 0 to its end to learn what an earlier run wrote \(target.patience: 6 s\); "
+        r"last error from the client: .+\. Make the brokers reachable and start the task again: it resumes from the "
+        r"last saved point, nothing is lost or written twice", last), text[-4000:]
+    assert "Traceback" not in text, text[-4000:]
+    status = run_obsync("status", str(task)).stdout
+    assert status.splitlines()[0].endswith(": failed") and "waiting     for Kafka" not in status, status
+    _no_secret(text, shown, status, (tmp_path / "state" / "status.json").read_text())
+
+    run_obsync("run", str(task), "--until-caught-up")
+    msgs = read_topic(broker.bootstrap_servers, topic)
     check_stream(msgs, 3)
     assert replay(msgs) == source_rows(conn, f"{db}.orders")

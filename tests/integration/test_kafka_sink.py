@@ -200,12 +200,66 @@ def test_an_unreachable_broker_is_waited_for_within_patience_then_named_with_the
     with caplog.at_level("INFO"), pytest.raises(SinkError) as e:
         shared.flush(Listener())
     msg = str(e.value)
-    assert msg.startswith(f"Kafka ({brokers}) acknowledged nothing for 3 s while 1 messages waited for "
+    assert msg.startswith(f"Kafka ({brokers}) acknowledged nothing for 3 s while 1 message waited for "
                           "acknowledgements (target.patience: 3 s); last error from the client: "), msg
     assert "Connection refused" in msg and "start the task again" in msg, msg
     assert waits[0][:2] == (brokers, 1) and "Connection refused" in (waits[0][2] or ""), waits
     assert waits[-1] == (brokers, 0, None)  # over, once given up
     logged = [r.getMessage() for r in caplog.records if r.name == "obsync.connectors.kafka.sink"]
-    assert any(line.startswith(f"waiting for Kafka ({brokers}): 1 messages not acknowledged for ") for line in logged)
+    assert any(line.startswith(f"waiting for Kafka ({brokers}): 1 message not acknowledged for ") for line in logged)
     assert secret not in msg + caplog.text + repr(waits)
     shared.producer.purge()
+
+
+def test_reading_a_partition_from_an_unreachable_broker_waits_within_patience_and_a_stop_ends_it(caplog):
+    """Resuming a partition reads it to its end first; nothing listens at the bootstrap address: the read is
+    shown as a wait for Kafka (which partition), then fails after the patience naming the brokers, the partition,
+    the client's error and what to do; a stop ends the same wait at once, with nothing written."""
+    from obsync.app.embedded.process import free_port
+    from obsync.connectors.kafka.stall import BrokerPatience
+    from obsync.connectors.kafka.tail import written_positions
+    from obsync.core.errors import StopWhileWaiting
+
+    brokers = f"127.0.0.1:{free_port()}"
+    secret = "kafka-secret-never-shown-77"
+    conf = {"bootstrap.servers": brokers, "sasl.username": "u", "sasl.password": secret}
+    waits: list[tuple] = []
+
+    class Listener(Progress):
+        def broker_waiting(self, brokers, pending, seconds, error, reading=None):
+            waits.append((brokers, pending, error, reading))
+
+    patience = BrokerPatience(notice=0.5, patience=3, repeat=30)
+    with caplog.at_level("INFO"), pytest.raises(SinkError) as e:
+        list(written_positions(conf, "orders", 2, 40, "task-x", patience=patience, listener=Listener()))
+    msg = str(e.value)
+    assert msg.startswith(f"Kafka ({brokers}) sent nothing for 3 s while the sink read orders[2] from offset 40 to "
+                          "its end to learn what an earlier run wrote (target.patience: 3 s); last error from the "
+                          "client: "), msg
+    assert "Connection refused" in msg and msg.endswith("Make the brokers reachable and start the task again: it "
+                                                        "resumes from the last saved point, nothing is lost or "
+                                                        "written twice"), msg
+    assert waits[0][0] == brokers and waits[0][1] == 0 and waits[0][3] == "orders[2]", waits
+    assert waits[-1] == (brokers, 0, None, None)  # over, once given up
+    logged = [r.getMessage() for r in caplog.records if r.name == "obsync.connectors.kafka.tail"]
+    assert any(line.startswith(f"waiting for Kafka ({brokers}): nothing read from orders[2] (from offset 40, to "
+                               "learn what an earlier run wrote) for ") for line in logged), logged
+    assert secret not in msg + caplog.text + repr(waits)
+
+    with pytest.raises(StopWhileWaiting) as stopped:
+        list(written_positions(conf, "orders", 2, 40, "task-x", patience=BrokerPatience(notice=30, patience=None),
+                               stopping=lambda: True))
+    assert str(stopped.value) == (f"stopped while reading orders[2] from Kafka ({brokers}); the next start reads it "
+                                  "again")
+
+
+def test_topic_metadata_from_an_unreachable_broker_fails_naming_the_brokers_the_bound_and_what_to_do():
+    from obsync.app.embedded.process import free_port
+
+    brokers = f"127.0.0.1:{free_port()}"
+    with pytest.raises(SinkError) as e:
+        ensure_topics(KafkaSettings(bootstrap_servers=brokers), ["orders"], 3, 1, timeout=1)
+    msg = str(e.value)
+    assert msg.startswith(f"cannot read the topics' metadata from Kafka ({brokers}) within 1 s: "), msg
+    assert msg.endswith("Make the brokers reachable (target.bootstrap_servers, target.properties) and start the task "
+                        "again: nothing is lost"), msg

@@ -29,12 +29,14 @@ from obsync.connectors.mysql.failures import (
     error_code,
     hint,
     retryable,
+    stoppable_sleep,
 )
 from obsync.core.errors import (
     PositionLostError,
     SchemaMismatchError,
     SourceError,
     SourceUnavailable,
+    StopWhileWaiting,
 )
 
 try:
@@ -354,6 +356,25 @@ def test_run_raises_a_fatal_error_at_once_and_the_last_one_when_the_budget_is_sp
     with pytest.raises(pymysql.err.OperationalError) as info:
         ReconnectPolicy(patience=None, transient_attempts=3).run(fn, "x", sleep=slept.append)
     assert info.value is busy[2] and fn.calls == 5 and len(slept) == 4  # lost connections do not count
+
+
+def test_a_stop_ends_a_retrys_wait_at_once_naming_what_was_waited_for() -> None:
+    lost = pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+    asked: list[int] = []
+
+    def stopping() -> bool:  # the stop comes while the first wait (30 s) lasts
+        asked.append(1)
+        return len(asked) > 2
+
+    fn = _Flaky(lost, lost, result="never")
+    what = "snapshot chunk db.t/0001: waiting for the source 10.0.0.1:3306"
+    with pytest.raises(StopWhileWaiting) as info:
+        ReconnectPolicy(initial=30, jitter=0, patience=None).run(fn, what, sleep=stoppable_sleep(stopping, what))
+    assert fn.calls == 1 and len(asked) == 3  # two slices of STOP_SLICE s, not 30 s
+    assert str(info.value) == (f"stopped while {what}; the next start resumes from the last saved point")
+
+    slept = stoppable_sleep(lambda: False, what)
+    assert slept(0.0) is None  # no stop: the wait runs out and the call is tried again
 
 
 def test_run_passes_the_callers_default_for_unknown_codes() -> None:

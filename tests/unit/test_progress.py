@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from obsync.app.lifecycle import format_status
 from obsync.connectors.kafka.records import OutRecord
 from obsync.connectors.mysql.snapshot.plan import Chunk, SnapshotPlan, TablePlan
 from obsync.core.changes import Change, Op
@@ -390,3 +391,19 @@ def test_a_wait_for_kafka_shows_in_status_and_metrics_while_it_lasts():
     progress.broker_waiting("kafka.example:9092", 0, 0.0, None)
     assert "waiting_for_broker" not in progress.status()
     assert metrics.sample("obsync_broker_waiting_seconds") == 0
+
+
+def test_obsync_status_words_a_wait_for_kafka_by_what_waits():
+    """One message not acknowledged, many, or the read of a partition the sink first meets."""
+    progress = Progress(10)
+    shown = []
+    for pending, reading in ((1, None), (1500, None), (0, "orders[2]")):
+        progress.broker_waiting("kafka.example:9092", pending, 31.0, None, reading=reading)
+        line = format_status({"name": "t", "state": "running", "state_dir": "/s", "waiting_for_broker":
+                              progress.status()["waiting_for_broker"]}).splitlines()[-1]
+        shown.append(line.split(" s ", 1)[1])
+    assert shown == ["(1 message not acknowledged): no error, the brokers are silent",
+                     "(1,500 messages not acknowledged): no error, the brokers are silent",
+                     "(reading orders[2] to learn what was written): no error, the brokers are silent"]
+    progress.broker_waiting("kafka.example:9092", 0, 0.0, None)
+    assert "waiting_for_broker" not in progress.status()

@@ -32,15 +32,15 @@ def closed_port() -> int:
 
 
 def task_text(*, password: str = f'"{DB_PW}"', properties: str = f'{{sasl.password: "{KAFKA_PW}"}}',
-              obj: str = "{match: shop.orders}", extra: str = "") -> str:
-    """A task file; line 5 is the password line."""
+              obj: str = "{match: shop.orders}", extra: str = "", target: str = "") -> str:
+    """A task file; line 5 is the password line; `target`: more of the target's fields (`, key: value`)."""
     return (f"name: hostile\n"
             f"source:\n"
             f"  host: 127.0.0.1\n"
             f"  user: cdc\n"
             f"  password: {password}\n"
             f"  port: {closed_port()}\n"
-            f"target: {{bootstrap_servers: '127.0.0.1:{closed_port()}', properties: {properties}}}\n"
+            f"target: {{bootstrap_servers: '127.0.0.1:{closed_port()}', properties: {properties}{target}}}\n"
             f"objects:\n"
             f"  - {obj}\n"
             f"{extra}")
@@ -209,6 +209,27 @@ def test_check_refuses_what_run_refuses_with_the_same_message(capsys, tmp_path, 
     rc, ran = run_cli(capsys, tmp_path, text, "run")  # refused before connecting: nothing listens there
     assert rc == 2 and said in ran
     assert checked.strip().splitlines()[-1] in ran
+
+
+@pytest.mark.parametrize(("stall", "patience"), [(60, 30), (30, 30), (1, 0)])
+def test_a_stall_timeout_not_shorter_than_the_patience_is_refused_naming_both(capsys, tmp_path, stall, patience):
+    """Both count from the oldest message Kafka has not acknowledged: with a stall_timeout not shorter than the
+    patience the task would give up on a silent Kafka without ever reporting the stall."""
+    text = task_text(target=f", stall_timeout: {stall}, patience: {patience}")
+    said = (f"fields `target.stall_timeout` ({stall} s) and `target.patience` ({patience} s): both count from the "
+            "oldest message Kafka has not acknowledged, so the task would give up on a silent Kafka without ever "
+            "reporting it as stalled; make target.stall_timeout less than target.patience (or target.patience "
+            "`forever`)")
+    rc, checked = run_cli(capsys, tmp_path, text, "check")
+    assert rc == 2 and said in checked and "valid\n" not in checked, checked
+    rc, ran = run_cli(capsys, tmp_path, text, "run")  # refused before connecting: nothing listens there
+    assert rc == 2 and said in ran, ran
+
+
+@pytest.mark.parametrize("patience", ["2", "forever"])
+def test_a_stall_timeout_shorter_than_the_patience_is_valid(capsys, tmp_path, patience):
+    rc, checked = run_cli(capsys, tmp_path, task_text(target=f", stall_timeout: 1, patience: {patience}"), "check")
+    assert rc == 0 and "task hostile: valid" in checked, checked
 
 
 # -- ${VAR}: only where the reference says

@@ -63,12 +63,13 @@ from obsync.connectors.mysql.failures import (
     classify,
     describe,
     hint,
+    stoppable_sleep,
 )
 from obsync.connectors.mysql.snapshot.keys import KeySql, decode_key, encode_key, select_sql, table_sql
 from obsync.connectors.mysql.snapshot.plan import OB_QUERY_TIMEOUT_US, Chunk, SnapshotPlan, TablePlan
 from obsync.connectors.mysql.values import row_dict_converter, use_sql_decoders
 from obsync.core.changes import Change, Op
-from obsync.core.errors import SourceError, SourceUnavailable
+from obsync.core.errors import SourceError, SourceUnavailable, StopWhileWaiting
 from obsync.core.listeners import NOOP_SOURCE_LISTENER, SourceListener
 from obsync.core.positions import SnapshotPosition
 
@@ -161,12 +162,15 @@ class ChunkReader:
 
     `driver` is the SQL client: "mysqlclient" (C row parsing) or "pymysql"; by default mysqlclient when it is
     installed (`obsync.connectors.mysql.fastsql`). Rows, values, positions and errors are the same with either.
+
+    `stopping()`: whether the task was asked to stop; a wait for a source that is away then ends at once with
+    `StopWhileWaiting` (the worker that reads the chunk must not hold the stop up for the whole patience).
     """
 
     def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, chunk_id: str, batch_size: int,
                  resume: dict[str, Any] | None = None, *, query_timeout_us: int = OB_QUERY_TIMEOUT_US,
                  driver: fastsql.Driver | None = None, row_filter: str | None = None,
-                 listener: SourceListener = NOOP_SOURCE_LISTENER):
+                 listener: SourceListener = NOOP_SOURCE_LISTENER, stopping: Callable[[], bool] = lambda: False):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._driver = fastsql.check_driver(driver)
@@ -176,6 +180,7 @@ class ChunkReader:
         self._policy = dataclasses.replace(SNAPSHOT_POLICY, patience=endpoint.patience)
         self._listener = listener
         self._waiting = False
+        self._stopping = stopping
         self._plan = plan
         self._chunk: Chunk = plan.chunk(chunk_id)
         self._table: TablePlan = plan.table(self._chunk.table)
@@ -239,9 +244,15 @@ class ChunkReader:
         if self._done:
             return None
         source = self._endpoint.address
-        try:  # a failure worth retrying is retried from the last row handed out, with patience
-            rows = self._policy.run(self._fetch, f"snapshot chunk {self._chunk.id}: waiting for the source {source}",
-                                    reset=self._drop_connection, on_retry=self._wait)
+        what = f"snapshot chunk {self._chunk.id}: waiting for the source {source}"
+        try:  # a failure worth retrying is retried from the last row handed out, with patience, until a stop
+            rows = self._policy.run(self._fetch, what, reset=self._drop_connection, on_retry=self._wait,
+                                    sleep=stoppable_sleep(self._stopping, what))
+        except StopWhileWaiting as e:
+            self._drop_connection()
+            self._done_waiting()
+            log.info("%s", e)
+            raise
         except _SOURCE_ERRORS as e:
             self._drop_connection()
             self._done_waiting()

@@ -55,12 +55,13 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
     def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, batch_size: int = 2_000,
                  chunks_per_worker: int = 1, filters: dict[str, str] | None = None,
                  limiter: Pacing | None = None, listener: SourceListener = NOOP_SOURCE_LISTENER,
-                 delivered: Callable[[], bool] | None = None):
+                 delivered: Callable[[], bool] | None = None, stopping: Callable[[], bool] = lambda: False):
         if chunks_per_worker < 1:
             raise ValueError("chunks_per_worker must be at least 1")
         self._endpoint = endpoint
         self._plan = plan
         self._listener = listener  # full-sync progress (`obsync.core.listeners`)
+        self._stopping = stopping  # a stop was requested: a wait for a source that is away ends (`ChunkReader`)
         listener.snapshot_planned(plan)  # estimates per table
         self._filters = filters or {}  # db.table -> row filter SQL (see ChunkReader)
         # `limiter` (limits.full) is shared by every partition this source builds in the process; with it,
@@ -88,7 +89,8 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
             if self._already_delivered:
                 return _DeliveredPartition(for_part)
         reader = ChunkReader(self._endpoint, self._plan, for_part, self._batch_size, resume_state,
-                             row_filter=self._filters.get(table), listener=self._listener)
+                             row_filter=self._filters.get(table), listener=self._listener,
+                             stopping=self._stopping)
         return _SnapshotPartition(reader, _Slot(self._token, self._chunks_per_worker),
                                   None if self._limiter is None else self._limiter.pacer(), self._listener)
 
