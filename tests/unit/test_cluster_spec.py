@@ -34,7 +34,8 @@ def test_incomplete_or_wrong_options_are_refused(pid, addrs, says) -> None:
 def test_bytewax_run_arguments_and_environment() -> None:
     argv = ["/x/bytewax/run.py", "obsync.flows.sync:flow", "-i", "1", "-a", "h0:1;h1:1", "-r", "r"]
     assert bytewax_run_spec(argv, {}) == ClusterSpec(1, ("h0:1", "h1:1"))
-    assert bytewax_run_spec(["run.py", "--process-id=0", "--addresses=h0:1;h1:1"], {}) == ClusterSpec(0, ("h0:1", "h1:1"))
+    assert (bytewax_run_spec(["run.py", "--process-id=0", "--addresses=h0:1;h1:1"], {})
+            == ClusterSpec(0, ("h0:1", "h1:1")))
     env = {"BYTEWAX_PROCESS_ID": "0", "BYTEWAX_ADDRESSES": "h0:1;h1:1;h2:1"}
     assert bytewax_run_spec(["run.py"], env) == ClusterSpec(0, ("h0:1", "h1:1", "h2:1"))
     sts = {"BYTEWAX_POD_NAME": "sync-2", "BYTEWAX_STATEFULSET_NAME": "sync", "BYTEWAX_ADDRESSES": "a:1;b:1;c:1"}
