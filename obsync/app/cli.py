@@ -86,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from obsync.runtime.validate import load_checked_task
     from obsync.task.state import TaskState, write_json_atomic
 
+    _check_cluster_args(args)
     task = load_checked_task(args.task)
     state = TaskState(task.resolved_state_dir(args.state_dir))
 
@@ -168,7 +169,8 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     try:
         watch.start()
         run_engine(flow, workers=args.workers or task.workers, epoch_interval=timedelta(seconds=task.epoch_seconds),
-                   recovery_config=RecoveryConfig(recovery))
+                   recovery_config=RecoveryConfig(recovery), addresses=_addresses(args),
+                   process_id=args.process_id or 0)
     except BaseException as e:
         stopper.settle()
         watch.stop()
@@ -199,6 +201,31 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     metrics.set_phase("done")
     log.info("task %s finished: %s", task.name, "caught up" if args.until_caught_up else "sources ended")
     return 0
+
+
+def _addresses(args: argparse.Namespace) -> list[str] | None:
+    """The cluster's `host:port` list of `--addresses` (None: a single process)."""
+    if args.addresses is None:
+        return None
+    return [a.strip() for a in args.addresses.split(";") if a.strip()]
+
+
+def _check_cluster_args(args: argparse.Namespace) -> None:
+    """`--process-id` and `--addresses` come together, the id naming one of the addresses."""
+    if (args.process_id is None) != (args.addresses is None):
+        raise ConfigError("--process-id and --addresses go together: the process's index (0-based) and every "
+                          "process's host:port, separated by ';' (as `python -m bytewax.run -i -a` takes them)")
+    addresses = _addresses(args)
+    if addresses is None:
+        return
+    if not 0 <= args.process_id < len(addresses):
+        raise ConfigError(f"--process-id {args.process_id} names no process of --addresses: it must be 0 to "
+                          f"{len(addresses) - 1} for the {len(addresses)} addresses given")
+    for a in addresses:
+        host, _, port = a.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"--addresses: {a!r} is not host:port")
+    os.environ["OBSYNC_PROCESSES"] = str(len(addresses))  # rate limits divide by it (`steps.ratelimit`)
 
 
 def _state_fault(state: Any, e: BaseException) -> ObsyncError | None:
@@ -388,6 +415,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """One line and an exit status for a health check: 0 healthy (with --ready: caught up), 1 not."""
+    from obsync.app.health import judge
+    from obsync.app.lifecycle import resolve, state_status
+
+    try:
+        task, state, _ = resolve(args.task, args.state_dir)
+        s = state_status(state, task.name)
+        lock = state.root / ".run.lock"
+        started = lock.stat().st_mtime if s["state"] == "running" and lock.exists() else None
+        health = judge(s, run_started=started, max_lag=args.max_lag)
+    except (ObsyncError, OSError, ValueError) as e:  # a health check answers 0 or 1, never 2 (Docker reserves it)
+        print(f"unhealthy: cannot read the task's state: {e}")
+        return 1
+    if args.json:
+        print(json.dumps({"healthy": health.healthy, "ready": health.ready, "verdict": health.verdict,
+                          "detail": health.detail, "status": s}, indent=1))
+    else:
+        print(health.line() if not args.ready or health.ready or not health.healthy else
+              f"not ready: {health.verdict}" + (f" ({health.detail})" if health.detail else ""))
+    return 0 if (health.ready if args.ready else health.healthy) else 1
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """List the tasks of a directory of state directories."""
     from obsync.app.lifecycle import list_tasks
@@ -466,6 +516,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--stop-timeout", type=float, default=60.0, metavar="SECONDS",
                      help="a stop (SIGTERM/SIGINT) that has not finished after this long exits 1, saying what "
                           "it waited for (default 60)")
+    run.add_argument("-i", "--process-id", type=int, metavar="K",
+                     help="with --addresses: run as process K (0-based) of a Bytewax cluster")
+    run.add_argument("-a", "--addresses", metavar="HOST:PORT;...",
+                     help="with --process-id: every process's host:port, separated by ';', the same list "
+                          "and order in every process")
     run.add_argument("--metrics-host", default="0.0.0.0", metavar="ADDR",
                      help="address the metrics endpoint listens on (default 0.0.0.0)")
     run.set_defaults(func=cmd_run)
@@ -515,6 +570,13 @@ def main(argv: list[str] | None = None) -> int:
     lifecycle("reload", cmd_reload, "apply the edited task file's objects to the running task (SIGHUP)")
     stat = lifecycle("status", cmd_status, "a task's state, phase, position, lag, throughput, progress")
     stat.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    health = lifecycle("health", cmd_health, "exit 0 if the task is healthy (running: starting, full sync, "
+                       "catching up, caught up), 1 if not (failed, stopped, stuck); one line says which")
+    health.add_argument("--ready", action="store_true",
+                        help="exit 0 only once caught up (incremental sync with lag at most --max-lag)")
+    health.add_argument("--max-lag", type=float, default=60.0, metavar="SECONDS",
+                        help="lag up to which incremental sync counts as caught up (default 60)")
+    health.add_argument("--json", action="store_true", help="the verdict and the status as JSON")
     dele = lifecycle("delete", cmd_delete, "remove a stopped task's state (asks for confirmation)")
     dele.add_argument("--yes", action="store_true", help="do not ask")
     lst = sub.add_parser("list", help="list the tasks in a directory of state directories")

@@ -156,12 +156,14 @@ def busy_threads() -> list[str]:
     return out
 
 
-def run_engine(flow: Any, *, workers: int, epoch_interval: timedelta, recovery_config: Any) -> None:
-    """Run the dataflow in Bytewax worker threads until it ends, fails or a signal stops it (see above)."""
+def run_engine(flow: Any, *, workers: int, epoch_interval: timedelta, recovery_config: Any,
+               addresses: list[str] | None = None, process_id: int = 0) -> None:
+    """Run the dataflow in Bytewax worker threads until it ends, fails or a signal stops it (see above); with
+    `addresses` (`host:port` of every process, this one at `process_id`), as one process of a cluster."""
     from bytewax.testing import cluster_main  # Bytewax's entry point for the workers of one process (lazy:
     # `obsync status` and the like do not load the engine)
 
-    cluster_main(flow, None, 0, epoch_interval=epoch_interval, recovery_config=recovery_config,
+    cluster_main(flow, addresses, process_id, epoch_interval=epoch_interval, recovery_config=recovery_config,
                  worker_count_per_proc=workers)
 
 

@@ -1,0 +1,196 @@
+"""The container image (deploy/container/Containerfile), built with podman and run from a build stage.
+
+`podman run` is refused here and no registry is reachable (see tests.helpers.container), so the image is built
+on a local stand-in for its base and then used as the base of a test stage whose RUN step (RUN executes under
+chroot isolation, as the image's user, with the host's network) runs the image's own ENTRYPOINT + CMD and
+HEALTHCHECK command, read from `podman image inspect`, against the MariaDB and tansu broker of the suite.
+
+Exercised: the image builds from the real Containerfile; its user, volume, command, entrypoint, health check
+and stop signal as declared; obsync and mysqlclient installed and importable; a task file at
+/etc/obsync/task.yaml with its password from an environment variable; full then incremental sync through
+tini -> obsync (supervising parent) -> task process, messages checked in Kafka (exact rows, partitions,
+order, no duplicates); state written under the volume's path by the non-root user; the health check's verdicts
+while caught up and after the stop; SIGTERM to tini stopping the task cleanly (exit 0).
+Not exercised: tini as PID 1 in a PID namespace of its own (RUN shares the host's process ids), a container
+runtime's volume mount and `docker stop`/`HEALTHCHECK` scheduling, the official python:3.11-slim-bookworm
+base itself.
+
+Marked `container` (excluded by default; `scripts/container-test` runs it): a cold run takes several minutes.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import shlex
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import container
+from tests.helpers.kafka import read_topic
+from tests.helpers.tasks import unique
+from tests.helpers.workload import check_stream, replay, source_rows
+
+pytestmark = pytest.mark.container
+
+ROWS = 30
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    container.podman()
+    return container.build_image(container.base_image())
+
+
+def test_image_declares_user_volume_command_and_health_check(image: str) -> None:
+    info = container.inspect(image)
+    cfg = info["Config"]
+    assert cfg["User"] == "10001:10001"
+    assert cfg["Entrypoint"] == ["/usr/bin/tini", "--"]
+    assert cfg["Cmd"] == ["obsync", "run", "/etc/obsync/task.yaml"]
+    assert cfg["WorkingDir"] == "/var/lib/obsync"
+    assert set(cfg["Volumes"]) == {"/var/lib/obsync"}
+    assert cfg["StopSignal"] == "SIGTERM"
+    assert "9108/tcp" in cfg["ExposedPorts"]
+    assert info["Healthcheck"]["Test"] == ["CMD", "obsync", "health", "/etc/obsync/task.yaml"]
+
+
+STAGE = """\
+set -u
+say() {{ echo "obsync-test: $*"; }}
+say "uid $(id -u) gid $(id -g)"
+{entry} &
+pid=$!
+n=0
+until {health} --ready --max-lag 5 >/tmp/health.out 2>&1; do
+  n=$((n + 1))
+  if ! kill -0 "$pid" 2>/dev/null; then wait "$pid"; say "run exited before catching up: $?"; exit 1; fi
+  if [ "$n" -gt 600 ]; then say "not caught up in 300 s: $(cat /tmp/health.out)"; kill -TERM "$pid"; exit 1; fi
+  sleep 0.5
+done
+out=$({health}); say "health caught up: $out (exit $?)"
+say "ready"
+n=0
+until obsync status /etc/obsync/task.yaml --json | python3 -c \
+    'import json, sys; sys.exit((json.load(sys.stdin).get("messages_written") or 0) < {expected})'; do
+  n=$((n + 1))
+  if [ "$n" -gt 600 ]; then say "not all {expected} messages written in 300 s"; kill -TERM "$pid"; exit 1; fi
+  sleep 0.5
+done
+out=$({health}); say "health after the changes: $out (exit $?)"
+say "state files: $(cd /var/lib/obsync/state/{name} && ls | tr '\\n' ' ')"
+say "state owner: $(stat -c %u /var/lib/obsync/state/{name}/status.json)"
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+say "run exited $rc"
+out=$({health}); say "health after the stop: $out (exit $?)"
+exit "$rc"
+"""
+
+
+def _stage_containerfile(image: str, info: dict, task_name: str, expected: int) -> tuple[str, str]:
+    cfg = info["Config"]
+    entry = shlex.join([*cfg["Entrypoint"], *cfg["Cmd"]])
+    test = info["Healthcheck"]["Test"]
+    assert test[0] == "CMD"
+    health = shlex.join(test[1:])
+    script = STAGE.format(entry=entry, health=health, expected=expected, name=task_name)
+    containerfile = (f"FROM {image}\n"
+                     "ARG SRC_PASSWORD\n"
+                     "COPY task.yaml /etc/obsync/task.yaml\n"
+                     "COPY stage.sh /obsync-test/stage.sh\n"
+                     'RUN ["/bin/sh", "/obsync-test/stage.sh"]\n')
+    return containerfile, script
+
+
+def test_image_runs_a_task_and_stops_it_cleanly(image: str, mariadb, kafka, shop, tmp_path: Path) -> None:
+    db, conn = shop
+    table = f"{db}.orders"
+    password = "s3cret-" + unique("pw")
+    user = unique("cdc")
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
+        cur.execute(f"GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'")
+        for i in range(1, ROWS + 1):
+            cur.execute(f"INSERT INTO {table} VALUES (%s, %s, %s, %s, NULL)", (i, f"n{i}", i, f"{i}.50"))
+    name = unique("ctr")
+    topic = f"Topic_{db}_orders"
+    task = {
+        "name": name,
+        "source": {"host": mariadb.host, "port": mariadb.port, "user": user, "password": "${SRC_PASSWORD}",
+                   "server_id": 7900},
+        "target": {"bootstrap_servers": kafka.bootstrap_servers},
+        "objects": [{"match": table}],
+        "topics": {"partitions": 3, "replication_factor": 1},
+        "epoch_seconds": 0.5,
+    }
+    changes = 10 + 5 + 3  # inserts, updates, deletes below: one message each
+    ctx = tmp_path / "stage"
+    ctx.mkdir()
+    (ctx / "task.yaml").write_text(yaml.safe_dump(task))
+    containerfile, script = _stage_containerfile(image, container.inspect(image), name, ROWS + changes)
+    (ctx / "Containerfile").write_text(containerfile)
+    (ctx / "stage.sh").write_text(script)
+
+    proc = subprocess.Popen([container.podman(), "build", "--isolation", "chroot", "--no-cache",
+                             "--build-arg", f"SRC_PASSWORD={password}", "-t", f"localhost/{name}:stage", str(ctx)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.strip() == "obsync-test: ready":
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 600
+        while not ready.wait(0.5) and proc.poll() is None and time.monotonic() < deadline:
+            pass
+        assert ready.is_set(), "the stage never reported caught up:\n" + "\n".join(lines[-80:])
+        with conn.cursor() as cur:  # incremental sync: the log after the full sync
+            for i in range(101, 111):
+                cur.execute(f"INSERT INTO {table} VALUES (%s, 'new', 1, 2.00, 'x')", (i,))
+            for i in range(1, 6):
+                cur.execute(f"UPDATE {table} SET qty = qty + 100, note = 'upd' WHERE id = %s", (i,))
+            for i in range(6, 9):
+                cur.execute(f"DELETE FROM {table} WHERE id = %s", (i,))
+        rc = proc.wait(600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(10)
+        subprocess.run([container.podman(), "rmi", "-f", f"localhost/{name}:stage"], capture_output=True)
+    out = "\n".join(lines)
+    assert rc == 0, f"the stage failed (exit {rc}):\n{out[-8000:]}"
+    said = [line.removeprefix("obsync-test: ") for line in lines if line.startswith("obsync-test: ")]
+    assert "uid 10001 gid 10001" in said
+    assert any(s.startswith("health caught up: healthy: caught up (lag ") and s.endswith("(exit 0)")
+               for s in said), said
+    assert any(s.startswith("health after the changes: healthy: caught up") for s in said), said
+    files = next(s for s in said if s.startswith("state files: ")).split()[2:]
+    assert {"status.json", "start.json", "task.json"} <= set(files), files
+    assert "state owner: 10001" in said
+    assert "run exited 0" in said, out[-8000:]
+    assert "stopped; the next run resumes from the last consistent point (SIGTERM)" in out, out[-8000:]
+    assert "health after the stop: unhealthy: not running (stopped, phase incremental) (exit 1)" in said, \
+        "\n".join(said)
+    assert password not in out  # the secret came from the environment and was never printed
+
+    msgs = read_topic(kafka.bootstrap_servers, topic)
+    kinds = collections.Counter(json.loads(m.value)["recordType"] for m in msgs)
+    assert kinds == {"ROW": ROWS, "INSERT": 10, "UPDATE": 5, "DELETE": 3}
+    check_stream(msgs, 3)
+    assert replay(msgs) == source_rows(conn, table)
+    assert len(replay(msgs)) == ROWS + 10 - 3
