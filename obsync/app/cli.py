@@ -12,6 +12,7 @@ import argparse
 import gc
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -265,6 +266,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate a task file (everything `run` checks before connecting) and print what it would sync."""
     from obsync.runtime.validate import load_checked_task
     from obsync.task.naming import topic_template
+    from obsync.task.resources import memory_budget
 
     task = load_checked_task(args.task)
     print(f"task {task.name}: valid")
@@ -273,6 +275,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {obj.match} -> topic {topic}")
     for pattern in task.exclude:
         print(f"  exclude {pattern}")
+    mib = math.ceil(memory_budget(task) / 2**20)
+    print(f"  memory: up to {mib} MiB per process, {task.workers} worker thread(s) "
+          f"(a container's memory and CPU requests; see resources)")
     return 0
 
 

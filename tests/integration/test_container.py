@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import shlex
+import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -194,3 +197,118 @@ def test_image_runs_a_task_and_stops_it_cleanly(image: str, mariadb, kafka, shop
     check_stream(msgs, 3)
     assert replay(msgs) == source_rows(conn, table)
     assert len(replay(msgs)) == ROWS + 10 - 3
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_tini_as_pid_1_stops_the_task_on_sigterm(image: str, mariadb, kafka, shop, tmp_path: Path) -> None:
+    """The image run the way a container runtime runs it, by hand (`podman run` is refused here): its root
+    file system (`podman create` + `podman mount`), a PID namespace of its own in which the ENTRYPOINT (tini) is
+    PID 1, the image's user, environment and working directory, a host directory as the volume, the task file
+    mounted at /etc/obsync/task.yaml. SIGTERM is sent to PID 1 from outside, as `docker stop` does; the health
+    check command runs inside the container's namespaces, as `docker exec` does."""
+    if not shutil.which("unshare") or not shutil.which("nsenter"):
+        pytest.skip("unshare/nsenter (util-linux) missing")
+    db, conn = shop
+    table = f"{db}.orders"
+    with conn.cursor() as cur:
+        for i in range(1, 21):
+            cur.execute(f"INSERT INTO {table} VALUES (%s, %s, %s, 1.00, NULL)", (i, f"n{i}", i))
+    name = unique("pid1")
+    task = tmp_path / "task.yaml"
+    task.write_text(yaml.safe_dump({
+        "name": name,
+        "source": {"host": mariadb.host, "port": mariadb.port, "user": "${SRC_USER}", "password": "",
+                   "server_id": 7901},
+        "target": {"bootstrap_servers": kafka.bootstrap_servers}, "objects": [{"match": table}],
+        "topics": {"partitions": 3, "replication_factor": 1}, "epoch_seconds": 0.5}))
+    info = container.inspect(image)
+    cfg = info["Config"]
+    uid, gid = cfg["User"].split(":")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    os.chown(volume, int(uid), int(gid))
+    (vol_path,) = cfg["Volumes"]
+    env = [*cfg["Env"], f"SRC_USER={mariadb.user}"]
+    podman = container.podman()
+    ctr = container.run([podman, "create", image], timeout=60, what="podman create").stdout.strip()
+    try:
+        root = container.run([podman, "mount", ctr], timeout=60, what="podman mount").stdout.strip()
+        (Path(root) / "etc/obsync/task.yaml").touch()
+        inside = ["chroot", f"--userspec={uid}:{gid}", root, "/usr/bin/env", "-i", "-C", cfg["WorkingDir"], *env]
+        setup = (f"set -e; mount -t proc proc {root}/proc; mount --rbind /dev {root}/dev; "
+                 f"mount --bind {volume} {root}{vol_path}; mount --bind {task} {root}/etc/obsync/task.yaml; "
+                 'exec "$@"')
+        log = tmp_path / "container.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "--propagation", "private",
+                                     "sh", "-c", setup, "sh", *inside, *cfg["Entrypoint"], *cfg["Cmd"]],
+                                    stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while not _children(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            (pid1,) = _children(proc.pid)
+            assert Path(f"/proc/{pid1}/cmdline").read_bytes().split(b"\0")[0] == cfg["Entrypoint"][0].encode()
+            health_cmd = info["Healthcheck"]["Test"][1:]
+
+            def exec_in(*cmd: str) -> subprocess.CompletedProcess[str]:  # `docker exec`
+                return subprocess.run(["nsenter", "-t", str(pid1), "-m", "-p", *inside, *cmd],
+                                      capture_output=True, text=True, timeout=60)
+
+            def wait_for(check, what: str) -> str:
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    assert proc.poll() is None, f"the container exited ({proc.returncode}):\n{log.read_text()[-5000:]}"
+                    ok, said = check()
+                    if ok:
+                        return said
+                    time.sleep(0.5)
+                raise AssertionError(f"{what} within 300 s: {said}\n{log.read_text()[-5000:]}")
+
+            def caught_up() -> tuple[bool, str]:
+                h = exec_in(*health_cmd)
+                return h.returncode == 0 and h.stdout.startswith("healthy: caught up"), h.stdout.strip()
+
+            def written(n: int):
+                def check() -> tuple[bool, str]:
+                    s = exec_in("obsync", "status", "/etc/obsync/task.yaml", "--json")
+                    got = json.loads(s.stdout).get("messages_written") if s.returncode == 0 else None
+                    return (got or 0) >= n, f"{got} messages written"
+                return check
+
+            wait_for(caught_up, "caught up")
+            with conn.cursor() as cur:
+                cur.execute(f"UPDATE {table} SET qty = qty + 1 WHERE id <= 5")
+                cur.execute(f"INSERT INTO {table} VALUES (21, 'n21', 21, 2.00, NULL), (22, 'n22', 22, 2.00, NULL)")
+                cur.execute(f"DELETE FROM {table} WHERE id = 20")
+            wait_for(written(20 + 5 + 2 + 1), "every change written")
+            said = wait_for(caught_up, "caught up after the changes")
+            assert said.startswith("healthy: caught up (lag ")
+            os.kill(pid1, signal.SIGTERM)  # `docker stop`: SIGTERM to PID 1 from outside its namespace
+            rc = proc.wait(120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        subprocess.run([podman, "umount", ctr], capture_output=True)
+        subprocess.run([podman, "rm", "-f", ctr], capture_output=True)
+    text = log.read_text()
+    assert rc == 0, text[-5000:]
+    assert "SIGTERM: stopping at a consistent point" in text
+    assert "stopped; the next run resumes from the last consistent point (SIGTERM)" in text, text[-5000:]
+    state = volume / "state" / name
+    status = json.loads((state / "status.json").read_text())
+    assert status["state"] == "stopped"
+    assert {p.stat().st_uid for p in state.iterdir()} == {int(uid)}
+    msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
+    assert collections.Counter(json.loads(m.value)["recordType"] for m in msgs) == {
+        "ROW": 20, "UPDATE": 5, "INSERT": 2, "DELETE": 1}
+    check_stream(msgs, 3)
+    assert replay(msgs) == source_rows(conn, table)
