@@ -67,6 +67,8 @@ STAGE = """\
 set -u
 say() {{ echo "obsync-test: $*"; }}
 say "uid $(id -u) gid $(id -g)"
+out=$(POD_NAME=obsync-2 OBSYNC_PROCESSES=2 OBSYNC_PEER_SERVICE=peers obsync-cluster /etc/obsync/task.yaml 2>&1)
+say "obsync-cluster: $out (exit $?)"
 {entry} &
 pid=$!
 n=0
@@ -179,6 +181,8 @@ def test_image_runs_a_task_and_stops_it_cleanly(image: str, mariadb, kafka, shop
     assert rc == 0, f"the stage failed (exit {rc}):\n{out[-8000:]}"
     said = [line.removeprefix("obsync-test: ") for line in lines if line.startswith("obsync-test: ")]
     assert "uid 10001 gid 10001" in said
+    assert ("obsync-cluster: obsync-cluster: pod obsync-2 (process 2) is beyond OBSYNC_PROCESSES=2: set "
+            "OBSYNC_PROCESSES to the StatefulSet's replicas (exit 2)") in said, said  # on PATH, runs in the image
     assert any(s.startswith("health caught up: healthy: caught up (lag ") and s.endswith("(exit 0)")
                for s in said), said
     assert any(s.startswith("health after the changes: healthy: caught up") for s in said), said
@@ -199,11 +203,15 @@ def test_image_runs_a_task_and_stops_it_cleanly(image: str, mariadb, kafka, shop
     assert len(replay(msgs)) == ROWS + 10 - 3
 
 
-def _children(pid: int) -> list[int]:
+def _pid1(unshare_pid: int) -> tuple[int | None, str | None]:
+    """The host pid and program of the process `unshare --fork` started (PID 1 of the new namespace)."""
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
+        if len(children) != 1:
+            return None, None
+        return int(children[0]), Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")[0].decode()
     except OSError:
-        return []
+        return None, None
 
 
 def test_tini_as_pid_1_stops_the_task_on_sigterm(image: str, mariadb, kafka, shop, tmp_path: Path) -> None:
@@ -251,10 +259,12 @@ def test_tini_as_pid_1_stops_the_task_on_sigterm(image: str, mariadb, kafka, sho
                                     stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 30
-            while not _children(proc.pid) and time.monotonic() < deadline:
+            while time.monotonic() < deadline:  # unshare's child: `sh` doing the mounts, then (exec) the entrypoint
+                pid1, program = _pid1(proc.pid)
+                if program == cfg["Entrypoint"][0] or proc.poll() is not None:
+                    break
                 time.sleep(0.1)
-            (pid1,) = _children(proc.pid)
-            assert Path(f"/proc/{pid1}/cmdline").read_bytes().split(b"\0")[0] == cfg["Entrypoint"][0].encode()
+            assert pid1 is not None and program == cfg["Entrypoint"][0], (program, log.read_text()[-3000:])
             health_cmd = info["Healthcheck"]["Test"][1:]
 
             def exec_in(*cmd: str) -> subprocess.CompletedProcess[str]:  # `docker exec`
