@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from obsync.app import cli
 from obsync.app.health import judge
 
 NOW = 1_000_000.0
@@ -53,27 +51,31 @@ def test_max_lag_decides_caught_up() -> None:
     assert judge(running(lag_seconds=6.0), run_started=None, max_lag=5).verdict == "catching up"
 
 
-def _health(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "obsync", "health", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+def _health(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    rc = cli.main(["health", *args])
+    return rc, capsys.readouterr().out
 
 
-def test_cli_exit_status_and_line(tmp_path: Path) -> None:
+def test_cli_exit_status_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """From the command line: a failed task exits 1 naming the error; a task never started is not running;
     a file that cannot be read is unhealthy (exit 1, never 2: Docker reserves 2)."""
+    monkeypatch.chdir(tmp_path)  # the task's default state_dir, ./state/<name>, as in the image's WORKDIR
     task = tmp_path / "task.yaml"
     task.write_text(yaml.safe_dump({"name": "h1", "source": {"user": "u"}, "target": {"bootstrap_servers": "k:9092"},
                                     "objects": [{"match": "a.b"}]}))
-    p = _health(str(task), cwd=tmp_path)
-    assert (p.returncode, p.stdout.strip()) == (1, "unhealthy: not running (unknown)")
+    assert _health(capsys, str(task)) == (1, "unhealthy: not running (unknown)\n")
     state = tmp_path / "state" / "h1"
     state.mkdir(parents=True)
     (state / "status.json").write_text(json.dumps({"state": "failed", "phase": "failed", "error": "boom",
                                                    "updated": time.time()}))
-    p = _health(str(task), cwd=tmp_path)
-    assert (p.returncode, p.stdout.strip()) == (1, "unhealthy: failed (boom)")
-    p = _health(str(task), "--json", cwd=tmp_path)
-    out = json.loads(p.stdout)
-    assert (out["healthy"], out["ready"], out["verdict"], out["status"]["error"]) == (False, False, "failed", "boom")
-    p = _health(str(tmp_path / "missing.yaml"), cwd=tmp_path)
-    assert p.returncode == 1 and p.stdout.startswith("unhealthy: cannot read the task's state: "), p
+    assert _health(capsys, str(task)) == (1, "unhealthy: failed (boom)\n")
+    rc, out = _health(capsys, str(state))  # a state directory works once it holds the task's copy (`save`)
+    assert rc == 1 and "is not a saved task's state directory (no task.yaml)" in out, out
+    rc, out = _health(capsys, str(task), "--json")
+    doc = json.loads(out)
+    assert rc == 1
+    assert (doc["healthy"], doc["ready"], doc["verdict"], doc["status"]["error"]) == (False, False, "failed", "boom")
+    rc, out = _health(capsys, str(tmp_path / "missing.yaml"))
+    assert rc == 1 and out.startswith("unhealthy: cannot read the task's state: "), out
