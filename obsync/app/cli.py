@@ -12,6 +12,7 @@ import argparse
 import gc
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -88,6 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from obsync.runtime.validate import load_checked_task
     from obsync.task.state import TaskState, write_json_atomic
 
+    _check_cluster_args(args)
     task = load_checked_task(args.task)
     state = TaskState(task.resolved_state_dir(args.state_dir))
 
@@ -229,6 +231,18 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     return 0
 
 
+def _check_cluster_args(args: argparse.Namespace) -> None:
+    """`--process-id` and `--addresses` come together, the id naming one of the addresses (checked before
+    anything runs; `obsync.runtime.cluster.cluster_spec` says what is wrong)."""
+    from obsync.runtime.cluster import cluster_spec
+
+    cluster_spec(args.process_id, args.addresses)
+    for a in (args.addresses or "").split(";"):
+        host, _, port = a.strip().rpartition(":")
+        if a.strip() and (not host or not port.isdigit()):
+            raise ConfigError(f"--addresses: {a.strip()!r} is not host:port")
+
+
 def _state_fault(state: Any, e: BaseException) -> ObsyncError | None:
     """The state directory's fault behind an engine failure (its recovery store could not write), if any."""
     from obsync.core.errors import StateError
@@ -266,6 +280,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate a task file (everything `run` checks before connecting) and print what it would sync."""
     from obsync.runtime.validate import load_checked_task
     from obsync.task.naming import topic_template
+    from obsync.task.resources import memory_budget
 
     task = load_checked_task(args.task)
     print(f"task {task.name}: valid")
@@ -274,6 +289,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {obj.match} -> topic {topic}")
     for pattern in task.exclude:
         print(f"  exclude {pattern}")
+    mib = math.ceil(memory_budget(task) / 2**20)
+    print(f"  memory: up to {mib} MiB per process, {task.workers} worker thread(s) "
+          f"(a container's memory and CPU requests; see resources)")
     return 0
 
 
@@ -414,6 +432,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     s = status(args.task, args.state_dir)
     print(json.dumps(s, indent=1) if args.json else format_status(s))
     return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """One line and an exit status for a health check: 0 healthy (with --ready: caught up), 1 not."""
+    from obsync.app.health import judge
+    from obsync.app.lifecycle import resolve, state_status
+
+    try:
+        task, state, _ = resolve(args.task, args.state_dir)
+        s = state_status(state, task.name)
+        lock = state.root / ".run.lock"
+        started = lock.stat().st_mtime if s["state"] == "running" and lock.exists() else None
+        health = judge(s, run_started=started, max_lag=args.max_lag)
+    except (ObsyncError, OSError, ValueError) as e:  # a health check answers 0 or 1, never 2 (Docker reserves it)
+        print(f"unhealthy: cannot read the task's state: {e}")
+        return 1
+    if args.json:
+        print(json.dumps({"healthy": health.healthy, "ready": health.ready, "verdict": health.verdict,
+                          "detail": health.detail, "status": s}, indent=1))
+    else:
+        print(health.line() if not args.ready or health.ready or not health.healthy else
+              f"not ready: {health.verdict}" + (f" ({health.detail})" if health.detail else ""))
+    return 0 if (health.ready if args.ready else health.healthy) else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -598,6 +639,13 @@ def main(argv: list[str] | None = None) -> int:
     lifecycle("reload", cmd_reload, "apply the edited task file's objects to the running task (SIGHUP)")
     stat = lifecycle("status", cmd_status, "a task's state, phase, position, lag, throughput, progress")
     stat.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    health = lifecycle("health", cmd_health, "exit 0 if the task is healthy (running: starting, full sync, "
+                       "catching up, caught up), 1 if not (failed, stopped, stuck); one line says which")
+    health.add_argument("--ready", action="store_true",
+                        help="exit 0 only once caught up (incremental sync with lag at most --max-lag)")
+    health.add_argument("--max-lag", type=float, default=60.0, metavar="SECONDS",
+                        help="lag up to which incremental sync counts as caught up (default 60)")
+    health.add_argument("--json", action="store_true", help="the verdict and the status as JSON")
     dele = lifecycle("delete", cmd_delete, "remove a stopped task's state (asks for confirmation)")
     dele.add_argument("--yes", action="store_true", help="do not ask")
     lst = sub.add_parser("list", help="list the tasks in a directory of state directories")

@@ -80,3 +80,22 @@ def plan_resources(task: TaskConfig, workers: int) -> ResourcePlan:
     if in_flight:
         producer["max.in.flight.requests.per.connection"] = min(5, in_flight)
     return ResourcePlan(chunks_per_worker, batch, DEFAULT_LOG_BATCH, log_batches, producer)
+
+
+PROCESS_BASE = 256 * MIB  # `obsync run` before any row: the watching process (~70 MiB peak RSS measured) and
+# the task's process with the engine, librdkafka and the drivers (~120 MiB peak RSS with 100,000 rows, `medium`)
+LIBRDKAFKA_BUFFER_KIB = 1048576  # librdkafka's default queue.buffering.max.kbytes (1 GiB)
+
+
+def memory_budget(task: TaskConfig) -> int:
+    """Bytes to give a process of `task` (a container's memory request): `PROCESS_BASE`, the producer's buffer
+    (`target.properties`' `queue.buffering.max.kbytes`, else what `resources` derive, else librdkafka's 1 GiB)
+    and the larger of the rows full sync reads ahead and the log reader's queue, at `ROW_BYTES` a row (wide
+    rows take more: raise the request with them)."""
+    workers = max(1, task.workers)
+    plan = plan_resources(task, workers)
+    kib = task.target.properties.get("queue.buffering.max.kbytes",
+                                     plan.producer.get("queue.buffering.max.kbytes", LIBRDKAFKA_BUFFER_KIB))
+    full_rows = plan.chunks_per_worker * workers * 2 * plan.snapshot_batch_size if task.sync.full else 0
+    log_rows = plan.log_queue_batches * plan.log_batch_size if task.sync.incremental else 0
+    return PROCESS_BASE + int(kib) * 1024 + max(full_rows, log_rows) * ROW_BYTES

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TOP_DIRS = ("obsync", "connectors", "formats", "flows", "tests", "docs", "scripts", "bench")
+TOP_DIRS = ("obsync", "connectors", "formats", "flows", "tests", "docs", "scripts", "bench", "deploy")
 PACKAGES = ("obsync", "connectors", "formats", "flows", "tests", "bench")
 # Dotted names that are the Kafka headers obsync writes (`obsync.task` is a package too) or its logger names.
 NOT_MODULES = frozenset({"obsync.task", "obsync.pos", "obsync.seq", "obsync.rdkafka", "obsync.large", "obsync.large.id",

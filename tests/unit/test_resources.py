@@ -6,7 +6,7 @@ import pytest
 
 from obsync.core.errors import ConfigError
 from obsync.task.config import parse_task
-from obsync.task.resources import ROW_BYTES, plan_resources
+from obsync.task.resources import PROCESS_BASE, ROW_BYTES, memory_budget, plan_resources
 
 BASE = {"name": "t", "source": {"user": "u"}, "target": {"bootstrap_servers": "b:9092"},
         "objects": [{"match": "a.b"}]}
@@ -48,3 +48,18 @@ def test_bad_resources_are_refused_naming_the_field():
         plan({"full": {"write_concurrency": 9}})
     with pytest.raises(ConfigError, match=r"resources.incremental.IncrementalResources.log_memory"):
         plan({"incremental": {"log_memory": "lots"}})
+
+
+def test_memory_budget_is_base_plus_producer_buffer_plus_rows_read_ahead() -> None:
+    """What `obsync check` prints and deploy/kubernetes sizes the pod's memory request with."""
+    MIB = 2**20
+    medium_small = parse_task({**BASE, "resources": {"full": "medium", "incremental": "small"}})
+    # producer: 40% of 1 GiB (full) > 50% of 64 MiB (log); rows: the log's 65 batches of 500 rows (32,500) >
+    # full sync's 2 chunks x 2 pages x 2,000 rows (8,000)
+    assert memory_budget(medium_small) == PROCESS_BASE + 419430 * 1024 + 65 * 500 * ROW_BYTES
+    # no resources: librdkafka's own 1 GiB buffer; a user's queue.buffering.max.kbytes wins over everything
+    assert memory_budget(parse_task(BASE)) == PROCESS_BASE + 2**30 + 8 * 500 * ROW_BYTES
+    own = parse_task({**BASE, "resources": {"full": "medium"},
+                      "target": {"bootstrap_servers": "k:9092",
+                                 "properties": {"queue.buffering.max.kbytes": 65536}}})
+    assert memory_budget(own) == PROCESS_BASE + 64 * MIB + 2 * 2 * 2000 * ROW_BYTES  # full sync's read-ahead
