@@ -20,10 +20,10 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("args, error", [
-    (["--process-id", "0"], "--process-id and --addresses go together"),
-    (["--addresses", "a:2101"], "--process-id and --addresses go together"),
-    (["-i", "2", "-a", "a:2101;b:2101"], "--process-id 2 names no process of --addresses: it must be 0 to 1 "
-                                         "for the 2 addresses given"),
+    (["--process-id", "0"], "a process id (-i/--process-id) was given without the processes' addresses"),
+    (["--addresses", "a:2101"], "the processes' addresses (-a/--addresses) were given without this process's id"),
+    (["-i", "2", "-a", "a:2101;b:2101"], "process id 2 (-i) is not one of the 2 processes of -a/--addresses "
+                                         "(a:2101; b:2101): give 0 to 1"),
     (["-i", "0", "-a", "a:2101;b"], "--addresses: 'b' is not host:port"),
 ])
 def test_cluster_arguments_are_checked_before_anything_runs(args: list[str], error: str) -> None:
