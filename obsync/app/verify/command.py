@@ -305,7 +305,8 @@ def _recheck(task: TaskConfig, state: TopicState, reader: TopicReader, timeout: 
             result.notes.append(f"the task had not written up to the source's view ({reader.cut.position}) within "
                                 f"--recheck-timeout ({timeout:g} s): some differences may be changes in flight")
             return
-        say(f"{result.table}: {state.difference_count():,} differences; re-checking after the task passes "
+        n = state.difference_count()
+        say(f"{result.table}: {n:,} difference{'' if n == 1 else 's'}; re-checking after the task passes "
             f"{reader.cut.position}")
         time.sleep(0 if written else 1.0)
         reader.read_all()
