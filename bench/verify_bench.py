@@ -73,8 +73,9 @@ def main() -> None:
         assert state.difference_count() == 0
         size = state.path.stat().st_size / 2**20
         state.close()
-    print(f"format {args.format}, {n:,} rows: replay {n / (t1 - t0):,.0f} messages/s, compare {compared / (t2 - t1):,.0f} "
-          f"rows/s, overall {n / (t2 - t0):,.0f} rows/s; state file {size:,.0f} MiB; peak RSS {rss_mib():,.0f} MiB")
+    print(f"format {args.format}, {n:,} rows: replay {n / (t1 - t0):,.0f} messages/s, "
+          f"compare {compared / (t2 - t1):,.0f} rows/s, "
+          f"overall {n / (t2 - t0):,.0f} rows/s; state file {size:,.0f} MiB; peak RSS {rss_mib():,.0f} MiB")
 
 
 if __name__ == "__main__":
