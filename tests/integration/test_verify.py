@@ -179,9 +179,19 @@ FORMATS = ["default", "default_extend_column_type", "canal", "dataworks", "share
 
 @pytest.fixture(scope="module")
 def per_format(tmp_path_factory: pytest.TempPathFactory, mariadb: Any, kafka: Any) -> Iterator[dict[str, Any]]:
-    """One small table per format, each synced by its own task (full sync, then changes from the binlog)."""
+    """One small table per format, each synced by its own task (full sync, then changes from the binlog; the
+    tasks run side by side), then one row changed behind the tasks (binlog off) and every task verified (side by
+    side): per format, the report must name that row alone, so every other row (full-sync and binlog messages
+    alike) was decoded to exactly the source's image."""
     db = unique("verfmt")
     tasks: dict[str, Path] = {}
+
+    def each(*args: str, check: bool = True) -> dict[str, Any]:
+        with ThreadPoolExecutor(len(tasks)) as pool:
+            runs = {fmt: pool.submit(run_obsync, *args[:1], str(p), *args[1:], check=check)
+                    for fmt, p in tasks.items()}
+            return {fmt: run.result() for fmt, run in runs.items()}
+
     with TestSchemaRegistry() as reg, mariadb.connect(autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {db}")
         for n, fmt in enumerate(FORMATS):
@@ -192,40 +202,30 @@ def per_format(tmp_path_factory: pytest.TempPathFactory, mariadb: Any, kafka: An
                 format=fmt.removesuffix("_registry"), format_options=options,
                 source={"host": mariadb.host, "port": mariadb.port, "user": mariadb.user,
                         "password": mariadb.password, "server_id": 7620 + n})
-
-        def run_all() -> None:
-            with ThreadPoolExecutor(3) as pool:
-                for done in [pool.submit(run_obsync, "run", str(p), "--until-caught-up") for p in tasks.values()]:
-                    done.result()
-
-        run_all()
+        each("run", "--until-caught-up")
         for fmt in FORMATS:
             t = f"{db}.{fmt}"
             cur.execute(f"UPDATE {t} SET amount = NULL WHERE id = 2")
             cur.execute(f"UPDATE {t} SET id = 30 WHERE id = 3")
             cur.execute(f"DELETE FROM {t} WHERE id = 1")
-        run_all()
-        yield {"db": db, "tasks": tasks, "mariadb": mariadb, "registry": reg}
+        each("run", "--until-caught-up")
+        cur.execute("SET SESSION sql_log_bin = 0")
+        for fmt in FORMATS:
+            cur.execute(f"UPDATE {db}.{fmt} SET name = 'changed' WHERE id = 7")
+        posts_before = sum(1 for method, _ in reg.requests if method == "POST")
+        verified = each("verify", "--json", "--recheck-timeout", "20", check=False)
+        posts_after = sum(1 for method, _ in reg.requests if method == "POST")
+        yield {"db": db, "verified": verified, "registered": posts_after - posts_before}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_every_format_verifies_clean_then_names_the_row_changed_behind_the_task(per_format: dict[str, Any],
-                                                                               fmt: str) -> None:
-    db, task = per_format["db"], per_format["tasks"][fmt]
-    reg = per_format["registry"]
-    posts_before = sum(1 for method, _ in reg.requests if method == "POST")
-    code, report, _ = verify(task)
-    t = table(report, f"{db}.{fmt}")
-    assert code == 0, t
-    assert (t["rows_compared"], t["match"]) == (9, True)
-    with per_format["mariadb"].connect(autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute("SET SESSION sql_log_bin = 0")
-        cur.execute(f"UPDATE {db}.{fmt} SET name = 'changed' WHERE id = 7")
-    code, report, _ = verify(task)
-    t = table(report, f"{db}.{fmt}")
-    assert code == 1 and (t["missing_in_kafka"], t["extra_in_kafka"], t["different"]) == (0, 0, 1)
+def test_every_format_names_exactly_the_row_changed_behind_the_task(per_format: dict[str, Any], fmt: str) -> None:
+    db, proc = per_format["db"], per_format["verified"][fmt]
+    assert proc.returncode == 1, f"exit {proc.returncode}: {proc.stderr[-3000:]}"
+    t = table(json.loads(proc.stdout), f"{db}.{fmt}")
+    assert (t["rows_compared"], t["missing_in_kafka"], t["extra_in_kafka"], t["different"]) == (9, 0, 0, 1), t
     (d,) = t["differences"]
     assert d["key"]["id"] in (7, "7") and list(d["columns"]) == ["name"]
     assert d["columns"]["name"] == {"source": "changed", "kafka": "name 7"}
     assert d["position"][0] == "snap" and d["partition"] is not None
-    assert sum(1 for method, _ in reg.requests if method == "POST") == posts_before  # nothing registered
+    assert per_format["registered"] == 0  # verify registers no schema
