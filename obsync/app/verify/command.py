@@ -90,13 +90,14 @@ class VerifyReport:
     cut: dict[str, Any] | None
     tables: list[TableResult]
     seconds: float = 0.0
+    scn: int | None = None  # OceanBase: the SCN the source was read AS OF
 
     @property
     def matches(self) -> bool:
         return all(t.matches for t in self.tables)
 
     def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "source": self.source, "cut": self.cut, "match": self.matches,
+        return {"task": self.task, "source": self.source, "cut": self.cut, "scn": self.scn, "match": self.matches,
                 "seconds": round(self.seconds, 3), "tables": [t.to_json() for t in self.tables]}
 
 
@@ -226,7 +227,7 @@ def verify(task: TaskConfig, patterns: Sequence[str] = (), *, keep: int = 100, r
         cut = view.cut
         report = VerifyReport(task.name, f"{view.dialect} {ep.address}",
                               None if cut is None else {"file": cut.position.file, "pos": cut.position.pos,
-                                                        "exact": cut.exact}, [])
+                                                        "exact": cut.exact}, [], scn=view.scn)
         if view.dialect == "oceanbase":
             say(f"source read AS OF SNAPSHOT {view.scn}; topics read to their end (no log position is known "
                 "for an SCN)")
