@@ -5,12 +5,14 @@ off for that session, so the task cannot see it), and the report must name exact
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from confluent_kafka import Producer
 
 from tests.helpers.kafka import read_topic
@@ -45,10 +47,10 @@ def fill(cur: Any, t: str, keyed: bool = True) -> None:
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory, mariadb: Any, kafka: Any) -> Iterator[dict[str, Any]]:
-    """Five tables synced by one Default-format task: full sync, then changes from the binlog (an update, a key
+    """Six tables synced by one Default-format task: full sync, then changes from the binlog (an update, a key
     change, a delete, inserts, keyless changes), caught up."""
     db = unique("ver")
-    names = ["clean", "topic", "source", "bag", "bag2"]
+    names = ["clean", "topic", "source", "bag", "bag2", "text"]
     base = tmp_path_factory.mktemp("verify")
     task = write_task(base / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.{n}" for n in names],
                       source={"host": mariadb.host, "port": mariadb.port, "user": mariadb.user,
@@ -70,7 +72,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory, mariadb: Any, kafka: Any) -> 
                 cur.execute(f"DELETE FROM {t} WHERE id = 1")
                 cur.execute(f"INSERT INTO {t} VALUES (11, 'eleven', 11.00)")
         run_obsync("run", str(task), "--until-caught-up")
-    yield {"db": db, "task": task, "kafka": kafka, "mariadb": mariadb}
+    yield {"db": db, "task": task, "task_name": yaml.safe_load(task.read_text())["name"], "kafka": kafka,
+           "mariadb": mariadb}
 
 
 def test_a_clean_sync_verifies_clean(shop: dict[str, Any]) -> None:
@@ -169,6 +172,54 @@ def test_what_cannot_run_exits_2_without_the_password(shop: dict[str, Any], tmp_
     assert "Wr0ng-s3cret" not in proc.stderr + proc.stdout
     proc = run_obsync("verify", str(shop["task"]), "--tables", "nowhere.*", check=False)
     assert proc.returncode == 2 and "--tables nowhere.*: no table the task syncs matches" in proc.stderr
+
+
+def _shown(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False, separators=(", ", ": "))
+
+
+def test_the_text_report_names_each_difference_with_its_key_values_and_last_message(shop: dict[str, Any],
+                                                                                    tmp_path: Path) -> None:
+    """What a user reads: per table the rows compared and messages read, then each difference with its key,
+    the values (both, column by column, for a changed row) and where the last message for the key is."""
+    db, bootstrap = shop["db"], shop["kafka"].bootstrap_servers
+    with shop["mariadb"].connect(autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_log_bin = 0")  # the task cannot see these
+        cur.execute(f"DELETE FROM {db}.text WHERE id = 6")
+        cur.execute(f"INSERT INTO {db}.text VALUES (77, 'ghost', NULL)")
+        cur.execute(f"UPDATE {db}.text SET name = 'eight', amount = 8.75 WHERE id = 8")
+    messages = read_topic(bootstrap, f"Topic_{db}_text")
+    clean_messages = len(read_topic(bootstrap, f"Topic_{db}_clean"))
+
+    def last(key: bytes) -> str:
+        m = [m for m in messages if m.key == key][-1]
+        return (f"(last message: partition {m.partition} offset {m.offset}, "
+                f"position {_shown(json.loads(m.headers['obsync.pos']))})")
+
+    proc = run_obsync("verify", str(shop["task"]), "--tables", f"{db}.text", f"{db}.clean", "--report",
+                      str(tmp_path / "r.json"), check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    cut = json.loads((tmp_path / "r.json").read_text())["cut"]
+    lines = proc.stdout.splitlines()
+    m = shop["mariadb"]
+    assert lines[0] == f"verify {shop['task_name']}: source mariadb {m.host}:{m.port} at {cut['file']}:{cut['pos']}"
+    assert lines[1:-1] == [
+        f"{db}.clean -> Topic_{db}_clean: 10 rows compared, {clean_messages} messages read: match",
+        f"{db}.text -> Topic_{db}_text: 10 rows compared, {len(messages)} messages read: 1 missing in Kafka, "
+        "1 extra in Kafka, 1 different",
+        '  extra in Kafka: {"id": "6"} kafka {"id": "6", "name": "name 6", "amount": "6.50"} ' + last(b"[6]"),
+        '  missing in Kafka: {"id": "77"} source {"id": "77", "name": "ghost", "amount": null}',
+        '  different: {"id": "8"} ' + last(b"[8]"),
+        '    name: source "eight", kafka "name 8"',
+        '    amount: source "8.75", kafka "8.50"',
+        "  note: the task is not running: its topics were read as they are",
+    ]
+    assert re.fullmatch(r"result: 1 of 2 tables differ \(\d+\.\d s\)", lines[-1]), lines[-1]
+
+    proc = run_obsync("verify", str(shop["task"]), "--tables", f"{db}.text", "--max-differences", "1", "-q",
+                      check=False)
+    assert proc.returncode == 1 and proc.stderr == ""
+    assert proc.stdout.splitlines()[1:-1] == [lines[2], lines[3], "  ... 2 more (--max-differences)", lines[-2]]
 
 
 # ------------------------------------------------------------------------------------------- every format

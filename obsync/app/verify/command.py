@@ -278,7 +278,7 @@ def _verify_table(task: TaskConfig, view: ConsistentView, decoder: Decoder, conf
         result.messages_read = reader.read
         counts = state.counts()
         result.missing, result.extra, result.different = counts["missing"], counts["extra"], counts["different"]
-        result.differences = state.differences(keep)
+        result.differences = state.differences(keep, [c.name for c in shaped.columns])
     finally:
         state.close()
     say(f"{full}: {result.rows_compared:,} rows compared, {result.messages_read:,} messages read: "

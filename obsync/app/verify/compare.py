@@ -244,17 +244,25 @@ class TopicState:
         out.update({k: int(v) for k, v in rows})
         return out
 
-    def differences(self, keep: int) -> list[Difference]:
-        """The first `keep` differences, by key."""
+    def differences(self, keep: int, order: Sequence[str] = ()) -> list[Difference]:
+        """The first `keep` differences, by key; images and changed columns in the column `order` given (the
+        table's), other columns after them by name."""
+        rank = {c: i for i, c in enumerate(order)}
+
+        def ordered(row: Any) -> Any:
+            if not isinstance(row, dict):
+                return row
+            return dict(sorted(row.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+
         out: list[Difference] = []
         cur = self.db.execute("SELECT d.k, d.source, d.n, s.row, s.part, s.off, s.pos FROM diff d "
                               "LEFT JOIN state s ON s.k = d.k ORDER BY d.k LIMIT ?", (keep,))
         for k, source, n, row, part, off, pos in cur:
             where = {"partition": part, "offset": off, "position": None if pos is None else json.loads(pos)}
-            src = None if source is None else json.loads(source)
-            kafka = None if row is None else json.loads(row)
+            src = None if source is None else ordered(json.loads(source))
+            kafka = None if row is None else ordered(json.loads(row))
             if not self.keyed:
-                image = json.loads(k)
+                image = ordered(json.loads(k))
                 out.append(Difference("missing" if n > 0 else "extra", image, count=abs(n),
                                       **(where if n < 0 else {})))
                 continue
