@@ -55,7 +55,7 @@ def test_differences_show_images_and_columns_in_the_tables_column_order(tmp_path
     (d,) = s.differences(10, ["id", "zeta", "alpha"])
     assert list(d.columns) == ["zeta", "alpha", "extra"]  # the table's order, then what only one side has
     (d,) = s.differences(10)
-    assert list(d.columns) == ["alpha", "extra", "zeta"]  # no order given: by name
+    assert list(d.columns) == ["alpha", "zeta", "extra"]  # no order given: by name, then what Kafka alone has
 
 
 def test_across_partitions_the_later_position_wins_and_truncate_empties(tmp_path: Path) -> None:
