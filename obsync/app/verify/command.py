@@ -296,6 +296,10 @@ def _verify_table(task: TaskConfig, view: ConsistentView, decoder: Decoder, conf
     return result
 
 
+# status.json's written position counts messages handed to the producer: allow them this long to arrive
+_DELIVERY_GRACE_S = 5.0
+
+
 def _recheck(task: TaskConfig, state: TopicState, reader: TopicReader, timeout: float, state_dir: Path | None,
              result: TableResult, say: Progress) -> None:
     """Re-read the topic's new messages and re-check the differences until they are gone or the topic is known
@@ -304,6 +308,7 @@ def _recheck(task: TaskConfig, state: TopicState, reader: TopicReader, timeout: 
         result.notes.append("no log position for the source's view: differences were not re-checked")
         return
     deadline = time.monotonic() + timeout
+    delivered_by: float | None = None  # once the task wrote past the cut: when its producer has had time to deliver
     while True:
         if reader.complete:
             return
@@ -311,6 +316,10 @@ def _recheck(task: TaskConfig, state: TopicState, reader: TopicReader, timeout: 
         if written is None:
             result.notes.append("the task is not running: its topics were read as they are")
             return
+        if written and delivered_by is None:
+            delivered_by = time.monotonic() + _DELIVERY_GRACE_S
+        if delivered_by is not None and time.monotonic() >= delivered_by:
+            return  # what is left is a difference
         if time.monotonic() >= deadline:
             result.notes.append(f"the task had not written up to the source's view ({reader.cut.position}) within "
                                 f"--recheck-timeout ({timeout:g} s): some differences may be changes in flight")
@@ -318,10 +327,9 @@ def _recheck(task: TaskConfig, state: TopicState, reader: TopicReader, timeout: 
         n = state.difference_count()
         say(f"{result.table}: {n:,} difference{'' if n == 1 else 's'}; re-checking after the task passes "
             f"{reader.cut.position}")
-        time.sleep(0 if written else 1.0)
+        time.sleep(1.0)
         reader.read_all()
-        left = state.recheck_keyed() if state.keyed else _recount(state)
-        if left == 0 or written:
+        if (state.recheck_keyed() if state.keyed else _recount(state)) == 0:
             return
 
 
