@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
+
 from obsync.core.changes import Change
 from obsync.formats.base import Encoder, KafkaRecord
 
@@ -88,6 +90,10 @@ def image_of(records: list[KafkaRecord], decoder: Decoder, topic: str) -> Row:
 
 def load_json(value: bytes, what: str) -> Any:
     try:
+        return orjson.loads(value)  # about 3 times as fast as json
+    except orjson.JSONDecodeError:
+        pass
+    try:  # what orjson refuses but json reads (integers beyond 64 bits, NaN): read as json would
         return json.loads(value)
     except ValueError as e:
         raise DecodeError(f"{what}: not JSON ({e})") from None

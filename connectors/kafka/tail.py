@@ -183,7 +183,7 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
                 raise SinkError(f"timed out reading {topic}[{partition}] from offset {start_offset} to its end on "
                                 f"Kafka ({conf.get('bootstrap.servers', '?')}): nothing for {timeout:g} s. Make the "
                                 "brokers reachable and try again")
-            msgs = consumer.consume(500, 1.0)
+            msgs = consumer.consume(500, 0.05)  # returns at once with 500; else waits it out: keep it short
             for msg in msgs:
                 err = msg.error()
                 if err:

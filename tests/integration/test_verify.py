@@ -5,12 +5,14 @@ off for that session, so the task cannot see it), and the report must name exact
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from confluent_kafka import Producer
 
 from tests.helpers.kafka import read_topic
@@ -45,10 +47,10 @@ def fill(cur: Any, t: str, keyed: bool = True) -> None:
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory, mariadb: Any, kafka: Any) -> Iterator[dict[str, Any]]:
-    """Five tables synced by one Default-format task: full sync, then changes from the binlog (an update, a key
+    """Six tables synced by one Default-format task: full sync, then changes from the binlog (an update, a key
     change, a delete, inserts, keyless changes), caught up."""
     db = unique("ver")
-    names = ["clean", "topic", "source", "bag", "bag2"]
+    names = ["clean", "topic", "source", "bag", "bag2", "text"]
     base = tmp_path_factory.mktemp("verify")
     task = write_task(base / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.{n}" for n in names],
                       source={"host": mariadb.host, "port": mariadb.port, "user": mariadb.user,
@@ -70,7 +72,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory, mariadb: Any, kafka: Any) -> 
                 cur.execute(f"DELETE FROM {t} WHERE id = 1")
                 cur.execute(f"INSERT INTO {t} VALUES (11, 'eleven', 11.00)")
         run_obsync("run", str(task), "--until-caught-up")
-    yield {"db": db, "task": task, "kafka": kafka, "mariadb": mariadb}
+    yield {"db": db, "task": task, "task_name": yaml.safe_load(task.read_text())["name"], "kafka": kafka,
+           "mariadb": mariadb}
 
 
 def test_a_clean_sync_verifies_clean(shop: dict[str, Any]) -> None:
@@ -171,6 +174,54 @@ def test_what_cannot_run_exits_2_without_the_password(shop: dict[str, Any], tmp_
     assert proc.returncode == 2 and "--tables nowhere.*: no table the task syncs matches" in proc.stderr
 
 
+def _shown(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False, separators=(", ", ": "))
+
+
+def test_the_text_report_names_each_difference_with_its_key_values_and_last_message(shop: dict[str, Any],
+                                                                                    tmp_path: Path) -> None:
+    """What a user reads: per table the rows compared and messages read, then each difference with its key,
+    the values (both, column by column, for a changed row) and where the last message for the key is."""
+    db, bootstrap = shop["db"], shop["kafka"].bootstrap_servers
+    with shop["mariadb"].connect(autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_log_bin = 0")  # the task cannot see these
+        cur.execute(f"DELETE FROM {db}.text WHERE id = 6")
+        cur.execute(f"INSERT INTO {db}.text VALUES (77, 'ghost', NULL)")
+        cur.execute(f"UPDATE {db}.text SET name = 'eight', amount = 8.75 WHERE id = 8")
+    messages = read_topic(bootstrap, f"Topic_{db}_text")
+    clean_messages = len(read_topic(bootstrap, f"Topic_{db}_clean"))
+
+    def last(key: bytes) -> str:
+        m = [m for m in messages if m.key == key][-1]
+        return (f"(last message: partition {m.partition} offset {m.offset}, "
+                f"position {_shown(json.loads(m.headers['obsync.pos']))})")
+
+    proc = run_obsync("verify", str(shop["task"]), "--tables", f"{db}.text", f"{db}.clean", "--report",
+                      str(tmp_path / "r.json"), check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    cut = json.loads((tmp_path / "r.json").read_text())["cut"]
+    lines = proc.stdout.splitlines()
+    m = shop["mariadb"]
+    assert lines[0] == f"verify {shop['task_name']}: source mariadb {m.host}:{m.port} at {cut['file']}:{cut['pos']}"
+    assert lines[1:-1] == [
+        f"{db}.clean -> Topic_{db}_clean: 10 rows compared, {clean_messages} messages read: match",
+        f"{db}.text -> Topic_{db}_text: 10 rows compared, {len(messages)} messages read: 1 missing in Kafka, "
+        "1 extra in Kafka, 1 different",
+        '  extra in Kafka: {"id": "6"} kafka {"id": "6", "name": "name 6", "amount": "6.50"} ' + last(b"[6]"),
+        '  missing in Kafka: {"id": "77"} source {"id": "77", "name": "ghost", "amount": null}',
+        '  different: {"id": "8"} ' + last(b"[8]"),
+        '    name: source "eight", kafka "name 8"',
+        '    amount: source "8.75", kafka "8.50"',
+        "  note: the task is not running: its topics were read as they are",
+    ]
+    assert re.fullmatch(r"result: 1 of 2 tables differ \(\d+\.\d s\)", lines[-1]), lines[-1]
+
+    proc = run_obsync("verify", str(shop["task"]), "--tables", f"{db}.text", "--max-differences", "1", "-q",
+                      check=False)
+    assert proc.returncode == 1 and proc.stderr == ""
+    assert proc.stdout.splitlines()[1:-1] == [lines[2], lines[3], "  ... 2 more (--max-differences)", lines[-2]]
+
+
 # ------------------------------------------------------------------------------------------- every format
 
 FORMATS = ["default", "default_extend_column_type", "canal", "dataworks", "shareplex", "debezium",
@@ -179,9 +230,19 @@ FORMATS = ["default", "default_extend_column_type", "canal", "dataworks", "share
 
 @pytest.fixture(scope="module")
 def per_format(tmp_path_factory: pytest.TempPathFactory, mariadb: Any, kafka: Any) -> Iterator[dict[str, Any]]:
-    """One small table per format, each synced by its own task (full sync, then changes from the binlog)."""
+    """One small table per format, each synced by its own task (full sync, then changes from the binlog; the
+    tasks run side by side), then one row changed behind the tasks (binlog off) and every task verified (side by
+    side): per format, the report must name that row alone, so every other row (full-sync and binlog messages
+    alike) was decoded to exactly the source's image."""
     db = unique("verfmt")
     tasks: dict[str, Path] = {}
+
+    def each(*args: str, check: bool = True) -> dict[str, Any]:
+        with ThreadPoolExecutor(len(tasks)) as pool:
+            runs = {fmt: pool.submit(run_obsync, *args[:1], str(p), *args[1:], check=check)
+                    for fmt, p in tasks.items()}
+            return {fmt: run.result() for fmt, run in runs.items()}
+
     with TestSchemaRegistry() as reg, mariadb.connect(autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {db}")
         for n, fmt in enumerate(FORMATS):
@@ -192,40 +253,30 @@ def per_format(tmp_path_factory: pytest.TempPathFactory, mariadb: Any, kafka: An
                 format=fmt.removesuffix("_registry"), format_options=options,
                 source={"host": mariadb.host, "port": mariadb.port, "user": mariadb.user,
                         "password": mariadb.password, "server_id": 7620 + n})
-
-        def run_all() -> None:
-            with ThreadPoolExecutor(3) as pool:
-                for done in [pool.submit(run_obsync, "run", str(p), "--until-caught-up") for p in tasks.values()]:
-                    done.result()
-
-        run_all()
+        each("run", "--until-caught-up")
         for fmt in FORMATS:
             t = f"{db}.{fmt}"
             cur.execute(f"UPDATE {t} SET amount = NULL WHERE id = 2")
             cur.execute(f"UPDATE {t} SET id = 30 WHERE id = 3")
             cur.execute(f"DELETE FROM {t} WHERE id = 1")
-        run_all()
-        yield {"db": db, "tasks": tasks, "mariadb": mariadb, "registry": reg}
+        each("run", "--until-caught-up")
+        cur.execute("SET SESSION sql_log_bin = 0")
+        for fmt in FORMATS:
+            cur.execute(f"UPDATE {db}.{fmt} SET name = 'changed' WHERE id = 7")
+        posts_before = sum(1 for method, _ in reg.requests if method == "POST")
+        verified = each("verify", "--json", "--recheck-timeout", "20", check=False)
+        posts_after = sum(1 for method, _ in reg.requests if method == "POST")
+        yield {"db": db, "verified": verified, "registered": posts_after - posts_before}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_every_format_verifies_clean_then_names_the_row_changed_behind_the_task(per_format: dict[str, Any],
-                                                                               fmt: str) -> None:
-    db, task = per_format["db"], per_format["tasks"][fmt]
-    reg = per_format["registry"]
-    posts_before = sum(1 for method, _ in reg.requests if method == "POST")
-    code, report, _ = verify(task)
-    t = table(report, f"{db}.{fmt}")
-    assert code == 0, t
-    assert (t["rows_compared"], t["match"]) == (9, True)
-    with per_format["mariadb"].connect(autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute("SET SESSION sql_log_bin = 0")
-        cur.execute(f"UPDATE {db}.{fmt} SET name = 'changed' WHERE id = 7")
-    code, report, _ = verify(task)
-    t = table(report, f"{db}.{fmt}")
-    assert code == 1 and (t["missing_in_kafka"], t["extra_in_kafka"], t["different"]) == (0, 0, 1)
+def test_every_format_names_exactly_the_row_changed_behind_the_task(per_format: dict[str, Any], fmt: str) -> None:
+    db, proc = per_format["db"], per_format["verified"][fmt]
+    assert proc.returncode == 1, f"exit {proc.returncode}: {proc.stderr[-3000:]}"
+    t = table(json.loads(proc.stdout), f"{db}.{fmt}")
+    assert (t["rows_compared"], t["missing_in_kafka"], t["extra_in_kafka"], t["different"]) == (9, 0, 0, 1), t
     (d,) = t["differences"]
     assert d["key"]["id"] in (7, "7") and list(d["columns"]) == ["name"]
     assert d["columns"]["name"] == {"source": "changed", "kafka": "name 7"}
     assert d["position"][0] == "snap" and d["partition"] is not None
-    assert sum(1 for method, _ in reg.requests if method == "POST") == posts_before  # nothing registered
+    assert per_format["registered"] == 0  # verify registers no schema

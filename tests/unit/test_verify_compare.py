@@ -47,6 +47,17 @@ def test_differences_name_columns_both_values_and_the_last_message(tmp_path: Pat
     assert s.counts() == {"missing": 0, "extra": 1, "different": 1}
 
 
+def test_differences_show_images_and_columns_in_the_tables_column_order(tmp_path: Path) -> None:
+    s = TopicState(tmp_path / "s.db", ["id"])
+    s.apply(Decoded("insert", T, None, {"id": 1, "zeta": "a", "alpha": 1, "extra": 0}), at(0))
+    s.compare_keyed([{"id": 1, "zeta": "b", "alpha": 2}])
+    s.finish_keyed()
+    (d,) = s.differences(10, ["id", "zeta", "alpha"])
+    assert list(d.columns) == ["zeta", "alpha", "extra"]  # the table's order, then what only one side has
+    (d,) = s.differences(10)
+    assert list(d.columns) == ["alpha", "zeta", "extra"]  # no order given: by name, then what Kafka alone has
+
+
 def test_across_partitions_the_later_position_wins_and_truncate_empties(tmp_path: Path) -> None:
     s = TopicState(tmp_path / "s.db", ["id"])
     s.apply(Decoded("insert", T, None, {"id": 1, "v": "new"}), at(0, part=1, order="1|2"))

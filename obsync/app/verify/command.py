@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from obsync.app.verify.compare import Difference, TopicState, Where
 from obsync.connectors.kafka.client import base_config
 from obsync.connectors.kafka.tail import TopicMessage, partition_counts, read_messages
@@ -38,7 +40,7 @@ from obsync.connectors.mysql.connection import connect
 from obsync.connectors.mysql.snapshot.consistent import ConsistentView, Cut
 from obsync.core.changes import Change, Op
 from obsync.core.errors import ConfigError
-from obsync.core.positions import LogPosition, SnapshotPosition, binlog_file_number, position_from_header
+from obsync.core.positions import LogPosition, SnapshotPosition, binlog_file_number, position_from_json
 from obsync.core.schema import TableSchema
 from obsync.formats.base import EncoderContext
 from obsync.formats.decoding import Decoded, DecodeError, Decoder
@@ -90,14 +92,22 @@ class VerifyReport:
     cut: dict[str, Any] | None
     tables: list[TableResult]
     seconds: float = 0.0
+    scn: int | None = None  # OceanBase: the SCN the source was read AS OF
 
     @property
     def matches(self) -> bool:
         return all(t.matches for t in self.tables)
 
     def to_json(self) -> dict[str, Any]:
-        return {"task": self.task, "source": self.source, "cut": self.cut, "match": self.matches,
+        return {"task": self.task, "source": self.source, "cut": self.cut, "scn": self.scn, "match": self.matches,
                 "seconds": round(self.seconds, 3), "tables": [t.to_json() for t in self.tables]}
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)  # once per message: faster than json
+    except orjson.JSONDecodeError:
+        return json.loads(raw)  # integers beyond 64 bits
 
 
 def position_order(raw: bytes | None, seq: int) -> tuple[str, str | None, LogPosition | None]:
@@ -105,7 +115,7 @@ def position_order(raw: bytes | None, seq: int) -> tuple[str, str | None, LogPos
     if raw is None:
         return "", None, None
     try:
-        pos = position_from_header(raw)
+        pos = position_from_json(_loads(raw))
     except (ValueError, TypeError, IndexError, KeyError):
         return "", raw.decode(errors="replace"), None
     text = raw.decode()
@@ -226,7 +236,7 @@ def verify(task: TaskConfig, patterns: Sequence[str] = (), *, keep: int = 100, r
         cut = view.cut
         report = VerifyReport(task.name, f"{view.dialect} {ep.address}",
                               None if cut is None else {"file": cut.position.file, "pos": cut.position.pos,
-                                                        "exact": cut.exact}, [])
+                                                        "exact": cut.exact}, [], scn=view.scn)
         if view.dialect == "oceanbase":
             say(f"source read AS OF SNAPSHOT {view.scn}; topics read to their end (no log position is known "
                 "for an SCN)")
@@ -277,13 +287,17 @@ def _verify_table(task: TaskConfig, view: ConsistentView, decoder: Decoder, conf
         result.messages_read = reader.read
         counts = state.counts()
         result.missing, result.extra, result.different = counts["missing"], counts["extra"], counts["different"]
-        result.differences = state.differences(keep)
+        result.differences = state.differences(keep, [c.name for c in shaped.columns])
     finally:
         state.close()
     say(f"{full}: {result.rows_compared:,} rows compared, {result.messages_read:,} messages read: "
         + ("match" if result.matches else
            f"{result.missing} missing in Kafka, {result.extra} extra, {result.different} different"))
     return result
+
+
+# status.json's written position counts messages handed to the producer: allow them this long to arrive
+_DELIVERY_GRACE_S = 5.0
 
 
 def _recheck(task: TaskConfig, state: TopicState, reader: TopicReader, timeout: float, state_dir: Path | None,
@@ -294,6 +308,7 @@ def _recheck(task: TaskConfig, state: TopicState, reader: TopicReader, timeout: 
         result.notes.append("no log position for the source's view: differences were not re-checked")
         return
     deadline = time.monotonic() + timeout
+    delivered_by: float | None = None  # once the task wrote past the cut: when its producer has had time to deliver
     while True:
         if reader.complete:
             return
@@ -301,16 +316,20 @@ def _recheck(task: TaskConfig, state: TopicState, reader: TopicReader, timeout: 
         if written is None:
             result.notes.append("the task is not running: its topics were read as they are")
             return
+        if written and delivered_by is None:
+            delivered_by = time.monotonic() + _DELIVERY_GRACE_S
+        if delivered_by is not None and time.monotonic() >= delivered_by:
+            return  # what is left is a difference
         if time.monotonic() >= deadline:
             result.notes.append(f"the task had not written up to the source's view ({reader.cut.position}) within "
                                 f"--recheck-timeout ({timeout:g} s): some differences may be changes in flight")
             return
-        say(f"{result.table}: {state.difference_count():,} differences; re-checking after the task passes "
+        n = state.difference_count()
+        say(f"{result.table}: {n:,} difference{'' if n == 1 else 's'}; re-checking after the task passes "
             f"{reader.cut.position}")
-        time.sleep(0 if written else 1.0)
+        time.sleep(1.0)
         reader.read_all()
-        left = state.recheck_keyed() if state.keyed else _recount(state)
-        if left == 0 or written:
+        if (state.recheck_keyed() if state.keyed else _recount(state)) == 0:
             return
 
 

@@ -29,6 +29,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from obsync.formats.decoding import Decoded
 
 Row = dict[str, Any]
@@ -56,20 +58,29 @@ def canonical(v: Any) -> Any:
     return {"$repr": repr(v)}
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})  # values `canonical` leaves as they are
+
+
 def dumps(v: Any) -> str:
-    return json.dumps(v, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    """The JSON text of a canonical value: keys sorted, no spaces."""
+    try:
+        return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # orjson refuses integers beyond 64 bits: the same value always takes this path
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def key_text(image: Row, key_columns: Sequence[str]) -> str | None:
     """The canonical key of an image, None when it lacks a key column."""
     try:
-        return dumps([canonical(image[c]) for c in key_columns])
+        values = [image[c] for c in key_columns]
     except KeyError:
         return None
+    return dumps(values if all(type(x) in _PLAIN for x in values) else [canonical(x) for x in values])
 
 
 def row_text(image: Row) -> str:
-    return dumps(canonical(image))
+    """The canonical text of a row image (the JSON formats decode to plain values: taken as they are)."""
+    return dumps(image if all(type(x) in _PLAIN for x in image.values()) else canonical(image))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +135,14 @@ def column_differences(source: Row, kafka: Row) -> dict[str, dict[str, Any]]:
     return out
 
 
+_FLUSH_EVERY = 1000  # replayed messages buffered before one executemany
+_PUT = ("INSERT INTO state (k, row, part, off, pos, ord) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(k) DO UPDATE "
+        "SET row = excluded.row, part = excluded.part, off = excluded.off, pos = excluded.pos, "
+        "ord = excluded.ord WHERE excluded.part = state.part OR excluded.ord >= state.ord")
+_COUNT = ("INSERT INTO state (k, row, part, off, pos, ord, n) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(k) DO "
+          "UPDATE SET n = state.n + excluded.n, part = excluded.part, off = excluded.off, pos = excluded.pos")
+
+
 class TopicState:
     """The replayed state of one table's topic(s), in a SQLite file at `path` (created; removed by `close`)."""
 
@@ -132,6 +151,8 @@ class TopicState:
         self.key_columns = tuple(key_columns)
         self.keyed = bool(self.key_columns)
         self.messages = 0
+        self._puts: list[tuple[Any, ...]] = []  # replay buffered for `_flush`
+        self._counts: list[tuple[Any, ...]] = []
         self.db = sqlite3.connect(str(path), isolation_level=None)
         self.db.executescript("""
             PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -16384;
@@ -150,6 +171,7 @@ class TopicState:
         """Replay one decoded message."""
         self.messages += 1
         if d.op == "truncate":
+            self._flush()
             self.db.execute("UPDATE state SET row = NULL, part = ?, off = ?, pos = ?, ord = ?" if self.keyed
                             else "DELETE FROM state", (at.partition, at.offset, at.position, at.order)
                             if self.keyed else ())
@@ -171,22 +193,29 @@ class TopicState:
             self._put(new, row_text(d.after), at)  # type: ignore[arg-type]  # new is set only with an after image
 
     def _put(self, k: str, row: str | None, at: Where) -> None:
-        self.db.execute(
-            "INSERT INTO state (k, row, part, off, pos, ord) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(k) DO UPDATE "
-            "SET row = excluded.row, part = excluded.part, off = excluded.off, pos = excluded.pos, "
-            "ord = excluded.ord WHERE excluded.part = state.part OR excluded.ord >= state.ord",
-            (k, row, at.partition, at.offset, at.position, at.order))
+        self._puts.append((k, row, at.partition, at.offset, at.position, at.order))
+        if len(self._puts) >= _FLUSH_EVERY:
+            self._flush()
 
     def _count(self, image: str, delta: int, at: Where) -> None:
-        self.db.execute(
-            "INSERT INTO state (k, row, part, off, pos, ord, n) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(k) DO "
-            "UPDATE SET n = state.n + excluded.n, part = excluded.part, off = excluded.off, pos = excluded.pos",
-            (image, image, at.partition, at.offset, at.position, at.order, delta))
+        self._counts.append((image, image, at.partition, at.offset, at.position, at.order, delta))
+        if len(self._counts) >= _FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the buffered replay (in order: a later message for a key still wins)."""
+        if self._puts:
+            self.db.executemany(_PUT, self._puts)
+            self._puts.clear()
+        if self._counts:
+            self.db.executemany(_COUNT, self._counts)
+            self._counts.clear()
 
     # -- comparison -------------------------------------------------------------------------------------
 
     def compare_keyed(self, images: Sequence[Row]) -> int:
         """Compare a batch of source images (keyed table); record differences; the number of rows compared."""
+        self._flush()
         rows = [(key_text(img, self.key_columns), row_text(img)) for img in images]
         keys = [k for k, _ in rows if k is not None]
         found: dict[str, str | None] = {}
@@ -201,6 +230,7 @@ class TopicState:
 
     def finish_keyed(self) -> None:
         """After the last batch: every key Kafka holds that the source does not is an extra."""
+        self._flush()
         self.db.execute("INSERT OR REPLACE INTO diff (k, source) SELECT s.k, NULL FROM state s "
                         "WHERE s.row IS NOT NULL AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.k = s.k)")
 
@@ -213,6 +243,7 @@ class TopicState:
     def finish_keyless(self) -> None:
         """The differences of a table without a key: per row image, source copies - Kafka copies (when not 0).
         Can be run again after more messages were applied."""
+        self._flush()
         self.db.execute("DELETE FROM diff")
         self.db.execute("INSERT INTO diff (k, source, n) SELECT k, k, n FROM src")
         self.db.execute("INSERT INTO diff (k, source, n) SELECT k, NULL, 0 FROM state WHERE n > 0 "
@@ -223,16 +254,19 @@ class TopicState:
 
     def recheck_keyed(self) -> int:
         """Drop the differences the state no longer shows (after more messages were applied); how many remain."""
+        self._flush()
         self.db.execute("DELETE FROM diff WHERE source IS (SELECT row FROM state WHERE state.k = diff.k) "
                         "OR (source IS NULL AND NOT EXISTS (SELECT 1 FROM state WHERE state.k = diff.k "
                         "AND state.row IS NOT NULL))")
         return self.difference_count()
 
     def difference_count(self) -> int:
+        self._flush()
         return int(self.db.execute("SELECT COUNT(*) FROM diff").fetchone()[0])
 
     def counts(self) -> dict[str, int]:
         """missing / extra / different, counted in full (copies for a table without a key)."""
+        self._flush()
         if self.keyed:
             rows = self.db.execute(
                 "SELECT CASE WHEN d.source IS NULL THEN 'extra' WHEN s.row IS NULL THEN 'missing' "
@@ -244,17 +278,26 @@ class TopicState:
         out.update({k: int(v) for k, v in rows})
         return out
 
-    def differences(self, keep: int) -> list[Difference]:
-        """The first `keep` differences, by key."""
+    def differences(self, keep: int, order: Sequence[str] = ()) -> list[Difference]:
+        """The first `keep` differences, by key; images and changed columns in the column `order` given (the
+        table's), other columns after them by name."""
+        self._flush()
+        rank = {c: i for i, c in enumerate(order)}
+
+        def ordered(row: Any) -> Any:
+            if not isinstance(row, dict):
+                return row
+            return dict(sorted(row.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+
         out: list[Difference] = []
         cur = self.db.execute("SELECT d.k, d.source, d.n, s.row, s.part, s.off, s.pos FROM diff d "
                               "LEFT JOIN state s ON s.k = d.k ORDER BY d.k LIMIT ?", (keep,))
         for k, source, n, row, part, off, pos in cur:
             where = {"partition": part, "offset": off, "position": None if pos is None else json.loads(pos)}
-            src = None if source is None else json.loads(source)
-            kafka = None if row is None else json.loads(row)
+            src = None if source is None else ordered(json.loads(source))
+            kafka = None if row is None else ordered(json.loads(row))
             if not self.keyed:
-                image = json.loads(k)
+                image = ordered(json.loads(k))
                 out.append(Difference("missing" if n > 0 else "extra", image, count=abs(n),
                                       **(where if n < 0 else {})))
                 continue
@@ -268,6 +311,7 @@ class TopicState:
         return out
 
     def commit(self) -> None:
+        self._flush()
         self.db.execute("COMMIT")
         self.db.execute("BEGIN")
 

@@ -51,6 +51,8 @@ def _table(t: TableResult) -> list[str]:
 def text(report: VerifyReport) -> str:
     cut = report.cut
     at = "" if cut is None else f" at {cut['file']}:{cut['pos']}" + ("" if cut["exact"] else " (not exact)")
+    if report.scn is not None:
+        at = f" AS OF SNAPSHOT {report.scn} (topics read to their end)"
     lines = [f"verify {report.task}: source {report.source}{at}"]
     for t in report.tables:
         lines += _table(t)
