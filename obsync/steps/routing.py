@@ -43,13 +43,19 @@ class TopicLayout:
         # selects keeps its last topic, for the changes read before the reader dropped it)
         self.live: Live | None = None
         self._live_version = 0
+        self._lanes: dict[tuple[str, int], str] = {}  # (topic, partition) -> lane: asked for every record
 
     def parts(self) -> list[str]:
         """The sink parts (lanes)."""
         return lane_names(self.lanes)
 
     def lane(self, topic: str, partition: int) -> str:
-        return lane_of(topic, partition, self.lanes)
+        lane = self._lanes.get((topic, partition))
+        if lane is None:
+            if len(self._lanes) >= 100_000:
+                self._lanes.clear()
+            lane = self._lanes[(topic, partition)] = lane_of(topic, partition, self.lanes)
+        return lane
 
     def topic(self, db: str, table: str) -> str:
         """The topic of a synced table (resolved on first sight for tables created while running)."""
