@@ -20,6 +20,7 @@ from obsync.steps.partitioning import KeyBytes, hash_partition, partition_key, r
 from obsync.task.live import Live
 
 Partitioning = Literal["hash", "table", "one"]
+_UPDATE = Op.UPDATE
 
 
 TopicResolver = Callable[[str, str], "tuple[str, int] | None"]
@@ -138,6 +139,10 @@ class Router:
     def route(self, batch: Sequence[Item]) -> list[tuple[str, list[OutItem]]]:
         """One (part, records) pair per sink part touched by the batch, records in batch order."""
         out: dict[str, list[OutItem]] = {}
+        layout, encode, lane, large = self.layout, self.encoder.encode, self.layout.lane, self.large
+        hash_record_key = self.partitioning == "hash" and self.key_is_record_key
+        last_table: object = None
+        topic, room = "", 0
         for item in batch:
             if isinstance(item, StreamDone):
                 for p in self.all_parts:
@@ -151,18 +156,27 @@ class Router:
                 self._route_heartbeat(item, out)
                 continue
             seq = 0
-            for change in split_key_change(item, self.whole_row):
-                topic = self.layout.topic(change.table.db, change.table.name)  # type: ignore[union-attr]  # a row change always carries its table
-                records = self.encoder.encode(change, topic)
-                partition = self._partition(change, topic, records[0].key if records else None)
-                name = self.layout.lane(topic, partition)
+            for change in split_key_change(item, self.whole_row) if item.op is _UPDATE else (item,):
+                table = change.table
+                if table is not last_table:  # the topic, once per run of changes of one table
+                    topic = layout.topic(table.db, table.name)  # type: ignore[union-attr]  # a row change always carries its table
+                    last_table = table
+                    room = large.room(topic) if large is not None else 0
+                records = encode(change, topic)
+                if hash_record_key:
+                    key = records[0].key if records else None
+                    partition = hash_partition(key if key is not None else row_image_key(change),
+                                               layout.partitions[topic])
+                else:
+                    partition = self._partition(change, topic, records[0].key if records else None)
+                name = lane(topic, partition)
                 bucket = out.get(name)
                 if bucket is None:
                     bucket = out[name] = []
-                large = self.large
                 for index, rec in enumerate(records):
                     if rec.topic == topic:
-                        if large is not None and not large.fits(rec, change):
+                        if large is not None and len(rec.key or b"") + len(rec.value or b"") > room and \
+                                not large.fits(rec, change):
                             for e in large.handle(change, topic, partition, rec, index, seq):
                                 p = partition if e.partition is None else e.partition
                                 out.setdefault(self.layout.lane(e.topic, p), []).append(OutRecord(
