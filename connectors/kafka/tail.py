@@ -123,8 +123,8 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
                 headers = {h[0]: h[1] for h in (msg.headers() or ()) if isinstance(h[1], bytes)}
                 seq = headers.get(SEQ_HEADER)
                 key, value = msg.key(), msg.value()
-                yield TopicMessage(partition, msg.offset() or 0, _as_bytes(key), _as_bytes(value), headers.get(TASK_HEADER),
-                                   headers.get(POS_HEADER), int(seq) if seq else 0, headers)
+                yield TopicMessage(partition, msg.offset() or 0, _as_bytes(key), _as_bytes(value),
+                                   headers.get(TASK_HEADER), headers.get(POS_HEADER), int(seq) if seq else 0, headers)
             if msgs:
                 deadline = time.monotonic() + timeout
     finally:
