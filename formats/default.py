@@ -63,6 +63,7 @@ KEY_JOINER = "\u0001"
 TableMeta = tuple[str | None, str, str | None, KeyValues | None]  # see DefaultEncoder._table_meta
 OneImage = Callable[[Change], tuple[bytes | None, bytes]]  # see DefaultEncoder._one_image_plan
 _INSERT, _READ, _DELETE = Op.INSERT, Op.READ, Op.DELETE
+_new_tuple = tuple.__new__
 DB_TYPES = {"OB_MYSQL": "OB_MYSQL", "MYSQL": "MYSQL", "oceanbase": "OB_MYSQL", "mysql": "MYSQL", "mariadb": "MYSQL"}
 _SEQ_DIGITS = 10**9
 
@@ -106,7 +107,7 @@ class DefaultEncoder(Encoder):
             table = change.table
             if table is not None:
                 key, value = plans.get(table)(change)
-                return [KafkaRecord(topic, key, value)]
+                return [_new_tuple(KafkaRecord, (topic, key, value))]  # without the named tuple's Python __new__
         return super().encode(change, topic)
 
     def encode_ddl(self, change: Change, topic: str) -> list[KafkaRecord]:

@@ -21,6 +21,7 @@ from obsync.task.live import Live
 
 Partitioning = Literal["hash", "table", "one"]
 _UPDATE = Op.UPDATE
+_new_tuple = tuple.__new__
 
 
 TopicResolver = Callable[[str, str], "tuple[str, int] | None"]
@@ -184,8 +185,9 @@ class Router:
                                     e.headers))
                                 seq += 1
                             continue
-                        bucket.append(OutRecord(topic, partition, rec.key, rec.value, change.position, seq,
-                                                change.commit_time))
+                        # the named tuple's fields in order, built without its Python-level __new__
+                        bucket.append(_new_tuple(OutRecord, (topic, partition, rec.key, rec.value, change.position,
+                                                             seq, change.commit_time, None)))
                     else:
                         self._add_to_own_topic(rec, change, seq, out)
                     seq += 1
