@@ -45,6 +45,7 @@ from obsync.core.changes import Item
 from obsync.formats.base import EncoderContext
 from obsync.formats.registry import encoder_for
 from obsync.runtime.progress import Progress
+from obsync.steps.large_messages import LargeMessages
 from obsync.steps.routing import Router, TopicLayout
 from obsync.steps.shaping import Shaper
 from obsync.task.config import ObjectConfig
@@ -123,7 +124,8 @@ def main() -> None:
         encoder = encoder_for(args.format, EncoderContext("bench", "MYSQL"))
         layout = TopicLayout({("bench", "t"): TOPIC}, {TOPIC: args.partitions})
         shaper = Shaper(Selection([ObjectConfig(match="bench.t")]))
-        router = Router(encoder, layout, "hash")
+        # messages checked against the topic's size limit, as in a task (`large_messages`)
+        router = Router(encoder, layout, "hash", large=LargeMessages("fail", encoder, lambda topic: 1_048_588))
 
         def encode(batches: list[list[Item]]) -> tuple[list[list[tuple[str, list[OutItem]]]], float, float]:
             out = []
