@@ -90,6 +90,7 @@ class _SharedProducer:
         # partitions whose delivery reports were tallied since the last `fold` (a deque: appended to by the
         # thread serving reports while another may be folding)
         self.unfolded: collections.deque[_Written] = collections.deque()
+        self._fold_lock = threading.Lock()
         timeout = ({} if {"message.timeout.ms", "delivery.timeout.ms"} & set(conf)
                    else {"message.timeout.ms": patience.message_timeout_ms()})
         self.producer = Producer({
@@ -129,17 +130,18 @@ class _SharedProducer:
         offsets, the listeners' counts (`acked`) and the stall watch. Called before the silence is judged."""
         unfolded = self.unfolded
         acked = 0
-        while unfolded:
-            w = unfolded.popleft()
-            w.listed = False  # before reading the counters: a report after this lists the partition again
-            n, size, last = w.acks, w.acked_bytes, w.last_acked
-            if n == w.folded_acks:
-                continue
-            w.lane.listener.acked(w.topic, size - w.folded_bytes, n - w.folded_acks)
-            acked += n - w.folded_acks
-            w.folded_acks, w.folded_bytes = n, size
-            if last is not None and last.offset() >= w.next_offset:
-                w.next_offset = last.offset() + 1
+        with self._fold_lock:  # lanes in several worker threads: one fold at a time counts each tally once
+            while unfolded:
+                w = unfolded.popleft()
+                w.listed = False  # before reading the counters: a report after this lists the partition again
+                n, size, last = w.acks, w.acked_bytes, w.last_acked
+                if n == w.folded_acks:
+                    continue
+                w.lane.listener.acked(w.topic, size - w.folded_bytes, n - w.folded_acks)
+                acked += n - w.folded_acks
+                w.folded_acks, w.folded_bytes = n, size
+                if last is not None and last.offset() >= w.next_offset:
+                    w.next_offset = last.offset() + 1
         if acked:
             self._watch.acked(acked)
 
@@ -244,8 +246,9 @@ class _Written:
     def report(self, err: KafkaError | None, msg: Any) -> None:
         """The delivery report of a message written to this partition (called by the producer)."""
         if err is None:
+            size = len(msg)  # before the tallies: no call between reading and writing them (threads switch at calls)
             self.acks += 1  # the tallies first, then the listing (`fold` clears the listing, then reads them)
-            self.acked_bytes += len(msg)
+            self.acked_bytes += size
             self.last_acked = msg
         elif self.lane.error is None:
             self.lane.error = SinkError(self.lane.shared._delivery_error(msg, err))
