@@ -6,6 +6,11 @@ Prints full-sync rows/s and incremental rows/s (messages divided by the span bet
 last message's Kafka timestamp, so process start-up is excluded; the wall time of each command is printed
 too) and the peak RSS of each `obsync run` process. With --txn-rows N it also streams one transaction of N
 rows through incremental sync and prints that run's peak RSS (the memory bound for huge transactions).
+
+For each run it also prints the CPU time obsync used per row (user + system of its processes, start-up
+included: it does not depend on what else the machine runs, unlike the rates) and the cores used during the
+command by obsync, the source (MariaDB) and the broker (tansu): their CPU seconds over the command's wall time.
+`python -m bench.stages` measures the stages (SELECT, binlog read + decode, encode, produce) alone.
 """
 
 from __future__ import annotations
@@ -68,15 +73,37 @@ def span(bootstrap: str, topic: str, after: dict[int, int]) -> tuple[int, float,
     return n, hi - lo, ends
 
 
-def run(task: Path, *extra: str) -> tuple[float, int]:
-    """Run `obsync run TASK --until-caught-up`; wall seconds and peak RSS in MB."""
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "obsync", "run", str(task), "--until-caught-up", *extra],
-                            cwd=ROOT, stderr=open(task.parent / "obsync.log", "ab"))
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"obsync failed; see {task.parent / 'obsync.log'}")
-    return time.monotonic() - t0, usage.ru_maxrss // 1024
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a running process has used so far (0 when unknown)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Run:
+    """One `obsync run TASK --until-caught-up`: wall seconds, obsync's CPU seconds and peak RSS (MB), and the
+    CPU seconds the source and the broker used meanwhile."""
+
+    def __init__(self, task: Path, servers: dict[str, int | None], *extra: str) -> None:
+        before = {name: cpu_seconds(pid) for name, pid in servers.items()}
+        t0 = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "obsync", "run", str(task), "--until-caught-up", *extra],
+                                cwd=ROOT, stderr=open(task.parent / "obsync.log", "ab"))
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"obsync failed; see {task.parent / 'obsync.log'}")
+        self.wall = time.monotonic() - t0
+        self.cpu = usage.ru_utime + usage.ru_stime  # the process and the task process it waited for
+        self.rss = usage.ru_maxrss // 1024
+        self.servers = {name: cpu_seconds(pid) - before[name] for name, pid in servers.items()}
+
+    def line(self, rows: int, idle: Run | None = None) -> str:
+        cores = ", ".join(f"{name} {cpu / self.wall:.2f}" for name, cpu in self.servers.items())
+        net = f", {(self.cpu - idle.cpu) / max(rows, 1) * 1e6:.1f} without" if idle is not None else ""
+        return (f"obsync CPU {self.cpu / max(rows, 1) * 1e6:.1f} us/row with start-up{net}; cores used: obsync "
+                f"{self.cpu / self.wall:.2f}, {cores}")
 
 
 def main() -> None:
@@ -100,26 +127,28 @@ def main() -> None:
     topic = "Topic_bench_t"
     print(f"table bench.t: {args.rows} rows, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker")
 
-    wall, rss = run(task)
-    n, secs, ends = span(broker.bootstrap_servers, topic, {})
-    print(f"full sync:        {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s "
-          f"(command wall {wall:.1f}s incl. start-up), peak RSS {rss} MB")
-
+    servers = {"source": db.pid, "broker": broker.pid}
+    full = Run(task, servers)
+    n_full, full_secs, ends = span(broker.bootstrap_servers, topic, {})
+    idle = Run(task, servers)  # caught up already: start-up and stop alone
     insert_rows(conn, args.rows + 1, args.rows)
-    wall, rss = run(task)
+    incr = Run(task, servers)
     n, secs, ends = span(broker.bootstrap_servers, topic, ends)
+    print(f"full sync:        {n_full} rows in {full_secs:.2f}s = {n_full / full_secs:,.0f} rows/s "
+          f"(command wall {full.wall:.1f}s incl. start-up), peak RSS {full.rss} MB\n    {full.line(n_full, idle)}")
     print(f"incremental sync: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s "
-          f"(command wall {wall:.1f}s incl. start-up), peak RSS {rss} MB")
+          f"(command wall {incr.wall:.1f}s incl. start-up), peak RSS {incr.rss} MB\n    {incr.line(n, idle)}")
+    print(f"start-up and stop alone (nothing to sync): {idle.wall:.1f}s wall, {idle.cpu:.2f}s CPU")
 
     if args.txn_rows:
         with conn.cursor() as cur:
             cur.execute("BEGIN")
             insert_rows(conn, 2 * args.rows + 1, args.txn_rows, chunk=100_000)
             cur.execute("COMMIT")
-        wall, rss = run(task)
+        r = Run(task, servers)
         n, secs, ends = span(broker.bootstrap_servers, topic, ends)
         print(f"one {args.txn_rows}-row transaction: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s, "
-              f"peak RSS {rss} MB")
+              f"peak RSS {r.rss} MB\n    {r.line(n)}")
     broker.close()
     db.close()
     shutil.rmtree(base, ignore_errors=True)

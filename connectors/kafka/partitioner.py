@@ -3,9 +3,20 @@
 Hash uses the same function as Kafka's Java default partitioner (`toPositive(murmur2(key)) % n`), applied to
 a canonical encoding of the key columns' values, so a key lands in the same partition whatever the message
 format, run or process.
+
+`partition_for` is computed, when it can be, by librdkafka's own murmur2 partitioner
+(`rd_kafka_msg_partitioner_murmur2`, public in `rdkafka.h`), from the librdkafka the Kafka client already loads:
+a few times faster per key than the Python `murmur2` below, which is the fallback and the reference (a unit test
+checks that both give the same partitions).
 """
 
 from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import os
+from collections.abc import Callable
 
 
 def murmur2(data: bytes) -> int:
@@ -31,6 +42,39 @@ def murmur2(data: bytes) -> int:
     return h - 0x100000000 if h & 0x80000000 else h
 
 
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner would choose for `key`."""
+def python_partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner would choose for `key` (pure Python)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _librdkafka_partitioner() -> Callable[..., int] | None:
+    """librdkafka's murmur2 partitioner (rkt, key, keylen, partition_cnt, rkt_opaque, msg_opaque) -> partition,
+    from the library the confluent-kafka client bundles (its wheel's `confluent_kafka.libs`), else the system's;
+    None when neither is found."""
+    try:
+        import confluent_kafka
+
+        site = os.path.dirname(os.path.dirname(confluent_kafka.__file__))
+        paths = sorted(glob.glob(os.path.join(site, "confluent_kafka.libs", "librdkafka*.so*")))
+        system = ctypes.util.find_library("rdkafka")
+        for path in [*paths, *([system] if system else [])]:
+            fn = ctypes.CDLL(path).rd_kafka_msg_partitioner_murmur2
+            fn.restype = ctypes.c_int32
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, ctypes.c_void_p,
+                           ctypes.c_void_p]
+            if all(fn(None, k, len(k), n, None, None) == python_partition_for(k, n)
+                   for k in (b"", b"21", b"foobar", b"a-little-bit-long-string", b"[42]") for n in (1, 3, 7)):
+                return fn
+    except (ImportError, OSError, AttributeError):
+        pass
+    return None
+
+
+_rd_murmur2 = _librdkafka_partitioner()
+
+if _rd_murmur2 is not None:
+    def partition_for(key: bytes, partitions: int) -> int:
+        """The partition Kafka's default partitioner would choose for `key` (computed by librdkafka)."""
+        return _rd_murmur2(None, key, len(key), partitions, None, None)  # type: ignore[misc]  # set above
+else:  # pragma: no cover - without librdkafka's library file
+    partition_for = python_partition_for

@@ -17,6 +17,7 @@ before the last position written is an error (the rescan's rows are other rows),
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from collections.abc import Callable
@@ -46,8 +47,10 @@ from obsync.core.wording import counted
 
 log = logging.getLogger(__name__)
 
-_SEQ_BYTES = [str(i).encode() for i in range(16)]
+_SEQ_HEADERS = [(SEQ_HEADER, str(i).encode()) for i in range(16)]
 _SLICE = 0.5  # s of one slice of waiting for Kafka (then the silence is judged, and a stop request heard)
+
+
 
 
 def _never() -> bool:
@@ -83,6 +86,10 @@ class _SharedProducer:
         self._watch = AckWatch(patience)
         self.last_error: str | None = None  # librdkafka's last error (error_cb), secrets masked
         self.failed = False  # a part raised an error (the dataflow is ending: `_Lane.close`)
+        # partitions whose delivery reports were tallied since the last `fold` (a deque: appended to by the
+        # thread serving reports while another may be folding)
+        self.unfolded: collections.deque[_Written] = collections.deque()
+        self._fold_lock = threading.Lock()
         timeout = ({} if {"message.timeout.ms", "delivery.timeout.ms"} & set(conf)
                    else {"message.timeout.ms": patience.message_timeout_ms()})
         self.producer = Producer({
@@ -110,18 +117,32 @@ class _SharedProducer:
             return cls._instances[key]
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
-        if err is None:
-            self._watch.acked()
+        """The delivery report of a message produced without its partition's `_Written.report` (none is)."""
         w = self.parts.get((msg.topic(), msg.partition()))
-        if w is None:
-            return
-        if err is not None:
-            if w.lane.error is None:
-                w.lane.error = SinkError(self._delivery_error(msg, err))
-        else:
-            if msg.offset() >= w.next_offset:
-                w.next_offset = msg.offset() + 1
-            w.lane.listener.acked(msg.topic(), len(msg))
+        if w is not None:
+            w.report(err, msg)
+        elif err is None:
+            self._watch.acked()
+
+    def fold(self) -> None:
+        """Count the acknowledgements the partitions' delivery reports tallied since the last fold: their next
+        offsets, the listeners' counts (`acked`) and the stall watch. Called before the silence is judged."""
+        unfolded = self.unfolded
+        acked = 0
+        with self._fold_lock:  # lanes in several worker threads: one fold at a time counts each tally once
+            while unfolded:
+                w = unfolded.popleft()
+                w.listed = False  # before reading the counters: a report after this lists the partition again
+                n, size, last = w.acks, w.acked_bytes, w.last_acked
+                if n == w.folded_acks:
+                    continue
+                w.lane.listener.acked(w.topic, size - w.folded_bytes, n - w.folded_acks)
+                acked += n - w.folded_acks
+                w.folded_acks, w.folded_bytes = n, size
+                if last is not None and last.offset() >= w.next_offset:
+                    w.next_offset = last.offset() + 1
+        if acked:
+            self._watch.acked(acked)
 
     def _delivery_error(self, msg: Any, err: KafkaError) -> str:
         text = f"write to {msg.topic()}[{msg.partition()}] failed: {mask_secrets(err.str(), self._conf)}"
@@ -135,11 +156,14 @@ class _SharedProducer:
         self.last_error = mask_secrets(err.str(), self._conf)
 
     def produce(self, rec: OutRecord, headers: list[tuple[str, str | bytes | None]],
-                listener: SinkListener = NOOP_SINK_LISTENER, stopping: Callable[[], bool] = _never) -> None:
-        """Write `rec` with `headers` (typed as the producer takes them: its list type is invariant)."""
+                listener: SinkListener = NOOP_SINK_LISTENER, stopping: Callable[[], bool] = _never,
+                on_delivery: Callable[[KafkaError | None, Any], None] | None = None) -> None:
+        """Write `rec` with `headers` (typed as the producer takes them: its list type is invariant); its
+        delivery report goes to `on_delivery` (its partition's `_Written.report`), else to `_on_delivery`."""
         while True:
             try:
-                self.producer.produce(rec.topic, rec.value, rec.key, partition=rec.partition, headers=headers)
+                self.producer.produce(rec.topic, rec.value, rec.key, partition=rec.partition, headers=headers,
+                                      on_delivery=on_delivery or self._on_delivery)
                 return
             except BufferError:  # queue full: serve delivery reports, then retry
                 self.producer.poll(_SLICE)
@@ -161,6 +185,7 @@ class _SharedProducer:
         self._judge(len(self.producer), "acknowledgements", listener, _never)
 
     def _judge(self, pending: int, what: str, listener: SinkListener, stopping: Callable[[], bool]) -> None:
+        self.fold()
         v = self._watch.observe(pending)
         if v.recovered_after is not None:
             log.info("Kafka (%s) acknowledges again after %.0f s", self.brokers, v.recovered_after)
@@ -191,9 +216,15 @@ class _SharedProducer:
                         error or "none (the brokers are silent)", left)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Written:
-    """What a lane knows it wrote to one Kafka partition."""
+    """What a lane knows it wrote to one Kafka partition.
+
+    `report` is the delivery report of each message written to it: it only tallies (acknowledgements, bytes,
+    the last acknowledged message) and lists the partition for `_SharedProducer.fold`, which turns the tallies
+    into `next_offset` and the listener's counts once per batch rather than once per message. Reports of one
+    partition arrive in offset order, so the last acknowledged message has its highest offset.
+    """
 
     topic: str
     partition: int
@@ -201,6 +232,29 @@ class _Written:
     next_offset: int = 0
     # stream -> ((position.sort_key, seq), position): the last record written of each stream
     last: dict[str, tuple[tuple, Position]] = field(default_factory=dict)
+    acks: int = 0  # tallied by `report`
+    acked_bytes: int = 0
+    last_acked: Any = None  # the last acknowledged message (a confluent_kafka.Message)
+    listed: bool = False  # in `_SharedProducer.unfolded`
+    folded_acks: int = 0  # what `fold` has counted of the tallies
+    folded_bytes: int = 0
+    on_delivery: Callable[[KafkaError | None, Any], None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.on_delivery = self.report  # bound once: handed to the producer with every message
+
+    def report(self, err: KafkaError | None, msg: Any) -> None:
+        """The delivery report of a message written to this partition (called by the producer)."""
+        if err is None:
+            size = len(msg)  # before the tallies: no call between reading and writing them (threads switch at calls)
+            self.acks += 1  # the tallies first, then the listing (`fold` clears the listing, then reads them)
+            self.acked_bytes += size
+            self.last_acked = msg
+        elif self.lane.error is None:
+            self.lane.error = SinkError(self.lane.shared._delivery_error(msg, err))
+        if not self.listed:
+            self.listed = True
+            self.lane.shared.unfolded.append(self)
 
     def seen(self, pos: Position, seq: int) -> bool:
         """True if (pos, seq) is at or before the last record written of its stream; else records it."""
@@ -264,8 +318,9 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
             raise
 
     def _write_batch(self, values: list[list[OutItem]]) -> None:
-        task = self.task_id.encode()
+        task_header = (TASK_HEADER, self.task_id.encode())
         shared = self.shared
+        produce = shared.producer.produce
         listener, stopping = self.listener, self.stopping
         written = self.written
         written_n = skipped = size = 0
@@ -286,13 +341,19 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
                     skipped += 1
                     continue
                 headers: list[tuple[str, str | bytes | None]] = [
-                    (TASK_HEADER, task), (POS_HEADER, position_to_header(pos)),
-                    (SEQ_HEADER, _SEQ_BYTES[seq] if seq < 16 else str(seq).encode())]
+                    task_header, (POS_HEADER, position_to_header(pos)),
+                    _SEQ_HEADERS[seq] if seq < 16 else (SEQ_HEADER, str(seq).encode())]
                 if it.headers:
                     headers.extend(it.headers)
-                shared.produce(it, headers, listener, stopping)
+                try:  # positional (topic, value, key, partition, callback, on_delivery, timestamp, headers):
+                    # parsed in about half the instructions of keywords; 0 is librdkafka's "now" as by default
+                    produce(it.topic, it.value, it.key, it.partition, w.on_delivery, None, 0, headers)
+                except (BufferError, KafkaException):  # a full queue (waited for there) or an error (raised)
+                    shared.produce(it, headers, listener, stopping, w.on_delivery)
                 written_n += 1
-                size += len(it.value or b"")
+                value = it.value
+                if value is not None:
+                    size += len(value)
                 last_rec = it
         shared.producer.poll(0)
         shared.observe(listener)

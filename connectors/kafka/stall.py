@@ -70,9 +70,9 @@ class AckWatch:
         self._stalled = False
         self._announced = 0.0
 
-    def acked(self) -> None:
-        """Kafka acknowledged a message (a delivery report without error)."""
-        self._acks += 1
+    def acked(self, count: int = 1) -> None:
+        """Kafka acknowledged `count` messages (delivery reports without error)."""
+        self._acks += count
 
     def observe(self, pending: int) -> Verdict:
         """`pending` messages wait for an acknowledgement now (after delivery reports were served)."""

@@ -18,12 +18,20 @@ from typing import Any
 LOG_STREAM = "log"
 
 
+_FILE_NUMBERS: dict[str, int] = {}  # few distinct names, asked for every log change the sink writes
+
+
 def binlog_file_number(file: str) -> int:
     """The sequence number of a binlog file name (`mysql-bin.000042` -> 42)."""
-    suffix = file.rsplit(".", 1)[-1]
-    if not suffix.isdigit():
-        raise ValueError(f"binlog file name {file!r} has no numeric suffix")
-    return int(suffix)
+    n = _FILE_NUMBERS.get(file)
+    if n is None:
+        suffix = file.rsplit(".", 1)[-1]
+        if not suffix.isdigit():
+            raise ValueError(f"binlog file name {file!r} has no numeric suffix")
+        if len(_FILE_NUMBERS) >= 10_000:
+            _FILE_NUMBERS.clear()
+        n = _FILE_NUMBERS[file] = int(suffix)
+    return n
 
 
 @dataclass(frozen=True, slots=True)

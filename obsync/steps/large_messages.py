@@ -155,6 +155,10 @@ class LargeMessages:
         self.partitions_of = partitions_of
         self.on_large = on_large or (lambda table, policy: None)
 
+    def room(self, topic: str) -> int:
+        """Key plus value bytes that fit in `topic` whatever the position header (larger ones: ask `fits`)."""
+        return self.limit_of(topic) - RECORD_OVERHEAD - _POS_ALLOWANCE
+
     def fits(self, rec: KafkaRecord, change: Change) -> bool:
         limit = self.limit_of(rec.topic)
         n = len(rec.key or b"") + len(rec.value or b"") + RECORD_OVERHEAD

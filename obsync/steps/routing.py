@@ -20,6 +20,8 @@ from obsync.steps.partitioning import KeyBytes, hash_partition, partition_key, r
 from obsync.task.live import Live
 
 Partitioning = Literal["hash", "table", "one"]
+_UPDATE = Op.UPDATE
+_new_tuple = tuple.__new__
 
 
 TopicResolver = Callable[[str, str], "tuple[str, int] | None"]
@@ -43,13 +45,19 @@ class TopicLayout:
         # selects keeps its last topic, for the changes read before the reader dropped it)
         self.live: Live | None = None
         self._live_version = 0
+        self._lanes: dict[tuple[str, int], str] = {}  # (topic, partition) -> lane: asked for every record
 
     def parts(self) -> list[str]:
         """The sink parts (lanes)."""
         return lane_names(self.lanes)
 
     def lane(self, topic: str, partition: int) -> str:
-        return lane_of(topic, partition, self.lanes)
+        lane = self._lanes.get((topic, partition))
+        if lane is None:
+            if len(self._lanes) >= 100_000:
+                self._lanes.clear()
+            lane = self._lanes[(topic, partition)] = lane_of(topic, partition, self.lanes)
+        return lane
 
     def topic(self, db: str, table: str) -> str:
         """The topic of a synced table (resolved on first sight for tables created while running)."""
@@ -132,6 +140,10 @@ class Router:
     def route(self, batch: Sequence[Item]) -> list[tuple[str, list[OutItem]]]:
         """One (part, records) pair per sink part touched by the batch, records in batch order."""
         out: dict[str, list[OutItem]] = {}
+        layout, encode, lane, large = self.layout, self.encoder.encode, self.layout.lane, self.large
+        hash_record_key = self.partitioning == "hash" and self.key_is_record_key
+        last_table: object = None
+        topic, room = "", 0
         for item in batch:
             if isinstance(item, StreamDone):
                 for p in self.all_parts:
@@ -145,18 +157,27 @@ class Router:
                 self._route_heartbeat(item, out)
                 continue
             seq = 0
-            for change in split_key_change(item, self.whole_row):
-                topic = self.layout.topic(change.table.db, change.table.name)  # type: ignore[union-attr]  # a row change always carries its table
-                records = self.encoder.encode(change, topic)
-                partition = self._partition(change, topic, records[0].key if records else None)
-                name = self.layout.lane(topic, partition)
+            for change in split_key_change(item, self.whole_row) if item.op is _UPDATE else (item,):
+                table = change.table
+                if table is not last_table:  # the topic, once per run of changes of one table
+                    topic = layout.topic(table.db, table.name)  # type: ignore[union-attr]  # a row change always carries its table
+                    last_table = table
+                    room = large.room(topic) if large is not None else 0
+                records = encode(change, topic)
+                if hash_record_key:
+                    key = records[0].key if records else None
+                    partition = hash_partition(key if key is not None else row_image_key(change),
+                                               layout.partitions[topic])
+                else:
+                    partition = self._partition(change, topic, records[0].key if records else None)
+                name = lane(topic, partition)
                 bucket = out.get(name)
                 if bucket is None:
                     bucket = out[name] = []
-                large = self.large
                 for index, rec in enumerate(records):
                     if rec.topic == topic:
-                        if large is not None and not large.fits(rec, change):
+                        if large is not None and len(rec.key or b"") + len(rec.value or b"") > room and \
+                                not large.fits(rec, change):
                             for e in large.handle(change, topic, partition, rec, index, seq):
                                 p = partition if e.partition is None else e.partition
                                 out.setdefault(self.layout.lane(e.topic, p), []).append(OutRecord(
@@ -164,8 +185,9 @@ class Router:
                                     e.headers))
                                 seq += 1
                             continue
-                        bucket.append(OutRecord(topic, partition, rec.key, rec.value, change.position, seq,
-                                                change.commit_time))
+                        # the named tuple's fields in order, built without its Python-level __new__
+                        bucket.append(_new_tuple(OutRecord, (topic, partition, rec.key, rec.value, change.position,
+                                                             seq, change.commit_time, None)))
                     else:
                         self._add_to_own_topic(rec, change, seq, out)
                     seq += 1

@@ -263,3 +263,33 @@ def test_topic_metadata_from_an_unreachable_broker_fails_naming_the_brokers_the_
     assert msg.startswith(f"cannot read the topics' metadata from Kafka ({brokers}) within 1 s: "), msg
     assert msg.endswith("Make the brokers reachable (target.bootstrap_servers, target.properties) and start the task "
                         "again: nothing is lost"), msg
+
+
+def test_messages_carry_headers_timestamp_and_acknowledgements_are_counted(kafka):
+    # what each message carries (key, value, partition, the task/position/seq headers, a CreateTime of when it was
+    # written), and what the delivery reports, counted per batch, leave in the state and the listener
+    import time
+
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 2, 1)
+    progress = Progress()
+    sink = KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, lane_names(DEFAULT_LANES), "task-x",
+                     frozenset(), lambda p: None, progress)
+    part = sink.build_part("out", lane_of(topic, 1, DEFAULT_LANES), None)
+    start_ms = int(time.time() * 1000)
+    records = [OutRecord(topic, 1, f"k{i}".encode(), b"v" * i, LogPosition("bin.000002", 100 + i, i % 2), i % 3)
+               for i in range(40)]
+    records.append(OutRecord(topic, 1, None, None, LogPosition("bin.000002", 200, 0), 17))  # a tombstone, seq 17
+    part.write_batch([records[:25]])
+    part.write_batch([records[25:]])
+    state = part.snapshot()
+    end_ms = int(time.time() * 1000)
+    assert state["partitions"][f"{topic}#00001"]["offset"] == 41
+    assert progress.written_by_topic()[topic] == (41, sum(range(40)))
+    got = read_partition(kafka.bootstrap_servers, topic, 1)
+    assert [(m.offset, m.key, m.value) for m in got] == [(i, r.key, r.value) for i, r in enumerate(records)]
+    for m, r in zip(got, records, strict=True):
+        assert m.headers == {"obsync.task": b"task-x", "obsync.seq": str(r.seq).encode(),
+                             "obsync.pos": f'["log","bin.000002",{r.position.pos},{r.position.row}]'.encode()}
+        assert start_ms - 1000 <= m.timestamp <= end_ms + 1000
+    assert read_partition(kafka.bootstrap_servers, topic, 0) == []

@@ -351,3 +351,29 @@ def test_the_standard_library_writes_the_same_bytes(monkeypatch: pytest.MonkeyPa
 )
 def test_ddl_type(statement: str, kind: str) -> None:
     assert ddl_type(statement) == kind
+
+
+def test_one_pass_rows_are_the_general_paths_bytes():
+    # inserts, snapshot rows and deletes take `_one_image_plan`; every variant must equal `encode_row`'s bytes
+    composite = TableSchema("shop", "lines", (Column("o", "int", "int(11)"), Column("sku", "varchar", "varchar(9)"),
+                                              Column("q", "decimal", "decimal(6,2)", precision=6, scale=2),
+                                              Column("note", "text", "text")), ("o", "sku"))
+    keyless = TableSchema("shop", "log", (Column("t", "varchar", "varchar(9)"), Column("n", "int", "int(11)")), ())
+    sharded = TableSchema("shop", "lines", composite.columns, ("o", "sku"), sharding_columns=("sku",))
+    rows = {composite: {"o": 7, "sku": "a\"b\u0001名", "q": Decimal("1.5"), "note": None},
+            keyless: {"t": "x", "n": None}, sharded: {"o": 7, "sku": "k", "q": Decimal("-0.00"), "note": "n"},
+            ORDERS: ROW1}
+    positions = [POS, LogPosition("mysql-bin.000002", 10**12 + 5, 3), SnapshotPosition("shop.lines/0001", (7, "k"))]
+    encoders = [DefaultEncoder("task1"), DefaultEncoder("t", db_type="OB_MYSQL", tenant="ten", source_identity="")]
+    n = 0
+    for enc in encoders:
+        for table, row in rows.items():
+            for op in (Op.INSERT, Op.READ, Op.DELETE):
+                for pos in positions:
+                    for commit in (None, 1_700_000_001.75):
+                        for txn in (None, GTID):
+                            images = {"before": row} if op is Op.DELETE else {"after": row}
+                            c = Change(op, table, pos, commit_time=commit, txn=txn, **images)
+                            assert enc.encode(c, "T") == enc.encode_row(c, table, "T"), c
+                            n += 1
+    assert n == 2 * 4 * 3 * 3 * 2 * 2

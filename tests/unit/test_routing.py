@@ -322,3 +322,20 @@ def test_every_format_puts_every_change_in_the_partition_the_default_format_does
     want = partitions(DefaultEncoder("t"))
     assert len(want) == len(batch) + 1 and all(len(p) == 1 for p in want)  # one update of the key: two parts
     assert partitions(encoder_for(fmt, EncoderContext("t", "MYSQL"), options)) == want
+
+
+def test_partition_for_is_kafkas_partitioner_for_any_key():
+    # `partition_for` (librdkafka's murmur2 when its library is found) agrees with the Python reference on keys of
+    # every length up to 3 words past a multiple of 4, with NUL and high bytes, and with the Kafka vectors above
+    import random
+
+    from obsync.connectors.kafka import partitioner
+
+    assert partitioner._rd_murmur2 is not None  # the fast path is the one in use here
+    rng = random.Random(15)
+    keys = [bytes(rng.randrange(256) for _ in range(n)) for n in range(0, 70) for _ in range(20)]
+    keys += [b"\x00", b"\x00\x00\x00\x00\x00", b"21", b"foobar", b"[42]", '["名字",7]'.encode()]
+    for key in keys:
+        for n in (1, 2, 3, 7, 16, 1000):
+            assert partition_for(key, n) == partitioner.python_partition_for(key, n) == (
+                (murmur2(key) & 0x7FFFFFFF) % n), (key, n)
