@@ -6,7 +6,7 @@ change, a delete and an ALTER TABLE) into tansu; the topics read back and decode
   and scale, MicroTimestamp, ZonedTimestamp, Bits, ...) and compared with the source rows.
 - `debezium_flatten`: bare payloads, decoded with the schema a consumer knows out of band (the `debezium`
   task's), equal to the `debezium` payloads but for processing times and the prefix.
-- `debezium_smt`: flat rows plus `__op`/`__table`/`__db`/`__source_ts_ms`/`__deleted`, decoded likewise.
+- `debezium_smt`: flat rows plus `__deleted`/`__op`/`__table`/`__db`/`__source_ts_ms`, decoded likewise.
 Every delete is followed by a tombstone for the same key in the same partition.
 """
 
@@ -158,8 +158,12 @@ def test_debezium_messages_decode_to_the_source_rows(landed) -> None:
     assert len(schema_changes) == 1
     key, value = read_connect_json(schema_changes[0].key), read_connect_json(schema_changes[0].value)
     assert key == {"databaseName": db}
-    assert value["databaseName"] == db and "ADD COLUMN note" in value["ddl"] and value["tableChanges"] == []
+    assert value["databaseName"] == db and "ADD COLUMN note" in value["ddl"]
     assert value["source"]["table"] == "t"
+    [change] = value["tableChanges"]  # the table after the ALTER, as Debezium describes it
+    assert (change["type"], change["id"], change["table"]["primaryKeyColumnNames"]) == ("ALTER", f'"{db}"."t"', ["id"])
+    assert [(c["name"], c["position"]) for c in change["table"]["columns"]] == [
+        (name, i) for i, name in enumerate(["id", *EXPECTED, "note"], 1)]
 
 
 def test_flatten_payloads_equal_the_debezium_ones(landed) -> None:
@@ -207,6 +211,8 @@ def test_smt_rows_are_flat_with_the_added_fields(landed) -> None:
         if m.value is None:
             return None
         v = json.loads(m.value)
+        # ExtractNewRecordState's order: the row, __deleted, then the add.fields
+        assert list(v)[-5:] == ["__deleted", "__op", "__table", "__db", "__source_ts_ms"]
         meta = {k: v.pop(k) for k in ("__op", "__table", "__db", "__source_ts_ms", "__deleted")}
         assert (meta["__table"], meta["__db"]) == ("t", db) and type(meta["__source_ts_ms"]) is int
         assert meta["__deleted"] == ("true" if meta["__op"] == "d" else "false")
