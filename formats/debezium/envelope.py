@@ -20,6 +20,7 @@ What a change becomes (`tombstones_on_delete`, `truncate_events`, `include_schem
 | UPDATE changing the message key     | `d` (before), tombstone of the old key, `c` (after), as Debezium does     |
 | DELETE                              | `d` (before), tombstone (same key, null value)                            |
 | DDL                                 | schema-change event(s) in the `<topic_prefix>` topic (key `{databaseName}`) |
+| a table's CREATE TABLE at full sync | the same, `source.snapshot` "true" (see `Encoder.snapshot_ddl`)           |
 | TRUNCATE TABLE (a DDL)              | a `t` event (null key, no before/after) when `truncate_events` is on; a   |
 |                                     | schema-change event only when `truncate_schema_changes` is on             |
 | heartbeat                           | nothing (Debezium's heartbeats are off by default)                        |

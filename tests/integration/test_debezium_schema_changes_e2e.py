@@ -1,7 +1,8 @@
 """Debezium schema-change events end to end: MariaDB -> `obsync run --until-caught-up` (format `debezium`, a
 pattern rule `db.*`) -> tansu; the schema-change topic read back as a schema-history consumer reads it.
 
-Full sync of a commented table, then in the binlog: CREATE TABLE, ALTER TABLE ADD COLUMN with a comment,
+Full sync of a commented table (its CREATE TABLE first, from SHOW CREATE TABLE, as Debezium's snapshot writes it),
+then in the binlog: CREATE TABLE, ALTER TABLE ADD COLUMN with a comment,
 RENAME TABLE, TRUNCATE TABLE, DROP TABLE. Each event's `tableChanges` describe the table after the statement
 as Debezium 3.1's MySQL connector does (docs/formats/debezium.md, "Schema-change events"); the RENAME names the
 new table in `source.table`; TRUNCATE writes none; the column comments are the `doc` of the table topic's
@@ -80,8 +81,29 @@ ITEMS_COLUMNS = [  # as Debezium reads them from MariaDB's SHOW CREATE TABLE (in
 ]
 
 
+def test_full_sync_writes_each_tables_create_table_first(landed, mariadb) -> None:
+    db, changes, _ = landed
+    snapshot = changes[0]  # before every event of the log
+    conn = mariadb.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"SHOW CREATE TABLE {db}.items")
+        shown = cur.fetchone()[1]
+    conn.close()
+    # the DDL Debezium's snapshot writes: SHOW CREATE TABLE as planned (the later ALTER is not in it)
+    assert "`note`" in shown and "`note`" not in snapshot["ddl"]
+    assert snapshot["ddl"].startswith("CREATE TABLE `items`") and "COMMENT='the items'" in snapshot["ddl"]
+    assert (snapshot["databaseName"], snapshot["source"]["table"], snapshot["source"]["snapshot"]) == (
+        db, "items", "true")
+    assert snapshot["tableChanges"] == [{"type": "CREATE", "id": f'"{db}"."items"', "table": {
+        "defaultCharsetName": "utf8mb4", "primaryKeyColumnNames": ["id"], "columns": ITEMS_COLUMNS,
+        "comment": "the items"}}]
+    # once: the runs after the full sync resume without writing it again
+    assert [c["source"]["snapshot"] for c in changes] == ["true"] + ["false"] * (len(changes) - 1)
+
+
 def test_each_ddl_gives_the_events_debezium_writes(landed) -> None:
     db, changes, _ = landed
+    changes = changes[1:]  # after the full sync's CREATE TABLE
     # no TRUNCATE event (Debezium 3.2+; `truncate_schema_changes: true` asks for one)
     assert [(c["ddl"].split(" /*")[0], c["source"]["table"]) for c in changes] == [
         (LOG[0], "t2"), (LOG[1], "items"), (LOG[3], "t3"), (f"DROP TABLE `{db}`.`t3`", "t3")]
@@ -104,7 +126,7 @@ def test_each_ddl_gives_the_events_debezium_writes(landed) -> None:
 
 def test_member_order_is_the_connect_schemas(landed) -> None:
     _, changes, _ = landed
-    table = changes[1]["tableChanges"][0]["table"]
+    table = changes[2]["tableChanges"][0]["table"]
     assert list(table) == ["defaultCharsetName", "primaryKeyColumnNames", "columns", "comment"]
     assert list(table["columns"][0]) == [
         "name", "jdbcType", "nativeType", "typeName", "typeExpression", "charsetName", "length", "scale", "position",

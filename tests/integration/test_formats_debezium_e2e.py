@@ -154,9 +154,12 @@ def test_debezium_messages_decode_to_the_source_rows(landed) -> None:
     assert (log["snapshot"], log["db"], log["table"]) == ("false", db, "t")
     assert "." in log["file"] and log["row"] == 0
     assert log["pos"] > 0 and log["server_id"] > 0 and log["ts_ms"] % 1000 == 0
-    # the schema-change topic: the ALTER, keyed by database
-    assert len(schema_changes) == 1
-    key, value = read_connect_json(schema_changes[0].key), read_connect_json(schema_changes[0].value)
+    # the schema-change topic: the table's CREATE TABLE from the full sync, then the ALTER, keyed by database
+    assert len(schema_changes) == 2
+    snapshot_ddl = read_connect_json(schema_changes[0].value)
+    assert snapshot_ddl["ddl"].startswith("CREATE TABLE `t`") and snapshot_ddl["source"]["snapshot"] == "true"
+    assert [c["type"] for c in snapshot_ddl["tableChanges"]] == ["CREATE"]
+    key, value = read_connect_json(schema_changes[1].key), read_connect_json(schema_changes[1].value)
     assert key == {"databaseName": db}
     assert value["databaseName"] == db and "ADD COLUMN note" in value["ddl"]
     assert value["source"]["table"] == "t"
@@ -196,8 +199,9 @@ def test_flatten_payloads_equal_the_debezium_ones(landed) -> None:
     assert decoded[0]["after"] == {"id": 1, **EXPECTED}
     assert_tombstones_follow_deletes(by_key(flat, json.loads), lambda m: json.loads(m.value)["op"] == "d")
     assert [json.loads(m.key) for m in schema_changes] == [{"databaseName": json.loads(schema_changes[0].key)
-                                                            ["databaseName"]}]
-    assert "ADD COLUMN note" in json.loads(schema_changes[0].value)["ddl"]
+                                                            ["databaseName"]}] * 2
+    ddls = [json.loads(m.value)["ddl"] for m in schema_changes]
+    assert ddls[0].startswith("CREATE TABLE `t`") and "ADD COLUMN note" in ddls[1]
 
 
 def test_smt_rows_are_flat_with_the_added_fields(landed) -> None:
@@ -229,4 +233,5 @@ def test_smt_rows_are_flat_with_the_added_fields(landed) -> None:
     }
     assert json.loads(per_key[4][0].value)["note"] == "hi"
     assert_tombstones_follow_deletes(per_key, lambda m: json.loads(m.value)["__op"] == "d")
-    assert len(schema_changes) == 1 and "ADD COLUMN note" in json.loads(schema_changes[0].value)["ddl"]
+    assert len(schema_changes) == 2 and "ADD COLUMN note" in json.loads(schema_changes[1].value)["ddl"]
+    assert json.loads(schema_changes[0].value)["ddl"].startswith("CREATE TABLE `t`")
