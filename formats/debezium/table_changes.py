@@ -21,8 +21,8 @@ canonical spelling of each type (as SHOW CREATE TABLE prints it):
 - `length`, `scale`: the declared `(length[,scale])` (VARCHAR(255): 255; DECIMAL(10,2): 10, 2; DATETIME(3): 3;
   INT(11) where the server prints a display width, none where it does not (MySQL 8)); ENUM 1, SET 2n-1
   (members and commas); DECIMAL without scale: 0.
-- `charsetName`: the column's character set when it differs from the table's default (SHOW CREATE TABLE
-  prints it only then); null otherwise and for non-text columns.
+- `charsetName`: the column's character set (its own, else the table's default: Debezium's `ColumnImpl` gives
+  every CHAR/VARCHAR-typed column, ENUM and SET included, the table's default); null for other types.
 - `position`: 1-based; `optional`: nullable.
 - `autoIncremented`, `generated`: AUTO_INCREMENT (Debezium 3.1 sets `generated` for AUTO_INCREMENT only, not for
   `AS (expr)` columns).
@@ -73,12 +73,12 @@ def table_struct(table: TableSchema) -> Struct:
     return {
         "defaultCharsetName": table.default_charset,
         "primaryKeyColumnNames": list(table.primary_key),
-        "columns": [column_struct(c, i, table.default_charset) for i, c in enumerate(table.columns, 1)],
+        "columns": [column_struct(c, i) for i, c in enumerate(table.columns, 1)],
         "comment": table.comment,
     }
 
 
-def column_struct(column: Column, position: int, table_charset: str | None) -> Struct:
+def column_struct(column: Column, position: int) -> Struct:
     """The `io.debezium.connector.schema.Column` struct of a column at `position` (1-based)."""
     type_name = type_name_of(column)
     length, scale = dimensions(column)
@@ -89,7 +89,7 @@ def column_struct(column: Column, position: int, table_charset: str | None) -> S
         "typeName": type_name,
         "typeExpression": type_name,
         "charsetName": column.charset if (column.data_type in _CHARSET_TYPES and column.charset not in
-                                          (None, "binary", table_charset)) else None,
+                                          (None, "binary")) else None,
         "length": length,
         "scale": scale,
         "position": position,

@@ -74,7 +74,8 @@ def column(name: str, jdbc: int, type_name: str, position: int, optional: bool, 
     return c
 
 
-ITEMS_COLUMNS = [  # as Debezium reads them from MariaDB's SHOW CREATE TABLE (int(11), 'n/a', '1.50')
+ITEMS_COLUMNS = [  # as Debezium reads them from MariaDB's SHOW CREATE TABLE (int(11), 'n/a', '1.50'); a text column
+    # without a character set of its own has the table's (Debezium's ColumnImpl)
     column("id", 4, "INT", 1, False, length=11, autoIncremented=True, generated=True, comment="row id"),
     column("name", 12, "VARCHAR", 2, True, charsetName="latin1", length=20, defaultValueExpression="n/a"),
     column("price", 3, "DECIMAL", 3, False, length=10, scale=2, defaultValueExpression="1.50"),
@@ -112,13 +113,14 @@ def test_each_ddl_gives_the_events_debezium_writes(landed) -> None:
     create, alter, rename, drop = (c["tableChanges"] for c in changes)
     t2_columns = [
         column("k", -5, "BIGINT UNSIGNED", 1, False, length=20),
-        column("s", 1, "ENUM", 2, True, length=1, defaultValueExpression="b", enumValues=["'a'", "'b'"]),
+        column("s", 1, "ENUM", 2, True, charsetName="utf8mb4", length=1, defaultValueExpression="b",
+               enumValues=["'a'", "'b'"]),
     ]
     assert create == [{"type": "CREATE", "id": f'"{db}"."t2"', "table": {
         "defaultCharsetName": "utf8mb4", "primaryKeyColumnNames": ["k"], "columns": t2_columns, "comment": None}}]
     assert alter == [{"type": "ALTER", "id": f'"{db}"."items"', "table": {
         "defaultCharsetName": "utf8mb4", "primaryKeyColumnNames": ["id"], "comment": "the items",
-        "columns": [*ITEMS_COLUMNS, column("note", 12, "TEXT", 4, True, comment="free text")]}}]
+        "columns": [*ITEMS_COLUMNS, column("note", 12, "TEXT", 4, True, charsetName="utf8mb4", comment="free text")]}}]
     assert rename == [{"type": "ALTER", "id": f'"{db}"."t3"', "table": {
         "defaultCharsetName": "utf8mb4", "primaryKeyColumnNames": ["k"], "columns": t2_columns, "comment": None}}]
     assert drop == [{"type": "DROP", "id": f'"{db}"."t3"', "table": None}]

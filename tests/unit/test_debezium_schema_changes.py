@@ -26,7 +26,8 @@ CREATE = ("CREATE TABLE items (id INT NOT NULL AUTO_INCREMENT COMMENT 'row id', 
           "created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, d DATETIME(3), b BIT(3) DEFAULT b'101', "
           "u BIGINT UNSIGNED, note TEXT, PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='the items'")
 
-# the columns of CREATE as Debezium describes them (MariaDB spelling: INT(11), BIGINT(20) UNSIGNED)
+# the columns of CREATE as Debezium describes them (MariaDB spelling: INT(11), BIGINT(20) UNSIGNED); text, ENUM and
+# SET columns without a character set of their own have the table's
 ITEMS_COLUMNS: list[dict[str, Any]] = [
     {"name": "id", "jdbcType": 4, "nativeType": None, "typeName": "INT", "typeExpression": "INT",
      "charsetName": None, "length": 11, "scale": None, "position": 1, "optional": False, "autoIncremented": True,
@@ -39,10 +40,10 @@ ITEMS_COLUMNS: list[dict[str, Any]] = [
      "charsetName": None, "length": 10, "scale": 2, "position": 3, "optional": False, "autoIncremented": False,
      "generated": False, "comment": None, "defaultValueExpression": "1.50", "enumValues": None},
     {"name": "kind", "jdbcType": 1, "nativeType": None, "typeName": "ENUM", "typeExpression": "ENUM",
-     "charsetName": None, "length": 1, "scale": None, "position": 4, "optional": True, "autoIncremented": False,
+     "charsetName": "utf8mb4", "length": 1, "scale": None, "position": 4, "optional": True, "autoIncremented": False,
      "generated": False, "comment": None, "defaultValueExpression": "a", "enumValues": ["'a'", "'b''c'"]},
     {"name": "flags", "jdbcType": 1, "nativeType": None, "typeName": "SET", "typeExpression": "SET",
-     "charsetName": None, "length": 5, "scale": None, "position": 5, "optional": True, "autoIncremented": False,
+     "charsetName": "utf8mb4", "length": 5, "scale": None, "position": 5, "optional": True, "autoIncremented": False,
      "generated": False, "comment": None, "defaultValueExpression": None, "enumValues": ["'x'", "'y'", "'z'"]},
     {"name": "created", "jdbcType": 2014, "nativeType": None, "typeName": "TIMESTAMP",
      "typeExpression": "TIMESTAMP", "charsetName": None, "length": None, "scale": None, "position": 6,
@@ -59,7 +60,7 @@ ITEMS_COLUMNS: list[dict[str, Any]] = [
      "optional": True, "autoIncremented": False, "generated": False, "comment": None,
      "defaultValueExpression": None, "enumValues": None},
     {"name": "note", "jdbcType": 12, "nativeType": None, "typeName": "TEXT", "typeExpression": "TEXT",
-     "charsetName": None, "length": None, "scale": None, "position": 10, "optional": True,
+     "charsetName": "utf8mb4", "length": None, "scale": None, "position": 10, "optional": True,
      "autoIncremented": False, "generated": False, "comment": None, "defaultValueExpression": None,
      "enumValues": None},
 ]
@@ -107,7 +108,7 @@ def test_alter_add_column_gives_the_whole_table_after_it() -> None:
         ("b", 9), ("u", 10), ("note", 11)]
     assert dumps(cols[2]) == dumps(
         {"name": "tag", "jdbcType": 12, "nativeType": None, "typeName": "VARCHAR", "typeExpression": "VARCHAR",
-         "charsetName": None, "length": 8, "scale": None, "position": 3, "optional": False,
+         "charsetName": "utf8mb4", "length": 8, "scale": None, "position": 3, "optional": False,
          "autoIncremented": False, "generated": False, "comment": "short tag", "defaultValueExpression": "",
          "enumValues": None})
 

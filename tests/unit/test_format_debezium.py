@@ -553,8 +553,7 @@ def _column(name: str, jdbc: int, type_name: str, position: int, optional: bool,
             "enumValues": None}
 
 
-# ORDERS as Debezium's tableChanges describe it (the table's default charset is not known to this fixture; the
-# name column's charset is then its own)
+# ORDERS as Debezium's tableChanges describe it (the fixture does not say the table's default charset)
 ORDERS_TABLE_CHANGE = {"type": "ALTER", "id": '"shop"."orders"', "table": {
     "defaultCharsetName": None, "primaryKeyColumnNames": ["id"], "columns": [
         _column("id", -5, "BIGINT", 1, False, 20),
