@@ -67,7 +67,9 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
             listener=progress.stats, stopping=stopping,
             # a cluster does not read again a full sync its control topic says is delivered (after a recovery
             # reset, chunks start without state: `obsync.runtime.recovery`)
-            delivered=rt.full_sync_delivered if isinstance(rt.state, ClusterState) else None)))
+            delivered=rt.full_sync_delivered if isinstance(rt.state, ClusterState) else None,
+            # Debezium's snapshot writes each table's CREATE TABLE before its rows; formats that want it
+            emit_ddl=task.sync.ddl and rt.encoder.snapshot_ddl())))
     if rt.log_start is not None:
         streams.append(op.input("log", flow, BinlogSource(
             log_endpoint=log_endpoint(task.source),

@@ -90,6 +90,11 @@ class Encoder(ChangeEncoder[KafkaRecord], ABC):
         """Topics besides the tables' topics this encoder writes to (created with the task's topics)."""
         return []
 
+    def snapshot_ddl(self) -> bool:
+        """True when the format wants each table's CREATE TABLE (SHOW CREATE TABLE at planning) as a DDL
+        change before the table's full-sync rows, as Debezium's snapshot writes its schema events."""
+        return False
+
 
 def reject_unknown_options(format_name: str, options: Mapping[str, Any], valid: tuple[str, ...]) -> None:
     """Raise a ConfigError naming the first `format_options` key the format does not know."""

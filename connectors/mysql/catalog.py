@@ -22,12 +22,12 @@ import pymysql
 from obsync.core.defaults import Literal, default_text
 from obsync.core.errors import SourceError
 from obsync.core.schema import TEMPORAL_TYPES, Column, TableSchema
-from obsync.sql.ddl import literal_of
+from obsync.sql.ddl import charset_of_collation, literal_of
 
 _COLUMNS_SQL = """
 SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME,
        NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, EXTRA, COLLATION_NAME,
-       COLUMN_DEFAULT
+       COLUMN_DEFAULT, COLUMN_COMMENT
 FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
 ORDER BY ORDINAL_POSITION
@@ -41,6 +41,8 @@ ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX
 """
 
 
+_TABLE_SQL = ("SELECT TABLE_COLLATION, TABLE_COMMENT FROM information_schema.TABLES "
+              "WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s")
 _TABLES_SQL = "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES"
 
 
@@ -72,6 +74,7 @@ def column_from_row(row: tuple, sql_defaults: bool = False) -> Column:
     name, data_type, column_type, nullable, charset, num_prec, num_scale, dt_prec, char_len, extra = row[:10]
     collation = row[10] if len(row) > 10 else None
     raw_default = row[11] if len(row) > 11 else None
+    comment = _text(row[12]) if len(row) > 12 and row[12] else None
     data_type = _text(data_type).lower()
     column_type = _text(column_type)
     if data_type in ("enum", "set"):  # members keep their case ('Y' is not 'y'); the rest is lower-case
@@ -112,6 +115,8 @@ def column_from_row(row: tuple, sql_defaults: bool = False) -> Column:
         values=values,
         generated=generated,
         collation=_text(collation).lower() if collation else None,
+        auto_increment="AUTO_INCREMENT" in extra,
+        comment=comment,
     )
     if generated:
         return col
@@ -130,6 +135,8 @@ def load_table_schema(conn: pymysql.Connection, db: str, table: str) -> TableSch
         columns = tuple(column_from_row(r, sql_defaults) for r in rows)
         cur.execute(_KEYS_SQL, (db, table))
         index_rows = cur.fetchall()
+        cur.execute(_TABLE_SQL, (db, table))
+        table_row = cur.fetchone()
     by_index: dict[str, list[str]] = {}
     unique: dict[str, bool] = {}
     for index_name, col, non_unique in index_rows:
@@ -142,7 +149,10 @@ def load_table_schema(conn: pymysql.Connection, db: str, table: str) -> TableSch
         tuple(cols) for name, cols in by_index.items()
         if name != "PRIMARY" and unique[name] and not (set(cols) & nullable)
     )
-    return TableSchema(db=db, name=table, columns=columns, primary_key=pk, unique_keys=uks)
+    collation, comment = table_row if table_row else (None, None)
+    return TableSchema(db=db, name=table, columns=columns, primary_key=pk, unique_keys=uks,
+                       default_charset=charset_of_collation(_text(collation)) if collation else None,
+                       comment=_text(comment) if comment else None)
 
 
 def table_kind(conn: pymysql.Connection, db: str, table: str) -> str | None:

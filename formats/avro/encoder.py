@@ -83,6 +83,9 @@ class AvroEncoder(Encoder):
         self._published: dict[bytes, str] = {}  # fingerprint -> schema text written to the schema topic
         self._lock = threading.Lock()
 
+    def snapshot_ddl(self) -> bool:
+        return self.cfg.include_schema_changes
+
     def extra_topics(self) -> list[str]:
         topics = [self.cfg.topic_prefix] if self.cfg.include_schema_changes else []
         if self.registry is None:

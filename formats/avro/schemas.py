@@ -11,7 +11,8 @@ Confluent's deserializer or Kafka Connect's AvroConverter reads our messages as 
   maps -> array of `MapEntry` records (`key`, `value`); struct -> `record` whose namespace and name are the
   Connect name split at its last dot (`ConnectDefault` in `io.confluent.connect.avro` without a name).
 - Every non-union schema carries the Connect metadata: `connect.doc`, `connect.version`, `connect.parameters`,
-  `connect.default`, `connect.name`.
+  `connect.default`, `connect.name`; a struct field whose schema has a `doc` (a column's COMMENT) has it as the
+  Avro field's `doc` too.
 - Connect's logical types get Avro's: `org.apache.kafka.connect.data.Decimal` -> `bytes` with `logicalType:
   decimal`, `scale` and `precision` (the `connect.decimal.precision` parameter, which Debezium sets to the
   column's precision, else 64); `...Date` -> `int` `date`; `...Time` -> `int` `time-millis`; `...Timestamp` ->
@@ -194,6 +195,8 @@ class _Builder:
 
     def _field(self, name: str, s: dict[str, Any]) -> dict[str, Any]:
         field: dict[str, Any] = {"name": avro_name(name), "type": self.schema(s)}
+        if s.get("doc") is not None:  # AvroData's addAvroRecordField: the field schema's doc is the field's doc
+            field["doc"] = s["doc"]
         default = s.get("default")
         if default is not None:
             field["default"] = avro_default(s, default)

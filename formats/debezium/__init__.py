@@ -6,6 +6,8 @@
 - `values`: column values as Debezium renders them (Connect values and JSON values).
 - `envelope`: the change events (key struct, `{before, after, source, transaction, op, ts_ms, ...}`), tombstones
   and schema-change events; `connect_records()` gives them with their schemas (used by the Avro format).
+- `schema_changes`: which schema-change events a DDL statement gives; `table_changes`: their `tableChanges`
+  items (a table's whole structure, as Debezium's MySQL DDL parser describes it).
 - `json_format`, `flatten`, `smt`: the three encoders, registered by importing them here (the registry imports
   every module and package under `formats/`).
 """

@@ -11,8 +11,12 @@ of the same meaning; the defaults are Debezium's defaults:
 | `tombstones_on_delete`          | `tombstones.on.delete`                | `true`                            |
 | `include_schema_changes`        | `include.schema.changes`              | `true`                            |
 | `truncate_events`               | `skipped.operations` without `t`      | `false` (not in debezium_smt)     |
+| `truncate_schema_changes`       | (Debezium up to 3.1 wrote one)        | `false`                           |
 | `schemas_enable`                | JsonConverter `schemas.enable`        | `true`; smt `false`; not in flatten |
 | `delete_handling` (smt only)    | ExtractNewRecordState's `delete.tombstone.handling.mode` | `rewrite`       |
+
+`truncate_schema_changes` writes a schema-change event (with `tableChanges` []) for TRUNCATE TABLE: Debezium 3.1
+did, Debezium 3.2 and later do not (DBZ-9085), and neither does obsync by default.
 
 `topic_prefix` names the schema-change topic and prefixes every Connect schema name
 (`<prefix>.<db>.<table>.Key`, `.Value`, `.Envelope`); it must be a valid Kafka topic name.
@@ -35,9 +39,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "bigint_unsigned_handling_mode": ("long", "precise"),
     "delete_handling": ("rewrite", "tombstone", "drop"),
 }
-_BOOLEANS = ("tombstones_on_delete", "include_schema_changes", "truncate_events", "schemas_enable")
+_BOOLEANS = ("tombstones_on_delete", "include_schema_changes", "truncate_events", "schemas_enable",
+             "truncate_schema_changes")
 COMMON_OPTIONS = ("topic_prefix", "decimal_handling_mode", "bigint_unsigned_handling_mode", "tombstones_on_delete",
-                  "include_schema_changes")
+                  "include_schema_changes", "truncate_schema_changes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class DebeziumConfig:
     truncate_events: bool = False
     schemas_enable: bool = True
     delete_handling: DeleteHandling = "rewrite"
+    truncate_schema_changes: bool = False
 
 
 def parse_options(fmt: str, task_name: str, options: dict[str, Any], allowed: tuple[str, ...],

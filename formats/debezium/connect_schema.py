@@ -42,7 +42,8 @@ included, as Debezium's `TableSchemaBuilder` adds it: the default converted as t
 JsonConverter's form, so a DECIMAL default is Base64 of its unscaled value, `obsync.formats.debezium.values`). A
 default that converts to null (a zero date in a nullable column) is left out. As Debezium does, a NOT NULL
 TIMESTAMP that defaults to CURRENT_TIMESTAMP has the epoch as its default; other expression defaults have
-none (no `default` member). Column comments are not carried (`doc`).
+none (no `default` member). A column's COMMENT is its field's `doc`, as Debezium's `TableSchemaBuilder` sets it
+(key, `.Value` and flattened value alike; the Avro format writes it as the Avro field's `doc`).
 """
 
 from __future__ import annotations
@@ -117,11 +118,25 @@ def connect_schema_of(column: Column, cfg: DebeziumConfig, optional: bool | None
     """The Connect schema of `column`'s values (optional when the column is nullable, unless `optional` says),
     with the column's default as `default` when it has a literal one."""
     s = _connect_schema_of(column, cfg, column.nullable if optional is None else optional)
+    if column.comment is not None:  # as TableSchemaBuilder does: the comment is the field's doc
+        s = _with_doc(s, column.comment)
     if column.default is not None:
         default = json_default(column, cfg)
         if default is not None:
             s["default"] = default
     return s
+
+
+def _with_doc(s: Schema, doc: str) -> Schema:
+    """`s` with `doc`, in the JsonConverter's member order (before `parameters` and `default`)."""
+    out: Schema = {}
+    for k, v in s.items():
+        if k in ("parameters", "default") and "doc" not in out:
+            out["doc"] = doc
+        if k != "doc":
+            out[k] = v
+    out.setdefault("doc", doc)
+    return out
 
 
 def json_default(column: Column, cfg: DebeziumConfig) -> Any:
@@ -248,13 +263,13 @@ SMT_FIELDS = (("__op", "string"), ("__table", "string"), ("__db", "string"), ("_
 
 
 def smt_value_schema(table: TableSchema, cfg: DebeziumConfig) -> Schema:
-    """ExtractNewRecordState's value (`add.fields=op,table,db,source.ts_ms`): the row's fields, the added
-    fields (optional copies of the envelope's), then `__deleted` in `rewrite` mode; the struct is required
+    """ExtractNewRecordState's value (`add.fields=op,table,db,source.ts_ms`): the row's fields, `__deleted` in
+    `rewrite` mode, then the added fields (optional copies of the envelope's); the struct is required
     (InsertField copies only the name of the row schema)."""
     fields = [field(c.name, connect_schema_of(c, cfg)) for c in table.columns]
-    fields += [field(n, schema(t, True)) for n, t in SMT_FIELDS]
     if cfg.delete_handling == "rewrite":
         fields.append(field("__deleted", schema("string", True)))
+    fields += [field(n, schema(t, True)) for n, t in SMT_FIELDS]
     return struct(fields, False, schema_prefix(cfg.topic_prefix, table.db, table.name) + ".Value")
 
 

@@ -9,7 +9,8 @@ Public entry points:
 - `EventBuilder`: the same, without schemas, in either rendering (Connect values or JSON values), reusing the
   per-table plans; `encode(change, topic)` gives a change's events (the JSON and Avro encoders use it).
 
-What a change becomes (`tombstones_on_delete`, `truncate_events`, `include_schema_changes` from the options):
+What a change becomes (`tombstones_on_delete`, `truncate_events`, `include_schema_changes`,
+`truncate_schema_changes` from the options):
 
 | change                              | events, in order                                                          |
 |-------------------------------------|---------------------------------------------------------------------------|
@@ -18,8 +19,10 @@ What a change becomes (`tombstones_on_delete`, `truncate_events`, `include_schem
 | UPDATE                              | `u` (before, after)                                                       |
 | UPDATE changing the message key     | `d` (before), tombstone of the old key, `c` (after), as Debezium does     |
 | DELETE                              | `d` (before), tombstone (same key, null value)                            |
-| DDL                                 | schema-change event in the `<topic_prefix>` topic (key `{databaseName}`)  |
-| TRUNCATE TABLE (a DDL)              | also a `t` event (null key, no before/after) when `truncate_events` is on |
+| DDL                                 | schema-change event(s) in the `<topic_prefix>` topic (key `{databaseName}`) |
+| a table's CREATE TABLE at full sync | the same, `source.snapshot` "true" (see `Encoder.snapshot_ddl`)           |
+| TRUNCATE TABLE (a DDL)              | a `t` event (null key, no before/after) when `truncate_events` is on; a   |
+|                                     | schema-change event only when `truncate_schema_changes` is on             |
 | heartbeat                           | nothing (Debezium's heartbeats are off by default)                        |
 
 `source` block: `version` (the Debezium release reproduced), `connector` "mysql", `name` (the topic prefix),
@@ -35,9 +38,10 @@ position) where Debezium writes its start offset; `thread` is always null; snaps
 position. The envelope's `ts_ms`/`ts_us`/`ts_ns` are the encoding time (processing time, as in Debezium).
 `transaction` is null (`provide.transaction.metadata` is off by default).
 
-Schema-change events: `{source, ts_ms, databaseName, schemaName: null, ddl, tableChanges: []}`. Debezium fills
-`tableChanges` with the whole table definition after the change (column JDBC types, defaults, comments,
-auto-increment); obsync's table schema lacks part of that, so the list is left empty rather than half right.
+Schema-change events: `{source, ts_ms, databaseName, schemaName: null, ddl, tableChanges}`, `tableChanges` the
+table's whole structure after the DDL as Debezium writes it (`obsync.formats.debezium.schema_changes` says which
+events a statement gives, `obsync.formats.debezium.table_changes` what each item holds). TRUNCATE TABLE gives
+none unless `truncate_schema_changes` is on (Debezium 3.2 and later write none; 3.1 did).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from obsync.core.schema import TableSchema
 from obsync.formats.base import ChangeEncoder, TableCache
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import DebeziumConfig
+from obsync.formats.debezium.schema_changes import SchemaChange, schema_changes
 from obsync.formats.debezium.values import converters, explain
 from obsync.formats.decoding import SKIP, Decoded
 from obsync.formats.default import ddl_type
@@ -276,30 +281,30 @@ class EventBuilder(ChangeEncoder[Event]):
         self._ddl_topics.add(topic)
         out: list[Event] = []
         now = self.clock()
-        if first and self.cfg.include_schema_changes:
-            out.append(self._schema_change(change, now))
-        if self.cfg.truncate_events and change.table is not None and ddl_type(change.ddl or "") == "TRUNCATE TABLE":
+        truncate = change.table is not None and ddl_type(change.ddl or "") == "TRUNCATE TABLE"
+        if first and self.cfg.include_schema_changes and (not truncate or self.cfg.truncate_schema_changes):
+            out.extend(self._schema_changes(change, now))
+        if self.cfg.truncate_events and truncate:
+            assert change.table is not None
             plan = self.plan(change.table)
             out.append(Event("truncate", plan, None, self._envelope(change, plan, None, None, "t", now)))
         return out
 
-    def _schema_change(self, change: Change, now: int) -> Event:
-        if change.ddl_tables:
-            db = change.ddl_tables[0][0]
-            names = [t for d, t in change.ddl_tables if d == db]
-        elif change.table is not None:
-            db, names = change.table.db, [change.table.name]
-        else:
-            db, names = change.ddl_db or "", []
+    def _schema_changes(self, change: Change, now: int) -> list[Event]:
+        """The schema-change events of a DDL: one per statement, but one per table of a DROP TABLE (with
+        Debezium's per-table statement text), as Debezium writes them (`obsync.formats.debezium.schema_changes`)."""
+        return [self._schema_change(change, sc, now) for sc in schema_changes(change)]
+
+    def _schema_change(self, change: Change, sc: SchemaChange, now: int) -> Event:
         value = {
-            "source": self.source(change, db, ",".join(names) or None, now),
+            "source": self.source(change, sc.db, sc.source_table, now),
             "ts_ms": now // 1_000_000,
-            "databaseName": db,
+            "databaseName": sc.db,
             "schemaName": None,
-            "ddl": change.ddl,
-            "tableChanges": [],
+            "ddl": sc.ddl,
+            "tableChanges": list(sc.table_changes),
         }
-        return Event("schema_change", None, {"databaseName": db}, value)
+        return Event("schema_change", None, {"databaseName": sc.db}, value)
 
 
 def connect_records(change: Change, cfg: DebeziumConfig, *, builder: EventBuilder | None = None) -> list[ConnectRecord]:

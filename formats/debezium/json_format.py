@@ -53,6 +53,9 @@ class DebeziumEncoder(Encoder):
     def extra_topics(self) -> list[str]:
         return [self.cfg.topic_prefix] if self.cfg.include_schema_changes else []
 
+    def snapshot_ddl(self) -> bool:
+        return self.cfg.include_schema_changes
+
     def record(self, e: Event, topic: str) -> KafkaRecord:
         """The Kafka record of one event."""
         if e.kind == "schema_change":

@@ -1,8 +1,9 @@
 """The `debezium_smt` format: Debezium change events after the `ExtractNewRecordState` transform, configured
 `add.fields=op,table,db,source.ts_ms` and `delete.tombstone.handling.mode` from `delete_handling`.
 
-The value is the row image as a flat struct, then `__op`, `__table`, `__db`, `__source_ts_ms` (from the envelope's
-`op` and its `source` block), then, in `rewrite` mode, `__deleted` ("false", or "true" on deletes). The key is the
+The value is the row image as a flat struct, then, in `rewrite` mode, `__deleted` ("false", or "true" on deletes),
+then `__op`, `__table`, `__db`, `__source_ts_ms` (from the envelope's `op` and its `source` block): the order the
+real transform gives (its rewrite strategy adds `__deleted` before `add.fields` are appended). The key is the
 `debezium` format's key struct. `schemas_enable` (default false) wraps key and value in `{schema, payload}`.
 
 | `delete_handling` | a delete becomes                                        | Debezium mode                |
@@ -32,18 +33,18 @@ from obsync.formats.registry import register, register_decoder
 
 
 def flatten(envelope: Struct, rewrite: bool) -> Struct:
-    """ExtractNewRecordState's value for an envelope: the after image (before image for a delete) plus the
-    added fields, then `__deleted` in rewrite mode."""
+    """ExtractNewRecordState's value for an envelope: the after image (before image for a delete), then
+    `__deleted` in rewrite mode, then the added fields."""
     src = envelope["source"]
     op = envelope["op"]
     row = envelope["before"] if op == "d" else envelope["after"]
     out = dict(row)
+    if rewrite:  # the rewrite strategy adds `__deleted` to the row before `add.fields` appends the others
+        out["__deleted"] = "true" if op == "d" else "false"
     out["__op"] = op
     out["__table"] = src["table"]
     out["__db"] = src["db"]
     out["__source_ts_ms"] = src["ts_ms"]
-    if rewrite:
-        out["__deleted"] = "true" if op == "d" else "false"
     return out
 
 

@@ -57,6 +57,8 @@ class Column:
     # the Default format prints it ("1.50" in DECIMAL(10,2), "it's", "2020-01-02"); None for no default,
     # DEFAULT NULL and expressions (CURRENT_TIMESTAMP, functions, `(expr)`)
     default: str | None = None
+    auto_increment: bool = False  # AUTO_INCREMENT (SERIAL included)
+    comment: str | None = None  # the column's COMMENT; None when it has none (or an empty one)
 
     @property
     def is_binary(self) -> bool:
@@ -91,6 +93,8 @@ class TableSchema:
     primary_key: tuple[str, ...] = ()
     unique_keys: tuple[tuple[str, ...], ...] = ()  # unique keys whose columns are all NOT NULL
     sharding_columns: tuple[str, ...] = ()  # set by the task (per object); empty means "the key columns"
+    default_charset: str | None = None  # the table's default character set (None when not known)
+    comment: str | None = None  # the table's COMMENT; None when it has none (or an empty one)
     _by_name: dict[str, Column] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +135,8 @@ class TableSchema:
             "primary_key": list(self.primary_key),
             "unique_keys": [list(k) for k in self.unique_keys],
             "sharding_columns": list(self.sharding_columns),
+            "default_charset": self.default_charset,
+            "comment": self.comment,
         }
 
     @classmethod
@@ -143,4 +149,6 @@ class TableSchema:
             primary_key=tuple(d.get("primary_key", ())),
             unique_keys=tuple(tuple(k) for k in d.get("unique_keys", ())),
             sharding_columns=tuple(d.get("sharding_columns", ())),
+            default_charset=d.get("default_charset"),
+            comment=d.get("comment"),
         )

@@ -27,6 +27,7 @@ Engine-free: `Shaper.shape(batch) -> batch` is what the dataflow's "shape" step 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -201,8 +202,7 @@ class Shaper:
         rf = compile_where(rule, table, origin=f"objects.{index}.where", sql_eval=self.sql_eval)
         schema = table
         if rule.sharding_columns:
-            schema = TableSchema(table.db, table.name, table.columns, table.primary_key, table.unique_keys,
-                                 sharding_columns=rule.sharding_columns)
+            schema = dataclasses.replace(table, sharding_columns=rule.sharding_columns)
         columns = kept_columns(rule, table)
         if columns is not None:
             if columns == names:

@@ -13,6 +13,7 @@ settings of one table; the dry run (`obsync objects`) prints them and the datafl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,11 +91,9 @@ def kept_columns(rule: ObjectConfig, schema: TableSchema) -> tuple[str, ...] | N
 def project_schema(schema: TableSchema, columns: tuple[str, ...]) -> TableSchema:
     """The schema narrowed to `columns` (keys whose columns are all kept stay keys)."""
     keep = set(columns)
-    return TableSchema(
-        schema.db, schema.name, tuple(c for c in schema.columns if c.name in keep),
-        schema.primary_key,
-        tuple(k for k in schema.unique_keys if set(k) <= keep),
-        sharding_columns=schema.sharding_columns,
+    return dataclasses.replace(
+        schema, columns=tuple(c for c in schema.columns if c.name in keep),
+        unique_keys=tuple(k for k in schema.unique_keys if set(k) <= keep),
     )
 
 

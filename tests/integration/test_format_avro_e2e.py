@@ -158,10 +158,14 @@ def test_avro_with_schema_registry_round_trip(tmp_path, mariadb, kafka):
         assert fields["note"] == {"name": "note", "type": ["null", "string"], "default": None}
         assert fields["amount"]["type"][1]["logicalType"] == "decimal"
 
-        # the DDL went to the schema-change topic (`topic_prefix`, the task name), in Avro too
-        (ddl,) = read_topic(kafka.bootstrap_servers, f"{db}_task")
-        assert decode(ddl.key) == {"databaseName": db}
+        # the DDL went to the schema-change topic (`topic_prefix`, the task name), in Avro too, after the table's
+        # CREATE TABLE from the full sync
+        snapshot_ddl, ddl = read_topic(kafka.bootstrap_servers, f"{db}_task")
+        assert decode(ddl.key) == decode(snapshot_ddl.key) == {"databaseName": db}
+        assert decode(snapshot_ddl.value)["ddl"].startswith("CREATE TABLE `t`")
+        assert [c["type"] for c in decode(snapshot_ddl.value)["tableChanges"]] == ["CREATE"]
         assert "ADD COLUMN note" in decode(ddl.value)["ddl"]
+        assert [c["name"] for c in decode(ddl.value)["tableChanges"][0]["table"]["columns"]][-1] == "note"
 
 
 def test_avro_without_registry_uses_the_schema_topic(tmp_path, mariadb, kafka):

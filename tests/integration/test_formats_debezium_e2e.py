@@ -6,7 +6,7 @@ change, a delete and an ALTER TABLE) into tansu; the topics read back and decode
   and scale, MicroTimestamp, ZonedTimestamp, Bits, ...) and compared with the source rows.
 - `debezium_flatten`: bare payloads, decoded with the schema a consumer knows out of band (the `debezium`
   task's), equal to the `debezium` payloads but for processing times and the prefix.
-- `debezium_smt`: flat rows plus `__op`/`__table`/`__db`/`__source_ts_ms`/`__deleted`, decoded likewise.
+- `debezium_smt`: flat rows plus `__deleted`/`__op`/`__table`/`__db`/`__source_ts_ms`, decoded likewise.
 Every delete is followed by a tombstone for the same key in the same partition.
 """
 
@@ -154,12 +154,19 @@ def test_debezium_messages_decode_to_the_source_rows(landed) -> None:
     assert (log["snapshot"], log["db"], log["table"]) == ("false", db, "t")
     assert "." in log["file"] and log["row"] == 0
     assert log["pos"] > 0 and log["server_id"] > 0 and log["ts_ms"] % 1000 == 0
-    # the schema-change topic: the ALTER, keyed by database
-    assert len(schema_changes) == 1
-    key, value = read_connect_json(schema_changes[0].key), read_connect_json(schema_changes[0].value)
+    # the schema-change topic: the table's CREATE TABLE from the full sync, then the ALTER, keyed by database
+    assert len(schema_changes) == 2
+    snapshot_ddl = read_connect_json(schema_changes[0].value)
+    assert snapshot_ddl["ddl"].startswith("CREATE TABLE `t`") and snapshot_ddl["source"]["snapshot"] == "true"
+    assert [c["type"] for c in snapshot_ddl["tableChanges"]] == ["CREATE"]
+    key, value = read_connect_json(schema_changes[1].key), read_connect_json(schema_changes[1].value)
     assert key == {"databaseName": db}
-    assert value["databaseName"] == db and "ADD COLUMN note" in value["ddl"] and value["tableChanges"] == []
+    assert value["databaseName"] == db and "ADD COLUMN note" in value["ddl"]
     assert value["source"]["table"] == "t"
+    [change] = value["tableChanges"]  # the table after the ALTER, as Debezium describes it
+    assert (change["type"], change["id"], change["table"]["primaryKeyColumnNames"]) == ("ALTER", f'"{db}"."t"', ["id"])
+    assert [(c["name"], c["position"]) for c in change["table"]["columns"]] == [
+        (name, i) for i, name in enumerate(["id", *EXPECTED, "note"], 1)]
 
 
 def test_flatten_payloads_equal_the_debezium_ones(landed) -> None:
@@ -192,8 +199,9 @@ def test_flatten_payloads_equal_the_debezium_ones(landed) -> None:
     assert decoded[0]["after"] == {"id": 1, **EXPECTED}
     assert_tombstones_follow_deletes(by_key(flat, json.loads), lambda m: json.loads(m.value)["op"] == "d")
     assert [json.loads(m.key) for m in schema_changes] == [{"databaseName": json.loads(schema_changes[0].key)
-                                                            ["databaseName"]}]
-    assert "ADD COLUMN note" in json.loads(schema_changes[0].value)["ddl"]
+                                                            ["databaseName"]}] * 2
+    ddls = [json.loads(m.value)["ddl"] for m in schema_changes]
+    assert ddls[0].startswith("CREATE TABLE `t`") and "ADD COLUMN note" in ddls[1]
 
 
 def test_smt_rows_are_flat_with_the_added_fields(landed) -> None:
@@ -207,6 +215,8 @@ def test_smt_rows_are_flat_with_the_added_fields(landed) -> None:
         if m.value is None:
             return None
         v = json.loads(m.value)
+        # ExtractNewRecordState's order: the row, __deleted, then the add.fields
+        assert list(v)[-5:] == ["__deleted", "__op", "__table", "__db", "__source_ts_ms"]
         meta = {k: v.pop(k) for k in ("__op", "__table", "__db", "__source_ts_ms", "__deleted")}
         assert (meta["__table"], meta["__db"]) == ("t", db) and type(meta["__source_ts_ms"]) is int
         assert meta["__deleted"] == ("true" if meta["__op"] == "d" else "false")
@@ -223,4 +233,5 @@ def test_smt_rows_are_flat_with_the_added_fields(landed) -> None:
     }
     assert json.loads(per_key[4][0].value)["note"] == "hi"
     assert_tombstones_follow_deletes(per_key, lambda m: json.loads(m.value)["__op"] == "d")
-    assert len(schema_changes) == 1 and "ADD COLUMN note" in json.loads(schema_changes[0].value)["ddl"]
+    assert len(schema_changes) == 2 and "ADD COLUMN note" in json.loads(schema_changes[1].value)["ddl"]
+    assert json.loads(schema_changes[0].value)["ddl"].startswith("CREATE TABLE `t`")

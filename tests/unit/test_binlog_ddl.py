@@ -91,11 +91,14 @@ def test_alter_table_column_changes_keep_order_keys_and_charsets() -> None:
 
 def test_statements_that_change_no_columns() -> None:
     for sql in ["ALTER TABLE t TRUNCATE PARTITION p0", "ALTER TABLE t ENGINE=InnoDB, ALGORITHM=INPLACE, LOCK=NONE",
-                "ALTER TABLE t COMMENT 'hello'", "/*!40000 ALTER TABLE `t` DISABLE KEYS */",
+                "/*!40000 ALTER TABLE `t` DISABLE KEYS */",
                 "ALTER TABLE t ADD INDEX i (a), ADD FULLTEXT (b), DROP FOREIGN KEY fk, ALTER COLUMN a SET INVISIBLE",
                 "ALTER TABLE t TABLEGROUP = tg1"]:
         st = D.parse_ddl(sql, "db")
         assert isinstance(st, D.AlterTable) and st.actions == (), (sql, st)
+    # the table's COMMENT changes no column, but is part of its definition (Debezium's tableChanges carry it)
+    st = D.parse_ddl("ALTER TABLE t COMMENT 'it''s'", "db")
+    assert isinstance(st, D.AlterTable) and st.actions == (("table_comment", "it's"),)
 
 
 def test_other_table_statements() -> None:
@@ -202,11 +205,13 @@ def test_oceanbase_table_options_and_partition_maintenance_change_no_column() ->
                 "ALTER TABLE t TRUNCATE PARTITION p0, p1", "ALTER TABLE t DROP PARTITION p0, p1",
                 "ALTER TABLE t TRUNCATE SUBPARTITION s0, s1", "ALTER TABLE t DROP SUBPARTITION s0, s1",
                 "ALTER TABLE t ADD PARTITION (PARTITION p2 VALUES LESS THAN (20), PARTITION p3 VALUES LESS THAN (30))",
-                "ALTER TABLE t PARTITION BY HASH(id) PARTITIONS 2", "ALTER TABLE t REMOVE PARTITIONING",
-                "ALTER TABLE t COMMENT 'x'", "ALTER TABLE t COMMENT = 'x'"]:
+                "ALTER TABLE t PARTITION BY HASH(id) PARTITIONS 2", "ALTER TABLE t REMOVE PARTITIONING"]:
         st = D.parse_ddl(sql, "db")
         assert isinstance(st, D.AlterTable) and st.actions == (), (sql, st)
         assert D.apply_alter(t, st) == t
+    for sql in ["ALTER TABLE t COMMENT 'x'", "ALTER TABLE t COMMENT = 'x'", "ALTER TABLE t SET COMMENT 'x'"]:
+        commented = alter(t, sql)  # the table's comment changes, its columns do not
+        assert commented.schema.comment == "x" and commented.schema.columns == t.schema.columns, sql
     t2 = alter(t, "ALTER TABLE t ADD COLUMN c INT, TRUNCATE PARTITION p0, p1")  # partition clause comes last
     assert t2.schema.column_names == ("id", "k", "c")
     t3 = alter(t, "ALTER TABLE t SET DEFAULT CHARSET = latin1")
@@ -291,3 +296,15 @@ def test_schema_history_entries_without_defaults_still_load() -> None:
     for c in d["columns"]:
         del c["default"]
     assert [c.default for c in TableSchema.from_dict(d).columns] == [None, None]
+
+
+def test_comments_auto_increment_and_default_charset_are_tracked() -> None:
+    t = create("CREATE TABLE t (id BIGINT NOT NULL AUTO_INCREMENT COMMENT 'the id', s SERIAL, "
+               "n VARCHAR(4) COMMENT '', PRIMARY KEY (id)) DEFAULT CHARSET=latin1 COMMENT = 'a table'")
+    assert [(c.name, c.auto_increment, c.comment) for c in t.schema.columns] == [
+        ("id", True, "the id"), ("s", True, None), ("n", False, None)]  # an empty comment is no comment
+    assert (t.schema.default_charset, t.schema.comment) == ("latin1", "a table")
+    t = alter(t, "ALTER TABLE t MODIFY n VARCHAR(8) COMMENT 'now longer', DEFAULT CHARSET utf8mb4")
+    assert t.schema.column("n").comment == "now longer" and t.schema.default_charset == "utf8mb4"
+    assert t.renamed(("db", "t2")).schema.comment == "a table"
+    assert D.TableDef.from_dict(t.to_dict()) == t  # the schema history keeps them

@@ -545,6 +545,24 @@ def ddl_change(statement: str, **kw: Any) -> Change:
                   ddl_tables=kw.pop("ddl_tables", (("shop", "orders"),)), **kw)
 
 
+def _column(name: str, jdbc: int, type_name: str, position: int, optional: bool, length: int | None = None,
+            scale: int | None = None) -> dict[str, Any]:
+    return {"name": name, "jdbcType": jdbc, "nativeType": None, "typeName": type_name, "typeExpression": type_name,
+            "charsetName": None, "length": length, "scale": scale, "position": position, "optional": optional,
+            "autoIncremented": False, "generated": False, "comment": None, "defaultValueExpression": None,
+            "enumValues": None}
+
+
+# ORDERS as Debezium's tableChanges describe it (the fixture does not say the table's default charset)
+ORDERS_TABLE_CHANGE = {"type": "ALTER", "id": '"shop"."orders"', "table": {
+    "defaultCharsetName": None, "primaryKeyColumnNames": ["id"], "columns": [
+        _column("id", -5, "BIGINT", 1, False, 20),
+        {**_column("name", 12, "VARCHAR", 2, True, 32), "charsetName": "utf8mb4"},
+        _column("amount", 3, "DECIMAL", 3, True, 12, 2),
+        _column("paid_at", 2014, "TIMESTAMP", 4, True, 3)],
+    "comment": None}}
+
+
 def test_ddl_goes_once_to_the_schema_change_topic() -> None:
     enc = encoder()
     assert enc.extra_topics() == ["dbz"]
@@ -559,7 +577,7 @@ def test_ddl_goes_once_to_the_schema_change_topic() -> None:
     assert msg["payload"] == {
         "source": source(ts_ms=1700000002000, ts_us=1700000002000000, ts_ns=1700000002000000000, pos=2000, row=0),
         "ts_ms": 1700000005123, "databaseName": "shop", "schemaName": None,
-        "ddl": "ALTER TABLE orders ADD note TEXT", "tableChanges": []}
+        "ddl": "ALTER TABLE orders ADD note TEXT", "tableChanges": [ORDERS_TABLE_CHANGE]}
     assert msg["schema"]["name"] == "io.debezium.connector.mysql.SchemaChangeValue"
     assert [f["field"] for f in msg["schema"]["fields"]] == ["source", "ts_ms", "databaseName", "schemaName", "ddl",
                                                              "tableChanges"]
@@ -572,10 +590,13 @@ def test_ddl_goes_once_to_the_schema_change_topic() -> None:
 
 def test_ddl_naming_several_tables_and_none() -> None:
     enc = encoder()
-    rename = ddl_change("RENAME TABLE a TO b, c TO d", table=None,
-                        ddl_tables=(("shop", "a"), ("shop", "b"), ("other", "c")))
-    payload = json.loads(enc.encode(rename, "t")[0].value)["payload"]
-    assert (payload["databaseName"], payload["source"]["table"]) == ("shop", "a,b")
+    # Debezium writes one event per renamed pair, naming the new tables in source.table
+    rename = ddl_change("RENAME TABLE a TO b, other.c TO other.d", table=None,
+                        ddl_tables=(("shop", "a"), ("shop", "b"), ("other", "c"), ("other", "d")))
+    payloads = [json.loads(r.value)["payload"] for r in enc.encode(rename, "t")]
+    assert [(p["databaseName"], p["source"]["table"], p["ddl"], p["tableChanges"]) for p in payloads] == [
+        ("shop", "b", "RENAME TABLE `shop`.`a` TO `shop`.`b`", []),
+        ("other", "d", "RENAME TABLE `other`.`c` TO `other`.`d`", [])]
     create_db = Change(Op.DDL, None, POS, commit_time=COMMIT, ddl="CREATE DATABASE x", ddl_db="x")
     record = enc.encode(create_db, "t")[0]
     assert json.loads(record.key)["payload"] == {"databaseName": "x"}
@@ -584,11 +605,14 @@ def test_ddl_naming_several_tables_and_none() -> None:
 
 def test_truncate_events_are_off_by_default_and_on_by_option() -> None:
     c = ddl_change("TRUNCATE TABLE orders")
-    assert [r.topic for r in encoder().encode(c, "orders-topic")] == ["dbz"]
+    assert encoder().encode(c, "orders-topic") == []  # no schema-change event either, as Debezium 3.2+
+    with_schema_change = encoder(truncate_schema_changes=True).encode(c, "orders-topic")
+    assert [r.topic for r in with_schema_change] == ["dbz"]
+    assert json.loads(with_schema_change[0].value)["payload"]["tableChanges"] == []
     enc = encoder(truncate_events=True)
     records = enc.encode(c, "orders-topic")
-    assert [(r.topic, r.key) for r in records] == [("dbz", records[0].key), ("orders-topic", None)]
-    msg = json.loads(records[1].value)
+    assert [(r.topic, r.key) for r in records] == [("orders-topic", None)]
+    msg = json.loads(records[0].value)
     assert msg["payload"] == envelope_payload(None, None, "t", ts_ms=1700000002000, ts_us=1700000002000000,
                                               ts_ns=1700000002000000000, pos=2000, row=0)
     assert msg["schema"]["name"] == "dbz.shop.orders.Envelope"
@@ -661,11 +685,11 @@ def test_smt_with_schemas_declares_the_added_fields() -> None:
              "parameters": {"scale": "2", "connect.decimal.precision": "12"}, "field": "amount"},
             {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "version": 1,
              "field": "paid_at"},
+            {"type": "string", "optional": True, "field": "__deleted"},
             {"type": "string", "optional": True, "field": "__op"},
             {"type": "string", "optional": True, "field": "__table"},
             {"type": "string", "optional": True, "field": "__db"},
-            {"type": "int64", "optional": True, "field": "__source_ts_ms"},
-            {"type": "string", "optional": True, "field": "__deleted"}],
+            {"type": "int64", "optional": True, "field": "__source_ts_ms"}],
         "optional": False, "name": "dbz.shop.orders.Value"}
     assert read_connect_json(rec.value)["amount"] == Decimal("-1.00")
     assert read_connect_json(rec.key) == {"id": 42}
@@ -673,9 +697,12 @@ def test_smt_with_schemas_declares_the_added_fields() -> None:
 
 def test_smt_passes_schema_changes_and_drops_truncates() -> None:
     enc = smt_encoder()
-    records = enc.encode(ddl_change("TRUNCATE TABLE orders"), "t")
+    records = enc.encode(ddl_change("ALTER TABLE orders ADD note TEXT"), "t")
     assert [r.topic for r in records] == ["dbz"]
-    assert json.loads(records[0].value)["ddl"] == "TRUNCATE TABLE orders"
+    assert json.loads(records[0].value)["ddl"] == "ALTER TABLE orders ADD note TEXT"
+    assert smt_encoder(truncate_schema_changes=True, truncate_events=False).encode(
+        ddl_change("TRUNCATE TABLE orders"), "t")[0].topic == "dbz"
+    assert enc.encode(ddl_change("TRUNCATE TABLE orders"), "t") == []
 
 
 # ---------------------------------------------------------------------------------- options, registry

@@ -302,6 +302,7 @@ class FakeChunkReader:
         self.chunk_id, self.total, self.batch = "db.t/0", total, batch
         self.rows_read = 0
         self.done = False
+        self.ddl_in_last_batch = 0  # no CREATE TABLE change among its batches
 
     def resume_state(self):
         return {"chunk": self.chunk_id, "rows": self.rows_read, "done": self.done}

@@ -224,9 +224,7 @@ class SchemaTracker:
                 if p is not None and p.charset == c.charset and p.collation is not None:
                     c = dataclasses.replace(c, collation=p.collation)
             out.append(c)
-        s = d.schema
-        schema = TableSchema(s.db, s.name, tuple(out), s.primary_key, s.unique_keys, s.sharding_columns)
-        return TableDef(schema, d.keys, d.charset)
+        return TableDef(dataclasses.replace(d.schema, columns=tuple(out)), d.keys, d.charset)
 
     def _refresh(self, name: TableName, pos: LogPosition, ddl: str | None) -> TableDef | None:
         d = self.catalog.load(name)
@@ -309,8 +307,7 @@ class SchemaTracker:
                 else:
                     self._set(st.table, src.renamed(st.table), pos, "ddl", sql)
                 return st.table
-            needs_default = st.charset is None and any(c.is_char and c.charset is None for c in st.columns)
-            default = self.catalog.db_charset(st.table[0]) if needs_default else None
+            default = self.catalog.db_charset(st.table[0]) if st.charset is None else None
             self._set(st.table, D.create_table_def(st, st.charset or default), pos, "ddl", sql)
             return st.table
         if isinstance(st, D.AlterTable):

@@ -23,6 +23,7 @@ JSON-able (`to_dict`/`from_dict`) so it can be persisted once and shared by all 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -70,6 +71,7 @@ class TablePlan:
     estimated_rows: int = 0  # exact at plan time for keyed tables; TABLE_ROWS or COUNT(*) otherwise
     chunk_ids: tuple[str, ...] = ()
     reason: str | None = None
+    create_ddl: str | None = None  # SHOW CREATE TABLE at planning (None: not read)
 
     @property
     def full_name(self) -> str:
@@ -82,12 +84,13 @@ class TablePlan:
     def to_dict(self) -> dict[str, Any]:
         return {"schema": self.schema.to_dict(), "mode": self.mode, "key_orders": list(self.key_orders),
                 "estimated_rows": self.estimated_rows, "chunk_ids": list(self.chunk_ids),
-                "reason": self.reason}
+                "reason": self.reason, "create_ddl": self.create_ddl}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TablePlan:
         return cls(TableSchema.from_dict(d["schema"]), d["mode"], tuple(d.get("key_orders", ())),
-                   int(d.get("estimated_rows", 0)), tuple(d.get("chunk_ids", ())), d.get("reason"))
+                   int(d.get("estimated_rows", 0)), tuple(d.get("chunk_ids", ())), d.get("reason"),
+                   d.get("create_ddl"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,7 @@ def plan_snapshot(conn: pymysql.Connection, dialect: Dialect, tables: Sequence[T
         chunks: list[Chunk] = []
         for schema in tables:
             tp, tchunks = _plan_table(conn, schema, chunk_size, scn)
+            tp = dataclasses.replace(tp, create_ddl=_show_create(conn, schema))
             table_plans.append(tp)
             chunks.extend(tchunks)
             log.info("planned %s: %d chunk(s), ~%d rows (%s)", schema.full_name, len(tchunks),
@@ -244,6 +248,22 @@ def _plan_table(conn: pymysql.Connection, schema: TableSchema, chunk_size: int,
     chunks = [Chunk(ids[i], schema.full_name, bounds[i], bounds[i + 1], chunk_size if i < n - 1 else rest)
               for i in range(n)]
     return TablePlan(schema, "key", tuple(o for o in orders if o), total, ids), chunks
+
+
+def _show_create(conn: pymysql.Connection, schema: TableSchema) -> str | None:
+    """The table's SHOW CREATE TABLE text (what Debezium's snapshot writes as the table's DDL); None, with a
+    warning, when the server does not give it."""
+    try:
+        rows = _query(conn, f"SHOW CREATE TABLE {table_sql(schema.db, schema.name, None)}")
+    except SourceUnavailable:
+        raise  # planning is retried as a whole
+    except SourceError as e:
+        log.warning("%s: full sync writes no CREATE TABLE for %s", e, schema.full_name)
+        return None
+    if not rows or len(rows[0]) < 2 or rows[0][1] is None:
+        return None
+    text = rows[0][1]
+    return text.decode() if isinstance(text, (bytes, bytearray)) else str(text)
 
 
 def _estimate_rows(conn: pymysql.Connection, schema: TableSchema, ref: str) -> int:

@@ -40,6 +40,11 @@ read point:
   without a key, every copy at a position of its own) and none is lost. The restored state is not enough to
   number the attempts: runs killed before their first snapshot all restore the same state.
 
+With `emit_ddl`, the first batch of a table's first chunk starts with the table's CREATE TABLE (its SHOW CREATE TABLE
+at planning, `TablePlan.create_ddl`) as an `Op.DDL` change, positioned before the chunk's first row (key `()`;
+`(attempt, 0)` in an ordinal chunk, so a rescan's comes after the rows an earlier scan wrote). A chunk resumed
+after it handed rows out does not write it again.
+
 Rows are fetched with mysqlclient (MySQLdb, rows parsed in C) when it is installed, else with pymysql (rows
 parsed in Python, 2-3 times the reader's CPU per row); see `obsync.connectors.mysql.fastsql`. Both give the same
 values (`obsync.connectors.mysql.values`), the same errors and the same reconnects.
@@ -170,7 +175,8 @@ class ChunkReader:
     def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, chunk_id: str, batch_size: int,
                  resume: dict[str, Any] | None = None, *, query_timeout_us: int = OB_QUERY_TIMEOUT_US,
                  driver: fastsql.Driver | None = None, row_filter: str | None = None,
-                 listener: SourceListener = NOOP_SOURCE_LISTENER, stopping: Callable[[], bool] = lambda: False):
+                 listener: SourceListener = NOOP_SOURCE_LISTENER, stopping: Callable[[], bool] = lambda: False,
+                 emit_ddl: bool = False):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._driver = fastsql.check_driver(driver)
@@ -214,6 +220,12 @@ class ChunkReader:
         # (its last key known), and its rows read on the next call; the server works meanwhile.
         self._pipelined = bool(self._key_names) and not self._streamed and self._driver == "mysqlclient"
         self._pending = False  # a pipelined query was sent and its rows not read yet
+        # `emit_ddl`: the table's first chunk starts with a DDL change of the table's SHOW CREATE TABLE (taken at
+        # planning), before its first row, unless the chunk already handed rows out (a resume)
+        self._ddl_pending = (emit_ddl and self._table.create_ddl is not None
+                             and self._table.chunk_ids[:1] == (chunk_id,) and self._rows == 0
+                             and self._last is None and not self._done)
+        self.ddl_in_last_batch = 0  # DDL changes (not rows) in the last batch handed out
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -270,7 +282,20 @@ class ChunkReader:
         self._done_waiting()
         if len(rows) < self._batch_size:  # the chunk is exhausted: say so in resume_state() right away
             self._finish()
+        self.ddl_in_last_batch = 0
+        if self._ddl_pending:
+            self._ddl_pending = False
+            self.ddl_in_last_batch = 1
+            rows = [self._create_table_change(), *rows]
         return rows or None
+
+    def _create_table_change(self) -> Change:
+        """The table's CREATE TABLE as a DDL change placed before its first row: position key () for key chunks
+        (before every key), (attempt, 0) for ordinal ones (before the scan's first row, after earlier scans)."""
+        schema = self._schema
+        key: tuple[Any, ...] = () if self._key_names else (self._attempt, 0)
+        return Change(Op.DDL, schema, SnapshotPosition(self._chunk.id, key), ddl=self._table.create_ddl,
+                      ddl_db=schema.db, ddl_tables=((schema.db, schema.name),))
 
     def close(self) -> None:
         self._drop_connection()

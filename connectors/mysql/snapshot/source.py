@@ -55,7 +55,8 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
     def __init__(self, endpoint: Endpoint, plan: SnapshotPlan, batch_size: int = 2_000,
                  chunks_per_worker: int = 1, filters: dict[str, str] | None = None,
                  limiter: Pacing | None = None, listener: SourceListener = NOOP_SOURCE_LISTENER,
-                 delivered: Callable[[], bool] | None = None, stopping: Callable[[], bool] = lambda: False):
+                 delivered: Callable[[], bool] | None = None, stopping: Callable[[], bool] = lambda: False,
+                 emit_ddl: bool = False):
         if chunks_per_worker < 1:
             raise ValueError("chunks_per_worker must be at least 1")
         self._endpoint = endpoint
@@ -71,6 +72,7 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
         self._chunks_per_worker = chunks_per_worker
         self._token = next(_tokens)  # not id(self): ids are reused once an object is gone
         self._delivered = delivered
+        self._emit_ddl = emit_ddl  # each table's CREATE TABLE before its rows (`ChunkReader`)
         self._already_delivered: bool | None = None  # `delivered()`, asked once
 
     @property
@@ -90,7 +92,7 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
                 return _DeliveredPartition(for_part)
         reader = ChunkReader(self._endpoint, self._plan, for_part, self._batch_size, resume_state,
                              row_filter=self._filters.get(table), listener=self._listener,
-                             stopping=self._stopping)
+                             stopping=self._stopping, emit_ddl=self._emit_ddl)
         return _SnapshotPartition(reader, _Slot(self._token, self._chunks_per_worker),
                                   None if self._limiter is None else self._limiter.pacer(), self._listener)
 
@@ -183,7 +185,7 @@ class _SnapshotPartition(StatefulSourcePartition[Batch, dict]):
         batch = self._reader.next_batch()
         if batch is None:
             return self._finish()
-        self._listener.chunk_read(self._reader, len(batch))
+        self._listener.chunk_read(self._reader, len(batch) - self._reader.ddl_in_last_batch)
         if self._pacer is not None:
             self._pacer.hold(batch)
             return self._paced()

@@ -3,9 +3,10 @@
 Actions: `("add_column", ColumnDef, position)`, `("drop_column", name)`, `("modify_column", old name,
 ColumnDef, position)`, `("rename_column", old, new)`, `("set_default", name, literal)`, `("add_index",
 IndexDef)`, `("drop_index", name)`, `("drop_primary",)`, `("rename_index", old, new)`, `("rename_table",
-TableName)`, `("default_charset", charset)`, `("convert_charset", charset)`; a position is None, "FIRST" or
-("AFTER", column). Table options and partition maintenance change no column and give no action; a clause
-this grammar does not know raises `DdlSyntaxError`.
+TableName)`, `("default_charset", charset)`, `("convert_charset", charset)`, `("table_comment", text or None)`;
+a position is None, "FIRST" or ("AFTER", column). Table options (but the character set and COMMENT) and
+partition maintenance change no column and give no action; a clause this grammar does not know raises
+`DdlSyntaxError`.
 """
 
 from __future__ import annotations
@@ -190,6 +191,9 @@ def _alter_spec(c: Cursor, db: str | None, dialect: str) -> list[AlterAction]:
         elif c.accept("COLLATE"):
             c.accept_punct("=")
             out.append(("default_charset", charset_of_collation(c.ident())))
+        elif c.accept("COMMENT"):
+            c.accept_punct("=")
+            out.append(("table_comment", c.next().text or None))
         elif c.kind() == "(":
             c.skip_parens()
         else:

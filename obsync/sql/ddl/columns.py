@@ -181,6 +181,7 @@ def parse_column_def(cur: Cursor, name: str, dialect: str = "mysql") -> tuple[Co
         nullable = False
     collation: str | None = None
     default: Literal | None = None
+    auto_increment, comment = word == "SERIAL", None
     while not cur.at_end() and cur.kind() != "," and cur.kind() != ")":
         w = cur.up()
         if cur.accept("UNSIGNED"):
@@ -208,14 +209,14 @@ def parse_column_def(cur: Cursor, name: str, dialect: str = "mysql") -> tuple[Co
         elif cur.accept("ON", "UPDATE"):
             skip_expr(cur)
         elif cur.accept("AUTO_INCREMENT"):
-            pass
+            auto_increment = True
         elif cur.accept("UNIQUE"):
             cur.accept("KEY")
             unique = True
         elif cur.accept("PRIMARY", "KEY") or cur.accept("KEY"):
             primary = True
         elif cur.accept("COMMENT"):
-            cur.next()
+            comment = cur.next().text or None
         elif cur.accept("COLUMN_FORMAT") or cur.accept("STORAGE") or cur.accept("SRID"):
             cur.next()
         elif cur.accept("INVISIBLE") or cur.accept("VISIBLE") or cur.accept("COMPRESSED"):
@@ -276,7 +277,8 @@ def parse_column_def(cur: Cursor, name: str, dialect: str = "mysql") -> tuple[Co
     return ColumnDef(name=name, data_type=data_type, column_type=column_type, unsigned=unsigned, length=length,
                      scale=scale, fsp=fsp, values=values, charset=charset, nullable=nullable,
                      generated=generated, primary=primary, unique=unique, is_char=is_char,
-                     collation=collation, default=default), cur.i
+                     collation=collation, default=default, auto_increment=auto_increment,
+                     comment=comment), cur.i
 
 
 _WIDTH_DIALECTS = frozenset({"mariadb", "oceanbase"})  # MySQL 8 prints no integer display width

@@ -91,6 +91,7 @@ def read_create_table(cur: Cursor, db: str | None, dialect: str) -> Statement:
             indexes.append(el)
     charset = None
     collation = None
+    comment = None
     while not cur.at_end():
         if cur.up() in ("SELECT", "AS", "WITH") or cur.kind() == "(":
             raise DdlSyntaxError("CREATE TABLE ... SELECT")
@@ -103,8 +104,12 @@ def read_create_table(cur: Cursor, db: str | None, dialect: str) -> Statement:
         elif cur.accept("COLLATE"):
             cur.accept_punct("=")
             collation = cur.ident()
+        elif cur.accept("COMMENT"):
+            cur.accept_punct("=")
+            comment = cur.next().text or None
         else:
             cur.next()
     if charset is None and collation:
         charset = charset_of_collation(collation)
-    return CreateTable(table, tuple(columns), tuple(indexes), charset, if_not_exists=if_not_exists)
+    return CreateTable(table, tuple(columns), tuple(indexes), charset, if_not_exists=if_not_exists,
+                       comment=comment)

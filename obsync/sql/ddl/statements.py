@@ -42,6 +42,8 @@ class ColumnDef:
     unique: bool = False
     is_char: bool = False  # takes the table's default character set when none is given
     default: Literal | None = None  # the DEFAULT literal (None: none, NULL or an expression)
+    auto_increment: bool = False
+    comment: str | None = None
 
     def to_column(self, default_charset: str | None) -> Column:
         charset = self.charset
@@ -57,7 +59,8 @@ class ColumnDef:
             nullable=self.nullable and not self.primary, unsigned=self.unsigned, charset=charset,
             precision=precision, scale=self.scale if self.data_type == "decimal" else None,
             fsp=self.fsp if self.data_type in ("time", "datetime", "timestamp") else 0,
-            values=self.values, generated=self.generated,
+            values=self.values, generated=self.generated, auto_increment=self.auto_increment,
+            comment=self.comment,
             collation=self.collation.lower() if self.collation and charset not in (None, "binary") else None,
         )
         return with_default(col, self.default)
@@ -95,6 +98,7 @@ class CreateTable:
     charset: str | None = None
     like: TableName | None = None
     if_not_exists: bool = False
+    comment: str | None = None  # the table option COMMENT
 
 
 AlterAction = tuple[Any, ...]

@@ -40,12 +40,14 @@ class TableDef:
                    d.get("charset"))
 
     def renamed(self, name: TableName) -> TableDef:
-        return replace(self, schema=build_schema(name, self.schema.columns, self.keys))
+        return replace(self, schema=build_schema(name, self.schema.columns, self.keys, self.charset,
+                                                 self.schema.comment))
 
 
-def build_schema(name: TableName, columns: Iterable[Column], keys: Iterable[tuple[str, str, tuple[str, ...]]]
-                 ) -> TableSchema:
-    """A TableSchema with keys derived like `catalog.load_table_schema` does."""
+def build_schema(name: TableName, columns: Iterable[Column], keys: Iterable[tuple[str, str, tuple[str, ...]]],
+                 charset: str | None = None, comment: str | None = None) -> TableSchema:
+    """A TableSchema with keys derived like `catalog.load_table_schema` does (`charset`: the table's default
+    character set; `comment`: its COMMENT)."""
     columns = tuple(columns)
     nullable = {c.name for c in columns if c.nullable}
     pk: tuple[str, ...] = ()
@@ -55,7 +57,8 @@ def build_schema(name: TableName, columns: Iterable[Column], keys: Iterable[tupl
             pk = cols
         elif cols and not (set(cols) & nullable):
             uks.append(cols)
-    return TableSchema(db=name[0], name=name[1], columns=columns, primary_key=pk, unique_keys=tuple(uks))
+    return TableSchema(db=name[0], name=name[1], columns=columns, primary_key=pk, unique_keys=tuple(uks),
+                       default_charset=charset, comment=comment)
 
 
 class _Cols:
@@ -121,7 +124,7 @@ def create_table_def(st: CreateTable, default_charset: str | None) -> TableDef:
     for d in st.columns:
         if d.unique and not d.primary:
             _add_key(keys, IndexDef(None, "unique", (d.name,)), cols)
-    return TableDef(build_schema(st.table, cols.cols, keys), tuple(keys), charset)
+    return TableDef(build_schema(st.table, cols.cols, keys, charset, st.comment), tuple(keys), charset)
 
 
 def apply_alter(tdef: TableDef, st: AlterTable) -> TableDef:
@@ -130,6 +133,7 @@ def apply_alter(tdef: TableDef, st: AlterTable) -> TableDef:
     cols = _Cols(tdef.schema.columns)
     keys = list(tdef.keys)
     charset = tdef.charset
+    comment = tdef.schema.comment
     name: TableName = (tdef.schema.db, tdef.schema.name)
     for action in st.actions:
         kind = action[0]
@@ -184,12 +188,14 @@ def apply_alter(tdef: TableDef, st: AlterTable) -> TableDef:
             name = action[1]
         elif kind == "default_charset":
             charset = action[1]
+        elif kind == "table_comment":
+            comment = action[1]
         elif kind == "convert_charset":
             charset = action[1]
             cols.cols = [_convert(c, charset) for c in cols.cols]
         else:
             raise DdlSyntaxError(f"unknown action {kind}")
-    return TableDef(build_schema(name, cols.cols, keys), tuple(keys), charset)
+    return TableDef(build_schema(name, cols.cols, keys, charset, comment), tuple(keys), charset)
 
 
 def _convert(c: Column, charset: str) -> Column:
