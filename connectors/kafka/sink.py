@@ -84,8 +84,12 @@ class _SharedProducer:
             if w.lane.error is None:
                 w.lane.error = SinkError(f"write to {msg.topic()}[{msg.partition()}] failed: {err.str()}")
         else:
-            if msg.offset() >= w.next_offset:
-                w.next_offset = msg.offset() + 1
+            # None when the acknowledgement carries no offset (seen after the broker restarted mid-batch: the
+            # idempotent producer's retry is acknowledged as already written). The resume offset then stays where
+            # it was: reading the partition from an earlier offset on resume only reads more.
+            offset = msg.offset()
+            if offset is not None and offset >= w.next_offset:
+                w.next_offset = offset + 1
             w.lane.listener.acked(msg.topic(), len(msg))
 
     def produce(self, rec: OutRecord, headers: list[tuple[str, str | bytes | None]]) -> None:
