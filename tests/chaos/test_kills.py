@@ -106,5 +106,4 @@ def test_sigkill_inside_a_big_transaction_loses_and_duplicates_nothing(tmp_path,
             assert run.stop() == 0, run.text()[-4000:]
     finally:
         writer.finish()
-    assert sum(in_big(m) for m in msgs) == big
-    assert "found in Kafka; they will not be written again" in log.read_text()  # the kills interrupted writing
+    assert sum(in_big(m) for m in msgs) == big  # every row of it once (that the kill was inside it: above)
