@@ -1,4 +1,4 @@
-"""Session-wide real servers on 127.0.0.1: MariaDB (binlog), seekdb (OceanBase) and tansu (Kafka).
+"""Session-wide real servers on 127.0.0.1: MariaDB (binlog), seekdb (OceanBase) and tansu (Kafka); a tmpfs to fill.
 
 A server that cannot start makes its fixture error with the reason and the tail of its logs.
 """
@@ -6,7 +6,9 @@ A server that cannot start makes its fixture error with the reason and the tail 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,16 @@ def shop(mariadb: MariaDBServer) -> Iterator[tuple[str, object]]:
         cur.execute(TABLE.format(t=f"{db}.orders"))
     yield db, conn
     conn.close()
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 48 MiB tmpfs mounted for the test (skips where mounting is not allowed)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)

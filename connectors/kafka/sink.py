@@ -139,8 +139,12 @@ class _SharedProducer:
                 w.lane.listener.acked(w.topic, size - w.folded_bytes, n - w.folded_acks)
                 acked += n - w.folded_acks
                 w.folded_acks, w.folded_bytes = n, size
-                if last is not None and last.offset() >= w.next_offset:
-                    w.next_offset = last.offset() + 1
+                # offset None: an acknowledgement without one (seen after the broker restarted mid-batch: the
+                # idempotent producer's retry acknowledged as already written); the resume offset then stays where
+                # it was (reading the partition from an earlier offset on resume only reads more)
+                offset = None if last is None else last.offset()
+                if offset is not None and offset >= w.next_offset:
+                    w.next_offset = offset + 1
         if acked:
             self._watch.acked(acked)
 

@@ -6,10 +6,12 @@ must equal the table, every key in its hash partition, no position written twice
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import threading
 import time
+from collections.abc import Iterator
 
 from obsync.connectors.kafka.partitioner import partition_for
 from obsync.core.positions import position_from_header
@@ -56,17 +58,19 @@ def check_stream(messages, partitions: int) -> None:
         last_by_key[m.key] = key
 
 
-def write_concurrently(conn, db: str, stop: threading.Event, seed: int) -> None:
+def write_concurrently(conn, db: str, stop: threading.Event, seed: int, ids: Iterator[int] | None = None,
+                       pause: float = 0.01) -> None:
+    """Inserts (transactions of 1-30 rows), updates of 1/97 of the rows, deletes and key changes of `db.orders`,
+    `pause` seconds apart, until `stop`; new rows take their ids from `ids` (default: from 1,000,000 on)."""
     rnd = random.Random(seed)
+    ids = itertools.count(1_000_000) if ids is None else ids
     with conn.cursor() as cur:
-        next_id = 1_000_000
         while not stop.is_set():
             r = rnd.random()
             if r < 0.4:
                 cur.execute("BEGIN")
                 for _ in range(rnd.randint(1, 30)):
-                    cur.execute(f"INSERT INTO {db}.orders VALUES (%s, 'w', 0, 1.50, NULL)", (next_id,))
-                    next_id += 1
+                    cur.execute(f"INSERT INTO {db}.orders VALUES (%s, 'w', 0, 1.50, NULL)", (next(ids),))
                 cur.execute("COMMIT")
             elif r < 0.8:
                 cur.execute(f"UPDATE {db}.orders SET qty = qty + 1, note = %s WHERE id %% 97 = %s",
@@ -76,4 +80,4 @@ def write_concurrently(conn, db: str, stop: threading.Event, seed: int) -> None:
             else:
                 old = rnd.randrange(1, 20_000)
                 cur.execute(f"UPDATE IGNORE {db}.orders SET id = id + 500000 WHERE id = %s", (old,))
-            time.sleep(0.01)
+            time.sleep(pause)

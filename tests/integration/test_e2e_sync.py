@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import random
-import signal
-import subprocess
-import threading
-import time
 from decimal import Decimal
-from pathlib import Path
-
-import pytest
 
 from obsync.core.positions import position_from_header
 from tests.helpers.kafka import read_topic
-from tests.helpers.tasks import obsync_cmd, run_obsync, write_task
-from tests.helpers.workload import check_stream, replay, source_rows, write_concurrently
+from tests.helpers.tasks import run_obsync, write_task
+from tests.helpers.workload import check_stream, replay, source_rows
 
 
 def test_full_then_incremental_lands_every_row_in_order(tmp_path, mariadb, kafka, shop):
@@ -51,41 +43,6 @@ def test_full_then_incremental_lands_every_row_in_order(tmp_path, mariadb, kafka
         key=lambda m: (position_from_header(m.headers["obsync.pos"]).sort_key, m.headers["obsync.seq"]))]
     assert [(v["recordType"], (v["prevStruct"] or v["postStruct"])["id"]) for v in moved] == [
         ("ROW", "11"), ("DELETE", "11"), ("INSERT", "1000")]
-
-
-@pytest.mark.slow
-def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path, mariadb, kafka, shop):
-    db, conn = shop
-    with conn.cursor() as cur:  # big enough that the first kill lands during full sync
-        cur.execute(f"INSERT INTO {db}.orders SELECT seq, CONCAT('row', seq), seq, 9.99, 'seed' "
-                    f"FROM {db}.seq_1_to_150000")
-    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
-                      snapshot={"chunk_size": 10000, "batch_size": 500})
-    writer_conn = mariadb.connect(autocommit=True)
-    stop = threading.Event()
-    writer = threading.Thread(target=write_concurrently, args=(writer_conn, db, stop, 42), daemon=True)
-    writer.start()
-    rnd = random.Random(1)
-    kills = 0
-    try:
-        for run in range(4):
-            proc = subprocess.Popen(obsync_cmd("run", str(task)), stdout=subprocess.DEVNULL,
-                                    stderr=open(tmp_path / "obsync.log", "ab"), cwd=Path(__file__).parents[2])
-            time.sleep(rnd.uniform(3.0, 4.5) if run == 0 else rnd.uniform(2.5, 8.0))
-            assert proc.poll() is None, (tmp_path / "obsync.log").read_text()[-3000:]
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-    finally:
-        stop.set()
-        writer.join(30)
-    run_obsync("run", str(task), "--until-caught-up")
-    msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
-    check_stream(msgs, 3)
-    assert kills == 4
-    assert replay(msgs) == source_rows(conn, f"{db}.orders")
-    # the kills did interrupt writing: restarted runs found messages newer than their last snapshot
-    assert "found in Kafka; they will not be written again" in (tmp_path / "obsync.log").read_text()
 
 
 def test_changes_before_a_ddl_between_runs_use_the_schema_of_their_position(tmp_path, mariadb, kafka, shop):

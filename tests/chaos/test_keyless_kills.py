@@ -26,6 +26,8 @@ from obsync.core.positions import SnapshotPosition, position_from_header
 from tests.helpers.kafka import Msg, read_topic
 from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
 
+pytestmark = pytest.mark.chaos
+
 ROOT = Path(__file__).parents[2]
 Image = tuple[str | None, ...]
 
@@ -121,7 +123,6 @@ def _kill_runs(tmp_path: Path, task: Path, kills: list[tuple[int, int, str, floa
             proc.wait()
 
 
-@pytest.mark.slow
 def test_keyless_table_loses_no_row_under_sigkills_on_mariadb(tmp_path, mariadb, kafka):
     db = unique("heap")
     conn = mariadb.connect(autocommit=True)
@@ -160,7 +161,6 @@ def test_keyless_table_loses_no_row_under_sigkills_on_mariadb(tmp_path, mariadb,
     conn.close()
 
 
-@pytest.mark.slow
 def test_keyless_table_is_exact_under_sigkills_on_oceanbase(tmp_path, seekdb, kafka):
     db = unique("obheap")
     table = f"{db}.heap"
