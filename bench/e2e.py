@@ -144,7 +144,7 @@ class Sampler:
     servers: dict[str, int | None]
     seen: dict[int, TaskProcess] = field(default_factory=dict)  # by cluster index
     series: list[tuple[float, dict[str, float]]] = field(default_factory=list)
-    _index: dict[int, int | None] = field(default_factory=dict)  # pid -> cluster index (None: not a task process)
+    _index: dict[int, int | None] = field(default_factory=dict)  # pid -> cluster index (None: not yet seen as one)
     _cpu: dict[int, float] = field(default_factory=dict)  # pid -> CPU seconds last seen (kept once it exits)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -157,7 +157,7 @@ class Sampler:
             now = time.time()
             point = {name: cpu_seconds(pid) for name, pid in self.servers.items()}
             for pid in [self.root, *descendants(self.root)]:
-                if pid not in self._index:
+                if self._index.get(pid) is None:  # asked again until it is one: between fork and exec it is not
                     self._index[pid] = task_process(pid)
                 cpu = cpu_seconds(pid)
                 self._cpu[pid] = max(self._cpu.get(pid, 0.0), cpu)
