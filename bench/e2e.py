@@ -14,7 +14,8 @@ included: it does not depend on what else the machine runs, unlike the rates) an
 (all its processes together), the source (MariaDB) and the broker (tansu): their CPU seconds, sampled every
 0.1 s from /proc, over the span from the first to the last message (start-up excluded), and over the whole
 command. Per task process (the child `obsync run` starts, which runs the dataflow) it prints its CPU seconds,
-its cores over that span and its peak RSS (VmHWM).
+its cores over that span, how long its threads were runnable but waiting for a core over that span (as
+cores: schedstat's run delay; high when other jobs take the cores) and its peak RSS (VmHWM).
 `python -m bench.stages` measures the stages (SELECT, binlog read + decode, encode, produce) alone.
 """
 
@@ -117,6 +118,17 @@ def task_process(pid: int) -> int | None:
     return int(argv[argv.index(b"--process-id") + 1]) if b"--process-id" in argv else 0
 
 
+def run_queue_seconds(pid: int, seen: dict[int, float]) -> float:
+    """Seconds the threads of `pid` have spent runnable but waiting for a core (schedstat's run delay), each
+    thread's last value kept in `seen` (by thread id) so that threads that ended still count."""
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            seen[int(stat.parent.name)] = int(stat.read_text().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue
+    return sum(seen.values())
+
+
 def peak_rss_mb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -133,6 +145,8 @@ class TaskProcess:
 
     cpu: float = 0.0
     rss: int = 0
+    waiting: float = 0.0  # seconds runnable but waiting for a core
+    threads: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -165,8 +179,10 @@ class Sampler:
                 if k is not None:
                     t = self.seen.setdefault(k, TaskProcess())
                     t.cpu, t.rss = self._cpu[pid], max(t.rss, peak_rss_mb(pid))
+                    t.waiting = run_queue_seconds(pid, t.threads)
             point["obsync"] = sum(self._cpu.values())
             point.update({f"process {k}": t.cpu for k, t in self.seen.items()})
+            point.update({f"process {k} waiting": t.waiting for k, t in self.seen.items()})
             self.series.append((now, point))
 
     def stop(self) -> dict[int, TaskProcess]:
@@ -221,7 +237,8 @@ class Run:
         whole = ", ".join([f"obsync {self.cpu / self.wall:.2f}"] +
                           [f"{name} {cpu / self.wall:.2f}" for name, cpu in self.servers.items()])
         each = "; ".join(f"process {k}: {t.cpu:.1f}s CPU, {self.window.get(f'process {k}', 0.0):.2f} cores "
-                         f"while syncing, peak RSS {t.rss} MB" for k, t in self.processes.items())
+                         f"while syncing (+{self.window.get(f'process {k} waiting', 0.0):.2f} waiting for a core), "
+                         f"peak RSS {t.rss} MB" for k, t in self.processes.items())
         return (f"obsync CPU {self.cpu / max(rows, 1) * 1e6:.1f} us/row with start-up{net}\n"
                 f"    cores used while syncing (first to last message): {self.cores()}; over the whole command: "
                 f"{whole}\n    task processes: {each}")
