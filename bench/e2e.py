@@ -1,15 +1,21 @@
-"""End-to-end throughput and memory: source -> obsync (1 worker) -> Kafka, on servers started here.
+"""End-to-end throughput and memory: source -> obsync -> Kafka, on servers started here.
 
-    python -m bench.e2e [--rows 200000] [--txn-rows 1000000]
+    python -m bench.e2e [--rows 200000] [--txn-rows 1000000] [--processes 1 2]
 
 Prints full-sync rows/s and incremental rows/s (messages divided by the span between the first and the
 last message's Kafka timestamp, so process start-up is excluded; the wall time of each command is printed
-too) and the peak RSS of each `obsync run` process. With --txn-rows N it also streams one transaction of N
+too) and the peak RSS of each task process. With --processes 1 2 it runs the same data once per count: a
+table of its own (same rows, same inserts) synced by `obsync run --processes N` (N = 1: plain `obsync run`),
+and ends with a table side by side. With --txn-rows N it also streams one transaction of N
 rows through incremental sync and prints that run's peak RSS (the memory bound for huge transactions).
 
 For each run it also prints the CPU time obsync used per row (user + system of its processes, start-up
-included: it does not depend on what else the machine runs, unlike the rates) and the cores used during the
-command by obsync, the source (MariaDB) and the broker (tansu): their CPU seconds over the command's wall time.
+included: it does not depend on what else the machine runs, unlike the rates) and the cores used by obsync
+(all its processes together), the source (MariaDB) and the broker (tansu): their CPU seconds, sampled every
+0.1 s from /proc, over the span from the first to the last message (start-up excluded), and over the whole
+command. Per task process (the child `obsync run` starts, which runs the dataflow) it prints its CPU seconds,
+its cores over that span, how long its threads were runnable but waiting for a core over that span (as
+cores: schedstat's run delay; high when other jobs take the cores) and its peak RSS (VmHWM).
 `python -m bench.stages` measures the stages (SELECT, binlog read + decode, encode, produce) alone.
 """
 
@@ -21,7 +27,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -38,18 +46,19 @@ DDL = """CREATE TABLE bench.t (
   h TEXT NULL, i TINYINT NOT NULL)"""
 
 
-def insert_rows(conn, start: int, count: int, chunk: int = 5000) -> None:
+def insert_rows(conn, start: int, count: int, chunk: int = 5000, table: str = "bench.t") -> None:
     with conn.cursor() as cur:
         for lo in range(start, start + count, chunk):
             hi = min(lo + chunk, start + count)
-            cur.execute("INSERT INTO bench.t (id,a,b,c,d,e,f,h,i) SELECT seq, seq % 1000, seq * 7, "
+            cur.execute(f"INSERT INTO {table} (id,a,b,c,d,e,f,h,i) SELECT seq, seq % 1000, seq * 7, "
                         "CONCAT('name-', seq), seq / 100, seq / 3, '2024-05-06 07:08:09.123', "
                         "IF(seq % 3 = 0, NULL, 'some text here'), seq % 100 "
                         f"FROM bench.seq_{lo}_to_{hi - 1}")
 
 
-def span(bootstrap: str, topic: str, after: dict[int, int]) -> tuple[int, float, dict[int, int]]:
-    """Messages past `after` offsets, first-to-last timestamp span in s, and the new end offsets."""
+def span(bootstrap: str, topic: str, after: dict[int, int]) -> tuple[int, float, float, dict[int, int]]:
+    """Messages past `after` offsets, the first and last message's timestamps (epoch s), and the new end
+    offsets."""
     parts = len(AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10).topics[topic].partitions)
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time()}", "enable.partition.eof": True,
                   "enable.auto.commit": False})
@@ -70,7 +79,7 @@ def span(bootstrap: str, topic: str, after: dict[int, int]) -> tuple[int, float,
             lo, hi = min(lo, ts), max(hi, ts)
             ends[p] = m.offset() + 1
     c.close()
-    return n, hi - lo, ends
+    return n, lo, hi, ends
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -82,34 +91,227 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Run:
-    """One `obsync run TASK --until-caught-up`: wall seconds, obsync's CPU seconds and peak RSS (MB), and the
-    CPU seconds the source and the broker used meanwhile."""
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (Linux: /proc/PID/task/TID/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
 
-    def __init__(self, task: Path, servers: dict[str, int | None], *extra: str) -> None:
+
+def task_process(pid: int) -> int | None:
+    """The cluster index of a task process (the child `obsync run` runs the dataflow in), else None."""
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if b"OBSYNC_RUN_CHILD=1" not in env:
+        return None
+    return int(argv[argv.index(b"--process-id") + 1]) if b"--process-id" in argv else 0
+
+
+def run_queue_seconds(pid: int, seen: dict[int, float]) -> float:
+    """Seconds the threads of `pid` have spent runnable but waiting for a core (schedstat's run delay), each
+    thread's last value kept in `seen` (by thread id) so that threads that ended still count."""
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            seen[int(stat.parent.name)] = int(stat.read_text().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue
+    return sum(seen.values())
+
+
+def peak_rss_mb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class TaskProcess:
+    """What was last seen of one task process: CPU seconds and peak RSS (MB)."""
+
+    cpu: float = 0.0
+    rss: int = 0
+    waiting: float = 0.0  # seconds runnable but waiting for a core
+    threads: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class Sampler:
+    """Every 0.1 s: the CPU seconds so far of obsync (`root` and its descendants), of each task process, and of
+    the servers, with the time; and each task process's peak RSS."""
+
+    root: int
+    servers: dict[str, int | None]
+    seen: dict[int, TaskProcess] = field(default_factory=dict)  # by cluster index
+    series: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    _index: dict[int, int | None] = field(default_factory=dict)  # pid -> cluster index (None: not yet seen as one)
+    _cpu: dict[int, float] = field(default_factory=dict)  # pid -> CPU seconds last seen (kept once it exits)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            now = time.time()
+            point = {name: cpu_seconds(pid) for name, pid in self.servers.items()}
+            for pid in [self.root, *descendants(self.root)]:
+                if self._index.get(pid) is None:  # asked again until it is one: between fork and exec it is not
+                    self._index[pid] = task_process(pid)
+                cpu = cpu_seconds(pid)
+                self._cpu[pid] = max(self._cpu.get(pid, 0.0), cpu)
+                k = self._index[pid]
+                if k is not None:
+                    t = self.seen.setdefault(k, TaskProcess())
+                    t.cpu, t.rss = self._cpu[pid], max(t.rss, peak_rss_mb(pid))
+                    t.waiting = run_queue_seconds(pid, t.threads)
+            point["obsync"] = sum(self._cpu.values())
+            point.update({f"process {k}": t.cpu for k, t in self.seen.items()})
+            point.update({f"process {k} waiting": t.waiting for k, t in self.seen.items()})
+            self.series.append((now, point))
+
+    def stop(self) -> dict[int, TaskProcess]:
+        self._stop.set()
+        self._thread.join()
+        return dict(sorted(self.seen.items()))
+
+    def cores(self, lo: float, hi: float) -> dict[str, float]:
+        """Cores used by each sampled name between epoch times `lo` and `hi` (from the samples around them)."""
+        before = [s for s in self.series if s[0] <= lo] or self.series[:1]
+        after = [s for s in self.series if s[0] >= hi] or self.series[-1:]
+        (t0, a), (t1, b) = before[-1], after[0]
+        return {name: (b[name] - a.get(name, 0.0)) / max(t1 - t0, 1e-9) for name in b}
+
+
+class Run:
+    """One `obsync run TASK --until-caught-up [--processes N]`: wall seconds, obsync's CPU seconds (every
+    process) and peak RSS (MB, the largest process), each task process's CPU and peak RSS, and the CPU seconds
+    the source and the broker used meanwhile."""
+
+    def __init__(self, task: Path, servers: dict[str, int | None], processes: int = 1, *extra: str) -> None:
         before = {name: cpu_seconds(pid) for name, pid in servers.items()}
+        if processes > 1:
+            extra = ("--processes", str(processes), *extra)
         t0 = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "obsync", "run", str(task), "--until-caught-up", *extra],
                                 cwd=ROOT, stderr=open(task.parent / "obsync.log", "ab"))
+        self.sampler = Sampler(proc.pid, servers)
         _, status, usage = os.wait4(proc.pid, 0)
+        self.wall = time.monotonic() - t0
+        self.processes = self.sampler.stop()
         if os.waitstatus_to_exitcode(status) != 0:
             sys.exit(f"obsync failed; see {task.parent / 'obsync.log'}")
-        self.wall = time.monotonic() - t0
-        self.cpu = usage.ru_utime + usage.ru_stime  # the process and the task process it waited for
+        self.cpu = usage.ru_utime + usage.ru_stime  # every process it (and they) waited for
         self.rss = usage.ru_maxrss // 1024
         self.servers = {name: cpu_seconds(pid) - before[name] for name, pid in servers.items()}
+        self.window: dict[str, float] = {}
+
+    def measured(self, lo: float, hi: float) -> None:
+        """The span the messages' timestamps cover (epoch s): cores are also given for it alone."""
+        self.window = self.sampler.cores(lo, hi)
+
+    def cores(self) -> str:
+        """Cores used between the first and the last message (start-up excluded)."""
+        return ", ".join(f"{name} {self.window.get(name, 0.0):.2f}" for name in ("obsync", *self.servers))
+
+    def peaks(self) -> str:
+        return " / ".join(f"{t.rss}" for t in self.processes.values()) or f"{self.rss}"
 
     def line(self, rows: int, idle: Run | None = None) -> str:
-        cores = ", ".join(f"{name} {cpu / self.wall:.2f}" for name, cpu in self.servers.items())
         net = f", {(self.cpu - idle.cpu) / max(rows, 1) * 1e6:.1f} without" if idle is not None else ""
-        return (f"obsync CPU {self.cpu / max(rows, 1) * 1e6:.1f} us/row with start-up{net}; cores used: obsync "
-                f"{self.cpu / self.wall:.2f}, {cores}")
+        whole = ", ".join([f"obsync {self.cpu / self.wall:.2f}"] +
+                          [f"{name} {cpu / self.wall:.2f}" for name, cpu in self.servers.items()])
+        each = "; ".join(f"process {k}: {t.cpu:.1f}s CPU, {self.window.get(f'process {k}', 0.0):.2f} cores "
+                         f"while syncing (+{self.window.get(f'process {k} waiting', 0.0):.2f} waiting for a core), "
+                         f"peak RSS {t.rss} MB" for k, t in self.processes.items())
+        return (f"obsync CPU {self.cpu / max(rows, 1) * 1e6:.1f} us/row with start-up{net}\n"
+                f"    cores used while syncing (first to last message): {self.cores()}; over the whole command: "
+                f"{whole}\n    task processes: {each}")
+
+
+@dataclass
+class Result:
+    processes: int
+    full_rate: float
+    full: Run
+    incr_rate: float
+    incr: Run
+
+
+def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: int, processes: int, txn_rows: int,
+              run_no: int) -> Result:
+    """Full sync then incremental backlog of `rows` rows each, on a table and task of their own."""
+    table = f"bench.t{run_no}"
+    with conn.cursor() as cur:
+        cur.execute(DDL.replace("bench.t ", f"{table} "))
+    insert_rows(conn, 1, rows, table=table)
+    work = base / f"run{run_no}"
+    work.mkdir()
+    task = work / "task.yaml"
+    task.write_text(yaml.safe_dump({
+        "name": f"bench{run_no}", "source": {"host": db.host, "port": db.port, "user": "root", "password": ""},
+        "target": {"bootstrap_servers": broker.bootstrap_servers}, "objects": [{"match": table}],
+        "topics": {"partitions": 3}, "state_dir": str(work / "state"), "epoch_seconds": 5}))
+    topic = f"Topic_bench_t{run_no}"
+    print(f"--- {processes} process{'es' if processes > 1 else ''} (table {table}, load {load()})", flush=True)
+
+    servers = {"source": db.pid, "broker": broker.pid}
+    full = Run(task, servers, processes)
+    n_full, lo, hi, ends = span(broker.bootstrap_servers, topic, {})
+    full.measured(lo, hi)
+    full_secs = hi - lo
+    idle = Run(task, servers, processes)  # caught up already: start-up and stop alone
+    insert_rows(conn, rows + 1, rows, table=table)
+    incr = Run(task, servers, processes)
+    n, lo, hi, ends = span(broker.bootstrap_servers, topic, ends)
+    incr.measured(lo, hi)
+    secs = hi - lo
+    print(f"full sync:        {n_full} rows in {full_secs:.2f}s = {n_full / full_secs:,.0f} rows/s "
+          f"(command wall {full.wall:.1f}s incl. start-up)\n    {full.line(n_full, idle)}")
+    print(f"incremental sync: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s "
+          f"(command wall {incr.wall:.1f}s incl. start-up)\n    {incr.line(n, idle)}")
+    print(f"start-up and stop alone (nothing to sync): {idle.wall:.1f}s wall, {idle.cpu:.2f}s CPU", flush=True)
+    result = Result(processes, n_full / full_secs, full, n / secs, incr)
+
+    if txn_rows:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            insert_rows(conn, 2 * rows + 1, txn_rows, chunk=100_000, table=table)
+            cur.execute("COMMIT")
+        r = Run(task, servers, processes)
+        n, lo, hi, ends = span(broker.bootstrap_servers, topic, ends)
+        r.measured(lo, hi)
+        secs = hi - lo
+        print(f"one {txn_rows}-row transaction: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s\n    {r.line(n)}",
+              flush=True)
+    return result
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--txn-rows", type=int, default=0, help="also stream one transaction of this many rows")
+    ap.add_argument("--processes", type=int, nargs="+", default=[1], metavar="N",
+                    help="run the same data with each of these process counts, in this order (e.g. 1 2)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="obsync-bench-"))
     db = MariaDBServer(base / "mariadb")
@@ -117,38 +319,17 @@ def main() -> None:
     conn = db.connect(autocommit=True)
     with conn.cursor() as cur:
         cur.execute("CREATE DATABASE bench")
-        cur.execute(DDL)
-    insert_rows(conn, 1, args.rows)
-    task = base / "task.yaml"
-    task.write_text(yaml.safe_dump({
-        "name": "bench", "source": {"host": db.host, "port": db.port, "user": "root", "password": ""},
-        "target": {"bootstrap_servers": broker.bootstrap_servers}, "objects": [{"match": "bench.t"}],
-        "topics": {"partitions": 3}, "state_dir": str(base / "state"), "epoch_seconds": 5}))
-    topic = "Topic_bench_t"
-    print(f"table bench.t: {args.rows} rows, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker")
-
-    servers = {"source": db.pid, "broker": broker.pid}
-    full = Run(task, servers)
-    n_full, full_secs, ends = span(broker.bootstrap_servers, topic, {})
-    idle = Run(task, servers)  # caught up already: start-up and stop alone
-    insert_rows(conn, args.rows + 1, args.rows)
-    incr = Run(task, servers)
-    n, secs, ends = span(broker.bootstrap_servers, topic, ends)
-    print(f"full sync:        {n_full} rows in {full_secs:.2f}s = {n_full / full_secs:,.0f} rows/s "
-          f"(command wall {full.wall:.1f}s incl. start-up), peak RSS {full.rss} MB\n    {full.line(n_full, idle)}")
-    print(f"incremental sync: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s "
-          f"(command wall {incr.wall:.1f}s incl. start-up), peak RSS {incr.rss} MB\n    {incr.line(n, idle)}")
-    print(f"start-up and stop alone (nothing to sync): {idle.wall:.1f}s wall, {idle.cpu:.2f}s CPU")
-
-    if args.txn_rows:
-        with conn.cursor() as cur:
-            cur.execute("BEGIN")
-            insert_rows(conn, 2 * args.rows + 1, args.txn_rows, chunk=100_000)
-            cur.execute("COMMIT")
-        r = Run(task, servers)
-        n, secs, ends = span(broker.bootstrap_servers, topic, ends)
-        print(f"one {args.txn_rows}-row transaction: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s, "
-              f"peak RSS {r.rss} MB\n    {r.line(n)}")
+    print(f"{args.rows} rows per table, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker; "
+          f"{os.cpu_count()} cores; load {load()}", flush=True)
+    results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i)
+               for i, n in enumerate(args.processes, 1)]
+    if len(results) > 1:
+        print("\n| processes | full sync rows/s | cores while syncing | peak RSS MB per process | "
+              "incremental rows/s | cores while syncing | peak RSS MB per process |\n|---|---|---|---|---|---|---|")
+        for r in results:
+            print(f"| {r.processes} | {r.full_rate:,.0f} | {r.full.cores()} | {r.full.peaks()} | {r.incr_rate:,.0f} | "
+                  f"{r.incr.cores()} | {r.incr.peaks()} |")
+    print(f"load at the end: {load()}")
     broker.close()
     db.close()
     shutil.rmtree(base, ignore_errors=True)
