@@ -3,7 +3,10 @@ writer that keeps changing the table, in two ways: `frozen`, the broker process 
 silent as behind a network partition, then let go on (SIGCONT); `restarted`, the broker (tansu with persistent
 storage) stopped, connections refused for 60 s, then started again on the same port. The same `obsync run`
 process rides it out (the producer keeps its messages; the sink waits within `target.patience`, 600 s) and
-catches up; the topic replayed per key equals the table and no (position, seq) is written twice.
+catches up; the topic replayed per key equals the table and no (position, seq) is written twice. One tansu
+gap is allowed for: once back from a freeze, tansu sometimes answers the producer's retried write with
+UNKNOWN_SERVER_ERROR; the run then fails cleanly naming the partition (exit 2), and the test starts it again
+once, as an operator would (`alive` below); the data assertions hold across both runs.
 
 Open problem (recorded in the README's Tests section): in the `restarted` way, one run in four of the
 incremental case ended with two DELETE messages missing from the topic, though obsync had counted them as
@@ -28,6 +31,7 @@ from tests.helpers.tasks import write_task
 pytestmark = pytest.mark.chaos
 
 OUTAGE = 60  # seconds the broker is down
+TANSU_UNKNOWN = "failed: Unknown broker error"  # how a write tansu answered with UNKNOWN_SERVER_ERROR fails
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +77,36 @@ def test_broker_down_for_a_minute_loses_and_duplicates_nothing(tmp_path, mariadb
                 os.kill(own_kafka.pid, signal.SIGCONT)
             else:
                 own_kafka.start()
-            if phase == "full":
-                run.wait_log("full sync done", timeout=300)
-            taken = writer.ids_taken
-            wait_for(lambda: run.running() and writer.ids_taken > taken + 300, 60,
-                     "the writer to insert 300 more rows")
-            writer.finish()
-            converge(own_kafka, f"Topic_{db}_orders", mariadb, table, timeout=300)
-            assert run.stop() == 0, run.text()[-4000:]
-            out = run.text()
+            runs = [run]  # this run, and the one started again if tansu failed a retried write (see below)
+
+            def alive() -> ObsyncRun:
+                """The run going on. A write that tansu answers, once back, with UNKNOWN_SERVER_ERROR (a tansu gap:
+                Kafka answers a retried idempotent batch with its offset, or DUPLICATE_SEQUENCE_NUMBER) fails the
+                run cleanly, naming the partition (exit 2); the operator's answer, starting it again, is what
+                this test does then, once: the data assertions below hold across both runs."""
+                last = runs[-1]
+                if len(runs) == 1 and last.proc.poll() is not None:
+                    text = last.text()
+                    assert last.proc.returncode == 2, text[-4000:]
+                    assert TANSU_UNKNOWN in text.strip().splitlines()[-1] and "Traceback" not in text, text[-4000:]
+                    runs.append(ObsyncRun(task, tmp_path / "run2.log"))
+                return runs[-1]
+
+            try:
+                if phase == "full":
+                    wait_for(lambda: "full sync done" in alive().text()
+                             or (len(runs) > 1 and alive().status().get("phase") == "incremental"), 300,
+                             "full sync to end")
+                taken = writer.ids_taken
+                wait_for(lambda: alive().running() and writer.ids_taken > taken + 300, 60,
+                         "the writer to insert 300 more rows")
+                writer.finish()
+                converge(own_kafka, f"Topic_{db}_orders", mariadb, table, timeout=300, meanwhile=alive)
+                assert alive().stop() == 0, alive().text()[-4000:]
+                out = "".join(r.text() for r in runs)
+            finally:
+                for r in runs[1:]:
+                    r.__exit__(None, None, None)
     finally:
         if way == "frozen" and own_kafka.pid is not None:
             os.kill(own_kafka.pid, signal.SIGCONT)  # harmless if it runs: the next test needs it

@@ -159,12 +159,15 @@ class Writer(threading.Thread):
             raise self.error
 
 
-def converge(kafka: Any, topic: str, server: Any, table: str, timeout: float = 180) -> list[Msg]:
+def converge(kafka: Any, topic: str, server: Any, table: str, timeout: float = 180,
+             meanwhile: Callable[[], object] = lambda: None) -> list[Msg]:
     """Wait until `topic` replayed per key equals `table` (read afresh each time through a new connection, so
     a restarted server does not matter); then check no (position, seq) was written twice, keys in their hash
-    partition and in order. Returns the messages. On timeout, fails naming the keys that differ."""
+    partition and in order. Returns the messages. On timeout, fails naming the keys that differ. `meanwhile()`
+    is called before each look (e.g. to start a run again that failed)."""
     deadline = time.monotonic() + timeout
     while True:
+        meanwhile()
         msgs = read_topic(kafka.bootstrap_servers, topic)
         with server.connect() as conn:
             want = source_rows(conn, table)
