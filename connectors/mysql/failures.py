@@ -124,6 +124,9 @@ _TABLE: tuple[Code, ...] = (
     # OceanBase: a statement that reaches a session being killed (likelier with pipelined snapshot pages,
     # whose next query is usually on its way): the session is going, as with MariaDB's 1927.
     Code(5066, "OB_ERR_SESSION_INTERRUPTED", _L),
+    # MariaDB: a replica with our server_id is still connected: the stream of a run that was just killed, which
+    # the server drops once a heartbeat to its closed socket fails (within a second or so): reconnect.
+    Code(4052, "ER_SLAVE_SAME_ID", _L),
     # ---- the binlog cannot be read from the position asked for ---------------------------------------
     # MySQL 8.0.26+ calls it ER_SOURCE_FATAL_ERROR_READING_BINLOG. Mostly a purged binlog, but also a
     # duplicate server_id or an event larger than max_allowed_packet: the caller checks the position.

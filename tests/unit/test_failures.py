@@ -76,6 +76,7 @@ EXPECTED = [
     (5013, "CR_ERR_NET_READ", L),  # from mysqlclient only
     (5014, "CR_ERR_NET_WRITE", L),  # from mysqlclient only
     (5066, "OB_ERR_SESSION_INTERRUPTED", L),
+    (4052, "ER_SLAVE_SAME_ID", L),
     (1236, "ER_MASTER_FATAL_ERROR_READING_BINLOG", P),
     (1044, "ER_DBACCESS_DENIED_ERROR", F),
     (1045, "ER_ACCESS_DENIED_ERROR", F),
@@ -123,8 +124,9 @@ def test_names_agree_with_pymysql_where_it_knows_them() -> None:
             unnamed.add(name)
         else:
             assert known == code, name
-    # MariaDB's and MySQL 8's kills, libmariadb's network errors
-    assert unnamed == {"ER_CONNECTION_KILLED", "ER_SESSION_WAS_KILLED", "CR_ERR_NET_READ", "CR_ERR_NET_WRITE"}
+    # MariaDB's and MySQL 8's kills, MariaDB's duplicate replica, libmariadb's network errors
+    assert unnamed == {"ER_CONNECTION_KILLED", "ER_SESSION_WAS_KILLED", "ER_SLAVE_SAME_ID", "CR_ERR_NET_READ",
+                       "CR_ERR_NET_WRITE"}
 
 
 def test_the_retryable_classes() -> None:
