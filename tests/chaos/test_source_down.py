@@ -62,5 +62,6 @@ def test_source_stopped_and_restarted_loses_and_duplicates_nothing(tmp_path, own
         own_mariadb.start()  # a no-op unless the test failed during the outage: the next test needs it
         writer.finish()
     assert "Traceback" not in out and "panicked" not in out, out[-4000:]
-    waited = "waiting for the source" if phase == "full" else "binlog stream from"
+    # full sync names the chunk, the log stream says `log: waiting for the source host:port (...)`
+    waited = "waiting for the source" if phase == "full" else "log: waiting for the source"
     assert waited in out, out[-4000:]
