@@ -96,7 +96,7 @@ def _writer(conn, table: str, stop: threading.Event, seed: int, inserts: bool) -
             time.sleep(0.02)
 
 
-STARTED = " topics ("  # `obsync run` prepared the task: the dataflow starts next
+STARTED = ", state in "  # `obsync run` prepared the task (its "..., state in DIR" line): the dataflow starts next
 FULL_SYNC_DONE = "full sync done"
 
 
