@@ -20,14 +20,13 @@ from obsync.app.precheck import (
     Probe,
     Report,
     Status,
-    check_config_coherent,
-    check_task_name,
     parse_grants,
     replication_privileges,
     retention_seconds,
     run_precheck,
     validate_skips,
 )
+from obsync.app.precheck.checks.task import check_config_coherent, check_task_name
 from obsync.app.precheck.run import _run_one
 from obsync.core.errors import ConfigError
 from obsync.task.config import parse_task

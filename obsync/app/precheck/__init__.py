@@ -15,32 +15,11 @@ cannot be skipped.
 
 The package: `items` (what a check returns), `rules` (the pure rules: grants, retention, names), `probe` (what is
 read from the source, Kafka and the state directory), `checks` (the items in order; `checks.source`,
-`checks.tables`, `checks.task`), `report` (the text table, the summary, `--json`), `run` (`run_precheck`).
+`checks.tables`, `checks.task`: import a single check from there), `report` (the text table, the summary,
+`--json`), `run` (`run_precheck`).
 """
 
 from obsync.app.precheck.checks import CHECKS, ITEM_IDS, SKIPPABLE, Check
-from obsync.app.precheck.checks.source import (
-    check_binlog_enabled,
-    check_binlog_format,
-    check_binlog_retention,
-    check_binlog_row_image,
-    check_source_privileges,
-    check_source_reachable,
-    check_source_standby,
-)
-from obsync.app.precheck.checks.tables import (
-    check_tables_exist,
-    check_tables_generated_columns,
-    check_tables_names,
-    check_tables_physical,
-    check_tables_unique_key,
-)
-from obsync.app.precheck.checks.task import (
-    check_config_coherent,
-    check_kafka_reachable,
-    check_kafka_topics,
-    check_task_name,
-)
 from obsync.app.precheck.items import Item, NotChecked, PrecheckFailed, Status
 from obsync.app.precheck.probe import Probe
 from obsync.app.precheck.report import Report
@@ -54,9 +33,4 @@ __all__ = [
     "Item", "NotChecked", "Report", "Status",
     # what the checks read, and their pure rules
     "Grants", "Probe", "parse_grants", "replication_privileges", "retention_seconds",
-    # the checks
-    "check_binlog_enabled", "check_binlog_format", "check_binlog_retention", "check_binlog_row_image",
-    "check_config_coherent", "check_kafka_reachable", "check_kafka_topics", "check_source_privileges",
-    "check_source_reachable", "check_source_standby", "check_tables_exist", "check_tables_generated_columns",
-    "check_tables_names", "check_tables_physical", "check_tables_unique_key", "check_task_name",
 ]
