@@ -103,7 +103,8 @@ def landed(tmp_path_factory, mariadb, kafka) -> dict[str, Any]:
         name = unique("schist")
         task = write_task(tmp / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.*"], name=name,
                           sync={"full": True, "incremental": True, "ddl": False}, topic="${database}_${table}",
-                          schema_history={"enabled": True})
+                          schema_history={"enabled": True},
+                          epoch_seconds=30)  # the killed run saves no state: its successor reads its DDL again
         run_obsync("run", str(task), "--until-caught-up", timeout=180)
         moments.append(("start", binlog_position(cur), columns_of(cur, db)))
         topic = f"obsync.schema_history.{name}"
@@ -133,10 +134,11 @@ def landed(tmp_path_factory, mariadb, kafka) -> dict[str, Any]:
             moments.append((sql, pos, columns_of(cur, db)))
             if is_ddl(sql):
                 ddl_positions.append((sql, pos))
-        run_obsync("run", str(task), "--until-caught-up", timeout=180)
+        resumed = run_obsync("-v", "run", str(task), "--until-caught-up", timeout=180).stderr
     conn.close()
     return {"db": db, "task": task, "topic": topic, "moments": moments, "ddl_positions": ddl_positions,
-            "records": history(kafka, topic), "killed": killed}
+            "records": history(kafka, topic), "killed": killed,
+            "resumed": resumed}
 
 
 def test_start_records_come_first_one_per_table(landed):
@@ -153,6 +155,7 @@ def test_start_records_come_first_one_per_table(landed):
 def test_every_schema_change_once_in_order_despite_the_kill(landed):
     recs = [m for m in landed["records"] if not json.loads(m.value)["position"].get("snapshot")]
     assert len(landed["killed"]) > len(landed["records"]) - len(recs)  # the killed run had written some changes
+    assert " already written" in landed["resumed"]  # and its successor read them again: the sink dropped them
     ids = [(m.headers["obsync.pos"], m.headers.get("obsync.seq", b"0")) for m in recs]
     assert len(ids) == len(set(ids))
     by_pos: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -193,11 +196,16 @@ def test_replay_rebuilds_every_table_at_every_position(landed, mariadb):
     scratch = unique("rebuilt")
     try:
         with conn.cursor() as cur:
+            before: dict[str, list[tuple[Any, ...]]] | None = None
             for what, pos, columns in landed["moments"]:
                 tables = replay(values, pos)
                 assert {t for (d, t) in tables} == set(columns), what
                 assert all(d == landed["db"] for d, _ in tables)
                 assert rebuilt_columns(cur, scratch, tables) == columns, f"after {what} ({pos})"
+                if before is not None:  # one byte before the statement's end: the tables as they were before it
+                    just_before = replay(values, LogPosition(pos.file, pos.pos - 1))
+                    assert rebuilt_columns(cur, scratch, just_before) == before, f"before {what} ({pos})"
+                before = columns
     finally:
         conn.close()
 
