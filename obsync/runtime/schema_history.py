@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Producer
@@ -32,26 +32,30 @@ log = logging.getLogger(__name__)
 START_STREAM = "schema-history"  # the `obsync.pos` chunk of start records: a stream of their own for the sink
 
 
-def read_history(conf: dict[str, Any], topic: str, timeout: float = 120.0) -> list[dict[str, Any]]:
-    """Every record value of the history topic (partition 0), in order."""
-    out = []
+def iter_history(conf: dict[str, Any], topic: str, timeout: float = 120.0) -> Iterator[dict[str, Any]]:
+    """The record values of the history topic (partition 0), in order."""
     for m in read_messages(conf, topic, 0, timeout=timeout):
         if m.value is None:
             continue
         try:
-            out.append(json.loads(m.value))
+            yield json.loads(m.value)
         except ValueError:
             raise SinkError(f"{topic}[0] offset {m.offset}: not a schema-history record (not JSON)") from None
-    return out
+
+
+def read_history(conf: dict[str, Any], topic: str, timeout: float = 120.0) -> list[dict[str, Any]]:
+    """Every record value of the history topic (partition 0), in order."""
+    return list(iter_history(conf, topic, timeout))
 
 
 def write_history_start(conf: dict[str, Any], topic: str, task_name: str, task_id: str, sql: Endpoint,
                         tables: Mapping[tuple[str, str], TableSchema], position: LogPosition) -> int:
     """Write the start records the topic lacks (see the module); how many were written."""
-    records = read_history(conf, topic)
-    if any(r.get("position", {}).get("snapshot") in (None, False, "last") for r in records):
-        return 0  # the start is complete: the log's schema changes follow it
-    have = {i["id"] for r in records for i in r.get("tableChanges") or ()}
+    have: set[str] = set()
+    for r in iter_history(conf, topic):
+        if r.get("position", {}).get("snapshot") in (None, False, "last"):
+            return 0  # the start is complete (the log's schema changes follow it): read no further
+        have.update(i["id"] for i in r.get("tableChanges") or ())
     todo = [tables[k] for k in sorted(tables) if table_id(*k) not in have]
     if not todo:
         return 0
