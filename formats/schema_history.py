@@ -13,7 +13,9 @@ A record's value (JSON):
   schema-change events are (`obsync.formats.debezium.schema_changes`: one record per event). A RENAME's item
   also names the old table, `"previousId"` (Debezium keeps it in memory only); its `table` is null when the
   statement renamed several synced tables and obsync knows only the first one's structure (the replay then
-  keeps the old structure under the new name). Statements that change no structure (TRUNCATE) write none.
+  keeps the old structure under the new name). A table renamed out of the task's selection is a DROP of its old
+  name; one renamed into it an ALTER without `previousId`. Statements that change no synced table's structure
+  (TRUNCATE) write none.
 - The start: each synced table's CREATE TABLE (SHOW CREATE TABLE) as a CREATE record at the log position the
   task starts from, `"snapshot": true` (`"last"` on the last one), before any other record.
 - The key is the database name (UTF-8); the topic has one partition, so records are read in write order.
@@ -24,7 +26,7 @@ A record's value (JSON):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from obsync.core.changes import Change
@@ -54,19 +56,26 @@ def _record(server: str, position: Struct, ts_ms: int | None, db: str, ddl: str 
     return db.encode(), _dumps(value)
 
 
-def history_records(change: Change, server: str) -> list[tuple[bytes, bytes]]:
-    """(key, value) of each history record of the DDL `change` (none when it changes no table's structure)."""
+def history_records(change: Change, server: str,
+                    synced: Callable[[str, str], bool] = lambda db, name: True) -> list[tuple[bytes, bytes]]:
+    """(key, value) of each history record of the DDL `change` (none when it changes no synced table's
+    structure). Only tables `synced(db, name)` are described: a table renamed out of the task is dropped from
+    the history, one renamed into it appears (its structure, from the change, without a `previousId`)."""
     pos = change.position
     assert isinstance(pos, LogPosition), "the schema history follows the log"
     ts = None if change.commit_time is None else int(change.commit_time * 1000)
     out = []
     for sc in schema_changes(change):
-        items = [dict(i) for i in sc.table_changes]
+        items = [dict(i) for i in sc.table_changes if synced(*parse_table_id(i["id"]))]
         if sc.renamed is not None:
             old, new = sc.renamed
-            if not items:
-                items = [{"type": "ALTER", "id": table_id(*new), "table": None}]
-            items[0]["previousId"] = table_id(*old)
+            if not synced(*new):
+                items = [{"type": "DROP", "id": table_id(*old), "table": None}] if synced(*old) else []
+            else:
+                if not items:
+                    items = [{"type": "ALTER", "id": table_id(*new), "table": None}]
+                if synced(*old):
+                    items[0]["previousId"] = table_id(*old)
         if items:
             out.append(_record(server, _position(pos), ts, sc.db, sc.ddl, items))
     return out

@@ -320,10 +320,12 @@ class Router:
         structure it carries), in partition 0 of the history topic after the DDL's other messages."""
         h = self.history
         assert h is not None
-        if not (self._named(change) if change.ddl_tables else change.table is not None):
+        named = {t for t, _ in self._named(change)}
+        if not (named if change.ddl_tables else change.table is not None):
             return
         lane = self.layout.lane(h.topic, 0)
-        for key, value in history_records(change, h.server):
+        synced = (lambda db, name: (db, name) in named) if change.ddl_tables else (lambda db, name: True)
+        for key, value in history_records(change, h.server, synced):
             out.setdefault(lane, []).append(
                 OutRecord(h.topic, 0, key, value, change.position, seq, change.commit_time))
             seq += 1

@@ -3,7 +3,7 @@
 
 Two tables exist at the start (their CREATE TABLE are the history's first records); then, with a run SIGKILLed in
 the middle of the DDL (after some of its history records reached Kafka) and a resumed run: CREATE, ADD / DROP /
-MODIFY / CHANGE COLUMN, RENAME (one pair and two pairs), DROP, interleaved with row writes. After every statement
+MODIFY / CHANGE COLUMN, RENAME (one pair, two pairs, out of the selection), DROP, interleaved with row writes. After every statement
 the test notes the source's binlog position and information_schema's columns of every table; at each of those
 positions the replayed tables are created in a scratch database from the CREATE TABLE `obsync schema-history
 --at` prints, and their columns must be MariaDB's of that moment (name, position, type, nullability, default,
@@ -47,7 +47,7 @@ AFTER_KILL = [  # while no task runs; the resumed run reads them
     "DROP TABLE b",
     "RENAME TABLE a TO a_old, c2 TO c3",
     "ALTER TABLE d ADD PRIMARY KEY (x)",
-    "DROP TABLE d",
+    "RENAME TABLE d TO {away}.d",  # out of the task's selection: gone from the history
 ]
 KILL_AFTER = 3  # DDL statements of BEFORE_KILL in the topic before the kill
 
@@ -128,7 +128,10 @@ def landed(tmp_path_factory, mariadb, kafka) -> dict[str, Any]:
                 proc.kill()
             proc.wait(30)
         killed = history(kafka, topic)
+        away = unique("away")
+        cur.execute(f"CREATE DATABASE {away}")
         for sql in AFTER_KILL:
+            sql = sql.format(away=away)
             cur.execute(sql)
             pos = binlog_position(cur)
             moments.append((sql, pos, columns_of(cur, db)))
@@ -174,6 +177,9 @@ def test_every_schema_change_once_in_order_despite_the_kill(landed):
                 f'"{landed["db"]}"."a"', f'"{landed["db"]}"."c2"']
         elif sql.startswith("DROP TABLE"):
             assert [g["ddl"] for g in group] == [f"DROP TABLE `{landed['db']}`.`{sql.split()[-1]}`"]
+        elif sql.startswith("RENAME TABLE d TO"):
+            assert [(g["ddl"], g["tableChanges"]) for g in group] == [
+                (sql, [{"type": "DROP", "id": f'"{landed["db"]}"."d"', "table": None}])]
         else:
             assert [g["ddl"] for g in group] == [sql]
 

@@ -74,6 +74,16 @@ def test_a_rename_of_two_tables_names_both_old_tables():
                                            "RENAME TABLE `shop`.`b` TO `shop`.`b1`"]
 
 
+def test_a_table_renamed_out_of_the_task_is_dropped_and_one_renamed_in_appears():
+    rename = change("RENAME TABLE a TO gone, x TO b", 600, tdef(CREATE_B), (("shop", "a"), ("shop", "gone"),
+                                                                          ("shop", "x"), ("shop", "b")))
+    recs = values(history_records(rename, "task", lambda db, name: name in ("a", "b")))
+    assert [i for v in recs for i in v["tableChanges"]] == [
+        {"type": "DROP", "id": '"shop"."a"', "table": None},
+        {"type": "ALTER", "id": '"shop"."b"', "table": recs[1]["tableChanges"][0]["table"]}]
+    assert sorted(replay(START[:1] + recs)) == [("shop", "b")]
+
+
 def test_truncate_writes_no_record():
     assert history_records(change("TRUNCATE TABLE a", 500, A2, (("shop", "a"),)), "task") == []
 
