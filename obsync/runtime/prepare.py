@@ -328,8 +328,18 @@ def ensure_ddl_output_topics(task: TaskConfig) -> dict[str, int]:
         n = task.topics.partitions if d.partitioning == "table" else 1
         counts.update(ensure_topics(kafka, [task.resolved_ddl_topic()], n, rf))
     if task.schema_history.enabled:
-        counts.update(ensure_topics(kafka, [task.resolved_history_topic()], 1, rf))
+        topic = task.resolved_history_topic()
+        # as Debezium's schema history topic: never compacted nor expired, or a replay loses its start
+        n = ensure_topics(kafka, [topic], 1, rf, config=HISTORY_TOPIC_CONFIG)[topic]
+        if n != 1:
+            raise ConfigError(f"field `schema_history.topic`: topic {topic} has {n} partitions; the schema history "
+                              "needs a topic of one partition (one order for every record): name another topic, "
+                              "or delete this one and let obsync create it")
+        counts[topic] = n
     return counts
+
+
+HISTORY_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
 class TopicResolver:

@@ -3,7 +3,8 @@
 
 Two tables exist at the start (their CREATE TABLE are the history's first records); then, with a run SIGKILLed in
 the middle of the DDL (after some of its history records reached Kafka) and a resumed run: CREATE, ADD / DROP /
-MODIFY / CHANGE COLUMN, RENAME (one pair, two pairs, out of the selection), DROP, interleaved with row writes. After every statement
+MODIFY / CHANGE COLUMN, RENAME (one pair, two pairs, out of the selection), DROP, interleaved with row
+writes. After every statement
 the test notes the source's binlog position and information_schema's columns of every table; at each of those
 positions the replayed tables are created in a scratch database from the CREATE TABLE `obsync schema-history
 --at` prints, and their columns must be MariaDB's of that moment (name, position, type, nullability, default,
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from obsync.core.positions import LogPosition
 from obsync.formats.schema_history import create_table_sql, replay
@@ -142,6 +144,15 @@ def landed(tmp_path_factory, mariadb, kafka) -> dict[str, Any]:
     return {"db": db, "task": task, "topic": topic, "moments": moments, "ddl_positions": ddl_positions,
             "records": history(kafka, topic), "killed": killed,
             "resumed": resumed}
+
+
+def test_the_topic_has_one_partition_and_keeps_every_record(landed, kafka):
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    assert len(admin.list_topics(landed["topic"], timeout=10).topics[landed["topic"]].partitions) == 1
+    res = ConfigResource(ConfigResource.Type.TOPIC, landed["topic"])
+    conf = admin.describe_configs([res])[res].result()
+    assert {k: conf[k].value for k in ("cleanup.policy", "retention.ms", "retention.bytes")} == {
+        "cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
 def test_start_records_come_first_one_per_table(landed):
