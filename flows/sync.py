@@ -44,7 +44,7 @@ from obsync.runtime.settings import broker_patience, log_endpoint, sql_endpoint
 from obsync.runtime.validate import load_checked_task
 from obsync.steps.large_messages import LargeMessages
 from obsync.steps.ratelimit import bytewax_processes, limiter_for
-from obsync.steps.routing import Router
+from obsync.steps.routing import DdlDelivery, Router, SchemaHistory
 from obsync.steps.shaping import Shaper
 from obsync.task.resources import plan_resources
 
@@ -102,6 +102,9 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
         fixed_partition=task.fixed_partition,
         send_ddl=task.sync.ddl,
         large=large_messages(rt),
+        ddl_to=DdlDelivery(task.ddl_messages.to, task.resolved_ddl_topic(),
+                           task.ddl_messages.partitioning == "table"),
+        history=SchemaHistory(task.resolved_history_topic(), task.name) if task.schema_history.enabled else None,
     )
     routed = op.flat_map("encode", shaped, router.route)
     op.output("kafka", routed, KafkaSink(

@@ -16,9 +16,11 @@ log = logging.getLogger(__name__)
 
 
 def ensure_topics(target: KafkaSettings, names: list[str], partitions: int, replication_factor: int,
-                  timeout: float = 30.0, *, create: bool = True, why: dict[str, str] | None = None) -> dict[str, int]:
+                  timeout: float = 30.0, *, create: bool = True, why: dict[str, str] | None = None,
+                  config: dict[str, str] | None = None) -> dict[str, int]:
     """Create the missing topics of `names` (with `create`; else a missing one is an error saying `why[name]`
-    it was wanted); return every topic's partition count."""
+    it was wanted), with the topic `config` given (else the broker's defaults); return every topic's partition
+    count."""
     if not names:
         return {}
     admin = AdminClient(base_config(target))
@@ -30,7 +32,8 @@ def ensure_topics(target: KafkaSettings, names: list[str], partitions: int, repl
                         "obsync never creates an existing_topic. Create it, or use `topic:` to have obsync create it")
     if missing:
         futures = admin.create_topics(
-            [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in missing],
+            [NewTopic(t, num_partitions=partitions, replication_factor=replication_factor, config=dict(config or {}))
+             for t in missing],
             operation_timeout=timeout, request_timeout=timeout,
         )
         for topic, fut in futures.items():

@@ -40,6 +40,9 @@ class SchemaChange:
     source_table: str | None  # `source.table`: the tables of the event's database, comma-joined
     ddl: str | None
     table_changes: tuple[Struct, ...] = ()
+    # a RENAME pair's (old, new) (db, table) names: Debezium's event does not carry the old name, the schema
+    # history (`obsync.formats.schema_history`) does
+    renamed: tuple[tuple[str, str], tuple[str, str]] | None = None
 
 
 def _quote(name: str) -> str:
@@ -72,7 +75,7 @@ def schema_changes(change: Change) -> list[SchemaChange]:
                      if table is not None and (table.db, table.name) == new else ())
             ddl = sql if len(st.pairs) == 1 else \
                 f"RENAME TABLE {_quote(old[0])}.{_quote(old[1])} TO {_quote(new[0])}.{_quote(new[1])}"
-            out.append(SchemaChange(new[0], _joined(news, new[0]), ddl, items))
+            out.append(SchemaChange(new[0], _joined(news, new[0]), ddl, items, (old, new)))
         return out
     if isinstance(st, D.TruncateTable):
         return [SchemaChange(st.table[0], st.table[1], sql)]

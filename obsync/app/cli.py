@@ -530,6 +530,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.matches else 1
 
 
+def cmd_schema_history(args: argparse.Namespace) -> int:
+    """Print every table as of a log position, rebuilt from the task's schema-history topic."""
+    from obsync.app.schema_history import parse_position, render, tables_at
+    from obsync.runtime.validate import load_checked_task
+
+    at = parse_position(args.at) if args.at else None
+    print(render(tables_at(load_checked_task(args.task), at), args.json))
+    return 0
+
+
 def cmd_reset_recovery(args: argparse.Namespace) -> int:
     from obsync.connectors.kafka.control import ControlTopic, control_topic_name
     from obsync.runtime.recovery import reset
@@ -688,6 +698,15 @@ def main(argv: list[str] | None = None) -> int:
                                                      "to see how far it has written")
     ver.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     ver.set_defaults(func=cmd_verify)
+
+    sh = sub.add_parser(
+        "schema-history", help="every synced table as of a log position, from the task's schema-history topic",
+        description="Replay the task's schema-history topic (schema_history.enabled) up to a log position and "
+                    "print each table that exists there as a CREATE TABLE statement (or JSON).")
+    sh.add_argument("task", type=Path, help="task file (YAML)")
+    sh.add_argument("--at", metavar="FILE:POS[#ROW]", help="the log position (default: the end of the history)")
+    sh.add_argument("--json", action="store_true", help="each table's Debezium structure as JSON")
+    sh.set_defaults(func=cmd_schema_history)
 
     demo = sub.add_parser("demo", help="run a sample task on a local MariaDB and Kafka broker it starts")
     demo.add_argument("--dir", default=str(Path.home() / ".cache" / "obsync-demo"),

@@ -33,6 +33,7 @@ from obsync.core.schema import TableSchema
 from obsync.formats import encoder_for
 from obsync.formats.base import Encoder, EncoderContext
 from obsync.runtime.cluster import ClusterSpec, ClusterState, cluster_state, history_store
+from obsync.runtime.schema_history import write_history_start
 from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
 from obsync.steps.routing import TopicLayout
 from obsync.task.config import TaskConfig
@@ -129,6 +130,7 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
                 before_n = {b[0] for b in start.backfills}
                 start = accept_changed_selection(task, state, start, tables)
                 fresh = [b[0] for b in start.backfills if b[0] not in before_n]
+            first_run = start is None
             if start is None:
                 plan_dict = None
                 if log_pos is not None:
@@ -157,6 +159,10 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     if task.large_messages == "dead_letter":
         extra = [*extra, task.resolved_dead_letter_topic()]
     counts = ensure_task_topics(task, res, extra)
+    counts.update(ensure_ddl_output_topics(task))
+    if task.schema_history.enabled and not follower and log_start is not None:
+        write_history_start(kafka_conf(task), task.resolved_history_topic(), task.name, ident["id"], sql_ep,
+                            tables, log_start if first_run else current_log_position(log_ep))
     limits = MessageLimits(kafka_settings(task.target), producer_max_bytes(task))
     limits.load(sorted(set(topic_of.values()) | set(extra)))
     check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
@@ -310,6 +316,30 @@ def ensure_task_topics(task: TaskConfig, res: Resolution, extra: Sequence[str]) 
     created = sorted(({p.topic for p in res.plans.values()} | set(extra)) - set(existing))
     counts.update(ensure_topics(kafka, created, task.topics.partitions, task.topics.replication_factor))
     return counts
+
+
+def ensure_ddl_output_topics(task: TaskConfig) -> dict[str, int]:
+    """Create the DDL topic (`ddl_messages.to: ddl_topic`: one partition, or `topics.partitions` by table) and
+    the schema-history topic (one partition) when the task has them; their partition counts."""
+    kafka, rf = kafka_settings(task.target), task.topics.replication_factor
+    counts: dict[str, int] = {}
+    d = task.ddl_messages
+    if task.sync.ddl and d.to == "ddl_topic":
+        n = task.topics.partitions if d.partitioning == "table" else 1
+        counts.update(ensure_topics(kafka, [task.resolved_ddl_topic()], n, rf))
+    if task.schema_history.enabled:
+        topic = task.resolved_history_topic()
+        # as Debezium's schema history topic: never compacted nor expired, or a replay loses its start
+        n = ensure_topics(kafka, [topic], 1, rf, config=HISTORY_TOPIC_CONFIG)[topic]
+        if n != 1:
+            raise ConfigError(f"field `schema_history.topic`: topic {topic} has {n} partitions; the schema history "
+                              "needs a topic of one partition (one order for every record): name another topic, "
+                              "or delete this one and let obsync create it")
+        counts[topic] = n
+    return counts
+
+
+HISTORY_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
 class TopicResolver:

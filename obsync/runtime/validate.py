@@ -31,6 +31,7 @@ def task_problems(task: TaskConfig) -> list[str]:
     dup = sorted({m for m in matches if matches.count(m) > 1})
     if dup:
         problems.append(f"objects listed twice: {', '.join(dup)}")
+    problems.extend(ddl_output_problems(task))
     db_type = "OB_MYSQL" if task.source.kind == "oceanbase" else "MYSQL"
     try:
         encoder_for(task.format, EncoderContext(task.name, db_type), task.format_options)
@@ -46,6 +47,34 @@ def task_problems(task: TaskConfig) -> list[str]:
     if (why := config_problem(kafka_settings(target))) is not None:
         problems.append(f"field `target.properties`: librdkafka refuses the settings: {why}")
     return problems
+
+
+def ddl_output_problems(task: TaskConfig) -> list[str]:
+    """`ddl_messages` and `schema_history` against the rest of the task."""
+    out = []
+    if task.ddl_messages.to != "data_topics" and not task.sync.ddl:
+        out.append(f"field `ddl_messages.to`: {task.ddl_messages.to} applies to DDL messages, which the task sends "
+                   "only with `sync.ddl: true`; set sync.ddl: true, or leave ddl_messages out")
+    if task.ddl_messages.to != "ddl_topic" and (task.ddl_messages.topic is not None
+                                               or task.ddl_messages.partitioning != "one"):
+        out.append("field `ddl_messages.topic`/`ddl_messages.partitioning`: only used with `ddl_messages.to: "
+                   f"ddl_topic` (it is {task.ddl_messages.to})")
+    if task.schema_history.enabled and not task.sync.incremental:
+        out.append("field `schema_history.enabled`: the schema history follows the log's schema changes and needs "
+                   "`sync.incremental: true`")
+    own = {"the control topic": f"obsync.control.{task.name}", "the dead-letter topic":
+           task.resolved_dead_letter_topic() if task.large_messages == "dead_letter" else None}
+    if task.ddl_messages.to == "ddl_topic":
+        own["the schema-history topic"] = task.resolved_history_topic() if task.schema_history.enabled else None
+        for what, name in own.items():
+            if name == task.resolved_ddl_topic():
+                out.append(f"field `ddl_messages.topic`: {name} is also {what}; choose another name")
+    if task.schema_history.enabled:
+        own.pop("the schema-history topic", None)
+        for what, name in own.items():
+            if name == task.resolved_history_topic():
+                out.append(f"field `schema_history.topic`: {name} is also {what}; choose another name")
+    return out
 
 
 def validate_task(task: TaskConfig, origin: str = "task file") -> TaskConfig:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
 from obsync.core.changes import Change, Item, Op, StreamDone
+from obsync.core.positions import LogPosition
 from obsync.formats.base import Encoder
+from obsync.formats.schema_history import history_records
 from obsync.steps.large_messages import LargeMessages
 from obsync.steps.partitioning import KeyBytes, hash_partition, partition_key, row_image_key, table_key
 from obsync.task.live import Live
@@ -106,6 +108,25 @@ def split_key_change(change: Change, whole_row: bool = False) -> list[Change]:
     return [replace(change, op=Op.DELETE, after=None), replace(change, op=Op.INSERT, before=None)]
 
 
+class DdlDelivery(NamedTuple):
+    """Where DDL messages go (the task's `ddl_messages`): `data_topics`, `ddl_topic` (`topic`, one partition or
+    `by_table`: the hash of each named `db.table`), or `none` (only a format's own topics get the statement)."""
+
+    to: Literal["data_topics", "ddl_topic", "none"] = "data_topics"
+    topic: str = ""
+    by_table: bool = False
+
+
+DATA_TOPICS = DdlDelivery()
+
+
+class SchemaHistory(NamedTuple):
+    """The schema-history topic's writer settings: `topic` (partition 0) and the `server` name records carry."""
+
+    topic: str
+    server: str
+
+
 class Router:
     """Encodes changes and groups the records by the sink part (Kafka partition) they belong to.
 
@@ -118,8 +139,11 @@ class Router:
 
     def __init__(self, encoder: Encoder, layout: TopicLayout, partitioning: Partitioning,
                  key_bytes: KeyBytes = partition_key, fixed_partition: int = 0, send_ddl: bool = False,
-                 large: LargeMessages | None = None) -> None:
+                 large: LargeMessages | None = None, ddl_to: DdlDelivery = DATA_TOPICS,
+                 history: SchemaHistory | None = None) -> None:
         self.encoder = encoder
+        self.ddl_to = ddl_to  # where DDL messages go (with send_ddl)
+        self.history = history  # the schema-history topic (every log DDL of a synced table, send_ddl or not)
         # the `large_messages` policy, for row records larger than their topic accepts (None: not checked)
         self.large = large
         self.layout = layout
@@ -150,8 +174,9 @@ class Router:
                     out.setdefault(p, []).append(item)
                 continue
             if item.op is Op.DDL:
-                if self.send_ddl:
-                    self._route_ddl(item, out)
+                seq = self._route_ddl(item, out) if self.send_ddl else 0
+                if self.history is not None and isinstance(item.position, LogPosition):
+                    self._route_history(item, out, seq)
                 continue
             if item.op is Op.HEARTBEAT:
                 self._route_heartbeat(item, out)
@@ -220,12 +245,7 @@ class Router:
         format owns (those get the format's own records once, see `_route_ddl`).
         """
         layout = self.layout
-        named = []
-        for t in change.ddl_tables:
-            try:
-                named.append((t, layout.topic(*t)))
-            except KeyError:
-                pass
+        named = self._named(change)
         if not named:
             if change.ddl_tables:
                 return []
@@ -244,10 +264,43 @@ class Router:
             out.append((topic, targets))
         return out
 
-    def _route_ddl(self, change: Change, out: dict[str, list[OutItem]]) -> None:
+    def _named(self, change: Change) -> list[tuple[tuple[str, str], str]]:
+        """The synced tables a DDL names, each with its topic."""
+        named = []
+        for t in change.ddl_tables:
+            try:
+                named.append((t, self.layout.topic(*t)))
+            except KeyError:
+                pass
+        return named
+
+    def ddl_topic_targets(self, change: Change) -> list[tuple[str, list[int]]]:
+        """`ddl_messages.to: ddl_topic`: the DDL topic, in partition 0 (`one`), or (`table`) in the partition of
+        each named synced table's `db.table` hash (all partitions for a statement naming no table); a statement
+        naming tables, none of them synced, goes nowhere (as in the data topics)."""
+        d = self.ddl_to
+        named = self._named(change)
+        if change.ddl_tables and not named:
+            return []
+        n = self.layout.partitions[d.topic]
+        if not d.by_table:
+            return [(d.topic, [0])]
+        if not named:
+            return [(d.topic, list(range(n)))]
+        return [(d.topic, sorted({hash_partition(table_key(db, t), n) for (db, t), _ in named}))]
+
+    def _route_ddl(self, change: Change, out: dict[str, list[OutItem]]) -> int:
+        """The DDL's messages (see `ddl_targets`, `ddl_to`); the next free seq of its position."""
         seq = 0
         own_sent = False
-        for topic, targets in self.ddl_targets(change):
+        to = self.ddl_to.to
+        if to == "ddl_topic":
+            targeted = self.ddl_topic_targets(change)
+        else:
+            targeted = self.ddl_targets(change)
+            if to == "none":  # encoded once, for the format's own topics only
+                targeted = [(topic, []) for topic, _ in targeted[:1]]
+        for topic, targets in targeted:
             own_here = False
             for rec in self.encoder.encode(change, topic):
                 if rec.topic == topic:
@@ -260,6 +313,22 @@ class Router:
                     own_here = True
                     seq += 1
             own_sent = own_sent or own_here
+        return seq
+
+    def _route_history(self, change: Change, out: dict[str, list[OutItem]], seq: int) -> None:
+        """The schema-history records of a log DDL naming a synced table (or, naming none, of a synced table's
+        structure it carries), in partition 0 of the history topic after the DDL's other messages."""
+        h = self.history
+        assert h is not None
+        named = {t for t, _ in self._named(change)}
+        if not (named if change.ddl_tables else change.table is not None):
+            return
+        lane = self.layout.lane(h.topic, 0)
+        synced = (lambda db, name: (db, name) in named) if change.ddl_tables else (lambda db, name: True)
+        for key, value in history_records(change, h.server, synced):
+            out.setdefault(lane, []).append(
+                OutRecord(h.topic, 0, key, value, change.position, seq, change.commit_time))
+            seq += 1
 
     def _route_heartbeat(self, change: Change, out: dict[str, list[OutItem]]) -> None:
         """A heartbeat goes to every partition of every topic of the task's tables (the fixed partition only,

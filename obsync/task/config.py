@@ -333,6 +333,41 @@ class HeartbeatConfig(_Model):
         return self
 
 
+class DdlMessagesConfig(_Model):
+    """Where DDL messages go when `sync.ddl` is on (docs/formats/README.md, "Where DDL messages go").
+
+    `to`: `data_topics` (each statement in the topics of the tables it names, as before), `ddl_topic` (a topic
+    of their own, `topic`, default obsync.ddl.<task name>; the data topics then hold row messages only, byte
+    for byte as without DDL), or `none` (no DDL message at all; a format's own schema-change topic, such as
+    Debezium's, is still written). `partitioning` of the DDL topic: `one` (a single partition, one order for
+    every statement) or `table` (`topics.partitions` partitions, each statement in the partition of the hash of
+    each `db.table` it names, so each table's statements stay in order).
+    """
+
+    to: Literal["data_topics", "ddl_topic", "none"] = "data_topics"
+    topic: str | None = Field(None, description="the DDL topic (default obsync.ddl.<task name>)")
+    partitioning: Literal["one", "table"] = "one"
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        return None if v is None else check_existing_topic(v)
+
+
+class SchemaHistoryConfig(_Model):
+    """A schema-history topic a consumer replays to rebuild every synced table at any position, as Debezium's
+    schema history (`obsync.formats.schema_history`): one partition; first each table's CREATE TABLE at the start,
+    then one record per schema change with its position, statement and the tables' structure after it."""
+
+    enabled: bool = False
+    topic: str | None = Field(None, description="the history topic (default obsync.schema_history.<task name>)")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str | None) -> str | None:
+        return None if v is None else check_existing_topic(v)
+
+
 class TaskConfig(_Model):
     """A whole task file."""
 
@@ -362,6 +397,8 @@ class TaskConfig(_Model):
                             "or split it into the dead-letter topic (obsync.steps.large_messages)")
     dead_letter_topic: str | None = Field(None, description="the `dead_letter` policy's topic (created if missing; "
                                                             "default `<name>.dead_letter`)")
+    ddl_messages: DdlMessagesConfig = DdlMessagesConfig()
+    schema_history: SchemaHistoryConfig = SchemaHistoryConfig()
 
     @field_validator("dead_letter_topic")
     @classmethod
@@ -378,6 +415,12 @@ class TaskConfig(_Model):
 
     def resolved_dead_letter_topic(self) -> str:
         return self.dead_letter_topic or f"{self.name}.dead_letter"
+
+    def resolved_ddl_topic(self) -> str:
+        return self.ddl_messages.topic or f"obsync.ddl.{self.name}"
+
+    def resolved_history_topic(self) -> str:
+        return self.schema_history.topic or f"obsync.schema_history.{self.name}"
 
     @field_validator("name")
     @classmethod

@@ -192,7 +192,7 @@ def plan_snapshot(conn: pymysql.Connection, dialect: Dialect, tables: Sequence[T
         chunks: list[Chunk] = []
         for schema in tables:
             tp, tchunks = _plan_table(conn, schema, chunk_size, scn)
-            tp = dataclasses.replace(tp, create_ddl=_show_create(conn, schema))
+            tp = dataclasses.replace(tp, create_ddl=show_create(conn, schema))
             table_plans.append(tp)
             chunks.extend(tchunks)
             log.info("planned %s: %d chunk(s), ~%d rows (%s)", schema.full_name, len(tchunks),
@@ -250,7 +250,7 @@ def _plan_table(conn: pymysql.Connection, schema: TableSchema, chunk_size: int,
     return TablePlan(schema, "key", tuple(o for o in orders if o), total, ids), chunks
 
 
-def _show_create(conn: pymysql.Connection, schema: TableSchema) -> str | None:
+def show_create(conn: pymysql.Connection, schema: TableSchema) -> str | None:
     """The table's SHOW CREATE TABLE text (what Debezium's snapshot writes as the table's DDL); None, with a
     warning, when the server does not give it."""
     try:

@@ -1,0 +1,86 @@
+"""The schema-history topic's start and its reading (record shapes: `obsync.formats.schema_history`).
+
+The start (each synced table's CREATE TABLE) is written when the task is prepared, before the dataflow runs, so
+it precedes every schema change the log adds (those go through the Kafka sink, which drops what a resumed run
+already wrote). The start is made exactly once across crashes the same way: the topic is read first; when it
+holds the start's last record (`"snapshot": "last"`) or any other record, the start is complete; otherwise only
+the tables without a start record are written, in order, by an idempotent producer (a crash leaves a prefix,
+the next start writes the rest, the last one marked).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from confluent_kafka import Producer
+
+from obsync.connectors.kafka.records import POS_HEADER, SEQ_HEADER, TASK_HEADER
+from obsync.connectors.kafka.tail import read_messages
+from obsync.connectors.mysql.connection import Endpoint, connect
+from obsync.connectors.mysql.snapshot.plan import show_create
+from obsync.core.errors import SinkError
+from obsync.core.positions import LogPosition, SnapshotPosition, position_to_header
+from obsync.core.schema import TableSchema
+from obsync.formats.debezium.table_changes import table_id
+from obsync.formats.schema_history import start_record
+
+log = logging.getLogger(__name__)
+
+START_STREAM = "schema-history"  # the `obsync.pos` chunk of start records: a stream of their own for the sink
+
+
+def iter_history(conf: dict[str, Any], topic: str, timeout: float = 120.0) -> Iterator[dict[str, Any]]:
+    """The record values of the history topic (partition 0), in order."""
+    for m in read_messages(conf, topic, 0, timeout=timeout):
+        if m.value is None:
+            continue
+        try:
+            yield json.loads(m.value)
+        except ValueError:
+            raise SinkError(f"{topic}[0] offset {m.offset}: not a schema-history record (not JSON)") from None
+
+
+def read_history(conf: dict[str, Any], topic: str, timeout: float = 120.0) -> list[dict[str, Any]]:
+    """Every record value of the history topic (partition 0), in order."""
+    return list(iter_history(conf, topic, timeout))
+
+
+def write_history_start(conf: dict[str, Any], topic: str, task_name: str, task_id: str, sql: Endpoint,
+                        tables: Mapping[tuple[str, str], TableSchema], position: LogPosition) -> int:
+    """Write the start records the topic lacks (see the module); how many were written."""
+    have: set[str] = set()
+    for r in iter_history(conf, topic):
+        if r.get("position", {}).get("snapshot") in (None, False, "last"):
+            return 0  # the start is complete (the log's schema changes follow it): read no further
+        have.update(i["id"] for i in r.get("tableChanges") or ())
+    todo = [tables[k] for k in sorted(tables) if table_id(*k) not in have]
+    if not todo:
+        return 0
+    failed: list[str] = []
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is not None:
+            failed.append(err.str())
+
+    producer = Producer({**conf, "enable.idempotence": True, "acks": "all",
+                         "logger": logging.getLogger("obsync.rdkafka")})
+    conn = connect(sql)
+    try:
+        for i, table in enumerate(todo):
+            key, value = start_record(task_name, position, table, show_create(conn, table), last=i == len(todo) - 1)
+            pos = SnapshotPosition(START_STREAM, (table.db, table.name))
+            producer.produce(topic, value, key, partition=0, on_delivery=on_delivery, headers=[
+                (TASK_HEADER, task_id.encode()), (POS_HEADER, position_to_header(pos)), (SEQ_HEADER, b"0")])
+            producer.poll(0)
+    finally:
+        conn.close()
+        left = producer.flush(60)
+    if failed or left:
+        raise SinkError(f"cannot write the schema history's start to topic {topic}: "
+                        f"{failed[0] if failed else f'{left} records not acknowledged within 60 s'}; start the task "
+                        "again (the records written are kept, the others written then)")
+    log.info("schema history: the CREATE TABLE of %d tables written to %s at %s", len(todo), topic, position)
+    return len(todo)
