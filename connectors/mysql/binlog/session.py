@@ -49,11 +49,13 @@ from pymysqlreplication.row_event import (
 
 from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, Page, PageReader, admit, key_problem
 from obsync.connectors.mysql.binlog.rows import RowDecoder, table_map_signature
+from obsync.connectors.mysql.binlog.schema_policy import SchemaPolicy, conversion_stop
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
 from obsync.connectors.mysql.binlog.stream import stream_idle
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.core.changes import Change, Op
 from obsync.core.errors import SourceError
+from obsync.core.frozen_shapes import ShapeConversionError
 from obsync.core.offsets import LogOffset
 from obsync.core.positions import LogPosition, binlog_file_number
 
@@ -91,6 +93,7 @@ class Owner(Protocol):
     backfill_page: int
     emit_untracked_ddl: bool
     live: Any | None  # obsync.task.live.Live
+    policy: SchemaPolicy  # the task's schema_changes.policy
     last_event_time: float | None
     last_commit_time: float | None
     _queue: queue.Queue[Any]
@@ -364,6 +367,34 @@ class Session:
             elif not self.pending and not self.in_txn and now - self.last_state_push > 1.0:
                 self.flush()
 
+    def _shaped_rows(self, ev: Any, dec: RowDecoder, end: int, op: Op, schema: Any, project: Callable,
+                     data: Any, start: int, stop: int, where: str) -> None:
+        """`_rows` for a table whose messages keep another shape: each row through `project`, sent with
+        `schema` (the `ignore` policy; the per-row cost stays off the usual path)."""
+        ts, txn, sid, file = float(ev.timestamp), self._txn(), ev.packet.server_id, self.file
+        skipping = self.skip_key is not None
+        emit: Callable[[Change], None] = self._emit
+        if self.bq.filtering:
+            bf = self.bq.filtering.get((dec.schema.db, dec.schema.name))
+            if bf is not None:
+                emit = functools.partial(self._emit_admitted, bf)
+        if op is Op.UPDATE:
+            dec.check_bitmap(ev.columns_present_bitmap2, where)
+            for i, (before, after) in enumerate(dec.row_pairs(data, start, stop, where)):
+                if skipping and not self._wanted(end, i):
+                    continue
+                emit(Change(Op.UPDATE, schema, LogPosition(file, end, i), project(before), project(after), ts, txn,
+                            sid))
+            return
+        for i, row in enumerate(dec.rows(data, start, stop, where)):
+            if skipping and not self._wanted(end, i):
+                continue
+            row = project(row)
+            if op is Op.INSERT:
+                emit(Change(Op.INSERT, schema, LogPosition(file, end, i), None, row, ts, txn, sid))
+            else:
+                emit(Change(Op.DELETE, schema, LogPosition(file, end, i), row, None, ts, txn, sid))
+
     def _end_txn_at(self, end: int) -> None:
         self.pos = end
         self._end_txn()
@@ -390,9 +421,18 @@ class Session:
             self._begin_txn(end - size, None, False)
         db = ev.schema.decode("utf-8", "replace") if isinstance(ev.schema, (bytes, bytearray)) else ev.schema
         pos = LogPosition(self.file, end, 0)
-        outcome = self.tracker.apply_ddl(q, db or None, pos)
-        if self.tracker.renamed_in:
+        tracker = self.tracker
+        tracker.changed.clear()
+        outcome = tracker.apply_ddl(q, db or None, pos)
+        if tracker.renamed_in:
             self._backfill_renamed_in(end)
+        policy = self.r.policy
+        if policy.active and tracker.changed:
+            changed, tracker.changed = tracker.changed, []
+            new = self._wanted(end, 0)
+            if new and policy.policy == "stop":
+                self.flush(force=True)  # what came before goes out, its state resuming at this statement
+            policy.on_ddl(q, db or None, tracker.catalog_dialect(), pos, changed, new)
         if outcome is not None and (outcome.touches_tracked or (self.r.emit_untracked_ddl and outcome.tables)):
             if self._wanted(end, 0):
                 self._emit(Change(op=Op.DDL, table=outcome.schema, position=pos, commit_time=float(ev.timestamp),
@@ -443,6 +483,13 @@ class Session:
         where = f"{dec.schema.full_name} at {self.file}:{end}"
         dec.check_bitmap(ev.columns_present_bitmap, where)
         schema = dec.schema
+        shaped = self.r.policy.plan(schema, self.restart_point()) if self.r.policy.active else None
+        if shaped is not None:  # schema_changes.policy ignore: the rows in the shape the table's messages keep
+            try:
+                self._shaped_rows(ev, dec, end, op, shaped[0], shaped[1], data, start, stop, where)
+            except ShapeConversionError as e:
+                raise conversion_stop(schema.full_name, f"{self.file}:{end}", e) from None
+            return
         ts = float(ev.timestamp)
         txn = self._txn()
         sid = pkt.server_id
