@@ -5,12 +5,16 @@
 from __future__ import annotations
 
 import copy
+import struct
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from pymysqlreplication.constants import FIELD_TYPE as FT
 
 from obsync.connectors.mysql.binlog.schema_policy import SchemaChangeStopped, SchemaPolicy
+from obsync.core.changes import Op
 from obsync.core.errors import ConfigError
 from obsync.core.frozen_shapes import Shape, ShapeConversionError, follow_ddl, projector
 from obsync.core.positions import LogPosition
@@ -20,6 +24,7 @@ from obsync.sql import ddl as D
 from obsync.sql.ddl import TableDef
 from obsync.task.config import parse_task
 from tests.helpers.schema_registry import can_read, expand
+from tests.unit.test_binlog_session import Events, Stream, drain, session
 
 ID = Column("id", "int", "int(11)", nullable=False)
 B = Column("b", "int", "int(11)", nullable=False)  # NOT NULL, no default
@@ -225,3 +230,57 @@ def test_compatible_shape_reads_transitive_levels_as_their_base():
         "Value.a: dropped, and readers of the old schema need it (it has no default)"]
     assert compatible_shape(OLD, DDL["incompatible type"], "BACKWARD_TRANSITIVE").problems == [
         "Value.a: type changed from int to string, which is no Avro promotion"]
+
+
+# ---------------------------------------------------------------------- in the reader's session (fake events)
+
+
+def alter_then_row() -> tuple[Events, int]:
+    """Transaction 41 inserts row 1; transaction 42 is `ALTER TABLE t ADD COLUMN w INT`; then row 4 with w."""
+    e = Events()
+    e.gtid(41)
+    e.query("BEGIN")
+    e.table_map()
+    e.insert((1, "a"))
+    e.xid()
+    ddl_start = e.pos
+    e.gtid(42)
+    e.query("ALTER TABLE t ADD COLUMN w INT")
+    e.anonymous_gtid()
+    e.query("BEGIN")
+    e.table_map()
+    e.out[-1].columns.append(SimpleNamespace(type=FT.LONG))
+    e.out[-1].null_bitmask = b"\x06"
+    e.insert((4, "d"))
+    e.out[-1].packet.packet = SimpleNamespace(_data=b"\x00" + struct.pack("<i", 4) + b"\x01d" + struct.pack("<i", 9),
+                                              _position=0)
+    e.out[-1].event_size = 11
+    e.out[-1].columns_present_bitmap = b"\x07"
+    e.xid()
+    return e, ddl_start
+
+
+def test_session_stop_hands_out_what_came_before_with_a_state_at_the_ddl_and_stops():
+    e, ddl_start = alter_then_row()
+    reader, s = session()
+    reader.policy = SchemaPolicy("stop", None)
+    with pytest.raises(SchemaChangeStopped, match=r"schema change at binlog\.000007:\d+ on table shop\.t: "
+                                                  r"'ALTER TABLE t ADD COLUMN w INT'"):
+        s.stream_from(Stream(e.out))
+    batches = drain(reader)
+    assert [c.after for b in batches for c in b.changes] == [{"id": 1, "v": "a"}]
+    assert batches[-1].state.restart_point == LogPosition("binlog.000007", ddl_start)  # a resume reads the DDL again
+
+
+def test_session_ignore_sends_rows_after_the_ddl_in_the_old_shape():
+    e, _ = alter_then_row()
+    reader, s = session()
+    reader.policy = SchemaPolicy("ignore", None)
+    reader.policy.start({("shop", "t"): s.tracker.get(("shop", "t"))}, LogPosition("binlog.000007", 4))
+    s.stream_from(Stream(e.out))
+    s.flush(force=True)
+    changes = [c for b in drain(reader) for c in b.changes]
+    assert [(c.op, c.after) for c in changes] == [
+        (Op.INSERT, {"id": 1, "v": "a"}), (Op.DDL, None), (Op.INSERT, {"id": 4, "v": "d"})]
+    assert changes[1].table.column_names == ("id", "v", "w")  # type: ignore[union-attr]  # the DDL reports it
+    assert changes[2].table.column_names == ("id", "v")  # type: ignore[union-attr]  # rows keep the shape
