@@ -69,8 +69,12 @@ def test_ignore_keeps_each_tables_shape_through_add_drop_and_rename_and_a_restar
     assert all(m["mysqlType"] == {"id": "int(11)", "a": "int(11)", "b": "varchar(10)", "c": "int(11)"}
                for m in msgs)
     assert "column b is gone: sent as its default dflt" in logs and "column c is renamed c2: still sent as c" in logs
-    shapes = (tmp_path / "state" / "schema_history" / "schema_shapes.jsonl")
-    assert shapes.exists() or list((tmp_path / "state").rglob("schema_shapes.jsonl"))
+    # the shapes are in the task's state, by position: each one with the table's first columns
+    shapes = [json.loads(line) for line in
+              (tmp_path / "state" / "schema_history" / "schema_shapes.jsonl").read_text().splitlines()]
+    assert len(shapes) >= 2 and all(
+        [c["name"] for c in s["shape"]["schema"]["columns"]] == ["id", "a", "b", "c"] for s in shapes)
+    assert shapes[-1]["shape"]["names"] == {"b": None, "c": "c2", "a": None}
 
 
 def test_stop_stops_at_the_ddl_and_evolve_resumes_there(tmp_path, mariadb, kafka):
@@ -198,9 +202,10 @@ def test_compatible_registers_the_smallest_compatible_shape_or_stops(tmp_path: P
         for t, expected in EXPECTED[level].items():
             subject = f"Topic_{db}_{t}-value"
             versions = [reg.schemas[i - 1] for i in reg.subjects[subject]]
-            assert len(versions) == 2, (t, versions)
+            # a narrowed type kept wide is the first version itself: the registry gives its id again
+            assert len(versions) == (1 if expected == "long" else 2), (t, versions)
             name, as_is = AS_IS[t]
-            fields = value_fields(versions[1])
+            fields = value_fields(versions[-1])
             got = fields[name]["type"] if name in fields else None
             if expected in ("as is", "stop"):
                 assert got == as_is, (t, got)
@@ -216,7 +221,7 @@ def test_compatible_registers_the_smallest_compatible_shape_or_stops(tmp_path: P
             for m in sorted(read_topic(kafka.bootstrap_servers, f"Topic_{db}_{t}"), key=lambda m: m.offset):
                 sid, payload = split_confluent(m.value)
                 rows.append((sid, read(payload, consumer.schema(sid))["after"]))
-            assert [sid for sid, _ in rows] == reg.subjects[subject]
+            assert [sid for sid, _ in rows] == [reg.subjects[subject][0], reg.subjects[subject][-1]]
             assert rows[0][1] == {"id": 1, "a": 1, "big": 10, "note": "o"}
             assert rows[1][1] == DDLS[t][2]
         assert logs.count("registering the smallest compatible shape") == sum(

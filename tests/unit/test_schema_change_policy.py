@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import pytest
 from pymysqlreplication.constants import FIELD_TYPE as FT
 
-from obsync.connectors.mysql.binlog.schema_policy import SchemaChangeStopped, SchemaPolicy
+from obsync.connectors.mysql.binlog.schema_history import FileHistoryStore
+from obsync.connectors.mysql.binlog.schema_policy import SHAPES, SchemaChangeStopped, SchemaPolicy, sibling_store
 from obsync.core.changes import Op
-from obsync.core.errors import ConfigError
+from obsync.core.errors import ConfigError, StateError
 from obsync.core.frozen_shapes import Shape, ShapeConversionError, follow_ddl, projector
 from obsync.core.positions import LogPosition
 from obsync.core.schema import Column, TableSchema
@@ -284,3 +285,17 @@ def test_session_ignore_sends_rows_after_the_ddl_in_the_old_shape():
         (Op.INSERT, {"id": 1, "v": "a"}), (Op.DDL, None), (Op.INSERT, {"id": 4, "v": "d"})]
     assert changes[1].table.column_names == ("id", "v", "w")  # type: ignore[union-attr]  # the DDL reports it
     assert changes[2].table.column_names == ("id", "v")  # type: ignore[union-attr]  # rows keep the shape
+
+
+def test_shapes_are_kept_where_the_schema_history_is(tmp_path: Path):
+    store = sibling_store(tmp_path, SHAPES)
+    assert isinstance(store, FileHistoryStore) and store.path == tmp_path / "schema_shapes.jsonl"
+
+    class Control:  # a cluster's store (`obsync.runtime.cluster.ControlHistoryStore`): its sibling in the topic
+        def sibling(self, name: str) -> str:
+            return f"records {name}/"
+
+    assert sibling_store(Control(), SHAPES) == "records schema_shapes/"
+    assert sibling_store(None, SHAPES) is None
+    with pytest.raises(StateError, match="cannot keep schema_shapes"):
+        sibling_store(object(), SHAPES)
