@@ -207,8 +207,9 @@ def test_compatible_registers_the_smallest_compatible_shape_or_stops(tmp_path: P
             name, as_is = AS_IS[t]
             fields = value_fields(versions[-1])
             got = fields[name]["type"] if name in fields else None
-            if expected in ("as is", "stop"):
+            if expected in ("as is", "stop"):  # registered as obsync made it, no shape changed
                 assert got == as_is, (t, got)
+                assert f"the new schema of subject {subject} is not" not in logs
             else:
                 assert got == expected, (t, got)
                 if isinstance(expected, list):  # made optional: with default null
@@ -224,5 +225,3 @@ def test_compatible_registers_the_smallest_compatible_shape_or_stops(tmp_path: P
             assert [sid for sid, _ in rows] == [reg.subjects[subject][0], reg.subjects[subject][-1]]
             assert rows[0][1] == {"id": 1, "a": 1, "big": 10, "note": "o"}
             assert rows[1][1] == DDLS[t][2]
-        assert logs.count("registering the smallest compatible shape") == sum(
-            isinstance(e, list) or e == "long" for e in EXPECTED[level].values())
