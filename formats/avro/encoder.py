@@ -158,7 +158,6 @@ class AvroEncoder(Encoder):
         return _Writer(connect, AvroWriter(schema, single_object_header(fp)), datum_converter(connect), fp, text,
                        record)
 
-
     def _compatible(self, subject: str, schema: Any, text: str) -> tuple[Any, str]:
         """(schema_changes.policy compatible) `schema`, or the smallest shape the subject's level accepts."""
         registry = self.registry

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,7 +53,7 @@ from obsync.connectors.mysql.binlog.schema_policy import SchemaPolicy, conversio
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
 from obsync.connectors.mysql.binlog.stream import stream_idle
 from obsync.connectors.mysql.connection import Endpoint
-from obsync.core.changes import Change, Op
+from obsync.core.changes import Change, Op, Row
 from obsync.core.errors import SourceError
 from obsync.core.frozen_shapes import ShapeConversionError
 from obsync.core.offsets import LogOffset
@@ -367,34 +367,6 @@ class Session:
             elif not self.pending and not self.in_txn and now - self.last_state_push > 1.0:
                 self.flush()
 
-    def _shaped_rows(self, ev: Any, dec: RowDecoder, end: int, op: Op, schema: Any, project: Callable,
-                     data: Any, start: int, stop: int, where: str) -> None:
-        """`_rows` for a table whose messages keep another shape: each row through `project`, sent with
-        `schema` (the `ignore` policy; the per-row cost stays off the usual path)."""
-        ts, txn, sid, file = float(ev.timestamp), self._txn(), ev.packet.server_id, self.file
-        skipping = self.skip_key is not None
-        emit: Callable[[Change], None] = self._emit
-        if self.bq.filtering:
-            bf = self.bq.filtering.get((dec.schema.db, dec.schema.name))
-            if bf is not None:
-                emit = functools.partial(self._emit_admitted, bf)
-        if op is Op.UPDATE:
-            dec.check_bitmap(ev.columns_present_bitmap2, where)
-            for i, (before, after) in enumerate(dec.row_pairs(data, start, stop, where)):
-                if skipping and not self._wanted(end, i):
-                    continue
-                emit(Change(Op.UPDATE, schema, LogPosition(file, end, i), project(before), project(after), ts, txn,
-                            sid))
-            return
-        for i, row in enumerate(dec.rows(data, start, stop, where)):
-            if skipping and not self._wanted(end, i):
-                continue
-            row = project(row)
-            if op is Op.INSERT:
-                emit(Change(Op.INSERT, schema, LogPosition(file, end, i), None, row, ts, txn, sid))
-            else:
-                emit(Change(Op.DELETE, schema, LogPosition(file, end, i), row, None, ts, txn, sid))
-
     def _end_txn_at(self, end: int) -> None:
         self.pos = end
         self._end_txn()
@@ -483,13 +455,11 @@ class Session:
         where = f"{dec.schema.full_name} at {self.file}:{end}"
         dec.check_bitmap(ev.columns_present_bitmap, where)
         schema = dec.schema
-        shaped = self.r.policy.plan(schema, self.restart_point()) if self.r.policy.active else None
-        if shaped is not None:  # schema_changes.policy ignore: the rows in the shape the table's messages keep
-            try:
-                self._shaped_rows(ev, dec, end, op, shaped[0], shaped[1], data, start, stop, where)
-            except ShapeConversionError as e:
-                raise conversion_stop(schema.full_name, f"{self.file}:{end}", e) from None
-            return
+        project = None
+        if self.r.policy.active:  # schema_changes.policy ignore: rows in the shape the table's messages keep
+            shaped = self.r.policy.plan(schema, self.restart_point())
+            if shaped is not None:
+                schema, project = shaped
         ts = float(ev.timestamp)
         txn = self._txn()
         sid = pkt.server_id
@@ -502,17 +472,28 @@ class Session:
                 emit = functools.partial(self._emit_admitted, bf)
         if op is Op.UPDATE:
             dec.check_bitmap(ev.columns_present_bitmap2, where)
-            for i, (before, after) in enumerate(dec.row_pairs(data, start, stop, where)):
-                if skipping and not self._wanted(end, i):
-                    continue
-                emit(Change(Op.UPDATE, schema, LogPosition(file, end, i), before, after, ts, txn, sid))
-        elif op is Op.INSERT:
-            for i, row in enumerate(dec.rows(data, start, stop, where)):
-                if skipping and not self._wanted(end, i):
-                    continue
-                emit(Change(Op.INSERT, schema, LogPosition(file, end, i), None, row, ts, txn, sid))
-        else:
-            for i, row in enumerate(dec.rows(data, start, stop, where)):
-                if skipping and not self._wanted(end, i):
-                    continue
-                emit(Change(Op.DELETE, schema, LogPosition(file, end, i), row, None, ts, txn, sid))
+        try:
+            if op is Op.UPDATE:
+                pairs: Iterable[tuple[Row, Row]] = dec.row_pairs(data, start, stop, where)
+                if project is not None:
+                    pairs = ((project(b), project(a)) for b, a in pairs)
+                for i, (before, after) in enumerate(pairs):
+                    if skipping and not self._wanted(end, i):
+                        continue
+                    emit(Change(Op.UPDATE, schema, LogPosition(file, end, i), before, after, ts, txn, sid))
+                return
+            rows: Iterable[Row] = dec.rows(data, start, stop, where)
+            if project is not None:
+                rows = map(project, rows)
+            if op is Op.INSERT:
+                for i, row in enumerate(rows):
+                    if skipping and not self._wanted(end, i):
+                        continue
+                    emit(Change(Op.INSERT, schema, LogPosition(file, end, i), None, row, ts, txn, sid))
+            else:
+                for i, row in enumerate(rows):
+                    if skipping and not self._wanted(end, i):
+                        continue
+                    emit(Change(Op.DELETE, schema, LogPosition(file, end, i), row, None, ts, txn, sid))
+        except ShapeConversionError as e:  # (ignore) a value the column's old type cannot hold
+            raise conversion_stop(schema.full_name, f"{file}:{end}", e) from None
