@@ -90,6 +90,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
             heartbeat_writer=(HeartbeatWriter(sql_endpoint(task.source), task.heartbeat.table, task.name,
                                               task.heartbeat.interval) if task.heartbeat.table else None),
             listener=progress.stats,  # rows read, position, lag
+            schema_changes=task.schema_changes.policy,  # what a DDL does to the tables' messages
         )))
     changes = streams[0] if len(streams) == 1 else op.merge("changes", *streams)
     sql_eval = SqlEvaluator(sql_endpoint(task.source))  # what row filters ask the source (rarely)

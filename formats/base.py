@@ -38,6 +38,7 @@ class EncoderContext:
 
     task_name: str
     db_type: str  # "OB_MYSQL" for OceanBase, "MYSQL" for MySQL/MariaDB
+    schema_changes: str = "evolve"  # the task's schema_changes.policy (the avro format's `compatible`)
 
 
 class ChangeEncoder(Generic[R]):

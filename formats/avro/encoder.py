@@ -12,7 +12,10 @@ Two modes:
   (TopicNameStrategy) the first time the process meets them. After a DDL the table's next change carries a new
   schema: a new column is an optional field with default null, a BACKWARD-compatible change the registry
   accepts as the subject's next version; a change the subject's compatibility level refuses stops the task
-  with `IncompatibleSchemaError`, which says how to go on.
+  with `IncompatibleSchemaError`, which says how to go on. With the `compatible` schema-change policy, a new
+  value schema is first checked with the registry; when its level refuses it, the smallest compatible shape
+  (`obsync.formats.avro.compat`) is registered and written instead, and the task stops only when no shape is
+  compatible, saying which fields are at fault and the choices.
 - **Without one**: Avro single-object encoding (`0xC3 0x01`, the schema's 8-byte CRC-64-AVRO fingerprint,
   Avro binary). Each schema is written once per process to the schema topic (`schema_topic`, default
   `<topic_prefix>.schemas`), key the fingerprint as 16 hexadecimal digits, value the full schema JSON, before
@@ -31,9 +34,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from obsync.core.changes import Change
 from obsync.core.errors import ConfigError
+from obsync.formats.avro.compat import compatible_shape
+from obsync.formats.avro.errors import IncompatibleSchemaError
 from obsync.formats.avro.registry import SchemaRegistryClient, schema_text
 from obsync.formats.avro.schemas import LOGICAL_TYPE_MODES, Convert, avro_schema, datum_converter
 from obsync.formats.avro.wire import AvroWriter, confluent_header, fingerprint, single_object_header
@@ -73,8 +79,9 @@ class AvroEncoder(Encoder):
 
     def __init__(self, cfg: DebeziumConfig, registry: SchemaRegistryClient | None = None, *,
                  schema_topic: str | None = None, logical_types: str = "connect",
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, schema_changes: str = "evolve") -> None:
         self.cfg = cfg
+        self.compatible = schema_changes == "compatible" and registry is not None
         self.registry = registry
         self.schema_topic = schema_topic or f"{cfg.topic_prefix}.schemas"
         self.logical_types = logical_types
@@ -136,7 +143,10 @@ class AvroEncoder(Encoder):
         schema = avro_schema(connect, self.logical_types)
         text = schema_text(schema)
         if self.registry is not None:
-            header = confluent_header(self.registry.register(f"{topic}-{part}", text))
+            subject = f"{topic}-{part}"
+            if self.compatible and part == "value" and topic != self.cfg.topic_prefix:
+                schema, text = self._compatible(subject, schema, text)
+            header = confluent_header(self.registry.register(subject, text))
             return _Writer(connect, AvroWriter(schema, header), datum_converter(connect), b"", text, None)
         fp = fingerprint(schema)
         known = self._published.get(fp)
@@ -147,6 +157,34 @@ class AvroEncoder(Encoder):
         record = KafkaRecord(self.schema_topic, fp.hex().encode(), text.encode())
         return _Writer(connect, AvroWriter(schema, single_object_header(fp)), datum_converter(connect), fp, text,
                        record)
+
+    def _compatible(self, subject: str, schema: Any, text: str) -> tuple[Any, str]:
+        """(schema_changes.policy compatible) `schema`, or the smallest shape the subject's level accepts."""
+        registry = self.registry
+        assert registry is not None
+        refused = registry.check(subject, text)
+        if not refused:
+            return schema, text
+        level = registry.compatibility(subject)
+        latest = registry.latest(subject)
+        adjusted = compatible_shape(latest, schema, level)
+        if adjusted.notes and not adjusted.problems:
+            adjusted_text = schema_text(adjusted.schema)
+            still = registry.check(subject, adjusted_text)
+            if not still:
+                log.warning("schema registry: the new schema of subject %s is not %s compatible (%s); registering "
+                            "the smallest compatible shape instead (schema_changes.policy compatible): %s",
+                            subject, level, "; ".join(refused), "; ".join(adjusted.notes))
+                return adjusted.schema, adjusted_text
+            refused = still
+        problems = adjusted.problems or refused
+        raise IncompatibleSchemaError(
+            f"schema registry: the new schema of subject {subject!r} is not compatible with its latest version "
+            f"under compatibility level {level}, and no shape obsync can write is: {'; '.join(problems)}. The "
+            f"task stopped before writing any change in it. Choices: relax the subject's level (PUT "
+            f"{registry.urls[0]}/config/{quote(subject, safe='')} {{\"compatibility\": \"NONE\"}}) and start "
+            "again; set schema_changes.policy to ignore (messages keep the old shape) and start again; or register "
+            "a schema by hand")
 
 
 # ---------------------------------------------------------------------- options
@@ -204,7 +242,7 @@ def _build(ctx: EncoderContext, **options: Any) -> AvroEncoder:
         raise ConfigError(f"field `format_options.schema_topic`: {schema_topic!r} is not a valid Kafka topic name "
                           "(1-249 letters, digits, '.', '_', '-')")
     encoder = AvroEncoder(cfg, _registry(options.get("schema_registry")), schema_topic=schema_topic,
-                          logical_types=logical)
+                          logical_types=logical, schema_changes=ctx.schema_changes)
     if encoder.registry is None and encoder.schema_topic == cfg.topic_prefix:
         raise ConfigError("field `format_options.schema_topic`: must differ from `topic_prefix`, the "
                           "schema-change topic")

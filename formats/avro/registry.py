@@ -7,6 +7,9 @@ Used endpoints:
   subject's compatibility level (BACKWARD unless configured) and answers 409 when it is incompatible.
 - `GET /schemas/ids/{id}` -> `{"schema": "..."}`: the schema of an id (what a consumer does for each message).
 - `GET /config/{subject}?defaultToGlobal=true` -> `{"compatibilityLevel": "BACKWARD"}`: read to explain a 409.
+- `GET /subjects/{subject}/versions/latest` and `POST /compatibility/subjects/{subject}/versions/latest?verbose=true`
+  `{"schema": ...}` -> `{"is_compatible": bool, "messages": [...]}`: the `compatible` schema-change policy's
+  questions before it registers a new version (`obsync.formats.avro.compat`).
 
 Answers are cached: a (subject, schema) pair is registered once per process, an id's schema fetched once.
 Basic authentication when a user is given (or written in the URL as `https://user:password@host`); the
@@ -137,6 +140,34 @@ class SchemaRegistryClient:
             if level:
                 return str(level)
         return "unknown"
+
+    def latest(self, subject: str) -> Any | None:
+        """The latest Avro schema (parsed JSON) registered under `subject`; None when it has none."""
+        try:
+            answer = self._request("GET", f"/subjects/{_quote(subject)}/versions/latest")
+        except _Refused as r:
+            if r.status == 404:
+                return None
+            raise r.error() from None
+        return json.loads(answer["schema"])
+
+    def check(self, subject: str, schema: Any) -> list[str]:
+        """Why the registry would refuse `schema` as the next version of `subject` under its compatibility
+        level (empty: it would accept it, or the subject has no version yet)."""
+        text = schema if isinstance(schema, str) else schema_text(schema)
+        path = f"/compatibility/subjects/{_quote(subject)}/versions/latest?verbose=true"
+        try:
+            answer = self._request("POST", path, {"schema": text})
+        except _Refused as r:
+            if r.status == 404:  # no subject or no version yet: anything is compatible
+                return []
+            if r.status == 422:
+                raise SchemaRegistryError(f"schema registry rejected the schema of subject {subject!r} as "
+                                          f"invalid: {r.message}") from None
+            raise r.error() from None
+        if answer.get("is_compatible", False):
+            return []
+        return [str(m) for m in answer.get("messages") or ()] or ["the registry gives no reason"]
 
     def versions(self, subject: str) -> list[int]:
         """The versions registered under `subject` (empty if the subject does not exist)."""

@@ -98,7 +98,8 @@ class TableSchema:
     _by_name: dict[str, Column] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_name.update({c.name: c for c in self.columns})
+        # a dict of its own: `dataclasses.replace` passes the original's, which must not take the new columns
+        object.__setattr__(self, "_by_name", {c.name: c for c in self.columns})
 
     @property
     def full_name(self) -> str:

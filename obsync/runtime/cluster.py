@@ -113,16 +113,21 @@ class ControlHistoryStore:
 
     PREFIX = "schema/"
 
-    def __init__(self, control: ControlTopic) -> None:
+    def __init__(self, control: ControlTopic, prefix: str = PREFIX) -> None:
         self.control = control
+        self.prefix = prefix
 
     def lines(self) -> list[str]:
         self.control.refresh()
-        return [v["line"] for _, v in self.control.items(self.PREFIX)]
+        return [v["line"] for _, v in self.control.items(self.prefix)]
 
     def append(self, line: str) -> None:
         digest = hashlib.sha256(line.encode()).hexdigest()[:32]
-        self.control.write({f"{self.PREFIX}{digest}": {"line": line}})
+        self.control.write({f"{self.prefix}{digest}": {"line": line}})
+
+    def sibling(self, name: str) -> ControlHistoryStore:
+        """Another store of lines in the same control topic, records `<name>/...` (the `ignore` policy's shapes)."""
+        return ControlHistoryStore(self.control, f"{name}/")
 
     def __str__(self) -> str:
         return f"in control topic {self.control.topic}"

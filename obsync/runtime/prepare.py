@@ -153,7 +153,7 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
                          f"{FRESH_STATE_HINT}") from None
     topic_of = {k: p.topic for k, p in res.plans.items()}
     db_type = "OB_MYSQL" if dialect == "oceanbase" else "MYSQL"
-    encoder = encoder_for(task.format, EncoderContext(task.name, db_type),
+    encoder = encoder_for(task.format, EncoderContext(task.name, db_type, task.schema_changes.policy),
                           task.format_options)
     extra = encoder.extra_topics()
     if task.large_messages == "dead_letter":

@@ -368,6 +368,23 @@ class SchemaHistoryConfig(_Model):
         return None if v is None else check_existing_topic(v)
 
 
+SchemaChangePolicy = Literal["evolve", "ignore", "stop", "compatible"]
+
+
+class SchemaChangesConfig(_Model):
+    """What a schema change the log meets (ALTER, RENAME, DROP of a table the task syncs) does to its messages
+    (`obsync.connectors.mysql.binlog.schema_policy`, docs/schema-changes.md). The source's DDL always updates
+    obsync's own schema (rows are decoded with the table's real shape); the policy decides the shape sent."""
+
+    policy: SchemaChangePolicy = Field(
+        "evolve", description="evolve: messages follow the new shape (default); ignore: messages keep the shape "
+                              "the table had (new columns left out, dropped ones sent as their default or null, "
+                              "renamed ones under the old name); stop: the task stops before the first change "
+                              "after the DDL, naming it, its position and how to go on; compatible (format avro "
+                              "with a schema registry): the new value schema is checked with the registry and, "
+                              "if the subject's level refuses it, the smallest compatible shape is sent instead")
+
+
 class TaskConfig(_Model):
     """A whole task file."""
 
@@ -399,6 +416,21 @@ class TaskConfig(_Model):
                                                             "default `<name>.dead_letter`)")
     ddl_messages: DdlMessagesConfig = DdlMessagesConfig()
     schema_history: SchemaHistoryConfig = SchemaHistoryConfig()
+    schema_changes: SchemaChangesConfig = SchemaChangesConfig()
+
+    @field_validator("schema_changes")
+    @classmethod
+    def _compatible_needs_registry(cls, v: SchemaChangesConfig, info: ValidationInfo) -> SchemaChangesConfig:
+        if v.policy == "compatible":
+            fmt = info.data.get("format")
+            registry = (info.data.get("format_options") or {}).get("schema_registry")
+            url = registry.get("url") if isinstance(registry, dict) else registry
+            if fmt != "avro" or not url:
+                raise ValueError("policy compatible asks a schema registry whether a new schema is compatible, so "
+                                 "it needs format avro with format_options.schema_registry.url; this task has "
+                                 f"format {fmt}{' without a schema registry' if fmt == 'avro' else ''}. Use "
+                                 "evolve, ignore or stop")
+        return v
 
     @field_validator("dead_letter_topic")
     @classmethod

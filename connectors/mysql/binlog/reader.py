@@ -34,6 +34,7 @@ from pymysqlreplication import BinLogStreamReader
 
 from obsync.connectors.mysql.binlog.outage import Outage
 from obsync.connectors.mysql.binlog.schema_history import HistoryStore, SchemaHistory
+from obsync.connectors.mysql.binlog.schema_policy import SchemaPolicy
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
 from obsync.connectors.mysql.binlog.server_log import check_position, current_log_position
 from obsync.connectors.mysql.binlog.session import EVENTS, Session
@@ -85,6 +86,7 @@ class BinlogReader:
         live: Any | None = None,
         backfill_page: int = 2000,
         listener: SourceListener = NOOP_SOURCE_LISTENER,
+        schema_changes: str = "evolve",
     ) -> None:
         self.log_endpoint = log_endpoint
         self.sql_endpoint = sql_endpoint or log_endpoint
@@ -96,6 +98,8 @@ class BinlogReader:
         if not self.tables and selector is None:
             raise ValueError("BinlogReader needs at least one table to track, or a selector")
         self.history_dir = history_dir
+        # the task's schema_changes.policy: what a DDL does to the tables' messages (`schema_policy`)
+        self.policy = SchemaPolicy(schema_changes, history_dir)
         self.stop_at = stop_at
         self.batch_size = max(1, batch_size)
         # the server's heartbeat on an idle stream: often enough that a silent connection is one that died
@@ -137,6 +141,7 @@ class BinlogReader:
         # Always, even when there is nothing to read before `stop_at`: a later run resumes from `start`
         # and needs the schemas as they were there, whatever DDL runs in between.
         tracker.start(start)
+        self.policy.start({n: tracker.get(n) for n in tracker.tracked}, start)
         self._tracker = tracker
 
     def start(self) -> None:

@@ -44,8 +44,8 @@ class FileHistoryStore:
     """The lines in `<directory>/schema_history.jsonl`, each appended with an fsync; a last line cut short by a
     crash is dropped (that entry never counted)."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.path = Path(directory) / HISTORY_FILE
+    def __init__(self, directory: str | os.PathLike[str], file: str = HISTORY_FILE) -> None:
+        self.path = Path(directory) / file
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def lines(self) -> list[str]:

@@ -148,6 +148,9 @@ class SchemaTracker:
         self.catalog = catalog
         self._defs: dict[TableName, TableDef | None] = {}
         self.version = 0  # bumped on every change, so compiled decoders know when to recompile
+        # (table, before, after) of each definition a DDL changed, for the schema-change policy (the session
+        # empties it)
+        self.changed: list[tuple[TableName, TableDef | None, TableDef | None]] = []
 
     def start(self, pos: LogPosition) -> None:
         """Load every tracked table's definition at `pos`: from the history, else from the source now.
@@ -197,6 +200,10 @@ class SchemaTracker:
             return
         if d is not None and cause == "ddl":
             d = self._fill_collations(name, d, self._defs.get(name))
+        before = self._defs.get(name)
+        if cause != "refresh" or ddl is not None:
+            if d != before:
+                self.changed.append((name, before, d))
         self._defs[name] = d
         self.history.record(name, pos, d, cause, ddl)
         self.version += 1

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,11 +49,13 @@ from pymysqlreplication.row_event import (
 
 from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, Page, PageReader, admit, key_problem
 from obsync.connectors.mysql.binlog.rows import RowDecoder, table_map_signature
+from obsync.connectors.mysql.binlog.schema_policy import SchemaPolicy, conversion_stop
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
 from obsync.connectors.mysql.binlog.stream import stream_idle
 from obsync.connectors.mysql.connection import Endpoint
-from obsync.core.changes import Change, Op
+from obsync.core.changes import Change, Op, Row
 from obsync.core.errors import SourceError
+from obsync.core.frozen_shapes import ShapeConversionError
 from obsync.core.offsets import LogOffset
 from obsync.core.positions import LogPosition, binlog_file_number
 
@@ -91,6 +93,7 @@ class Owner(Protocol):
     backfill_page: int
     emit_untracked_ddl: bool
     live: Any | None  # obsync.task.live.Live
+    policy: SchemaPolicy  # the task's schema_changes.policy
     last_event_time: float | None
     last_commit_time: float | None
     _queue: queue.Queue[Any]
@@ -390,9 +393,18 @@ class Session:
             self._begin_txn(end - size, None, False)
         db = ev.schema.decode("utf-8", "replace") if isinstance(ev.schema, (bytes, bytearray)) else ev.schema
         pos = LogPosition(self.file, end, 0)
-        outcome = self.tracker.apply_ddl(q, db or None, pos)
-        if self.tracker.renamed_in:
+        tracker = self.tracker
+        tracker.changed.clear()
+        outcome = tracker.apply_ddl(q, db or None, pos)
+        if tracker.renamed_in:
             self._backfill_renamed_in(end)
+        policy = self.r.policy
+        if policy.active and tracker.changed:
+            changed, tracker.changed = tracker.changed, []
+            new = self._wanted(end, 0)
+            if new and policy.policy == "stop":
+                self.flush(force=True)  # what came before goes out, its state resuming at this statement
+            policy.on_ddl(q, db or None, tracker.catalog_dialect(), pos, changed, new)
         if outcome is not None and (outcome.touches_tracked or (self.r.emit_untracked_ddl and outcome.tables)):
             if self._wanted(end, 0):
                 self._emit(Change(op=Op.DDL, table=outcome.schema, position=pos, commit_time=float(ev.timestamp),
@@ -443,6 +455,11 @@ class Session:
         where = f"{dec.schema.full_name} at {self.file}:{end}"
         dec.check_bitmap(ev.columns_present_bitmap, where)
         schema = dec.schema
+        project = None
+        if self.r.policy.active:  # schema_changes.policy ignore: rows in the shape the table's messages keep
+            shaped = self.r.policy.plan(schema, self.restart_point())
+            if shaped is not None:
+                schema, project = shaped
         ts = float(ev.timestamp)
         txn = self._txn()
         sid = pkt.server_id
@@ -455,17 +472,28 @@ class Session:
                 emit = functools.partial(self._emit_admitted, bf)
         if op is Op.UPDATE:
             dec.check_bitmap(ev.columns_present_bitmap2, where)
-            for i, (before, after) in enumerate(dec.row_pairs(data, start, stop, where)):
-                if skipping and not self._wanted(end, i):
-                    continue
-                emit(Change(Op.UPDATE, schema, LogPosition(file, end, i), before, after, ts, txn, sid))
-        elif op is Op.INSERT:
-            for i, row in enumerate(dec.rows(data, start, stop, where)):
-                if skipping and not self._wanted(end, i):
-                    continue
-                emit(Change(Op.INSERT, schema, LogPosition(file, end, i), None, row, ts, txn, sid))
-        else:
-            for i, row in enumerate(dec.rows(data, start, stop, where)):
-                if skipping and not self._wanted(end, i):
-                    continue
-                emit(Change(Op.DELETE, schema, LogPosition(file, end, i), row, None, ts, txn, sid))
+        try:
+            if op is Op.UPDATE:
+                pairs: Iterable[tuple[Row, Row]] = dec.row_pairs(data, start, stop, where)
+                if project is not None:
+                    pairs = ((project(b), project(a)) for b, a in pairs)
+                for i, (before, after) in enumerate(pairs):
+                    if skipping and not self._wanted(end, i):
+                        continue
+                    emit(Change(Op.UPDATE, schema, LogPosition(file, end, i), before, after, ts, txn, sid))
+                return
+            rows: Iterable[Row] = dec.rows(data, start, stop, where)
+            if project is not None:
+                rows = map(project, rows)
+            if op is Op.INSERT:
+                for i, row in enumerate(rows):
+                    if skipping and not self._wanted(end, i):
+                        continue
+                    emit(Change(Op.INSERT, schema, LogPosition(file, end, i), None, row, ts, txn, sid))
+            else:
+                for i, row in enumerate(rows):
+                    if skipping and not self._wanted(end, i):
+                        continue
+                    emit(Change(Op.DELETE, schema, LogPosition(file, end, i), row, None, ts, txn, sid))
+        except ShapeConversionError as e:  # (ignore) a value the column's old type cannot hold
+            raise conversion_stop(schema.full_name, f"{file}:{end}", e) from None

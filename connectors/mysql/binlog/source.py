@@ -75,6 +75,7 @@ class BinlogSource(FixedPartitionedSource[Batch, LogState]):
         heartbeats: float = 0.0,
         heartbeat_writer: HeartbeatWriter | None = None,
         listener: SourceListener = NOOP_SOURCE_LISTENER,
+        schema_changes: str = "evolve",
     ) -> None:
         # `limiter` (limits.incremental): batches are handed out as it allows, and read in batches of at
         # most a fraction of a second of its rows (`Pacing.fetch_rows`) so the reader's bounded queue
@@ -85,7 +86,7 @@ class BinlogSource(FixedPartitionedSource[Batch, LogState]):
         self._kwargs: dict[str, Any] = dict(
             server_id=server_id, tables=tuple(tables), selector=selector, history_dir=history_dir, stop_at=stop_at,
             sql_endpoint=sql_endpoint, batch_size=batch_size, max_batches=max_batches, heartbeat=heartbeat, live=live,
-            backfill_page=backfill_page, listener=listener)
+            backfill_page=backfill_page, listener=listener, schema_changes=schema_changes)
         self._log_endpoint = log_endpoint
         self._start = start
         self._gate = gate
