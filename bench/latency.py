@@ -226,8 +226,11 @@ def main() -> None:
         to_ts = [ts[i] / 1000 - commit[k] for k, i in seen.items()]
         to_recv = [recv[i] - commit[k] for k, i in seen.items()]
         rtt = sorted(commit[k] - before[k] for k in commit)
+        done = max(recv[i] for i in seen.values())
+        time.sleep(0.3)  # a sample after the last message
         sampler.stop()
         window = sampler.cores(first, last)
+        busy = sampler.cores(first, done)["obsync"] * (done - first)  # obsync's CPU seconds until the last message
         late = [k for k in commit if commit[k] - (t0 + (k - 1) / args.rate) > 0.05]
         kind = {1: "CreateTime", 2: "LogAppendTime"}
         print(f"achieved: {len(commit)} rows committed in {last - first:.2f} s = {len(commit) / (last - first):,.0f} "
@@ -242,6 +245,8 @@ def main() -> None:
         print(summary("commit -> Kafka timestamp", to_ts))
         print(summary("commit -> consumed", to_recv))
         print("cores during the load: " + ", ".join(f"{n} {window.get(n, 0.0):.2f}" for n in ("obsync", *servers)))
+        print(f"obsync CPU per row (first commit to last message, all its threads): {busy / len(seen) * 1e6:.0f} us, "
+              f"so one core would carry at most about {len(seen) / busy:,.0f} rows/s of such transactions")
         print(f"load at the end: {load()}", flush=True)
         if len(seen) < len(commit):
             sys.exit(f"{len(commit) - len(seen)} rows never arrived; see {base / 'obsync.log'}")
