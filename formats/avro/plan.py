@@ -102,17 +102,23 @@ class _Compiler:
         if kind in ("int", "long"):
             lo, hi = (-(2**31), 2**31 - 1) if kind == "int" else (-(2**63), 2**63 - 1)
             return [f"{ind}if type({x}) is not int or not {lo} <= {x} <= {hi}:", f"{ind}    raise Unwritable",
-                    f"{ind}a(zigzag({x}))"]
+                    f"{ind}{x} = ({x} << 1) ^ ({x} >> 63)",  # zigzag, inline
+                    f"{ind}a(_ONE[{x}] if {x} < 128 else _varint({x}))"]
         if kind in ("float", "double"):
             return [f"{ind}if type({x}) is not float:", f"{ind}    raise Unwritable",
                     f"{ind}a({'_F' if kind == 'float' else '_D'}({x}))"]
         if kind == "string":
             return [f"{ind}if type({x}) is not str:", f"{ind}    raise Unwritable",
-                    f"{ind}{x} = {x}.encode()", f"{ind}a(zigzag(len({x})))", f"{ind}a({x})"]
+                    f"{ind}{x} = {x}.encode()", *self.length(x, ind), f"{ind}a({x})"]
         if kind == "bytes":
-            return [f"{ind}if type({x}) is not bytes:", f"{ind}    raise Unwritable",
-                    f"{ind}a(zigzag(len({x})))", f"{ind}a({x})"]
+            return [f"{ind}if type({x}) is not bytes:", f"{ind}    raise Unwritable", *self.length(x, ind),
+                    f"{ind}a({x})"]
         raise Unwritable(kind)
+
+    @staticmethod
+    def length(x: str, ind: str) -> list[str]:
+        """Lines writing the length of `x` (a long)."""
+        return [f"{ind}n = len({x})", f"{ind}a(_ONE[n << 1] if n < 64 else zigzag(n))"]
 
     def union(self, branches: list[Any], x: str, ind: str) -> list[str]:
         kinds = [_kind(b, self.named) for b in branches]
@@ -162,8 +168,10 @@ def compile_writer(parsed: Any) -> Callable[[Any], bytes] | None:
         top = c.record(parsed)
     except (Unwritable, KeyError):
         return None
-    namespace: dict[str, Any] = {"Unwritable": Unwritable, "zigzag": zigzag, "_F": _F, "_D": _D}
+    namespace: dict[str, Any] = {"Unwritable": Unwritable, "zigzag": zigzag, "_F": _F, "_D": _D,
+                                "_ONE": _ONE, "_varint": _varint}
     source = "\n".join(c.lines) + (f"\ndef write(v):\n    parts = []\n    {top}(v, parts.append)\n"
                                    "    return b''.join(parts)\n")
     exec(compile(source, f"<avro writer {parsed['name']}>", "exec"), namespace)  # noqa: S102 - our own source
     return namespace["write"]  # type: ignore[no-any-return]
+
