@@ -135,7 +135,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=5000, help="single-row transactions per second")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--writers", type=int, default=4, help="writer processes (connections) sharing the schedule")
-    ap.add_argument("--format", default="default", help="the task's format: default or debezium (JSON keys); the commit-second check needs default")
+    ap.add_argument("--format", default="default",
+                    help="the task's format: default or debezium (JSON keys); the commit-second check needs default")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
                     help="a top-level task setting, e.g. epoch_seconds=5 (may be repeated)")
     ap.add_argument("--py-spy", metavar="FILE", help="also record a py-spy profile of the task process during the "
@@ -197,7 +198,8 @@ def main() -> None:
         spy = None
         if args.py_spy:
             spy = subprocess.Popen(["py-spy", "record", "-o", args.py_spy, "-f",
-                                    {".svg": "flamegraph", ".json": "speedscope"}.get(Path(args.py_spy).suffix, "raw"), "-d", str(int(args.seconds)),
+                                    {".svg": "flamegraph", ".json": "speedscope"}.get(Path(args.py_spy).suffix, "raw"),
+                                    "-d", str(int(args.seconds)),
                                     "-p", str(task_pid(proc.pid))], stdout=subprocess.DEVNULL)
         commit: dict[int, float] = {}
         before: dict[int, float] = {}

@@ -29,7 +29,8 @@ def fastavro_bytes(parsed: Any, datum: Any) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("n", [0, 1, -1, 63, -64, 64, -65, 8191, 8192, -8193, 2**27, -(2**27) - 1, 2**31 - 1, -(2**31), 2**63 - 1, -(2**63), 300, -300])
+@pytest.mark.parametrize("n", [0, 1, -1, 63, -64, 64, -65, 8191, 8192, -8193, 2**27, -(2**27) - 1, 2**31 - 1,
+                               -(2**31), 2**63 - 1, -(2**63), 300, -300])
 def test_zigzag_is_avro_long(n: int) -> None:
     assert zigzag(n) == fastavro_bytes(parse_schema("long"), n)
 
