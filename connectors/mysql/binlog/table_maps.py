@@ -17,6 +17,7 @@ from typing import Any
 
 from pymysqlreplication.event import BinLogEvent
 from pymysqlreplication.row_event import TableMapEvent
+from pymysqlreplication.table import Table
 
 LIMIT = 1024  # distinct table map bodies kept per stream
 _ATTR = "_obsync_table_maps"
@@ -25,6 +26,17 @@ _PER_EVENT = frozenset(("packet", "table_map", "event_type", "timestamp", "event
                         "_ctl_connection", "mysql_version", "_ignore_decode_errors", "_verify_checksum",
                         "_is_event_valid", "_processed", "complete", "dbms", "table_id", "table_obj"))
 _parse = TableMapEvent.__init__
+
+
+class _Table(Table):
+    """A cached parse's `Table` for one event: its `data` (which every rows event asks for, to read the primary
+    key) copied from the one computed at the parse, not recomputed from every column's attributes."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        d = dict(self.__dict__["_obsync_data"])
+        d["table_id"] = self.table_id
+        return d
 
 
 def _init(self: Any, from_packet: Any, event_size: int, table_map: dict, ctl_connection: Any, **kwargs: Any) -> None:
@@ -43,14 +55,15 @@ def _init(self: Any, from_packet: Any, event_size: int, table_map: dict, ctl_con
                 cache.clear()
             cache[body] = {k: v for k, v in self.__dict__.items() if k not in _PER_EVENT}
             cache[body]["table_obj"] = self.table_obj
+            cache[body]["_obsync_data"] = self.table_obj.data
         return
     BinLogEvent.__init__(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
     self.table_id = self._read_table_id()
     self.__dict__.update(hit)
-    parsed = hit["table_obj"]
-    table = object.__new__(type(parsed))  # the same columns, this event's table id (copy.copy is slower)
-    table.__dict__.update(parsed.__dict__)
+    table = object.__new__(_Table)  # the same columns, this event's table id (copy.copy is slower)
+    table.__dict__.update(hit["table_obj"].__dict__)
     table.table_id = self.table_id
+    table.__dict__["_obsync_data"] = hit["_obsync_data"]
     self.table_obj = table
     table_map[self.table_id] = table
 
