@@ -251,6 +251,34 @@ def test_single_row_transactions_of_look_alike_tables_keep_their_table_and_colum
         10, 10, 10, 20, 10]
 
 
+def test_batches_queued_while_the_consumer_lags_come_out_merged_up_to_batch_size(db: Db, tmp_path: Path) -> None:
+    """Caught up, the reader queues a batch per transaction; a consumer that polls late gets the queued batches
+    together, at most batch_size changes per poll, every row once and in order."""
+    db.sql("CREATE TABLE t (id INT PRIMARY KEY)")
+    start = db.position()
+    reader = db.reader(["t"], start, tmp_path, batch_size=4)
+    reader.prepare()
+    reader.start()
+    for i in range(1, 7):
+        db.sql(f"INSERT INTO t VALUES ({i})")
+        time.sleep(0.05)  # each transaction reaches an idle stream: queued as a batch of its own
+    deadline = time.monotonic() + 30
+    while reader.status()["queued_batches"] < 3:
+        assert time.monotonic() < deadline, "the reader did not queue the transactions"
+        time.sleep(0.05)
+    first = reader.poll(0)
+    assert 2 <= len(first) <= 4
+    polls = [first]
+    try:
+        while sum(map(len, polls)) < 6:
+            assert time.monotonic() < deadline, f"only {sum(map(len, polls))} rows came"
+            polls.append(reader.poll(0.5))
+    finally:
+        reader.close()
+    assert all(len(p) <= 4 for p in polls)
+    assert [c.after["id"] for p in polls for c in p] == [1, 2, 3, 4, 5, 6]  # type: ignore[index]  # inserts have an after image
+
+
 def test_ddl_results_match_the_catalog(db: Db) -> None:
     """CREATE TABLE / ALTER statements of many kinds: the computed definition equals what the server says."""
     statements = [
