@@ -1,10 +1,11 @@
 """Binlog reader throughput and memory: a 10-column table written on MariaDB, read back by `BinlogReader`.
 
-    python -m bench.binlog_bench [--rows 200000] [--single-txn] [--batch-size 500] [--metadata MINIMAL|FULL]
-                                 [--mariadb-port P]
+    python -m bench.binlog_bench [--rows 200000] [--single-txn | --txn-rows N] [--batch-size 500]
+                                 [--metadata MINIMAL|FULL] [--mariadb-port P]
 
 Starts a MariaDB in a temporary directory unless given the port of a running one (user root, no password,
-binlog on). Writes `--rows` rows (in 2,000-row transactions, or one transaction with `--single-txn`), then
+binlog on). Writes `--rows` rows (in 2,000-row transactions, one transaction with `--single-txn`, or `--txn-rows`
+rows per transaction: 1 gives single-row transactions, each with its GTID, table map and XID events), then
 streams them from the position before the writes to the position after, and prints:
   rows/s     changes handed out by poll() per second of wall time, and the reader's CPU time per row
   peak RSS   the highest resident set size of this process while streaming, and its growth over the
@@ -55,24 +56,32 @@ class PeakRss:
         self._t.join()
 
 
-def write_rows(ep: Endpoint, rows: int, single_txn: bool) -> None:
+def values(i: int) -> str:
+    return (f"({i},{i % 1000},{i * 7},'name-{i}',{i / 100:.2f},{i / 3!r},'2024-05-06 07:08:09.123',"
+            f"'2024-01-02 03:04:05.{i % 1000000:06d}','2024-02-{i % 28 + 1:02d}',{i % 100})")
+
+
+def write_rows(ep: Endpoint, rows: int, single_txn: bool, txn_rows: int = 2000) -> None:
     conn = connect(ep, autocommit=not single_txn)
     with conn.cursor() as cur:
+        if txn_rows == 1 and not single_txn:  # one autocommit INSERT per row, looped in the server
+            cur.execute(f"BEGIN NOT ATOMIC FOR i IN 0..{rows - 1} DO INSERT INTO bench_binlog.t VALUES (i, i % 1000, "
+                        "i * 7, CONCAT('name-', i), i / 100, i / 3, '2024-05-06 07:08:09.123', "
+                        "'2024-01-02 03:04:05.5', '2024-02-03', i % 100); END FOR; END")
+            conn.close()
+            return
         if single_txn:
             cur.execute("BEGIN")
-        step = 2000
+        step = txn_rows
         for lo in range(0, rows, step):
-            vals = ",".join(
-                f"({i},{i % 1000},{i * 7},'name-{i}',{i / 100:.2f},{i / 3!r},'2024-05-06 07:08:09.123',"
-                f"'2024-01-02 03:04:05.{i % 1000000:06d}','2024-02-{i % 28 + 1:02d}',{i % 100})"
-                for i in range(lo, min(lo + step, rows)))
+            vals = ",".join(values(i) for i in range(lo, min(lo + step, rows)))
             cur.execute(f"INSERT INTO bench_binlog.t VALUES {vals}")
         if single_txn:
             cur.execute("COMMIT")
     conn.close()
 
 
-def run(ep: Endpoint, rows: int, single_txn: bool, batch_size: int) -> None:
+def run(ep: Endpoint, rows: int, single_txn: bool, batch_size: int, txn_rows: int = 2000) -> None:
     conn = connect(ep)
     with conn.cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS bench_binlog")
@@ -81,9 +90,9 @@ def run(ep: Endpoint, rows: int, single_txn: bool, batch_size: int) -> None:
     conn.close()
     start = current_log_position(ep)
     t0 = time.perf_counter()
-    write_rows(ep, rows, single_txn)
+    write_rows(ep, rows, single_txn, txn_rows)
     stop = current_log_position(ep)
-    print(f"wrote {rows} rows ({'one transaction' if single_txn else '2,000-row transactions'}) in "
+    print(f"wrote {rows} rows ({'one transaction' if single_txn else f'{txn_rows:,}-row transactions'}) in "
           f"{time.perf_counter() - t0:.1f} s; binlog {start} .. {stop}", flush=True)
     with tempfile.TemporaryDirectory() as hist:
         base = rss_bytes()
@@ -109,18 +118,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--single-txn", action="store_true", help="write all rows in one transaction")
+    ap.add_argument("--txn-rows", type=int, default=2000, help="rows per transaction (1: single-row transactions)")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--metadata", choices=("MINIMAL", "FULL"), default="MINIMAL")
     ap.add_argument("--mariadb-port", type=int, help="use a running MariaDB (root, no password, binlog on)")
     args = ap.parse_args()
     if args.mariadb_port:
-        run(Endpoint("127.0.0.1", args.mariadb_port, "root", ""), args.rows, args.single_txn, args.batch_size)
+        run(Endpoint("127.0.0.1", args.mariadb_port, "root", ""), args.rows, args.single_txn, args.batch_size,
+            args.txn_rows)
         return
     from obsync.app.embedded.mariadb import MariaDBServer
 
     with tempfile.TemporaryDirectory() as d, MariaDBServer(Path(d), row_metadata=args.metadata) as server:
         run(Endpoint(server.host, server.port, server.user, server.password), args.rows, args.single_txn,
-            args.batch_size)
+            args.batch_size, args.txn_rows)
 
 
 if __name__ == "__main__":

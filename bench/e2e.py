@@ -1,12 +1,13 @@
 """End-to-end throughput and memory: source -> obsync -> Kafka, on servers started here.
 
-    python -m bench.e2e [--rows 200000] [--txn-rows 1000000] [--processes 1 2]
+    python -m bench.e2e [--rows 200000] [--txn-rows 1000000] [--processes 1 2] [--formats default debezium avro]
 
 Prints full-sync rows/s and incremental rows/s (messages divided by the span between the first and the
 last message's Kafka timestamp, so process start-up is excluded; the wall time of each command is printed
 too) and the peak RSS of each task process. With --processes 1 2 it runs the same data once per count: a
 table of its own (same rows, same inserts) synced by `obsync run --processes N` (N = 1: plain `obsync run`),
-and ends with a table side by side. With --txn-rows N it also streams one transaction of N
+and ends with a table side by side; with --formats F1 F2 ... likewise once per format (each with the first
+process count given). With --txn-rows N it also streams one transaction of N
 rows through incremental sync and prints that run's peak RSS (the memory bound for huge transactions).
 
 For each run it also prints the CPU time obsync used per row (user + system of its processes, start-up
@@ -251,10 +252,11 @@ class Result:
     full: Run
     incr_rate: float
     incr: Run
+    fmt: str = "default"
 
 
 def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: int, processes: int, txn_rows: int,
-              run_no: int) -> Result:
+              run_no: int, fmt: str = "default") -> Result:
     """Full sync then incremental backlog of `rows` rows each, on a table and task of their own."""
     table = f"bench.t{run_no}"
     with conn.cursor() as cur:
@@ -266,9 +268,10 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
     task.write_text(yaml.safe_dump({
         "name": f"bench{run_no}", "source": {"host": db.host, "port": db.port, "user": "root", "password": ""},
         "target": {"bootstrap_servers": broker.bootstrap_servers}, "objects": [{"match": table}],
-        "topics": {"partitions": 3}, "state_dir": str(work / "state"), "epoch_seconds": 5}))
+        "topics": {"partitions": 3}, "state_dir": str(work / "state"), "epoch_seconds": 5, "format": fmt}))
     topic = f"Topic_bench_t{run_no}"
-    print(f"--- {processes} process{'es' if processes > 1 else ''} (table {table}, load {load()})", flush=True)
+    print(f"--- {processes} process{'es' if processes > 1 else ''}, format {fmt} (table {table}, load {load()})",
+          flush=True)
 
     servers = {"source": db.pid, "broker": broker.pid}
     full = Run(task, servers, processes)
@@ -286,7 +289,7 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
     print(f"incremental sync: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s "
           f"(command wall {incr.wall:.1f}s incl. start-up)\n    {incr.line(n, idle)}")
     print(f"start-up and stop alone (nothing to sync): {idle.wall:.1f}s wall, {idle.cpu:.2f}s CPU", flush=True)
-    result = Result(processes, n_full / full_secs, full, n / secs, incr)
+    result = Result(processes, n_full / full_secs, full, n / secs, incr, fmt)
 
     if txn_rows:
         with conn.cursor() as cur:
@@ -312,6 +315,8 @@ def main() -> None:
     ap.add_argument("--txn-rows", type=int, default=0, help="also stream one transaction of this many rows")
     ap.add_argument("--processes", type=int, nargs="+", default=[1], metavar="N",
                     help="run the same data with each of these process counts, in this order (e.g. 1 2)")
+    ap.add_argument("--formats", nargs="+", default=["default"], metavar="FORMAT",
+                    help="run the same data with each of these formats, in this order (e.g. default debezium avro)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="obsync-bench-"))
     db = MariaDBServer(base / "mariadb")
@@ -321,9 +326,16 @@ def main() -> None:
         cur.execute("CREATE DATABASE bench")
     print(f"{args.rows} rows per table, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker; "
           f"{os.cpu_count()} cores; load {load()}", flush=True)
-    results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i)
-               for i, n in enumerate(args.processes, 1)]
-    if len(results) > 1:
+    runs = ([(n, args.formats[0]) for n in args.processes] if len(args.formats) == 1 else
+            [(args.processes[0], f) for f in args.formats])
+    results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i, f)
+               for i, (n, f) in enumerate(runs, 1)]
+    if len(args.formats) > 1:
+        print("\n| format | full sync rows/s | x default | incremental rows/s | x default |\n|---|---|---|---|---|")
+        for r in results:
+            print(f"| {r.fmt} | {r.full_rate:,.0f} | {r.full_rate / results[0].full_rate:.2f} | {r.incr_rate:,.0f} | "
+                  f"{r.incr_rate / results[0].incr_rate:.2f} |")
+    elif len(results) > 1:
         print("\n| processes | full sync rows/s | cores while syncing | peak RSS MB per process | "
               "incremental rows/s | cores while syncing | peak RSS MB per process |\n|---|---|---|---|---|---|---|")
         for r in results:

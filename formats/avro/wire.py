@@ -22,6 +22,7 @@ from fastavro.schema import fingerprint as _fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from obsync.formats.avro.errors import AvroFormatError
+from obsync.formats.avro.plan import compile_writer
 
 CONFLUENT_MAGIC = b"\x00"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -45,16 +46,29 @@ def fingerprint(schema: Any) -> bytes:
 
 
 class AvroWriter:
-    """Writes data of one schema behind a fixed header (the Confluent or single-object prefix)."""
+    """Writes data of one schema behind a fixed header (the Confluent or single-object prefix): with the schema's
+    compiled writer (`obsync.formats.avro.plan`, the same bytes in a fraction of the time) when it writes the
+    datum, else with fastavro."""
 
-    __slots__ = ("schema", "parsed", "header")
+    __slots__ = ("schema", "parsed", "header", "fast")
 
     def __init__(self, schema: Any, header: bytes) -> None:
         self.schema = schema
         self.parsed = parse_schema(schema)
         self.header = header
+        self.fast = compile_writer(self.parsed)
 
     def write(self, datum: Any) -> bytes:
+        fast = self.fast
+        if fast is not None:
+            try:
+                return self.header + fast(datum)
+            except Exception:  # noqa: BLE001 - anything it does not write (or fails on) is fastavro's to write or refuse
+                pass
+        return self.slow_write(datum)
+
+    def slow_write(self, datum: Any) -> bytes:
+        """`datum` written by fastavro."""
         buf = io.BytesIO()
         buf.write(self.header)
         try:

@@ -37,7 +37,7 @@ from obsync.connectors.mysql.binlog.schema_history import HistoryStore, SchemaHi
 from obsync.connectors.mysql.binlog.schema_policy import SchemaPolicy
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker, SourceCatalog
 from obsync.connectors.mysql.binlog.server_log import check_position, current_log_position
-from obsync.connectors.mysql.binlog.session import EVENTS, Session
+from obsync.connectors.mysql.binlog.session import EVENTS, QueuedBatch, Session
 from obsync.connectors.mysql.binlog.stream import interrupt, open_stream, stream_heartbeat
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.failures import DRIVER_ERRORS, LOG_POLICY, Failure, StreamLost, classify, retryable
@@ -112,6 +112,7 @@ class BinlogReader:
         self.live = live  # obsync.live.Live: the task's current selection and backfill requests
         self.backfill_page = backfill_page
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_batches))
+        self._held: Any = None  # an item poll() took from the queue but hands out next time
         self._offset = _start_offset(start)  # what poll() handed out (None until the start is known)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -162,18 +163,35 @@ class BinlogReader:
         if self._finished:
             return []
         self.start()
-        try:
-            item = self._queue.get(timeout=max_wait) if max_wait > 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return []
+        item, self._held = self._held, None
+        if item is None:
+            try:
+                item = self._queue.get(timeout=max_wait) if max_wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return []
         if item is _DONE:
             self._finished = True
             return []
         if isinstance(item, BaseException):
             self._error = item
             raise item
-        self._offset = item.state
-        return item.changes
+        changes, state = item.changes, item.state
+        # the batches queued behind it too, up to batch_size changes: when the consumer lags (the session then
+        # queues a batch per transaction while each is read as soon as it arrives), it gets fewer, larger batches
+        while len(changes) < self.batch_size:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if type(nxt) is not QueuedBatch or len(changes) + len(nxt.changes) > self.batch_size:
+                self._held = nxt  # handed out (or raised, or ends the stream) at the next poll
+                break
+            if changes is item.changes:
+                changes = list(changes)
+            changes += nxt.changes
+            state = nxt.state
+        self._offset = state
+        return changes
 
     def offset(self) -> LogOffset | None:
         """Where a new reader must start to continue right after the last change handed out by poll()

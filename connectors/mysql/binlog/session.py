@@ -126,6 +126,8 @@ class Session:
         self._end_txn()
         self.decoders: dict[int, RowDecoder] = {}
         self.compiled: dict[tuple, tuple[int, RowDecoder]] = {}
+        # by the table map's parsed columns (one list per distinct table map body: `table_maps`)
+        self.by_columns: dict[int, tuple[list, int, RowDecoder]] = {}
         self.pending: list[Change] = []
         self.pending_since = 0.0
         self.last_state_push = 0.0
@@ -425,6 +427,11 @@ class Session:
         return True
 
     def _table_map(self, ev: TableMapEvent, end: int) -> None:
+        cols = ev.columns
+        seen = self.by_columns.get(id(cols))  # the same parse (`table_maps`): the same decoder, no signature
+        if seen is not None and seen[0] is cols and seen[1] == self.tracker.version:
+            self.decoders[ev.table_id] = seen[2]
+            return
         name = (ev.schema, ev.table)
         sig = table_map_signature(ev.columns)
         tm_names = list(ev.optional_metadata.column_name_list or ()) or None
@@ -434,6 +441,7 @@ class Session:
         tracker = self.tracker
         if cached is not None and cached[0] == tracker.version:
             self.decoders[ev.table_id] = cached[1]
+            self._seen_columns(cols, tracker.version, cached[1])
             return
         where = f"{ev.schema}.{ev.table} at {self.file}:{end}"
         schema = tracker.check_table_map(name, ev.columns, tm_names, LogPosition(self.file, end, 0),
@@ -441,6 +449,12 @@ class Session:
         dec = RowDecoder(ev.columns, schema, where, nullable)
         self.compiled[key] = (tracker.version, dec)
         self.decoders[ev.table_id] = dec
+        self._seen_columns(cols, tracker.version, dec)
+
+    def _seen_columns(self, cols: list, version: int, dec: RowDecoder) -> None:
+        if len(self.by_columns) >= 1024:
+            self.by_columns.clear()
+        self.by_columns[id(cols)] = (cols, version, dec)  # holding `cols` keeps its id from being reused
 
     def _rows(self, ev: Any, dec: RowDecoder, end: int, op: Op) -> None:
         if self.stop_key is not None and (self.fileno, end) > self.stop_key:

@@ -13,6 +13,7 @@ non-blocking scans) open their streams here, so the two are set up alike:
   to send for a while (`stream_heartbeat`: at most a quarter of that timeout), so only a dead or stalled
   connection stays silent that long;
 - mysql-replication's logging is off (it would log the connection settings, password included);
+- table map events are parsed once per distinct body (`table_maps`), not once per transaction;
 - events it cannot decode are handed out as `NotImplementedEvent`s rather than dropped, so the caller sees
   every event type (compressed transactions, anonymous GTIDs).
 
@@ -36,6 +37,7 @@ from pymysql.protocol import MysqlPacket
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.binlogstream import MYSQL_EXPECTED_ERROR_CODES
 
+from obsync.connectors.mysql.binlog import table_maps
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.failures import StreamLost
 
@@ -70,6 +72,7 @@ def open_stream(log_endpoint: Endpoint, sql_endpoint: Endpoint, *, server_id: in
     `only_schemas`/`only_tables` filter table maps (and so rows) by name before their columns are parsed;
     None: no filter, `[]` for tables: no table map at all.
     """
+    table_maps.install()  # table map events parsed once per distinct body
     if blocking:
         heartbeat = stream_heartbeat(1.0 if heartbeat is None else heartbeat, log_endpoint.read_timeout)
     return BinLogStreamReader(

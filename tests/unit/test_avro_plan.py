@@ -1,0 +1,94 @@
+"""The compiled Avro writers (`obsync.formats.avro.plan`): byte for byte what fastavro writes, for every column
+type, option and operation the Debezium content has; data they do not write go to fastavro."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import struct
+from typing import Any
+
+import pytest
+from fastavro import parse_schema, schemaless_writer
+
+from obsync.core.changes import Change, Op
+from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.schema import Column, TableSchema
+from obsync.formats.avro.encoder import DEBEZIUM_OPTIONS
+from obsync.formats.avro.plan import compile_writer, zigzag
+from obsync.formats.avro.schemas import avro_schema, datum_converter
+from obsync.formats.avro.wire import AvroWriter
+from obsync.formats.debezium.config import parse_options
+from obsync.formats.debezium.envelope import EventBuilder
+from tests.unit.test_format_debezium import COLUMN_CASES
+
+
+def fastavro_bytes(parsed: Any, datum: Any) -> bytes:
+    buf = io.BytesIO()
+    schemaless_writer(buf, parsed, datum)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("n", [0, 1, -1, 63, -64, 64, -65, 8191, 8192, -8193, 2**27, -(2**27) - 1, 2**31 - 1,
+                               -(2**31), 2**63 - 1, -(2**63), 300, -300])
+def test_zigzag_is_avro_long(n: int) -> None:
+    assert zigzag(n) == fastavro_bytes(parse_schema("long"), n)
+
+
+OPTIONS = [{}, {"logical_types": "all"}, {"decimal_handling_mode": "string"}, {"decimal_handling_mode": "double"},
+           {"bigint_unsigned_handling_mode": "precise"}]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+def test_every_column_type_writes_the_bytes_fastavro_writes(options: dict[str, str]) -> None:
+    options = dict(options)
+    logical = options.pop("logical_types", "connect")
+    cfg = parse_options("avro", "task1", options, DEBEZIUM_OPTIONS)
+    columns = [Column("id", "bigint", "bigint(20)", nullable=False)]
+    row: dict[str, Any] = {"id": 7}
+    for i, (col, value, _, _) in enumerate(COLUMN_CASES):
+        columns.append(dataclasses.replace(col, name=f"c{i}"))
+        row[f"c{i}"] = value
+    table = TableSchema("shop", "everything", tuple(columns), primary_key=("id",))
+    nulls = {k: (v if k == "id" or not table.column(k).nullable else None) for k, v in row.items()}
+    builder = EventBuilder(cfg, json_values=False, clock=lambda: 1_700_000_002_123_456_789)
+    pos = LogPosition("mysql-bin.000042", 1234567, 1)
+    changes = [Change(Op.INSERT, table, pos, after=row, commit_time=1700000001.0, txn="g:1", server_id=7),
+               Change(Op.UPDATE, table, pos, before=row, after=nulls, commit_time=1700000001.0, txn=None),
+               Change(Op.DELETE, table, pos, before=nulls, commit_time=1700000001.0),
+               Change(Op.READ, table, SnapshotPosition("shop.everything/0000", (7,)), after=row)]
+    plan = builder.plan(table)
+    writers = {}
+    for part, connect in (("key", plan.key_schema), ("value", plan.envelope_schema)):
+        schema = avro_schema(connect, logical)
+        writers[part] = (AvroWriter(schema, b"\x00"), datum_converter(connect))
+        assert writers[part][0].fast is not None
+    written = 0
+    for change in changes:
+        for e in builder.encode(change, "t"):
+            for part, datum in (("key", e.key), ("value", e.value)):
+                if datum is None:
+                    continue
+                w, convert = writers[part]
+                datum = datum if convert is None else convert(datum)
+                assert w.fast(datum) == fastavro_bytes(w.parsed, datum), (change.op, part)
+                written += 1
+    assert written == 9  # a delete also writes its tombstone's key
+
+
+def test_what_the_compiled_writer_refuses_is_written_by_fastavro() -> None:
+    schema = {"type": "record", "name": "R", "namespace": "t", "fields": [
+        {"name": "d", "type": "double"}, {"name": "s", "type": ["null", "string"], "default": None}]}
+    w = AvroWriter(schema, b"\xc3\x01")
+    parsed = parse_schema(schema)
+    assert w.fast is not None
+    for datum in ({"d": 1.5, "s": "x"}, {"d": 2, "s": None}, {"d": 0.5}):  # an int for a double, a missing field
+        assert w.write(datum) == b"\xc3\x01" + fastavro_bytes(parsed, datum)
+    assert w.write({"d": 2, "s": None})[2:] == struct.pack("<d", 2.0) + b"\x00"
+
+
+def test_schemas_with_other_types_keep_fastavro() -> None:
+    assert compile_writer(parse_schema({"type": "record", "name": "E", "fields": [
+        {"name": "e", "type": {"type": "enum", "name": "X", "symbols": ["a"]}}]})) is None
+    assert compile_writer(parse_schema({"type": "record", "name": "U", "fields": [
+        {"name": "u", "type": ["null", "int", "string"]}]})) is None
