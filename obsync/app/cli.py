@@ -177,7 +177,8 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
             heard.append(True)
         return stopper.requested
 
-    flow = build_flow(rt, progress, stopping=stopping)
+    flow = build_flow(rt, progress, stopping=stopping,
+                      workers=(args.workers or task.workers) * (1 if spec is None else spec.processes))
     if spec is None:
         _reload_on_sighup(rt, args.task)
     else:

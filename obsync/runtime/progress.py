@@ -98,6 +98,7 @@ class Progress:
         self.status_path = status_path  # where `status()` is written every couple of seconds (`obsync status`)
         self._status_at = 0.0
         self._broker_wait: tuple[str, float, float, int, str | None, str | None] | None = None  # `broker_waiting`
+        self._encoded: dict[str, int] = {}  # lane -> log row changes this process encoded for it (`encoded`)
         metrics.set_lag_function(self.lag_seconds)
         metrics.set_collect_hook("progress", self.fold)
 
@@ -159,6 +160,12 @@ class Progress:
                     _, ct = p.popleft()
                     self._latency = now - ct
                     metrics.commit_to_ack(self._latency)
+
+    def encoded(self, lane: str, n: int) -> None:
+        """`n` log row changes encoded for `lane` on this process's worker that writes it (per lane batch; each
+        lane in one worker thread, so each key of `_encoded` has one writer)."""
+        self._encoded[lane] = self._encoded.get(lane, 0) + n
+        metrics.log_encoded(lane, n)
 
     def skipped(self, n: int) -> None:
         self.dropped += n
@@ -395,6 +402,9 @@ class Progress:
             "full_sync": [{"table": t.table, "rows_done": t.done, "rows_estimated": t.estimated,
                            "chunks_done": t.chunks_done, "chunks_total": t.chunks_total}
                           for t in self.stats.full_sync()],
+            # log row changes encoded by the workers of this process, by sink lane (runs of several workers)
+            **({"log_changes_encoded": {"total": sum(enc.values()), "lanes": dict(sorted(enc.items()))}}
+               if (enc := dict(self._encoded)) else {}),
             **({"waiting_for_source": waiting} if (waiting := self.stats.waiting()) else {}),
             **({"waiting_for_broker": broker} if (broker := self.broker_wait()) else {}),
             **extra,
