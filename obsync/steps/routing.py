@@ -22,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
 from obsync.core.changes import Change, Item, Op, StreamDone
+from obsync.core.positions import LogPosition
 from obsync.formats.base import Encoder
 from obsync.steps.large_messages import LargeMessages
 from obsync.steps.partitioning import KeyBytes, hash_partition, partition_key, row_image_key, table_key
@@ -123,10 +124,61 @@ class Encode(NamedTuple):
 
 
 class LaneWork(NamedTuple):
-    """One lane's share of a log batch, in batch order: changes to encode and records encoded already."""
+    """One lane's share of a log batch, in batch order: changes to encode and records encoded already.
+
+    Pickled (to cross to another process) as plain tuples, each table once (`_pack_lane_work`): pickling
+    `Change` objects one by one would cost the reading worker about as much as encoding them."""
 
     lane: str
     items: list[Encode | OutItem]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _unpack_lane_work, _pack_lane_work(self)
+
+
+
+
+def _pack_lane_work(work: LaneWork) -> tuple[Any, ...]:
+    """(lane, tables, topics, rows): a row change as (table index, topic index, partition, op, file, pos, row,
+    before, after, commit_time, txn, server_id); anything else (records, other changes) as (item,)."""
+    tables: dict[int, int] = {}
+    table_list: list[Any] = []
+    topics: dict[str, int] = {}
+    rows: list[tuple[Any, ...]] = []
+    for it in work.items:
+        if type(it) is Encode:
+            change, topic, partition = it  # type: ignore[misc]
+            pos = change.position
+            if type(pos) is not LogPosition or change.ddl is not None or change.ddl_db is not None or change.ddl_tables:
+                rows.append((it,))
+                continue
+            t = change.table
+            ti = tables.get(id(t))
+            if ti is None:
+                ti = tables[id(t)] = len(table_list)
+                table_list.append(t)
+            to = topics.get(topic)
+            if to is None:
+                to = topics[topic] = len(topics)
+            rows.append((ti, to, partition, change.op.value, pos.file, pos.pos, pos.row, change.before, change.after,
+                         change.commit_time, change.txn, change.server_id))
+        else:
+            rows.append((it,))
+    return work.lane, table_list, list(topics), rows
+
+
+def _unpack_lane_work(lane: str, tables: list[Any], topics: list[str], rows: list[tuple[Any, ...]]) -> LaneWork:
+    items: list[Encode | OutItem] = []
+    append = items.append
+    ops = {op.value: op for op in Op}
+    for r in rows:
+        if len(r) == 1:
+            append(r[0])
+            continue
+        ti, to, partition, op, file, pos, row, before, after, commit_time, txn, server_id = r
+        append(_new_tuple(Encode, (Change(ops[op], tables[ti], LogPosition(file, pos, row), before, after,
+                                          commit_time, txn, server_id), topics[to], partition)))
+    return LaneWork(lane, items)
 
 
 class Router:

@@ -450,3 +450,16 @@ def test_formats_and_policies_whose_rows_may_reach_other_lanes_are_not_spread():
     assert avro.row_records_elsewhere()
     assert not Router(avro, TopicLayout({("shop", "orders"): "orders"}, {"orders": 4, **{
         t: 1 for t in avro.extra_topics()}}), "hash").spreads()
+
+
+def test_a_lanes_batch_crosses_processes_as_plain_tuples_with_each_table_once():
+    import pickle
+
+    r = real_router()
+    batch = [Change(Op.INSERT, SHARDED, LogPosition("b.000001", i, 2), after={"id": i, "cust": 1, "v": "é"},
+                    commit_time=1.5, txn="0-1-9", server_id=3) for i in range(50)]
+    [(lane, work)] = r.pick(batch)
+    blob = pickle.dumps(work)
+    assert b"Change" not in blob and blob.count(b"varchar(9)") == 1  # no Change objects; the schema once
+    back = pickle.loads(blob)
+    assert back == work and [e.change for e in back.items] == batch
