@@ -77,9 +77,9 @@ MESSAGES_SKIPPED = Counter("obsync_messages_skipped", "messages dropped because 
 LARGE_MESSAGES = Counter("obsync_large_messages", "row messages larger than their topic accepts, by the "
                          "`large_messages` policy applied (fail: the task stopped)", ["task", "table", "policy"],
                          registry=REGISTRY)
-LOG_ENCODED = Counter("obsync_log_changes_encoded", "log row changes encoded by this process for a sink lane it "
-                      "writes (runs of several workers: encoding is spread by Kafka partition)", ["task", "lane"],
-                      registry=REGISTRY)
+LOG_ENCODED = Counter("obsync_log_changes_encoded", "log row changes encoded by a worker of this process for a sink "
+                      "lane it writes (runs of several workers: encoding is spread by Kafka partition)",
+                      ["task", "worker", "lane"], registry=REGISTRY)
 ERRORS = Counter("obsync_errors", "errors, by kind (a failed task, a reconnect to the source)",
                  ["task", "kind"], registry=REGISTRY)
 LAG = Gauge("obsync_lag_seconds", "incremental sync delay: seconds between a change's commit on the source and "
@@ -204,9 +204,9 @@ def large_message(table: str, policy: str) -> None:
     _child(LARGE_MESSAGES, table, policy).inc()
 
 
-def log_encoded(lane: str, n: int) -> None:
-    """`n` log row changes encoded for `lane` by this process (once per lane batch)."""
-    _child(LOG_ENCODED, lane).inc(n)
+def log_encoded(worker: str, lane: str, n: int) -> None:
+    """`n` log row changes encoded for `lane` by `worker` (once per lane batch)."""
+    _child(LOG_ENCODED, worker, lane).inc(n)
 
 
 def commit_to_ack(seconds: float) -> None:

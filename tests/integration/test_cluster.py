@@ -292,36 +292,63 @@ def test_sigkill_of_one_process_at_random_moments_loses_and_duplicates_nothing(t
     assert "found in Kafka; they will not be written again" in logs  # kills did land between write and snapshot
 
 
+def change_many(conn, db: str) -> int:
+    """Incremental changes over many keys: updates, inserts, 61 key changes, deletes, changes of moved keys; the
+    row changes that are not key changes (those the lanes' workers encode)."""
+    spread = 0
+    with conn.cursor() as cur:
+        for r in range(3):
+            spread += cur.execute(f"UPDATE {db}.orders SET qty = qty + 1 WHERE id % 3 = {r}")
+        spread += cur.execute(f"INSERT INTO {db}.orders SELECT seq, CONCAT('new', seq), seq, NULL, 'n' "
+                              f"FROM {db}.seq_1001_to_3000")
+        assert cur.execute(f"UPDATE {db}.orders SET id = id + 10000 WHERE id BETWEEN 100 AND 160") == 61
+        spread += cur.execute(f"DELETE FROM {db}.orders WHERE id % 7 = 0")
+        spread += cur.execute(f"UPDATE {db}.orders SET name = CONCAT(name, '+') WHERE id > 10000 OR id % 5 = 1")
+        spread += cur.execute(f"UPDATE {db}.orders SET qty = qty * 2 WHERE id BETWEEN 1000 AND 1200")
+    assert spread > 3000
+    return spread
+
+
+def assert_landed_exactly(kafka, conn, db: str) -> None:
+    msgs = assert_topic_equals_table(kafka, conn, db)  # replay per key = table, one partition per key, order, once
+    written = [(m.partition, m.headers["obsync.pos"], m.headers["obsync.seq"]) for m in msgs]
+    assert len(written) == len(set(written))  # no (position, seq) twice
+
+
 def test_two_processes_share_encoding_and_producing_of_the_log_by_partition(tmp_path, mariadb, kafka, shop):
     """The log is read by one process; its changes are encoded by the process writing their partition's lane
-    (each process's status counts them), and every key still lands exactly: in its partition, in order, once."""
+    (each process's status counts them per worker and lane), and every key still lands exactly: in its
+    partition, in order, once."""
     db, conn = shop
     seed(conn, db, 600)
     task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
                       snapshot={"chunk_size": 200, "batch_size": 100})
     cluster = Cluster(tmp_path, task)
     cluster.run_until_caught_up()
-    # incremental changes over many keys: updates, inserts, key changes, deletes, changes of moved keys
-    spread, key_changes = 0, 0
-    with conn.cursor() as cur:
-        for r in range(3):
-            spread += cur.execute(f"UPDATE {db}.orders SET qty = qty + 1 WHERE id % 3 = {r}")
-        spread += cur.execute(f"INSERT INTO {db}.orders SELECT seq, CONCAT('new', seq), seq, NULL, 'n' "
-                              f"FROM {db}.seq_1001_to_3000")
-        key_changes += cur.execute(f"UPDATE {db}.orders SET id = id + 10000 WHERE id BETWEEN 100 AND 160")
-        spread += cur.execute(f"DELETE FROM {db}.orders WHERE id % 7 = 0")
-        spread += cur.execute(f"UPDATE {db}.orders SET name = CONCAT(name, '+') WHERE id > 10000 OR id % 5 = 1")
-        spread += cur.execute(f"UPDATE {db}.orders SET qty = qty * 2 WHERE id BETWEEN 1000 AND 1200")
-    assert key_changes == 61 and spread > 3000
+    spread = change_many(conn, db)
     cluster.run_until_caught_up()
-    msgs = assert_topic_equals_table(kafka, conn, db)  # replay per key = table, one partition per key, order, once
-    written = [(m.partition, m.headers["obsync.pos"], m.headers["obsync.seq"]) for m in msgs]
-    assert len(written) == len(set(written))  # no (position, seq) twice
+    assert_landed_exactly(kafka, conn, db)
 
     statuses = [cluster.status(k) for k in range(2)]
     assert sum(1 for s in statuses if s["log_position_read"] is not None) == 1  # one process read the log
-    encoded = [s.get("log_changes_encoded", {"total": 0, "lanes": {}}) for s in statuses]
-    # both processes encoded log changes, each for lanes of its own; key changes were encoded where read
+    encoded = [s.get("log_changes_encoded", {"total": 0, "workers": {}, "lanes": {}}) for s in statuses]
+    # both processes encoded log changes, each for lanes of its own, in a worker of its own; key changes were
+    # encoded where read
     assert min(e["total"] for e in encoded) > 0, encoded
     assert not set(encoded[0]["lanes"]) & set(encoded[1]["lanes"]), encoded
+    assert [sorted(e["workers"]) for e in encoded] == [["0"], ["1"]], encoded
     assert sum(e["total"] for e in encoded) == spread, (encoded, spread)
+
+
+def test_two_workers_of_one_process_share_encoding_of_the_log(tmp_path, mariadb, kafka, shop):
+    """`workers: 2` in one process: the same split (one worker reads the log, both encode by lane)."""
+    db, conn = shop
+    seed(conn, db, 600)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"], workers=2)
+    run_obsync("run", str(task), "--until-caught-up")
+    spread = change_many(conn, db)
+    run_obsync("run", str(task), "--until-caught-up")
+    assert_landed_exactly(kafka, conn, db)
+    encoded = json.loads((tmp_path / "state" / "status.json").read_text())["log_changes_encoded"]
+    assert sorted(encoded["workers"]) == ["0", "1"] and min(encoded["workers"].values()) > 0, encoded
+    assert encoded["total"] == spread, (encoded, spread)
