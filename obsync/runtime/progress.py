@@ -55,9 +55,10 @@ _REDRAW = 0.5  # s between redraws of the terminal bars
 _thread = threading.local()
 
 
-def worker_name() -> str:
-    """The Bytewax worker running the calling thread: its index in the run ("0", "1", ...; timely names its
-    worker threads `timely:work-<index>`), else the thread's Python name (read once per thread)."""
+def worker_name(first: int = 0) -> str:
+    """The Bytewax worker running the calling thread: its index in the run ("0", "1", ...: `first`, the index
+    of this process's first worker, plus its index in the process, as timely names its threads
+    `timely:work-<index>`), else the thread's Python name (read once per thread)."""
     name = getattr(_thread, "worker", None)
     if name is None:
         try:
@@ -65,8 +66,9 @@ def worker_name() -> str:
                 comm = f.read().strip()
         except OSError:
             comm = ""
-        name = _thread.worker = (comm.removeprefix("timely:work-") if comm.startswith("timely:work-")
-                                 else threading.current_thread().name)
+        local = comm.removeprefix("timely:work-")
+        name = _thread.worker = str(first + int(local)) if comm.startswith("timely:work-") and local.isdigit() \
+            else threading.current_thread().name
     return name
 
 
@@ -90,7 +92,7 @@ class Progress:
 
     def __init__(self, interval: float = 10.0, *, task: str | None = None,
                  topic_of: dict[tuple[str, str], str] | None = None, stats: SourceStats | None = None,
-                 stream: TextIO | None = None, status_path: Any = None) -> None:
+                 stream: TextIO | None = None, status_path: Any = None, first_worker: int = 0) -> None:
         if task is not None:
             metrics.configure(task)
         self.interval = interval
@@ -128,6 +130,7 @@ class Progress:
         self._broker_wait: tuple[str, float, float, int, str | None, str | None] | None = None  # `broker_waiting`
         # (worker, lane) -> log row changes this process's workers encoded for the lane (`encoded`)
         self._encoded: dict[tuple[str, str], int] = {}
+        self.first_worker = first_worker  # the index of this process's first Bytewax worker in the run
         metrics.set_lag_function(self.lag_seconds)
         metrics.set_collect_hook("progress", self.fold)
 
@@ -193,7 +196,7 @@ class Progress:
     def encoded(self, lane: str, n: int) -> None:
         """`n` log row changes encoded for `lane` by the calling worker, the one writing the lane (per lane
         batch; each lane in one worker thread, so each key of `_encoded` has one writer)."""
-        key = (worker_name(), lane)
+        key = (worker_name(self.first_worker), lane)
         self._encoded[key] = self._encoded.get(key, 0) + n
         metrics.log_encoded(key[0], lane, n)
 
