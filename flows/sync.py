@@ -67,6 +67,22 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
     progress = progress or Progress()
     res = plan_resources(task, task.workers)  # resources.full / .incremental (presets or explicit)
     flow = Dataflow(f"obsync-{task.name}")
+    sql_eval = SqlEvaluator(sql_endpoint(task.source))  # what row filters ask the source (rarely)
+    shaper = Shaper.from_live(rt.live, sql_eval) if rt.live is not None else Shaper.from_task(task, sql_eval)
+    router = Router(
+        rt.encoder,
+        rt.layout,
+        task.partitioning,
+        fixed_partition=task.fixed_partition,
+        send_ddl=task.sync.ddl,
+        large=large_messages(rt),
+        on_encoded=progress.encoded,
+    )
+    spread = workers > 1 and router.spreads()
+    # In a cluster whose log is encoded by lane, process 0 reads the log and the other processes write every
+    # lane: the reading process only reads, decodes, shapes and picks lanes, the others encode and produce.
+    cluster = rt.state.spec if isinstance(rt.state, ClusterState) else None
+    apart = spread and rt.log_start is not None and cluster is not None and cluster.processes > 1
     snapshot = log = None
     if rt.plan is not None:
         snapshot = (op.input("snapshot", flow, SnapshotSource(
@@ -100,19 +116,8 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
             heartbeat_writer=(HeartbeatWriter(sql_endpoint(task.source), task.heartbeat.table, task.name,
                                               task.heartbeat.interval) if task.heartbeat.table else None),
             listener=progress.stats,  # rows read, position, lag
+            here=not apart or cluster is None or cluster.process == 0,
         )))
-    sql_eval = SqlEvaluator(sql_endpoint(task.source))  # what row filters ask the source (rarely)
-    shaper = Shaper.from_live(rt.live, sql_eval) if rt.live is not None else Shaper.from_task(task, sql_eval)
-    router = Router(
-        rt.encoder,
-        rt.layout,
-        task.partitioning,
-        fixed_partition=task.fixed_partition,
-        send_ddl=task.sync.ddl,
-        large=large_messages(rt),
-        on_encoded=progress.encoded,
-    )
-    spread = workers > 1 and router.spreads()
     routed = []
     if snapshot is not None:
         routed.append(op.flat_map("encode", op.map("shape", snapshot, shaper.shape), router.route))
@@ -124,7 +129,8 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
     op.output("kafka", out, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
         listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams,
-        patience=broker_patience(task.target), stopping=stopping, expand=router.expand if spread else None))
+        patience=broker_patience(task.target), stopping=stopping, expand=router.expand if spread else None,
+        hosted=not apart or cluster is None or cluster.process != 0))
     return flow
 
 

@@ -136,8 +136,6 @@ class LaneWork(NamedTuple):
         return _unpack_lane_work, _pack_lane_work(self)
 
 
-
-
 def _pack_lane_work(work: LaneWork) -> tuple[Any, ...]:
     """(lane, tables, topics, rows): a row change as (table index, topic index, partition, op, file, pos, row,
     before, after, commit_time, txn, server_id); anything else (records, other changes) as (item,)."""
