@@ -1,10 +1,10 @@
 """The sync dataflow: snapshot and log sources -> shape -> encode and route -> partition-aware Kafka sink.
 
     snapshot (chunks, spread over workers) ─> shape ─> encode + route ───────────────┐
-                                                       (on the chunk's worker)       ├─> Kafka sink (16 lanes,
-    log (one partition, waits for the     ─> shape ─> lanes: pick each change's  ───┘    each on one worker;
-         snapshot to be delivered)                    partition, group by lane           the log's changes are
-                                                      (on the reading worker)            encoded there)
+                                                       (on the chunk's worker)       ├─> Kafka sink: 16 lanes,
+    log (one partition, waits for the     ─> shape ─> lanes: pick each change's  ───┘   each written by one
+         snapshot to be delivered)                    partition, group by lane          worker, which encodes
+                                                      (on the reading worker)           the log's changes
 
 "shape" applies the objects' settings (sharding columns; later row filters and column projection) and drops
 a repeated TRUNCATE of one transaction (`obsync.steps.shaping`); "encode + route", "lanes" and the encoding in
@@ -16,14 +16,17 @@ from `OBSYNC_STATE_DIR`, default `./state/<task name>`; `OBSYNC_UNTIL_CAUGHT_UP=
 With `-i K -a "h0:p;h1:p;..."` it is process K of a cluster (`obsync.runtime.cluster`): give it
 `-r <state dir>/recovery`, where it places its recovery partition (`obsync.runtime.recovery`).
 
-Across the workers and processes of a run: the snapshot's chunks are Bytewax partitions spread over every
-worker; the log is one partition (one worker reads, decodes and shapes it, and picks each change's lane); each
-sink lane (a share of the Kafka partitions) is written by one worker, which also encodes the log's changes of
-its partitions, so encoding and producing are spread by Kafka partition. Every item crossing between workers is
-a batch (a lane's list of changes or of records, never one row). A lane's batches of the log come from the one
-reading worker through one exchange, so they arrive in log order and every key stays in order. Formats or
-policies whose row records may go to another lane's partitions (`Router.spreads`) encode the log where it is
-read.
+Across the workers and processes of a run: the snapshot's chunks are Bytewax partitions spread over every worker;
+the log is one partition (one worker reads, decodes and shapes it, and picks each change's lane); each sink lane (a
+share of the Kafka partitions) is written by one worker, which also encodes the log's changes of its partitions, so
+encoding and producing are spread by Kafka partition. In a cluster of several processes, process 0 reads the log
+and the other processes write all the lanes (`BinlogSource` and `KafkaSink` list their parts accordingly): the
+process that reads and decodes the log neither encodes its changes nor produces (it still reads and encodes its
+share of full-sync chunks). Every item crossing between workers is a batch (a lane's list of changes or of records,
+never one row; changes cross processes as plain tuples, `LaneWork`). A lane's batches of the log come from the one
+reading worker through one exchange, so they arrive in log order and every key stays in order. Formats or policies
+whose row records may go to another lane's partitions (`Router.spreads`) encode the log where it is read, and lanes
+are then on every process.
 """
 
 from __future__ import annotations
