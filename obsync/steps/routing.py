@@ -16,6 +16,7 @@ heartbeats and updates that change their key (the insert's `seq` follows the del
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal, NamedTuple
@@ -123,17 +124,33 @@ class Encode(NamedTuple):
     partition: int
 
 
-class LaneWork(NamedTuple):
+class LaneWork:
     """One lane's share of a log batch, in batch order: changes to encode and records encoded already.
 
     Pickled (to cross to another process) as plain tuples, each table once (`_pack_lane_work`): pickling
-    `Change` objects one by one would cost the reading worker about as much as encoding them."""
+    `Change` objects one by one would cost the reading worker about as much as encoding them. Bytewax pickles
+    an item crossing processes twice (timely measures its size, then writes it): the packed bytes are kept
+    from the first time."""
 
-    lane: str
-    items: list[Encode | OutItem]
+    __slots__ = ("lane", "items", "_packed")
+
+    def __init__(self, lane: str, items: list[Encode | OutItem]) -> None:
+        self.lane = lane
+        self.items = items
+        self._packed: bytes | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LaneWork) and (self.lane, self.items) == (other.lane, other.items)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"LaneWork({self.lane!r}, {len(self.items)} items)"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _unpack_lane_work, _pack_lane_work(self)
+        if self._packed is None:
+            self._packed = pickle.dumps(_pack_lane_work(self), protocol=pickle.HIGHEST_PROTOCOL)
+        return _unpack_lane_work, (self._packed,)
 
 
 def _pack_lane_work(work: LaneWork) -> tuple[Any, ...]:
@@ -165,7 +182,8 @@ def _pack_lane_work(work: LaneWork) -> tuple[Any, ...]:
     return work.lane, table_list, list(topics), rows
 
 
-def _unpack_lane_work(lane: str, tables: list[Any], topics: list[str], rows: list[tuple[Any, ...]]) -> LaneWork:
+def _unpack_lane_work(packed: bytes) -> LaneWork:
+    lane, tables, topics, rows = pickle.loads(packed)
     items: list[Encode | OutItem] = []
     append = items.append
     ops = {op.value: op for op in Op}
