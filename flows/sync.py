@@ -19,14 +19,15 @@ With `-i K -a "h0:p;h1:p;..."` it is process K of a cluster (`obsync.runtime.clu
 Across the workers and processes of a run: the snapshot's chunks are Bytewax partitions spread over every worker;
 the log is one partition (one worker reads, decodes and shapes it, and picks each change's lane); each sink lane (a
 share of the Kafka partitions) is written by one worker, which also encodes the log's changes of its partitions, so
-encoding and producing are spread by Kafka partition. In a cluster of several processes, process 0 reads the log
-and the other processes write all the lanes (`BinlogSource` and `KafkaSink` list their parts accordingly): the
-process that reads and decodes the log neither encodes its changes nor produces (it still reads and encodes its
-share of full-sync chunks). Every item crossing between workers is a batch (a lane's list of changes or of records,
-never one row; changes cross processes as plain tuples, `LaneWork`). A lane's batches of the log come from the one
-reading worker through one exchange, so they arrive in log order and every key stays in order. Formats or policies
-whose row records may go to another lane's partitions (`Router.spreads`) encode the log where it is read, and lanes
-are then on every process.
+encoding and producing are spread by Kafka partition. In a cluster of several processes whose full sync is
+delivered (from the start after it), process 0 reads the log and the other processes write all the lanes
+(`BinlogSource` and `KafkaSink` list their parts accordingly): the process that reads and decodes the log neither
+encodes its changes nor produces. While a full sync is to be done, every process writes lanes (full sync spreads
+reading, encoding and producing). Every item crossing between workers is a batch (a lane's list of changes or of
+records, never one row; changes cross processes as plain tuples, `LaneWork`). A lane's batches of the log come from
+the one reading worker through one exchange, so they arrive in log order and every key stays in order. Formats or
+policies whose row records may go to another lane's partitions (`Router.spreads`) encode the log where it is read,
+and lanes are then on every process.
 """
 
 from __future__ import annotations
@@ -82,10 +83,13 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
         on_encoded=progress.encoded,
     )
     spread = workers > 1 and router.spreads()
-    # In a cluster whose log is encoded by lane, process 0 reads the log and the other processes write every
-    # lane: the reading process only reads, decodes, shapes and picks lanes, the others encode and produce.
+    # In a cluster whose log is encoded by lane and whose full sync is delivered (before, every process reads,
+    # encodes and writes its share of the full sync), process 0 reads the log and the other processes write
+    # every lane: the reading process only reads, decodes, shapes and picks lanes, the others encode and produce.
+    # (Processes that disagree on it still list every part somewhere: any mix is a valid placement.)
     cluster = rt.state.spec if isinstance(rt.state, ClusterState) else None
-    apart = spread and rt.log_start is not None and cluster is not None and cluster.processes > 1
+    apart = spread and rt.log_start is not None and cluster is not None and cluster.processes > 1 and \
+        rt.full_sync_delivered()
     snapshot = log = None
     if rt.plan is not None:
         snapshot = (op.input("snapshot", flow, SnapshotSource(
