@@ -9,6 +9,10 @@ of `bench.e2e` in 5,000-row transactions, then measures each stage alone on thos
   binlog      the log reader: read + row decode into Change objects (`BinlogReader`)
   encode      shape + encode + route of the snapshot rows and of the log rows (`Shaper`, `Router`): what the
               dataflow's middle steps do per row, without the engine
+  lanes/log   shape + `Router.pick` of the log rows: what stays on the worker reading the log when a run has
+              several workers (each row's partition, grouped by lane); then `pickle` of those lane batches (as
+              they cross to another process, twice as Bytewax does) and `expand/log`, unpickling them and
+              `Router.expand`: the encoding done by the workers writing the lanes
   produce     the Kafka sink writing the encoded snapshot records and flushing (`KafkaSink` lanes): position
               headers, deduplication bookkeeping, delivery reports, librdkafka (its threads included)
 
@@ -22,6 +26,7 @@ full sync needs select + encode + produce, incremental binlog + encode/log + pro
 from __future__ import annotations
 
 import argparse
+import pickle
 import shutil
 import tempfile
 import time
@@ -46,7 +51,7 @@ from obsync.formats.base import EncoderContext
 from obsync.formats.registry import encoder_for
 from obsync.runtime.progress import Progress
 from obsync.steps.large_messages import LargeMessages
-from obsync.steps.routing import Router, TopicLayout
+from obsync.steps.routing import LaneWork, Router, TopicLayout
 from obsync.steps.shaping import Shaper
 from obsync.task.config import ObjectConfig
 from obsync.task.selection import Selection
@@ -145,7 +150,27 @@ def main() -> None:
         snap.clear()  # the routed records are kept for `produce`; the changes are not needed any more
         n, w, c = best(args.repeat, lambda: (n_log, *encode(log_batches)[1:]))
         line("encode/log", n, w, c)
+
+        def timed(fn: Callable[[], Any]) -> tuple[int, float, float]:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            fn()
+            return n_log, time.perf_counter() - t0, time.thread_time() - c0
+
+        lanes: list[Any] = []
+        line("lanes/log", *best(args.repeat, lambda: timed(
+            lambda: lanes.__setitem__(slice(None), [w for b in log_batches for _, w in router.pick(shaper.shape(b))]))))
+        blobs: list[bytes] = []
+
+        def crossing() -> None:  # Bytewax pickles an item crossing processes twice (timely: size, then bytes)
+            fresh = [LaneWork(w.lane, w.items) for w in lanes]  # nothing kept from an earlier pass
+            blobs[:] = [pickle.dumps(w) for w in fresh]
+            for w in fresh:
+                pickle.dumps(w)
+        line("pickle", *best(args.repeat, lambda: timed(crossing)))
+        line("expand/log", *best(args.repeat, lambda: timed(lambda: [router.expand(pickle.loads(b)) for b in blobs])))
         log_batches.clear()
+        lanes.clear()
+        blobs.clear()
 
         passes = iter(range(1, 1000))
 

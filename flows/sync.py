@@ -1,21 +1,33 @@
 """The sync dataflow: snapshot and log sources -> shape -> encode and route -> partition-aware Kafka sink.
 
-    snapshot (chunks, spread over workers) ─┐
-                                            ├─> shape ─> encode + route ─> Kafka sink (one part per partition)
-    log (one partition, waits for the       ┘   (batches throughout)
-         snapshot to be delivered)
+    snapshot (chunks, spread over workers) ─> shape ─> encode + route ───────────────┐
+                                                       (on the chunk's worker)       ├─> Kafka sink: 16 lanes,
+    log (one partition, waits for the     ─> shape ─> lanes: pick each change's  ───┘   each written by one
+         snapshot to be delivered)                    partition, group by lane          worker, which encodes
+                                                      (on the reading worker)           the log's changes
 
 "shape" applies the objects' settings (sharding columns; later row filters and column projection) and drops
-a repeated TRUNCATE of one transaction (`obsync.steps.shaping`); "encode + route" is `obsync.steps.routing`.
+a repeated TRUNCATE of one transaction (`obsync.steps.shaping`); "encode + route", "lanes" and the encoding in
+the sink's lanes are `obsync.steps.routing` (`Router.route`, `Router.pick`, `Router.expand`). With one worker
+in all, the log takes the snapshot's path (encode + route where it is read): there is no one to share with.
 
 `python -m bytewax.run obsync.flows.sync:flow` builds it from the task file named by `OBSYNC_TASK` (state directory
 from `OBSYNC_STATE_DIR`, default `./state/<task name>`; `OBSYNC_UNTIL_CAUGHT_UP=1` to stop once caught up).
 With `-i K -a "h0:p;h1:p;..."` it is process K of a cluster (`obsync.runtime.cluster`): give it
 `-r <state dir>/recovery`, where it places its recovery partition (`obsync.runtime.recovery`).
 
-Across the processes of a cluster: the snapshot's chunks are Bytewax partitions spread over every worker; the
-log is one partition (one worker reads it); each sink lane (a share of the Kafka partitions) is written by one
-worker, and every item crossing between workers is a batch (a list of changes or of records, never one row).
+Across the workers and processes of a run: the snapshot's chunks are Bytewax partitions spread over every worker;
+the log is one partition (one worker reads, decodes and shapes it, and picks each change's lane); each sink lane (a
+share of the Kafka partitions) is written by one worker, which also encodes the log's changes of its partitions, so
+encoding and producing are spread by Kafka partition. In a cluster of several processes whose full sync is
+delivered (from the start after it), process 0 reads the log and the other processes write all the lanes
+(`BinlogSource` and `KafkaSink` list their parts accordingly): the process that reads and decodes the log neither
+encodes its changes nor produces. While a full sync is to be done, every process writes lanes (full sync spreads
+reading, encoding and producing). Every item crossing between workers is a batch (a lane's list of changes or of
+records, never one row; changes cross processes as plain tuples, `LaneWork`). A lane's batches of the log come from
+the one reading worker through one exchange, so they arrive in log order and every key stays in order. Formats or
+policies whose row records may go to another lane's partitions (`Router.spreads`) encode the log where it is read,
+and lanes are then on every process.
 """
 
 from __future__ import annotations
@@ -50,16 +62,40 @@ from obsync.task.resources import plan_resources
 
 
 def build_flow(rt: Runtime, progress: Progress | None = None,
-               stopping: Callable[[], bool] = lambda: False) -> Dataflow:
+               stopping: Callable[[], bool] = lambda: False, workers: int | None = None) -> Dataflow:
     """The dataflow of a prepared task; `stopping()`: whether a stop was requested (the sink then stops
-    waiting for a silent Kafka, full sync for a source that is away)."""
+    waiting for a silent Kafka, full sync for a source that is away); `workers`: Bytewax workers of the run in
+    all processes (default: the task's `workers` times the run's processes)."""
     task = rt.task
+    workers = workers if workers is not None else max(1, task.workers) * bytewax_processes()
     progress = progress or Progress()
     res = plan_resources(task, task.workers)  # resources.full / .incremental (presets or explicit)
     flow = Dataflow(f"obsync-{task.name}")
-    streams = []
+    sql_eval = SqlEvaluator(sql_endpoint(task.source))  # what row filters ask the source (rarely)
+    shaper = Shaper.from_live(rt.live, sql_eval) if rt.live is not None else Shaper.from_task(task, sql_eval)
+    router = Router(
+        rt.encoder,
+        rt.layout,
+        task.partitioning,
+        fixed_partition=task.fixed_partition,
+        send_ddl=task.sync.ddl,
+        large=large_messages(rt),
+        ddl_to=DdlDelivery(task.ddl_messages.to, task.resolved_ddl_topic(),
+                           task.ddl_messages.partitioning == "table"),
+        history=SchemaHistory(task.resolved_history_topic(), task.name) if task.schema_history.enabled else None,
+        on_encoded=progress.encoded,
+    )
+    spread = workers > 1 and router.spreads()
+    # In a cluster whose log is encoded by lane and whose full sync is delivered (before, every process reads,
+    # encodes and writes its share of the full sync), process 0 reads the log and the other processes write
+    # every lane: the reading process only reads, decodes, shapes and picks lanes, the others encode and produce.
+    # (Processes that disagree on it still list every part somewhere: any mix is a valid placement.)
+    cluster = rt.state.spec if isinstance(rt.state, ClusterState) else None
+    apart = spread and rt.log_start is not None and cluster is not None and cluster.processes > 1 and \
+        rt.full_sync_delivered()
+    snapshot = log = None
     if rt.plan is not None:
-        streams.append(op.input("snapshot", flow, SnapshotSource(
+        snapshot = (op.input("snapshot", flow, SnapshotSource(
             sql_endpoint(task.source), rt.plan, batch_size=res.snapshot_batch_size,
             chunks_per_worker=res.chunks_per_worker, filters=rt.snapshot_filters,
             # limits.full: one limiter per process for all its chunks, the cap divided among the processes
@@ -71,7 +107,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
             # Debezium's snapshot writes each table's CREATE TABLE before its rows; formats that want it
             emit_ddl=task.sync.ddl and rt.encoder.snapshot_ddl())))
     if rt.log_start is not None:
-        streams.append(op.input("log", flow, BinlogSource(
+        log = (op.input("log", flow, BinlogSource(
             log_endpoint=log_endpoint(task.source),
             sql_endpoint=sql_endpoint(task.source),
             server_id=task.source.server_id,
@@ -91,27 +127,21 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
                                               task.heartbeat.interval) if task.heartbeat.table else None),
             listener=progress.stats,  # rows read, position, lag
             schema_changes=task.schema_changes.policy,  # what a DDL does to the tables' messages
+            here=not apart or cluster is None or cluster.process == 0,
         )))
-    changes = streams[0] if len(streams) == 1 else op.merge("changes", *streams)
-    sql_eval = SqlEvaluator(sql_endpoint(task.source))  # what row filters ask the source (rarely)
-    shaper = Shaper.from_live(rt.live, sql_eval) if rt.live is not None else Shaper.from_task(task, sql_eval)
-    shaped = op.map("shape", changes, shaper.shape)
-    router = Router(
-        rt.encoder,
-        rt.layout,
-        task.partitioning,
-        fixed_partition=task.fixed_partition,
-        send_ddl=task.sync.ddl,
-        large=large_messages(rt),
-        ddl_to=DdlDelivery(task.ddl_messages.to, task.resolved_ddl_topic(),
-                           task.ddl_messages.partitioning == "table"),
-        history=SchemaHistory(task.resolved_history_topic(), task.name) if task.schema_history.enabled else None,
-    )
-    routed = op.flat_map("encode", shaped, router.route)
-    op.output("kafka", routed, KafkaSink(
+    routed = []
+    if snapshot is not None:
+        routed.append(op.flat_map("encode", op.map("shape", snapshot, shaper.shape), router.route))
+    if log is not None:
+        shaped_log = op.map("shape_log", log, shaper.shape)
+        routed.append(op.flat_map("lanes", shaped_log, router.pick) if spread else
+                      op.flat_map("encode_log", shaped_log, router.route))
+    out = routed[0] if len(routed) == 1 else op.merge("routed", *routed)
+    op.output("kafka", out, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
         listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams,
-        patience=broker_patience(task.target), stopping=stopping))
+        patience=broker_patience(task.target), stopping=stopping, expand=router.expand if spread else None,
+        hosted=not apart or cluster is None or cluster.process != 0))
     return flow
 
 

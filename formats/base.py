@@ -91,6 +91,12 @@ class Encoder(ChangeEncoder[KafkaRecord], ABC):
         """Topics besides the tables' topics this encoder writes to (created with the task's topics)."""
         return []
 
+    def row_records_elsewhere(self) -> bool:
+        """True when encoding a row change may give records for a topic other than the table's (a schema record
+        in a topic of the format's own): such row changes are then encoded where the log is read, never by the
+        worker of their partition's lane (`obsync.steps.routing.Router.spreads`)."""
+        return False
+
     def snapshot_ddl(self) -> bool:
         """True when the format wants each table's CREATE TABLE (SHOW CREATE TABLE at planning) as a DDL
         change before the table's full-sync rows, as Debezium's snapshot writes its schema events."""

@@ -10,6 +10,9 @@ partition new to it) to the end, learning the writes made after the last snapsho
 last written position of its stream is then dropped, so the records Bytewax replays after a crash are not
 written twice. Delivery errors are raised, never dropped.
 
+A lane's items are lists of records, or work its `expand` turns into them on the lane's worker (the log's row
+changes, encoded there rather than where the log is read: `obsync.steps.routing.Router.expand`).
+
 Streams that a run never replays but rescans under positions after everything written before (snapshot chunks
 of tables without a key on MySQL/MariaDB, `rescanned_streams`) have nothing to drop: a record of one at or
 before the last position written is an error (the rescan's rows are other rows), never dropped.
@@ -290,6 +293,7 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
     gate_open: bool = False
     rescanned: frozenset[str] = frozenset()  # streams never replayed (see the module docstring)
     stopping: Callable[[], bool] = _never  # a stop was requested: waits for Kafka end (`_SharedProducer`)
+    expand: Callable[[Any], list[OutItem]] | None = None  # an item that is not a list: its records (docstring)
 
     def open(self, topic: str, partition: int, state: dict[str, Any] | None = None) -> _Written:
         """Start writing a partition: restore its state, then learn what Kafka holds past its offset (waiting for
@@ -314,14 +318,14 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
         self.shared.parts[(topic, partition)] = w
         return w
 
-    def write_batch(self, values: list[list[OutItem]]) -> None:
+    def write_batch(self, values: list[Any]) -> None:
         try:
             self._write_batch(values)
         except BaseException:
             self.shared.failed = True
             raise
 
-    def _write_batch(self, values: list[list[OutItem]]) -> None:
+    def _write_batch(self, values: list[Any]) -> None:
         task_header = (TASK_HEADER, self.task_id.encode())
         shared = self.shared
         produce = shared.producer.produce
@@ -329,7 +333,11 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
         written = self.written
         written_n = skipped = size = 0
         last_rec = None
+        expand = self.expand
         for items in values:
+            if type(items) is not list:
+                assert expand is not None, f"{self.name}: received {type(items).__name__} without an expand"
+                items = expand(items)
             for it in items:
                 if isinstance(it, StreamDone):
                     self.done.add(it.stream)
@@ -423,14 +431,19 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     `rescanned_streams`: streams whose replays come under new positions, never dropped (module docstring).
     `patience`: how long Kafka may be silent before it is reported, and before the task fails;
     `stopping()`: whether a stop was requested (a wait for a silent Kafka then ends; `_SharedProducer`).
+    `expand`: turns an item that is not a list of records into one, on the lane's worker (module docstring).
+    `hosted`: False when this process writes no lane (the other processes of the run write them all).
     """
 
     def __init__(self, target_conf: dict[str, Any], lanes: list[str], task_id: str,
                  required_streams: frozenset[str], on_delivered: Callable[[str], None],
                  listener: SinkListener = NOOP_SINK_LISTENER, producer_conf: dict[str, Any] | None = None,
                  rescanned_streams: frozenset[str] = frozenset(), patience: BrokerPatience = DEFAULT_PATIENCE,
-                 stopping: Callable[[], bool] = _never) -> None:
+                 stopping: Callable[[], bool] = _never,
+                 expand: Callable[[Any], list[OutItem]] | None = None, hosted: bool = True) -> None:
         self._conf = target_conf
+        self._hosted = hosted
+        self._expand = expand
         self._tuning = producer_conf or {}  # producer settings from the task's resources
         self._lanes = sorted(lanes)
         self._index = {p: i for i, p in enumerate(self._lanes)}
@@ -444,7 +457,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         listener.use_acks()  # messages and bytes written are counted when Kafka acknowledges them
 
     def list_parts(self) -> list[str]:
-        return self._lanes
+        return self._lanes if self._hosted else []
 
     def part_fn(self, item_key: str) -> int:
         return self._index[item_key]
@@ -454,7 +467,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         shared.failed = False  # a new dataflow (the producer outlives a failed one in the same process)
         lane = _Lane(for_part, self._task_id, self._conf, shared, self._required,
                      lambda: self._on_delivered(for_part), self._listener, rescanned=self._rescanned,
-                     stopping=self._stopping)
+                     stopping=self._stopping, expand=self._expand)
         state = resume_state or {"partitions": {}, "done": []}
         if "partitions" not in state:
             raise StateError(f"sink state of {for_part} was written by an older obsync (one part per Kafka "

@@ -99,6 +99,9 @@ class AvroEncoder(Encoder):
             topics.append(self.schema_topic)
         return topics
 
+    def row_records_elsewhere(self) -> bool:
+        return self.registry is None  # without a registry, a row's first record of a schema goes to the schema topic
+
     def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
         out: list[KafkaRecord] = []
         for e in self._events.encode(change, topic):

@@ -166,8 +166,10 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
              task.format, rt.state.root,
              f"; process {spec.process} of {spec.processes}" if spec is not None else "")
     recovery = place_cluster(rt.state, rt.task_id) if isinstance(rt.state, ClusterState) else place_single(rt.state)
+    workers = args.workers or task.workers
     progress = Progress(task.progress_interval, topic_of=rt.layout.topic_of,
-                        status_path=rt.state.root / "status.json")
+                        status_path=rt.state.root / "status.json",
+                        first_worker=0 if spec is None else spec.process * workers)
     # the sink or full sync asked and heard of the stop (it then ends its wait for a silent Kafka, or for a source
     # that is away, with `StopWhileWaiting`)
     heard: list[bool] = []
@@ -177,7 +179,7 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
             heard.append(True)
         return stopper.requested
 
-    flow = build_flow(rt, progress, stopping=stopping)
+    flow = build_flow(rt, progress, stopping=stopping, workers=workers * (1 if spec is None else spec.processes))
     if spec is None:
         _reload_on_sighup(rt, args.task)
     else:

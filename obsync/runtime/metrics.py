@@ -77,6 +77,9 @@ MESSAGES_SKIPPED = Counter("obsync_messages_skipped", "messages dropped because 
 LARGE_MESSAGES = Counter("obsync_large_messages", "row messages larger than their topic accepts, by the "
                          "`large_messages` policy applied (fail: the task stopped)", ["task", "table", "policy"],
                          registry=REGISTRY)
+LOG_ENCODED = Counter("obsync_log_changes_encoded", "log row changes encoded by a worker of this process for a sink "
+                      "lane it writes (runs of several workers: encoding is spread by Kafka partition)",
+                      ["task", "worker", "lane"], registry=REGISTRY)
 ERRORS = Counter("obsync_errors", "errors, by kind (a failed task, a reconnect to the source)",
                  ["task", "kind"], registry=REGISTRY)
 LAG = Gauge("obsync_lag_seconds", "incremental sync delay: seconds between a change's commit on the source and "
@@ -111,7 +114,7 @@ FULL_CHUNKS_TOTAL = Gauge("obsync_full_sync_chunks_total", "full sync: chunks in
 _LABELLED = (UP, FAILED, START_TIME, PHASE, ROWS_READ, LOG_BYTES_READ, MESSAGES_WRITTEN, BYTES_WRITTEN,
              MESSAGES_SKIPPED, ERRORS, LAG, COMMIT_TO_ACK, LOG_POSITION_FILE, LOG_POSITION_OFFSET, LAST_WRITE,
              FULL_ROWS_DONE, FULL_ROWS_ESTIMATED, FULL_CHUNKS_DONE, FULL_CHUNKS_TOTAL, LARGE_MESSAGES,
-             SOURCE_WAITING, BROKER_WAITING)
+             SOURCE_WAITING, BROKER_WAITING, LOG_ENCODED)
 
 _task = ""
 _lock = threading.Lock()
@@ -199,6 +202,11 @@ def skipped(n: int) -> None:
 def large_message(table: str, policy: str) -> None:
     """One message of `table` too large for its topic, handled by `policy` (rare: counted one by one)."""
     _child(LARGE_MESSAGES, table, policy).inc()
+
+
+def log_encoded(worker: str, lane: str, n: int) -> None:
+    """`n` log row changes encoded for `lane` by `worker` (once per lane batch)."""
+    _child(LOG_ENCODED, worker, lane).inc(n)
 
 
 def commit_to_ack(seconds: float) -> None:

@@ -52,6 +52,36 @@ _REDRAW = 0.5  # s between redraws of the terminal bars
 
 # -- the sink's side -----------------------------------------------------------------------------------------
 
+_thread = threading.local()
+
+
+def worker_name(first: int = 0) -> str:
+    """The Bytewax worker running the calling thread: its index in the run ("0", "1", ...: `first`, the index
+    of this process's first worker, plus its index in the process, as timely names its threads
+    `timely:work-<index>`), else the thread's Python name (read once per thread)."""
+    name = getattr(_thread, "worker", None)
+    if name is None:
+        try:
+            with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            comm = ""
+        local = comm.removeprefix("timely:work-")
+        name = _thread.worker = str(first + int(local)) if comm.startswith("timely:work-") and local.isdigit() \
+            else threading.current_thread().name
+    return name
+
+
+def encoded_summary(counts: dict[tuple[str, str], int]) -> dict[str, Any]:
+    """status.json's `log_changes_encoded`: the total, and per worker and per lane."""
+    workers: dict[str, int] = {}
+    lanes: dict[str, int] = {}
+    for (worker, lane), n in counts.items():
+        workers[worker] = workers.get(worker, 0) + n
+        lanes[lane] = lanes.get(lane, 0) + n
+    return {"total": sum(counts.values()), "workers": dict(sorted(workers.items())), "lanes": dict(sorted(lanes.items()))}
+
+
 class Progress:
     """Counters of the sink parts of one process; see the module docstring.
 
@@ -62,7 +92,7 @@ class Progress:
 
     def __init__(self, interval: float = 10.0, *, task: str | None = None,
                  topic_of: dict[tuple[str, str], str] | None = None, stats: SourceStats | None = None,
-                 stream: TextIO | None = None, status_path: Any = None) -> None:
+                 stream: TextIO | None = None, status_path: Any = None, first_worker: int = 0) -> None:
         if task is not None:
             metrics.configure(task)
         self.interval = interval
@@ -98,6 +128,9 @@ class Progress:
         self.status_path = status_path  # where `status()` is written every couple of seconds (`obsync status`)
         self._status_at = 0.0
         self._broker_wait: tuple[str, float, float, int, str | None, str | None] | None = None  # `broker_waiting`
+        # (worker, lane) -> log row changes this process's workers encoded for the lane (`encoded`)
+        self._encoded: dict[tuple[str, str], int] = {}
+        self.first_worker = first_worker  # the index of this process's first Bytewax worker in the run
         metrics.set_lag_function(self.lag_seconds)
         metrics.set_collect_hook("progress", self.fold)
 
@@ -159,6 +192,13 @@ class Progress:
                     _, ct = p.popleft()
                     self._latency = now - ct
                     metrics.commit_to_ack(self._latency)
+
+    def encoded(self, lane: str, n: int) -> None:
+        """`n` log row changes encoded for `lane` by the calling worker, the one writing the lane (per lane
+        batch; each lane in one worker thread, so each key of `_encoded` has one writer)."""
+        key = (worker_name(self.first_worker), lane)
+        self._encoded[key] = self._encoded.get(key, 0) + n
+        metrics.log_encoded(key[0], lane, n)
 
     def skipped(self, n: int) -> None:
         self.dropped += n
@@ -395,6 +435,8 @@ class Progress:
             "full_sync": [{"table": t.table, "rows_done": t.done, "rows_estimated": t.estimated,
                            "chunks_done": t.chunks_done, "chunks_total": t.chunks_total}
                           for t in self.stats.full_sync()],
+            # log row changes encoded by the workers of this process, by sink lane (runs of several workers)
+            **({"log_changes_encoded": encoded_summary(enc)} if (enc := dict(self._encoded)) else {}),
             **({"waiting_for_source": waiting} if (waiting := self.stats.waiting()) else {}),
             **({"waiting_for_broker": broker} if (broker := self.broker_wait()) else {}),
             **extra,

@@ -4,10 +4,19 @@ This is the engine-free core of the dataflow's "encode" step. An update that cha
 identity or its message key, see `split_key_change`) becomes a delete of the old key and an insert of the
 new one, so every change of one key lands in one partition, in commit order. Snapshot completion markers are
 broadcast to every partition.
+
+`Router.route` encodes where the batch is (a snapshot chunk's worker). The log is read by one worker, so in a
+run of several workers its batches take two steps instead: `Router.pick`, on the reading worker, only chooses
+each row change's partition and groups the changes by sink lane (`LaneWork`, one per lane touched: a batch,
+never single rows); `Router.expand`, called by the sink's lane on the worker that writes it, encodes them. Only
+what is rare or must be numbered across partitions is encoded where it is read and travels as records: DDL,
+heartbeats and updates that change their key (the insert's `seq` follows the delete's records). Records and
+`seq` are byte for byte those of `route`.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal, NamedTuple
@@ -127,6 +136,87 @@ class SchemaHistory(NamedTuple):
     server: str
 
 
+class Encode(NamedTuple):
+    """A row change whose partition is chosen (`Router.pick`), to be encoded by its lane (`Router.expand`)."""
+
+    change: Change
+    topic: str
+    partition: int
+
+
+class LaneWork:
+    """One lane's share of a log batch, in batch order: changes to encode and records encoded already.
+
+    Pickled (to cross to another process) as plain tuples, each table once (`_pack_lane_work`): pickling
+    `Change` objects one by one would cost the reading worker about as much as encoding them. Bytewax pickles
+    an item crossing processes twice (timely measures its size, then writes it): the packed bytes are kept
+    from the first time."""
+
+    __slots__ = ("lane", "items", "_packed")
+
+    def __init__(self, lane: str, items: list[Encode | OutItem]) -> None:
+        self.lane = lane
+        self.items = items
+        self._packed: bytes | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LaneWork) and (self.lane, self.items) == (other.lane, other.items)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"LaneWork({self.lane!r}, {len(self.items)} items)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._packed is None:
+            self._packed = pickle.dumps(_pack_lane_work(self), protocol=pickle.HIGHEST_PROTOCOL)
+        return _unpack_lane_work, (self._packed,)
+
+
+def _pack_lane_work(work: LaneWork) -> tuple[Any, ...]:
+    """(lane, tables, topics, rows): a row change as (table index, topic index, partition, op, file, pos, row,
+    before, after, commit_time, txn, server_id); anything else (records, other changes) as (item,)."""
+    tables: dict[int, int] = {}
+    table_list: list[Any] = []
+    topics: dict[str, int] = {}
+    rows: list[tuple[Any, ...]] = []
+    for it in work.items:
+        if type(it) is Encode:
+            change, topic, partition = it  # type: ignore[misc]
+            pos = change.position
+            if type(pos) is not LogPosition or change.ddl is not None or change.ddl_db is not None or change.ddl_tables:
+                rows.append((it,))
+                continue
+            t = change.table
+            ti = tables.get(id(t))
+            if ti is None:
+                ti = tables[id(t)] = len(table_list)
+                table_list.append(t)
+            to = topics.get(topic)
+            if to is None:
+                to = topics[topic] = len(topics)
+            rows.append((ti, to, partition, change.op.value, pos.file, pos.pos, pos.row, change.before, change.after,
+                         change.commit_time, change.txn, change.server_id))
+        else:
+            rows.append((it,))
+    return work.lane, table_list, list(topics), rows
+
+
+def _unpack_lane_work(packed: bytes) -> LaneWork:
+    lane, tables, topics, rows = pickle.loads(packed)
+    items: list[Encode | OutItem] = []
+    append = items.append
+    ops = {op.value: op for op in Op}
+    for r in rows:
+        if len(r) == 1:
+            append(r[0])
+            continue
+        ti, to, partition, op, file, pos, row, before, after, commit_time, txn, server_id = r
+        append(_new_tuple(Encode, (Change(ops[op], tables[ti], LogPosition(file, pos, row), before, after,
+                                          commit_time, txn, server_id), topics[to], partition)))
+    return LaneWork(lane, items)
+
+
 class Router:
     """Encodes changes and groups the records by the sink part (Kafka partition) they belong to.
 
@@ -140,10 +230,13 @@ class Router:
     def __init__(self, encoder: Encoder, layout: TopicLayout, partitioning: Partitioning,
                  key_bytes: KeyBytes = partition_key, fixed_partition: int = 0, send_ddl: bool = False,
                  large: LargeMessages | None = None, ddl_to: DdlDelivery = DATA_TOPICS,
-                 history: SchemaHistory | None = None) -> None:
+                 history: SchemaHistory | None = None,
+                 on_encoded: Callable[[str, int], None] | None = None) -> None:
         self.encoder = encoder
         self.ddl_to = ddl_to  # where DDL messages go (with send_ddl)
         self.history = history  # the schema-history topic (every log DDL of a synced table, send_ddl or not)
+        # hears (lane, changes) once per `expand`: the log changes a lane's worker encoded (status, metrics)
+        self.on_encoded = on_encoded
         # the `large_messages` policy, for row records larger than their topic accepts (None: not checked)
         self.large = large
         self.layout = layout
@@ -203,12 +296,7 @@ class Router:
                     if rec.topic == topic:
                         if large is not None and len(rec.key or b"") + len(rec.value or b"") > room and \
                                 not large.fits(rec, change):
-                            for e in large.handle(change, topic, partition, rec, index, seq):
-                                p = partition if e.partition is None else e.partition
-                                out.setdefault(self.layout.lane(e.topic, p), []).append(OutRecord(
-                                    e.topic, p, e.key, e.value, change.position, seq, change.commit_time,
-                                    e.headers))
-                                seq += 1
+                            seq = self._add_large(large, change, topic, partition, rec, index, seq, out)
                             continue
                         # the named tuple's fields in order, built without its Python-level __new__
                         bucket.append(_new_tuple(OutRecord, (topic, partition, rec.key, rec.value, change.position,
@@ -217,6 +305,96 @@ class Router:
                         self._add_to_own_topic(rec, change, seq, out)
                     seq += 1
         return list(out.items())
+
+    def spreads(self) -> bool:
+        """Whether `pick` + `expand` may encode a row change away from where it was read: every record of its
+        encoding then goes to its own partition, so to the lane `pick` chose. Not so when the format writes
+        row records to a topic of its own (`Encoder.row_records_elsewhere`) or under the `dead_letter` policy
+        (parts go to the dead-letter topic's partitions): several workers would then write one partition, out
+        of position order, and the sink would drop what arrives after a later position."""
+        return not self.encoder.row_records_elsewhere() and (self.large is None or self.large.policy != "dead_letter")
+
+    def pick(self, batch: Sequence[Item]) -> list[tuple[str, LaneWork]]:
+        """One (lane, `LaneWork`) pair per lane touched by the batch: the lane step of the log (see the module
+        docstring); `expand` turns each into exactly the records `route` would give that lane."""
+        out: dict[str, list[Encode | OutItem]] = {}
+        layout, lane, partition_of = self.layout, self.layout.lane, self._pick_partition
+        last_table: object = None
+        topic = ""
+        for item in batch:
+            if isinstance(item, StreamDone) or item.op is Op.DDL or item.op is Op.HEARTBEAT or (
+                    item.op is _UPDATE and len(split_key_change(item, self.whole_row)) > 1):
+                for name, records in self.route((item,)):  # rare: encoded here, as records
+                    bucket = out.get(name)
+                    if bucket is None:
+                        out[name] = records  # type: ignore[assignment]  # a list of records is a list of items
+                    else:
+                        bucket.extend(records)
+                continue
+            table = item.table
+            if table is not last_table:
+                topic = layout.topic(table.db, table.name)  # type: ignore[union-attr]  # a row change carries its table
+                last_table = table
+            partition = partition_of(item, topic)
+            name = lane(topic, partition)
+            bucket = out.get(name)
+            if bucket is None:
+                bucket = out[name] = []
+            bucket.append(_new_tuple(Encode, (item, topic, partition)))
+        return [(name, LaneWork(name, items)) for name, items in out.items()]
+
+    def expand(self, work: LaneWork) -> list[OutItem]:
+        """The records of a lane's `LaneWork` (on the worker writing the lane), in order: its changes encoded
+        as `route` encodes them, its records as they are. Raises if a record would belong to another lane (a
+        format or policy `spreads` should have excluded)."""
+        out: dict[str, list[OutItem]] = {}
+        records_out = out[work.lane] = []
+        encode, large = self.encoder.encode, self.large
+        last_topic, room, n = "", 0, 0
+        for job in work.items:
+            if type(job) is not Encode:
+                records_out.append(job)  # type: ignore[arg-type]  # an OutItem
+                continue
+            change, topic, partition = job  # type: ignore[misc]
+            n += 1
+            if topic is not last_topic:
+                room = large.room(topic) if large is not None else 0
+                last_topic = topic
+            seq = 0
+            for index, rec in enumerate(encode(change, topic)):
+                if rec.topic != topic:
+                    self._add_to_own_topic(rec, change, seq, out)
+                elif large is not None and len(rec.key or b"") + len(rec.value or b"") > room and \
+                        not large.fits(rec, change):
+                    seq = self._add_large(large, change, topic, partition, rec, index, seq, out) - 1
+                else:
+                    records_out.append(_new_tuple(OutRecord, (topic, partition, rec.key, rec.value, change.position,
+                                                              seq, change.commit_time, None)))
+                seq += 1
+        if len(out) > 1:
+            raise AssertionError(f"{work.lane}: encoding gave records for {sorted(set(out) - {work.lane})}, which "
+                                 "other workers write: this format or policy cannot be encoded by lane")
+        if n and self.on_encoded is not None:
+            self.on_encoded(work.lane, n)
+        return records_out
+
+    def _add_large(self, large: LargeMessages, change: Change, topic: str, partition: int, rec: Any, index: int,
+                   seq: int, out: dict[str, list[OutItem]]) -> int:
+        """The records the `large_messages` policy puts in the place of `rec`, numbered from `seq`: the next seq."""
+        for e in large.handle(change, topic, partition, rec, index, seq):
+            p = partition if e.partition is None else e.partition
+            out.setdefault(self.layout.lane(e.topic, p), []).append(OutRecord(
+                e.topic, p, e.key, e.value, change.position, seq, change.commit_time, e.headers))
+            seq += 1
+        return seq
+
+    def _pick_partition(self, change: Change, topic: str) -> int:
+        """The partition `route` gives a row change, without encoding it: under Hash with the record key as the
+        partition key, that key is `partition_key` byte for byte (`Encoder.key_is_partition_key`)."""
+        if self.key_is_record_key and self.partitioning == "hash":
+            key = partition_key(change)
+            return hash_partition(key if key is not None else row_image_key(change), self.layout.partitions[topic])
+        return self._partition(change, topic, None)
 
     def _partition(self, change: Change, topic: str, record_key: bytes | None) -> int:
         if self.partitioning == "one":

@@ -290,3 +290,64 @@ def test_sigkill_of_one_process_at_random_moments_loses_and_duplicates_nothing(t
     assert_topic_equals_table(kafka, conn, db)
     logs = "".join(cluster.log(k).read_text(errors="replace") for k in range(2))
     assert "found in Kafka; they will not be written again" in logs  # kills did land between write and snapshot
+
+
+def change_many(conn, db: str) -> int:
+    """Incremental changes over many keys: updates, inserts, 61 key changes, deletes, changes of moved keys; the
+    row changes that are not key changes (those the lanes' workers encode)."""
+    spread = 0
+    with conn.cursor() as cur:
+        for r in range(3):
+            spread += cur.execute(f"UPDATE {db}.orders SET qty = qty + 1 WHERE id % 3 = {r}")
+        spread += cur.execute(f"INSERT INTO {db}.orders SELECT seq, CONCAT('new', seq), seq, NULL, 'n' "
+                              f"FROM {db}.seq_1001_to_3000")
+        assert cur.execute(f"UPDATE {db}.orders SET id = id + 10000 WHERE id BETWEEN 100 AND 160") == 61
+        spread += cur.execute(f"DELETE FROM {db}.orders WHERE id % 7 = 0")
+        spread += cur.execute(f"UPDATE {db}.orders SET name = CONCAT(name, '+') WHERE id > 10000 OR id % 5 = 1")
+        spread += cur.execute(f"UPDATE {db}.orders SET qty = qty * 2 WHERE id BETWEEN 1000 AND 1200")
+    assert spread > 3000
+    return spread
+
+
+def assert_landed_exactly(kafka, conn, db: str) -> None:
+    msgs = assert_topic_equals_table(kafka, conn, db)  # replay per key = table, one partition per key, order, once
+    written = [(m.partition, m.headers["obsync.pos"], m.headers["obsync.seq"]) for m in msgs]
+    assert len(written) == len(set(written))  # no (position, seq) twice
+
+
+def test_two_processes_one_reads_the_log_the_other_encodes_and_produces_it(tmp_path, mariadb, kafka, shop):
+    """Process 0 reads the log; its changes are encoded by the process writing their partition's lane, process 1
+    (each process's status counts them per worker and lane), and every key still lands exactly: in its
+    partition, in order, once."""
+    db, conn = shop
+    seed(conn, db, 600)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 200, "batch_size": 100})
+    cluster = Cluster(tmp_path, task)
+    cluster.run_until_caught_up()
+    spread = change_many(conn, db)
+    cluster.run_until_caught_up()
+    assert_landed_exactly(kafka, conn, db)
+
+    # process 0 read the log (and encoded only its key changes); process 1, writing every lane, encoded the rest
+    statuses = [cluster.status(k) for k in range(2)]
+    assert [s["log_position_read"] is not None for s in statuses] == [True, False]
+    assert "log_changes_encoded" not in statuses[0], statuses[0]
+    encoded = statuses[1]["log_changes_encoded"]
+    assert encoded["total"] == spread and encoded["workers"] == {"1": spread}, (encoded, spread)
+    assert len(encoded["lanes"]) == 3  # the topic's 3 partitions' lanes
+    assert statuses[0]["messages_written"] == 0 and statuses[1]["messages_written"] > spread
+
+
+def test_two_workers_of_one_process_share_encoding_of_the_log(tmp_path, mariadb, kafka, shop):
+    """`workers: 2` in one process: the same split (one worker reads the log, both encode by lane)."""
+    db, conn = shop
+    seed(conn, db, 600)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"], workers=2)
+    run_obsync("run", str(task), "--until-caught-up")
+    spread = change_many(conn, db)
+    run_obsync("run", str(task), "--until-caught-up")
+    assert_landed_exactly(kafka, conn, db)
+    encoded = json.loads((tmp_path / "state" / "status.json").read_text())["log_changes_encoded"]
+    assert sorted(encoded["workers"]) == ["0", "1"] and min(encoded["workers"].values()) > 0, encoded
+    assert encoded["total"] == spread, (encoded, spread)

@@ -232,3 +232,16 @@ def test_avro_truncate_keeps_the_schema_and_marks_the_header_only():
     assert out.value[:10] == rec.value[:10]  # the same schema fingerprint: no new schema, no field added
     assert MARKER_FIELD.encode() not in out.value
     assert record_size(out.key, out.value, position_to_header(POS), out.headers) <= LIMIT
+
+
+@pytest.mark.parametrize("name", ["key_only", "truncate"])
+def test_policies_applied_by_the_lanes_worker_give_the_records_of_route(name):
+    from tests.unit.test_routing import comparable, expanded
+
+    layout = TopicLayout({("shop", "docs"): "topic"}, {"topic": 3})
+    r = Router(encoder(), layout, "hash", large=policy(name))
+    assert r.spreads()
+    batch = [SMALL, BIG, replace(BIG, position=LogPosition("mysql-bin.000001", 500, 0), after={**BIG.after, "id": 6})]
+    got = comparable(expanded(r, batch))
+    assert got == comparable(Router(encoder(), layout, "hash", large=policy(name)).route(batch))
+    assert sum(1 for recs in got.values() for rec in recs if rec[7]) == 2  # both large ones marked

@@ -407,3 +407,23 @@ def test_obsync_status_words_a_wait_for_kafka_by_what_waits():
                      "(reading orders[2] to learn what was written): no error, the brokers are silent"]
     progress.broker_waiting("kafka.example:9092", 0, 0.0, None)
     assert "waiting_for_broker" not in progress.status()
+
+
+def test_log_changes_encoded_are_counted_per_worker_and_lane_in_status_and_metrics():
+    import threading
+
+    from obsync.runtime import metrics
+
+    p = Progress(task="enc")
+    assert "log_changes_encoded" not in p.status()  # one worker: nothing encoded by lane
+    threads = [threading.Thread(target=p.encoded, args=(lane, n), name=f"w{i}")
+               for i, (lane, n) in enumerate([("lane001", 5), ("lane002", 7)])]
+    for t in threads:
+        t.start()
+        t.join()
+    p.encoded("lane001", 1)
+    enc = p.status()["log_changes_encoded"]
+    main = threading.current_thread().name
+    assert enc == {"total": 13, "workers": dict(sorted({"w0": 5, "w1": 7, main: 1}.items())),
+                   "lanes": {"lane001": 6, "lane002": 7}}
+    assert metrics.sample("obsync_log_changes_encoded_total", worker="w1", lane="lane002") == 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -339,3 +340,126 @@ def test_partition_for_is_kafkas_partitioner_for_any_key():
         for n in (1, 2, 3, 7, 16, 1000):
             assert partition_for(key, n) == partitioner.python_partition_for(key, n) == (
                 (murmur2(key) & 0x7FFFFFFF) % n), (key, n)
+
+
+# ------------------------------------------------------------------------- the log's lanes, encoded by their workers
+
+def mixed_log_batch() -> list:
+    """Every kind of log item: inserts, updates keeping and changing the key (and the sharding key), deletes, a
+    table without a key, DDL, a heartbeat; positions rising."""
+    items: list = []
+    for i in range(60):
+        pos = LogPosition("b.000003", 100 + 10 * i, 0)
+        kind = i % 6
+        if kind == 0:
+            items.append(Change(Op.INSERT, SHARDED, pos, after={"id": i, "cust": i % 7, "v": "é" * (i % 3)},
+                                commit_time=5.0, txn=f"t{i}"))
+        elif kind == 1:
+            items.append(upd(SHARDED, pos.pos, {"id": i - 1, "cust": (i - 1) % 7, "v": "a"},
+                             {"id": i - 1, "cust": (i - 1) % 7, "v": "b"}))
+        elif kind == 2:
+            items.append(upd(SHARDED, pos.pos, {"id": i, "cust": 1, "v": "a"}, {"id": i, "cust": 2 + i % 5, "v": "a"}))
+        elif kind == 3:
+            items.append(Change(Op.DELETE, ITEMS, pos, before={"id": i}, commit_time=5.0, txn=f"t{i}"))
+        elif kind == 4:
+            items.append(upd(LOGS, pos.pos, {"msg": f"m{i}", "n": i}, {"msg": f"m{i}", "n": i + 1}))
+        else:
+            items.append(Change(Op.INSERT, ITEMS, pos, after={"id": i}, commit_time=5.0, txn=f"t{i}"))
+    items = [replace(c, commit_time=5.0) for c in items]  # a processing time would differ between encodings
+    items.insert(20, ddl("ALTER TABLE orders ADD c int", (("shop", "orders"),), SHARDED, n=295))
+    items.insert(40, Change(Op.HEARTBEAT, None, LogPosition("b.000003", 495, 1), commit_time=6.0))
+    return items
+
+
+def comparable(routed) -> dict[str, list]:
+    """Each lane's records in order, values without processing-time fields (they differ between two encodings)."""
+    def value(v):
+        if v is None or v[:1] != b"{":
+            return v
+        return json.dumps(untimed(json.loads(v)), sort_keys=True)
+    return {lane: [(r.topic, r.partition, r.key, value(r.value), r.position, r.seq, r.commit_time, r.headers)
+                   for r in recs] for lane, recs in routed if recs}
+
+
+def untimed(doc):
+    if isinstance(doc, dict):
+        return {k: untimed(v) for k, v in doc.items() if not k.startswith("ts") and k != "systemTime"}
+    return [untimed(v) for v in doc] if isinstance(doc, list) else doc
+
+
+def expanded(router: Router, batch) -> list[tuple[str, list]]:
+    """`pick` then `expand`, each lane's work pickled on the way (as it crosses to another process)."""
+    import pickle
+
+    out = []
+    for lane, work in router.pick(batch):
+        work = pickle.loads(pickle.dumps(work))
+        assert work.lane == lane
+        out.append((lane, router.expand(work)))
+    return out
+
+
+JSON_FORMATS = sorted(set(FORMAT_NAMES) - {"avro"})
+
+
+@pytest.mark.parametrize("rule", ["hash", "table", "one"])
+@pytest.mark.parametrize("fmt", JSON_FORMATS)
+def test_lanes_picked_where_read_and_encoded_by_their_worker_give_exactly_the_records_of_route(fmt, rule):
+    def new_router() -> Router:  # a router and encoder each (an encoder may remember what it wrote)
+        encoder = encoder_for(fmt, EncoderContext("t", "MYSQL"), {})
+        tables = {("shop", "orders"): "orders", ("shop", "items"): "items", ("shop", "logs"): "logs"}
+        layout = TopicLayout(tables, {**N, **{t: 2 for t in encoder.extra_topics()}})
+        return Router(encoder, layout, rule, fixed_partition=1, send_ddl=True)
+
+    r = new_router()
+    assert r.spreads()
+    batch = mixed_log_batch()
+    want, got = comparable(new_router().route(batch)), comparable(expanded(r, batch))
+    assert got == want
+    assert sum(len(v) for v in want.values()) >= len(batch)
+    # the rows crossing are changes, one list per lane touched; only DDL, heartbeats and key changes as records
+    work = [w for _, w in r.pick(batch)]
+    assert len(work) == len({lane for lane, _ in r.pick(batch)})
+    from obsync.steps.routing import Encode
+    encoded_here = [it for w in work for it in w.items if not isinstance(it, Encode)]
+    assert {it.position for it in encoded_here} <= {c.position for c in batch if c.op in (Op.DDL, Op.HEARTBEAT)} | {
+        c.position for c in batch if len(split_key_change(c, rule == "hash")) > 1}
+
+
+def test_stream_done_picked_reaches_every_lane_and_counts_are_heard():
+    heard: list = []
+    r = real_router()
+    r.on_encoded = lambda lane, n: heard.append((lane, n))
+    batch = [Change(Op.INSERT, ITEMS, LogPosition("b.000001", i, 0), after={"id": i}) for i in range(30)]
+    lanes = dict(r.pick([*batch, StreamDone("x")]))
+    assert sorted(lanes) == lane_names(DEFAULT_LANES)
+    for lane, work in lanes.items():
+        assert r.expand(work)[-1] == StreamDone("x")
+    assert sum(n for _, n in heard) == 30 and len(heard) == len({lane_of("items", p, DEFAULT_LANES) for p in range(3)})
+
+
+def test_formats_and_policies_whose_rows_may_reach_other_lanes_are_not_spread():
+    from obsync.steps.large_messages import LargeMessages
+
+    enc = DefaultEncoder("t")
+    layout = TopicLayout({("shop", "orders"): "orders"}, {"orders": 4, "dl": 3})
+    for policy, spreads in [("fail", True), ("key_only", True), ("truncate", True), ("dead_letter", False)]:
+        lm = LargeMessages(policy, enc, lambda t: 10_000, "dl", lambda t: 3)
+        assert Router(enc, layout, "hash", large=lm).spreads() is spreads
+    avro = encoder_for("avro", EncoderContext("t", "MYSQL"), {})  # no registry: schemas go to the schema topic
+    assert avro.row_records_elsewhere()
+    assert not Router(avro, TopicLayout({("shop", "orders"): "orders"}, {"orders": 4, **{
+        t: 1 for t in avro.extra_topics()}}), "hash").spreads()
+
+
+def test_a_lanes_batch_crosses_processes_as_plain_tuples_with_each_table_once():
+    import pickle
+
+    r = real_router()
+    batch = [Change(Op.INSERT, SHARDED, LogPosition("b.000001", i, 2), after={"id": i, "cust": 1, "v": "é"},
+                    commit_time=1.5, txn="0-1-9", server_id=3) for i in range(50)]
+    [(lane, work)] = r.pick(batch)
+    blob = pickle.dumps(work)
+    assert b"Change" not in blob and blob.count(b"varchar(9)") == 1  # no Change objects; the schema once
+    back = pickle.loads(blob)
+    assert back == work and [e.change for e in back.items] == batch
