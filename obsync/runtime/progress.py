@@ -79,7 +79,8 @@ def encoded_summary(counts: dict[tuple[str, str], int]) -> dict[str, Any]:
     for (worker, lane), n in counts.items():
         workers[worker] = workers.get(worker, 0) + n
         lanes[lane] = lanes.get(lane, 0) + n
-    return {"total": sum(counts.values()), "workers": dict(sorted(workers.items())), "lanes": dict(sorted(lanes.items()))}
+    return {"total": sum(counts.values()), "workers": dict(sorted(workers.items())),
+            "lanes": dict(sorted(lanes.items()))}
 
 
 class Progress:

@@ -433,7 +433,7 @@ def test_stream_done_picked_reaches_every_lane_and_counts_are_heard():
     batch = [Change(Op.INSERT, ITEMS, LogPosition("b.000001", i, 0), after={"id": i}) for i in range(30)]
     lanes = dict(r.pick([*batch, StreamDone("x")]))
     assert sorted(lanes) == lane_names(DEFAULT_LANES)
-    for lane, work in lanes.items():
+    for work in lanes.values():
         assert r.expand(work)[-1] == StreamDone("x")
     assert sum(n for _, n in heard) == 30 and len(heard) == len({lane_of("items", p, DEFAULT_LANES) for p in range(3)})
 
