@@ -29,6 +29,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
+from obsync.connectors.kafka.gaps import GAPS_FILE
 from obsync.connectors.kafka.sink import KafkaSink
 from obsync.connectors.mysql.binlog.heartbeat import HeartbeatWriter
 from obsync.connectors.mysql.binlog.source import BinlogSource
@@ -107,7 +108,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
     op.output("kafka", routed, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
         listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams,
-        patience=broker_patience(task.target), stopping=stopping))
+        patience=broker_patience(task.target), stopping=stopping, gaps_file=rt.state.root / GAPS_FILE))
     return flow
 
 

@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from obsync.core.errors import ConfigError, ObsyncError
+from obsync.core.errors import RESTART_EXIT, BrokerFault, ConfigError, ObsyncError
 from obsync.core.wording import counted
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from obsync.app.local_cluster import PRECHECKED_ENV
     from obsync.app.supervisor import is_child, supervise
     from obsync.core.errors import StateError
+    from obsync.runtime.settings import broker_patience
     from obsync.runtime.validate import load_checked_task
     from obsync.task.state import TaskState, write_json_atomic
 
@@ -109,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 from obsync.app.local_cluster import run_local_cluster
 
                 return run_local_cluster(args, state)
-            return supervise(args.argv, state)
+            return supervise(args.argv, state, broker_patience(task.target).patience)
         with state.running(pid=os.getppid()):  # the watching process: the one users started and signal
             return _run(task, args, stopper)
     except BaseException as e:
@@ -147,6 +148,7 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     from bytewax.recovery import RecoveryConfig
 
     from obsync.app.stopping import StateWatch, run_engine
+    from obsync.app.supervisor import RESTART_REASON_ENV, RESTARTS_ENV
     from obsync.flows.sync import build_flow
     from obsync.runtime import metrics
     from obsync.runtime.cluster import ClusterState, cluster_spec
@@ -168,6 +170,9 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     recovery = place_cluster(rt.state, rt.task_id) if isinstance(rt.state, ClusterState) else place_single(rt.state)
     progress = Progress(task.progress_interval, topic_of=rt.layout.topic_of,
                         status_path=rt.state.root / "status.json")
+    restarts = int(os.environ.get(RESTARTS_ENV, "0") or 0)  # by `obsync run` (`app.supervisor`)
+    progress.restarts = (restarts, os.environ.get(RESTART_REASON_ENV))
+    metrics.set_restarts(restarts)
     # the sink or full sync asked and heard of the stop (it then ends its wait for a silent Kafka, or for a source
     # that is away, with `StopWhileWaiting`)
     heard: list[bool] = []
@@ -706,7 +711,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except ObsyncError as e:
         print(f"obsync: error: {e}", file=sys.stderr)
-        return 2
+        from obsync.app.supervisor import is_child
+
+        # a task process asks its `obsync run` to start it again (`app.supervisor`)
+        return RESTART_EXIT if isinstance(e, BrokerFault) and is_child() else 2
 
 
 if __name__ == "__main__":

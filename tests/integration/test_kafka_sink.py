@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -11,19 +12,20 @@ from obsync.connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names
 from obsync.connectors.kafka.sink import KafkaSink
 from obsync.connectors.kafka.topics import ensure_topics
 from obsync.core.changes import StreamDone
-from obsync.core.errors import SinkError
-from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.errors import BrokerFault, SinkError
+from obsync.core.positions import LogPosition, SnapshotPosition, position_to_header
 from obsync.runtime.progress import Progress
 from tests.helpers.kafka import read_partition
 
 
-def make_sink(kafka, topic, partitions, required=frozenset(), delivered=None):
+def make_sink(kafka, topic, partitions, required=frozenset(), delivered=None, gaps_file=None):
     return KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, lane_names(DEFAULT_LANES), "task-" + topic,
-                     required, (delivered.append if delivered is not None else (lambda p: None)), Progress())
+                     required, (delivered.append if delivered is not None else (lambda p: None)), Progress(),
+                     gaps_file=gaps_file)
 
 
-def rec(topic, partition, pos, value, seq=0):
-    return OutRecord(topic, partition, b"k", value, pos, seq)
+def rec(topic, partition, pos, value, seq=0, key=b"k"):
+    return OutRecord(topic, partition, key, value, pos, seq)
 
 
 def test_creates_topics_with_configured_partitions(kafka):
@@ -123,6 +125,69 @@ def test_delivery_error_is_raised_not_dropped(kafka):
     with pytest.raises(SinkError, match=rf"{topic}\[0\]"):
         part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 4, 0), b"x" * 5000)]])
         part.snapshot()
+
+
+def test_messages_acknowledged_but_not_kept_fail_the_snapshot_and_the_resume_writes_them_in_key_order(
+        kafka, tmp_path, caplog):
+    """A broker that acknowledges a message as already written (no offset) without holding it: the lane's
+    snapshot checks the partition, fails with a `BrokerFault` naming the partition (the task restarts), and the
+    resume from the previous snapshot writes the lost message, skips those Kafka holds, and writes again the
+    later messages of the lost one's key, so a consumer replaying each key ends at the source's state.
+    (tansu's loss cannot be provoked at will: the acknowledgement without an offset is recorded as the
+    delivery report does, for a message the broker never received.)"""
+    caplog.set_level(logging.INFO, "obsync")
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    gaps = tmp_path / "kafka-gaps.json"
+    lane = lane_of(topic, 0, DEFAULT_LANES)
+    keys = [b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"f", b"h", b"i"]  # 7 is a later change of 5's key
+    log = [rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), f"v{i}".encode(), key=keys[i]) for i in range(10)]
+    part = make_sink(kafka, topic, 1, gaps_file=gaps).build_part("out", lane, None)
+    part.write_batch([log[:4]])
+    state = part.snapshot()
+    part.write_batch([[log[4], log[6], log[7]]])  # the broker lost 5 ...
+    part.shared.flush()
+    w = part.written[(topic, 0)]
+    for r in (log[4], log[5]):  # ... though it acknowledged it (and 4) as written already
+        w.unverified.append((position_to_header(r.position), 0, r.key))
+    with pytest.raises(BrokerFault, match=rf"Kafka acknowledged 1 message of {topic}\[0\] it did not keep .*"
+                                          r"replaying from the last snapshot"):
+        part.snapshot()
+    assert gaps.exists()
+
+    resumed = make_sink(kafka, topic, 1, gaps_file=gaps).build_part("out", lane, state)  # the restart
+    resumed.write_batch([log[4:]])
+    state2 = resumed.snapshot()
+    values = [m.value for m in read_partition(kafka.bootstrap_servers, topic, 0)]
+    assert values == [b"v0", b"v1", b"v2", b"v3", b"v4", b"v6", b"v7", b"v5", b"v7", b"v8", b"v9"]
+    replayed = {}
+    for m in read_partition(kafka.bootstrap_servers, topic, 0):
+        replayed[m.key] = m.value
+    assert replayed == {k: f"v{max(i for i in range(10) if keys[i] == k)}".encode() for k in set(keys)}
+    assert "Kafka lost 1 message it had acknowledged" in caplog.text
+
+    # the note is spent: a later resume drops by position as usual and writes nothing twice
+    again = make_sink(kafka, topic, 1, gaps_file=gaps).build_part("out", lane, state2)
+    again.write_batch([log[8:]])
+    again.close()
+    assert len(read_partition(kafka.bootstrap_servers, topic, 0)) == 11
+    assert not gaps.exists()
+
+
+def test_messages_acknowledged_without_an_offset_that_kafka_holds_pass_the_check(kafka, caplog):
+    caplog.set_level(logging.INFO, "obsync")
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    part = make_sink(kafka, topic, 1).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
+    log = [rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), f"v{i}".encode()) for i in range(4)]
+    part.write_batch([log])
+    part.shared.flush()
+    w = part.written[(topic, 0)]
+    w.unverified.append((position_to_header(log[2].position), 0, b"k"))
+    state = part.snapshot()
+    assert state["partitions"][f"{topic}#00000"]["offset"] == 4
+    assert w.unverified == []
+    assert f"{topic}[0]: Kafka holds the 1 message it acknowledged without an offset" in caplog.text
 
 
 def test_one_lane_writes_several_topics_and_learns_a_new_partition_after_resume(kafka):
