@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from obsync.core.errors import RESTART_EXIT, BrokerFault, ConfigError, ObsyncError
+from obsync.core.repeats import RepeatFilter
 from obsync.core.wording import counted
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("obsync")
 
 
+RDKAFKA_REPEAT_WINDOW = 30.0  # s: one line per distinct librdkafka message, with the count held back
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -38,6 +42,8 @@ def _setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
+    # librdkafka repeats each failed connection attempt several times a second while a broker is down
+    logging.getLogger("obsync.rdkafka").addFilter(RepeatFilter(RDKAFKA_REPEAT_WINDOW))
 
 
 def _reload_on_sighup(rt: Any, task_file: Path) -> None:
@@ -149,6 +155,7 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
 
     from obsync.app.stopping import StateWatch, run_engine
     from obsync.app.supervisor import RESTART_REASON_ENV, RESTARTS_ENV
+    from obsync.connectors.mysql.connection import interrupt_sessions
     from obsync.flows.sync import build_flow
     from obsync.runtime import metrics
     from obsync.runtime.cluster import ClusterState, cluster_spec
@@ -183,6 +190,14 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
         return stopper.requested
 
     flow = build_flow(rt, progress, stopping=stopping)
+
+    def interrupt() -> None:  # a stop held up by a request in flight (`app.stopping`): its error is the stop's
+        heard.append(True)
+        n = interrupt_sessions()
+        if n:
+            log.info("interrupted %s on the source", counted(n, "session"))
+
+    stopper.when_stuck(interrupt)
     if spec is None:
         _reload_on_sighup(rt, args.task)
     else:

@@ -33,7 +33,7 @@ from obsync.core.schema import TableSchema
 from obsync.formats import encoder_for
 from obsync.formats.base import Encoder, EncoderContext
 from obsync.runtime.cluster import ClusterSpec, ClusterState, cluster_state, history_store
-from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
+from obsync.runtime.settings import broker_patience, kafka_settings, log_endpoint, sql_endpoint
 from obsync.steps.routing import TopicLayout
 from obsync.task.config import TaskConfig
 from obsync.task.live import RELOADABLE, Live, changed_fields
@@ -157,7 +157,7 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     if task.large_messages == "dead_letter":
         extra = [*extra, task.resolved_dead_letter_topic()]
     counts = ensure_task_topics(task, res, extra)
-    limits = MessageLimits(kafka_settings(task.target), producer_max_bytes(task))
+    limits = MessageLimits(kafka_settings(task.target), producer_max_bytes(task), broker_patience(task.target))
     limits.load(sorted(set(topic_of.values()) | set(extra)))
     check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
     stop_at = current_log_position(log_ep) if (until_caught_up and task.sync.incremental) else None
@@ -306,9 +306,10 @@ def ensure_task_topics(task: TaskConfig, res: Resolution, extra: Sequence[str]) 
     existing = sorted(why)
     kafka = kafka_settings(task.target)
     counts = ensure_topics(kafka, existing, task.topics.partitions, task.topics.replication_factor,
-                           create=False, why=why)
+                           broker_patience(task.target), create=False, why=why)
     created = sorted(({p.topic for p in res.plans.values()} | set(extra)) - set(existing))
-    counts.update(ensure_topics(kafka, created, task.topics.partitions, task.topics.replication_factor))
+    counts.update(ensure_topics(kafka, created, task.topics.partitions, task.topics.replication_factor,
+                                broker_patience(task.target)))
     return counts
 
 
@@ -328,7 +329,7 @@ class TopicResolver:
         if p is None:
             return None
         counts = ensure_topics(kafka_settings(self.task.target), [p.topic], self.task.topics.partitions,
-                               self.task.topics.replication_factor, create=p.topic_kind != "existing",
+                               self.task.topics.replication_factor, broker_patience(self.task.target), create=p.topic_kind != "existing",
                                why={p.topic: f"field `objects.{p.index}.existing_topic` (for {db}.{table})"})
         n = counts[p.topic]
         if self.task.partitioning == "one" and self.task.fixed_partition >= n:

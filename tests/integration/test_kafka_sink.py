@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from obsync.connectors.kafka.client import KafkaSettings
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
 from obsync.connectors.kafka.sink import KafkaSink
+from obsync.connectors.kafka.stall import BrokerPatience
 from obsync.connectors.kafka.topics import ensure_topics
 from obsync.core.changes import StreamDone
 from obsync.core.errors import BrokerFault, SinkError
@@ -249,7 +251,6 @@ def test_an_unreachable_broker_is_waited_for_within_patience_then_named_with_the
     the secret in the settings appears nowhere."""
     from obsync.app.embedded.process import free_port
     from obsync.connectors.kafka.sink import _SharedProducer
-    from obsync.connectors.kafka.stall import BrokerPatience
 
     brokers = f"127.0.0.1:{free_port()}"
     secret = "kafka-secret-never-shown-31"
@@ -281,7 +282,6 @@ def test_reading_a_partition_from_an_unreachable_broker_waits_within_patience_an
     shown as a wait for Kafka (which partition), then fails after the patience naming the brokers, the partition,
     the client's error and what to do; a stop ends the same wait at once, with nothing written."""
     from obsync.app.embedded.process import free_port
-    from obsync.connectors.kafka.stall import BrokerPatience
     from obsync.connectors.kafka.tail import written_positions
     from obsync.core.errors import StopWhileWaiting
 
@@ -318,14 +318,23 @@ def test_reading_a_partition_from_an_unreachable_broker_waits_within_patience_an
                                   "again")
 
 
-def test_topic_metadata_from_an_unreachable_broker_fails_naming_the_brokers_the_bound_and_what_to_do():
+def test_topic_metadata_from_an_unreachable_broker_is_waited_for_within_the_patience_then_fails_naming_it(caplog):
+    caplog.set_level(logging.WARNING, "obsync")
     from obsync.app.embedded.process import free_port
 
     brokers = f"127.0.0.1:{free_port()}"
+    began = time.monotonic()
     with pytest.raises(SinkError) as e:
-        ensure_topics(KafkaSettings(bootstrap_servers=brokers), ["orders"], 3, 1, timeout=1)
+        ensure_topics(KafkaSettings(bootstrap_servers=brokers), ["orders"], 3, 1,
+                      BrokerPatience(notice=1, patience=7, repeat=30))
+    assert 7 <= time.monotonic() - began < 15  # beyond one request's slice (5 s): tried again
     msg = str(e.value)
-    assert msg.startswith(f"cannot read the topics' metadata from Kafka ({brokers}) within 1 s: "), msg
+    assert msg.startswith(f"cannot read the topics' metadata from Kafka ({brokers}) within 7 s "
+                          "(target.patience): "), msg
+    waits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for Kafka")]
+    assert len(waits) == 1 and waits[0].startswith(f"waiting for Kafka ({brokers}): cannot read the topics' metadata "
+                                                   "for 5 s; last error: "), waits
+    assert waits[0].endswith("retrying until target.patience (7 s) runs out"), waits
     assert msg.endswith("Make the brokers reachable (target.bootstrap_servers, target.properties) and start the task "
                         "again: nothing is lost"), msg
 
@@ -333,8 +342,6 @@ def test_topic_metadata_from_an_unreachable_broker_fails_naming_the_brokers_the_
 def test_messages_carry_headers_timestamp_and_acknowledgements_are_counted(kafka):
     # what each message carries (key, value, partition, the task/position/seq headers, a CreateTime of when it was
     # written), and what the delivery reports, counted per batch, leave in the state and the listener
-    import time
-
     topic = f"t_{uuid.uuid4().hex[:8]}"
     ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 2, 1)
     progress = Progress()
