@@ -120,7 +120,10 @@ def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
                      signal.Signals(stop[0]).name)
             _write_status(state, {"state": "stopped", "phase": "stopped", "restarts": restarts.count})
             return 0
-    if rc == RESTART_EXIT:  # a stop came as the task failed: the failure is not retried, the stop is what it is
+    if rc == RESTART_EXIT:  # a stop came as the task failed: not restarted; the next start resumes as after a stop
+        log.info("stopped (%s) as the task failed with a fault a restart clears (%s); the next run resumes from the "
+                 "last snapshot", signal.Signals(stop[0]).name, _child_error(state))
+        _write_status(state, {"state": "stopped", "phase": "stopped", "restarts": restarts.count})
         return 0
     if rc >= 0:
         return rc
