@@ -329,7 +329,8 @@ class TopicResolver:
         if p is None:
             return None
         counts = ensure_topics(kafka_settings(self.task.target), [p.topic], self.task.topics.partitions,
-                               self.task.topics.replication_factor, broker_patience(self.task.target), create=p.topic_kind != "existing",
+                               self.task.topics.replication_factor, broker_patience(self.task.target),
+                               create=p.topic_kind != "existing",
                                why={p.topic: f"field `objects.{p.index}.existing_topic` (for {db}.{table})"})
         n = counts[p.topic]
         if self.task.partitioning == "one" and self.task.fixed_partition >= n:

@@ -177,3 +177,35 @@ def test_a_stop_held_up_by_the_source_interrupts_its_request_or_says_why_and_exi
     msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_notes")
     check_stream(msgs, 3)
     assert replay(msgs) == {json.dumps([f"k{i:06d}"]): {"k": f"k{i:06d}", "v": str(i)} for i in range(1, 20001)}
+
+
+@pytest.mark.parametrize("driver", ["pymysql", "mysqlclient"])
+def test_interrupting_the_source_sessions_ends_a_request_in_flight_at_once(mariadb, driver):
+    """What a stuck stop does (`interrupt_sessions`): a query the server is still answering (SLEEP) on a session
+    of either driver ends within a second with a lost connection, not after its read timeout (60 s)."""
+    import threading
+
+    from obsync.connectors.mysql.connection import Endpoint, connect, interrupt_sessions
+    from obsync.connectors.mysql.fastsql import connect_fast
+
+    ep = Endpoint(mariadb.host, mariadb.port, mariadb.user, mariadb.password)
+    conn = connect(ep) if driver == "pymysql" else connect_fast(ep)
+    outcome: list[BaseException | None] = []
+
+    def query() -> None:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT SLEEP(30)")
+                cur.fetchall()
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001  # what the reader would see
+            outcome.append(e)
+
+    t = threading.Thread(target=query)
+    t.start()
+    time.sleep(1.0)
+    began = time.monotonic()
+    assert interrupt_sessions() >= 1
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - began < 3
+    assert outcome and outcome[0] is not None and "Lost connection" in str(outcome[0]), outcome
