@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from obsync.connectors.kafka.gaps import Gap, GapFile, Redo
+from obsync.connectors.kafka.records import POS_HEADER, SEQ_HEADER
 from obsync.core.positions import LogPosition, SnapshotPosition
 
 
@@ -73,3 +74,37 @@ def test_redo_is_pending_until_the_replay_reached_the_last_message_held_or_missi
     assert redo.pending(last)
     last[log(1).stream] = ((log(104).sort_key, 2), log(104))
     assert not redo.pending(last)
+
+
+class _Msg:
+    """A delivery report's message as librdkafka hands it over (only what `_Written.report` reads)."""
+
+    def __init__(self, offset, pos: bytes, seq: int, key: bytes) -> None:
+        self._offset, self._headers, self._key = offset, [(POS_HEADER, pos), (SEQ_HEADER, str(seq).encode())], key
+
+    def offset(self):
+        return self._offset
+
+    def headers(self):
+        return self._headers
+
+    def key(self):
+        return self._key
+
+    def __len__(self) -> int:
+        return 10
+
+
+def test_acknowledgements_without_an_offset_are_recorded_for_the_check_and_others_are_not():
+    import collections
+    import types
+
+    from obsync.connectors.kafka.sink import _Written
+    from obsync.core.positions import position_to_header
+
+    lane = types.SimpleNamespace(shared=types.SimpleNamespace(unfolded=collections.deque()), error=None)
+    w = _Written("t", 0, lane)  # type: ignore[arg-type]
+    a, b = position_to_header(log(10)), position_to_header(log(11))
+    w.report(None, _Msg(7, a, 0, b"k1"))
+    w.report(None, _Msg(None, b, 2, b"k2"))
+    assert w.acks == 2 and w.unverified == [(b, 2, b"k2")]
