@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from obsync.task.state import write_json_atomic
 log = logging.getLogger(__name__)
 
 GAPS_FILE = "kafka-gaps.json"
+_LOCK = threading.Lock()  # lanes in several worker threads read and rewrite the one file
 
 Held = tuple[str, tuple, int]  # (stream, position sort key, seq) of a message
 
@@ -74,6 +76,10 @@ class GapFile:
     def record(self, part: str, gap: Gap) -> None:
         if self.path is None:
             return
+        with _LOCK:
+            self._record(part, gap)
+
+    def _record(self, part: str, gap: Gap) -> None:
         data = self._read()
         old = data.get(part)
         if old is not None and int(old.get("since", -1)) == gap.since:
@@ -84,6 +90,10 @@ class GapFile:
 
     def take(self, part: str, since: int) -> Gap | None:
         """The note of `part` for a resume from offset `since`; a note made after another snapshot is dropped."""
+        with _LOCK:
+            return self._take(part, since)
+
+    def _take(self, part: str, since: int) -> Gap | None:
         data = self._read()
         note = data.get(part)
         if note is None:
