@@ -34,21 +34,19 @@ Held = tuple[str, tuple, int]  # (stream, position sort key, seq) of a message
 @dataclass(frozen=True)
 class Gap:
     """Messages of one partition acknowledged but not kept: (position, seq, key) each; `since`: the offset of
-    the snapshot the task resumes from; `whole`: which were lost is not known (fewer messages in the partition
-    than were acknowledged), so every message after the snapshot is written again."""
+    the snapshot the task resumes from."""
 
     since: int
     missing: tuple[tuple[Position, int, bytes | None], ...]
-    whole: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"since": self.since, "whole": self.whole,
+        return {"since": self.since,
                 "missing": [[p.to_json(), seq, None if key is None else key.hex()] for p, seq, key in self.missing]}
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Gap:
         return Gap(int(data["since"]), tuple((position_from_json(p), int(seq), None if k is None else bytes.fromhex(k))
-                                             for p, seq, k in data["missing"]), bool(data.get("whole", False)))
+                                             for p, seq, k in data["missing"]))
 
 
 class GapFile:
@@ -85,9 +83,8 @@ class GapFile:
         data = self._read()
         old = data.get(part)
         if old is not None and int(old.get("since", -1)) == gap.since:
-            old_gap = Gap.from_json(old)
-            known = old_gap.missing
-            gap = Gap(gap.since, known + tuple(m for m in gap.missing if m not in known), gap.whole or old_gap.whole)
+            known = Gap.from_json(old).missing
+            gap = Gap(gap.since, known + tuple(m for m in gap.missing if m not in known))
         data[part] = gap.to_json()
         self._write(data)
 

@@ -100,7 +100,6 @@ class _SharedProducer:
         self._watch = AckWatch(patience)
         self.last_error: str | None = None  # librdkafka's last error (error_cb), secrets masked
         self.fatal: KafkaError | None = None  # librdkafka's fatal error (error_cb): the producer writes no more
-        self.outages = 0  # broker outages seen (all brokers down, or a stall that ended): `_Lane.verify` counts then
         self.failed = False  # a part raised an error (the dataflow is ending: `_Lane.close`)
         # partitions whose delivery reports were tallied since the last `fold` (a deque: appended to by the
         # thread serving reports while another may be folding)
@@ -184,8 +183,6 @@ class _SharedProducer:
         """librdkafka's errors (broker down, unreachable, refusing): it retries by itself; kept for the log. A
         fatal error (the producer writes nothing more) is kept to judge the failed writes (`_delivery_error`)."""
         self.last_error = mask_secrets(err.str(), self._conf)
-        if err.code() == KafkaError._ALL_BROKERS_DOWN:
-            self.outages += 1
         if err.fatal() and self.fatal is None:
             self.fatal = err
             log.warning("Kafka producer: fatal error %s", self.last_error)
@@ -226,7 +223,6 @@ class _SharedProducer:
         self.fold()
         v = self._watch.observe(pending)
         if v.recovered_after is not None:
-            self.outages += 1
             log.info("Kafka (%s) acknowledges again after %.0f s", self.brokers, v.recovered_after)
             listener.broker_waiting(self.brokers, 0, 0.0, None)
         if pending and v.silent_for >= min(self.patience.notice, STOP_GRACE) and stopping():
@@ -280,8 +276,6 @@ class _Written:
     # (position header, seq, key) of messages acknowledged without an offset since the last snapshot
     unverified: list[tuple[bytes, int, bytes | None]] = field(default_factory=list)
     snap_offset: int = 0  # `next_offset` when the lane was resumed or last snapshotted (`_Lane.verify`)
-    count_from: int = 0  # from this offset on, the partition holds only what this process wrote (acks since)
-    acks_at_count: int = 0  # `acks` then
     redo: Redo | None = None  # resumed after Kafka lost acknowledged messages: what to write again (`gaps`)
     on_delivery: Callable[[KafkaError | None, Any], None] = field(init=False, repr=False)
 
@@ -352,7 +346,6 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
     error: SinkError | None = None
     gate_open: bool = False
     rescanned: frozenset[str] = frozenset()  # streams never replayed (see the module docstring)
-    outages_checked: int = 0  # `_SharedProducer.outages` at the last snapshot
     stopping: Callable[[], bool] = _never  # a stop was requested: waits for Kafka end (`_SharedProducer`)
     gaps: GapFile = field(default_factory=lambda: GapFile(None))  # acknowledged messages Kafka lost (`gaps`)
 
@@ -380,15 +373,10 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
                 held.add((pos.stream, pos.sort_key, seq))
             w.next_offset = offset + 1
             found += 1
-        w.count_from = w.next_offset
-        if found and (gap is None or not gap.whole):
+        if found:
             log.info("%s[%d]: %s written after the last snapshot found in Kafka; %s not be written again",
                      topic, partition, counted(found, "message"), "it will" if found == 1 else "they will")
-        if gap is not None and gap.whole:  # which were lost is not known: everything after the snapshot again
-            log.warning("%s[%d]: Kafka lost messages it had acknowledged after the last snapshot; writing every "
-                        "message after it again (the %s Kafka holds of them are written twice)", topic, partition,
-                        counted(found, "message"))
-        elif gap is not None:
+        if gap is not None:
             w.redo = Redo(gap, held)
             log.warning("%s[%d]: Kafka lost %s it had acknowledged after the last snapshot; writing %s again, and "
                         "the messages of the same keys after them", topic, partition,
@@ -473,10 +461,8 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
         try:
             self.shared.flush(self.listener, self.stopping)
             self._raise_error()
-            outages = self.shared.outages
             for w in self.written.values():
-                self.verify(w, outages != self.outages_checked)
-            self.outages_checked = outages
+                self.verify(w)
         except BaseException:
             self.shared.failed = True
             raise
@@ -485,31 +471,18 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
             "done": sorted(self.done),
         }
 
-    def verify(self, w: _Written, outage: bool = False) -> None:
+    def verify(self, w: _Written) -> None:
         """Before a snapshot (after the flush): check that the partition holds the messages acknowledged without
         an offset since the last one, reading it from that snapshot's offset; a `BrokerFault` if any is missing
-        (noted for the resume: `gaps`). After a broker outage (`outage`), also that it holds as many of this
-        task's messages as were acknowledged since (a broker restarted may lose acknowledged writes, or write
-        over them); if fewer, which are missing is not known, so the resume writes everything after the
-        snapshot again (`Gap.whole`). Then the snapshot's offset is where the next check starts."""
-        acked = w.acks - w.acks_at_count
-        if w.unverified or (outage and acked):
+        (noted for the resume: `gaps`). Then the snapshot's offset is where the next check starts."""
+        if w.unverified:
             found: set[tuple[str, tuple, int]] = set()
-            counted_n = 0
             for offset, pos, seq in self._read_tail(w.topic, w.partition, w.snap_offset):
                 found.add((pos.stream, pos.sort_key, seq))
-                if offset >= w.count_from:
-                    counted_n += 1
                 if offset >= w.next_offset:
                     w.next_offset = offset + 1
-            if outage and counted_n < acked:
-                self.gaps.record(part_name(w.topic, w.partition), Gap(w.snap_offset, (), whole=True))
-                raise BrokerFault(
-                    f"Kafka acknowledged {counted(acked, 'message')} of {w.topic}[{w.partition}] since the last "
-                    f"snapshot but holds {counted_n} (after an outage: it did not keep some); replaying from the last "
-                    "snapshot and writing them all again")
-            offsetless = [(position_from_header(raw), seq, key) for raw, seq, key in w.unverified]
-            missing = tuple(m for m in offsetless if (m[0].stream, m[0].sort_key, m[1]) not in found)
+            acked = [(position_from_header(raw), seq, key) for raw, seq, key in w.unverified]
+            missing = tuple(m for m in acked if (m[0].stream, m[0].sort_key, m[1]) not in found)
             if missing:
                 self.gaps.record(part_name(w.topic, w.partition), Gap(w.snap_offset, missing))
                 first = missing[0]
@@ -517,11 +490,9 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
                     f"Kafka acknowledged {counted(len(missing), 'message')} of {w.topic}[{w.partition}] it did not "
                     f"keep (the first at position {first[0]}, seq {first[1]}; acknowledged as already written, "
                     "without an offset); replaying from the last snapshot")
-            if offsetless:
-                log.info("%s[%d]: Kafka holds the %s it acknowledged without an offset", w.topic, w.partition,
-                         counted(len(offsetless), "message"))
+            log.info("%s[%d]: Kafka holds the %s it acknowledged without an offset", w.topic, w.partition,
+                     counted(len(acked), "message"))
             w.unverified.clear()
-        w.count_from, w.acks_at_count = w.next_offset, w.acks
         if w.redo is not None and not w.redo.pending(w.last):
             if w.redo.rewritten:
                 log.info("%s[%d]: %s Kafka held written again after the lost ones of their keys (so each key's "

@@ -176,44 +176,6 @@ def test_messages_acknowledged_but_not_kept_fail_the_snapshot_and_the_resume_wri
     assert not gaps.exists()
 
 
-def test_after_an_outage_fewer_messages_in_kafka_than_acknowledged_fail_the_snapshot_and_all_are_written_again(
-        kafka, tmp_path, caplog):
-    """After a broker outage, a partition holding fewer of the task's messages since the last snapshot than were
-    acknowledged (a restarted broker lost or overwrote acknowledged writes: which ones is not known) fails the
-    snapshot with a `BrokerFault`; the resume writes every message after the snapshot again, so none is lost
-    (those Kafka kept are then written twice, in order). (The loss is simulated by one acknowledgement more
-    than was written, and the outage by the producer's count of them.)"""
-    caplog.set_level(logging.INFO, "obsync")
-    topic = f"t_{uuid.uuid4().hex[:8]}"
-    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
-    gaps = tmp_path / "kafka-gaps.json"
-    lane = lane_of(topic, 0, DEFAULT_LANES)
-    log = [rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), f"v{i}".encode(), key=bytes([97 + i]))
-           for i in range(10)]
-    part = make_sink(kafka, topic, 1, gaps_file=gaps).build_part("out", lane, None)
-    part.write_batch([log[:4]])
-    state = part.snapshot()
-    part.write_batch([log[4:7]])
-    part.shared.flush()
-    part.written[(topic, 0)].acks += 1  # an acknowledged message the partition does not hold
-    state = part.snapshot()  # without an outage nothing is counted (no read of the partition per snapshot)
-    part.write_batch([log[7:8]])
-    part.shared.flush()
-    part.written[(topic, 0)].acks += 1
-    part.shared.outages += 1
-    with pytest.raises(BrokerFault, match=rf"Kafka acknowledged 2 messages of {topic}\[0\] since the last snapshot "
-                                          r"but holds 1 \(after an outage"):
-        part.snapshot()
-
-    resumed = make_sink(kafka, topic, 1, gaps_file=gaps).build_part("out", lane, state)  # from the last snapshot
-    resumed.write_batch([log[7:]])
-    resumed.close()
-    values = [m.value for m in read_partition(kafka.bootstrap_servers, topic, 0)]
-    assert values == [f"v{i}".encode() for i in [0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 9]]
-    assert "Kafka lost messages it had acknowledged after the last snapshot; writing every message after it again " \
-           "(the 1 message Kafka holds of them are written twice)" in caplog.text
-
-
 def test_messages_acknowledged_without_an_offset_that_kafka_holds_pass_the_check(kafka, caplog):
     caplog.set_level(logging.INFO, "obsync")
     topic = f"t_{uuid.uuid4().hex[:8]}"
