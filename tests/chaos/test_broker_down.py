@@ -12,7 +12,11 @@ task process again by itself (`obsync.app.supervisor`), which the test allows an
 In the `restarted` way, one run in four of the incremental case once ended with two DELETE messages missing
 from the topic, though tansu had acknowledged them (without an offset: an idempotent producer's retry
 acknowledged as already written). The sink now checks such acknowledgements against the partition before its
-snapshot and, when Kafka lacks them, restarts and writes them again (`obsync.connectors.kafka.gaps`)."""
+snapshot and, when Kafka lacks them, restarts and writes them again (`obsync.connectors.kafka.gaps`). Still
+open: tansu, restarted, also loses writes it acknowledged with an offset (once the `full` case lost a row that
+way; and a partition read from an offset tansu had acknowledged before its restart then stayed silent, its end
+having moved back), which no check of offset-less acknowledgements catches; hence the xfail (not strict) of
+the incremental case, assertions intact."""
 
 from __future__ import annotations
 
@@ -40,8 +44,8 @@ def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]
         yield broker
 
 
-RESTART_LOSS = pytest.mark.xfail(strict=False, reason="open: acknowledged DELETEs once missing after tansu's restart "
-                                 "(see the module docstring)")
+RESTART_LOSS = pytest.mark.xfail(strict=False, reason="open: tansu, restarted, loses writes it acknowledged with an "
+                                 "offset (see the module docstring)")
 
 
 @pytest.mark.parametrize("phase, way", [("full", "frozen"), ("incremental", "frozen"), ("full", "restarted"),
