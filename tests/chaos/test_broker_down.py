@@ -15,8 +15,9 @@ acknowledged as already written). The sink now checks such acknowledgements agai
 snapshot and, when Kafka lacks them, restarts and writes them again (`obsync.connectors.kafka.gaps`). Still
 open: tansu, restarted, also loses writes it acknowledged with an offset (once the `full` case lost a row that
 way; and a partition read from an offset tansu had acknowledged before its restart then stayed silent, its end
-having moved back), which no check of offset-less acknowledgements catches; hence the xfail (not strict) of
-the incremental case, assertions intact."""
+having moved back: the restarted process's read from its snapshot offset then gets no end-of-partition and waits
+until target.patience, seen once after a freeze too), which no check of offset-less acknowledgements catches;
+hence the xfail (not strict) of the incremental `restarted` case, assertions intact."""
 
 from __future__ import annotations
 
