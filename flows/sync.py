@@ -41,6 +41,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
+from obsync.connectors.kafka.gaps import GAPS_FILE
 from obsync.connectors.kafka.sink import KafkaSink
 from obsync.connectors.mysql.binlog.heartbeat import HeartbeatWriter
 from obsync.connectors.mysql.binlog.source import BinlogSource
@@ -140,8 +141,8 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
     op.output("kafka", out, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
         listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams,
-        patience=broker_patience(task.target), stopping=stopping, expand=router.expand if spread else None,
-        hosted=not apart or cluster is None or cluster.process != 0))
+        patience=broker_patience(task.target), stopping=stopping, gaps_file=rt.state.root / GAPS_FILE,
+        expand=router.expand if spread else None, hosted=not apart or cluster is None or cluster.process != 0))
     return flow
 
 

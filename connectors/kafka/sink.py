@@ -13,6 +13,17 @@ written twice. Delivery errors are raised, never dropped.
 A lane's items are lists of records, or work its `expand` turns into them on the lane's worker (the log's row
 changes, encoded there rather than where the log is read: `obsync.steps.routing.Router.expand`).
 
+Acknowledged but not kept: an acknowledgement without an offset (the idempotent producer's retry answered as a
+duplicate of a write the broker already holds; seen after tansu restarted) is taken on trust by librdkafka.
+The lane does not: it records each such message (`_Written.unverified`) and, before its snapshot completes,
+reads the partition from the last snapshot's offset to check they are there (`_Lane.snapshot`). If any is
+missing the snapshot fails with `BrokerFault`, so the task restarts (`obsync.app.supervisor`) and replays from
+the last snapshot; what was missing is noted in `kafka-gaps.json` in the state directory (`gaps.GapFile`)
+because resuming by "last position written" would skip it (later messages of its stream are in Kafka): the
+resumed lane skips exactly the messages Kafka holds, writes the missing ones, and writes again those of the
+same message key after a missing one (so a consumer still sees each key's changes in order; those are the
+only messages written twice).
+
 Streams that a run never replays but rescans under positions after everything written before (snapshot chunks
 of tables without a key on MySQL/MariaDB, `rescanned_streams`) have nothing to drop: a record of one at or
 before the last position written is an error (the rescan's rows are other rows), never dropped.
@@ -23,14 +34,17 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from obsync.connectors.kafka.client import mask_secrets
+from obsync.connectors.kafka.faults import restartable
+from obsync.connectors.kafka.gaps import Gap, GapFile, Redo
 from obsync.connectors.kafka.records import (
     POS_HEADER,
     SEQ_HEADER,
@@ -43,9 +57,9 @@ from obsync.connectors.kafka.records import (
 from obsync.connectors.kafka.stall import DEFAULT_PATIENCE, STOP_GRACE, AckWatch, BrokerPatience
 from obsync.connectors.kafka.tail import written_positions
 from obsync.core.changes import StreamDone
-from obsync.core.errors import SinkError, StateError, StopWhileWaiting
+from obsync.core.errors import BrokerFault, SinkError, StateError, StopWhileWaiting
 from obsync.core.listeners import NOOP_SINK_LISTENER, SinkListener
-from obsync.core.positions import Position, position_from_json, position_to_header
+from obsync.core.positions import Position, position_from_header, position_from_json, position_to_header
 from obsync.core.wording import counted
 
 log = logging.getLogger(__name__)
@@ -88,6 +102,7 @@ class _SharedProducer:
         self._conf = conf
         self._watch = AckWatch(patience)
         self.last_error: str | None = None  # librdkafka's last error (error_cb), secrets masked
+        self.fatal: KafkaError | None = None  # librdkafka's fatal error (error_cb): the producer writes no more
         self.failed = False  # a part raised an error (the dataflow is ending: `_Lane.close`)
         # partitions whose delivery reports were tallied since the last `fold` (a deque: appended to by the
         # thread serving reports while another may be folding)
@@ -151,16 +166,29 @@ class _SharedProducer:
         if acked:
             self._watch.acked(acked)
 
-    def _delivery_error(self, msg: Any, err: KafkaError) -> str:
+    def _delivery_error(self, msg: Any, err: KafkaError) -> SinkError:
+        """The error of a failed delivery: a `BrokerFault` (the task restarts by itself) if a new producer
+        writes the message (`faults.restartable`), else a `SinkError` (the task fails)."""
         text = f"write to {msg.topic()}[{msg.partition()}] failed: {mask_secrets(err.str(), self._conf)}"
+        if restartable(err, self.fatal):
+            return BrokerFault(text + self._restart_hint(err))
         if err.code() == KafkaError._MSG_TIMED_OUT:
             text += (" (librdkafka's message.timeout.ms ran out: Kafka did not acknowledge the message in time; "
                      "start the task again to resume from the last saved point, nothing is lost)")
-        return text
+        return SinkError(text)
+
+    def _restart_hint(self, err: KafkaError) -> str:
+        cause = self.fatal if err.code() == KafkaError._FATAL and self.fatal is not None else None
+        return ((f" (the producer's fatal error: {mask_secrets(cause.str(), self._conf)})" if cause else "")
+                + "; a new producer writes it: the task restarts and resumes from the last snapshot")
 
     def _on_error(self, err: KafkaError) -> None:
-        """librdkafka's errors (broker down, unreachable, refusing): it retries by itself; kept for the log."""
+        """librdkafka's errors (broker down, unreachable, refusing): it retries by itself; kept for the log. A
+        fatal error (the producer writes nothing more) is kept to judge the failed writes (`_delivery_error`)."""
         self.last_error = mask_secrets(err.str(), self._conf)
+        if err.fatal() and self.fatal is None:
+            self.fatal = err
+            log.warning("Kafka producer: fatal error %s", self.last_error)
 
     def produce(self, rec: OutRecord, headers: list[tuple[str, str | bytes | None]],
                 listener: SinkListener = NOOP_SINK_LISTENER, stopping: Callable[[], bool] = _never,
@@ -176,8 +204,11 @@ class _SharedProducer:
                 self.producer.poll(_SLICE)
                 self._judge(len(self.producer), "room in the producer's queue", listener, stopping)
             except KafkaException as e:
-                raise SinkError(f"cannot write to {rec.topic}[{rec.partition}]: "
-                                f"{mask_secrets(e.args[0].str(), self._conf)}") from None
+                err = e.args[0]
+                text = f"cannot write to {rec.topic}[{rec.partition}]: {mask_secrets(err.str(), self._conf)}"
+                if restartable(err, self.fatal):
+                    raise BrokerFault(text + self._restart_hint(err)) from None
+                raise SinkError(text) from None
 
     def flush(self, listener: SinkListener = NOOP_SINK_LISTENER, stopping: Callable[[], bool] = _never) -> None:
         """Wait until Kafka acknowledged every message produced (or failed it: see the lanes' `error`)."""
@@ -245,6 +276,10 @@ class _Written:
     listed: bool = False  # in `_SharedProducer.unfolded`
     folded_acks: int = 0  # what `fold` has counted of the tallies
     folded_bytes: int = 0
+    # (position header, seq, key) of messages acknowledged without an offset since the last snapshot
+    unverified: list[tuple[bytes, int, bytes | None]] = field(default_factory=list)
+    snap_offset: int = 0  # `next_offset` when the lane was resumed or last snapshotted (`_Lane.verify`)
+    redo: Redo | None = None  # resumed after Kafka lost acknowledged messages: what to write again (`gaps`)
     on_delivery: Callable[[KafkaError | None, Any], None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -257,21 +292,43 @@ class _Written:
             self.acks += 1  # the tallies first, then the listing (`fold` clears the listing, then reads them)
             self.acked_bytes += size
             self.last_acked = msg
+            if msg.offset() is None:  # taken as written already: checked before the next snapshot (`verify`)
+                self._unverified(msg)
         elif self.lane.error is None:
-            self.lane.error = SinkError(self.lane.shared._delivery_error(msg, err))
+            self.lane.error = self.lane.shared._delivery_error(msg, err)
         if not self.listed:
             self.listed = True
             self.lane.shared.unfolded.append(self)
 
-    def seen(self, pos: Position, seq: int) -> bool:
-        """True if (pos, seq) is at or before the last record written of its stream; else records it."""
+    def _unverified(self, msg: Any) -> None:
+        headers = dict(msg.headers() or ())
+        pos = headers.get(POS_HEADER)
+        if isinstance(pos, bytes):
+            key = msg.key()
+            self.unverified.append((pos, int(headers.get(SEQ_HEADER) or b"0"),
+                                    key.encode() if isinstance(key, str) else key))
+
+    def seen(self, pos: Position, seq: int, key: bytes | None = None) -> bool:
+        """True if (pos, seq) is at or before the last record written of its stream; else records it. After a
+        loss (`redo`): True if Kafka holds it and it needs no rewrite (the module docstring)."""
+        if self.redo is not None:
+            verdict = self.redo.verdict(pos, seq, key)
+            if verdict is not None:
+                self._advance(pos, seq)
+                return verdict
         stream = pos.stream
-        key = (pos.sort_key, seq)
+        here = (pos.sort_key, seq)
         prev = self.last.get(stream)
-        if prev is not None and key <= prev[0]:
+        if prev is not None and here <= prev[0]:
             return True
-        self.last[stream] = (key, pos)
+        self.last[stream] = (here, pos)
         return False
+
+    def _advance(self, pos: Position, seq: int) -> None:
+        key = (pos.sort_key, seq)
+        prev = self.last.get(pos.stream)
+        if prev is None or key > prev[0]:
+            self.last[pos.stream] = (key, pos)
 
     def to_json(self) -> dict[str, Any]:
         return {"offset": self.next_offset,
@@ -294,6 +351,11 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
     rescanned: frozenset[str] = frozenset()  # streams never replayed (see the module docstring)
     stopping: Callable[[], bool] = _never  # a stop was requested: waits for Kafka end (`_SharedProducer`)
     expand: Callable[[Any], list[OutItem]] | None = None  # an item that is not a list: its records (docstring)
+    gaps: GapFile = field(default_factory=lambda: GapFile(None))  # acknowledged messages Kafka lost (`gaps`)
+
+    def _read_tail(self, topic: str, partition: int, since: int) -> Iterator[tuple[int, Position, int]]:
+        return written_positions(self.conf, topic, partition, since, self.task_id, patience=self.shared.patience,
+                                 listener=self.listener, stopping=self.stopping)
 
     def open(self, topic: str, partition: int, state: dict[str, Any] | None = None) -> _Written:
         """Start writing a partition: restore its state, then learn what Kafka holds past its offset (waiting for
@@ -304,16 +366,25 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
             for stream, (pos_json, seq) in state["last"].items():
                 pos = position_from_json(pos_json)
                 w.last[stream] = ((pos.sort_key, seq), pos)
+        w.snap_offset = since = w.next_offset
+        gap = self.gaps.take(part_name(topic, partition), since)
+        held: set[tuple[str, tuple, int]] = set()
         found = 0
-        for offset, pos, seq in written_positions(self.conf, topic, partition, w.next_offset, self.task_id,
-                                                  patience=self.shared.patience, listener=self.listener,
-                                                  stopping=self.stopping):
-            w.seen(pos, seq)
+        for offset, pos, seq in self._read_tail(topic, partition, since):
+            if gap is None:
+                w.seen(pos, seq)
+            else:
+                held.add((pos.stream, pos.sort_key, seq))
             w.next_offset = offset + 1
             found += 1
         if found:
             log.info("%s[%d]: %s written after the last snapshot found in Kafka; %s not be written again",
                      topic, partition, counted(found, "message"), "it will" if found == 1 else "they will")
+        if gap is not None:
+            w.redo = Redo(gap, held)
+            log.warning("%s[%d]: Kafka lost %s it had acknowledged after the last snapshot; writing %s again, and "
+                        "the messages of the same keys after them", topic, partition,
+                        counted(len(gap.missing), "message"), "it" if len(gap.missing) == 1 else "them")
         self.written[(topic, partition)] = w
         self.shared.parts[(topic, partition)] = w
         return w
@@ -347,7 +418,7 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
                     w = self.open(it.topic, it.partition)
                 pos = it.position
                 seq = it.seq
-                if w.seen(pos, seq):
+                if w.seen(pos, seq, it.key):
                     if self.rescanned and pos.stream in self.rescanned:
                         raise self._not_after(w, pos)
                     skipped += 1
@@ -398,6 +469,8 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
         try:
             self.shared.flush(self.listener, self.stopping)
             self._raise_error()
+            for w in self.written.values():
+                self.verify(w)
         except BaseException:
             self.shared.failed = True
             raise
@@ -405,6 +478,35 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
             "partitions": {part_name(t, p): w.to_json() for (t, p), w in sorted(self.written.items())},
             "done": sorted(self.done),
         }
+
+    def verify(self, w: _Written) -> None:
+        """Before a snapshot (after the flush): check that the partition holds the messages acknowledged without
+        an offset since the last one, reading it from that snapshot's offset; a `BrokerFault` if any is missing
+        (noted for the resume: `gaps`). Then the snapshot's offset is where the next check starts."""
+        if w.unverified:
+            found: set[tuple[str, tuple, int]] = set()
+            for offset, pos, seq in self._read_tail(w.topic, w.partition, w.snap_offset):
+                found.add((pos.stream, pos.sort_key, seq))
+                if offset >= w.next_offset:
+                    w.next_offset = offset + 1
+            acked = [(position_from_header(raw), seq, key) for raw, seq, key in w.unverified]
+            missing = tuple(m for m in acked if (m[0].stream, m[0].sort_key, m[1]) not in found)
+            if missing:
+                self.gaps.record(part_name(w.topic, w.partition), Gap(w.snap_offset, missing))
+                first = missing[0]
+                raise BrokerFault(
+                    f"Kafka acknowledged {counted(len(missing), 'message')} of {w.topic}[{w.partition}] it did not "
+                    f"keep (the first at position {first[0]}, seq {first[1]}; acknowledged as already written, "
+                    "without an offset); replaying from the last snapshot")
+            log.info("%s[%d]: Kafka holds the %s it acknowledged without an offset", w.topic, w.partition,
+                     counted(len(acked), "message"))
+            w.unverified.clear()
+        if w.redo is not None and not w.redo.pending(w.last):
+            if w.redo.rewritten:
+                log.info("%s[%d]: %s Kafka held written again after the lost ones of their keys (so each key's "
+                         "changes stay in order)", w.topic, w.partition, counted(w.redo.rewritten, "message"))
+            w.redo = None
+        w.snap_offset = w.next_offset
 
     def close(self) -> None:
         """Flush what is left; never raises. Bytewax calls it after the last snapshot (which flushed and raised
@@ -433,13 +535,14 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     `stopping()`: whether a stop was requested (a wait for a silent Kafka then ends; `_SharedProducer`).
     `expand`: turns an item that is not a list of records into one, on the lane's worker (module docstring).
     `hosted`: False when this process writes no lane (the other processes of the run write them all).
+    `gaps_file`: where messages Kafka acknowledged but lost are noted for the resume (`gaps`; None: nowhere).
     """
 
     def __init__(self, target_conf: dict[str, Any], lanes: list[str], task_id: str,
                  required_streams: frozenset[str], on_delivered: Callable[[str], None],
                  listener: SinkListener = NOOP_SINK_LISTENER, producer_conf: dict[str, Any] | None = None,
                  rescanned_streams: frozenset[str] = frozenset(), patience: BrokerPatience = DEFAULT_PATIENCE,
-                 stopping: Callable[[], bool] = _never,
+                 stopping: Callable[[], bool] = _never, gaps_file: Path | None = None,
                  expand: Callable[[Any], list[OutItem]] | None = None, hosted: bool = True) -> None:
         self._conf = target_conf
         self._hosted = hosted
@@ -454,6 +557,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         self._rescanned = rescanned_streams
         self._patience = patience
         self._stopping = stopping
+        self._gaps = GapFile(gaps_file)
         listener.use_acks()  # messages and bytes written are counted when Kafka acknowledges them
 
     def list_parts(self) -> list[str]:
@@ -467,7 +571,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         shared.failed = False  # a new dataflow (the producer outlives a failed one in the same process)
         lane = _Lane(for_part, self._task_id, self._conf, shared, self._required,
                      lambda: self._on_delivered(for_part), self._listener, rescanned=self._rescanned,
-                     stopping=self._stopping, expand=self._expand)
+                     stopping=self._stopping, gaps=self._gaps, expand=self._expand)
         state = resume_state or {"partitions": {}, "done": []}
         if "partitions" not in state:
             raise StateError(f"sink state of {for_part} was written by an older obsync (one part per Kafka "

@@ -1,7 +1,11 @@
-"""Opening SQL sessions on the source, set up the same way for every reader."""
+"""Opening SQL sessions on the source, set up the same way for every reader; interrupting them all at once
+(`interrupt_sessions`: a stop that waits in a request the source holds up)."""
 
 from __future__ import annotations
 
+import os
+import socket
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,6 +60,43 @@ class Endpoint:
                     write_timeout=self.write_timeout)
 
 
+# every session opened (`register_session`) -> its socket's descriptor for MySQLdb (read while the session is idle:
+# mysqlclient refuses any call on a session another thread is using), None for pymysql (its `_sock` is read then)
+_sessions: weakref.WeakKeyDictionary[Any, int | None] = weakref.WeakKeyDictionary()
+
+
+def register_session(conn: Any) -> None:
+    """Count `conn` (a pymysql or MySQLdb session) among those `interrupt_sessions` interrupts."""
+    _sessions[conn] = None if hasattr(conn, "_sock") else int(conn.fileno())
+
+
+def _socket_fd(conn: Any, fd: int | None) -> int | None:
+    if fd is None:  # pymysql: None once closed
+        sock = getattr(conn, "_sock", None)
+        return None if sock is None else int(sock.fileno())
+    return fd if getattr(conn, "open", 0) else None  # MySQLdb: a closed session's descriptor may be another's now
+
+
+def interrupt_sessions() -> int:
+    """Shut down the socket of every open session (from any thread): a request in flight, such as a snapshot
+    query waiting for a table lock or an answer from a silent source, ends at once with a lost connection
+    instead of waiting up to `read_timeout`. For a stop only: the sessions are unusable after. Returns how many
+    sessions were interrupted."""
+    n = 0
+    for conn, known in list(_sessions.items()):
+        try:
+            fd = _socket_fd(conn, known)
+            if fd is None or fd < 0:
+                continue
+            # a socket object on a duplicate of the descriptor: shutdown acts on the connection itself
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+            n += 1
+        except (OSError, ValueError, AttributeError):
+            pass  # closed already
+    return n
+
+
 def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
             utc_session: bool = True) -> pymysql.Connection:
     """A session in UTC (so TIMESTAMP values do not shift) that returns raw-enough Python values.
@@ -74,6 +115,7 @@ def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
         raise connect_error(ep, e) from None
     # pymysql applies it to every read from now on
     conn._read_timeout = ep.read_timeout  # type: ignore[attr-defined]  # noqa: SLF001
+    register_session(conn)
     if utc_session:
         with conn.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")

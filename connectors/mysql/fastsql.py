@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import pymysql
 
-from obsync.connectors.mysql.connection import Endpoint, connect_error
+from obsync.connectors.mysql.connection import Endpoint, connect_error, register_session
 from obsync.connectors.mysql.failures import DRIVER_ERRORS, Failure, classify
 from obsync.connectors.mysql.values import mysqldb_conversions
 
@@ -99,6 +99,7 @@ def connect_fast(ep: Endpoint, *, autocommit: bool = True) -> Any:
     except BaseException:
         conn.close()
         raise
+    register_session(conn)
     return conn
 
 

@@ -21,7 +21,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from obsync.core.errors import ConfigError, ObsyncError
+from obsync.core.errors import RESTART_EXIT, BrokerFault, ConfigError, ObsyncError
+from obsync.core.repeats import RepeatFilter
 from obsync.core.wording import counted
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("obsync")
 
 
+RDKAFKA_REPEAT_WINDOW = 30.0  # s: one line per distinct librdkafka message, with the count held back
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -38,6 +42,8 @@ def _setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("pymysqlreplication").setLevel(logging.WARNING)
+    # librdkafka repeats each failed connection attempt several times a second while a broker is down
+    logging.getLogger("obsync.rdkafka").addFilter(RepeatFilter(RDKAFKA_REPEAT_WINDOW))
 
 
 def _reload_on_sighup(rt: Any, task_file: Path) -> None:
@@ -86,6 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from obsync.app.local_cluster import PRECHECKED_ENV
     from obsync.app.supervisor import is_child, supervise
     from obsync.core.errors import StateError
+    from obsync.runtime.settings import broker_patience
     from obsync.runtime.validate import load_checked_task
     from obsync.task.state import TaskState, write_json_atomic
 
@@ -109,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 from obsync.app.local_cluster import run_local_cluster
 
                 return run_local_cluster(args, state)
-            return supervise(args.argv, state)
+            return supervise(args.argv, state, broker_patience(task.target).patience)
         with state.running(pid=os.getppid()):  # the watching process: the one users started and signal
             return _run(task, args, stopper)
     except BaseException as e:
@@ -147,6 +154,8 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     from bytewax.recovery import RecoveryConfig
 
     from obsync.app.stopping import StateWatch, run_engine
+    from obsync.app.supervisor import RESTART_REASON_ENV, RESTARTS_ENV
+    from obsync.connectors.mysql.connection import interrupt_sessions
     from obsync.flows.sync import build_flow
     from obsync.runtime import metrics
     from obsync.runtime.cluster import ClusterState, cluster_spec
@@ -170,6 +179,9 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
     progress = Progress(task.progress_interval, topic_of=rt.layout.topic_of,
                         status_path=rt.state.root / "status.json",
                         first_worker=0 if spec is None else spec.process * workers)
+    restarts = int(os.environ.get(RESTARTS_ENV, "0") or 0)  # by `obsync run` (`app.supervisor`)
+    progress.restarts = (restarts, os.environ.get(RESTART_REASON_ENV))
+    metrics.set_restarts(restarts)
     # the sink or full sync asked and heard of the stop (it then ends its wait for a silent Kafka, or for a source
     # that is away, with `StopWhileWaiting`)
     heard: list[bool] = []
@@ -180,6 +192,14 @@ def _run(task: TaskConfig, args: argparse.Namespace, stopper: Stopper) -> int:
         return stopper.requested
 
     flow = build_flow(rt, progress, stopping=stopping, workers=workers * (1 if spec is None else spec.processes))
+
+    def interrupt() -> None:  # a stop held up by a request in flight (`app.stopping`): its error is the stop's
+        heard.append(True)
+        n = interrupt_sessions()
+        if n:
+            log.info("interrupted %s on the source", counted(n, "session"))
+
+    stopper.when_stuck(interrupt)
     if spec is None:
         _reload_on_sighup(rt, args.task)
     else:
@@ -727,7 +747,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except ObsyncError as e:
         print(f"obsync: error: {e}", file=sys.stderr)
-        return 2
+        from obsync.app.supervisor import is_child
+
+        # a task process asks its `obsync run` to start it again (`app.supervisor`)
+        return RESTART_EXIT if isinstance(e, BrokerFault) and is_child() else 2
 
 
 if __name__ == "__main__":

@@ -180,7 +180,8 @@ def state_status(state: TaskState, name: str | None = None) -> dict[str, Any]:
         out.update({k: report.get(k) for k in ("lag_seconds", "messages_written", "bytes_written",
                                                 "messages_per_second", "bytes_per_second", "log_position_read",
                                                 "log_position_written", "full_sync", "error",
-                                                "waiting_for_source", "waiting_for_broker")})
+                                                "waiting_for_source", "waiting_for_broker", "restarts",
+                                                "last_restart_reason")})
         if st != "running":  # a wait is news only while the task runs
             out["waiting_for_source"] = out["waiting_for_broker"] = None
         out["reported_seconds_ago"] = round(age, 1)

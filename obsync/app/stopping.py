@@ -14,6 +14,13 @@ happens here: `cluster_main` reports worker failures through a channel, without 
 Before the engine runs (precheck, prepare), the handler raises `StopRequested` at once, and any error that
 follows a stop request is a stop: nothing is half-written there (start.json is written atomically).
 
+A request in flight can hold a step up: a snapshot query that the source keeps waiting (a table lock), or one
+sent to a source that went silent, ends only after `source.read_timeout` (60 s by default, as long as the
+stop's bound). So once a stop has not finished after `STUCK_AFTER` s, the hooks given to `when_stuck` run
+(`obsync run` shuts down the source sessions' sockets: `connectors.mysql.connection.interrupt_sessions`); the
+request ends at once with a lost connection, which the run takes as the stop's doing (exit 0, the next start
+resumes from the last saved epoch, as after any stop). A normal stop finishes well before and is untouched.
+
 A stop is bounded: if the process has not finished `timeout` s after the first signal, a watchdog logs what
 is still running (each busy thread's innermost obsync frame), calls `on_timeout` (status: failed) and exits
 with status 1. Further signals while stopping are only logged.
@@ -38,6 +45,7 @@ from obsync.task.state import TaskState
 log = logging.getLogger("obsync")
 
 STOP_TIMEOUT = 60.0  # s a stop may take before the process gives up waiting and exits 1
+STUCK_AFTER = 5.0  # s after which a stop that has not finished interrupts the requests in flight (`when_stuck`)
 
 
 class StopRequested(KeyboardInterrupt):
@@ -63,6 +71,7 @@ class Stopper:
         self.raising = False  # the next signal raises StopRequested (armed, until `settle()`)
         self._armed = False
         self._finished = threading.Event()
+        self._stuck_hooks: list[Callable[[], None]] = []
 
     @property
     def requested(self) -> bool:
@@ -97,6 +106,10 @@ class Stopper:
         """The engine returned: a signal from now on is only noted (the run is ending anyway)."""
         self.raising = False
 
+    def when_stuck(self, hook: Callable[[], None]) -> None:
+        """Run `hook` (in the watchdog's thread) if a stop has not finished after `STUCK_AFTER` s (see above)."""
+        self._stuck_hooks.append(hook)
+
     def finished(self) -> None:
         """The run ended within the bound: the watchdog stands down."""
         self._finished.set()
@@ -119,7 +132,19 @@ class Stopper:
         threading.Thread(target=self._watchdog, name="obsync-stop-watchdog", daemon=True).start()
 
     def _watchdog(self) -> None:
-        if self._finished.wait(self.timeout):
+        stuck = min(STUCK_AFTER, self.timeout)
+        if self._finished.wait(stuck):
+            return
+        if self._stuck_hooks and stuck < self.timeout:
+            busy = busy_threads()
+            log.info("the stop waits after %.0f s (%s): interrupting the requests in flight", stuck,
+                     "; ".join(busy) or "nothing in Python")
+            for hook in self._stuck_hooks:
+                try:
+                    hook()
+                except Exception:  # noqa: BLE001  # the bound below still holds
+                    log.debug("a stop hook failed", exc_info=True)
+        if self._finished.wait(self.timeout - stuck):
             return
         busy = busy_threads()
         msg = (f"the stop ({self.name}) did not finish within {self.timeout:.0f} s; still running: "

@@ -38,6 +38,19 @@ class SinkError(ObsyncError):
     """Kafka refused or failed a write; raised, never dropped."""
 
 
+class BrokerFault(SinkError):
+    """Kafka failed writes in a way that a new producer recovers from: a fatal error of the idempotent producer
+    (a broker answering a retried write with UNKNOWN_SERVER_ERROR, PRODUCER_FENCED, an out-of-order sequence),
+    or writes acknowledged that the partition does not hold. The task's process exits with `RESTART_EXIT` and
+    `obsync run` starts it again within `target.patience` (`obsync.app.supervisor`); it resumes from the last
+    snapshot, so nothing is lost or written twice."""
+
+    transient = True
+
+
+RESTART_EXIT = 75  # the exit status of a task process that asks to be started again (sysexits' EX_TEMPFAIL)
+
+
 class StateError(ObsyncError):
     """The task's saved state is missing, damaged or belongs to another task."""
 

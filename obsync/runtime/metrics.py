@@ -62,6 +62,9 @@ FAILED = Gauge("obsync_task_failed", "1 once the task failed (an error stopped i
                registry=REGISTRY)
 START_TIME = Gauge("obsync_start_time_seconds", "when this run of the task started (epoch seconds)", ["task"],
                    registry=REGISTRY)
+RESTARTS = Gauge("obsync_task_restarts", "times `obsync run` started the task's process again after a fault of "
+                 "Kafka's that a restart clears (a fatal producer error, writes acknowledged but not kept)", ["task"],
+                 registry=REGISTRY)
 PHASE = Enum("obsync_phase", "the task's phase: full sync, incremental sync, or how it ended", ["task"],
              states=list(PHASES), registry=REGISTRY)
 ROWS_READ = Counter("obsync_rows_read", "rows read from the source (snapshot rows, or log row changes)",
@@ -111,7 +114,7 @@ FULL_CHUNKS_DONE = Gauge("obsync_full_sync_chunks_done", "full sync: chunks read
 FULL_CHUNKS_TOTAL = Gauge("obsync_full_sync_chunks_total", "full sync: chunks in the plan", ["task", "table"],
                           registry=REGISTRY)
 
-_LABELLED = (UP, FAILED, START_TIME, PHASE, ROWS_READ, LOG_BYTES_READ, MESSAGES_WRITTEN, BYTES_WRITTEN,
+_LABELLED = (UP, FAILED, START_TIME, RESTARTS, PHASE, ROWS_READ, LOG_BYTES_READ, MESSAGES_WRITTEN, BYTES_WRITTEN,
              MESSAGES_SKIPPED, ERRORS, LAG, COMMIT_TO_ACK, LOG_POSITION_FILE, LOG_POSITION_OFFSET, LAST_WRITE,
              FULL_ROWS_DONE, FULL_ROWS_ESTIMATED, FULL_CHUNKS_DONE, FULL_CHUNKS_TOTAL, LARGE_MESSAGES,
              SOURCE_WAITING, BROKER_WAITING, LOG_ENCODED)
@@ -140,6 +143,7 @@ def configure(task: str) -> None:
     _child(UP).set(1)
     _child(FAILED).set(0)
     _child(START_TIME).set(time.time())
+    _child(RESTARTS).set(0)
     _child(PHASE).state("starting")
     _child(LAG).set(math.nan)
     _child(SOURCE_WAITING).set(0)
@@ -241,6 +245,10 @@ def full_sync_rows(table: str, done: int, chunks_done: int) -> None:
 
 def set_phase(phase: str) -> None:
     _child(PHASE).state(phase)
+
+
+def set_restarts(n: int) -> None:
+    _child(RESTARTS).set(n)
 
 
 def set_up(up: bool, failed: bool = False) -> None:

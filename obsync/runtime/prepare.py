@@ -34,7 +34,7 @@ from obsync.formats import encoder_for
 from obsync.formats.base import Encoder, EncoderContext
 from obsync.runtime.cluster import ClusterSpec, ClusterState, cluster_state, history_store
 from obsync.runtime.schema_history import write_history_start
-from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
+from obsync.runtime.settings import broker_patience, kafka_settings, log_endpoint, sql_endpoint
 from obsync.steps.routing import TopicLayout
 from obsync.task.config import TaskConfig
 from obsync.task.live import RELOADABLE, Live, changed_fields
@@ -163,7 +163,7 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     if task.schema_history.enabled and not follower and log_start is not None:
         write_history_start(kafka_conf(task), task.resolved_history_topic(), task.name, ident["id"], sql_ep,
                             tables, log_start if first_run else current_log_position(log_ep))
-    limits = MessageLimits(kafka_settings(task.target), producer_max_bytes(task))
+    limits = MessageLimits(kafka_settings(task.target), producer_max_bytes(task), broker_patience(task.target))
     limits.load(sorted(set(topic_of.values()) | set(extra)))
     check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
     stop_at = current_log_position(log_ep) if (until_caught_up and task.sync.incremental) else None
@@ -312,9 +312,10 @@ def ensure_task_topics(task: TaskConfig, res: Resolution, extra: Sequence[str]) 
     existing = sorted(why)
     kafka = kafka_settings(task.target)
     counts = ensure_topics(kafka, existing, task.topics.partitions, task.topics.replication_factor,
-                           create=False, why=why)
+                           broker_patience(task.target), create=False, why=why)
     created = sorted(({p.topic for p in res.plans.values()} | set(extra)) - set(existing))
-    counts.update(ensure_topics(kafka, created, task.topics.partitions, task.topics.replication_factor))
+    counts.update(ensure_topics(kafka, created, task.topics.partitions, task.topics.replication_factor,
+                                broker_patience(task.target)))
     return counts
 
 
@@ -326,11 +327,11 @@ def ensure_ddl_output_topics(task: TaskConfig) -> dict[str, int]:
     d = task.ddl_messages
     if task.sync.ddl and d.to == "ddl_topic":
         n = task.topics.partitions if d.partitioning == "table" else 1
-        counts.update(ensure_topics(kafka, [task.resolved_ddl_topic()], n, rf))
+        counts.update(ensure_topics(kafka, [task.resolved_ddl_topic()], n, rf, broker_patience(task.target)))
     if task.schema_history.enabled:
         topic = task.resolved_history_topic()
         # as Debezium's schema history topic: never compacted nor expired, or a replay loses its start
-        n = ensure_topics(kafka, [topic], 1, rf, config=HISTORY_TOPIC_CONFIG)[topic]
+        n = ensure_topics(kafka, [topic], 1, rf, broker_patience(task.target), config=HISTORY_TOPIC_CONFIG)[topic]
         if n != 1:
             raise ConfigError(f"field `schema_history.topic`: topic {topic} has {n} partitions; the schema history "
                               "needs a topic of one partition (one order for every record): name another topic, "
@@ -358,7 +359,8 @@ class TopicResolver:
         if p is None:
             return None
         counts = ensure_topics(kafka_settings(self.task.target), [p.topic], self.task.topics.partitions,
-                               self.task.topics.replication_factor, create=p.topic_kind != "existing",
+                               self.task.topics.replication_factor, broker_patience(self.task.target),
+                               create=p.topic_kind != "existing",
                                why={p.topic: f"field `objects.{p.index}.existing_topic` (for {db}.{table})"})
         n = counts[p.topic]
         if self.task.partitioning == "one" and self.task.fixed_partition >= n:

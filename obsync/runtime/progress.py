@@ -127,6 +127,7 @@ class Progress:
         self._meters: dict[str, RateMeter] = {}
         self._full_done_logged = False
         self.status_path = status_path  # where `status()` is written every couple of seconds (`obsync status`)
+        self.restarts: tuple[int, str | None] = (0, None)  # (restarts of the task's process, why the last one)
         self._status_at = 0.0
         self._broker_wait: tuple[str, float, float, int, str | None, str | None] | None = None  # `broker_waiting`
         # (worker, lane) -> log row changes this process's workers encoded for the lane (`encoded`)
@@ -440,6 +441,7 @@ class Progress:
             **({"log_changes_encoded": encoded_summary(enc)} if (enc := dict(self._encoded)) else {}),
             **({"waiting_for_source": waiting} if (waiting := self.stats.waiting()) else {}),
             **({"waiting_for_broker": broker} if (broker := self.broker_wait()) else {}),
+            **({"restarts": self.restarts[0], "last_restart_reason": self.restarts[1]} if self.restarts[0] else {}),
             **extra,
         }
 

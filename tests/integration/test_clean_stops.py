@@ -108,13 +108,16 @@ def _waiting_for_lock(conn, table: str) -> bool:
         return cur.fetchone()[0] > 0
 
 
-def test_a_stop_that_cannot_finish_says_why_and_exits_1(tmp_path, mariadb, kafka, shop):
+@pytest.mark.parametrize("stop_timeout", [None, 3])
+def test_a_stop_held_up_by_the_source_interrupts_its_request_or_says_why_and_exits_1(tmp_path, mariadb, kafka, shop,
+                                                                                    stop_timeout):
     """Full sync's read is held up by the source itself (another session holds `LOCK TABLES ... WRITE`, so the
-    snapshot's SELECT waits in the server), with a read timeout longer than the stop's bound: the stop waits in
-    the read, and after --stop-timeout it gives up, naming what it waited in, marks the task failed and exits 1;
-    the next run loses nothing. (A source that is away, or a silent Kafka, no longer holds a stop up: their
-    waits end on a stop, `test_a_stop_while_the_source_is_away_is_clean_and_the_next_start_loses_nothing` and
-    `test_broker_outages`.)
+    snapshot's SELECT waits in the server), with a read timeout of 600 s. With the default --stop-timeout, the
+    stop interrupts the request after `STUCK_AFTER` (5) s (shutting the source sessions' sockets) and ends
+    cleanly: exit 0, status stopped. With --stop-timeout 3 (shorter than that), the stop gives up after 3 s,
+    naming what it waited in, marks the task failed and exits 1. Either way the next run loses nothing. (A
+    source that is away, or a silent Kafka, hold no stop up: their waits end on a stop,
+    `test_a_stop_while_the_source_is_away_is_clean_and_the_next_start_loses_nothing` and `test_broker_outages`.)
 
     The key is a string, so each chunk is read by one streaming query sent in the step that reads the chunk's
     first batch (`obsync.connectors.mysql.snapshot.reader`): the query that waits for the lock is one the engine's
@@ -135,8 +138,8 @@ def test_a_stop_that_cannot_finish_says_why_and_exits_1(tmp_path, mariadb, kafka
     log = tmp_path / "run.log"
     try:
         with open(log, "wb") as out:
-            proc = subprocess.Popen(obsync_cmd("run", str(task), "--stop-timeout", "5"), cwd=ROOT, stdout=out,
-                                    stderr=out)
+            extra = [] if stop_timeout is None else ["--stop-timeout", str(stop_timeout)]
+            proc = subprocess.Popen(obsync_cmd("run", str(task), *extra), cwd=ROOT, stdout=out, stderr=out)
             try:
                 _wait_for(lambda: sum(t.get("rows_done", 0) for t in _status(tmp_path).get("full_sync") or [])
                           >= 1000, 90, "full sync to read rows", proc, log)
@@ -145,7 +148,9 @@ def test_a_stop_that_cannot_finish_says_why_and_exits_1(tmp_path, mariadb, kafka
                 _wait_for(lambda: _waiting_for_lock(conn, table), 60, "the snapshot read to wait for the lock",
                           proc, log)
                 proc.send_signal(signal.SIGTERM)
+                signalled = time.monotonic()
                 rc = proc.wait(60)
+                took = time.monotonic() - signalled
             finally:
                 if proc.poll() is None:
                     proc.kill()
@@ -155,13 +160,52 @@ def test_a_stop_that_cannot_finish_says_why_and_exits_1(tmp_path, mariadb, kafka
             cur.execute("UNLOCK TABLES")
         locker.close()
     out_text = log.read_text(errors="replace")
-    assert rc == 1, out_text[-4000:]
-    assert "the stop (SIGTERM) did not finish within 5 s; still running: engine worker: " in out_text, \
-        out_text[-4000:]
     assert "Traceback" not in out_text and "panicked" not in out_text, out_text[-4000:]
     status = run_obsync("status", str(task)).stdout
-    assert status.splitlines()[0].endswith(": failed") and "did not finish within 5 s" in status, status
+    if stop_timeout is None:
+        assert rc == 0, out_text[-4000:]
+        assert took < 30, took  # not the read timeout (600 s), nor the stop's bound (60 s)
+        assert "the stop waits after 5 s (engine worker: " in out_text, out_text[-4000:]
+        assert "stopped; the next run resumes from the last consistent point (SIGTERM)" in out_text, out_text[-4000:]
+        assert status.splitlines()[0].endswith(": stopped"), status
+    else:
+        assert rc == 1, out_text[-4000:]
+        assert "the stop (SIGTERM) did not finish within 3 s; still running: engine worker: " in out_text, \
+            out_text[-4000:]
+        assert status.splitlines()[0].endswith(": failed") and "did not finish within 3 s" in status, status
     run_obsync("run", str(task))
     msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_notes")
     check_stream(msgs, 3)
     assert replay(msgs) == {json.dumps([f"k{i:06d}"]): {"k": f"k{i:06d}", "v": str(i)} for i in range(1, 20001)}
+
+
+@pytest.mark.parametrize("driver", ["pymysql", "mysqlclient"])
+def test_interrupting_the_source_sessions_ends_a_request_in_flight_at_once(mariadb, driver):
+    """What a stuck stop does (`interrupt_sessions`): a query the server is still answering (SLEEP) on a session
+    of either driver ends within a second with a lost connection, not after its read timeout (60 s)."""
+    import threading
+
+    from obsync.connectors.mysql.connection import Endpoint, connect, interrupt_sessions
+    from obsync.connectors.mysql.fastsql import connect_fast
+
+    ep = Endpoint(mariadb.host, mariadb.port, mariadb.user, mariadb.password)
+    conn = connect(ep) if driver == "pymysql" else connect_fast(ep)
+    outcome: list[BaseException | None] = []
+
+    def query() -> None:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT SLEEP(30)")
+                cur.fetchall()
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001  # what the reader would see
+            outcome.append(e)
+
+    t = threading.Thread(target=query)
+    t.start()
+    time.sleep(1.0)
+    began = time.monotonic()
+    assert interrupt_sessions() >= 1
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - began < 3
+    assert outcome and outcome[0] is not None and "Lost connection" in str(outcome[0]), outcome

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 
 import pytest
@@ -9,21 +11,23 @@ import pytest
 from obsync.connectors.kafka.client import KafkaSettings
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
 from obsync.connectors.kafka.sink import KafkaSink
+from obsync.connectors.kafka.stall import BrokerPatience
 from obsync.connectors.kafka.topics import ensure_topics
 from obsync.core.changes import StreamDone
-from obsync.core.errors import SinkError
-from obsync.core.positions import LogPosition, SnapshotPosition
+from obsync.core.errors import BrokerFault, SinkError
+from obsync.core.positions import LogPosition, SnapshotPosition, position_to_header
 from obsync.runtime.progress import Progress
 from tests.helpers.kafka import read_partition
 
 
-def make_sink(kafka, topic, partitions, required=frozenset(), delivered=None):
+def make_sink(kafka, topic, partitions, required=frozenset(), delivered=None, gaps_file=None):
     return KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, lane_names(DEFAULT_LANES), "task-" + topic,
-                     required, (delivered.append if delivered is not None else (lambda p: None)), Progress())
+                     required, (delivered.append if delivered is not None else (lambda p: None)), Progress(),
+                     gaps_file=gaps_file)
 
 
-def rec(topic, partition, pos, value, seq=0):
-    return OutRecord(topic, partition, b"k", value, pos, seq)
+def rec(topic, partition, pos, value, seq=0, key=b"k"):
+    return OutRecord(topic, partition, key, value, pos, seq)
 
 
 def test_creates_topics_with_configured_partitions(kafka):
@@ -125,6 +129,69 @@ def test_delivery_error_is_raised_not_dropped(kafka):
         part.snapshot()
 
 
+def test_messages_acknowledged_but_not_kept_fail_the_snapshot_and_the_resume_writes_them_in_key_order(
+        kafka, tmp_path, caplog):
+    """A broker that acknowledges a message as already written (no offset) without holding it: the lane's
+    snapshot checks the partition, fails with a `BrokerFault` naming the partition (the task restarts), and the
+    resume from the previous snapshot writes the lost message, skips those Kafka holds, and writes again the
+    later messages of the lost one's key, so a consumer replaying each key ends at the source's state.
+    (tansu's loss cannot be provoked at will: the acknowledgement without an offset is recorded as the
+    delivery report does, for a message the broker never received.)"""
+    caplog.set_level(logging.INFO, "obsync")
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    gaps = tmp_path / "kafka-gaps.json"
+    lane = lane_of(topic, 0, DEFAULT_LANES)
+    keys = [b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"f", b"h", b"i"]  # 7 is a later change of 5's key
+    log = [rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), f"v{i}".encode(), key=keys[i]) for i in range(10)]
+    part = make_sink(kafka, topic, 1, gaps_file=gaps).build_part("out", lane, None)
+    part.write_batch([log[:4]])
+    state = part.snapshot()
+    part.write_batch([[log[4], log[6], log[7]]])  # the broker lost 5 ...
+    part.shared.flush()
+    w = part.written[(topic, 0)]
+    for r in (log[4], log[5]):  # ... though it acknowledged it (and 4) as written already
+        w.unverified.append((position_to_header(r.position), 0, r.key))
+    with pytest.raises(BrokerFault, match=rf"Kafka acknowledged 1 message of {topic}\[0\] it did not keep .*"
+                                          r"replaying from the last snapshot"):
+        part.snapshot()
+    assert gaps.exists()
+
+    resumed = make_sink(kafka, topic, 1, gaps_file=gaps).build_part("out", lane, state)  # the restart
+    resumed.write_batch([log[4:]])
+    state2 = resumed.snapshot()
+    values = [m.value for m in read_partition(kafka.bootstrap_servers, topic, 0)]
+    assert values == [b"v0", b"v1", b"v2", b"v3", b"v4", b"v6", b"v7", b"v5", b"v7", b"v8", b"v9"]
+    replayed = {}
+    for m in read_partition(kafka.bootstrap_servers, topic, 0):
+        replayed[m.key] = m.value
+    assert replayed == {k: f"v{max(i for i in range(10) if keys[i] == k)}".encode() for k in set(keys)}
+    assert "Kafka lost 1 message it had acknowledged" in caplog.text
+
+    # the note is spent: a later resume drops by position as usual and writes nothing twice
+    again = make_sink(kafka, topic, 1, gaps_file=gaps).build_part("out", lane, state2)
+    again.write_batch([log[8:]])
+    again.close()
+    assert len(read_partition(kafka.bootstrap_servers, topic, 0)) == 11
+    assert not gaps.exists()
+
+
+def test_messages_acknowledged_without_an_offset_that_kafka_holds_pass_the_check(kafka, caplog):
+    caplog.set_level(logging.INFO, "obsync")
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    part = make_sink(kafka, topic, 1).build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
+    log = [rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), f"v{i}".encode()) for i in range(4)]
+    part.write_batch([log])
+    part.shared.flush()
+    w = part.written[(topic, 0)]
+    w.unverified.append((position_to_header(log[2].position), 0, b"k"))
+    state = part.snapshot()
+    assert state["partitions"][f"{topic}#00000"]["offset"] == 4
+    assert w.unverified == []
+    assert f"{topic}[0]: Kafka holds the 1 message it acknowledged without an offset" in caplog.text
+
+
 def test_one_lane_writes_several_topics_and_learns_a_new_partition_after_resume(kafka):
     """A lane's state covers every partition it wrote; a partition it meets after a resume (a table created
     while the task ran) is read from offset 0, so writes made before a crash are not repeated."""
@@ -184,7 +251,6 @@ def test_an_unreachable_broker_is_waited_for_within_patience_then_named_with_the
     the secret in the settings appears nowhere."""
     from obsync.app.embedded.process import free_port
     from obsync.connectors.kafka.sink import _SharedProducer
-    from obsync.connectors.kafka.stall import BrokerPatience
 
     brokers = f"127.0.0.1:{free_port()}"
     secret = "kafka-secret-never-shown-31"
@@ -216,7 +282,6 @@ def test_reading_a_partition_from_an_unreachable_broker_waits_within_patience_an
     shown as a wait for Kafka (which partition), then fails after the patience naming the brokers, the partition,
     the client's error and what to do; a stop ends the same wait at once, with nothing written."""
     from obsync.app.embedded.process import free_port
-    from obsync.connectors.kafka.stall import BrokerPatience
     from obsync.connectors.kafka.tail import written_positions
     from obsync.core.errors import StopWhileWaiting
 
@@ -253,14 +318,23 @@ def test_reading_a_partition_from_an_unreachable_broker_waits_within_patience_an
                                   "again")
 
 
-def test_topic_metadata_from_an_unreachable_broker_fails_naming_the_brokers_the_bound_and_what_to_do():
+def test_topic_metadata_from_an_unreachable_broker_is_waited_for_within_the_patience_then_fails_naming_it(caplog):
+    caplog.set_level(logging.WARNING, "obsync")
     from obsync.app.embedded.process import free_port
 
     brokers = f"127.0.0.1:{free_port()}"
+    began = time.monotonic()
     with pytest.raises(SinkError) as e:
-        ensure_topics(KafkaSettings(bootstrap_servers=brokers), ["orders"], 3, 1, timeout=1)
+        ensure_topics(KafkaSettings(bootstrap_servers=brokers), ["orders"], 3, 1,
+                      BrokerPatience(notice=1, patience=7, repeat=30))
+    assert 7 <= time.monotonic() - began < 15  # beyond one request's slice (5 s): tried again
     msg = str(e.value)
-    assert msg.startswith(f"cannot read the topics' metadata from Kafka ({brokers}) within 1 s: "), msg
+    assert msg.startswith(f"cannot read the topics' metadata from Kafka ({brokers}) within 7 s "
+                          "(target.patience): "), msg
+    waits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for Kafka")]
+    assert len(waits) == 1 and waits[0].startswith(f"waiting for Kafka ({brokers}): cannot read the topics' metadata "
+                                                   "for 5 s; last error: "), waits
+    assert waits[0].endswith("retrying until target.patience (7 s) runs out"), waits
     assert msg.endswith("Make the brokers reachable (target.bootstrap_servers, target.properties) and start the task "
                         "again: nothing is lost"), msg
 
@@ -268,8 +342,6 @@ def test_topic_metadata_from_an_unreachable_broker_fails_naming_the_brokers_the_
 def test_messages_carry_headers_timestamp_and_acknowledgements_are_counted(kafka):
     # what each message carries (key, value, partition, the task/position/seq headers, a CreateTime of when it was
     # written), and what the delivery reports, counted per batch, leave in the state and the listener
-    import time
-
     topic = f"t_{uuid.uuid4().hex[:8]}"
     ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 2, 1)
     progress = Progress()

@@ -1,0 +1,206 @@
+"""Restarting the task after a fault of Kafka's that a new producer clears (`obsync.app.supervisor`), and which
+faults those are (`obsync.connectors.kafka.faults`). The supervisor is tested with real child processes that
+exit with the restart status; the classification with librdkafka's own error values."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError
+
+from obsync.app.supervisor import RESTARTS_ENV, Backoff, Restarts, supervise
+from obsync.connectors.kafka.faults import restartable
+from obsync.core.errors import BrokerFault, SinkError
+from obsync.task.state import TaskState
+
+
+@pytest.mark.parametrize("code", [KafkaError.UNKNOWN, KafkaError.PRODUCER_FENCED, KafkaError._FENCED,
+                                  KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError.UNKNOWN_PRODUCER_ID,
+                                  KafkaError.INVALID_PRODUCER_EPOCH])
+def test_answers_that_void_the_idempotent_producer_are_restartable(code):
+    assert restartable(KafkaError(code, "x", fatal=True))
+    assert restartable(KafkaError(code, "x"))
+
+
+@pytest.mark.parametrize("code", [KafkaError._MSG_TIMED_OUT, KafkaError.MSG_SIZE_TOO_LARGE,
+                                  KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                  KafkaError.INVALID_RECORD, KafkaError.CLUSTER_AUTHORIZATION_FAILED])
+def test_errors_a_new_producer_meets_again_are_not(code):
+    assert not restartable(KafkaError(code, "x"))
+
+
+def test_a_fatal_error_is_judged_by_its_cause():
+    fatal = KafkaError(KafkaError._FATAL, "fatal")
+    assert restartable(fatal, KafkaError(KafkaError.PRODUCER_FENCED, "fenced", fatal=True))
+    assert not restartable(fatal, KafkaError(KafkaError.CLUSTER_AUTHORIZATION_FAILED, "denied", fatal=True))
+    assert restartable(fatal, None)  # cause unknown: a restart, bounded by target.patience
+
+
+def test_a_broker_fault_is_a_transient_sink_error():
+    assert issubclass(BrokerFault, SinkError) and BrokerFault.transient and not SinkError.transient
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_restarts_back_off_and_give_up_once_the_patience_from_the_first_failure_is_spent():
+    clock = Clock()
+    r = Restarts(100.0, Backoff(1.0, 30.0), clock)
+    delays = []
+    for _ in range(6):
+        d = r.failed(2.0, "fenced")
+        assert d is not None
+        delays.append(d)
+        clock.now += d + 2.0
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert (r.count, r.streak, r.last_reason) == (6, 6, "fenced")
+    # 73 s since the first failure: the next delay is cut to what the patience leaves
+    clock.now = 1000.0 + 95.0
+    assert r.failed(2.0, "fenced") == pytest.approx(5.0)
+    clock.now = 1000.0 + 100.0
+    assert r.failed(2.0, "fenced") is None
+    assert r.count == 7
+
+
+def test_a_child_that_ran_a_minute_had_recovered_so_its_failure_starts_a_new_streak():
+    clock = Clock()
+    r = Restarts(10.0, Backoff(1.0, 30.0), clock)
+    assert r.failed(1.0, "a") == 1.0
+    clock.now += 300.0
+    assert r.failed(60.0, "b") == 1.0  # not given up, though 300 s > patience since the first failure
+    assert (r.count, r.streak) == (2, 1)
+
+
+def test_patience_forever_never_gives_up():
+    clock = Clock()
+    r = Restarts(None, Backoff(1.0, 30.0), clock)
+    for _ in range(50):
+        assert r.failed(0.1, "x") is not None
+        clock.now += 1000.0
+
+
+# A child standing in for `obsync run`'s task process: records the restarts it was told of, fails with the
+# restart status (recording its error in status.json as `obsync run` does) while FAILS says, then exits with FINAL.
+CHILD = """
+import json, os, sys, time
+state = sys.argv[1]
+runs = os.path.join(state, "runs")
+with open(runs, "a") as f:
+    f.write(os.environ["OBSYNC_RESTARTS"] + " " + os.environ.get("OBSYNC_RESTART_REASON", "-") + "\\n")
+n = sum(1 for _ in open(runs))
+if n <= int(os.environ["FAILS"]):
+    with open(os.path.join(state, "status.json"), "w") as f:
+        json.dump({"state": "failed", "error": f"write to t[0] failed: Unknown broker error ({n})"}, f)
+    sys.exit(75)
+time.sleep(float(os.environ.get("LINGER", "0")))
+sys.exit(int(os.environ["FINAL"]))
+"""
+
+
+@pytest.fixture
+def handlers() -> Iterator[None]:
+    """`supervise` installs signal handlers: put the test process's back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def _state(tmp_path: Path) -> TaskState:
+    state = TaskState(tmp_path / "state")
+    state.make()
+    (state.root / "task.json").write_text(json.dumps({"name": "t"}))
+    return state
+
+
+QUICK = Backoff(0.05, 0.2)
+
+
+def _run(tmp_path: Path, monkeypatch, fails: int, final: int, patience: float | None = 30.0,
+         backoff: Backoff = QUICK) -> tuple[int, list[str], TaskState]:
+    state = _state(tmp_path)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    monkeypatch.setenv("FAILS", str(fails))
+    monkeypatch.setenv("FINAL", str(final))
+    rc = supervise([str(state.root)], state, patience, backoff, program=[sys.executable, str(script)])
+    runs = (state.root / "runs").read_text().splitlines()
+    return rc, runs, state
+
+
+def test_a_child_failing_with_the_restart_status_is_started_again_told_how_often_and_why(
+        tmp_path, monkeypatch, handlers, caplog):
+    monkeypatch.delenv(RESTARTS_ENV, raising=False)
+    with caplog.at_level(logging.WARNING, "obsync.app.supervisor"):
+        rc, runs, _ = _run(tmp_path, monkeypatch, fails=2, final=0)
+    assert rc == 0
+    assert runs == ["0 -", "1 write to t[0] failed: Unknown broker error (1)",
+                    "2 write to t[0] failed: Unknown broker error (2)"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert "a fault of Kafka's that a restart clears (write to t[0] failed: Unknown broker error (1))" in lines[0]
+    assert "restart 1;" in lines[0] and "restart 2;" in lines[1]
+
+
+def test_the_childs_own_exit_status_is_kept_after_restarts(tmp_path, monkeypatch, handlers):
+    rc, runs, _ = _run(tmp_path, monkeypatch, fails=1, final=3)
+    assert (rc, len(runs)) == (3, 2)
+
+
+def test_other_failures_are_not_restarted(tmp_path, monkeypatch, handlers):
+    rc, runs, _ = _run(tmp_path, monkeypatch, fails=0, final=2)
+    assert (rc, len(runs)) == (2, 1)
+
+
+def test_failures_beyond_the_patience_fail_the_task_with_the_last_error(tmp_path, monkeypatch, handlers, caplog):
+    with caplog.at_level(logging.ERROR, "obsync.app.supervisor"):
+        rc, runs, state = _run(tmp_path, monkeypatch, fails=1000, final=0, patience=0.6, backoff=Backoff(0.1, 0.1))
+    assert rc == 2
+    assert 2 <= len(runs) < 20
+    status = json.loads((state.root / "status.json").read_text())
+    assert status["state"] == "failed" and status["restarts"] == len(runs) - 1
+    assert status["error"] == f"write to t[0] failed: Unknown broker error ({len(runs)})"
+    assert "target.patience (0.6 s) ran out: not restarting it" in caplog.records[-1].getMessage()
+
+
+def test_a_stop_while_waiting_to_restart_ends_the_run_cleanly_and_the_lock_names_the_supervisor(
+        tmp_path, monkeypatch, handlers):
+    state = _state(tmp_path)
+    seen: list[str] = []
+
+    def stop_when_restarting() -> None:
+        deadline = time.monotonic() + 20
+        status = state.root / "status.json"
+        while time.monotonic() < deadline:
+            try:
+                if json.loads(status.read_text()).get("state") == "restarting":
+                    seen.append((state.root / ".run.lock").read_text())
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+
+    t = threading.Thread(target=stop_when_restarting)
+    t.start()
+    rc, runs, _ = _run(tmp_path, monkeypatch, fails=1000, final=0, backoff=Backoff(30.0, 30.0))
+    t.join()
+    assert rc == 0 and len(runs) == 1
+    assert seen == [str(os.getpid())]
+    status = json.loads((state.root / "status.json").read_text())
+    assert (status["state"], status["restarts"]) == ("stopped", 1)
+
