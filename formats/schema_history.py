@@ -34,6 +34,7 @@ from obsync.core.positions import LogPosition, binlog_file_number
 from obsync.core.schema import TableSchema
 from obsync.formats.debezium.schema_changes import schema_changes
 from obsync.formats.debezium.table_changes import table_change, table_id
+from obsync.sql import ddl as D
 
 Struct = dict[str, Any]
 
@@ -64,6 +65,10 @@ def history_records(change: Change, server: str,
     pos = change.position
     assert isinstance(pos, LogPosition), "the schema history follows the log"
     ts = None if change.commit_time is None else int(change.commit_time * 1000)
+    if change.ddl_tables and _is_drop_database(change):
+        drops = [table_change("DROP", db, name, None) for db, name in change.ddl_tables if synced(db, name)]
+        db = change.ddl_tables[0][0]
+        return [_record(server, _position(pos), ts, db, change.ddl, drops)] if drops else []
     out = []
     for sc in schema_changes(change):
         items = [dict(i) for i in sc.table_changes if synced(*parse_table_id(i["id"]))]
@@ -79,6 +84,13 @@ def history_records(change: Change, server: str,
         if items:
             out.append(_record(server, _position(pos), ts, sc.db, sc.ddl, items))
     return out
+
+
+def _is_drop_database(change: Change) -> bool:
+    try:
+        return isinstance(D.parse_ddl(change.ddl or "", change.ddl_db), D.DropDatabase)
+    except Exception:  # noqa: BLE001 - a statement the grammar cannot read is not a DROP DATABASE
+        return False
 
 
 def start_record(server: str, position: LogPosition, table: TableSchema, ddl: str | None,

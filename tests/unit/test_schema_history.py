@@ -84,6 +84,18 @@ def test_a_table_renamed_out_of_the_task_is_dropped_and_one_renamed_in_appears()
     assert sorted(replay(START[:1] + recs)) == [("shop", "b")]
 
 
+def test_drop_database_drops_each_synced_table_of_it():
+    drop = Change(Op.DDL, None, LogPosition("bin.000002", 700), commit_time=1700000001.0, ddl="DROP DATABASE shop",
+                  ddl_db=None, ddl_tables=(("shop", "a"), ("shop", "b"), ("shop", "x")))
+    recs = values(history_records(drop, "task", lambda db, name: name in ("a", "b")))
+    assert [(v["databaseName"], v["ddl"], v["tableChanges"]) for v in recs] == [
+        ("shop", "DROP DATABASE shop", [{"type": "DROP", "id": '"shop"."a"', "table": None},
+                                        {"type": "DROP", "id": '"shop"."b"', "table": None}])]
+    assert replay(START + recs) == {}
+    assert sorted(replay(START + recs, LogPosition("bin.000002", 699))) == [("shop", "a"), ("shop", "b")]
+    assert history_records(drop, "task", lambda db, name: False) == []
+
+
 def test_truncate_writes_no_record():
     assert history_records(change("TRUNCATE TABLE a", 500, A2, (("shop", "a"),)), "task") == []
 
