@@ -18,6 +18,8 @@ A record's value (JSON):
   (TRUNCATE) write none.
 - The start: each synced table's CREATE TABLE (SHOW CREATE TABLE) as a CREATE record at the log position the
   task starts from, `"snapshot": true` (`"last"` on the last one), before any other record.
+- A table added to the task's selection (`obsync reload`, or the task file changed while stopped): its CREATE
+  TABLE as a CREATE record (no `"snapshot"`) at the log position where the task took the new selection in.
 - The key is the database name (UTF-8); the topic has one partition, so records are read in write order.
 
 `replay(values, at)` rebuilds the tables as of a position; `create_table_sql` prints one.
@@ -97,7 +99,14 @@ def start_record(server: str, position: LogPosition, table: TableSchema, ddl: st
                  last: bool = False) -> tuple[bytes, bytes]:
     """The record of one table at the start: its CREATE TABLE (`ddl`, SHOW CREATE TABLE) and structure;
     `"snapshot": "last"` on the start's last record (as Debezium marks its snapshot's last record)."""
-    return _record(server, _position(position, snapshot="last" if last else True), None, table.db, ddl,
+    return create_record(server, position, table, ddl, snapshot="last" if last else True)
+
+
+def create_record(server: str, position: LogPosition, table: TableSchema, ddl: str | None,
+                  snapshot: bool | str = False) -> tuple[bytes, bytes]:
+    """A CREATE record of `table` as it is at `position` (`ddl`: its SHOW CREATE TABLE): a start record, or
+    (`snapshot` false) a table the task's selection took in while it ran or was stopped."""
+    return _record(server, _position(position, snapshot=snapshot), None, table.db, ddl,
                    [table_change("CREATE", table.db, table.name, table)])
 
 

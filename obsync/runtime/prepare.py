@@ -33,7 +33,7 @@ from obsync.core.schema import TableSchema
 from obsync.formats import encoder_for
 from obsync.formats.base import Encoder, EncoderContext
 from obsync.runtime.cluster import ClusterSpec, ClusterState, cluster_state, history_store
-from obsync.runtime.schema_history import write_history_start
+from obsync.runtime.schema_history import write_history_added, write_history_start
 from obsync.runtime.settings import kafka_settings, log_endpoint, sql_endpoint
 from obsync.steps.routing import TopicLayout
 from obsync.task.config import TaskConfig
@@ -128,7 +128,8 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
             fresh: list[Any] = []  # backfills requested now: no earlier run began them
             if start is not None and start.rules != rules:
                 before_n = {b[0] for b in start.backfills}
-                start = accept_changed_selection(task, state, start, tables)
+                start = accept_changed_selection(task, state, start, tables, lambda added: (
+                    None if follower else record_added_tables(task, ident["id"], {n: tables[n] for n in added})))
                 fresh = [b[0] for b in start.backfills if b[0] not in before_n]
             first_run = start is None
             if start is None:
@@ -207,10 +208,11 @@ def history_tables(state: TaskState) -> set[tuple[str, str]]:
 
 
 def accept_changed_selection(task: TaskConfig, state: TaskState, start: StartPoint,
-                             tables: dict[tuple[str, str], TableSchema]) -> StartPoint:
+                             tables: dict[tuple[str, str], TableSchema],
+                             on_added: Callable[[list[tuple[str, str]]], None] | None = None) -> StartPoint:
     """The task file's selection changed since the start point was fixed (while stopped): schedule a
-    backfill of each added table (with full sync) and record the new selection. Returns the start point
-    saved."""
+    backfill of each added table (with full sync), tell `on_added` the added tables (before anything is
+    saved) and record the new selection. Returns the start point saved."""
     if not task.sync.incremental:
         raise StateError(
             f"the task's table selection changed since it started (was {start.rules}, now "
@@ -222,12 +224,25 @@ def accept_changed_selection(task: TaskConfig, state: TaskState, start: StartPoi
     if task.sync.full and added:
         check_backfillable(tables, added)
         start, requests = start.with_backfills(added)
+    if on_added is not None and added:
+        on_added(added)
     start = start.with_selection(selection_rules(task), added)
     state.save_start(start)
     log.info("step: the task's selection changed: %s", ", ".join(f"{d}.{t}" for d, t in added) + (
         " added" + (" (backfilled after the tables already synced)" if requests else " (changes from now on)")
         if added else "no table added"))
     return start
+
+
+def record_added_tables(task: TaskConfig, task_id: str, added: dict[tuple[str, str], TableSchema]) -> None:
+    """(schema_history) The CREATE record of each table added to the selection, at the source's log position now
+    (`write_history_added`); called before the new selection is saved, so a crash between the two writes them
+    on the next attempt."""
+    if not (task.schema_history.enabled and task.sync.incremental and added):
+        return
+    ensure_ddl_output_topics(task)
+    write_history_added(kafka_conf(task), task.resolved_history_topic(), task.name, task_id,
+                        sql_endpoint(task.source), added, current_log_position(log_endpoint(task.source)))
 
 
 def check_backfillable(tables: dict[tuple[str, str], TableSchema], added: Sequence[tuple[str, str]]) -> None:
@@ -265,6 +280,8 @@ def reload_task(rt: Runtime, task: TaskConfig) -> str:
     counts = ensure_task_topics(task, res, rt.encoder.extra_topics())
     topic_of = {k: p.topic for k, p in res.plans.items()}
     check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
+    if added and not (isinstance(rt.state, ClusterState) and not rt.state.spec.leader):
+        record_added_tables(task, rt.task_id, {n: res.schemas[n] for n in added})
     with rt.state.locked():
         start = rt.state.load_start()
         if start is None:
