@@ -139,7 +139,7 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
                 if task.sync.full and tables:
                     log.info("step: planning full sync of %d tables", len(tables))
                     planned = plan_snapshot(conn, dialect, [tables[k] for k in sorted(tables)],
-                                            task.snapshot.chunk_size)
+                                            task.snapshot.chunk_size, with_ddl=snapshot_ddl_needed(task, dialect))
                     plan_dict = planned.to_dict()
                     log.info("step: full sync planned in %d chunks", len(planned.chunks))
                 start = StartPoint(frozenset(tables), DEFAULT_LANES, rules, log_pos, plan_dict)
@@ -153,9 +153,7 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
         raise StateError(f"{state.root / START_FILE}: field `plan` cannot be read ({e}); "
                          f"{FRESH_STATE_HINT}") from None
     topic_of = {k: p.topic for k, p in res.plans.items()}
-    db_type = "OB_MYSQL" if dialect == "oceanbase" else "MYSQL"
-    encoder = encoder_for(task.format, EncoderContext(task.name, db_type, task.schema_changes.policy),
-                          task.format_options)
+    encoder = make_encoder(task, dialect)
     extra = encoder.extra_topics()
     if task.large_messages == "dead_letter":
         extra = [*extra, task.resolved_dead_letter_topic()]
@@ -173,6 +171,23 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     layout.live = live
     return Runtime(task, state, ident["id"], dialect, tables, layout, log_start, plan, stop_at, encoder,
                    snapshot_filters(res), live, limits)
+
+
+def snapshot_ddl_needed(task: TaskConfig, dialect: Dialect) -> bool:
+    """Whether the full sync writes each table's CREATE TABLE (`sync.ddl` and a format that writes a snapshot's
+    DDL, as Debezium's): only then does planning read SHOW CREATE TABLE of every table. (The schema history's
+    start reads its own.) Fixed with the plan: a task that enables `sync.ddl` after planning gets no snapshot
+    DDL for that full sync."""
+    if not task.sync.ddl:
+        return False
+    return make_encoder(task, dialect).snapshot_ddl()
+
+
+def make_encoder(task: TaskConfig, dialect: Dialect) -> Encoder:
+    """The task's message encoder."""
+    db_type = "OB_MYSQL" if dialect == "oceanbase" else "MYSQL"
+    return encoder_for(task.format, EncoderContext(task.name, db_type, task.schema_changes.policy),
+                       task.format_options)
 
 
 def selected_before(start: StartPoint, state: TaskState) -> Callable[[tuple[str, str]], bool]:

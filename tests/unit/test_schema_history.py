@@ -14,6 +14,7 @@ from obsync.core.changes import Change, Op
 from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.formats.default import DefaultEncoder
 from obsync.formats.schema_history import create_table_sql, history_records, replay, start_record
+from obsync.runtime.prepare import snapshot_ddl_needed
 from obsync.runtime.validate import task_problems
 from obsync.sql import ddl as D
 from obsync.steps.partitioning import partition_key
@@ -205,3 +206,14 @@ def test_valid_settings_and_defaults():
         task(ddl_messages={"to": "elsewhere"})
     with pytest.raises(Exception, match="ddl_messages.topic"):
         task(ddl_messages={"to": "ddl_topic", "topic": "bad name"})
+
+
+@pytest.mark.parametrize(("over", "needed"), [
+    ({}, False),  # no DDL messages: no SHOW CREATE TABLE at planning
+    ({"schema_history": {"enabled": True}}, False),  # the history's start reads its own
+    ({"sync": {"ddl": True}}, False),  # the default format writes no snapshot DDL
+    ({"sync": {"ddl": True}, "format": "debezium"}, True),
+    ({"sync": {"ddl": False}, "format": "debezium"}, False),
+])
+def test_planning_reads_show_create_only_for_a_snapshots_ddl(over, needed):
+    assert snapshot_ddl_needed(task(**over), "mariadb") is needed
