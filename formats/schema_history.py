@@ -18,6 +18,8 @@ A record's value (JSON):
   (TRUNCATE) write none.
 - The start: each synced table's CREATE TABLE (SHOW CREATE TABLE) as a CREATE record at the log position the
   task starts from, `"snapshot": true` (`"last"` on the last one), before any other record.
+- A table added to the task's selection (`obsync reload`, or the task file changed while stopped): its CREATE
+  TABLE as a CREATE record (no `"snapshot"`) at the log position where the task took the new selection in.
 - The key is the database name (UTF-8); the topic has one partition, so records are read in write order.
 
 `replay(values, at)` rebuilds the tables as of a position; `create_table_sql` prints one.
@@ -34,6 +36,7 @@ from obsync.core.positions import LogPosition, binlog_file_number
 from obsync.core.schema import TableSchema
 from obsync.formats.debezium.schema_changes import schema_changes
 from obsync.formats.debezium.table_changes import table_change, table_id
+from obsync.sql import ddl as D
 
 Struct = dict[str, Any]
 
@@ -64,6 +67,10 @@ def history_records(change: Change, server: str,
     pos = change.position
     assert isinstance(pos, LogPosition), "the schema history follows the log"
     ts = None if change.commit_time is None else int(change.commit_time * 1000)
+    if change.ddl_tables and _is_drop_database(change):
+        drops = [table_change("DROP", db, name, None) for db, name in change.ddl_tables if synced(db, name)]
+        db = change.ddl_tables[0][0]
+        return [_record(server, _position(pos), ts, db, change.ddl, drops)] if drops else []
     out = []
     for sc in schema_changes(change):
         items = [dict(i) for i in sc.table_changes if synced(*parse_table_id(i["id"]))]
@@ -81,11 +88,25 @@ def history_records(change: Change, server: str,
     return out
 
 
+def _is_drop_database(change: Change) -> bool:
+    try:
+        return isinstance(D.parse_ddl(change.ddl or "", change.ddl_db), D.DropDatabase)
+    except Exception:  # noqa: BLE001 - a statement the grammar cannot read is not a DROP DATABASE
+        return False
+
+
 def start_record(server: str, position: LogPosition, table: TableSchema, ddl: str | None,
                  last: bool = False) -> tuple[bytes, bytes]:
     """The record of one table at the start: its CREATE TABLE (`ddl`, SHOW CREATE TABLE) and structure;
     `"snapshot": "last"` on the start's last record (as Debezium marks its snapshot's last record)."""
-    return _record(server, _position(position, snapshot="last" if last else True), None, table.db, ddl,
+    return create_record(server, position, table, ddl, snapshot="last" if last else True)
+
+
+def create_record(server: str, position: LogPosition, table: TableSchema, ddl: str | None,
+                  snapshot: bool | str = False) -> tuple[bytes, bytes]:
+    """A CREATE record of `table` as it is at `position` (`ddl`: its SHOW CREATE TABLE): a start record, or
+    (`snapshot` false) a table the task's selection took in while it ran or was stopped."""
+    return _record(server, _position(position, snapshot=snapshot), None, table.db, ddl,
                    [table_change("CREATE", table.db, table.name, table)])
 
 

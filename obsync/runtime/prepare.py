@@ -33,7 +33,7 @@ from obsync.core.schema import TableSchema
 from obsync.formats import encoder_for
 from obsync.formats.base import Encoder, EncoderContext
 from obsync.runtime.cluster import ClusterSpec, ClusterState, cluster_state, history_store
-from obsync.runtime.schema_history import write_history_start
+from obsync.runtime.schema_history import write_history_added, write_history_start
 from obsync.runtime.settings import broker_patience, kafka_settings, log_endpoint, sql_endpoint
 from obsync.steps.routing import TopicLayout
 from obsync.task.config import TaskConfig
@@ -128,7 +128,8 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
             fresh: list[Any] = []  # backfills requested now: no earlier run began them
             if start is not None and start.rules != rules:
                 before_n = {b[0] for b in start.backfills}
-                start = accept_changed_selection(task, state, start, tables)
+                start = accept_changed_selection(task, state, start, tables, lambda added: (
+                    None if follower else record_added_tables(task, ident["id"], {n: tables[n] for n in added})))
                 fresh = [b[0] for b in start.backfills if b[0] not in before_n]
             first_run = start is None
             if start is None:
@@ -138,7 +139,7 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
                 if task.sync.full and tables:
                     log.info("step: planning full sync of %d tables", len(tables))
                     planned = plan_snapshot(conn, dialect, [tables[k] for k in sorted(tables)],
-                                            task.snapshot.chunk_size)
+                                            task.snapshot.chunk_size, with_ddl=snapshot_ddl_needed(task, dialect))
                     plan_dict = planned.to_dict()
                     log.info("step: full sync planned in %d chunks", len(planned.chunks))
                 start = StartPoint(frozenset(tables), DEFAULT_LANES, rules, log_pos, plan_dict)
@@ -152,9 +153,7 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
         raise StateError(f"{state.root / START_FILE}: field `plan` cannot be read ({e}); "
                          f"{FRESH_STATE_HINT}") from None
     topic_of = {k: p.topic for k, p in res.plans.items()}
-    db_type = "OB_MYSQL" if dialect == "oceanbase" else "MYSQL"
-    encoder = encoder_for(task.format, EncoderContext(task.name, db_type, task.schema_changes.policy),
-                          task.format_options)
+    encoder = make_encoder(task, dialect)
     extra = encoder.extra_topics()
     if task.large_messages == "dead_letter":
         extra = [*extra, task.resolved_dead_letter_topic()]
@@ -172,6 +171,23 @@ def prepare(task: TaskConfig, state_dir: Path | None = None, until_caught_up: bo
     layout.live = live
     return Runtime(task, state, ident["id"], dialect, tables, layout, log_start, plan, stop_at, encoder,
                    snapshot_filters(res), live, limits)
+
+
+def snapshot_ddl_needed(task: TaskConfig, dialect: Dialect) -> bool:
+    """Whether the full sync writes each table's CREATE TABLE (`sync.ddl` and a format that writes a snapshot's
+    DDL, as Debezium's): only then does planning read SHOW CREATE TABLE of every table. (The schema history's
+    start reads its own.) Fixed with the plan: a task that enables `sync.ddl` after planning gets no snapshot
+    DDL for that full sync."""
+    if not task.sync.ddl:
+        return False
+    return make_encoder(task, dialect).snapshot_ddl()
+
+
+def make_encoder(task: TaskConfig, dialect: Dialect) -> Encoder:
+    """The task's message encoder."""
+    db_type = "OB_MYSQL" if dialect == "oceanbase" else "MYSQL"
+    return encoder_for(task.format, EncoderContext(task.name, db_type, task.schema_changes.policy),
+                       task.format_options)
 
 
 def selected_before(start: StartPoint, state: TaskState) -> Callable[[tuple[str, str]], bool]:
@@ -207,10 +223,11 @@ def history_tables(state: TaskState) -> set[tuple[str, str]]:
 
 
 def accept_changed_selection(task: TaskConfig, state: TaskState, start: StartPoint,
-                             tables: dict[tuple[str, str], TableSchema]) -> StartPoint:
+                             tables: dict[tuple[str, str], TableSchema],
+                             on_added: Callable[[list[tuple[str, str]]], None] | None = None) -> StartPoint:
     """The task file's selection changed since the start point was fixed (while stopped): schedule a
-    backfill of each added table (with full sync) and record the new selection. Returns the start point
-    saved."""
+    backfill of each added table (with full sync), tell `on_added` the added tables (before anything is
+    saved) and record the new selection. Returns the start point saved."""
     if not task.sync.incremental:
         raise StateError(
             f"the task's table selection changed since it started (was {start.rules}, now "
@@ -222,12 +239,25 @@ def accept_changed_selection(task: TaskConfig, state: TaskState, start: StartPoi
     if task.sync.full and added:
         check_backfillable(tables, added)
         start, requests = start.with_backfills(added)
+    if on_added is not None and added:
+        on_added(added)
     start = start.with_selection(selection_rules(task), added)
     state.save_start(start)
     log.info("step: the task's selection changed: %s", ", ".join(f"{d}.{t}" for d, t in added) + (
         " added" + (" (backfilled after the tables already synced)" if requests else " (changes from now on)")
         if added else "no table added"))
     return start
+
+
+def record_added_tables(task: TaskConfig, task_id: str, added: dict[tuple[str, str], TableSchema]) -> None:
+    """(schema_history) The CREATE record of each table added to the selection, at the source's log position now
+    (`write_history_added`); called before the new selection is saved, so a crash between the two writes them
+    on the next attempt."""
+    if not (task.schema_history.enabled and task.sync.incremental and added):
+        return
+    ensure_ddl_output_topics(task)
+    write_history_added(kafka_conf(task), task.resolved_history_topic(), task.name, task_id,
+                        sql_endpoint(task.source), added, current_log_position(log_endpoint(task.source)))
 
 
 def check_backfillable(tables: dict[tuple[str, str], TableSchema], added: Sequence[tuple[str, str]]) -> None:
@@ -265,6 +295,8 @@ def reload_task(rt: Runtime, task: TaskConfig) -> str:
     counts = ensure_task_topics(task, res, rt.encoder.extra_topics())
     topic_of = {k: p.topic for k, p in res.plans.items()}
     check_fixed_partition(task, {t: counts[t] for t in topic_of.values()})
+    if added and not (isinstance(rt.state, ClusterState) and not rt.state.spec.leader):
+        record_added_tables(task, rt.task_id, {n: res.schemas[n] for n in added})
     with rt.state.locked():
         start = rt.state.load_start()
         if start is None:

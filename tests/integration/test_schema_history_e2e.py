@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from obsync.core.positions import LogPosition
 from obsync.formats.schema_history import create_table_sql, replay
-from tests.helpers.kafka import Msg, read_partition
+from tests.helpers.schema_history import binlog_position, history, wait_for_records
 from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
 
 REPO = Path(__file__).parents[2]
@@ -58,12 +57,6 @@ def is_ddl(sql: str) -> bool:
     return not sql.startswith("INSERT")
 
 
-def binlog_position(cur: Any) -> LogPosition:
-    cur.execute("SHOW MASTER STATUS")
-    row = cur.fetchone()
-    return LogPosition(row[0], int(row[1]))
-
-
 def columns_of(cur: Any, db: str) -> dict[str, list[tuple[Any, ...]]]:
     """information_schema's columns of every table of `db`: (name, position, type, nullable, default, in PK)."""
     cur.execute("SELECT TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, "
@@ -73,21 +66,6 @@ def columns_of(cur: Any, db: str) -> dict[str, list[tuple[Any, ...]]]:
     for t, *rest in cur.fetchall():
         out.setdefault(t, []).append(tuple(rest))
     return out
-
-
-def history(kafka: Any, topic: str) -> list[Msg]:
-    return read_partition(kafka.bootstrap_servers, topic, 0)
-
-
-def wait_for_records(kafka: Any, topic: str, n: int, timeout: float = 90) -> None:
-    """Until the topic holds `n` records that are not start records."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = [m for m in history(kafka, topic) if not json.loads(m.value)["position"].get("snapshot")]
-        if len(got) >= n:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"fewer than {n} schema-change records in {topic} after {timeout} s")
 
 
 @pytest.fixture(scope="module")

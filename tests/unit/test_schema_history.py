@@ -14,6 +14,7 @@ from obsync.core.changes import Change, Op
 from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.formats.default import DefaultEncoder
 from obsync.formats.schema_history import create_table_sql, history_records, replay, start_record
+from obsync.runtime.prepare import snapshot_ddl_needed
 from obsync.runtime.validate import task_problems
 from obsync.sql import ddl as D
 from obsync.steps.partitioning import partition_key
@@ -82,6 +83,18 @@ def test_a_table_renamed_out_of_the_task_is_dropped_and_one_renamed_in_appears()
         {"type": "DROP", "id": '"shop"."a"', "table": None},
         {"type": "ALTER", "id": '"shop"."b"', "table": recs[1]["tableChanges"][0]["table"]}]
     assert sorted(replay(START[:1] + recs)) == [("shop", "b")]
+
+
+def test_drop_database_drops_each_synced_table_of_it():
+    drop = Change(Op.DDL, None, LogPosition("bin.000002", 700), commit_time=1700000001.0, ddl="DROP DATABASE shop",
+                  ddl_db=None, ddl_tables=(("shop", "a"), ("shop", "b"), ("shop", "x")))
+    recs = values(history_records(drop, "task", lambda db, name: name in ("a", "b")))
+    assert [(v["databaseName"], v["ddl"], v["tableChanges"]) for v in recs] == [
+        ("shop", "DROP DATABASE shop", [{"type": "DROP", "id": '"shop"."a"', "table": None},
+                                        {"type": "DROP", "id": '"shop"."b"', "table": None}])]
+    assert replay(START + recs) == {}
+    assert sorted(replay(START + recs, LogPosition("bin.000002", 699))) == [("shop", "a"), ("shop", "b")]
+    assert history_records(drop, "task", lambda db, name: False) == []
 
 
 def test_truncate_writes_no_record():
@@ -193,3 +206,14 @@ def test_valid_settings_and_defaults():
         task(ddl_messages={"to": "elsewhere"})
     with pytest.raises(Exception, match="ddl_messages.topic"):
         task(ddl_messages={"to": "ddl_topic", "topic": "bad name"})
+
+
+@pytest.mark.parametrize(("over", "needed"), [
+    ({}, False),  # no DDL messages: no SHOW CREATE TABLE at planning
+    ({"schema_history": {"enabled": True}}, False),  # the history's start reads its own
+    ({"sync": {"ddl": True}}, False),  # the default format writes no snapshot DDL
+    ({"sync": {"ddl": True}, "format": "debezium"}, True),
+    ({"sync": {"ddl": False}, "format": "debezium"}, False),
+])
+def test_planning_reads_show_create_only_for_a_snapshots_ddl(over, needed):
+    assert snapshot_ddl_needed(task(**over), "mariadb") is needed

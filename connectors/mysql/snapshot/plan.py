@@ -167,8 +167,10 @@ class SnapshotPlan:
 
 
 def plan_snapshot(conn: pymysql.Connection, dialect: Dialect, tables: Sequence[TableSchema],
-                  chunk_size: int) -> SnapshotPlan:
-    """Plan the full sync of `tables` over `conn` (a session from `connect()`, in UTC).
+                  chunk_size: int, with_ddl: bool = True) -> SnapshotPlan:
+    """Plan the full sync of `tables` over `conn` (a session from `connect()`, in UTC). `with_ddl`: keep each
+    table's SHOW CREATE TABLE (`TablePlan.create_ddl`, for formats that write a snapshot's DDL; one more query
+    per table).
 
     For the duration of planning, the session's pymysql decoders are those of `values.use_sql_decoders`
     and, on OceanBase, its `ob_query_timeout` is raised; both are restored afterwards.
@@ -192,7 +194,8 @@ def plan_snapshot(conn: pymysql.Connection, dialect: Dialect, tables: Sequence[T
         chunks: list[Chunk] = []
         for schema in tables:
             tp, tchunks = _plan_table(conn, schema, chunk_size, scn)
-            tp = dataclasses.replace(tp, create_ddl=show_create(conn, schema))
+            if with_ddl:
+                tp = dataclasses.replace(tp, create_ddl=show_create(conn, schema))
             table_plans.append(tp)
             chunks.extend(tchunks)
             log.info("planned %s: %d chunk(s), ~%d rows (%s)", schema.full_name, len(tchunks),
