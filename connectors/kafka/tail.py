@@ -75,7 +75,10 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
             if msg is None or (err is not None and err.code() != KafkaError._PARTITION_EOF and err.retriable()):
                 if err is not None:
                     last_error[:] = [mask_secrets(err.str(), conf)]
-                told = _judge(watch, brokers, where, start_offset, last_error, listener, stopping) or told
+                stalled = _judge(watch, brokers, where, start_offset, last_error, listener, stopping)
+                if stalled and not told and not last_error:  # a stall with Kafka answering, error-free: does
+                    _check_not_shorter(consumer, topic, partition, start_offset, brokers)  # the partition end before?
+                told = stalled or told
                 continue
             watch.acked()
             if told:
@@ -100,6 +103,25 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
         if told:
             listener.broker_waiting(brokers, 0, 0.0, None)
         consumer.close()
+
+
+def _check_not_shorter(consumer: Consumer, topic: str, partition: int, start: int, brokers: str) -> None:
+    """Raise if Kafka answers that the partition ends before `start`: a read from there gets nothing, neither
+    messages nor the end-of-partition event (tansu), and would wait the whole patience as for a silent broker.
+    Asked once, when the read first counts as stalled and the client has reported no error (an unreachable
+    broker does): ListOffsets is not trusted to find the end (module docstring), only to name the cause of a
+    read that found nothing; unanswered (in 2 s), nothing is said."""
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=2, cached=False)
+    except KafkaException:
+        return
+    if 0 <= high < start:
+        raise SinkError(
+            f"{topic}[{partition}] ends at offset {high} on Kafka ({brokers}), before offset {start}, where this "
+            "task's last snapshot says its next message goes: Kafka no longer holds messages it acknowledged to "
+            "this task (a broker that lost data, or the topic deleted and created again). obsync cannot tell "
+            "which of its messages are missing, so it does not go on: `obsync verify` shows what the topic "
+            "lacks; to sync again, start the task with an empty state directory (a new full sync)")
 
 
 def _judge(watch: AckWatch, brokers: str, where: str, start: int, last_error: list[str], listener: SinkListener,

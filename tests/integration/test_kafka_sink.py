@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from obsync.connectors.kafka.client import KafkaSettings
-from obsync.connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of
+from obsync.connectors.kafka.records import DEFAULT_LANES, OutRecord, lane_names, lane_of, part_name
 from obsync.connectors.kafka.sink import KafkaSink
 from obsync.connectors.kafka.stall import BrokerPatience
 from obsync.connectors.kafka.topics import ensure_topics
@@ -365,3 +365,26 @@ def test_messages_carry_headers_timestamp_and_acknowledgements_are_counted(kafka
                              "obsync.pos": f'["log","bin.000002",{r.position.pos},{r.position.row}]'.encode()}
         assert start_ms - 1000 <= m.timestamp <= end_ms + 1000
     assert read_partition(kafka.bootstrap_servers, topic, 0) == []
+
+
+def test_a_partition_shorter_than_the_snapshot_says_fails_at_the_stall_naming_the_cause(kafka):
+    """A resume whose snapshot offset lies past the partition's end (the broker lost acknowledged messages, or the
+    topic was created again): the read from there gets nothing (tansu sends neither messages nor the end), so
+    instead of waiting the whole patience as for a silent broker it fails once the read counts as stalled,
+    saying why and what to do."""
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    sink = KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, lane_names(DEFAULT_LANES), "task-" + topic,
+                     frozenset(), lambda p: None, Progress(), patience=BrokerPatience(notice=2, patience=60))
+    lane = lane_of(topic, 0, DEFAULT_LANES)
+    part = sink.build_part("out", lane, None)
+    part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), b"v") for i in range(3)]])
+    state = part.snapshot()
+    assert state["partitions"][part_name(topic, 0)]["offset"] == 3
+    state["partitions"][part_name(topic, 0)]["offset"] = 50  # as if Kafka had lost offsets 3..49 it acknowledged
+    t0 = time.monotonic()
+    with pytest.raises(SinkError) as e:
+        sink.build_part("out", lane, state)
+    assert time.monotonic() - t0 < 30  # at the stall notice (2 s), not at the patience (60 s)
+    assert f"{topic}[0] ends at offset" in str(e.value) and "before offset 50" in str(e.value)
+    assert "no longer holds messages it acknowledged" in str(e.value)
