@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from obsync.core.errors import StateError
 from obsync.core.positions import LogPosition, position_from_json
@@ -30,6 +31,7 @@ from obsync.sql.ddl import TableDef, TableName
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "schema_history.jsonl"
+T = TypeVar("T")
 
 
 class HistoryStore(Protocol):
@@ -71,6 +73,58 @@ class FileHistoryStore:
         return str(self.path)
 
 
+class Timeline(Generic[T]):
+    """Values of tables by log position, as a store's JSON lines hold them: each line `{"pos", "db", "table",
+    field: value | null, ...}`; the value at P is the last entry at or before P (ties: the later line). Serves
+    the definitions (`SchemaHistory`) and the shapes the `ignore` policy keeps (`schema_policy.ShapeHistory`).
+    `decode` turns a line's non-null value into T; `damaged` is the error's text after "line N: cause; "."""
+
+    def __init__(self, store: HistoryStore | None, field: str, decode: Callable[[Any], T], what: str,
+                 damaged: str) -> None:
+        self.store = store
+        self.field = field
+        # per table: list of (sort key, sequence, value or None), in line order
+        self._entries: dict[TableName, list[tuple[tuple[int, int, int, int], int, T | None]]] = {}
+        self._seq = 0
+        for n, line in enumerate(store.lines() if store is not None else (), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                pos = position_from_json(rec["pos"])
+                value = decode(rec[field]) if rec[field] is not None else None
+                name = (rec["db"], rec["table"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise StateError(f"{what} {store} {'are' if what.endswith('s') else 'is'} damaged at line {n}: "
+                                 f"{e}; {damaged}") from None
+            assert isinstance(pos, LogPosition)
+            self._add(name, pos, value)
+
+    def _add(self, name: TableName, pos: LogPosition, value: T | None) -> None:
+        self._seq += 1
+        self._entries.setdefault(name, []).append((pos.sort_key, self._seq, value))
+
+    def at(self, name: TableName, pos: LogPosition) -> tuple[bool, T | None]:
+        """(known, value) of a table at `pos`; known is False when no entry is at or before it."""
+        key = pos.sort_key
+        best = max(((k, q, v) for k, q, v in self._entries.get(name, ()) if k <= key),
+                   key=lambda e: (e[0], e[1]), default=None)
+        return (False, None) if best is None else (True, best[2])
+
+    def record(self, name: TableName, pos: LogPosition, value: T | None, encoded: Any, **extra: Any) -> None:
+        """Append an entry (skipped when the same value is already recorded at `pos`); `encoded`: the value as
+        its line holds it; `extra`: more fields of the line."""
+        if any(k == pos.sort_key and v == value for k, _, v in self._entries.get(name, ())):
+            return
+        self._add(name, pos, value)
+        if self.store is not None:
+            rec = {"pos": pos.to_json(), "db": name[0], "table": name[1], self.field: encoded, **extra}
+            self.store.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+
+    def tables(self) -> set[TableName]:
+        return set(self._entries)
+
+
 class SchemaHistory:
     """Definitions of tables by log position: in `store` (a directory: `FileHistoryStore`), in memory only
     when it is None."""
@@ -78,55 +132,17 @@ class SchemaHistory:
     def __init__(self, store: str | os.PathLike[str] | HistoryStore | None) -> None:
         self.store: HistoryStore | None = (FileHistoryStore(store) if isinstance(store, str | os.PathLike)
                                            else store)
-        # per table: list of (sort key, sequence, definition or None), in file order
-        self._entries: dict[TableName, list[tuple[tuple[int, int, int, int], int, TableDef | None]]] = {}
-        self._seq = 0
-        if self.store is not None:
-            self._load()
-
-    def _load(self) -> None:
-        assert self.store is not None
-        for n, line in enumerate(self.store.lines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                pos = position_from_json(rec["pos"])
-                d = TableDef.from_dict(rec["def"]) if rec["def"] is not None else None
-                name = (rec["db"], rec["table"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise StateError(f"schema history {self.store} is damaged at line {n}: {e}; "
-                                 "restore it or restart the task with full sync") from None
-            assert isinstance(pos, LogPosition)
-            self._add(name, pos, d)
-
-    def _add(self, name: TableName, pos: LogPosition, d: TableDef | None) -> None:
-        self._seq += 1
-        self._entries.setdefault(name, []).append((pos.sort_key, self._seq, d))
+        self._timeline: Timeline[TableDef] = Timeline(
+            self.store, "def", TableDef.from_dict, "schema history", "restore it or restart the task with full sync")
 
     def at(self, name: TableName, pos: LogPosition) -> tuple[bool, TableDef | None]:
         """(known, definition) of a table at `pos`; known is False when no entry is at or before it."""
-        best = None
-        key = pos.sort_key
-        for entry in self._entries.get(name, ()):
-            if entry[0] <= key and (best is None or (entry[0], entry[1]) > (best[0], best[1])):
-                best = entry
-        if best is None:
-            return False, None
-        return True, best[2]
+        return self._timeline.at(name, pos)
 
     def record(self, name: TableName, pos: LogPosition, d: TableDef | None, cause: str,
                ddl: str | None = None) -> None:
         """Append an entry (skipped when the same definition is already recorded at `pos`)."""
-        for entry in self._entries.get(name, ()):
-            if entry[0] == pos.sort_key and entry[2] == d:
-                return
-        self._add(name, pos, d)
-        if self.store is None:
-            return
-        rec: dict[str, Any] = {"pos": pos.to_json(), "db": name[0], "table": name[1],
-                               "def": d.to_dict() if d is not None else None, "cause": cause, "ddl": ddl}
-        self.store.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+        self._timeline.record(name, pos, d, d.to_dict() if d is not None else None, cause=cause, ddl=ddl)
 
     def tables(self) -> set[TableName]:
-        return set(self._entries)
+        return self._timeline.tables()

@@ -16,15 +16,14 @@ tracker has applied it already: rows are always decoded with the real shape) and
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from obsync.connectors.mysql.binlog.schema_history import FileHistoryStore, HistoryStore
+from obsync.connectors.mysql.binlog.schema_history import FileHistoryStore, HistoryStore, Timeline
 from obsync.core.errors import ObsyncError, StateError
 from obsync.core.frozen_shapes import Shape, ShapeConversionError, follow_ddl, projector
-from obsync.core.positions import LogPosition, position_from_json
+from obsync.core.positions import LogPosition
 from obsync.core.schema import TableSchema
 from obsync.sql import ddl as D
 from obsync.sql.ddl import TableDef, TableName
@@ -60,40 +59,15 @@ class ShapeHistory:
 
     def __init__(self, store: HistoryStore | None) -> None:
         self.store = store
-        self._entries: dict[TableName, list[tuple[tuple[int, int, int, int], int, Shape | None]]] = {}
-        self._seq = 0
-        for n, line in enumerate(store.lines() if store is not None else (), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                pos = position_from_json(rec["pos"])
-                shape = Shape.from_dict(rec["shape"]) if rec["shape"] is not None else None
-                name = (rec["db"], rec["table"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise StateError(f"schema shapes {store} are damaged at line {n}: {e}; restore them, or start "
-                                 "the task afresh (its messages then take the tables' current shapes)") from None
-            assert isinstance(pos, LogPosition)
-            self._add(name, pos, shape)
-
-    def _add(self, name: TableName, pos: LogPosition, shape: Shape | None) -> None:
-        self._seq += 1
-        self._entries.setdefault(name, []).append((pos.sort_key, self._seq, shape))
+        self._timeline: Timeline[Shape] = Timeline(
+            store, "shape", Shape.from_dict, "schema shapes",
+            "restore them, or start the task afresh (its messages then take the tables' current shapes)")
 
     def at(self, name: TableName, pos: LogPosition) -> tuple[bool, Shape | None]:
-        key = pos.sort_key
-        best = max(((k, s, sh) for k, s, sh in self._entries.get(name, ()) if k <= key),
-                   key=lambda e: (e[0], e[1]), default=None)
-        return (False, None) if best is None else (True, best[2])
+        return self._timeline.at(name, pos)
 
     def record(self, name: TableName, pos: LogPosition, shape: Shape | None) -> None:
-        if any(k == pos.sort_key and sh == shape for k, _, sh in self._entries.get(name, ())):
-            return
-        self._add(name, pos, shape)
-        if self.store is not None:
-            rec = {"pos": pos.to_json(), "db": name[0], "table": name[1],
-                   "shape": shape.to_dict() if shape is not None else None}
-            self.store.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+        self._timeline.record(name, pos, shape, shape.to_dict() if shape is not None else None)
 
 
 def _renames(sql: str, default_db: str | None, dialect: str) -> tuple[dict[TableName, TableName], dict[str, str]]:
