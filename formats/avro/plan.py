@@ -4,8 +4,11 @@ pass, for the data obsync writes.
 `compile_writer(parsed)` gives `write(datum) -> bytes` for a parsed schema made of what obsync's schemas use:
 records (and references to them), null, boolean, int, long, float, double, bytes, string, the logical types
 fastavro passes through unchanged for int / bytes values, and unions of null with one other type (tuple notation
-`(name, value)` accepted) — or None when the schema has anything else (enums, arrays, maps, fixed, unions of
-several types), for which fastavro stays the writer.
+`(name, value)` accepted for a record branch) — or None when the schema has anything else (enums, arrays, maps,
+fixed, unions of several types), for which fastavro stays the writer.
+
+The generated code tests each value's type once, writes a union's branch index together with the value's first
+bytes (tables of prefixed small longs and string lengths), and writes large longs 14 bits a step.
 
 The compiled writer is strict where fastavro converts or chooses (a value of another Python type, a missing
 field, a number out of range, an unknown union name): it raises `Unwritable`, and the caller hands the datum to
@@ -32,12 +35,25 @@ class Unwritable(Exception):
     """The compiled writer does not write this datum: fastavro must."""
 
 
-def _varint(z: int, pair: list[bytes] = _PAIR, one: list[bytes] = _ONE) -> bytes:
-    parts = []
+# every value below 2**14 as its varint (1 or 2 bytes): the last group of any long (~0.6 MB)
+_LAST = [_ONE[z] if z < 128 else bytes(((z & 0x7F) | 0x80, z >> 7)) for z in range(16384)]
+
+
+def _varint(z: int, pair: list[bytes] = _PAIR, last: list[bytes] = _LAST) -> bytes:
+    if z < 16384:
+        return last[z]
+    if z < 268435456:  # 2**28
+        return pair[z & 0x3FFF] + last[z >> 14]
+    if z < 4398046511104:  # 2**42
+        return pair[z & 0x3FFF] + pair[(z >> 14) & 0x3FFF] + last[z >> 28]
+    if z < 72057594037927936:  # 2**56
+        return pair[z & 0x3FFF] + pair[(z >> 14) & 0x3FFF] + pair[(z >> 28) & 0x3FFF] + last[z >> 42]
+    parts = [pair[z & 0x3FFF], pair[(z >> 14) & 0x3FFF], pair[(z >> 28) & 0x3FFF], pair[(z >> 42) & 0x3FFF]]
+    z >>= 56
     while z >= 16384:
         parts.append(pair[z & 0x3FFF])
         z >>= 14
-    parts.append(one[z] if z < 128 else bytes(((z & 0x7F) | 0x80, z >> 7)))
+    parts.append(last[z])
     return b"".join(parts)
 
 
@@ -53,10 +69,20 @@ class _Compiler:
         self.functions: dict[str, str] = {}  # record full name -> function name
         self.lines: list[str] = []
         self.temp = 0
+        self.tables: dict[str, Any] = {}  # name -> prefixed table of constants, in the generated code's namespace
 
     def var(self) -> str:
         self.temp += 1
         return f"x{self.temp}"
+
+    def table(self, kind: str, prefix: bytes) -> str:
+        """The name of a table of `prefix` + each small long (`L`) or string length (`S`): a union's branch
+        index and the value's first byte(s) in one piece."""
+        name = f"_{kind}{prefix.hex()}"
+        if name not in self.tables:
+            self.tables[name] = [prefix + (_ONE[z] if kind == "L" else _ONE[z << 1])
+                                 for z in range(128 if kind == "L" else 64)]
+        return name
 
     def record(self, schema: dict[str, Any]) -> str:
         """The name of the function writing `schema` (a record), generating it on first use."""
@@ -73,13 +99,16 @@ class _Compiler:
         self.lines += body
         return fn
 
-    def value(self, schema: Any, x: str, ind: str) -> list[str]:
-        """Lines writing the value in variable `x` of type `schema`."""
+    def value(self, schema: Any, x: str, ind: str, p: bytes = b"") -> list[str]:
+        """Lines writing `p` (a union's branch index, or nothing) and the value in variable `x` of type
+        `schema`. A value of another type raises `Unwritable` (a tuple too, unless the type is a record)."""
         if isinstance(schema, str):
             if schema in self.named:
-                return self.value(self.named[schema], x, ind)
+                return self.value(self.named[schema], x, ind, p)
             kind, logical = schema, None
         elif isinstance(schema, list):
+            if p:
+                raise Unwritable("union in union")
             return self.union(schema, x, ind)
         else:
             kind = schema["type"]
@@ -87,7 +116,7 @@ class _Compiler:
             if kind == "record":
                 self.named[schema["name"]] = schema
                 fn = self.record(schema)
-                return [f"{ind}{fn}({x}, a)"]
+                return [*([f"{ind}a({p!r})"] if p else []), f"{ind}{fn}({x}, a)"]
             if not isinstance(kind, str) or kind in ("enum", "array", "map", "fixed", "error"):
                 raise Unwritable(kind)
             if logical is not None:
@@ -95,30 +124,33 @@ class _Compiler:
                 if key not in _INT_LOGICAL and key != "bytes-decimal":
                     raise Unwritable(key)
         if kind == "null":
-            return [f"{ind}if {x} is not None:", f"{ind}    raise Unwritable"]
+            return [f"{ind}if {x} is not None:", f"{ind}    raise Unwritable", *([f"{ind}a({p!r})"] if p else [])]
         if kind == "boolean":
+            true, false = p + b"\x01", p + b"\x00"
             return [f"{ind}if type({x}) is not bool:", f"{ind}    raise Unwritable",
-                    f"{ind}a(b'\\x01' if {x} else b'\\x00')"]
+                    f"{ind}a({true!r} if {x} else {false!r})"]
         if kind in ("int", "long"):
             lo, hi = (-(2**31), 2**31 - 1) if kind == "int" else (-(2**63), 2**63 - 1)
+            big = f"{p!r} + _varint({x})" if p else f"_varint({x})"
             return [f"{ind}if type({x}) is not int or not {lo} <= {x} <= {hi}:", f"{ind}    raise Unwritable",
                     f"{ind}{x} = ({x} << 1) ^ ({x} >> 63)",  # zigzag, inline
-                    f"{ind}a(_ONE[{x}] if {x} < 128 else _varint({x}))"]
+                    f"{ind}a({self.table('L', p)}[{x}] if {x} < 128 else {big})"]
         if kind in ("float", "double"):
+            pack = f"{'_F' if kind == 'float' else '_D'}({x})"
             return [f"{ind}if type({x}) is not float:", f"{ind}    raise Unwritable",
-                    f"{ind}a({'_F' if kind == 'float' else '_D'}({x}))"]
+                    f"{ind}a({f'{p!r} + {pack}' if p else pack})"]
         if kind == "string":
             return [f"{ind}if type({x}) is not str:", f"{ind}    raise Unwritable",
-                    f"{ind}{x} = {x}.encode()", *self.length(x, ind), f"{ind}a({x})"]
+                    f"{ind}{x} = {x}.encode()", *self.length(x, ind, p), f"{ind}a({x})"]
         if kind == "bytes":
-            return [f"{ind}if type({x}) is not bytes:", f"{ind}    raise Unwritable", *self.length(x, ind),
+            return [f"{ind}if type({x}) is not bytes:", f"{ind}    raise Unwritable", *self.length(x, ind, p),
                     f"{ind}a({x})"]
         raise Unwritable(kind)
 
-    @staticmethod
-    def length(x: str, ind: str) -> list[str]:
-        """Lines writing the length of `x` (a long)."""
-        return [f"{ind}n = len({x})", f"{ind}a(_ONE[n << 1] if n < 64 else zigzag(n))"]
+    def length(self, x: str, ind: str, p: bytes) -> list[str]:
+        """Lines writing `p` and the length of `x` (a long)."""
+        big = f"{p!r} + zigzag(n)" if p else "zigzag(n)"
+        return [f"{ind}n = len({x})", f"{ind}a({self.table('S', p)}[n] if n < 64 else {big})"]
 
     def union(self, branches: list[Any], x: str, ind: str) -> list[str]:
         kinds = [_kind(b, self.named) for b in branches]
@@ -126,19 +158,19 @@ class _Compiler:
         if len(others) != 1 or len(branches) - len(others) > 1:
             raise Unwritable("union")
         i = others[0]
-        name = _branch_name(branches[i], self.named)
         lines = [f"{ind}if {x} is None:"]
         if len(branches) == 1:
             lines.append(f"{ind}    raise Unwritable")
         else:
             lines.append(f"{ind}    a({zigzag(1 - i)!r})")
-        lines += [f"{ind}else:",
-                  f"{ind}    if type({x}) is tuple:",
-                  f"{ind}        if len({x}) != 2 or {x}[0] != {name!r}:",
-                  f"{ind}            raise Unwritable",
-                  f"{ind}        {x} = {x}[1]",
-                  f"{ind}    a({zigzag(i)!r})"]
-        return lines + self.value(branches[i], x, ind + "    ")
+        lines.append(f"{ind}else:")
+        if kinds[i] == "record":  # tuple notation names the branch: only records' is accepted
+            name = _branch_name(branches[i], self.named)
+            lines += [f"{ind}    if type({x}) is tuple:",
+                      f"{ind}        if len({x}) != 2 or {x}[0] != {name!r}:",
+                      f"{ind}            raise Unwritable",
+                      f"{ind}        {x} = {x}[1]"]
+        return lines + self.value(branches[i], x, ind + "    ", zigzag(i))
 
 
 def _kind(schema: Any, named: dict[str, Any]) -> str:
@@ -169,7 +201,7 @@ def compile_writer(parsed: Any) -> Callable[[Any], bytes] | None:
     except (Unwritable, KeyError):
         return None
     namespace: dict[str, Any] = {"Unwritable": Unwritable, "zigzag": zigzag, "_F": _F, "_D": _D,
-                                "_ONE": _ONE, "_varint": _varint}
+                                "_varint": _varint, **c.tables}
     source = "\n".join(c.lines) + (f"\ndef write(v):\n    parts = []\n    {top}(v, parts.append)\n"
                                    "    return b''.join(parts)\n")
     exec(compile(source, f"<avro writer {parsed['name']}>", "exec"), namespace)  # noqa: S102 - our own source
