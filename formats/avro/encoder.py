@@ -40,8 +40,16 @@ from obsync.core.changes import Change
 from obsync.core.errors import ConfigError
 from obsync.formats.avro.compat import compatible_shape
 from obsync.formats.avro.errors import IncompatibleSchemaError
+from obsync.formats.avro.plan import compile_writer
 from obsync.formats.avro.registry import SchemaRegistryClient, schema_text
-from obsync.formats.avro.schemas import LOGICAL_TYPE_MODES, Convert, avro_schema, datum_converter
+from obsync.formats.avro.schemas import (
+    LOGICAL_TYPE_MODES,
+    Convert,
+    avro_schema,
+    datum_converter,
+    decimal_bytes,
+    renames_fields,
+)
 from obsync.formats.avro.wire import AvroWriter, confluent_header, fingerprint, single_object_header
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
 from obsync.formats.debezium import connect_schema as cs
@@ -59,7 +67,9 @@ REGISTRY_KEYS = ("url", "user", "password")
 
 @dataclass(frozen=True, slots=True)
 class _Writer:
-    """How one Connect schema is written: its Avro writer (header included) and its value converter."""
+    """How one Connect schema is written: its Avro writer (header included) and its value converter; and
+    `direct`, the schema's compiled writer taking Connect values as they are (Decimals converted in place, no
+    copies), when the converter would only convert Decimals and name union branches."""
 
     connect: dict[str, Any]  # held so that its id() is not reused while cached
     writer: AvroWriter
@@ -67,9 +77,23 @@ class _Writer:
     fingerprint: bytes  # registry-less mode: the schema's fingerprint, and its record for the schema topic
     text: str
     schema_record: KafkaRecord | None
+    direct: Callable[[Any], bytes] | None = None
 
     def write(self, value: Any) -> bytes:
+        direct = self.direct
+        if direct is not None:
+            try:
+                return self.writer.header + direct(value)
+            except Exception:  # noqa: BLE001 - what it does not write (or fails on) takes the converter's way
+                pass
         return self.writer.write(value if self.convert is None else self.convert(value))
+
+
+def _direct(connect: dict[str, Any], writer: AvroWriter) -> Callable[[Any], bytes] | None:
+    """The compiled writer of Connect values of `connect` (see `_Writer`), or None."""
+    if writer.fast is None or renames_fields(connect):
+        return None
+    return compile_writer(writer.parsed, decimal_bytes)
 
 
 class AvroEncoder(Encoder):
@@ -147,10 +171,14 @@ class AvroEncoder(Encoder):
         text = schema_text(schema)
         if self.registry is not None:
             subject = f"{topic}-{part}"
+            adjusted = False
             if self.compatible and part == "value" and topic != self.cfg.topic_prefix:
-                schema, text = self._compatible(subject, schema, text)
+                shape, text = self._compatible(subject, schema, text)
+                adjusted, schema = shape is not schema, shape
             header = confluent_header(self.registry.register(subject, text))
-            return _Writer(connect, AvroWriter(schema, header), datum_converter(connect), b"", text, None)
+            writer = AvroWriter(schema, header)
+            return _Writer(connect, writer, datum_converter(connect), b"", text, None,
+                           None if adjusted else _direct(connect, writer))
         fp = fingerprint(schema)
         known = self._published.get(fp)
         if known is not None and known != text:
@@ -158,8 +186,8 @@ class AvroEncoder(Encoder):
                         "outside Avro's canonical form (logical types, connect.*); the schema topic %s now holds "
                         "the newer one under that key", topic, part, fp.hex(), self.schema_topic)
         record = KafkaRecord(self.schema_topic, fp.hex().encode(), text.encode())
-        return _Writer(connect, AvroWriter(schema, single_object_header(fp)), datum_converter(connect), fp, text,
-                       record)
+        writer = AvroWriter(schema, single_object_header(fp))
+        return _Writer(connect, writer, datum_converter(connect), fp, text, record, _direct(connect, writer))
 
     def _compatible(self, subject: str, schema: Any, text: str) -> tuple[Any, str]:
         """(schema_changes.policy compatible) `schema`, or the smallest shape the subject's level accepts."""

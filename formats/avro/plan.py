@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 _INT_LOGICAL = {"int-date", "int-time-millis", "long-timestamp-millis", "long-timestamp-micros", "long-time-micros",
@@ -40,21 +41,17 @@ _LAST = [_ONE[z] if z < 128 else bytes(((z & 0x7F) | 0x80, z >> 7)) for z in ran
 
 
 def _varint(z: int, pair: list[bytes] = _PAIR, last: list[bytes] = _LAST) -> bytes:
+    """The varint of `z` (0 <= z < 2**64)."""
     if z < 16384:
         return last[z]
     if z < 268435456:  # 2**28
         return pair[z & 0x3FFF] + last[z >> 14]
     if z < 4398046511104:  # 2**42
-        return pair[z & 0x3FFF] + pair[(z >> 14) & 0x3FFF] + last[z >> 28]
+        return b"".join((pair[z & 0x3FFF], pair[(z >> 14) & 0x3FFF], last[z >> 28]))
     if z < 72057594037927936:  # 2**56
-        return pair[z & 0x3FFF] + pair[(z >> 14) & 0x3FFF] + pair[(z >> 28) & 0x3FFF] + last[z >> 42]
-    parts = [pair[z & 0x3FFF], pair[(z >> 14) & 0x3FFF], pair[(z >> 28) & 0x3FFF], pair[(z >> 42) & 0x3FFF]]
-    z >>= 56
-    while z >= 16384:
-        parts.append(pair[z & 0x3FFF])
-        z >>= 14
-    parts.append(last[z])
-    return b"".join(parts)
+        return b"".join((pair[z & 0x3FFF], pair[(z >> 14) & 0x3FFF], pair[(z >> 28) & 0x3FFF], last[z >> 42]))
+    return b"".join((pair[z & 0x3FFF], pair[(z >> 14) & 0x3FFF], pair[(z >> 28) & 0x3FFF],
+                     pair[(z >> 42) & 0x3FFF], last[z >> 56]))
 
 
 def zigzag(n: int, one: list[bytes] = _ONE) -> bytes:
@@ -64,7 +61,8 @@ def zigzag(n: int, one: list[bytes] = _ONE) -> bytes:
 
 
 class _Compiler:
-    def __init__(self) -> None:
+    def __init__(self, decimal: Callable[[Any, int], bytes] | None = None) -> None:
+        self.decimal = decimal
         self.named: dict[str, Any] = {}
         self.functions: dict[str, str] = {}  # record full name -> function name
         self.lines: list[str] = []
@@ -91,17 +89,21 @@ class _Compiler:
         if fn is not None:
             return fn
         fn = self.functions[name] = f"w{len(self.functions)}"
-        body = [f"def {fn}(v, a):", "    if type(v) is not dict:", "        raise Unwritable"]
+        body = [f"def {fn}(v):", "    if type(v) is not dict:", "        raise Unwritable"]
+        pieces = []
         for field in schema["fields"]:
             x = self.var()
+            pieces.append(x)
             body.append(f"    {x} = v[{field['name']!r}]")
             body += self.value(field["type"], x, "    ")
+        body.append(f"    return b''.join(({', '.join(pieces)},))")
         self.lines += body
         return fn
 
     def value(self, schema: Any, x: str, ind: str, p: bytes = b"") -> list[str]:
-        """Lines writing `p` (a union's branch index, or nothing) and the value in variable `x` of type
-        `schema`. A value of another type raises `Unwritable` (a tuple too, unless the type is a record)."""
+        """Lines replacing the value in variable `x` of type `schema` by its bytes, after `p` (a union's branch
+        index, or nothing). A value of another type raises `Unwritable` (a tuple too, unless the type is a
+        record)."""
         if isinstance(schema, str):
             if schema in self.named:
                 return self.value(self.named[schema], x, ind, p)
@@ -116,7 +118,7 @@ class _Compiler:
             if kind == "record":
                 self.named[schema["name"]] = schema
                 fn = self.record(schema)
-                return [*([f"{ind}a({p!r})"] if p else []), f"{ind}{fn}({x}, a)"]
+                return [f"{ind}{x} = {p!r} + {fn}({x})" if p else f"{ind}{x} = {fn}({x})"]
             if not isinstance(kind, str) or kind in ("enum", "array", "map", "fixed", "error"):
                 raise Unwritable(kind)
             if logical is not None:
@@ -124,33 +126,39 @@ class _Compiler:
                 if key not in _INT_LOGICAL and key != "bytes-decimal":
                     raise Unwritable(key)
         if kind == "null":
-            return [f"{ind}if {x} is not None:", f"{ind}    raise Unwritable", *([f"{ind}a({p!r})"] if p else [])]
+            return [f"{ind}if {x} is not None:", f"{ind}    raise Unwritable", f"{ind}{x} = {p!r}"]
         if kind == "boolean":
             true, false = p + b"\x01", p + b"\x00"
             return [f"{ind}if type({x}) is not bool:", f"{ind}    raise Unwritable",
-                    f"{ind}a({true!r} if {x} else {false!r})"]
+                    f"{ind}{x} = {true!r} if {x} else {false!r}"]
         if kind in ("int", "long"):
             lo, hi = (-(2**31), 2**31 - 1) if kind == "int" else (-(2**63), 2**63 - 1)
             big = f"{p!r} + _varint({x})" if p else f"_varint({x})"
             return [f"{ind}if type({x}) is not int or not {lo} <= {x} <= {hi}:", f"{ind}    raise Unwritable",
                     f"{ind}{x} = ({x} << 1) ^ ({x} >> 63)",  # zigzag, inline
-                    f"{ind}a({self.table('L', p)}[{x}] if {x} < 128 else {big})"]
+                    f"{ind}{x} = {self.table('L', p)}[{x}] if {x} < 128 else {big}"]
         if kind in ("float", "double"):
             pack = f"{'_F' if kind == 'float' else '_D'}({x})"
             return [f"{ind}if type({x}) is not float:", f"{ind}    raise Unwritable",
-                    f"{ind}a({f'{p!r} + {pack}' if p else pack})"]
+                    f"{ind}{x} = {f'{p!r} + {pack}' if p else pack}"]
         if kind == "string":
             return [f"{ind}if type({x}) is not str:", f"{ind}    raise Unwritable",
-                    f"{ind}{x} = {x}.encode()", *self.length(x, ind, p), f"{ind}a({x})"]
+                    f"{ind}{x} = {x}.encode()", *self.length(x, ind, p)]
         if kind == "bytes":
-            return [f"{ind}if type({x}) is not bytes:", f"{ind}    raise Unwritable", *self.length(x, ind, p),
-                    f"{ind}a({x})"]
+            convert = []
+            if logical == "decimal" and self.decimal is not None:
+                scale = schema["scale"] if isinstance(schema, dict) else 0
+                if type(scale) is not int:
+                    raise Unwritable("scale")
+                convert = [f"{ind}if type({x}) is _Decimal:", f"{ind}    {x} = _decimal({x}, {scale})"]
+            return [*convert, f"{ind}if type({x}) is not bytes:", f"{ind}    raise Unwritable",
+                    *self.length(x, ind, p)]
         raise Unwritable(kind)
 
     def length(self, x: str, ind: str, p: bytes) -> list[str]:
-        """Lines writing `p` and the length of `x` (a long)."""
+        """Lines replacing `x` (bytes) by `p`, its length (a long) and itself."""
         big = f"{p!r} + zigzag(n)" if p else "zigzag(n)"
-        return [f"{ind}n = len({x})", f"{ind}a({self.table('S', p)}[n] if n < 64 else {big})"]
+        return [f"{ind}n = len({x})", f"{ind}{x} = ({self.table('S', p)}[n] if n < 64 else {big}) + {x}"]
 
     def union(self, branches: list[Any], x: str, ind: str) -> list[str]:
         kinds = [_kind(b, self.named) for b in branches]
@@ -162,7 +170,7 @@ class _Compiler:
         if len(branches) == 1:
             lines.append(f"{ind}    raise Unwritable")
         else:
-            lines.append(f"{ind}    a({zigzag(1 - i)!r})")
+            lines.append(f"{ind}    {x} = {zigzag(1 - i)!r}")
         lines.append(f"{ind}else:")
         if kinds[i] == "record":  # tuple notation names the branch: only records' is accepted
             name = _branch_name(branches[i], self.named)
@@ -189,21 +197,22 @@ def _branch_name(schema: Any, named: dict[str, Any]) -> str:
     return schema["name"] if kind in ("record", "enum", "fixed", "error") else kind
 
 
-def compile_writer(parsed: Any) -> Callable[[Any], bytes] | None:
+def compile_writer(parsed: Any, decimal: Callable[[Any, int], bytes] | None = None) -> Callable[[Any], bytes] | None:
     """`write(datum)` for the parsed record schema `parsed` (raising `Unwritable` for data it leaves to fastavro),
-    or None when the schema has a type it does not write."""
+    or None when the schema has a type it does not write. With `decimal`, a `decimal.Decimal` in a decimal field
+    is written as the bytes `decimal(value, scale)` gives (the field's scale), as the converter of Connect values
+    would have made them (fastavro would encode the Decimal itself)."""
     if not isinstance(parsed, dict) or parsed.get("type") != "record":
         return None
-    c = _Compiler()
+    c = _Compiler(decimal)
     try:
         c.named[parsed["name"]] = parsed
         top = c.record(parsed)
     except (Unwritable, KeyError):
         return None
     namespace: dict[str, Any] = {"Unwritable": Unwritable, "zigzag": zigzag, "_F": _F, "_D": _D,
-                                "_varint": _varint, **c.tables}
-    source = "\n".join(c.lines) + (f"\ndef write(v):\n    parts = []\n    {top}(v, parts.append)\n"
-                                   "    return b''.join(parts)\n")
+                                "_varint": _varint, "_Decimal": Decimal, "_decimal": decimal, **c.tables}
+    source = "\n".join(c.lines)
     exec(compile(source, f"<avro writer {parsed['name']}>", "exec"), namespace)  # noqa: S102 - our own source
-    return namespace["write"]  # type: ignore[no-any-return]
+    return namespace[top]  # type: ignore[no-any-return]
 

@@ -245,7 +245,7 @@ def datum_converter(connect: dict[str, Any]) -> Convert | None:
     if kind == "bytes":
         if connect.get("name") == DECIMAL:
             scale = int((connect.get("parameters") or {}).get("scale", 0))
-            return lambda v: None if v is None else _decimal_bytes(v, scale)
+            return lambda v: None if v is None else decimal_bytes(v, scale)
         return _bytes_value
     if kind == "struct":
         inner = _struct_converter(connect)
@@ -271,6 +271,18 @@ def datum_converter(connect: dict[str, Any]) -> Convert | None:
         vf = vc or (lambda x: x)
         return lambda v: None if v is None else [{"key": kf(k), "value": vf(x)} for k, x in v.items()]
     return None
+
+
+def renames_fields(connect: dict[str, Any]) -> bool:
+    """Whether a struct in `connect` has a field whose Avro name differs (`datum_converter` renames its values)."""
+    kind = connect["type"]
+    if kind == "struct":
+        return any(avro_name(f["field"]) != f["field"] or renames_fields(f) for f in connect.get("fields", ()))
+    if kind == "array":
+        return renames_fields(connect["items"])
+    if kind == "map":
+        return renames_fields(connect["keys"]) or renames_fields(connect["values"])
+    return False
 
 
 def record_full_name(connect: dict[str, Any]) -> str:
@@ -328,11 +340,11 @@ def _bytes_value(v: Any) -> Any:
 
 def _to_bytes(s: dict[str, Any], value: Any) -> bytes:
     if s.get("name") == DECIMAL:
-        return _decimal_bytes(value, int((s.get("parameters") or {}).get("scale", 0)))
+        return decimal_bytes(value, int((s.get("parameters") or {}).get("scale", 0)))
     return _bytes_value(value)
 
 
-def _decimal_bytes(v: Any, scale: int) -> bytes:
+def decimal_bytes(v: Any, scale: int) -> bytes:
     """The unscaled two's-complement big-endian bytes of a Connect Decimal (what Connect and Avro carry),
     as short as Java's `BigInteger.toByteArray` makes them. Exact at any precision (no decimal context)."""
     if isinstance(v, (bytes, bytearray, memoryview)):
@@ -340,17 +352,11 @@ def _decimal_bytes(v: Any, scale: int) -> bytes:
     if isinstance(v, str):
         return base64.b64decode(v)
     d = v if isinstance(v, Decimal) else Decimal(str(v))
-    sign, digits, exp = d.as_tuple()
-    if not isinstance(exp, int):
-        raise AvroFormatError(f"decimal {v} is not a number")
-    n = int("".join(map(str, digits)) or "0")
-    shift = exp + scale
-    if shift >= 0:
-        n *= 10**shift
-    else:
-        n, rest = divmod(n, 10**-shift)
-        if rest:
-            raise AvroFormatError(f"decimal {v} has more than {scale} fraction digits (the column's scale)")
-    if sign:
-        n = -n
+    try:
+        num, den = d.as_integer_ratio()  # exact; den a power of 2 and 5
+    except (ValueError, OverflowError):
+        raise AvroFormatError(f"decimal {v} is not a number") from None
+    n, rest = divmod(num * 10**scale, den) if den != 1 else (num * 10**scale, 0)
+    if rest:
+        raise AvroFormatError(f"decimal {v} has more than {scale} fraction digits (the column's scale)")
     return n.to_bytes((n if n >= 0 else ~n).bit_length() // 8 + 1, "big", signed=True)

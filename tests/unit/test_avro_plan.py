@@ -16,7 +16,7 @@ from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.core.schema import Column, TableSchema
 from obsync.formats.avro.encoder import DEBEZIUM_OPTIONS
 from obsync.formats.avro.plan import compile_writer, zigzag
-from obsync.formats.avro.schemas import avro_schema, datum_converter
+from obsync.formats.avro.schemas import avro_schema, datum_converter, decimal_bytes, renames_fields
 from obsync.formats.avro.wire import AvroWriter
 from obsync.formats.debezium.config import parse_options
 from obsync.formats.debezium.envelope import EventBuilder
@@ -61,17 +61,20 @@ def test_every_column_type_writes_the_bytes_fastavro_writes(options: dict[str, s
     writers = {}
     for part, connect in (("key", plan.key_schema), ("value", plan.envelope_schema)):
         schema = avro_schema(connect, logical)
-        writers[part] = (AvroWriter(schema, b"\x00"), datum_converter(connect))
-        assert writers[part][0].fast is not None
+        w = AvroWriter(schema, b"\x00")
+        writers[part] = (w, datum_converter(connect), compile_writer(w.parsed, decimal_bytes))
+        assert w.fast is not None and not renames_fields(connect)
     written = 0
     for change in changes:
         for e in builder.encode(change, "t"):
-            for part, datum in (("key", e.key), ("value", e.value)):
-                if datum is None:
+            for part, value in (("key", e.key), ("value", e.value)):
+                if value is None:
                     continue
-                w, convert = writers[part]
-                datum = datum if convert is None else convert(datum)
-                assert w.fast(datum) == fastavro_bytes(w.parsed, datum), (change.op, part)
+                w, convert, direct = writers[part]
+                datum = value if convert is None else convert(value)
+                expected = fastavro_bytes(w.parsed, datum)
+                assert w.fast(datum) == expected, (change.op, part)
+                assert direct is not None and direct(value) == expected, (change.op, part)  # Connect values as such
                 written += 1
     assert written == 9  # a delete also writes its tombstone's key
 
@@ -151,3 +154,83 @@ def test_random_data_of_every_primitive_writes_the_bytes_fastavro_writes() -> No
         if datum["c"]["p4"] != 2:
             assert w.fast(datum) == expected
     assert fallbacks > 10
+
+
+def test_connect_decimals_are_written_as_the_converter_makes_them() -> None:
+    """With `decimal`, the compiled writer takes Connect Decimals (at any precision, negative, zero, more
+    fraction digits than the scale: left to the converter, whose error it is) where fastavro takes bytes."""
+    from decimal import Decimal
+
+    from obsync.formats.avro.errors import AvroFormatError
+
+    connect = {"type": "struct", "name": "t.D", "optional": False, "fields": [
+        {"field": "d", "type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "optional": True,
+         "parameters": {"scale": "30", "connect.decimal.precision": "65"}},
+        {"field": "e", "type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "optional": False,
+         "parameters": {"scale": "0"}}]}
+    w = AvroWriter(avro_schema(connect), b"")
+    direct = compile_writer(w.parsed, decimal_bytes)
+    convert = datum_converter(connect)
+    assert direct is not None and convert is not None
+    values = [Decimal("0"), Decimal("-0"), Decimal("1E+40"), Decimal("-128"), Decimal("127"), Decimal("128"),
+              Decimal("-99999999999999999999999999999999999.999999999999999999999999999999"), Decimal("1.5"), None,
+              b"\x01\x02"]
+    for d in values:
+        for e in values:
+            if e is None:
+                continue
+            datum = {"d": d, "e": e}
+            try:
+                expected = fastavro_bytes(w.parsed, convert(datum))
+            except AvroFormatError:
+                with pytest.raises(AvroFormatError):
+                    direct(datum)
+                continue
+            assert direct(datum) == expected, datum
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+def test_encoder_messages_are_fastavro_bytes_of_converted_values(options: dict[str, str]) -> None:
+    """The avro encoder's messages (compiled writers on Connect values) against fastavro on converted values, for
+    every column type, nulls, and each operation (an update changing the key too)."""
+    from obsync.formats.avro.encoder import AvroEncoder
+    from obsync.formats.avro.wire import fingerprint, single_object_header
+
+    options = dict(options)
+    logical = options.pop("logical_types", "connect")
+    cfg = parse_options("avro", "task1", options, DEBEZIUM_OPTIONS)
+    columns = [Column("id", "bigint", "bigint(20)", nullable=False)]
+    row: dict[str, Any] = {"id": 7}
+    for i, (col, value, _, _) in enumerate(COLUMN_CASES):
+        columns.append(dataclasses.replace(col, name=f"c{i}"))
+        row[f"c{i}"] = value
+    table = TableSchema("shop", "everything", tuple(columns), primary_key=("id",))
+    nulls = {k: (v if k == "id" or not table.column(k).nullable else None) for k, v in row.items()}
+    clock = lambda: 1_700_000_002_123_456_789  # noqa: E731
+    encoder = AvroEncoder(cfg, None, logical_types=logical, clock=clock)
+    builder = EventBuilder(cfg, json_values=False, clock=clock)
+    pos = LogPosition("mysql-bin.000042", 1234567, 1)
+    changes = [Change(Op.INSERT, table, pos, after=row, commit_time=1700000001.25, txn="g:1", server_id=7),
+               Change(Op.UPDATE, table, pos, before=row, after=nulls, commit_time=1700000001.0, txn=None),
+               Change(Op.UPDATE, table, pos, before=nulls, after={**row, "id": -8}, commit_time=1.0),
+               Change(Op.DELETE, table, pos, before=nulls, commit_time=1700000001.0),
+               Change(Op.READ, table, SnapshotPosition("shop.everything/0000", (7,)), after=row)]
+    plan = builder.plan(table)
+    parts = {}
+    for part, connect in (("key", plan.key_schema), ("value", plan.envelope_schema)):
+        schema = avro_schema(connect, logical)
+        parts[part] = (parse_schema(schema), datum_converter(connect), single_object_header(fingerprint(schema)))
+    written = 0
+    for change in changes:
+        got = [r for r in encoder.encode(change, "t") if r.topic == "t"]
+        events = builder.encode(change, "t")
+        assert len(got) == len(events)
+        for record, e in zip(got, events, strict=True):
+            for part, value, message in (("key", e.key, record.key), ("value", e.value, record.value)):
+                if value is None:
+                    assert message is None
+                    continue
+                parsed, convert, header = parts[part]
+                assert message == header + fastavro_bytes(parsed, value if convert is None else convert(value))
+                written += 1
+    assert written == 14

@@ -21,9 +21,14 @@ from obsync.core.errors import ConfigError
 from obsync.core.positions import LogPosition, SnapshotPosition
 from obsync.core.schema import Column, TableSchema
 from obsync.formats.avro.encoder import DEBEZIUM_OPTIONS, AvroEncoder
-from obsync.formats.avro.errors import IncompatibleSchemaError, SchemaRegistryError, SchemaRegistryUnavailable
+from obsync.formats.avro.errors import (
+    AvroFormatError,
+    IncompatibleSchemaError,
+    SchemaRegistryError,
+    SchemaRegistryUnavailable,
+)
 from obsync.formats.avro.registry import SchemaRegistryClient
-from obsync.formats.avro.schemas import avro_name, avro_schema, datum_converter
+from obsync.formats.avro.schemas import avro_name, avro_schema, datum_converter, decimal_bytes
 from obsync.formats.avro.wire import (
     AvroWriter,
     confluent_header,
@@ -238,6 +243,43 @@ def test_decimal_bytes_are_java_big_integer_bytes():
     assert convert("AIA=") == b"\x00\x80"  # the JsonConverter's Base64 form is taken as the bytes it is
     with pytest.raises(Exception, match="more than 0 fraction digits"):
         convert(Decimal("1.5"))
+
+
+def _unscaled_by_digits(d: Decimal, scale: int) -> bytes:
+    """The Decimal's unscaled bytes computed from its digit tuple (the reference for `decimal_bytes`)."""
+    sign, digits, exp = d.as_tuple()
+    if not isinstance(exp, int):
+        raise AvroFormatError(f"decimal {d} is not a number")
+    n = int("".join(map(str, digits)) or "0")
+    shift = exp + scale
+    if shift >= 0:
+        n *= 10**shift
+    else:
+        n, rest = divmod(n, 10**-shift)
+        if rest:
+            raise AvroFormatError(f"decimal {d} has more than {scale} fraction digits (the column's scale)")
+    n = -n if sign else n
+    return n.to_bytes((n if n >= 0 else ~n).bit_length() // 8 + 1, "big", signed=True)
+
+
+def test_decimal_bytes_are_the_unscaled_digits_at_any_precision():
+    import random
+
+    r = random.Random(7)
+    values = [Decimal(x) for x in ("0", "-0", "0.00", "-0.00", "1E+5", "1E-5", "NaN", "sNaN", "-Infinity",
+                                   "1234.50", "-1234.5", "99999999999999999999999999999999999999.99")]
+    for _ in range(3000):
+        digits = r.randrange(10 ** r.randrange(1, 70))
+        values.append(Decimal(f"{'-' if r.random() < 0.5 else ''}{digits}E{r.randrange(-40, 10)}"))
+    for d in values:
+        for scale in (0, 1, 2, 5, 10, 30):
+            try:
+                expected: Any = _unscaled_by_digits(d, scale)
+            except AvroFormatError as e:
+                with pytest.raises(AvroFormatError, match=re.escape(str(e))):
+                    decimal_bytes(d, scale)
+                continue
+            assert decimal_bytes(d, scale) == expected, (d, scale)
 
 
 def test_bytes_accept_base64_text_or_bytes():
