@@ -812,3 +812,38 @@ def test_literal_column_defaults_are_in_the_field_schemas() -> None:
     assert cs.key_schema(table, c)["fields"][0]["default"] == 5
     assert {f["field"]: f.get("default") for f in cs.smt_value_schema(table, c)["fields"]}["n"] == 0
     assert cs.connect_schema_of(table.column("price"), cfg(decimal_handling_mode="string"))["default"] == "1.50"
+
+
+def test_unscaled_is_the_decimal_context_integer() -> None:
+    """`unscaled` (exact ratio) gives the integer, or the error, of scaling in a 200-digit context that traps
+    inexact results, for random decimals of up to 210 digits, zeros, signs and non-numbers."""
+    import random
+    from decimal import Context, Inexact
+
+    from obsync.formats.debezium.values import unscaled
+
+    wide = Context(prec=200, traps=[Inexact])
+
+    def reference(v: Decimal, scale: int) -> int:
+        try:
+            return int(v.scaleb(scale, wide).to_integral_exact(context=wide))
+        except Inexact:
+            raise ValueError(f"{v} has more than {scale} fraction digits") from None
+
+    r = random.Random(11)
+    values = [Decimal(x) for x in ("0", "-0", "0.00", "-0.00", "1E+5", "1E-5", "NaN", "sNaN", "-Infinity", "1E+300",
+                                   "1" + "0" * 250 + "E-250", "1" + "0" * 250 + "1E-251", "9" * 201, "9" * 199)]
+    for _ in range(3000):
+        digits = r.randrange(10 ** r.randrange(1, 210))
+        values.append(Decimal(f"{'-' if r.random() < 0.5 else ''}{digits}E{r.randrange(-60, 30)}"))
+    for v in values:
+        for scale in (0, 1, 2, 5, 10, 30):
+            try:
+                expected: Any = reference(v, scale)
+            except (ValueError, OverflowError) as e:
+                expected = (type(e), str(e))
+            try:
+                got: Any = unscaled(v, scale)
+            except (ValueError, OverflowError) as e:
+                got = (type(e), str(e))
+            assert got == expected, (v, scale)
