@@ -93,7 +93,13 @@ def _direct(connect: dict[str, Any], writer: AvroWriter) -> Callable[[Any], byte
     """The compiled writer of Connect values of `connect` (see `_Writer`), or None."""
     if writer.fast is None or renames_fields(connect):
         return None
-    return compile_writer(writer.parsed, decimal_bytes)
+    return compile_writer(writer.parsed, decimal_bytes, _repeats)
+
+
+def _repeats(record: str, field: str) -> bool:
+    """String fields whose values recur from change to change: the `source` block's (constants, the database,
+    table and binlog file names, `snapshot`) and the envelope's `op`."""
+    return record == "io.debezium.connector.mysql.Source" or (field == "op" and record.endswith(".Envelope"))
 
 
 class AvroEncoder(Encoder):

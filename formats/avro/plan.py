@@ -61,8 +61,11 @@ def zigzag(n: int, one: list[bytes] = _ONE) -> bytes:
 
 
 class _Compiler:
-    def __init__(self, decimal: Callable[[Any, int], bytes] | None = None) -> None:
+    def __init__(self, decimal: Callable[[Any, int], bytes] | None = None,
+                 repeats: Callable[[str, str], bool] | None = None) -> None:
         self.decimal = decimal
+        self.repeats = repeats
+        self.memo = False  # whether the field being compiled keeps its recent strings' bytes
         self.named: dict[str, Any] = {}
         self.functions: dict[str, str] = {}  # record full name -> function name
         self.lines: list[str] = []
@@ -95,7 +98,9 @@ class _Compiler:
             x = self.var()
             pieces.append(x)
             body.append(f"    {x} = v[{field['name']!r}]")
+            outer, self.memo = self.memo, self.repeats is not None and self.repeats(name, field["name"])
             body += self.value(field["type"], x, "    ")
+            self.memo = outer
         body.append(f"    return b''.join(({', '.join(pieces)},))")
         self.lines += body
         return fn
@@ -142,8 +147,25 @@ class _Compiler:
             return [f"{ind}if type({x}) is not float:", f"{ind}    raise Unwritable",
                     f"{ind}{x} = {f'{p!r} + {pack}' if p else pack}"]
         if kind == "string":
-            return [f"{ind}if type({x}) is not str:", f"{ind}    raise Unwritable",
-                    f"{ind}{x} = {x}.encode()", *self.length(x, ind, p)]
+            check = [f"{ind}if type({x}) is not str:", f"{ind}    raise Unwritable"]
+            if not self.memo:
+                return [*check, f"{ind}{x} = {x}.encode()", *self.length(x, ind, p)]
+            memo = f"_M{len(self.tables)}"
+            self.tables[memo] = {}  # str -> its bytes after `p`, for at most 16 short strings
+            big = f"{p!r} + zigzag(n)" if p else "zigzag(n)"
+            return [*check,
+                    f"{ind}c = {memo}.get({x})",
+                    f"{ind}if c is None:",
+                    f"{ind}    c = {x}.encode()",
+                    f"{ind}    n = len(c)",
+                    f"{ind}    if n < 64:",
+                    f"{ind}        c = {self.table('S', p)}[n] + c",
+                    f"{ind}        if len({memo}) >= 16:",
+                    f"{ind}            {memo}.clear()",
+                    f"{ind}        {memo}[{x}] = c",
+                    f"{ind}    else:",
+                    f"{ind}        c = {big} + c",
+                    f"{ind}{x} = c"]
         if kind == "bytes":
             convert = []
             if logical == "decimal" and self.decimal is not None:
@@ -197,14 +219,17 @@ def _branch_name(schema: Any, named: dict[str, Any]) -> str:
     return schema["name"] if kind in ("record", "enum", "fixed", "error") else kind
 
 
-def compile_writer(parsed: Any, decimal: Callable[[Any, int], bytes] | None = None) -> Callable[[Any], bytes] | None:
+def compile_writer(parsed: Any, decimal: Callable[[Any, int], bytes] | None = None,
+                   repeats: Callable[[str, str], bool] | None = None) -> Callable[[Any], bytes] | None:
     """`write(datum)` for the parsed record schema `parsed` (raising `Unwritable` for data it leaves to fastavro),
     or None when the schema has a type it does not write. With `decimal`, a `decimal.Decimal` in a decimal field
     is written as the bytes `decimal(value, scale)` gives (the field's scale), as the converter of Connect values
-    would have made them (fastavro would encode the Decimal itself)."""
+    would have made them (fastavro would encode the Decimal itself). `repeats(record full name, field name)`
+    names string fields whose values recur from datum to datum (constants, a few names): their recent values'
+    bytes are kept (16 at most per field) instead of encoded each time."""
     if not isinstance(parsed, dict) or parsed.get("type") != "record":
         return None
-    c = _Compiler(decimal)
+    c = _Compiler(decimal, repeats)
     try:
         c.named[parsed["name"]] = parsed
         top = c.record(parsed)

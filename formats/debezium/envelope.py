@@ -60,7 +60,7 @@ from obsync.formats.base import ChangeEncoder, TableCache
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import DebeziumConfig
 from obsync.formats.debezium.schema_changes import SchemaChange, schema_changes
-from obsync.formats.debezium.values import converters, explain
+from obsync.formats.debezium.values import Convert, converters, explain
 from obsync.formats.decoding import SKIP, Decoded
 from obsync.formats.default import ddl_type
 
@@ -72,7 +72,7 @@ class TablePlan:
     """One table's converters and Connect schemas, built once per (table schema, settings)."""
 
     __slots__ = ("table", "cfg", "ncols", "_connect", "_json", "_key_connect", "_key_json", "key_names",
-                 "key_schema", "value_schema", "envelope_schema", "_smt_schema", "_json_cache")
+                 "key_schema", "value_schema", "envelope_schema", "_smt_schema", "_json_cache", "_rows")
 
     def __init__(self, table: TableSchema, cfg: DebeziumConfig) -> None:
         self.table = table
@@ -90,6 +90,7 @@ class TablePlan:
         self.value_schema = self.envelope_schema["fields"][0]  # before/after: the `.Value` struct
         self._smt_schema: cs.Schema | None = None
         self._json_cache: dict[str, bytes] = {}
+        self._rows = (_row_builder(self._connect), _row_builder(self._json))  # by json_values
 
     @property
     def smt_value_schema(self) -> cs.Schema:
@@ -107,10 +108,8 @@ class TablePlan:
 
     def row(self, row: Mapping[str, Any], json_values: bool) -> Struct:
         """The `.Value` struct of a row image: every column in table order (absent ones null)."""
-        get = row.get
         try:
-            out = {n: None if (v := get(n)) is None else v if f is None else f(v)
-                   for n, f in (self._json if json_values else self._connect)}
+            out = self._rows[json_values](row.get)
         except Exception as exc:
             raise self._explain(row, json_values, exc) from exc
         if len(row) != self.ncols:
@@ -147,6 +146,23 @@ class TablePlan:
             except Exception as e:  # noqa: BLE001 - whatever the converter raised is the failure being explained
                 return explain(self.table.full_name, self.table.column(name), value, e)
         return exc
+
+
+def _row_builder(convs: tuple[tuple[str, Convert | None], ...]) -> Callable[[Callable[[str], Any]], Struct]:
+    """`build(row.get)`: the `.Value` struct of a row image, one dict display of the columns in table order,
+    each read once and converted unless null (generated once per table: no loop, no test of absent
+    converters per value)."""
+    namespace: dict[str, Any] = {}
+    items = []
+    for i, (name, f) in enumerate(convs):
+        if f is None:
+            items.append(f"{name!r}: get({name!r})")
+        else:
+            namespace[f"f{i}"] = f
+            items.append(f"{name!r}: None if (v{i} := get({name!r})) is None else f{i}(v{i})")
+    source = "def build(get):\n    return {" + ", ".join(items) + "}\n"
+    exec(compile(source, "<debezium row>", "exec"), namespace)  # noqa: S102 - our own source
+    return namespace["build"]  # type: ignore[no-any-return]
 
 
 class Event(NamedTuple):
