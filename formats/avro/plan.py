@@ -138,10 +138,9 @@ class _Compiler:
                     f"{ind}{x} = {true!r} if {x} else {false!r}"]
         if kind in ("int", "long"):
             lo, hi = (-(2**31), 2**31 - 1) if kind == "int" else (-(2**63), 2**63 - 1)
-            big = f"{p!r} + _varint({x})" if p else f"_varint({x})"
             return [f"{ind}if type({x}) is not int or not {lo} <= {x} <= {hi}:", f"{ind}    raise Unwritable",
                     f"{ind}{x} = ({x} << 1) ^ ({x} >> 63)",  # zigzag, inline
-                    f"{ind}{x} = {self.table('L', p)}[{x}] if {x} < 128 else {big}"]
+                    *self.varint(x, ind, p, kind == "int")]
         if kind in ("float", "double"):
             pack = f"{'_F' if kind == 'float' else '_D'}({x})"
             return [f"{ind}if type({x}) is not float:", f"{ind}    raise Unwritable",
@@ -176,6 +175,23 @@ class _Compiler:
             return [*convert, f"{ind}if type({x}) is not bytes:", f"{ind}    raise Unwritable",
                     *self.length(x, ind, p)]
         raise Unwritable(kind)
+
+    def varint(self, x: str, ind: str, p: bytes, int32: bool) -> list[str]:
+        """Lines replacing `x` (0 <= x < 2**64) by `p` and its varint: `_varint` inline, 14 bits a step."""
+        pre = f"{p!r}, " if p else ""
+        lines = [f"{ind}if {x} < 128:", f"{ind}    {x} = {self.table('L', p)}[{x}]",
+                 f"{ind}elif {x} < 16384:", f"{ind}    {x} = {f'{p!r} + ' if p else ''}_LAST[{x}]"]
+        groups = ["_PAIR[{x} & 0x3FFF]"]
+        for bits in (28, 42, 56, 70):
+            if int32 and bits > 42:  # an int's zigzag is below 2**32
+                break
+            last = f"_LAST[{x} >> {bits - 14}]"
+            test = f"{ind}elif {x} < {1 << bits}:" if bits < 70 else f"{ind}else:"
+            lines += [test, f"{ind}    {x} = b''.join(({pre}{', '.join(g.format(x=x) for g in groups)}, {last}))"]
+            groups.append(f"_PAIR[({{x}} >> {bits - 14}) & 0x3FFF]")
+        if int32:
+            lines += [f"{ind}else:", f"{ind}    {x} = {f'{p!r} + ' if p else ''}_varint({x})"]
+        return lines
 
     def length(self, x: str, ind: str, p: bytes) -> list[str]:
         """Lines replacing `x` (bytes) by `p`, its length (a long) and itself."""
@@ -235,8 +251,8 @@ def compile_writer(parsed: Any, decimal: Callable[[Any, int], bytes] | None = No
         top = c.record(parsed)
     except (Unwritable, KeyError):
         return None
-    namespace: dict[str, Any] = {"Unwritable": Unwritable, "zigzag": zigzag, "_F": _F, "_D": _D,
-                                "_varint": _varint, "_Decimal": Decimal, "_decimal": decimal, **c.tables}
+    namespace: dict[str, Any] = {"Unwritable": Unwritable, "zigzag": zigzag, "_F": _F, "_D": _D, "_varint": _varint,
+                                "_PAIR": _PAIR, "_LAST": _LAST, "_Decimal": Decimal, "_decimal": decimal, **c.tables}
     source = "\n".join(c.lines)
     exec(compile(source, f"<avro writer {parsed['name']}>", "exec"), namespace)  # noqa: S102 - our own source
     return namespace[top]  # type: ignore[no-any-return]
