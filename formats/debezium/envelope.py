@@ -280,7 +280,7 @@ class EventBuilder(ChangeEncoder[Event]):
             "ts_ns": ts_us * 1_000,
             "table": table,
             "server_id": change.server_id or 0,
-            "gtid": None if txn is None or _NOT_GTID.match(txn) else txn,
+            "gtid": None if txn is None or ("." in txn and _NOT_GTID.match(txn)) else txn,  # a GTID has no "."
             "file": file,
             "pos": offset,
             "row": row,

@@ -847,3 +847,28 @@ def test_unscaled_is_the_decimal_context_integer() -> None:
             except (ValueError, OverflowError) as e:
                 got = (type(e), str(e))
             assert got == expected, (v, scale)
+
+
+@pytest.mark.parametrize("json_values", [False, True])
+def test_row_struct_is_each_column_converted_in_table_order(json_values: bool) -> None:
+    """The generated row builder: every column of every type in table order, converted unless null; absent
+    columns null; odd column names as they are."""
+    import dataclasses
+
+    from obsync.formats.debezium.envelope import TablePlan
+
+    columns = [Column("id", "bigint", "bigint(20)", nullable=False), Column("it's \"odd\"\n", "int", "int(11)")]
+    row: dict[str, Any] = {"id": 7, "it's \"odd\"\n": 3}
+    for i, (col, value, _, _) in enumerate(COLUMN_CASES):
+        columns.append(dataclasses.replace(col, name=f"c{i}"))
+        row[f"c{i}"] = value
+    table = TableSchema("shop", "everything", tuple(columns), primary_key=("id",))
+    for options in ({}, {"decimal_handling_mode": "string"}, {"bigint_unsigned_handling_mode": "precise"}):
+        plan = TablePlan(table, cfg(**options))
+        convs = plan._json if json_values else plan._connect
+        expected = {n: None if row.get(n) is None else row[n] if f is None else f(row[n]) for n, f in convs}
+        got = plan.row(row, json_values)
+        assert list(got.items()) == list(expected.items())
+        assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
+        sparse = {"id": 7, "c3": row["c3"]}
+        assert plan.row(sparse, json_values) == {n: None if n not in sparse else expected[n] for n, _ in convs}
