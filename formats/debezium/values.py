@@ -107,14 +107,14 @@ def decimal_base64(v: Decimal, scale: int) -> str:
 
 def _decimal_at_scale(scale: int) -> Convert:
     def convert(v: Any) -> Decimal:
-        return Decimal(unscaled(Decimal(v), scale)).scaleb(-scale, _WIDE)
+        return Decimal(unscaled(v if type(v) is Decimal else Decimal(v), scale)).scaleb(-scale, _WIDE)
 
     return convert
 
 
 def _decimal_json(scale: int) -> Convert:
-    def convert(v: Any) -> str:
-        return b64(twos_complement(unscaled(Decimal(v), scale)))
+    def convert(v: Any) -> str:  # a Decimal as it is: Decimal(v) would copy it, digits and exponent alike
+        return b64(twos_complement(unscaled(v if type(v) is Decimal else Decimal(v), scale)))
 
     return convert
 
