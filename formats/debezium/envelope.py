@@ -162,7 +162,7 @@ def _row_builder(convs: tuple[tuple[str, Convert | None], ...]) -> Callable[[Cal
             items.append(f"{name!r}: None if (v{i} := get({name!r})) is None else f{i}(v{i})")
     source = "def build(get):\n    return {" + ", ".join(items) + "}\n"
     exec(compile(source, "<debezium row>", "exec"), namespace)  # noqa: S102 - our own source
-    return namespace["build"]  # type: ignore[no-any-return]
+    return namespace["build"]
 
 
 class Event(NamedTuple):
