@@ -173,6 +173,20 @@ def task_pid(root: int) -> int:
     return root
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of each thread of `pid`, with its name (Linux: /proc/PID/task/TID/stat)."""
+    out = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[int(stat.parent.name)] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
+
+
 def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
@@ -254,6 +268,8 @@ def main() -> None:
 
         commit: dict[int, float] = {}
         before: dict[int, float] = {}
+        tpid = task_pid(proc.pid)
+        threads0 = thread_cpu(tpid)
         if args.writer == "python":
             pipes, procs = [], []
             for w in range(args.writers):
@@ -292,6 +308,7 @@ def main() -> None:
         if spy is not None:
             spy.wait()
         ib, tb, rb, cb, sb, kinds = c_recv.recv()
+        threads1 = thread_cpu(tpid)
         cons.join()
         ids, ts, recv, carried, stamps = array("q"), array("q"), array("d"), array("q"), array("q")
         ids.frombytes(ib)
@@ -329,6 +346,11 @@ def main() -> None:
         print("cores during the load: " + ", ".join(f"{n} {window.get(n, 0.0):.2f}" for n in ("obsync", *servers)))
         print(f"obsync CPU per row (first commit to last message, all its threads): {busy / len(seen) * 1e6:.0f} us, "
               f"so one core would carry at most about {len(seen) / busy:,.0f} rows/s of such transactions")
+        used = sorted(((c - threads0.get(t, ("", 0.0))[1], t, name) for t, (name, c) in threads1.items()),
+                      reverse=True)
+        print("  by thread of the task process (load start to last message): " + ", ".join(
+            f"{name}[{t}{' main' if t == tpid else ''}] {c / len(seen) * 1e6:.0f} us" for c, t, name in used
+            if c / len(seen) * 1e6 >= 1))
         print(f"load at the end: {load()}", flush=True)
         if len(seen) < len(commit):
             sys.exit(f"{len(commit) - len(seen)} rows never arrived; see {base / 'obsync.log'}")
