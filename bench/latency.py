@@ -30,7 +30,9 @@ Writers (`--writer`):
 Binlog event timestamps (`allMetaData.timestamp` in the default format, `source.ts_ms` in debezium's) have
 one-second resolution on MariaDB; with the default format the bench counts the messages whose carried commit
 second agrees with the commit time it uses (python: between the writer's clock before and after the statement).
-Also printed: the cores used by obsync, MariaDB and tansu during the load, and obsync's CPU per row.
+Also printed: the cores used by obsync, MariaDB and tansu during the load, and obsync's CPU per row, in all and by
+thread of its task process (by the thread's OS name, which Python threads inherit from the thread that started
+them: the first `timely:work-0` is the Bytewax worker, the next the binlog reader's; `rdk:*` are librdkafka's).
 """
 
 from __future__ import annotations
