@@ -212,6 +212,8 @@ def main() -> None:
                     help="the task's format: default or debezium (JSON keys); the commit-second check needs default")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
                     help="a top-level task setting, e.g. epoch_seconds=5 (may be repeated)")
+    ap.add_argument("--kafka", action="append", default=[], metavar="KEY=VALUE",
+                    help="a producer setting (target.properties), e.g. linger.ms=5 (may be repeated)")
     ap.add_argument("--py-spy", metavar="FILE", help="also record a py-spy profile of the task process during the "
                     "load (.svg flame graph, .json speedscope, else collapsed stacks; py-spy must be installed)")
     args = ap.parse_args()
@@ -231,6 +233,7 @@ def main() -> None:
             "name": "latency", "source": {"host": db.host, "port": db.port, "user": "root", "password": ""},
             "target": {"bootstrap_servers": broker.bootstrap_servers}, "objects": [{"match": "bench.t"}],
             "topics": {"partitions": 3}, "state_dir": str(base / "state"), "format": args.format}
+        spec["target"]["properties"] = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in args.kafka)}
         for kv in args.set:
             k, _, v = kv.partition("=")
             spec[k] = yaml.safe_load(v)
