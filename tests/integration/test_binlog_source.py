@@ -106,7 +106,7 @@ def test_after_a_small_batch_the_partition_takes_what_arrives_within_the_coalesc
     ep, name, conn = source_db
     start = current_log_position(ep)
     source = BinlogSource(ep, server_id=9303, tables=[(name, "t")], history_dir=None, start=start, batch_size=3,
-                          coalesce=1.0)
+                          coalesce=2.0)
     part = source.build_part("in", "log", None)
     try:
         assert part.next_batch() == []  # starts the reader
@@ -120,13 +120,14 @@ def test_after_a_small_batch_the_partition_takes_what_arrives_within_the_coalesc
         assert ids(part.next_batch()) == [[4, 5]]
         small_at = time.monotonic()
         _sql(conn, f"INSERT INTO {name}.t VALUES (6, 'x')")
-        time.sleep(0.3)
-        assert part.next_batch() == []  # within 1 s of the small batch: nothing taken, though 6 was read
-        awake = part.next_awake()
-        assert awake is not None and datetime.now(UTC) < awake <= datetime.now(UTC) + timedelta(seconds=1)
+        time.sleep(0.5)
         _sql(conn, f"INSERT INTO {name}.t VALUES (7, 'x')")
+        time.sleep(0.5)
+        assert part.next_batch() == []  # within 2 s of the small batch: nothing taken, though 6 and 7 were read
+        awake = part.next_awake()
+        assert awake is not None and datetime.now(UTC) < awake <= datetime.now(UTC) + timedelta(seconds=2)
         time.sleep(max(0.0, (awake - datetime.now(UTC)).total_seconds()) + 0.05)
         assert ids(part.next_batch()) == [[6, 7]]  # both, in order, as one batch
-        assert time.monotonic() - small_at >= 1.0
+        assert time.monotonic() - small_at >= 2.0
     finally:
         part.close()
