@@ -1,10 +1,12 @@
-"""`BinlogSource` in Bytewax: batches as items, the gate, stop_at, and resuming a partition from its snapshot."""
+"""`BinlogSource` in Bytewax: batches as items, the gate, stop_at, coalescing small batches, and resuming a partition
+from its snapshot."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -97,3 +99,35 @@ def test_a_partition_rebuilt_from_its_snapshot_continues_after_the_last_batch(so
         pass
     part.close()
     assert ids == list(range(5, 11))
+
+
+def test_after_a_small_batch_the_partition_takes_what_arrives_within_the_coalescing_window_as_one(
+        source_db: tuple) -> None:
+    ep, name, conn = source_db
+    start = current_log_position(ep)
+    source = BinlogSource(ep, server_id=9303, tables=[(name, "t")], history_dir=None, start=start, batch_size=3,
+                          coalesce=2.0)
+    part = source.build_part("in", "log", None)
+    try:
+        assert part.next_batch() == []  # starts the reader
+        _sql(conn, *(f"INSERT INTO {name}.t VALUES ({i}, 'x')" for i in range(1, 6)))  # five transactions
+        time.sleep(1.0)
+
+        def ids(items: list[Any]) -> list[list[int]]:
+            return [[c.after["id"] for c in batch] for batch in items]
+
+        assert ids(part.next_batch()) == [[1, 2, 3]]  # a full batch: the next is taken at once
+        assert ids(part.next_batch()) == [[4, 5]]
+        small_at = time.monotonic()
+        _sql(conn, f"INSERT INTO {name}.t VALUES (6, 'x')")
+        time.sleep(0.5)
+        _sql(conn, f"INSERT INTO {name}.t VALUES (7, 'x')")
+        time.sleep(0.5)
+        assert part.next_batch() == []  # within 2 s of the small batch: nothing taken, though 6 and 7 were read
+        awake = part.next_awake()
+        assert awake is not None and datetime.now(UTC) < awake <= datetime.now(UTC) + timedelta(seconds=2)
+        time.sleep(max(0.0, (awake - datetime.now(UTC)).total_seconds()) + 0.05)
+        assert ids(part.next_batch()) == [[6, 7]]  # both, in order, as one batch
+        assert time.monotonic() - small_at >= 2.0
+    finally:
+        part.close()

@@ -12,6 +12,13 @@ Each item is a batch (`list[Change]`, at most `batch_size` changes), never a sin
 never blocks: the reader's thread reads ahead into a bounded queue. With `stop_at`, the partition ends
 (StopIteration) once every change up to that position was emitted (`obsync run --until-caught-up`).
 
+Under a steady trickle of small transactions the reader hands out a batch per transaction or two, and every
+batch costs the dataflow the same steps (Bytewax activations, routing, the sink's producer calls) whatever its
+size. So after a batch smaller than `batch_size` the partition takes nothing from the reader for `coalesce`
+seconds (5 ms by default) since it handed that batch out: what arrives meanwhile comes as one batch. A change
+after an idle spell is handed out at once; a full batch (more is likely waiting) is followed at once by the
+next. This only delays when batches are taken, never their order or the state.
+
 `gate`: while it returns False the partition emits nothing and does not start reading (for example until
 the full sync is delivered); it is asked at most every 0.5 s and no longer once it returned True. The start
 position and the tracked tables' schemas at it are fixed when the partition is built, before the gate opens.
@@ -45,6 +52,7 @@ PARTITION = "log"
 _RECOVERED = f"the resume state of the {PARTITION!r} partition (Bytewax recovery, the state directory's recovery/)"
 _GATE_INTERVAL = 0.5
 _IDLE_WAIT = timedelta(milliseconds=20)
+COALESCE = 0.005  # s: after a batch smaller than batch_size, the next is taken no sooner (module docstring)
 
 # The partition's state: the reader's `LogOffset.to_dict()`; None when no start was known yet (the source was
 # unreachable when the partition was built and no start was given): a resume then starts as configured.
@@ -77,6 +85,7 @@ class BinlogSource(FixedPartitionedSource[Batch, LogState]):
         listener: SourceListener = NOOP_SOURCE_LISTENER,
         schema_changes: str = "evolve",
         here: bool = True,
+        coalesce: float = COALESCE,
     ) -> None:
         self._here = here  # False: this process does not offer to read the log (another process of the run does)
         # `limiter` (limits.incremental): batches are handed out as it allows, and read in batches of at
@@ -95,6 +104,8 @@ class BinlogSource(FixedPartitionedSource[Batch, LogState]):
         self._heartbeats = heartbeats  # seconds between heartbeat messages (0: none), see `heartbeat`
         self._heartbeat_writer = heartbeat_writer
         self._listener = listener  # rows read, position, lag, waits for the source (`obsync.core.listeners`)
+        self._coalesce = coalesce
+        self._batch_size = batch_size
 
     def list_parts(self) -> list[str]:
         return [PARTITION] if self._here else []
@@ -111,7 +122,7 @@ class BinlogSource(FixedPartitionedSource[Batch, LogState]):
                 raise
             log.warning("%s; the binlog reader will retry when it starts", e)
         part = _BinlogPartition(reader, self._gate, None if self._limiter is None else self._limiter.pacer(),
-                                self._listener)
+                                self._listener, coalesce=self._coalesce, batch_size=self._batch_size)
         part.heartbeat = HeartbeatClock(self._heartbeats) if self._heartbeats > 0 else None
         part.writer = self._heartbeat_writer
         if part.writer is not None:
@@ -121,7 +132,8 @@ class BinlogSource(FixedPartitionedSource[Batch, LogState]):
 
 class _BinlogPartition(StatefulSourcePartition[Batch, LogState]):
     def __init__(self, reader: BinlogReader, gate: Callable[[], bool] | None, pacer: BatchPacer | None = None,
-                 listener: SourceListener = NOOP_SOURCE_LISTENER) -> None:
+                 listener: SourceListener = NOOP_SOURCE_LISTENER, coalesce: float = 0.0,
+                 batch_size: int = 0) -> None:
         self._reader = reader
         self._listener = listener
         self._gate = gate
@@ -133,6 +145,12 @@ class _BinlogPartition(StatefulSourcePartition[Batch, LogState]):
         self._open = gate is None
         self._next_gate_check = 0.0
         self._awake: datetime | None = None
+        # coalescing (module docstring): a small batch was handed out at `_small_at` (monotonic s), so nothing
+        # is taken from the reader before `_small_at + _coalesce`; `_holding_back` while that wait is on
+        self._coalesce = coalesce
+        self._batch_size = batch_size
+        self._small_at = float("-inf")
+        self._holding_back = False
 
     heartbeat: HeartbeatClock | None = None
     writer: HeartbeatWriter | None = None
@@ -140,7 +158,7 @@ class _BinlogPartition(StatefulSourcePartition[Batch, LogState]):
     def next_batch(self) -> list[Batch]:
         batches = self._next_batches()
         if self.heartbeat is not None and self._open and not (self._pacer is not None and self._pacer.holding):
-            beat = self.heartbeat.due(self._reader, busy=bool(batches))
+            beat = self.heartbeat.due(self._reader, busy=bool(batches) or self._holding_back)
             if beat is not None:
                 batches.append([beat])
                 if self._awake is None or self._awake > datetime.now(UTC) + _IDLE_WAIT:
@@ -165,6 +183,13 @@ class _BinlogPartition(StatefulSourcePartition[Batch, LogState]):
                 self._awake = datetime.now(UTC) + timedelta(seconds=delay)
                 return []
             self._held_state = self._reader.offset()
+        elif self._coalesce > 0:
+            now = time.monotonic()
+            wait = self._small_at + self._coalesce - now
+            self._holding_back = wait > 0
+            if self._holding_back:
+                self._awake = datetime.now(UTC) + timedelta(seconds=wait)
+                return []
         changes = self._reader.poll(0.0)
         self._listener.log_polled(self._reader, changes)  # rows read, position, lag (per batch)
         if self._reader.finished:
@@ -176,6 +201,8 @@ class _BinlogPartition(StatefulSourcePartition[Batch, LogState]):
             self._pacer.hold(changes)
             return self._paced()
         self._awake = None
+        if self._coalesce > 0:
+            self._small_at = time.monotonic() if len(changes) < self._batch_size else float("-inf")
         return [cast(Batch, changes)]  # handed over whole: nothing appends to it
 
     def _paced(self) -> list[Batch]:
