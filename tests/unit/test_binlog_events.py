@@ -46,6 +46,7 @@ from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
 from obsync.connectors.mysql.binlog.session import EVENTS, Session
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.core.changes import Op
+from obsync.core.errors import SourceError
 from obsync.core.offsets import LogOffset
 from obsync.core.positions import LogPosition
 from obsync.sql import ddl as D
@@ -99,9 +100,12 @@ def image(a: int, b: int | None) -> bytes:
     return (b"\x02" if b is None else b"\x00") + struct.pack("<i", a) + (b"" if b is None else struct.pack("<i", b))
 
 
+# the table map of shop.t (id INT NOT NULL, n INT), table id 42
+TABLE_MAP = (42).to_bytes(6, "little") + b"\x01\x00\x04shop\x00\x01t\x00\x02" + bytes([3, 3]) + b"\x00\x02"
+
+
 def events(checksum: bool) -> list[MysqlPacket]:
-    tm = (42).to_bytes(6, "little") + b"\x01\x00" + b"\x04shop\x00" + b"\x01t\x00" + b"\x02" + bytes([3, 3]) + b"\x00" \
-        + b"\x02"
+    tm = TABLE_MAP
     bodies = [
         (BINLOG.GTID_LOG_EVENT, b"\x01" + SID.bytes + struct.pack("<Q", 12345) + b"\x02" + struct.pack("<QQ", 3, 4)),
         (BINLOG.QUERY_EVENT, query(b"BEGIN")),
@@ -254,3 +258,22 @@ def test_session_gives_the_same_changes_and_state_through_the_lean_parse(checksu
         (Op.DDL, None, None)]
     assert {c[5] for c in changes[:6]} == {f"{SID}:12345"}
     assert state["file"] == "binlog.000008" and state["pos"] == 4
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_partial_json_update_stops_the_session_as_through_the_library(lean: bool) -> None:
+    # a table map, a rotation (the library forgets its table maps), the same table map again (the lean parse
+    # reuses its decoder, the library does not see it), a partial update of a table never mapped, then of 42
+    update = rows(42, b"", 2, image(1, 10) + b"\x00" + image(1, 11))
+    packets = [packet(BINLOG.TABLE_MAP_EVENT, TABLE_MAP, 100, True),
+               packet(BINLOG.ROTATE_EVENT, struct.pack("<Q", 4) + b"binlog.000008", 200, True),
+               packet(BINLOG.TABLE_MAP_EVENT, TABLE_MAP, 300, True),
+               packet(BINLOG.PARTIAL_UPDATE_ROWS_EVENT, update.replace(b"\x2a\x00", b"\x2b\x00", 1), 400, True),
+               packet(BINLOG.PARTIAL_UPDATE_ROWS_EVENT, update, 9000, True)]
+    reader = BinlogReader(Endpoint("127.0.0.1", 1, "u", "p"), server_id=5, tables=[("shop", "t")],
+                          history_dir=None)
+    tracker = SchemaTracker(reader.tables, SchemaHistory(None), _Catalog())  # type: ignore[arg-type]  # the methods used
+    tracker.start(LogPosition("binlog.000007", 4))
+    session = Session(reader, tracker, LogOffset("binlog.000007", 4))
+    with pytest.raises(SourceError, match="binlog event at binlog.000008:9000 is a partial JSON update"):
+        session.stream_from(stream(packets, True, freeze_schema=not lean))

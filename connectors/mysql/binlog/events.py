@@ -8,6 +8,7 @@ parse: the 19-byte header after the OK byte, the post-header lengths of the form
 4-byte checksum at the end when the stream uses checksums, rows events v1 and v2 with their extra data):
 
     rows events (WRITE/UPDATE/DELETE v1, v2)   `Rows`: table id and where the row images lie (`span()`)
+    PARTIAL_UPDATE_ROWS (MySQL)                 `Rows` (op PARTIAL): its table id, to refuse it
     TABLE_MAP                                   `TableMap`: table id, names and the body after the table id
     XID                                         `Xid`
     GTID (MySQL), anonymous GTID, MariaDB GTID  `Gtid` (`gtid` None for an anonymous one)
@@ -41,7 +42,13 @@ from pymysqlreplication.event import (
     XidEvent,
 )
 from pymysqlreplication.exceptions import MalformedBinLogEvent
-from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    PartialUpdateRowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
 
 _HEADER = struct.Struct("<IBIIIH").unpack_from  # after the OK byte: time, type, server id, size, log_pos, flags
 _U64 = struct.Struct("<Q").unpack_from
@@ -50,8 +57,8 @@ _U16X2 = struct.Struct("<HH").unpack_from
 _MARIADB_GTID = struct.Struct("<QI").unpack_from
 _BODY = 20  # the event body starts after the OK byte and the 19-byte header
 
-WRITE, UPDATE, DELETE = 1, 2, 3
-_ROWS = {BINLOG.WRITE_ROWS_EVENT_V1: (WRITE, False), BINLOG.UPDATE_ROWS_EVENT_V1: (UPDATE, False),
+WRITE, UPDATE, DELETE, PARTIAL = 1, 2, 3, 4  # PARTIAL: a partial JSON update (MySQL), which obsync cannot read
+_ROWS = {BINLOG.PARTIAL_UPDATE_ROWS_EVENT: (PARTIAL, True), BINLOG.WRITE_ROWS_EVENT_V1: (WRITE, False), BINLOG.UPDATE_ROWS_EVENT_V1: (UPDATE, False),
          BINLOG.DELETE_ROWS_EVENT_V1: (DELETE, False), BINLOG.WRITE_ROWS_EVENT_V2: (WRITE, True),
          BINLOG.UPDATE_ROWS_EVENT_V2: (UPDATE, True), BINLOG.DELETE_ROWS_EVENT_V2: (DELETE, True)}
 # the library's event class of each type the lean parse handles (handled only when the stream reads it)
@@ -59,7 +66,7 @@ _CLASSES: dict[int, type] = {
     BINLOG.WRITE_ROWS_EVENT_V1: WriteRowsEvent, BINLOG.UPDATE_ROWS_EVENT_V1: UpdateRowsEvent,
     BINLOG.DELETE_ROWS_EVENT_V1: DeleteRowsEvent, BINLOG.WRITE_ROWS_EVENT_V2: WriteRowsEvent,
     BINLOG.UPDATE_ROWS_EVENT_V2: UpdateRowsEvent, BINLOG.DELETE_ROWS_EVENT_V2: DeleteRowsEvent,
-    BINLOG.TABLE_MAP_EVENT: TableMapEvent, BINLOG.XID_EVENT: XidEvent, BINLOG.GTID_LOG_EVENT: GtidEvent,
+    BINLOG.PARTIAL_UPDATE_ROWS_EVENT: PartialUpdateRowsEvent, BINLOG.TABLE_MAP_EVENT: TableMapEvent, BINLOG.XID_EVENT: XidEvent, BINLOG.GTID_LOG_EVENT: GtidEvent,
     BINLOG.ANONYMOUS_GTID_LOG_EVENT: NotImplementedEvent, BINLOG.MARIADB_GTID_EVENT: MariadbGtidEvent,
     BINLOG.QUERY_EVENT: QueryEvent, BINLOG.ROTATE_EVENT: RotateEvent, BINLOG.HEARTBEAT_LOG_EVENT: HeartbeatLogEvent,
 }
@@ -82,7 +89,8 @@ class Event:
 
 
 class Rows(Event):
-    """A WRITE/UPDATE/DELETE rows event: `op` (WRITE, UPDATE, DELETE), its table id; `span()` locates the rows."""
+    """A rows event: `op` (WRITE, UPDATE, DELETE, PARTIAL), its table id; `span()` locates the rows (not those
+    of a PARTIAL update, which the library would drop too if its table map had not been parsed by it)."""
 
     __slots__ = ("op", "table_id", "v2", "extra", "stop")
     op: int

@@ -51,6 +51,7 @@ from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, Pag
 from obsync.connectors.mysql.binlog.events import (
     DELETE,
     LEAN_TYPES,
+    PARTIAL,
     UPDATE,
     WRITE,
     Gtid,
@@ -335,6 +336,8 @@ class Session:
             if cls in LEAN_TYPES:  # the frequent events, parsed from the packet's bytes (`events`)
                 end = ev.log_pos
                 if cls is Rows:
+                    if ev.op == PARTIAL:
+                        raise self._partial_update(end)
                     dec = self.decoders.get(ev.table_id)
                     if dec is not None:
                         start, stop, bitmap, bitmap2 = ev.span()
@@ -381,8 +384,7 @@ class Session:
                                           "which obsync cannot read: its rows would be lost. Turn it off on the "
                                           "source")
                 elif cls is PartialUpdateRowsEvent:
-                    raise SourceError(f"binlog event at {self.file}:{end} is a partial JSON update, which obsync "
-                                      "cannot read: set binlog_row_value_options='' on the source")
+                    raise self._partial_update(end)
                 elif cls is RotateEvent:
                     end = self._rotate(ev)
                 elif cls is HeartbeatLogEvent:
@@ -400,6 +402,10 @@ class Session:
                 self.flush()
             elif not self.pending and not self.in_txn and now - self.last_state_push > 1.0:
                 self.flush()
+
+    def _partial_update(self, end: int) -> SourceError:
+        return SourceError(f"binlog event at {self.file}:{end} is a partial JSON update, which obsync cannot read: "
+                           "set binlog_row_value_options='' on the source")
 
     def _rotate(self, ev: Any) -> int:
         """A ROTATE event (the library's or lean): the next file; 0 (no position to take from it)."""
