@@ -58,17 +58,19 @@ _MARIADB_GTID = struct.Struct("<QI").unpack_from
 _BODY = 20  # the event body starts after the OK byte and the 19-byte header
 
 WRITE, UPDATE, DELETE, PARTIAL = 1, 2, 3, 4  # PARTIAL: a partial JSON update (MySQL), which obsync cannot read
-_ROWS = {BINLOG.PARTIAL_UPDATE_ROWS_EVENT: (PARTIAL, True), BINLOG.WRITE_ROWS_EVENT_V1: (WRITE, False), BINLOG.UPDATE_ROWS_EVENT_V1: (UPDATE, False),
+_ROWS = {BINLOG.WRITE_ROWS_EVENT_V1: (WRITE, False), BINLOG.UPDATE_ROWS_EVENT_V1: (UPDATE, False),
          BINLOG.DELETE_ROWS_EVENT_V1: (DELETE, False), BINLOG.WRITE_ROWS_EVENT_V2: (WRITE, True),
-         BINLOG.UPDATE_ROWS_EVENT_V2: (UPDATE, True), BINLOG.DELETE_ROWS_EVENT_V2: (DELETE, True)}
+         BINLOG.UPDATE_ROWS_EVENT_V2: (UPDATE, True), BINLOG.DELETE_ROWS_EVENT_V2: (DELETE, True),
+         BINLOG.PARTIAL_UPDATE_ROWS_EVENT: (PARTIAL, True)}
 # the library's event class of each type the lean parse handles (handled only when the stream reads it)
 _CLASSES: dict[int, type] = {
     BINLOG.WRITE_ROWS_EVENT_V1: WriteRowsEvent, BINLOG.UPDATE_ROWS_EVENT_V1: UpdateRowsEvent,
     BINLOG.DELETE_ROWS_EVENT_V1: DeleteRowsEvent, BINLOG.WRITE_ROWS_EVENT_V2: WriteRowsEvent,
     BINLOG.UPDATE_ROWS_EVENT_V2: UpdateRowsEvent, BINLOG.DELETE_ROWS_EVENT_V2: DeleteRowsEvent,
-    BINLOG.PARTIAL_UPDATE_ROWS_EVENT: PartialUpdateRowsEvent, BINLOG.TABLE_MAP_EVENT: TableMapEvent, BINLOG.XID_EVENT: XidEvent, BINLOG.GTID_LOG_EVENT: GtidEvent,
-    BINLOG.ANONYMOUS_GTID_LOG_EVENT: NotImplementedEvent, BINLOG.MARIADB_GTID_EVENT: MariadbGtidEvent,
-    BINLOG.QUERY_EVENT: QueryEvent, BINLOG.ROTATE_EVENT: RotateEvent, BINLOG.HEARTBEAT_LOG_EVENT: HeartbeatLogEvent,
+    BINLOG.PARTIAL_UPDATE_ROWS_EVENT: PartialUpdateRowsEvent, BINLOG.TABLE_MAP_EVENT: TableMapEvent,
+    BINLOG.XID_EVENT: XidEvent, BINLOG.GTID_LOG_EVENT: GtidEvent, BINLOG.ANONYMOUS_GTID_LOG_EVENT: NotImplementedEvent,
+    BINLOG.MARIADB_GTID_EVENT: MariadbGtidEvent, BINLOG.QUERY_EVENT: QueryEvent, BINLOG.ROTATE_EVENT: RotateEvent,
+    BINLOG.HEARTBEAT_LOG_EVENT: HeartbeatLogEvent,
 }
 _P = "_BinLogStreamReader__"  # the stream's private attributes (mysql-replication 1.0.x)
 _NEEDED = ("connected_stream", "connected_ctl", "use_checksum", "post_header_lengths", "allowed_events",
@@ -230,8 +232,12 @@ class LeanStream:
                 return None
             if data[0] != 0 or len(data) < 7:
                 continue
-            ts, t, sid, size, log_pos, _flags = _HEADER(data, 1)
             ev = None
+            ts, t, sid, size, log_pos, _flags = _HEADER(data, 1) if len(data) >= 20 else (0, 0, 0, 0, 0, 0)
+            if t in self.types and len(data) != size + 1 and t in _ROWS:
+                # the library would drop it (it has not seen the table map): rather stop than lose its rows
+                raise MalformedBinLogEvent(f"rows event of type {t} ending at {log_pos}: {len(data) - 1} bytes "
+                                           f"for an event size of {size}")
             if t in self.types and len(data) == size + 1:
                 ev = self._lean(pkt, data, ts, t, sid, size, log_pos, d)
                 if ev is not None:
