@@ -7,6 +7,10 @@ tables become changes; a restart inside a transaction skips exactly the changes 
 offset's `last`). Between transactions only, it follows the task's live selection and interleaves backfill
 pages with the stream (a MariaDB page waits until the stream reaches its snapshot's position).
 
+Events arrive through `events.LeanStream`: the frequent ones (rows, table maps, GTID, XID, BEGIN/COMMIT,
+rotations, heartbeats) parsed from the packet's bytes, the others by mysql-replication; a table map of a
+tracked table is parsed fully once per distinct body (`by_body`).
+
 Events mysql-replication cannot decode but that carry rows (compressed transactions, partial JSON updates)
 stop the reader with a `SourceError` rather than lose rows.
 """
