@@ -7,6 +7,10 @@ tables become changes; a restart inside a transaction skips exactly the changes 
 offset's `last`). Between transactions only, it follows the task's live selection and interleaves backfill
 pages with the stream (a MariaDB page waits until the stream reaches its snapshot's position).
 
+Events arrive through `events.LeanStream`: the frequent ones (rows, table maps, GTID, XID, BEGIN/COMMIT,
+rotations, heartbeats) parsed from the packet's bytes, the others by mysql-replication; a table map of a
+tracked table is parsed fully once per distinct body (`by_body`).
+
 Events mysql-replication cannot decode but that carry rows (compressed transactions, partial JSON updates)
 stop the reader with a `SourceError` rather than lose rows.
 """
@@ -48,6 +52,20 @@ from pymysqlreplication.row_event import (
 )
 
 from obsync.connectors.mysql.binlog.backfill import Backfill, BackfillQueue, Page, PageReader, admit, key_problem
+from obsync.connectors.mysql.binlog.events import (
+    DELETE,
+    LEAN_TYPES,
+    PARTIAL,
+    UPDATE,
+    WRITE,
+    Gtid,
+    LeanStream,
+    Query,
+    Rotate,
+    Rows,
+    TableMap,
+    Xid,
+)
 from obsync.connectors.mysql.binlog.rows import RowDecoder, table_map_signature
 from obsync.connectors.mysql.binlog.schema_policy import SchemaPolicy, conversion_stop
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
@@ -73,6 +91,7 @@ _UNREADABLE = {
     **dict.fromkeys(range(166, 172), "a compressed rows event (log_bin_compress=ON)"),
 }
 _ROWS_OPS = {WriteRowsEvent: Op.INSERT, DeleteRowsEvent: Op.DELETE, UpdateRowsEvent: Op.UPDATE}
+_LEAN_OPS = {WRITE: Op.INSERT, DELETE: Op.DELETE, UPDATE: Op.UPDATE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +147,7 @@ class Session:
         self.compiled: dict[tuple, tuple[int, RowDecoder]] = {}
         # by the table map's parsed columns (one list per distinct table map body: `table_maps`)
         self.by_columns: dict[int, tuple[list, int, RowDecoder]] = {}
+        self.by_body: dict[bytes, tuple[int, RowDecoder]] = {}  # by a lean table map's body (`events`)
         self.pending: list[Change] = []
         self.pending_since = 0.0
         self.last_state_push = 0.0
@@ -304,8 +324,9 @@ class Session:
     def stream_from(self, stream: BinLogStreamReader) -> None:
         r = self.r
         is_tracked = self.tracker.is_tracked
+        lean = LeanStream(stream)
         while not r._stop.is_set():
-            ev = stream.fetchone()
+            ev = lean.next()
             if ev is None:
                 return
             if not self.in_txn and r.live is not None and r.live.version != self.live_version:
@@ -315,46 +336,63 @@ class Session:
             if not self.streamed:  # the first event on this connection: the source answers again
                 self.streamed = True
                 r._answered()
-            pkt = ev.packet
-            end = pkt.log_pos
             cls = type(ev)
-            if cls in _ROWS_OPS:
-                dec = self.decoders.get(ev.table_id)
-                if dec is not None:
-                    self._rows(ev, dec, end, _ROWS_OPS[cls])
-            elif cls is TableMapEvent:
-                if is_tracked((ev.schema, ev.table)):
-                    self._table_map(ev, end)
-                else:
-                    self.decoders.pop(ev.table_id, None)
-            elif cls is QueryEvent:
-                self._query(ev, end, pkt.event_size)
-            elif cls is XidEvent or cls is XAPrepareEvent:
-                self._end_txn_at(end)
-            elif cls is GtidEvent or cls is MariadbGtidEvent:
-                self._begin_txn(end - pkt.event_size, ev.gtid, False)
-            elif cls is NotImplementedEvent:
-                if pkt.event_type == BINLOG.ANONYMOUS_GTID_LOG_EVENT:
-                    self._begin_txn(end - pkt.event_size, None, False)
-                elif pkt.event_type in _UNREADABLE:
-                    raise SourceError(f"binlog event at {self.file}:{end} is {_UNREADABLE[pkt.event_type]}, which "
-                                      "obsync cannot read: its rows would be lost. Turn it off on the source")
-            elif cls is PartialUpdateRowsEvent:
-                raise SourceError(f"binlog event at {self.file}:{end} is a partial JSON update, which obsync "
-                                  "cannot read: set binlog_row_value_options='' on the source")
-            elif cls is RotateEvent:
-                self.file = ev.next_binlog
-                self.fileno = binlog_file_number(self.file)
-                self.pos = ev.position
-                self.decoders.clear()
-                if not self.in_txn:
-                    self.offset = self.offset.event_done(self.file, self.pos)
-                end = 0
-            elif cls is HeartbeatLogEvent:
-                if not self.in_txn and end and ev.ident == self.file and end > self.pos:
-                    self.pos = end
-                self.flush(force=not self.pending)
-                end = 0
+            if cls in LEAN_TYPES:  # the frequent events, parsed from the packet's bytes (`events`)
+                end = ev.log_pos
+                if cls is Rows:
+                    if ev.op == PARTIAL:
+                        raise self._partial_update(end)
+                    dec = self.decoders.get(ev.table_id)
+                    if dec is not None:
+                        start, stop, bitmap, bitmap2 = ev.span()
+                        self._rows(ev.packet._data, start, stop, bitmap, bitmap2, float(ev.timestamp), ev.server_id,
+                                   dec, end, _LEAN_OPS[ev.op])
+                elif cls is TableMap:
+                    if is_tracked((ev.schema, ev.table)):
+                        self._lean_table_map(lean, ev, end)
+                    else:
+                        self.decoders.pop(ev.table_id, None)
+                elif cls is Xid:
+                    self._end_txn_at(end)
+                elif cls is Gtid:
+                    self._begin_txn(end - ev.event_size, ev.gtid, False)
+                elif cls is Query:
+                    self._query(ev, end, ev.event_size, ev.server_id)
+                elif cls is Rotate:
+                    end = self._rotate(ev)
+                else:  # Heartbeat
+                    end = self._heartbeat(ev, end)
+            else:
+                pkt = ev.packet
+                end = pkt.log_pos
+                if cls in _ROWS_OPS:
+                    dec = self.decoders.get(ev.table_id)
+                    if dec is not None:
+                        self._library_rows(ev, dec, end, _ROWS_OPS[cls])
+                elif cls is TableMapEvent:
+                    if is_tracked((ev.schema, ev.table)):
+                        self._table_map(ev, end)
+                    else:
+                        self.decoders.pop(ev.table_id, None)
+                elif cls is QueryEvent:
+                    self._query(ev, end, pkt.event_size, pkt.server_id)
+                elif cls is XidEvent or cls is XAPrepareEvent:
+                    self._end_txn_at(end)
+                elif cls is GtidEvent or cls is MariadbGtidEvent:
+                    self._begin_txn(end - pkt.event_size, ev.gtid, False)
+                elif cls is NotImplementedEvent:
+                    if pkt.event_type == BINLOG.ANONYMOUS_GTID_LOG_EVENT:
+                        self._begin_txn(end - pkt.event_size, None, False)
+                    elif pkt.event_type in _UNREADABLE:
+                        raise SourceError(f"binlog event at {self.file}:{end} is {_UNREADABLE[pkt.event_type]}, "
+                                          "which obsync cannot read: its rows would be lost. Turn it off on the "
+                                          "source")
+                elif cls is PartialUpdateRowsEvent:
+                    raise self._partial_update(end)
+                elif cls is RotateEvent:
+                    end = self._rotate(ev)
+                elif cls is HeartbeatLogEvent:
+                    end = self._heartbeat(ev, end)
             if end > self.pos:  # never backwards: a stream started mid-file begins with the file's header
                 self.pos = end
                 r.last_commit_time = ev.timestamp or r.last_commit_time
@@ -369,6 +407,27 @@ class Session:
             elif not self.pending and not self.in_txn and now - self.last_state_push > 1.0:
                 self.flush()
 
+    def _partial_update(self, end: int) -> SourceError:
+        return SourceError(f"binlog event at {self.file}:{end} is a partial JSON update, which obsync cannot read: "
+                           "set binlog_row_value_options='' on the source")
+
+    def _rotate(self, ev: Any) -> int:
+        """A ROTATE event (the library's or lean): the next file; 0 (no position to take from it)."""
+        self.file = ev.next_binlog
+        self.fileno = binlog_file_number(self.file)
+        self.pos = ev.position
+        self.decoders.clear()
+        if not self.in_txn:
+            self.offset = self.offset.event_done(self.file, self.pos)
+        return 0
+
+    def _heartbeat(self, ev: Any, end: int) -> int:
+        """A server heartbeat (the library's or lean): the position it reached between transactions; 0."""
+        if not self.in_txn and end and ev.ident == self.file and end > self.pos:
+            self.pos = end
+        self.flush(force=not self.pending)
+        return 0
+
     def _end_txn_at(self, end: int) -> None:
         self.pos = end
         self._end_txn()
@@ -376,7 +435,8 @@ class Session:
     def _txn(self) -> str:
         return self.txn_id or f"{self.offset.file}:{self.offset.pos}"
 
-    def _query(self, ev: QueryEvent, end: int, size: int) -> None:
+    def _query(self, ev: Any, end: int, size: int, sid: int) -> None:
+        """A QUERY event (the library's, or a lean BEGIN/COMMIT)."""
         q = ev.query
         head = q[:9].upper()
         if head.startswith("BEGIN") or head.startswith("XA START"):
@@ -410,7 +470,7 @@ class Session:
         if outcome is not None and (outcome.touches_tracked or (self.r.emit_untracked_ddl and outcome.tables)):
             if self._wanted(end, 0):
                 self._emit(Change(op=Op.DDL, table=outcome.schema, position=pos, commit_time=float(ev.timestamp),
-                                  txn=self._txn(), server_id=ev.packet.server_id, ddl=q, ddl_db=db or None,
+                                  txn=self._txn(), server_id=sid, ddl=q, ddl_db=db or None,
                                   ddl_tables=outcome.tables))
         if not self.explicit_begin:  # a DDL (or other statement) that is its own transaction
             self._end_txn_at(end)
@@ -451,32 +511,51 @@ class Session:
         self.decoders[ev.table_id] = dec
         self._seen_columns(cols, tracker.version, dec)
 
+    def _lean_table_map(self, lean: LeanStream, ev: TableMap, end: int) -> None:
+        """A lean table map of a tracked table: the decoder of the same body (same columns, same tracker
+        version), else the library's parse of it, handled as any (`_table_map`)."""
+        seen = self.by_body.get(ev.body)
+        if seen is not None and seen[0] == self.tracker.version:
+            self.decoders[ev.table_id] = seen[1]
+            return
+        full = lean.full(ev)
+        if full is None:  # the library dropped it (as the lean parse would have)
+            self.decoders.pop(ev.table_id, None)
+            return
+        self._table_map(full, end)
+        if len(self.by_body) >= 1024:
+            self.by_body.clear()
+        self.by_body[ev.body] = (self.tracker.version, self.decoders[ev.table_id])
+
     def _seen_columns(self, cols: list, version: int, dec: RowDecoder) -> None:
         if len(self.by_columns) >= 1024:
             self.by_columns.clear()
         self.by_columns[id(cols)] = (cols, version, dec)  # holding `cols` keeps its id from being reused
 
-    def _rows(self, ev: Any, dec: RowDecoder, end: int, op: Op) -> None:
-        if self.stop_key is not None and (self.fileno, end) > self.stop_key:
-            return
-        pkt = ev.packet  # BinLogPacketWrapper: the rows start where the event header parsing stopped
+    def _library_rows(self, ev: Any, dec: RowDecoder, end: int, op: Op) -> None:
+        """A rows event the library parsed: its rows start where its header parsing stopped."""
+        pkt = ev.packet  # BinLogPacketWrapper
         raw = pkt.packet
         if getattr(pkt, "_BinLogPacketWrapper__data_buffer", b""):
             raise SourceError(f"unexpected read-ahead in rows event at {self.file}:{end}")
-        data = raw._data
         start = raw._position
-        stop = start + (ev.event_size - pkt.read_bytes)
+        self._rows(raw._data, start, start + (ev.event_size - pkt.read_bytes), ev.columns_present_bitmap,
+                   getattr(ev, "columns_present_bitmap2", None), float(ev.timestamp), pkt.server_id, dec, end, op)
+
+    def _rows(self, data: bytes, start: int, stop: int, bitmap: bytes, bitmap2: bytes | None, ts: float, sid: int,
+              dec: RowDecoder, end: int, op: Op) -> None:
+        """The changes of a rows event whose row images lie in `data[start:stop]`."""
+        if self.stop_key is not None and (self.fileno, end) > self.stop_key:
+            return
         where = f"{dec.schema.full_name} at {self.file}:{end}"
-        dec.check_bitmap(ev.columns_present_bitmap, where)
+        dec.check_bitmap(bitmap, where)
         schema = dec.schema
         project = None
         if self.r.policy.active:  # schema_changes.policy ignore: rows in the shape the table's messages keep
             shaped = self.r.policy.plan(schema, self.restart_point())
             if shaped is not None:
                 schema, project = shaped
-        ts = float(ev.timestamp)
         txn = self._txn()
-        sid = pkt.server_id
         file = self.file
         skipping = self.skip_key is not None
         emit: Callable[[Change], None] = self._emit
@@ -485,7 +564,7 @@ class Session:
             if bf is not None:
                 emit = functools.partial(self._emit_admitted, bf)
         if op is Op.UPDATE:
-            dec.check_bitmap(ev.columns_present_bitmap2, where)
+            dec.check_bitmap(bitmap2 or b"", where)
         try:
             if op is Op.UPDATE:
                 pairs: Iterable[tuple[Row, Row]] = dec.row_pairs(data, start, stop, where)
