@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import yaml
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -39,6 +40,9 @@ from confluent_kafka.admin import AdminClient
 
 from obsync.app.embedded.mariadb import MariaDBServer
 from obsync.app.embedded.tansu import TansuBroker
+from obsync.connectors.mysql.binlog import current_log_position
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.core.positions import LogPosition
 
 ROOT = Path(__file__).resolve().parents[1]
 DDL = """CREATE TABLE bench.t (
@@ -253,10 +257,23 @@ class Result:
     incr_rate: float
     incr: Run
     fmt: str = "default"
+    idle: Run | None = None  # a run with nothing to sync: start-up and stop alone
+    txn: Run | None = None  # the run that streamed one --txn-rows transaction
+
+
+class Hooks(Protocol):
+    """What a caller runs right before each sync of `bench_one`, on the rows that sync will carry
+    (`bench.speed`: the stages alone)."""
+
+    def before_full(self, table: tuple[str, str]) -> None:
+        """The table holds the rows full sync is about to read."""
+
+    def before_incremental(self, table: tuple[str, str], start: LogPosition, stop: LogPosition) -> None:
+        """The log holds, between `start` and `stop`, the inserts incremental sync is about to read."""
 
 
 def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: int, processes: int, txn_rows: int,
-              run_no: int, fmt: str = "default") -> Result:
+              run_no: int, fmt: str = "default", hooks: Hooks | None = None) -> Result:
     """Full sync then incremental backlog of `rows` rows each, on a table and task of their own."""
     table = f"bench.t{run_no}"
     with conn.cursor() as cur:
@@ -274,12 +291,18 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
           flush=True)
 
     servers = {"source": db.pid, "broker": broker.pid}
+    if hooks is not None:
+        hooks.before_full(("bench", f"t{run_no}"))
     full = Run(task, servers, processes)
     n_full, lo, hi, ends = span(broker.bootstrap_servers, topic, {})
     full.measured(lo, hi)
     full_secs = hi - lo
     idle = Run(task, servers, processes)  # caught up already: start-up and stop alone
+    ep = Endpoint(db.host, db.port, "root", "")
+    start = current_log_position(ep)
     insert_rows(conn, rows + 1, rows, table=table)
+    if hooks is not None:
+        hooks.before_incremental(("bench", f"t{run_no}"), start, current_log_position(ep))
     incr = Run(task, servers, processes)
     n, lo, hi, ends = span(broker.bootstrap_servers, topic, ends)
     incr.measured(lo, hi)
@@ -289,7 +312,7 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
     print(f"incremental sync: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s "
           f"(command wall {incr.wall:.1f}s incl. start-up)\n    {incr.line(n, idle)}")
     print(f"start-up and stop alone (nothing to sync): {idle.wall:.1f}s wall, {idle.cpu:.2f}s CPU", flush=True)
-    result = Result(processes, n_full / full_secs, full, n / secs, incr, fmt)
+    result = Result(processes, n_full / full_secs, full, n / secs, incr, fmt, idle)
 
     if txn_rows:
         with conn.cursor() as cur:
@@ -302,11 +325,25 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
         secs = hi - lo
         print(f"one {txn_rows}-row transaction: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s\n    {r.line(n)}",
               flush=True)
+        result.txn = r
     return result
 
 
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def start_servers(base: Path, rows: int) -> tuple[MariaDBServer, TansuBroker, Any]:
+    """A MariaDB with an empty database `bench`, a tansu broker, and a connection (autocommit); prints what
+    the runs measure on."""
+    db = MariaDBServer(base / "mariadb")
+    broker = TansuBroker(base / "tansu")
+    conn = db.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE DATABASE bench")
+    print(f"{rows} rows per table, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker; "
+          f"{os.cpu_count()} cores; load {load()}", flush=True)
+    return db, broker, conn
 
 
 def main() -> None:
@@ -319,13 +356,7 @@ def main() -> None:
                     help="run the same data with each of these formats, in this order (e.g. default debezium avro)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="obsync-bench-"))
-    db = MariaDBServer(base / "mariadb")
-    broker = TansuBroker(base / "tansu")
-    conn = db.connect(autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute("CREATE DATABASE bench")
-    print(f"{args.rows} rows per table, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker; "
-          f"{os.cpu_count()} cores; load {load()}", flush=True)
+    db, broker, conn = start_servers(base, args.rows)
     runs = ([(n, args.formats[0]) for n in args.processes] if len(args.formats) == 1 else
             [(args.processes[0], f) for f in args.formats])
     results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i, f)
