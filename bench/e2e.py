@@ -17,7 +17,8 @@ included: it does not depend on what else the machine runs, unlike the rates) an
 command. Per task process (the child `obsync run` starts, which runs the dataflow) it prints its CPU seconds,
 its cores over that span, how long its threads were runnable but waiting for a core over that span (as
 cores: schedstat's run delay; high when other jobs take the cores) and its peak RSS (VmHWM).
-`python -m bench.stages` measures the stages (SELECT, binlog read + decode, encode, produce) alone.
+`python -m bench.stages` measures the stages (SELECT, binlog read + decode, encode, produce) alone;
+`python -m bench.speed` measures both on the same rows and servers and compares them (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -333,17 +336,27 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def start_servers(base: Path, rows: int) -> tuple[MariaDBServer, TansuBroker, Any]:
-    """A MariaDB with an empty database `bench`, a tansu broker, and a connection (autocommit); prints what
-    the runs measure on."""
+@contextmanager
+def servers(prefix: str) -> Iterator[tuple[Path, MariaDBServer, TansuBroker, Any]]:
+    """A work directory, a MariaDB with an empty database `bench`, a tansu broker and a connection
+    (autocommit); all removed on leaving."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     db = MariaDBServer(base / "mariadb")
     broker = TansuBroker(base / "tansu")
-    conn = db.connect(autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute("CREATE DATABASE bench")
-    print(f"{rows} rows per table, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker; "
-          f"{os.cpu_count()} cores; load {load()}", flush=True)
-    return db, broker, conn
+    try:
+        conn = db.connect(autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE bench")
+        yield base, db, broker, conn
+    finally:
+        broker.close()
+        db.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def header(rows: int) -> str:
+    return (f"{rows} rows per table, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker; "
+            f"{os.cpu_count()} cores; load {load()}")
 
 
 def main() -> None:
@@ -355,12 +368,12 @@ def main() -> None:
     ap.add_argument("--formats", nargs="+", default=["default"], metavar="FORMAT",
                     help="run the same data with each of these formats, in this order (e.g. default debezium avro)")
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="obsync-bench-"))
-    db, broker, conn = start_servers(base, args.rows)
     runs = ([(n, args.formats[0]) for n in args.processes] if len(args.formats) == 1 else
             [(args.processes[0], f) for f in args.formats])
-    results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i, f)
-               for i, (n, f) in enumerate(runs, 1)]
+    with servers("obsync-bench-") as (base, db, broker, conn):
+        print(header(args.rows), flush=True)
+        results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i, f)
+                   for i, (n, f) in enumerate(runs, 1)]
     if len(args.formats) > 1:
         print("\n| format | full sync rows/s | x default | incremental rows/s | x default |\n|---|---|---|---|---|")
         for r in results:
@@ -373,9 +386,6 @@ def main() -> None:
             print(f"| {r.processes} | {r.full_rate:,.0f} | {r.full.cores()} | {r.full.peaks()} | {r.incr_rate:,.0f} | "
                   f"{r.incr.cores()} | {r.incr.peaks()} |")
     print(f"load at the end: {load()}")
-    broker.close()
-    db.close()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -29,14 +29,12 @@ task process; and each stage's rate and CPU per row. The load average is printed
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.e2e import Result, bench_one, load, start_servers
+from bench.e2e import Result, bench_one, header, load, servers
 from bench.stages import Encoding, Rate, produce, read_log, read_snapshot
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.core.positions import LogPosition
@@ -178,25 +176,21 @@ def main() -> None:
     ap.add_argument("--txn-rows", type=int, default=0,
                     help="also stream one transaction of this many rows in each run of the first round")
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="obsync-speed-"))
     start_load = load()
-    db, broker, conn = start_servers(base, args.rows)
-    try:
+    with servers("obsync-speed-") as (base, db, broker, conn):
+        print(header(args.rows), flush=True)
         ep = Endpoint(db.host, db.port, "root", "")
         figures = []
         for run_no, (r, fmt, n) in enumerate(rounds(args.processes, args.formats, args.repeat), 1):
             hooks = StageHooks(ep, broker.bootstrap_servers, fmt, base)
-            result = bench_one(base, db, broker, conn, args.rows, n, args.txn_rows if r == 0 else 0, run_no, fmt, hooks)
+            result = bench_one(base, db, broker, conn, args.rows, n, args.txn_rows if r == 0 else 0, run_no, fmt,
+                               hooks)
             f = Figures.of(result, hooks.rates, args.rows)
             figures.append(f)
             print(f"ratios: full sync / select {f.ratio('full sync', 'select'):.2f}x, incremental / binlog "
                   f"{f.ratio('incremental', 'binlog'):.2f}x", flush=True)
-        print("\n" + summary(figures, args.txn_rows))
-        print(f"\nload average (1, 5, 15 min): {start_load} at the start, {load()} at the end")
-    finally:
-        broker.close()
-        db.close()
-        shutil.rmtree(base, ignore_errors=True)
+    print("\n" + summary(figures, args.txn_rows))
+    print(f"\nload average (1, 5, 15 min): {start_load} at the start, {load()} at the end")
 
 
 if __name__ == "__main__":

@@ -21,14 +21,14 @@ decodes in a thread of its own) and `produce` (librdkafka's threads); the callin
 `encode`). CPU per row does not depend on what else the machine runs; wall rates do. The best (least CPU) of
 `--repeat` passes of `encode` and `produce` is printed. The sums of the CPU per row bound what one process can do:
 full sync needs select + encode + produce, incremental binlog + encode/log + produce.
+`python -m bench.speed` measures select, binlog, encode and produce right before each end-to-end sync, on the
+rows it carries, and compares them.
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,9 +37,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.e2e import DDL, insert_rows
-from obsync.app.embedded.mariadb import MariaDBServer
-from obsync.app.embedded.tansu import TansuBroker
+from bench.e2e import DDL, insert_rows, servers
 from obsync.connectors.kafka.records import OutItem, OutRecord
 from obsync.connectors.kafka.sink import KafkaSink
 from obsync.connectors.mysql.binlog import BinlogReader, current_log_position
@@ -176,14 +174,9 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="obsync-stages-"))
-    db = MariaDBServer(base / "mariadb")
-    broker = TansuBroker(base / "tansu")
     table = ("bench", "t")
-    try:
-        conn = db.connect(autocommit=True)
+    with servers("obsync-stages-") as (base, db, broker, conn):
         with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE bench")
             cur.execute(DDL)
         ep = Endpoint(db.host, db.port, "root", "")
         start = current_log_position(ep)
@@ -238,10 +231,6 @@ def main() -> None:
         passes = iter(range(1, 1000))
         print(best(args.repeat, lambda: produce(broker.bootstrap_servers, enc.layout, routed,
                                                 f"{TOPIC}_{next(passes)}", args.partitions, n_snap)).line("produce"))
-    finally:
-        broker.close()
-        db.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
