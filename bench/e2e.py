@@ -301,6 +301,8 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
     full.measured(lo, hi)
     full_secs = hi - lo
     idle = Run(task, servers, processes)  # caught up already: start-up and stop alone
+    print(f"full sync:        {n_full} rows in {full_secs:.2f}s = {n_full / full_secs:,.0f} rows/s "
+          f"(command wall {full.wall:.1f}s incl. start-up)\n    {full.line(n_full, idle)}", flush=True)
     ep = Endpoint(db.host, db.port, "root", "")
     start = current_log_position(ep)
     insert_rows(conn, rows + 1, rows, table=table)
@@ -310,8 +312,6 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
     n, lo, hi, ends = span(broker.bootstrap_servers, topic, ends)
     incr.measured(lo, hi)
     secs = hi - lo
-    print(f"full sync:        {n_full} rows in {full_secs:.2f}s = {n_full / full_secs:,.0f} rows/s "
-          f"(command wall {full.wall:.1f}s incl. start-up)\n    {full.line(n_full, idle)}")
     print(f"incremental sync: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s "
           f"(command wall {incr.wall:.1f}s incl. start-up)\n    {incr.line(n, idle)}")
     print(f"start-up and stop alone (nothing to sync): {idle.wall:.1f}s wall, {idle.cpu:.2f}s CPU", flush=True)

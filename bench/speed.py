@@ -63,16 +63,16 @@ class StageHooks:
         snap.clear()
         self.rates["produce"] = produce(self.bootstrap, enc.layout, routed, f"Stage_{'_'.join(table)}", PARTITIONS,
                                         self.rates["select"].rows)
-        self._print("select", "encode", "produce")
+        self._print("the stages alone, on the rows full sync is about to read:", "select", "encode", "produce")
 
     def before_incremental(self, table: tuple[str, str], start: LogPosition, stop: LogPosition) -> None:
         batches, self.rates["binlog"] = read_log(self.ep, table, start, stop, self.work / f"history-{table[1]}")
         enc = Encoding(self.fmt, table, f"Topic_{'_'.join(table)}", PARTITIONS)
         self.rates["encode/log"] = enc.encode(batches)[1]
-        self._print("binlog", "encode/log")
+        self._print("the stages alone, on the inserts incremental sync is about to read:", "binlog", "encode/log")
 
-    def _print(self, *names: str) -> None:
-        print("stages alone, on the same rows:", flush=True)
+    def _print(self, title: str, *names: str) -> None:
+        print(title, flush=True)
         for name in names:
             print(self.rates[name].line(name), flush=True)
 
