@@ -117,7 +117,8 @@ class Encoding:
 
     def __init__(self, fmt: str, table: tuple[str, str], topic: str, partitions: int) -> None:
         encoder = encoder_for(fmt, EncoderContext("bench", "MYSQL"))
-        self.layout = TopicLayout({table: topic}, {topic: partitions})
+        # with the format's own topics (avro's schema topic), of one partition as a task makes them
+        self.layout = TopicLayout({table: topic}, {topic: partitions, **dict.fromkeys(encoder.extra_topics(), 1)})
         self.shaper = Shaper(Selection([ObjectConfig(match=".".join(table))]))
         # messages checked against the topic's size limit, as in a task (`large_messages`)
         self.router = Router(encoder, self.layout, "hash", large=LargeMessages("fail", encoder, lambda _: 1_048_588))
