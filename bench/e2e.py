@@ -341,16 +341,19 @@ def servers(prefix: str) -> Iterator[tuple[Path, MariaDBServer, TansuBroker, Any
     """A work directory, a MariaDB with an empty database `bench`, a tansu broker and a connection
     (autocommit); all removed on leaving."""
     base = Path(tempfile.mkdtemp(prefix=prefix))
-    db = MariaDBServer(base / "mariadb")
-    broker = TansuBroker(base / "tansu")
+    db = broker = None
     try:
+        db = MariaDBServer(base / "mariadb")
+        broker = TansuBroker(base / "tansu")
         conn = db.connect(autocommit=True)
         with conn.cursor() as cur:
             cur.execute("CREATE DATABASE bench")
         yield base, db, broker, conn
     finally:
-        broker.close()
-        db.close()
+        if broker is not None:
+            broker.close()
+        if db is not None:
+            db.close()
         shutil.rmtree(base, ignore_errors=True)
 
 
