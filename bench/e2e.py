@@ -17,7 +17,8 @@ included: it does not depend on what else the machine runs, unlike the rates) an
 command. Per task process (the child `obsync run` starts, which runs the dataflow) it prints its CPU seconds,
 its cores over that span, how long its threads were runnable but waiting for a core over that span (as
 cores: schedstat's run delay; high when other jobs take the cores) and its peak RSS (VmHWM).
-`python -m bench.stages` measures the stages (SELECT, binlog read + decode, encode, produce) alone.
+`python -m bench.stages` measures the stages (SELECT, binlog read + decode, encode, produce) alone;
+`python -m bench.speed` measures both on the same rows and servers and compares them (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import yaml
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -39,6 +43,9 @@ from confluent_kafka.admin import AdminClient
 
 from obsync.app.embedded.mariadb import MariaDBServer
 from obsync.app.embedded.tansu import TansuBroker
+from obsync.connectors.mysql.binlog import current_log_position
+from obsync.connectors.mysql.connection import Endpoint
+from obsync.core.positions import LogPosition
 
 ROOT = Path(__file__).resolve().parents[1]
 DDL = """CREATE TABLE bench.t (
@@ -253,10 +260,23 @@ class Result:
     incr_rate: float
     incr: Run
     fmt: str = "default"
+    idle: Run | None = None  # a run with nothing to sync: start-up and stop alone
+    txn: Run | None = None  # the run that streamed one --txn-rows transaction
+
+
+class Hooks(Protocol):
+    """What a caller runs right before each sync of `bench_one`, on the rows that sync will carry
+    (`bench.speed`: the stages alone)."""
+
+    def before_full(self, table: tuple[str, str]) -> None:
+        """The table holds the rows full sync is about to read."""
+
+    def before_incremental(self, table: tuple[str, str], start: LogPosition, stop: LogPosition) -> None:
+        """The log holds, between `start` and `stop`, the inserts incremental sync is about to read."""
 
 
 def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: int, processes: int, txn_rows: int,
-              run_no: int, fmt: str = "default") -> Result:
+              run_no: int, fmt: str = "default", hooks: Hooks | None = None) -> Result:
     """Full sync then incremental backlog of `rows` rows each, on a table and task of their own."""
     table = f"bench.t{run_no}"
     with conn.cursor() as cur:
@@ -274,22 +294,28 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
           flush=True)
 
     servers = {"source": db.pid, "broker": broker.pid}
+    if hooks is not None:
+        hooks.before_full(("bench", f"t{run_no}"))
     full = Run(task, servers, processes)
     n_full, lo, hi, ends = span(broker.bootstrap_servers, topic, {})
     full.measured(lo, hi)
     full_secs = hi - lo
     idle = Run(task, servers, processes)  # caught up already: start-up and stop alone
+    print(f"full sync:        {n_full} rows in {full_secs:.2f}s = {n_full / full_secs:,.0f} rows/s "
+          f"(command wall {full.wall:.1f}s incl. start-up)\n    {full.line(n_full, idle)}", flush=True)
+    ep = Endpoint(db.host, db.port, "root", "")
+    start = current_log_position(ep)
     insert_rows(conn, rows + 1, rows, table=table)
+    if hooks is not None:
+        hooks.before_incremental(("bench", f"t{run_no}"), start, current_log_position(ep))
     incr = Run(task, servers, processes)
     n, lo, hi, ends = span(broker.bootstrap_servers, topic, ends)
     incr.measured(lo, hi)
     secs = hi - lo
-    print(f"full sync:        {n_full} rows in {full_secs:.2f}s = {n_full / full_secs:,.0f} rows/s "
-          f"(command wall {full.wall:.1f}s incl. start-up)\n    {full.line(n_full, idle)}")
     print(f"incremental sync: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s "
           f"(command wall {incr.wall:.1f}s incl. start-up)\n    {incr.line(n, idle)}")
     print(f"start-up and stop alone (nothing to sync): {idle.wall:.1f}s wall, {idle.cpu:.2f}s CPU", flush=True)
-    result = Result(processes, n_full / full_secs, full, n / secs, incr, fmt)
+    result = Result(processes, n_full / full_secs, full, n / secs, incr, fmt, idle)
 
     if txn_rows:
         with conn.cursor() as cur:
@@ -302,11 +328,38 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
         secs = hi - lo
         print(f"one {txn_rows}-row transaction: {n} rows in {secs:.2f}s = {n / secs:,.0f} rows/s\n    {r.line(n)}",
               flush=True)
+        result.txn = r
     return result
 
 
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@contextmanager
+def servers(prefix: str) -> Iterator[tuple[Path, MariaDBServer, TansuBroker, Any]]:
+    """A work directory, a MariaDB with an empty database `bench`, a tansu broker and a connection
+    (autocommit); all removed on leaving."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    db = broker = None
+    try:
+        db = MariaDBServer(base / "mariadb")
+        broker = TansuBroker(base / "tansu")
+        conn = db.connect(autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE bench")
+        yield base, db, broker, conn
+    finally:
+        if broker is not None:
+            broker.close()
+        if db is not None:
+            db.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def header(rows: int) -> str:
+    return (f"{rows} rows per table, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker; "
+            f"{os.cpu_count()} cores; load {load()}")
 
 
 def main() -> None:
@@ -318,18 +371,12 @@ def main() -> None:
     ap.add_argument("--formats", nargs="+", default=["default"], metavar="FORMAT",
                     help="run the same data with each of these formats, in this order (e.g. default debezium avro)")
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="obsync-bench-"))
-    db = MariaDBServer(base / "mariadb")
-    broker = TansuBroker(base / "tansu")
-    conn = db.connect(autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute("CREATE DATABASE bench")
-    print(f"{args.rows} rows per table, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker; "
-          f"{os.cpu_count()} cores; load {load()}", flush=True)
     runs = ([(n, args.formats[0]) for n in args.processes] if len(args.formats) == 1 else
             [(args.processes[0], f) for f in args.formats])
-    results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i, f)
-               for i, (n, f) in enumerate(runs, 1)]
+    with servers("obsync-bench-") as (base, db, broker, conn):
+        print(header(args.rows), flush=True)
+        results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i, f)
+                   for i, (n, f) in enumerate(runs, 1)]
     if len(args.formats) > 1:
         print("\n| format | full sync rows/s | x default | incremental rows/s | x default |\n|---|---|---|---|---|")
         for r in results:
@@ -342,9 +389,6 @@ def main() -> None:
             print(f"| {r.processes} | {r.full_rate:,.0f} | {r.full.cores()} | {r.full.peaks()} | {r.incr_rate:,.0f} | "
                   f"{r.incr.cores()} | {r.incr.peaks()} |")
     print(f"load at the end: {load()}")
-    broker.close()
-    db.close()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,24 +21,23 @@ decodes in a thread of its own) and `produce` (librdkafka's threads); the callin
 `encode`). CPU per row does not depend on what else the machine runs; wall rates do. The best (least CPU) of
 `--repeat` passes of `encode` and `produce` is printed. The sums of the CPU per row bound what one process can do:
 full sync needs select + encode + produce, incremental binlog + encode/log + produce.
+`python -m bench.speed` measures select, binlog, encode and produce right before each end-to-end sync, on the
+rows it carries, and compares them.
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.e2e import DDL, insert_rows
-from obsync.app.embedded.mariadb import MariaDBServer
-from obsync.app.embedded.tansu import TansuBroker
+from bench.e2e import DDL, insert_rows, servers
 from obsync.connectors.kafka.records import OutItem, OutRecord
 from obsync.connectors.kafka.sink import KafkaSink
 from obsync.connectors.mysql.binlog import BinlogReader, current_log_position
@@ -57,16 +56,34 @@ from obsync.task.config import ObjectConfig
 from obsync.task.selection import Selection
 
 TOPIC = "Topic_bench_t"
+Routed = list[tuple[str, list[OutItem]]]  # one batch routed: (lane, records) pairs
 
 
-def line(label: str, rows: int, wall: float, cpu: float) -> None:
-    print(f"  {label:9} {rows / wall:>10,.0f} rows/s  {cpu / max(rows, 1) * 1e6:6.2f} us CPU/row  "
-          f"({rows} rows in {wall:.2f} s)", flush=True)
+@dataclass(frozen=True)
+class Rate:
+    """One pass of a stage: the rows it handled, its wall seconds and its CPU seconds."""
+
+    rows: int
+    wall: float
+    cpu: float
+
+    @property
+    def per_second(self) -> float:
+        return self.rows / max(self.wall, 1e-9)
+
+    @property
+    def us_per_row(self) -> float:
+        return self.cpu / max(self.rows, 1) * 1e6
+
+    def line(self, label: str) -> str:
+        return (f"  {label:10} {self.per_second:>10,.0f} rows/s  {self.us_per_row:6.2f} us CPU/row  "
+                f"({self.rows} rows in {self.wall:.2f} s)")
 
 
-def read_snapshot(ep: Endpoint, batch_size: int) -> tuple[list[list[Item]], float, float]:
+def read_snapshot(ep: Endpoint, table: tuple[str, str], batch_size: int = 2000) -> tuple[list[list[Item]], Rate]:
+    """`select`: every row of `table` read by the snapshot reader (the calling thread's CPU)."""
     conn = connect(ep)
-    plan = plan_snapshot(conn, detect_dialect(conn), [load_table_schema(conn, "bench", "t")], 50_000)
+    plan = plan_snapshot(conn, detect_dialect(conn), [load_table_schema(conn, *table)], 50_000)
     conn.close()
     batches: list[list[Item]] = []
     t0, c0 = time.perf_counter(), time.thread_time()
@@ -75,11 +92,14 @@ def read_snapshot(ep: Endpoint, batch_size: int) -> tuple[list[list[Item]], floa
         while (batch := reader.next_batch()) is not None:
             batches.append(list(batch))
         reader.close()
-    return batches, time.perf_counter() - t0, time.thread_time() - c0
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+    return batches, Rate(sum(len(b) for b in batches), wall, cpu)
 
 
-def read_log(ep: Endpoint, start: Any, stop: Any, hist: Path) -> tuple[list[list[Item]], float, float]:
-    reader = BinlogReader(ep, server_id=4243, tables=[("bench", "t")], history_dir=str(hist), start=start,
+def read_log(ep: Endpoint, table: tuple[str, str], start: Any, stop: Any, hist: Path) -> tuple[list[list[Item]], Rate]:
+    """`binlog`: the changes of `table` between two log positions, read and decoded by the log reader (the
+    process's CPU: the reader decodes in a thread of its own)."""
+    reader = BinlogReader(ep, server_id=4243, tables=[table], history_dir=str(hist), start=start,
                           stop_at=stop, batch_size=500)
     batches: list[list[Item]] = []
     t0, c0 = time.perf_counter(), time.process_time()
@@ -89,12 +109,63 @@ def read_log(ep: Endpoint, start: Any, stop: Any, hist: Path) -> tuple[list[list
             batches.append(list(b))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     reader.close()
-    return batches, wall, cpu
+    return batches, Rate(sum(len(b) for b in batches), wall, cpu)
 
 
-def best(repeat: int, fn: Callable[[], tuple[int, float, float]]) -> tuple[int, float, float]:
-    runs = [fn() for _ in range(repeat)]
-    return min(runs, key=lambda r: r[2])
+class Encoding:
+    """The dataflow's middle steps for one table, format and topic: shape, encode, route."""
+
+    def __init__(self, fmt: str, table: tuple[str, str], topic: str, partitions: int) -> None:
+        encoder = encoder_for(fmt, EncoderContext("bench", "MYSQL"))
+        # with the format's own topics (avro's schema topic), of one partition as a task makes them
+        self.layout = TopicLayout({table: topic}, {topic: partitions, **dict.fromkeys(encoder.extra_topics(), 1)})
+        self.shaper = Shaper(Selection([ObjectConfig(match=".".join(table))]))
+        # messages checked against the topic's size limit, as in a task (`large_messages`)
+        self.router = Router(encoder, self.layout, "hash", large=LargeMessages("fail", encoder, lambda _: 1_048_588))
+
+    def encode(self, batches: list[list[Item]]) -> tuple[list[Routed], Rate]:
+        """`encode`: each batch shaped and routed (the calling thread's CPU)."""
+        out = []
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for b in batches:
+            out.append(self.router.route(self.shaper.shape(b)))
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        return out, Rate(sum(len(b) for b in batches), wall, cpu)
+
+
+def produce(bootstrap: str, layout: TopicLayout, routed: list[Routed], topic: str, partitions: int,
+            rows: int) -> Rate:
+    """`produce`: the routed records written to a new topic by the Kafka sink, flushed (the process's CPU:
+    librdkafka's threads)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept until the topic is made (else destroyed)
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result()
+    layout.partitions[topic] = partitions
+    batches: list[Routed] = []
+    for batch in routed:
+        lanes: dict[str, list[OutItem]] = {}
+        for _, records in batch:
+            for r in records:
+                if isinstance(r, OutRecord):
+                    lanes.setdefault(layout.lane(topic, r.partition), []).append(r._replace(topic=topic))
+        batches.append(list(lanes.items()))
+    sink = KafkaSink({"bootstrap.servers": bootstrap}, layout.parts(), f"bench-{time.time()}",
+                     frozenset(), lambda lane: None, listener=Progress(interval=1e9))
+    parts = {name: sink.build_part("kafka", name, None) for name in layout.parts()}
+    # open the partitions first: reading a partition's tail on first sight is not the per-row cost
+    for p in range(partitions):
+        parts[layout.lane(topic, p)].open(topic, p)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for batch in batches:
+        for name, records in batch:
+            parts[name].write_batch([records])
+    for part in parts.values():
+        part.snapshot()  # flushes: every message acknowledged
+    return Rate(rows, time.perf_counter() - t0, time.process_time() - c0)
+
+
+def best(repeat: int, fn: Callable[[], Rate]) -> Rate:
+    """The pass of `repeat` that used the least CPU (the least disturbed one on a shared machine)."""
+    return min((fn() for _ in range(repeat)), key=lambda r: r.cpu)
 
 
 def main() -> None:
@@ -104,13 +175,9 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="obsync-stages-"))
-    db = MariaDBServer(base / "mariadb")
-    broker = TansuBroker(base / "tansu")
-    try:
-        conn = db.connect(autocommit=True)
+    table = ("bench", "t")
+    with servers("obsync-stages-") as (base, db, broker, conn):
         with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE bench")
             cur.execute(DDL)
         ep = Endpoint(db.host, db.port, "root", "")
         start = current_log_position(ep)
@@ -119,46 +186,34 @@ def main() -> None:
         print(f"table bench.t: {args.rows} rows, 10 columns; MariaDB binlog_row_metadata=MINIMAL; tansu broker; "
               f"format {args.format}, {args.partitions} partitions", flush=True)
 
-        snap, wall, cpu = read_snapshot(ep, 2000)
-        n_snap = sum(len(b) for b in snap)
-        line("select", n_snap, wall, cpu)
-        log_batches, wall, cpu = read_log(ep, start, stop, base / "history")
-        n_log = sum(len(b) for b in log_batches)
-        line("binlog", n_log, wall, cpu)
+        snap, rate = read_snapshot(ep, table)
+        n_snap = rate.rows
+        print(rate.line("select"), flush=True)
+        log_batches, rate = read_log(ep, table, start, stop, base / "history")
+        n_log = rate.rows
+        print(rate.line("binlog"), flush=True)
 
-        encoder = encoder_for(args.format, EncoderContext("bench", "MYSQL"))
-        layout = TopicLayout({("bench", "t"): TOPIC}, {TOPIC: args.partitions})
-        shaper = Shaper(Selection([ObjectConfig(match="bench.t")]))
-        # messages checked against the topic's size limit, as in a task (`large_messages`)
-        router = Router(encoder, layout, "hash", large=LargeMessages("fail", encoder, lambda topic: 1_048_588))
+        enc = Encoding(args.format, table, TOPIC, args.partitions)
+        shaper, router = enc.shaper, enc.router
+        routed: list[Routed] = []
 
-        def encode(batches: list[list[Item]]) -> tuple[list[list[tuple[str, list[OutItem]]]], float, float]:
-            out = []
-            t0, c0 = time.perf_counter(), time.thread_time()
-            for b in batches:
-                out.append(router.route(shaper.shape(b)))
-            return out, time.perf_counter() - t0, time.thread_time() - c0
-
-        routed: list[list[tuple[str, list[OutItem]]]] = []
-
-        def enc_snap() -> tuple[int, float, float]:
+        def enc_snap() -> Rate:
             nonlocal routed
-            routed, w, c = encode(snap)
-            return n_snap, w, c
+            routed, r = enc.encode(snap)
+            return r
 
-        line("encode", *best(args.repeat, enc_snap))
+        print(best(args.repeat, enc_snap).line("encode"), flush=True)
         snap.clear()  # the routed records are kept for `produce`; the changes are not needed any more
-        n, w, c = best(args.repeat, lambda: (n_log, *encode(log_batches)[1:]))
-        line("encode/log", n, w, c)
+        print(best(args.repeat, lambda: enc.encode(log_batches)[1]).line("encode/log"), flush=True)
 
-        def timed(fn: Callable[[], Any]) -> tuple[int, float, float]:
+        def timed(fn: Callable[[], Any]) -> Rate:
             t0, c0 = time.perf_counter(), time.thread_time()
             fn()
-            return n_log, time.perf_counter() - t0, time.thread_time() - c0
+            return Rate(n_log, time.perf_counter() - t0, time.thread_time() - c0)
 
         lanes: list[Any] = []
-        line("lanes/log", *best(args.repeat, lambda: timed(
-            lambda: lanes.__setitem__(slice(None), [w for b in log_batches for _, w in router.pick(shaper.shape(b))]))))
+        print(best(args.repeat, lambda: timed(lambda: lanes.__setitem__(
+            slice(None), [w for b in log_batches for _, w in router.pick(shaper.shape(b))]))).line("lanes/log"))
         blobs: list[bytes] = []
 
         def crossing() -> None:  # Bytewax pickles an item crossing processes twice (timely: size, then bytes)
@@ -166,47 +221,17 @@ def main() -> None:
             blobs[:] = [pickle.dumps(w) for w in fresh]
             for w in fresh:
                 pickle.dumps(w)
-        line("pickle", *best(args.repeat, lambda: timed(crossing)))
-        line("expand/log", *best(args.repeat, lambda: timed(lambda: [router.expand(pickle.loads(b)) for b in blobs])))
+        print(best(args.repeat, lambda: timed(crossing)).line("pickle"))
+        print(best(args.repeat, lambda: timed(lambda: [router.expand(pickle.loads(b)) for b in blobs]))
+              .line("expand/log"), flush=True)
         log_batches.clear()
         lanes.clear()
         blobs.clear()
 
+        # a topic of its own for each pass (so that a pass finds nothing written before it)
         passes = iter(range(1, 1000))
-
-        def produce() -> tuple[int, float, float]:
-            # a topic of its own for each pass (so that a pass finds nothing written before it)
-            topic = f"{TOPIC}_{next(passes)}"
-            admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result()
-            layout.partitions[topic] = args.partitions
-            batches: list[list[tuple[str, list[OutItem]]]] = []
-            for batch in routed:
-                lanes: dict[str, list[OutItem]] = {}
-                for _, records in batch:
-                    for r in records:
-                        if isinstance(r, OutRecord):
-                            lanes.setdefault(layout.lane(topic, r.partition), []).append(r._replace(topic=topic))
-                batches.append(list(lanes.items()))
-            sink = KafkaSink({"bootstrap.servers": broker.bootstrap_servers}, layout.parts(), f"bench-{time.time()}",
-                             frozenset(), lambda lane: None, listener=Progress(interval=1e9))
-            parts = {name: sink.build_part("kafka", name, None) for name in layout.parts()}
-            # open the partitions first: reading a partition's tail on first sight is not the per-row cost
-            for p in range(args.partitions):
-                parts[layout.lane(topic, p)].open(topic, p)
-            t0, c0 = time.perf_counter(), time.process_time()
-            for batch in batches:
-                for name, records in batch:
-                    parts[name].write_batch([records])
-            for p in parts.values():
-                p.snapshot()  # flushes: every message acknowledged
-            return n_snap, time.perf_counter() - t0, time.process_time() - c0
-
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
-        line("produce", *best(args.repeat, produce))
-    finally:
-        broker.close()
-        db.close()
-        shutil.rmtree(base, ignore_errors=True)
+        print(best(args.repeat, lambda: produce(broker.bootstrap_servers, enc.layout, routed,
+                                                f"{TOPIC}_{next(passes)}", args.partitions, n_snap)).line("produce"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""`bench.speed`'s pure parts: the order of its runs and the table of medians and ratios it ends with."""
+
+from __future__ import annotations
+
+from bench.speed import Figures, rounds, summary
+from bench.stages import Rate
+
+
+def _figures(processes: int, full: float, incr: float, select_s: float, rss: tuple[int, ...],
+             txn_rss: tuple[int, ...] = ()) -> Figures:
+    stages = {"select": Rate(100_000, select_s, 0.5), "binlog": Rate(100_000, 2.0, 1.5),
+              "encode": Rate(100_000, 1.0, 0.8), "encode/log": Rate(100_000, 1.25, 1.0),
+              "produce": Rate(100_000, 0.8, 0.6)}
+    cores = {"obsync": 1.0, "source": 0.05, "broker": 0.04}
+    return Figures("default", processes, {"full sync": full, "incremental": incr},
+                   {"full sync": 20.0, "incremental": 30.0}, {"full sync": cores, "incremental": cores},
+                   stages, rss, txn_rss)
+
+
+def test_rounds_reverse_the_process_counts_every_other_round() -> None:
+    assert rounds([1, 2], ["default", "avro"], 2) == [
+        (0, "default", 1), (0, "default", 2), (0, "avro", 1), (0, "avro", 2),
+        (1, "default", 2), (1, "default", 1), (1, "avro", 2), (1, "avro", 1)]
+
+
+def test_summary_gives_medians_and_each_runs_ratio_against_the_targets() -> None:
+    runs = [_figures(1, 30_000, 50_000, 2.0, (120,), (150,)), _figures(1, 45_000, 40_000, 1.0, (140,)),
+            _figures(1, 40_000, 60_000, 1.0, (130,)), _figures(2, 60_000, 45_000, 1.0, (100, 90), (110, 95))]
+    lines = summary(runs, 1_000_000).splitlines()
+    assert lines[0] == "end to end against the stage bounding it (median of 3 runs):"
+    # full / select per run: 0.6, 0.45, 0.4 -> 0.45 (not the ratio of the medians, 40k / 100k)
+    assert lines[4] == ("| default | 1 | full sync | 40.0k | select | 100.0k | 0.45x | 0.75x not met | 20.0 us | "
+                        "1.00 / 0.05 / 0.04 | 140 |")
+    assert lines[5] == ("| default | 1 | incremental | 50.0k | binlog | 50.0k | 1.00x | 1.00x met | 30.0 us | "
+                        "1.00 / 0.05 / 0.04 | 140 |")
+    assert lines[6] == ("| default | 2 | full sync | 60.0k | select | 100.0k | 0.60x | 0.75x not met | 20.0 us | "
+                        "1.00 / 0.05 / 0.04 | 100 / 90 |")
+    assert lines[13] == ("| default | 100.0k (5.0 us) | 50.0k (15.0 us) | 100.0k (8.0 us) | 80.0k (10.0 us) | "
+                         "125.0k (6.0 us) |")
+    assert lines[15:] == [
+        "peak RSS of a task process, largest: 140 MB (issue 15: < 300 MB: met)",
+        "one 1,000,000-row transaction, peak RSS MB per task process: default, 1 process: 150; default, "
+        "2 processes: 110 / 95 (issue 15: < 300 MB: met)"]
