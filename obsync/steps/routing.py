@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal, NamedTuple
 
-from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
+from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, RecordBatch, lane_names, lane_of
 from obsync.core.changes import Change, Item, Op, StreamDone
 from obsync.core.positions import LogPosition
 from obsync.formats.base import Encoder
@@ -264,7 +264,7 @@ class Router:
         for item in batch:
             if isinstance(item, StreamDone):
                 for p in self.all_parts:
-                    out.setdefault(p, []).append(item)
+                    out.setdefault(p, RecordBatch()).append(item)
                 continue
             if item.op is Op.DDL:
                 seq = self._route_ddl(item, out) if self.send_ddl else 0
@@ -291,7 +291,7 @@ class Router:
                 name = lane(topic, partition)
                 bucket = out.get(name)
                 if bucket is None:
-                    bucket = out[name] = []
+                    bucket = out[name] = RecordBatch()
                 for index, rec in enumerate(records):
                     if rec.topic == topic:
                         if large is not None and len(rec.key or b"") + len(rec.value or b"") > room and \
@@ -383,7 +383,7 @@ class Router:
         """The records the `large_messages` policy puts in the place of `rec`, numbered from `seq`: the next seq."""
         for e in large.handle(change, topic, partition, rec, index, seq):
             p = partition if e.partition is None else e.partition
-            out.setdefault(self.layout.lane(e.topic, p), []).append(OutRecord(
+            out.setdefault(self.layout.lane(e.topic, p), RecordBatch()).append(OutRecord(
                 e.topic, p, e.key, e.value, change.position, seq, change.commit_time, e.headers))
             seq += 1
         return seq
@@ -483,7 +483,7 @@ class Router:
             for rec in self.encoder.encode(change, topic):
                 if rec.topic == topic:
                     for p in targets:
-                        out.setdefault(self.layout.lane(topic, p), []).append(
+                        out.setdefault(self.layout.lane(topic, p), RecordBatch()).append(
                             OutRecord(topic, p, rec.key, rec.value, change.position, seq, change.commit_time))
                         seq += 1
                 elif not own_sent:  # the format's own topic (schema changes) gets the statement once
@@ -504,7 +504,7 @@ class Router:
         lane = self.layout.lane(h.topic, 0)
         synced = (lambda db, name: (db, name) in named) if change.ddl_tables else (lambda db, name: True)
         for key, value in history_records(change, h.server, synced):
-            out.setdefault(lane, []).append(
+            out.setdefault(lane, RecordBatch()).append(
                 OutRecord(h.topic, 0, key, value, change.position, seq, change.commit_time))
             seq += 1
 
@@ -519,7 +519,7 @@ class Router:
                 if rec.topic != topic:
                     continue  # a format's own topics (schema changes) get no heartbeats
                 for p in targets:
-                    out.setdefault(layout.lane(topic, p), []).append(
+                    out.setdefault(layout.lane(topic, p), RecordBatch()).append(
                         OutRecord(topic, p, rec.key, rec.value, change.position, seq, change.commit_time))
                     seq += 1
 
@@ -527,5 +527,5 @@ class Router:
         """A record for a topic of the format's own (see `Encoder.extra_topics`): partitioned by its key."""
         n = self.layout.partitions[rec.topic]
         p = hash_partition(rec.key, n) if rec.key is not None else 0
-        out.setdefault(self.layout.lane(rec.topic, p), []).append(
+        out.setdefault(self.layout.lane(rec.topic, p), RecordBatch()).append(
             OutRecord(rec.topic, p, rec.key, rec.value, change.position, seq, change.commit_time))
