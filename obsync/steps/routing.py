@@ -31,7 +31,7 @@ from obsync.steps.partitioning import KeyBytes, hash_partition, partition_key, r
 from obsync.task.live import Live
 
 Partitioning = Literal["hash", "table", "one"]
-_UPDATE = Op.UPDATE
+_UPDATE, _DDL, _HEARTBEAT = Op.UPDATE, Op.DDL, Op.HEARTBEAT
 _new_tuple = tuple.__new__
 
 
@@ -260,38 +260,47 @@ class Router:
         layout, encode, lane, large = self.layout, self.encoder.encode, self.layout.lane, self.large
         hash_record_key = self.partitioning == "hash" and self.key_is_record_key
         last_table: object = None
-        topic, room = "", 0
+        topic, room, partitions = "", 0, 0
+        # the lane's list of each partition of `topic` (None until a record goes there), for the run of changes
+        # of one table: a row costs a list index rather than `lane` and a dictionary look-up
+        buckets: list[RecordBatch | None] = []
         for item in batch:
-            if isinstance(item, StreamDone):
+            if item.__class__ is StreamDone:
                 for p in self.all_parts:
                     out.setdefault(p, RecordBatch()).append(item)
                 continue
-            if item.op is Op.DDL:
-                seq = self._route_ddl(item, out) if self.send_ddl else 0
-                if self.history is not None and isinstance(item.position, LogPosition):
-                    self._route_history(item, out, seq)
+            op = item.op  # type: ignore[union-attr]  # not a StreamDone: a Change
+            if op is _DDL:
+                seq = self._route_ddl(item, out) if self.send_ddl else 0  # type: ignore[arg-type]  # a Change
+                if self.history is not None and isinstance(item.position, LogPosition):  # type: ignore[union-attr]
+                    self._route_history(item, out, seq)  # type: ignore[arg-type]  # a Change
                 continue
-            if item.op is Op.HEARTBEAT:
-                self._route_heartbeat(item, out)
+            if op is _HEARTBEAT:
+                self._route_heartbeat(item, out)  # type: ignore[arg-type]  # a Change
                 continue
             seq = 0
-            for change in split_key_change(item, self.whole_row) if item.op is _UPDATE else (item,):
+            for change in split_key_change(item, self.whole_row) if op is _UPDATE else (item,):  # type: ignore[arg-type]
                 table = change.table
                 if table is not last_table:  # the topic, once per run of changes of one table
                     topic = layout.topic(table.db, table.name)  # type: ignore[union-attr]  # a row change always carries its table
                     last_table = table
                     room = large.room(topic) if large is not None else 0
+                    partitions = layout.partitions[topic]
+                    buckets = [None] * partitions
                 records = encode(change, topic)
                 if hash_record_key:
                     key = records[0].key if records else None
-                    partition = hash_partition(key if key is not None else row_image_key(change),
-                                               layout.partitions[topic])
+                    partition = hash_partition(key if key is not None else row_image_key(change), partitions)
                 else:
                     partition = self._partition(change, topic, records[0].key if records else None)
-                name = lane(topic, partition)
-                bucket = out.get(name)
+                bucket = buckets[partition] if partition < partitions else None
                 if bucket is None:
-                    bucket = out[name] = RecordBatch()
+                    name = lane(topic, partition)
+                    bucket = out.get(name)
+                    if bucket is None:
+                        bucket = out[name] = RecordBatch()
+                    if partition < partitions:
+                        buckets[partition] = bucket
                 for index, rec in enumerate(records):
                     if rec.topic == topic:
                         if large is not None and len(rec.key or b"") + len(rec.value or b"") > room and \
