@@ -263,23 +263,23 @@ class Router:
         topic, room, partitions = "", 0, 0
         # the lane's list of each partition of `topic` (None until a record goes there), for the run of changes
         # of one table: a row costs a list index rather than `lane` and a dictionary look-up
-        buckets: list[RecordBatch | None] = []
+        buckets: list[list[OutItem] | None] = []
         for item in batch:
-            if item.__class__ is StreamDone:
+            if isinstance(item, StreamDone):
                 for p in self.all_parts:
                     out.setdefault(p, RecordBatch()).append(item)
                 continue
-            op = item.op  # type: ignore[union-attr]  # not a StreamDone: a Change
+            op = item.op
             if op is _DDL:
-                seq = self._route_ddl(item, out) if self.send_ddl else 0  # type: ignore[arg-type]  # a Change
-                if self.history is not None and isinstance(item.position, LogPosition):  # type: ignore[union-attr]
-                    self._route_history(item, out, seq)  # type: ignore[arg-type]  # a Change
+                seq = self._route_ddl(item, out) if self.send_ddl else 0
+                if self.history is not None and isinstance(item.position, LogPosition):
+                    self._route_history(item, out, seq)
                 continue
             if op is _HEARTBEAT:
-                self._route_heartbeat(item, out)  # type: ignore[arg-type]  # a Change
+                self._route_heartbeat(item, out)
                 continue
             seq = 0
-            for change in split_key_change(item, self.whole_row) if op is _UPDATE else (item,):  # type: ignore[arg-type]
+            for change in split_key_change(item, self.whole_row) if op is _UPDATE else (item,):
                 table = change.table
                 if table is not last_table:  # the topic, once per run of changes of one table
                     topic = layout.topic(table.db, table.name)  # type: ignore[union-attr]  # a row change always carries its table
