@@ -24,10 +24,10 @@ delivered (from the start after it), process 0 reads the log and the other proce
 (`BinlogSource` and `KafkaSink` list their parts accordingly): the process that reads and decodes the log neither
 encodes its changes nor produces. While a full sync is to be done, every process writes lanes (full sync spreads
 reading, encoding and producing). Every item crossing between workers is a batch (a lane's list of changes or of
-records, never one row; changes cross processes as plain tuples, `LaneWork`). A lane's batches of the log come from
-the one reading worker through one exchange, so they arrive in log order and every key stays in order. Formats or
-policies whose row records may go to another lane's partitions (`Router.spreads`) encode the log where it is read,
-and lanes are then on every process.
+records, never one row; both cross processes as plain tuples: `LaneWork`, `RecordBatch`). A lane's batches of the
+log come from the one reading worker through one exchange, so they arrive in log order and every key stays in
+order. Formats or policies whose row records may go to another lane's partitions (`Router.spreads`) encode the log
+where it is read, and lanes are then on every process.
 """
 
 from __future__ import annotations

@@ -62,9 +62,10 @@ def _librdkafka_partitioner() -> Callable[..., int] | None:
         for path in [*paths, *([system] if system else [])]:
             fn = ctypes.PyDLL(path).rd_kafka_msg_partitioner_murmur2  # keeps the GIL (docstring)
             fn.restype = ctypes.c_int32
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, ctypes.c_void_p,
-                           ctypes.c_void_p]
-            if all(fn(None, k, len(k), n, None, None) == python_partition_for(k, n)
+            # no `argtypes`: ctypes would convert each argument by a `from_param` call, about half the cost of
+            # a key. Passed as they are, None is a NULL pointer, bytes a char*, an int a C int (the partition
+            # count is an int32_t); the length is given as the size_t it is (`partition_for`).
+            if all(fn(None, k, ctypes.c_size_t(len(k)), n, None, None) == python_partition_for(k, n)
                    for k in (b"", b"21", b"foobar", b"a-little-bit-long-string", b"[42]") for n in (1, 3, 7)):
                 return fn
     except (ImportError, OSError, AttributeError):
@@ -75,8 +76,10 @@ def _librdkafka_partitioner() -> Callable[..., int] | None:
 _rd_murmur2 = _librdkafka_partitioner()
 
 if _rd_murmur2 is not None:
+    _size_t = ctypes.c_size_t
+
     def partition_for(key: bytes, partitions: int) -> int:
         """The partition Kafka's default partitioner would choose for `key` (computed by librdkafka)."""
-        return _rd_murmur2(None, key, len(key), partitions, None, None)  # type: ignore[misc]  # set above
+        return _rd_murmur2(None, key, _size_t(len(key)), partitions, None, None)  # type: ignore[misc]  # set above
 else:  # pragma: no cover - without librdkafka's library file
     partition_for = python_partition_for

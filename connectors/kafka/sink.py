@@ -10,8 +10,9 @@ partition new to it) to the end, learning the writes made after the last snapsho
 last written position of its stream is then dropped, so the records Bytewax replays after a crash are not
 written twice. Delivery errors are raised, never dropped.
 
-A lane's items are lists of records, or work its `expand` turns into them on the lane's worker (the log's row
-changes, encoded there rather than where the log is read: `obsync.steps.routing.Router.expand`).
+A lane's items are lists of records (`records.RecordBatch`: they cross processes packed), or work its `expand`
+turns into them on the lane's worker (the log's row changes, encoded there rather than where the log is read:
+`obsync.steps.routing.Router.expand`).
 
 Acknowledged but not kept: an acknowledgement without an offset (the idempotent producer's retry answered as a
 duplicate of a write the broker already holds; seen after tansu restarted) is taken on trust by librdkafka.
@@ -406,7 +407,7 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
         last_rec = None
         expand = self.expand
         for items in values:
-            if type(items) is not list:
+            if not isinstance(items, list):  # a list, or a `RecordBatch` (a list crossing processes packed)
                 assert expand is not None, f"{self.name}: received {type(items).__name__} without an expand"
                 items = expand(items)
             for it in items:

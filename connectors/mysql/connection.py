@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pymysql
+import pymysql.connections
 import pymysql.cursors
 
 from obsync.connectors.mysql.failures import (
@@ -97,6 +98,24 @@ def interrupt_sessions() -> int:
     return n
 
 
+class _Session(pymysql.connections.Connection):
+    """pymysql's session, whose default TLS context (no TLS settings: pymysql's "preferred" TLS, without
+    verification) is made once per process: pymysql makes one for every session, about 20 ms of CPU each (it
+    loads the system's CA certificates), paid by every session a run opens. A context is shared by sessions in
+    any thread (`ssl.SSLContext`); pymysql changes a default one no further once made."""
+
+    def _create_ssl_ctx(self, sslp: Any) -> Any:
+        global _default_tls
+        if type(sslp) is not dict or sslp:
+            return super()._create_ssl_ctx(sslp)  # type: ignore[misc]  # pymysql's own, untyped
+        if _default_tls is None:
+            _default_tls = super()._create_ssl_ctx(sslp)  # type: ignore[misc]
+        return _default_tls
+
+
+_default_tls: Any = None
+
+
 def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
             utc_session: bool = True) -> pymysql.Connection:
     """A session in UTC (so TIMESTAMP values do not shift) that returns raw-enough Python values.
@@ -105,7 +124,7 @@ def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
     leaves the session as it is (for endpoints that answer few statements, such as a binlog service).
     """
     try:
-        conn = pymysql.connect(
+        conn = _Session(
             **{**ep.pymysql_kwargs(), "read_timeout": ep.connect_timeout},  # the greeting: connect_timeout
             charset="utf8mb4",
             autocommit=autocommit,

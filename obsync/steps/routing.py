@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal, NamedTuple
 
-from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, lane_names, lane_of
+from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, RecordBatch, lane_names, lane_of
 from obsync.core.changes import Change, Item, Op, StreamDone
 from obsync.core.positions import LogPosition
 from obsync.formats.base import Encoder
@@ -31,7 +31,7 @@ from obsync.steps.partitioning import KeyBytes, hash_partition, partition_key, r
 from obsync.task.live import Live
 
 Partitioning = Literal["hash", "table", "one"]
-_UPDATE = Op.UPDATE
+_UPDATE, _DDL, _HEARTBEAT = Op.UPDATE, Op.DDL, Op.HEARTBEAT
 _new_tuple = tuple.__new__
 
 
@@ -260,38 +260,47 @@ class Router:
         layout, encode, lane, large = self.layout, self.encoder.encode, self.layout.lane, self.large
         hash_record_key = self.partitioning == "hash" and self.key_is_record_key
         last_table: object = None
-        topic, room = "", 0
+        topic, room, partitions = "", 0, 0
+        # the lane's list of each partition of `topic` (None until a record goes there), for the run of changes
+        # of one table: a row costs a list index rather than `lane` and a dictionary look-up
+        buckets: list[list[OutItem] | None] = []
         for item in batch:
             if isinstance(item, StreamDone):
                 for p in self.all_parts:
-                    out.setdefault(p, []).append(item)
+                    out.setdefault(p, RecordBatch()).append(item)
                 continue
-            if item.op is Op.DDL:
+            op = item.op
+            if op is _DDL:
                 seq = self._route_ddl(item, out) if self.send_ddl else 0
                 if self.history is not None and isinstance(item.position, LogPosition):
                     self._route_history(item, out, seq)
                 continue
-            if item.op is Op.HEARTBEAT:
+            if op is _HEARTBEAT:
                 self._route_heartbeat(item, out)
                 continue
             seq = 0
-            for change in split_key_change(item, self.whole_row) if item.op is _UPDATE else (item,):
+            for change in split_key_change(item, self.whole_row) if op is _UPDATE else (item,):
                 table = change.table
                 if table is not last_table:  # the topic, once per run of changes of one table
                     topic = layout.topic(table.db, table.name)  # type: ignore[union-attr]  # a row change always carries its table
                     last_table = table
                     room = large.room(topic) if large is not None else 0
+                    partitions = layout.partitions[topic]
+                    buckets = [None] * partitions
                 records = encode(change, topic)
                 if hash_record_key:
                     key = records[0].key if records else None
-                    partition = hash_partition(key if key is not None else row_image_key(change),
-                                               layout.partitions[topic])
+                    partition = hash_partition(key if key is not None else row_image_key(change), partitions)
                 else:
                     partition = self._partition(change, topic, records[0].key if records else None)
-                name = lane(topic, partition)
-                bucket = out.get(name)
+                bucket = buckets[partition] if partition < partitions else None
                 if bucket is None:
-                    bucket = out[name] = []
+                    name = lane(topic, partition)
+                    bucket = out.get(name)
+                    if bucket is None:
+                        bucket = out[name] = RecordBatch()
+                    if partition < partitions:
+                        buckets[partition] = bucket
                 for index, rec in enumerate(records):
                     if rec.topic == topic:
                         if large is not None and len(rec.key or b"") + len(rec.value or b"") > room and \
@@ -383,7 +392,7 @@ class Router:
         """The records the `large_messages` policy puts in the place of `rec`, numbered from `seq`: the next seq."""
         for e in large.handle(change, topic, partition, rec, index, seq):
             p = partition if e.partition is None else e.partition
-            out.setdefault(self.layout.lane(e.topic, p), []).append(OutRecord(
+            out.setdefault(self.layout.lane(e.topic, p), RecordBatch()).append(OutRecord(
                 e.topic, p, e.key, e.value, change.position, seq, change.commit_time, e.headers))
             seq += 1
         return seq
@@ -483,7 +492,7 @@ class Router:
             for rec in self.encoder.encode(change, topic):
                 if rec.topic == topic:
                     for p in targets:
-                        out.setdefault(self.layout.lane(topic, p), []).append(
+                        out.setdefault(self.layout.lane(topic, p), RecordBatch()).append(
                             OutRecord(topic, p, rec.key, rec.value, change.position, seq, change.commit_time))
                         seq += 1
                 elif not own_sent:  # the format's own topic (schema changes) gets the statement once
@@ -504,7 +513,7 @@ class Router:
         lane = self.layout.lane(h.topic, 0)
         synced = (lambda db, name: (db, name) in named) if change.ddl_tables else (lambda db, name: True)
         for key, value in history_records(change, h.server, synced):
-            out.setdefault(lane, []).append(
+            out.setdefault(lane, RecordBatch()).append(
                 OutRecord(h.topic, 0, key, value, change.position, seq, change.commit_time))
             seq += 1
 
@@ -519,7 +528,7 @@ class Router:
                 if rec.topic != topic:
                     continue  # a format's own topics (schema changes) get no heartbeats
                 for p in targets:
-                    out.setdefault(layout.lane(topic, p), []).append(
+                    out.setdefault(layout.lane(topic, p), RecordBatch()).append(
                         OutRecord(topic, p, rec.key, rec.value, change.position, seq, change.commit_time))
                     seq += 1
 
@@ -527,5 +536,5 @@ class Router:
         """A record for a topic of the format's own (see `Encoder.extra_topics`): partitioned by its key."""
         n = self.layout.partitions[rec.topic]
         p = hash_partition(rec.key, n) if rec.key is not None else 0
-        out.setdefault(self.layout.lane(rec.topic, p), []).append(
+        out.setdefault(self.layout.lane(rec.topic, p), RecordBatch()).append(
             OutRecord(rec.topic, p, rec.key, rec.value, change.position, seq, change.commit_time))

@@ -463,3 +463,30 @@ def test_a_lanes_batch_crosses_processes_as_plain_tuples_with_each_table_once():
     assert b"Change" not in blob and blob.count(b"varchar(9)") == 1  # no Change objects; the schema once
     back = pickle.loads(blob)
     assert back == work and [e.change for e in back.items] == batch
+
+
+def test_routed_records_cross_processes_as_plain_tuples_and_arrive_as_the_same_records():
+    import pickle
+
+    from obsync.connectors.kafka.records import RecordBatch
+
+    r = real_router()
+    snap = [Change(Op.READ, ITEMS, SnapshotPosition("shop.items/0001", (i,)), after={"id": i}) for i in range(40)]
+    log = [Change(Op.INSERT, ITEMS, LogPosition("b.000007", 100 + i, i % 3), after={"id": i}, commit_time=1.5,
+                  txn="0-1-9", server_id=3) for i in range(40)]
+    for batch in (snap, log, [*snap, StreamDone("snapshot:shop.items/0001")]):
+        for lane, records in r.route(batch):
+            assert type(records) is RecordBatch
+            blob = pickle.dumps((lane, records))
+            assert pickle.dumps((lane, records)) == blob  # Bytewax pickles twice: packed once
+            assert b"OutRecord" not in blob and b"Position" not in blob  # plain tuples; the chunk's name once
+            assert blob.count(b"shop.items/0001") <= 1 + sum(isinstance(it, StreamDone) for it in records)
+            back_lane, back = pickle.loads(blob)
+            assert back_lane == lane and type(back) is list and back == records
+            assert [type(it) for it in back] == [type(it) for it in records]
+            assert [type(rec.position) for rec in back if isinstance(rec, OutRecord)] == [
+                type(rec.position) for rec in records if isinstance(rec, OutRecord)]
+    # records of other shapes (headers, positions of other kinds) cross as they are
+    odd = RecordBatch([OutRecord("t", 0, None, b"v", SnapshotPosition("c", ("a", 2)), 3, 1.5, (("h", b"x"),)),
+                       StreamDone("s")])
+    assert pickle.loads(pickle.dumps(odd)) == list(odd)
