@@ -372,7 +372,8 @@ def mixed_log_batch() -> list:
 
 
 def comparable(routed) -> dict[str, list]:
-    """Each lane's records in order, values without processing-time fields (they differ between two encodings)."""
+    """Each lane's records in order, values without processing-time fields (they differ between two encodings:
+    canal's `ts`, dataworks' `systemTime`, shareplex's `posttime`, whose second may tick between the two)."""
     def value(v):
         if v is None or v[:1] != b"{":
             return v
@@ -383,7 +384,8 @@ def comparable(routed) -> dict[str, list]:
 
 def untimed(doc):
     if isinstance(doc, dict):
-        return {k: untimed(v) for k, v in doc.items() if not k.startswith("ts") and k != "systemTime"}
+        return {k: untimed(v) for k, v in doc.items()
+                if not k.startswith("ts") and k not in ("systemTime", "posttime")}
     return [untimed(v) for v in doc] if isinstance(doc, list) else doc
 
 
