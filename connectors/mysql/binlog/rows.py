@@ -226,10 +226,30 @@ def _cache(cache: dict[int, Any], key: int, value: Any) -> Any:
     return value
 
 
+_BE_CODES = {1: ("B",), 2: ("H",), 3: ("B", "H"), 4: ("I",), 5: ("B", "I"), 6: ("H", "I")}
+
+
+def _be_fields(widths: list[int], ns: dict[str, Any], name: str) -> tuple[str, list[str], int]:
+    """Big-endian unsigned fields of the given byte widths read by one struct unpack: (the unpacking line, an
+    expression of each field's value, the bytes read). The first struct item is the first field's top byte(s)."""
+    codes = ""
+    items: list[str] = []  # the struct's items
+    exprs: list[str] = []  # each field's value from them
+    for w in widths:
+        parts = _BE_CODES[w]
+        names = [f"t{len(items) + k}" for k in range(len(parts))]
+        codes += "".join(parts)
+        items += names
+        low_bits = 8 * struct.calcsize(">" + parts[-1])
+        exprs.append(names[0] if len(names) == 1 else f"({names[0]} << {low_bits} | {names[1]})")
+    ns[name] = struct.Struct(">" + codes).unpack_from
+    return f"{''.join(x + ', ' for x in items)}= {name}(b, o)", exprs, struct.calcsize(">" + codes)
+
+
 def _decimal_lines(i: int, precision: int, scale: int, ns: dict[str, Any]) -> list[str]:
-    """DECIMAL(precision, scale): its digit groups composed into the scaled integer n by shifts and
-    multiplications of the packed bytes read as one big-endian integer, then n * 10**-scale, exact
-    (`values.decode_decimal` is the reference). A negative zero keeps its sign and scale, as in the reference."""
+    """DECIMAL(precision, scale): its digit groups read by one struct unpack and composed into the scaled
+    integer n, then n * 10**-scale, exact (`values.decode_decimal` is the reference; Decimal of a formatted
+    string costs five times as much). A negative zero keeps its sign and scale, as in the reference."""
     size = V.decimal_size(precision, scale)
     intg = precision - scale
     groups: list[tuple[int, int]] = []  # (bytes, digits) from the most significant end
@@ -238,40 +258,34 @@ def _decimal_lines(i: int, precision: int, scale: int, ns: dict[str, Any]) -> li
     groups += [(4, 9)] * (intg // 9 + scale // 9)
     if scale % 9:
         groups.append((V._DIG2BYTES[scale % 9], scale % 9))
-    terms = []
-    bits, after = size * 8, precision
-    for k, (nbytes, digits) in enumerate(groups):
-        bits -= nbytes * 8
+    unpack, values, nbytes = _be_fields([w for w, _ in groups], ns, f"S{i}")
+    assert nbytes == size
+    pos_terms, neg_terms = [], []
+    after = precision
+    for k, ((w, digits), value) in enumerate(zip(groups, values, strict=True)):
         after -= digits
-        mask = (1 << nbytes * 8) - 1
-        if k == 0:
-            mask >>= 1  # the sign bit (a digit group's value never reaches it)
-        term = f"(x >> {bits} & {mask})" if bits else f"(x & {mask})"
-        terms.append(term + (f" * {10 ** after}" if after else ""))
-    expr = " + ".join(terms)
+        full = (1 << w * 8) - 1
+        scale_by = f" * {10 ** after}" if after else ""
+        if k == 0:  # the sign bit is the first group's top bit (a group's value never reaches it)
+            pos_terms.append(f"({value} & {full >> 1}){scale_by}")
+            neg_terms.append(f"(({value} ^ {full}) & {full >> 1}){scale_by}")
+        else:
+            pos_terms.append(f"{value}{scale_by}")
+            neg_terms.append(f"({value} ^ {full}){scale_by}")
+    top_bits = 8 * struct.calcsize(">" + _BE_CODES[groups[0][0]][0])
     ns["_D"], ns["_scaleb"] = V.Decimal, _DECIMAL_CONTEXT.scaleb
     ns[f"NZ{i}"] = V.Decimal("-0" + ("." + "0" * scale if scale else ""))
     if scale:
-        pos, neg = f"_scaleb({expr}, {-scale})", f"_scaleb(-n, {-scale})"
+        pos, neg = f"_scaleb({' + '.join(pos_terms)}, {-scale})", f"_scaleb(-n, {-scale})"
     else:
-        pos, neg = f"_D({expr})", "_D(-n)"
-    return [f"x = _int_from(b[o:o + {size}], 'big')",
+        pos, neg = f"_D({' + '.join(pos_terms)})", "_D(-n)"
+    return [unpack,
             f"o += {size}",
-            f"if x >> {size * 8 - 1}:",
+            f"if t0 >> {top_bits - 1}:",
             f"    v{i} = {pos}",
             "else:",
-            f"    x ^= {(1 << size * 8) - 1}",
-            f"    n = {expr}",
+            f"    n = {' + '.join(neg_terms)}",
             f"    v{i} = {neg} if n else NZ{i}"]
-
-
-def _frac_line(at: int, fsp: int) -> str:
-    """The line reading the fractional seconds (`fsp` digits) at `o + at` into `us`, in microseconds."""
-    n = (fsp + 1) // 2
-    if n == 0:
-        return "us = 0"
-    value = f"b[o + {at}]" if n == 1 else f"_int_from(b[o + {at}:o + {at + n}], 'big')"
-    return f"us = {value} * {10 ** (6 - 2 * n)}"
 
 
 def _datetime2_miss(raw: int, us: int, cache: dict[int, Any], fsp: int) -> Any:
@@ -310,7 +324,10 @@ def _temporal_lines(i: int, fsp: int, ns: dict[str, Any], size: int, miss: Calla
     share them): without fractional digits the value itself, else its fields, the datetime built from them and
     the microseconds (datetime.replace costs four times as much)."""
     ns[f"C{i}"], ns[f"M{i}"], ns["_mk"], ns["_UTC"] = {}, miss, _datetime, V.UTC
-    head = [f"x = _int_from(b[o:o + {size}], 'big')", _frac_line(size, fsp), f"o += {size + (fsp + 1) // 2}"]
+    n = (fsp + 1) // 2
+    unpack, values, nbytes = _be_fields([size, n] if n else [size], ns, f"S{i}")
+    us = "0" if n == 0 else values[1] if n == 3 else f"{values[1]} * {10 ** (6 - 2 * n)}"
+    head = [unpack, f"x = {values[0]}", f"us = {us}", f"o += {nbytes}"]
     if fsp == 0:
         return [*head, f"v{i} = C{i}.get(x)", f"if v{i} is None:", f"    v{i} = M{i}(x, 0, C{i}, 0)"]
     return [*head, f"t = C{i}.get(x)", f"v{i} = M{i}(x, us, C{i}, {fsp}) if t is None else _mk(*t, us{tz})"]
@@ -330,9 +347,10 @@ def _timestamp2_lines(i: int, fsp: int, ns: dict[str, Any]) -> list[str]:
 
 def _date_lines(i: int, ns: dict[str, Any]) -> list[str]:
     """DATE (3 bytes, little-endian): the value from a per-column cache (`values.decode_date` is the rule)."""
-    ns[f"C{i}"] = {}
+    ns[f"C{i}"], ns[f"S{i}"] = {}, struct.Struct("<HB").unpack_from
     ns["_date"], ns["_cache"] = V.decode_date, _cache
-    return ["x = b[o] | b[o + 1] << 8 | b[o + 2] << 16",
+    return [f"t0, t1 = S{i}(b, o)",
+            "x = t0 | t1 << 16",
             "o += 3",
             f"v{i} = C{i}.get(x)",
             f"if v{i} is None:",
