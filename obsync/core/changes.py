@@ -6,9 +6,10 @@ expensive, so every step works on batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from obsync.core.positions import Position
 from obsync.core.schema import TableSchema
@@ -50,6 +51,36 @@ class Change:
         row = self.after if self.after is not None else self.before
         assert row is not None
         return tuple(row[c] for c in self.table.key_columns)
+
+
+class _ChangeBuilder:
+    """Builds a row `Change` of the binary log at a quarter of the cost of the frozen dataclass's `__init__`
+    (the binlog reader makes one per row): the same slots filled by plain stores, then the object's class set
+    to `Change`. The result is a `Change` in every respect (type, equality, pickling, `dataclasses.replace`); a
+    field added to `Change` and not here fails the class assignment (different slots), never silently."""
+
+    __slots__ = ("op", "table", "position", "before", "after", "commit_time", "txn", "server_id", "ddl", "ddl_db",
+                 "ddl_tables")
+
+    def __init__(self, op: Op, table: TableSchema, position: Position, before: Row | None, after: Row | None,
+                 commit_time: float, txn: str, server_id: int) -> None:
+        self.op = op
+        self.table = table
+        self.position = position
+        self.before = before
+        self.after = after
+        self.commit_time = commit_time
+        self.txn = txn
+        self.server_id = server_id
+        self.ddl = None
+        self.ddl_db = None
+        self.ddl_tables = ()
+        self.__class__ = Change  # type: ignore[assignment]  # the same slots: now a Change
+
+
+# `Change(op, table, position, before, after, commit_time, txn, server_id)`, faster (a binlog row's change)
+new_row_change = cast(
+    "Callable[[Op, TableSchema, Position, Row | None, Row | None, float, str, int], Change]", _ChangeBuilder)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 LOG_STREAM = "log"
 
@@ -53,6 +54,25 @@ class LogPosition:
 
     def to_json(self) -> list[Any]:
         return ["log", self.file, self.pos, self.row]
+
+
+class _LogPositionBuilder:
+    """Builds a `LogPosition` at under half the cost of the frozen dataclass's `__init__` (the binlog reader makes
+    one per row): the same slots filled by plain stores, then the object's class set to `LogPosition`. The
+    result is a `LogPosition` in every respect (type, equality, hash, pickling, `dataclasses.replace`); a field
+    added to `LogPosition` and not here fails the class assignment (different slots), never silently."""
+
+    __slots__ = ("file", "pos", "row")
+
+    def __init__(self, file: str, pos: int, row: int) -> None:
+        self.file = file
+        self.pos = pos
+        self.row = row
+        self.__class__ = LogPosition  # type: ignore[assignment]  # the same slots: now a LogPosition
+
+
+# `LogPosition(file, pos, row)`, faster (for the binlog reader's per-row positions)
+new_log_position = cast("Callable[[str, int, int], LogPosition]", _LogPositionBuilder)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,16 @@ from types import SimpleNamespace
 import pytest
 from pymysqlreplication.constants import FIELD_TYPE as FT
 
+from obsync.connectors.mysql.binlog import rows as rows_module
 from obsync.connectors.mysql.binlog import values as V
-from obsync.connectors.mysql.binlog.rows import RowDecoder, _decimal_reader, mismatch_reason
+from obsync.connectors.mysql.binlog.rows import (
+    RowDecoder,
+    _datetime2_reader,
+    _decimal_reader,
+    _timestamp2_reader,
+    column_reader,
+    mismatch_reason,
+)
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.schema import Column, TableSchema
 
@@ -227,3 +235,149 @@ def test_table_map_mismatches_are_named() -> None:
     assert "binlog type 8" in mismatch_reason(schema, [_tm(FT.LONGLONG), varchar], None)  # type: ignore[operator]  # a mismatch: the reason is set
     assert "named 'w'" in mismatch_reason(schema, [_tm(FT.LONG), varchar], ["id", "w"])  # type: ignore[operator]  # a mismatch: the reason is set
     assert mismatch_reason(None, [], None) == "the table does not exist in the tracked schema"
+
+
+# ---- the inline decoders of the generated row function against the reference functions in `values` -------------
+
+def _same(a: object, b: object) -> bool:
+    """Equal, of the same type, and for Decimals the same digits, exponent and sign (-0.00 is not 0.00 nor -0)."""
+    if isinstance(a, Decimal) and isinstance(b, Decimal):
+        return a.as_tuple() == b.as_tuple()
+    if isinstance(a, dt.datetime) and isinstance(b, dt.datetime):
+        return a == b and a.tzinfo is b.tzinfo
+    return type(a) is type(b) and a == b
+
+
+def test_the_decimal_reader_keeps_digits_scale_and_sign_for_every_precision_and_scale() -> None:
+    rnd = random.Random(11)
+    for precision in range(1, 66):
+        for scale in range(0, min(precision, 30) + 1):
+            read = _decimal_reader(precision, scale)
+            intg = precision - scale
+            nines = ("9" * intg or "0") + ("." + "9" * scale if scale else "")
+            zero = "0" + ("." + "0" * scale if scale else "")
+            texts = [zero, "-" + zero, nines, "-" + nines]
+            if scale:
+                texts += ["0." + "0" * (scale - 1) + "1", "-0." + "0" * (scale - 1) + "1"]
+            if intg:
+                texts += ["1" + ("." + "0" * scale if scale else ""), "-1" + ("." + "0" * scale if scale else "")]
+            for _ in range(6):
+                ip = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(0, intg))) or "0"
+                fp = "".join(rnd.choice("0123456789") for _ in range(scale))
+                texts.append(rnd.choice(("", "-")) + ip + ("." + fp if scale else ""))
+            for text in texts:
+                raw = b"\x07" + encode_decimal(Decimal(text), precision, scale) + b"\x07"
+                ref, end = V.decode_decimal(raw, 1, precision, scale)
+                assert ref.as_tuple() == Decimal(text).as_tuple(), (precision, scale, text)
+                value, end2 = read(raw, 1)
+                assert _same(value, ref) and end2 == end, (precision, scale, text, value, ref)
+
+
+def test_negative_zero_decimals_keep_their_sign_as_the_reference_does() -> None:
+    for precision, scale in ((1, 0), (5, 2), (12, 2), (65, 30), (30, 30)):
+        raw = encode_decimal(Decimal("-0"), precision, scale)
+        ref = V.decode_decimal(raw, 0, precision, scale)[0]
+        assert ref.is_signed() and ref.as_tuple().exponent == -scale
+        assert _same(_decimal_reader(precision, scale)(raw, 0)[0], ref)
+
+
+def _fsp_micro(rnd: random.Random, fsp: int) -> int:
+    return rnd.randint(0, 999999) // 10 ** (6 - fsp) * 10 ** (6 - fsp) if fsp else 0
+
+
+def test_the_datetime2_reader_agrees_with_the_reference_including_zero_partial_and_repeated_seconds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rows_module, "_CACHE_SIZE", 16)  # clearing the cache on the way
+    rnd = random.Random(5)
+    for fsp in range(7):
+        read = _datetime2_reader(fsp)
+        seconds = [(rnd.randint(1000, 9999), rnd.randint(1, 12), rnd.randint(1, 28), rnd.randint(0, 23),
+                    rnd.randint(0, 59), rnd.randint(0, 59)) for _ in range(40)]
+        seconds += [(0, 0, 0, 0, 0, 0), (2024, 0, 10, 1, 2, 3), (2024, 2, 0, 0, 0, 0), (2024, 2, 30, 0, 0, 0),
+                    (1, 1, 1, 0, 0, 0), (9999, 12, 31, 23, 59, 59)]
+        for _ in range(3000):
+            y, mo, d, h, mi, s = rnd.choice(seconds)  # repeated seconds: cache hits, with and without fractions
+            us = rnd.choice((0, _fsp_micro(rnd, fsp)))
+            raw = b"\x01" + datetime2_bytes(y, mo, d, h, mi, s, us, fsp) + b"\x02"
+            ref, end = V.decode_datetime2(raw, 1, fsp)
+            value, end2 = read(raw, 1)
+            assert _same(value, ref) and end2 == end, (fsp, y, mo, d, h, mi, s, us, value, ref)
+
+
+def test_the_timestamp2_reader_agrees_with_the_reference_including_zero_and_repeated_seconds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rows_module, "_CACHE_SIZE", 16)
+    rnd = random.Random(6)
+    for fsp in range(7):
+        read = _timestamp2_reader(fsp)
+        seconds = [rnd.randint(1, 2**32 - 1) for _ in range(40)] + [0, 1, 2**31 - 1, 2**32 - 1]
+        for _ in range(3000):
+            sec = rnd.choice(seconds)
+            us = rnd.choice((0, _fsp_micro(rnd, fsp)))
+            n = (fsp + 1) // 2
+            frac = (us // 10 ** (6 - 2 * n)).to_bytes(n, "big") if n else b""
+            raw = b"\x01" + sec.to_bytes(4, "big") + frac + b"\x02"
+            ref, end = V.decode_timestamp2(raw, 1, fsp)
+            value, end2 = read(raw, 1)
+            assert _same(value, ref) and end2 == end, (fsp, sec, us, value, ref)
+
+
+def test_the_date_reader_agrees_with_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rows_module, "_CACHE_SIZE", 16)
+    rnd = random.Random(8)
+    read = column_reader(_tm(FT.DATE), Column("d", "date", "date"), "test")
+    raws = [rnd.randint(0, 2**24 - 1) for _ in range(200)] + [0, (2024 << 9) | (2 << 5) | 29, (2020 << 9) | 15]
+    for _ in range(3000):
+        r = rnd.choice(raws)
+        assert _same(read(b"\x00" + r.to_bytes(3, "little"), 1), (V.decode_date(r), 4)), r
+
+
+def test_a_generated_row_reads_every_inline_type_nullable_or_not_as_the_references_do() -> None:
+    """Runs of NOT NULL numbers (one struct), nullable columns between them, and the inline DECIMAL, DATE,
+    DATETIME2 and TIMESTAMP2 code, over random rows."""
+    cols = (
+        Column("a", "bigint", "bigint", nullable=False), Column("b", "int", "int unsigned", unsigned=True),
+        Column("c", "tinyint", "tinyint", nullable=False), Column("f", "float", "float", nullable=False),
+        Column("g", "double", "double"), Column("m", "decimal", "decimal(65,30)", precision=65, scale=30),
+        Column("n", "decimal", "decimal(12,2)", precision=12, scale=2, nullable=False),
+        Column("d", "date", "date"), Column("dt", "datetime", "datetime(3)", fsp=3, nullable=False),
+        Column("ts", "timestamp", "timestamp(6)", fsp=6), Column("s", "smallint", "smallint", nullable=False),
+        Column("m24", "mediumint", "mediumint", nullable=False),
+    )
+    tm = [_tm(FT.LONGLONG), _tm(FT.LONG), _tm(FT.TINY), _tm(FT.FLOAT), _tm(FT.DOUBLE),
+          _tm(FT.NEWDECIMAL, precision=65, decimals=30), _tm(FT.NEWDECIMAL, precision=12, decimals=2), _tm(FT.DATE),
+          _tm(FT.DATETIME2, fsp=3), _tm(FT.TIMESTAMP2, fsp=6), _tm(FT.SHORT), _tm(FT.INT24)]
+    nullable = [c.nullable for c in cols]
+    mask = sum(1 << i for i, x in enumerate(nullable) if x).to_bytes(2, "little")
+    dec = RowDecoder(tm, TableSchema("d", "t", cols), "d.t at test", nullable=mask)
+    rnd = random.Random(9)
+    data, expected = b"", []
+    for _ in range(500):
+        nulls = [x and rnd.random() < 0.3 for x in nullable]
+        row: dict[str, object] = {}
+        image = sum(1 << i for i, x in enumerate(nulls) if x).to_bytes(2, "little")
+        values = [
+            ("a", struct.pack("<q", v := rnd.randint(-2**63, 2**63 - 1)), v),
+            ("b", struct.pack("<I", v := rnd.randint(0, 2**32 - 1)), v),
+            ("c", struct.pack("<b", v := rnd.randint(-128, 127)), v),
+            ("f", struct.pack("<f", x := rnd.uniform(-1e6, 1e6)), V.round_float32(x)),
+            ("g", struct.pack("<d", x := rnd.uniform(-1e300, 1e300)), x),
+            ("m", encode_decimal(q := Decimal(f"{rnd.randint(-10**65 + 1, 10**65 - 1)}E-30"), 65, 30), q),
+            ("n", encode_decimal(q := Decimal(f"{rnd.randint(-10**12 + 1, 10**12 - 1)}E-2"), 12, 2), q),
+            ("d", (r := rnd.choice((0, rnd.randint(0, 2**24 - 1)))).to_bytes(3, "little"), V.decode_date(r)),
+            ("dt", raw := datetime2_bytes(2024, rnd.randint(0, 12), 5, 1, 2, 3, rnd.randint(0, 999) * 1000, 3),
+             V.decode_datetime2(raw, 0, 3)[0]),
+            ("ts", raw := rnd.randint(0, 3).to_bytes(4, "big") + rnd.randint(0, 999999).to_bytes(3, "big"),
+             V.decode_timestamp2(raw, 0, 6)[0]),
+            ("s", struct.pack("<h", v := rnd.randint(-32768, 32767)), v),
+            ("m24", (v := rnd.randint(-2**23, 2**23 - 1)).to_bytes(3, "little", signed=True), v),
+        ]
+        for (name, raw, value), null in zip(values, nulls, strict=True):
+            row[name] = None if null else value
+            image += b"" if null else raw
+        data += image
+        expected.append(row)
+    got = dec.rows(data, 0, len(data))
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert list(g) == list(e) and all(_same(g[k], e[k]) for k in e), [(k, g[k], e[k]) for k in e]

@@ -7,6 +7,7 @@ ENUM/SET members. Decoding a row is then a loop over those functions on the even
 
 from __future__ import annotations
 
+import decimal
 import struct
 from collections.abc import Callable
 from datetime import datetime as _datetime
@@ -174,7 +175,7 @@ def column_reader(tm: Any, col: Column, where: str) -> ColumnReader:
         nbytes = (tm.bits + 7) // 8
         return lambda b, o: (int.from_bytes(b[o:o + nbytes], "big"), o + nbytes)
     if t == FT.DATE or t == FT.NEWDATE:
-        return lambda b, o: (V.decode_date(b[o] | b[o + 1] << 8 | b[o + 2] << 16), o + 3)
+        return _date_reader()
     if t == FT.DATETIME2:
         return _datetime2_reader(tm.fsp)
     if t == FT.TIMESTAMP2:
@@ -207,160 +208,302 @@ def column_reader(tm: Any, col: Column, where: str) -> ColumnReader:
     raise SourceError(f"{where}: column {col.name} has binlog type {t}, which obsync cannot decode")
 
 
-def _datetime2_reader(fsp: int) -> ColumnReader:
-    """DATETIME2 specialised for its fractional digits (values.decode_datetime2 is the reference)."""
+# ---- inline code for the frequent column types --------------------------------------------------------
+#
+# Each `_*_lines` function returns the source lines that decode column `i` at offset `o` of `b` into `v{i}` and
+# advance `o`, adding the constants they name to `ns`. The generated row function inlines them (no call and no
+# tuple per value); `column_reader` compiles the same lines into a reader of one value, so the two agree.
+
+_DECIMAL_CONTEXT = decimal.Context(prec=100)  # scaleb is exact up to DECIMAL's 65 digits (the default 28 rounds)
+_CACHE_SIZE = 4096  # entries of a column's cache of decoded dates and seconds (cleared when full)
+
+
+def _cache(cache: dict[int, Any], key: int, value: Any) -> Any:
+    """Remember `value` for `key` in a bounded per-column cache; `value`."""
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+_BE_CODES = {1: ("B",), 2: ("H",), 3: ("B", "H"), 4: ("I",), 5: ("B", "I"), 6: ("H", "I")}
+
+
+def _be_fields(widths: list[int], ns: dict[str, Any], name: str) -> tuple[str, list[str], int]:
+    """Big-endian unsigned fields of the given byte widths read by one struct unpack: (the unpacking line, an
+    expression of each field's value, the bytes read). The first struct item is the first field's top byte(s)."""
+    codes = ""
+    items: list[str] = []  # the struct's items
+    exprs: list[str] = []  # each field's value from them
+    for w in widths:
+        parts = _BE_CODES[w]
+        names = [f"t{len(items) + k}" for k in range(len(parts))]
+        codes += "".join(parts)
+        items += names
+        low_bits = 8 * struct.calcsize(">" + parts[-1])
+        exprs.append(names[0] if len(names) == 1 else f"({names[0]} << {low_bits} | {names[1]})")
+    ns[name] = struct.Struct(">" + codes).unpack_from
+    return f"{''.join(x + ', ' for x in items)}= {name}(b, o)", exprs, struct.calcsize(">" + codes)
+
+
+def _decimal_lines(i: int, precision: int, scale: int, ns: dict[str, Any]) -> list[str]:
+    """DECIMAL(precision, scale): its digit groups read by one struct unpack and composed into the scaled
+    integer n, then n * 10**-scale, exact (`values.decode_decimal` is the reference; Decimal of a formatted
+    string costs five times as much). A negative zero keeps its sign and scale, as in the reference."""
+    size = V.decimal_size(precision, scale)
+    intg = precision - scale
+    groups: list[tuple[int, int]] = []  # (bytes, digits) from the most significant end
+    if intg % 9:
+        groups.append((V._DIG2BYTES[intg % 9], intg % 9))
+    groups += [(4, 9)] * (intg // 9 + scale // 9)
+    if scale % 9:
+        groups.append((V._DIG2BYTES[scale % 9], scale % 9))
+    unpack, values, nbytes = _be_fields([w for w, _ in groups], ns, f"S{i}")
+    assert nbytes == size
+    pos_terms, neg_terms = [], []
+    after = precision
+    for k, ((w, digits), value) in enumerate(zip(groups, values, strict=True)):
+        after -= digits
+        full = (1 << w * 8) - 1
+        scale_by = f" * {10 ** after}" if after else ""
+        if k == 0:  # the sign bit is the first group's top bit (a group's value never reaches it)
+            pos_terms.append(f"({value} & {full >> 1}){scale_by}")
+            neg_terms.append(f"(({value} ^ {full}) & {full >> 1}){scale_by}")
+        else:
+            pos_terms.append(f"{value}{scale_by}")
+            neg_terms.append(f"({value} ^ {full}){scale_by}")
+    top_bits = 8 * struct.calcsize(">" + _BE_CODES[groups[0][0]][0])
+    ns["_D"], ns["_scaleb"] = V.Decimal, _DECIMAL_CONTEXT.scaleb
+    ns[f"NZ{i}"] = V.Decimal("-0" + ("." + "0" * scale if scale else ""))
+    if scale:
+        pos, neg = f"_scaleb({' + '.join(pos_terms)}, {-scale})", f"_scaleb(-n, {-scale})"
+    else:
+        pos, neg = f"_D({' + '.join(pos_terms)})", "_D(-n)"
+    return [unpack,
+            f"o += {size}",
+            f"if t0 >> {top_bits - 1}:",
+            f"    v{i} = {pos}",
+            "else:",
+            f"    n = {' + '.join(neg_terms)}",
+            f"    v{i} = {neg} if n else NZ{i}"]
+
+
+def _datetime2_miss(raw: int, us: int, cache: dict[int, Any], fsp: int) -> Any:
+    """A DATETIME2 whose 5 bytes (`raw`) are not in the column's cache: its value (a naive datetime, or the
+    server's text for zero and partial dates), cached by `raw`: the value itself without fractional digits,
+    else the datetime's fields (a date's text is never cached then: its fraction varies)."""
+    x = raw - 0x8000000000
+    ymd = x >> 17
+    ym = ymd >> 5
+    year, month, day = ym // 13, ym % 13, ymd & 31
+    hour, minute, second = (x >> 12) & 31, (x >> 6) & 63, x & 63
+    try:
+        v = _datetime(year, month, day, hour, minute, second, us)
+    except ValueError:
+        text = V.format_datetime(year, month, day, hour, minute, second, us, fsp)
+        return _cache(cache, raw, text) if fsp == 0 else text
+    _cache(cache, raw, v if fsp == 0 else (year, month, day, hour, minute, second))
+    return v
+
+
+def _timestamp2_miss(sec: int, us: int, cache: dict[int, Any], fsp: int) -> Any:
+    """TIMESTAMP2 seconds not in the column's cache: the aware UTC datetime, or the zero timestamp's text
+    (`values.timestamp_value`), cached by `sec` as `_datetime2_miss` does."""
+    if sec == 0:
+        text = V.timestamp_value(0, us, fsp)
+        return _cache(cache, sec, text) if fsp == 0 else text
+    v = _datetime.fromtimestamp(sec, V.UTC)
+    if us:
+        v = _datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, us, V.UTC)
+    _cache(cache, sec, v if fsp == 0 else (v.year, v.month, v.day, v.hour, v.minute, v.second))
+    return v
+
+
+def _temporal_lines(i: int, fsp: int, ns: dict[str, Any], size: int, miss: Callable[..., Any], tz: str) -> list[str]:
+    """DATETIME2 and TIMESTAMP2 from a per-column cache by their whole seconds (rows of a transaction often
+    share them): without fractional digits the value itself, else its fields, the datetime built from them and
+    the microseconds (datetime.replace costs four times as much)."""
+    ns[f"C{i}"], ns[f"M{i}"], ns["_mk"], ns["_UTC"] = {}, miss, _datetime, V.UTC
     n = (fsp + 1) // 2
-    mul = 10 ** (6 - 2 * n)
-    size = 5 + n
-    mk = _datetime
-
-    def read(b: bytes, o: int) -> tuple[Any, int]:
-        x = int.from_bytes(b[o:o + 5], "big") - 0x8000000000
-        us = int.from_bytes(b[o + 5:o + size], "big") * mul if n else 0
-        ymd = x >> 17
-        ym = ymd >> 5
-        try:
-            return mk(ym // 13, ym % 13, ymd & 31, (x >> 12) & 31, (x >> 6) & 63, x & 63, us), o + size
-        except ValueError:
-            return V.decode_datetime2(b, o, fsp)
-    return read
+    unpack, values, nbytes = _be_fields([size, n] if n else [size], ns, f"S{i}")
+    us = "0" if n == 0 else values[1] if n == 3 else f"{values[1]} * {10 ** (6 - 2 * n)}"
+    head = [unpack, f"x = {values[0]}", f"us = {us}", f"o += {nbytes}"]
+    if fsp == 0:
+        return [*head, f"v{i} = C{i}.get(x)", f"if v{i} is None:", f"    v{i} = M{i}(x, 0, C{i}, 0)"]
+    return [*head, f"t = C{i}.get(x)", f"v{i} = M{i}(x, us, C{i}, {fsp}) if t is None else _mk(*t, us{tz})"]
 
 
-def _timestamp2_reader(fsp: int) -> ColumnReader:
-    """TIMESTAMP2 specialised for its fractional digits: aware UTC datetimes, whatever the local zone."""
-    n = (fsp + 1) // 2
-    mul = 10 ** (6 - 2 * n)
-    size = 4 + n
-    from_ts = _datetime.fromtimestamp
-    utc = V.UTC
+def _datetime2_lines(i: int, fsp: int, ns: dict[str, Any]) -> list[str]:
+    """DATETIME2(fsp): naive datetimes, or the server's text for zero and partial dates
+    (`values.decode_datetime2` is the reference)."""
+    return _temporal_lines(i, fsp, ns, 5, _datetime2_miss, "")
 
-    def read(b: bytes, o: int) -> tuple[Any, int]:
-        sec = int.from_bytes(b[o:o + 4], "big")
-        us = int.from_bytes(b[o + 4:o + size], "big") * mul if n else 0
-        if sec == 0:
-            return V.timestamp_value(sec, us, fsp), o + size
-        v = from_ts(sec, utc)
-        return (v.replace(microsecond=us) if us else v), o + size
-    return read
+
+def _timestamp2_lines(i: int, fsp: int, ns: dict[str, Any]) -> list[str]:
+    """TIMESTAMP2(fsp): aware UTC datetimes whatever the local zone, or the zero timestamp's text
+    (`values.decode_timestamp2` is the reference)."""
+    return _temporal_lines(i, fsp, ns, 4, _timestamp2_miss, ", _UTC")
+
+
+def _date_lines(i: int, ns: dict[str, Any]) -> list[str]:
+    """DATE (3 bytes, little-endian): the value from a per-column cache (`values.decode_date` is the rule)."""
+    ns[f"C{i}"], ns[f"S{i}"] = {}, struct.Struct("<HB").unpack_from
+    ns["_date"], ns["_cache"] = V.decode_date, _cache
+    return [f"t0, t1 = S{i}(b, o)",
+            "x = t0 | t1 << 16",
+            "o += 3",
+            f"v{i} = C{i}.get(x)",
+            f"if v{i} is None:",
+            f"    v{i} = _cache(C{i}, x, _date(x))"]
+
+
+def _reader_from_lines(lines: list[str], ns: dict[str, Any], name: str) -> ColumnReader:
+    """One column's reader compiled from its inline lines (written for column 0)."""
+    src = "\n".join(["def read(b, o):", *("    " + x for x in lines), "    return v0, o"])
+    ns.setdefault("_int_from", int.from_bytes)
+    exec(compile(src, f"<{name} reader>", "exec"), ns)  # generated above
+    return ns["read"]
 
 
 def _decimal_reader(precision: int, scale: int) -> ColumnReader:
-    """A packed DECIMAL read as one big integer and split by shifts (values.decode_decimal is the
-    reference; this is about 5x faster)."""
-    size = V.decimal_size(precision, scale)
-    intg = precision - scale
-    lead_bytes = V._DIG2BYTES[intg % 9]
-    tail_digits = scale % 9
-    tail_bytes = V._DIG2BYTES[tail_digits]
-    # fields from the most significant end: (shift, mask, digits)
-    fields: list[tuple[int, int, int]] = []
-    bits = size * 8
-    if lead_bytes:
-        bits -= lead_bytes * 8
-        fields.append((bits, (1 << lead_bytes * 8) - 1, intg % 9))
-    for _ in range(intg // 9):
-        bits -= 32
-        fields.append((bits, 0xFFFFFFFF, 9))
-    n_int = len(fields)
-    for _ in range(scale // 9):
-        bits -= 32
-        fields.append((bits, 0xFFFFFFFF, 9))
-    if tail_bytes:
-        bits -= tail_bytes * 8
-        fields.append((bits, (1 << tail_bytes * 8) - 1, tail_digits))
-    int_fields = tuple((sh, m) for sh, m, _ in fields[:n_int])
-    frac_fields = tuple((sh, m, 10 ** d) for sh, m, d in fields[n_int:])
-    all_ones = (1 << size * 8) - 1
-    sign_bit = 1 << (size * 8 - 1)
-    frac_fmt = "%0" + str(scale) + "d"
-    dec = V.Decimal
-
-    def read(b: bytes, o: int) -> tuple[Any, int]:
-        x = int.from_bytes(b[o:o + size], "big")
-        neg = not (x & sign_bit)
-        if neg:
-            x ^= all_ones
-        x ^= sign_bit
-        ip = 0
-        for sh, m in int_fields:
-            ip = ip * 1000000000 + (x >> sh & m)
-        if scale:
-            fp = 0
-            for sh, m, mul in frac_fields:
-                fp = fp * mul + (x >> sh & m)
-            text = f"{ip}.{frac_fmt % fp}"
-        else:
-            text = str(ip)
-        return dec("-" + text if neg else text), o + size
-    return read
+    """A reader of packed DECIMAL(precision, scale) values (the generated row function inlines the same)."""
+    ns: dict[str, Any] = {}
+    return _reader_from_lines(_decimal_lines(0, precision, scale, ns), ns, f"decimal({precision},{scale})")
 
 
-_FIXED = {FT.TINY: (1, "b"), FT.SHORT: (2, "h"), FT.LONG: (4, "i"), FT.LONGLONG: (8, "q")}
+def _datetime2_reader(fsp: int) -> ColumnReader:
+    ns: dict[str, Any] = {}
+    return _reader_from_lines(_datetime2_lines(0, fsp, ns), ns, f"datetime({fsp})")
 
 
-def compile_row_function(tm_columns: list, schema: TableSchema, nullable: bytes | None, where: str
-                         ) -> Callable[[bytes, int], tuple[dict[str, Any], int]]:
-    """Generate straight-line code that decodes one row image: fixed-size numbers and short strings are
-    read inline, other types through `column_reader` functions; NULL checks only for nullable columns."""
+def _timestamp2_reader(fsp: int) -> ColumnReader:
+    ns: dict[str, Any] = {}
+    return _reader_from_lines(_timestamp2_lines(0, fsp, ns), ns, f"timestamp({fsp})")
+
+
+def _date_reader() -> ColumnReader:
+    ns: dict[str, Any] = {}
+    return _reader_from_lines(_date_lines(0, ns), ns, "date")
+
+
+# struct codes of the fixed-width little-endian numbers (signed; upper case for UNSIGNED)
+_FIXED = {FT.TINY: "b", FT.SHORT: "h", FT.LONG: "i", FT.LONGLONG: "q"}
+
+
+def _struct_code(t: int, col: Column) -> str | None:
+    """The struct code of a fixed-width little-endian number column (None for other types)."""
+    if t in _FIXED:
+        return _FIXED[t].upper() if col.unsigned else _FIXED[t]
+    if t == FT.FLOAT:
+        return "f"
+    if t == FT.DOUBLE:
+        return "d"
+    return None
+
+
+def _inline_lines(i: int, tm: Any, col: Column, ns: dict[str, Any]) -> list[str] | None:
+    """Lines that decode column i inline (None: through its `column_reader`)."""
+    t = tm.type
+    code = _struct_code(t, col)
+    if code is not None:
+        ns[f"U{i}"] = struct.Struct("<" + code).unpack_from
+        return [f"v{i}, = U{i}(b, o)", f"o += {struct.calcsize(code)}"]
+    if t == FT.INT24:
+        return [f"v{i} = _int_from(b[o:o + 3], 'little', signed={not col.unsigned})", "o += 3"]
+    if t == FT.NEWDECIMAL:
+        return _decimal_lines(i, tm.precision, tm.decimals, ns)
+    if t == FT.DATETIME2:
+        return _datetime2_lines(i, tm.fsp, ns)
+    if t == FT.TIMESTAMP2:
+        return _timestamp2_lines(i, tm.fsp, ns)
+    if t == FT.DATE or t == FT.NEWDATE:
+        return _date_lines(i, ns)
+    if t in (FT.VARCHAR, FT.VAR_STRING, FT.STRING) and not (
+            col.data_type == "binary" or col.data_type in _RAW_BYTES_TYPES):
+        length = "b[o]" if tm.max_length <= 255 else "b[o] | b[o + 1] << 8"
+        skip = 1 if tm.max_length <= 255 else 2
+        encoding = None if col.is_binary else V.python_encoding(col.charset)
+        ns[f"E{i}"] = encoding
+        value = f"b[o + {skip}:o + {skip} + ln]" + (f".decode(E{i})" if encoding else "")
+        if encoding and col.data_type == "char":  # as SELECT returns CHAR: without trailing spaces
+            value += ".rstrip(' ')"
+        return [f"ln = {length}", f"v{i} = {value}", f"o += {skip} + ln"]
+    return None
+
+
+RowFunctions = tuple[Callable[[bytes, int], "tuple[dict[str, Any], int]"],
+                     Callable[[bytes, int, int], "list[dict[str, Any]]"],
+                     Callable[[bytes, int, int], "list[tuple[dict[str, Any], dict[str, Any]]]"]]
+
+
+def compile_row_functions(tm_columns: list, schema: TableSchema, nullable: bytes | None, where: str
+                          ) -> RowFunctions:
+    """Generate straight-line code that decodes one row image: numbers, short strings, DECIMAL, DATE,
+    DATETIME2 and TIMESTAMP2 read inline, other types through `column_reader` functions; NULL checks only for
+    nullable columns; consecutive NOT NULL fixed-width numbers read by one struct unpack. Three functions share
+    that code: `row(b, o)` -> (row, offset after it), `rows(b, o, end)` -> the rows up to `end` and
+    `pairs(b, o, end)` -> the (before, after) pairs up to `end` (no call per row)."""
     ns: dict[str, Any] = {"_int_from": int.from_bytes}
     n = len(tm_columns)
     nb = (n + 7) // 8
-    lines = ["def row(b, o):",
-             f"    nulls = _int_from(b[o:o + {nb}], 'little')",
-             f"    o += {nb}"]
+
+    def is_nullable(i: int) -> bool:
+        return nullable is None or bool(nullable[i // 8] >> (i % 8) & 1)
+
+    body: list[str] = []  # one row image at `o` into v0, v1, ...; `o` after it
+    if any(is_nullable(i) for i in range(n)):
+        body.append("nulls = b[o]" if nb == 1 else f"nulls = _int_from(b[o:o + {nb}], 'little')")
+    body.append(f"o += {nb}")
+    run: list[tuple[int, str]] = []  # consecutive NOT NULL fixed-width numbers: (column, struct code)
+
+    def end_run() -> None:
+        if run:
+            first, codes = run[0][0], "".join(c for _, c in run)
+            ns[f"S{first}"] = struct.Struct("<" + codes).unpack_from
+            body.append(f"{''.join(f'v{j}, ' for j, _ in run)}= S{first}(b, o)")
+            body.append(f"o += {struct.calcsize('<' + codes)}")
+            run.clear()
+
     for i, (tm, col) in enumerate(zip(tm_columns, schema.columns, strict=False)):
-        t = tm.type
-        body: list[str]
-        if t in _FIXED or t in (FT.FLOAT, FT.DOUBLE):
-            if t in _FIXED:
-                size, code = _FIXED[t]
-                code = code.upper() if col.unsigned else code
-            else:
-                size, code = (4, "f") if t == FT.FLOAT else (8, "d")
-            ns[f"U{i}"] = struct.Struct("<" + code).unpack_from
-            body = [f"v{i} = U{i}(b, o)[0]", f"o += {size}"]
-        elif t == FT.INT24:
-            body = [f"v{i} = _int_from(b[o:o + 3], 'little', signed={not col.unsigned})", "o += 3"]
-        elif t == FT.NEWDECIMAL:
-            ns[f"R{i}"] = _decimal_reader(tm.precision, tm.decimals)
-            body = [f"v{i}, o = R{i}(b, o)"]
-        elif t in (FT.VARCHAR, FT.VAR_STRING, FT.STRING) and not (
-                col.data_type == "binary" or col.data_type in _RAW_BYTES_TYPES):
-            length = "b[o]" if tm.max_length <= 255 else "b[o] | b[o + 1] << 8"
-            skip = 1 if tm.max_length <= 255 else 2
-            encoding = None if col.is_binary else V.python_encoding(col.charset)
-            ns[f"E{i}"] = encoding
-            value = f"b[o + {skip}:o + {skip} + ln]" + (f".decode(E{i})" if encoding else "")
-            if encoding and col.data_type == "char":  # as SELECT returns CHAR: without trailing spaces
-                value += ".rstrip(' ')"
-            body = [f"ln = {length}", f"v{i} = {value}", f"o += {skip} + ln"]
-        else:
+        code = _struct_code(tm.type, col)
+        if code is not None and not is_nullable(i):
+            run.append((i, code))
+            continue
+        end_run()
+        lines = _inline_lines(i, tm, col, ns)
+        if lines is None:
             ns[f"R{i}"] = column_reader(tm, col, where)
-            body = [f"v{i}, o = R{i}(b, o)"]
-        if nullable is None or nullable[i // 8] >> (i % 8) & 1:
-            lines.append(f"    if nulls & {1 << i}:")
-            lines.append(f"        v{i} = None")
-            lines.append("    else:")
-            lines.extend("        " + x for x in body)
+            lines = [f"v{i}, o = R{i}(b, o)"]
+        if is_nullable(i):
+            body += [f"if nulls & {1 << i}:", f"    v{i} = None", "else:", *("    " + x for x in lines)]
         else:
-            lines.extend("    " + x for x in body)
-    items = ", ".join(f"{c.name!r}: v{i}" for i, c in enumerate(schema.columns))
-    lines.append(f"    return {{{items}}}, o")
-    exec(compile("\n".join(lines), f"<row decoder {where}>", "exec"), ns)  # generated above
-    return ns["row"]
+            body += lines
+    end_run()
+    row = "{" + ", ".join(f"{c.name!r}: v{i}" for i, c in enumerate(schema.columns)) + "}"
+
+    def indent(depth: int) -> list[str]:
+        return [" " * 4 * depth + x for x in body]
+
+    src = ["def row(b, o):", *indent(1), f"    return {row}, o",
+           "def rows(b, o, end):", "    out = []", "    add = out.append", "    while o < end:", *indent(2),
+           f"        add({row})", "    return out",
+           "def pairs(b, o, end):", "    out = []", "    add = out.append", "    while o < end:", *indent(2),
+           f"        before = {row}", *indent(2), f"        add((before, {row}))", "    return out"]
+    exec(compile("\n".join(src), f"<row decoder {where}>", "exec"), ns)  # generated above
+    return ns["row"], ns["rows"], ns["pairs"]
 
 
 class RowDecoder:
     """Decodes the row images of rows events for one table map + schema."""
 
-    __slots__ = ("schema", "names", "row", "ncols", "full_bitmap", "where")
+    __slots__ = ("schema", "names", "row", "_rows", "_pairs", "ncols", "full_bitmap", "where")
 
     def __init__(self, tm_columns: list, schema: TableSchema, where: str, nullable: bytes | None = None) -> None:
         self.schema = schema
         self.where = where
         self.names = schema.column_names
         self.ncols = len(tm_columns)
-        self.row = compile_row_function(tm_columns, schema, nullable, where)
+        self.row, self._rows, self._pairs = compile_row_functions(tm_columns, schema, nullable, where)
         full = (1 << self.ncols) - 1
         self.full_bitmap = full.to_bytes((self.ncols + 7) // 8, "little")
 
@@ -377,25 +520,14 @@ class RowDecoder:
 
     def rows(self, b: bytes, o: int, end: int, where: str = "") -> list[dict[str, Any]]:
         """Single-image rows (WRITE and DELETE events) from offset `o` to `end`."""
-        row = self.row
-        out = []
         try:
-            while o < end:
-                r, o = row(b, o)
-                out.append(r)
+            return self._rows(b, o, end)
         except UnicodeDecodeError as e:
             raise self._bad_text(e, where or self.where) from None
-        return out
 
     def row_pairs(self, b: bytes, o: int, end: int, where: str = "") -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(before, after) pairs of UPDATE events."""
-        row = self.row
-        out = []
         try:
-            while o < end:
-                before, o = row(b, o)
-                after, o = row(b, o)
-                out.append((before, after))
+            return self._pairs(b, o, end)
         except UnicodeDecodeError as e:
             raise self._bad_text(e, where or self.where) from None
-        return out

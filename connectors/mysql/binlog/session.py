@@ -71,11 +71,11 @@ from obsync.connectors.mysql.binlog.schema_policy import SchemaPolicy, conversio
 from obsync.connectors.mysql.binlog.schema_tracker import SchemaTracker
 from obsync.connectors.mysql.binlog.stream import stream_idle
 from obsync.connectors.mysql.connection import Endpoint
-from obsync.core.changes import Change, Op, Row
+from obsync.core.changes import Change, Op, Row, new_row_change
 from obsync.core.errors import SourceError
 from obsync.core.frozen_shapes import ShapeConversionError
 from obsync.core.offsets import LogOffset
-from obsync.core.positions import LogPosition, binlog_file_number
+from obsync.core.positions import LogPosition, binlog_file_number, new_log_position
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,25 @@ class Session:
         self.last_gtid = self.txn_id
         if len(self.pending) >= self.r.batch_size:
             self.flush()
+
+    def _emit_all(self, changes: list[Change]) -> None:
+        """`_emit` of each change in turn (the same batches and state), without a call per change."""
+        size = self.r.batch_size
+        k, n = 0, len(changes)
+        while k < n:
+            if not self.pending:
+                self.pending_since = time.monotonic()
+            take = changes[k:k + max(size - len(self.pending), 1)]
+            self.pending.extend(take)
+            k += len(take)
+            self.last = take[-1].position  # type: ignore[assignment]  # the binlog stream only yields LogPositions
+            self.last_gtid = self.txn_id
+            if len(self.pending) >= size:
+                self.flush()
+
+    def _emit_all_admitted(self, bf: Backfill, changes: list[Change]) -> None:
+        for change in changes:
+            self._emit_admitted(bf, change)
 
     def _emit_admitted(self, bf: Backfill, change: Change) -> None:
         """A log change of a table being backfilled: emitted as far as the backfill leaves it to the log."""
@@ -558,13 +577,15 @@ class Session:
         txn = self._txn()
         file = self.file
         skipping = self.skip_key is not None
-        emit: Callable[[Change], None] = self._emit
+        emit_all: Callable[[list[Change]], None] = self._emit_all
         if self.bq.filtering:
             bf = self.bq.filtering.get((schema.db, schema.name))
             if bf is not None:
-                emit = functools.partial(self._emit_admitted, bf)
+                emit_all = functools.partial(self._emit_all_admitted, bf)
         if op is Op.UPDATE:
             dec.check_bitmap(bitmap2 or b"", where)
+        out: list[Change] = []  # the event's changes, emitted together (the same batches as one by one)
+        add, change, position = out.append, new_row_change, new_log_position
         try:
             if op is Op.UPDATE:
                 pairs: Iterable[tuple[Row, Row]] = dec.row_pairs(data, start, stop, where)
@@ -573,20 +594,22 @@ class Session:
                 for i, (before, after) in enumerate(pairs):
                     if skipping and not self._wanted(end, i):
                         continue
-                    emit(Change(Op.UPDATE, schema, LogPosition(file, end, i), before, after, ts, txn, sid))
-                return
-            rows: Iterable[Row] = dec.rows(data, start, stop, where)
-            if project is not None:
-                rows = map(project, rows)
-            if op is Op.INSERT:
-                for i, row in enumerate(rows):
-                    if skipping and not self._wanted(end, i):
-                        continue
-                    emit(Change(Op.INSERT, schema, LogPosition(file, end, i), None, row, ts, txn, sid))
+                    add(change(Op.UPDATE, schema, position(file, end, i), before, after, ts, txn, sid))
             else:
-                for i, row in enumerate(rows):
-                    if skipping and not self._wanted(end, i):
-                        continue
-                    emit(Change(Op.DELETE, schema, LogPosition(file, end, i), row, None, ts, txn, sid))
+                rows: Iterable[Row] = dec.rows(data, start, stop, where)
+                if project is not None:
+                    rows = map(project, rows)
+                if op is Op.INSERT:
+                    for i, row in enumerate(rows):
+                        if skipping and not self._wanted(end, i):
+                            continue
+                        add(change(Op.INSERT, schema, position(file, end, i), None, row, ts, txn, sid))
+                else:
+                    for i, row in enumerate(rows):
+                        if skipping and not self._wanted(end, i):
+                            continue
+                        add(change(Op.DELETE, schema, position(file, end, i), row, None, ts, txn, sid))
         except ShapeConversionError as e:  # (ignore) a value the column's old type cannot hold
+            emit_all(out)  # the changes before it, as when each was emitted on its own
             raise conversion_stop(schema.full_name, f"{file}:{end}", e) from None
+        emit_all(out)
