@@ -292,8 +292,8 @@ class Router:
                     to = topics[topic] = len(topics) if o is None else o
             if fixed >= 0:
                 partition = fixed
-            elif int_key is not None and (v := (item.after if item.after is not None else item.before)[  # type: ignore[index]  # a row change has an image
-                    int_key]).__class__ is int:
+            elif int_key is not None and (v := (item.after if item.after is not None else  # type: ignore[index]  # a row change has an image
+                                                item.before)[int_key]).__class__ is int:
                 partition = hash_partition(b"[%d]" % v, partitions)  # `partition_key` of a one-integer key
             else:
                 partition = self._pick_partition(item, topic)
@@ -306,7 +306,8 @@ class Router:
                 if partition < partitions:
                     buckets[partition] = bucket
             pos = item.position
-            if packs and pos.__class__ is LogPosition and item.ddl is None:
+            if packs and pos.__class__ is LogPosition and item.ddl is None and item.ddl_db is None and \
+                    not item.ddl_tables:  # what a packed row leaves out (`obsync.steps.lane_work`)
                 bucket.append((ti, to, partition, op, pos.file, pos.pos, pos.row, item.before,  # type: ignore[union-attr]  # a LogPosition
                                item.after, item.commit_time, item.txn, item.server_id))
             elif packs:
