@@ -10,7 +10,8 @@ of `bench.e2e` in 5,000-row transactions, then measures each stage alone on thos
   encode      shape + encode + route of the snapshot rows and of the log rows (`Shaper`, `Router`): what the
               dataflow's middle steps do per row, without the engine
   lanes/log   shape + `Router.pick` of the log rows: what stays on the worker reading the log when a run has
-              several workers (each row's partition, grouped by lane); then `pickle` of those lane batches (as
+              several workers (each row's partition, grouped by lane, packed as a run whose lanes are all in
+              other processes packs them: `Router.packs`); then `pickle` of those lane batches (as
               they cross to another process, twice as Bytewax does) and `expand/log`, unpickling them and
               `Router.expand`: the encoding done by the workers writing the lanes
   produce     the Kafka sink writing the encoded snapshot records and flushing (`KafkaSink` lanes): position
@@ -50,7 +51,7 @@ from obsync.formats.base import EncoderContext
 from obsync.formats.registry import encoder_for
 from obsync.runtime.progress import Progress
 from obsync.steps.large_messages import LargeMessages
-from obsync.steps.routing import LaneWork, Router, TopicLayout
+from obsync.steps.routing import Router, TopicLayout
 from obsync.steps.shaping import Shaper
 from obsync.task.config import ObjectConfig
 from obsync.task.selection import Selection
@@ -212,12 +213,13 @@ def main() -> None:
             return Rate(n_log, time.perf_counter() - t0, time.thread_time() - c0)
 
         lanes: list[Any] = []
+        router.packs = True  # as in a run whose lanes are all written by other processes
         print(best(args.repeat, lambda: timed(lambda: lanes.__setitem__(
             slice(None), [w for b in log_batches for _, w in router.pick(shaper.shape(b))]))).line("lanes/log"))
         blobs: list[bytes] = []
 
         def crossing() -> None:  # Bytewax pickles an item crossing processes twice (timely: size, then bytes)
-            fresh = [LaneWork(w.lane, w.items) for w in lanes]  # nothing kept from an earlier pass
+            fresh = [w.copy() for w in lanes]  # nothing kept from an earlier pass
             blobs[:] = [pickle.dumps(w) for w in fresh]
             for w in fresh:
                 pickle.dumps(w)

@@ -94,6 +94,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
     cluster = rt.state.spec if isinstance(rt.state, ClusterState) else None
     apart = spread and rt.log_start is not None and cluster is not None and cluster.processes > 1 and \
         rt.full_sync_delivered()
+    router.packs = apart  # every lane's work crosses to another process: picked in the form it crosses in
     snapshot = log = None
     if rt.plan is not None:
         snapshot = (op.input("snapshot", flow, SnapshotSource(

@@ -46,7 +46,7 @@ from obsync.core.schema import TableSchema
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache, reject_unknown_options
 from obsync.formats.decoding import SKIP, Decoded, Decoder, json_object
 from obsync.formats.registry import register, register_decoder
-from obsync.formats.values import KeyValues, TableRenderer, json_key, table_renderer
+from obsync.formats.values import KeyValues, TableRenderer, json_key, key_render_function, table_renderer
 
 
 def _json_dumps(obj: Any) -> bytes:
@@ -221,6 +221,10 @@ class DefaultEncoder(Encoder):
         render = tr.render_row
         key_cols = tr.key_columns
         k0 = key_cols[0] if len(key_cols) == 1 else None
+        # a message key of one integer column: `json_key` of an int value `v` is `[v]`, written here directly
+        mk = schema.message_key_columns
+        int_key = mk[0] if message_key is not None and len(mk) == 1 and \
+            key_render_function(schema.column(mk[0])) is int else None
         source_identity, db_type = self.source_identity, self.db_type
         dumps = _dumps
 
@@ -239,7 +243,10 @@ class DefaultEncoder(Encoder):
             values = None
             if names is not None:
                 values = rendered[k0] if k0 is not None else KEY_JOINER.join(rendered[c] for c in key_cols)  # type: ignore[misc]  # key columns are NOT NULL
-            key = None if message_key is None else json_key(message_key(row))  # type: ignore[arg-type]  # see above
+            if int_key is not None and (v := row[int_key]).__class__ is int:  # type: ignore[index]  # see above
+                key = b"[%d]" % v
+            else:
+                key = None if message_key is None else json_key(message_key(row))  # type: ignore[arg-type]  # see above
             if record_type == "ROW":
                 checkpoint = values
                 timestamp = sequence = None

@@ -21,11 +21,12 @@ from collections.abc import Callable
 
 from obsync.connectors.kafka.partitioner import partition_for
 from obsync.core.changes import Change
-from obsync.formats.values import json_key, table_renderer
+from obsync.core.schema import TableSchema
+from obsync.formats.values import json_key, key_render_function, table_renderer
 
 KeyBytes = Callable[[Change], "bytes | None"]
 
-__all__ = ["KeyBytes", "hash_partition", "partition_key", "row_image_key", "table_key"]
+__all__ = ["KeyBytes", "hash_partition", "int_key_column", "partition_key", "row_image_key", "table_key"]
 
 
 def partition_key(change: Change) -> bytes | None:
@@ -40,6 +41,15 @@ def partition_key(change: Change) -> bytes | None:
     row = change.after if change.after is not None else change.before
     assert row is not None
     return json_key(values(row))
+
+
+def int_key_column(table: TableSchema) -> str | None:
+    """The message key column of a table keyed by one integer column: `partition_key` of a change whose value
+    there is an int `v` is then `b"[%d]" % v` (what `json_key` writes). None for any other table."""
+    cols = table.message_key_columns
+    if len(cols) != 1:
+        return None
+    return cols[0] if key_render_function(table.column(cols[0])) is int else None
 
 
 def row_image_key(change: Change) -> bytes:

@@ -16,7 +16,6 @@ heartbeats and updates that change their key (the insert's `seq` follows the del
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal, NamedTuple
@@ -24,10 +23,19 @@ from typing import Any, Literal, NamedTuple
 from obsync.connectors.kafka.records import DEFAULT_LANES, OutItem, OutRecord, RecordBatch, lane_names, lane_of
 from obsync.core.changes import Change, Item, Op, StreamDone
 from obsync.core.positions import LogPosition
+from obsync.core.schema import TableSchema
 from obsync.formats.base import Encoder
 from obsync.formats.schema_history import history_records
+from obsync.steps.lane_work import Encode, LaneWork, log_change
 from obsync.steps.large_messages import LargeMessages
-from obsync.steps.partitioning import KeyBytes, hash_partition, partition_key, row_image_key, table_key
+from obsync.steps.partitioning import (
+    KeyBytes,
+    hash_partition,
+    int_key_column,
+    partition_key,
+    row_image_key,
+    table_key,
+)
 from obsync.task.live import Live
 
 Partitioning = Literal["hash", "table", "one"]
@@ -136,107 +144,6 @@ class SchemaHistory(NamedTuple):
     server: str
 
 
-class Encode(NamedTuple):
-    """A row change whose partition is chosen (`Router.pick`), to be encoded by its lane (`Router.expand`)."""
-
-    change: Change
-    topic: str
-    partition: int
-
-
-class LaneWork:
-    """One lane's share of a log batch, in batch order: changes to encode and records encoded already.
-
-    Pickled (to cross to another process) as plain tuples, each table once (`_pack_lane_work`): pickling
-    `Change` objects one by one would cost the reading worker about as much as encoding them. Bytewax pickles
-    an item crossing processes twice (timely measures its size, then writes it): the packed bytes are kept
-    from the first time.
-
-    Unpickled, it stays packed: its `items` are unpacked when asked for (by `Router.expand`, on the lane's
-    worker, one batch at a time) and not kept. Bytewax's sink takes every batch that has arrived before it
-    writes any, and the reading process may send an epoch of batches ahead of the lanes' process; packed, that
-    backlog takes a seventh of the memory of `Change` objects (140 bytes a row of the e2e bench's table against
-    1 KB, measured with tracemalloc)."""
-
-    __slots__ = ("lane", "_items", "_packed")
-
-    def __init__(self, lane: str, items: list[Encode | OutItem] | None, packed: bytes | None = None) -> None:
-        self.lane = lane
-        self._items = items  # None: unpacked from `_packed` when asked for
-        self._packed = packed
-
-    @property
-    def items(self) -> list[Encode | OutItem]:
-        """The work, in batch order (unpacked anew at each call when it arrived packed)."""
-        items = self._items
-        if items is None:
-            assert self._packed is not None
-            return _unpack_lane_work(self._packed)
-        return items
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LaneWork) and (self.lane, self.items) == (other.lane, other.items)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def __repr__(self) -> str:
-        return f"LaneWork({self.lane!r}, {len(self.items)} items)"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        if self._packed is None:
-            self._packed = pickle.dumps(_pack_lane_work(self.items), protocol=pickle.HIGHEST_PROTOCOL)
-        return _packed_lane_work, (self.lane, self._packed)
-
-
-def _pack_lane_work(items: list[Encode | OutItem]) -> tuple[Any, ...]:
-    """(tables, topics, rows): a row change as (table index, topic index, partition, op, file, pos, row, before,
-    after, commit_time, txn, server_id); anything else (records, other changes) as (item,)."""
-    tables: dict[int, int] = {}
-    table_list: list[Any] = []
-    topics: dict[str, int] = {}
-    rows: list[tuple[Any, ...]] = []
-    for it in items:
-        if type(it) is Encode:
-            change, topic, partition = it  # type: ignore[misc]
-            pos = change.position
-            if type(pos) is not LogPosition or change.ddl is not None or change.ddl_db is not None or change.ddl_tables:
-                rows.append((it,))
-                continue
-            t = change.table
-            ti = tables.get(id(t))
-            if ti is None:
-                ti = tables[id(t)] = len(table_list)
-                table_list.append(t)
-            to = topics.get(topic)
-            if to is None:
-                to = topics[topic] = len(topics)
-            rows.append((ti, to, partition, change.op.value, pos.file, pos.pos, pos.row, change.before, change.after,
-                         change.commit_time, change.txn, change.server_id))
-        else:
-            rows.append((it,))
-    return table_list, list(topics), rows
-
-
-def _packed_lane_work(lane: str, packed: bytes) -> LaneWork:
-    """A `LaneWork` arriving from another process: kept packed (see `LaneWork`)."""
-    return LaneWork(lane, None, packed)
-
-
-def _unpack_lane_work(packed: bytes) -> list[Encode | OutItem]:
-    tables, topics, rows = pickle.loads(packed)
-    items: list[Encode | OutItem] = []
-    append = items.append
-    ops = {op.value: op for op in Op}
-    for r in rows:
-        if len(r) == 1:
-            append(r[0])
-            continue
-        ti, to, partition, op, file, pos, row, before, after, commit_time, txn, server_id = r
-        append(_new_tuple(Encode, (Change(ops[op], tables[ti], LogPosition(file, pos, row), before, after,
-                                          commit_time, txn, server_id), topics[to], partition)))
-    return items
-
-
 class Router:
     """Encodes changes and groups the records by the sink part (Kafka partition) they belong to.
 
@@ -264,6 +171,9 @@ class Router:
         self.key_bytes = key_bytes
         self.fixed_partition = fixed_partition
         self.send_ddl = send_ddl
+        # `pick` packs each lane's work as the rows it crosses processes in (`obsync.steps.lane_work`): set when
+        # every lane is written by another process
+        self.packs = False
         self.all_parts = layout.parts()
         # the encoder's record key is the partition key (see `Encoder.key_is_partition_key`): hash it as is
         self.key_is_record_key = encoder.key_is_partition_key and key_bytes is partition_key
@@ -345,32 +255,79 @@ class Router:
 
     def pick(self, batch: Sequence[Item]) -> list[tuple[str, LaneWork]]:
         """One (lane, `LaneWork`) pair per lane touched by the batch: the lane step of the log (see the module
-        docstring); `expand` turns each into exactly the records `route` would give that lane."""
-        out: dict[str, list[Encode | OutItem]] = {}
-        layout, lane, partition_of = self.layout, self.layout.lane, self._pick_partition
+        docstring); `expand` turns each into exactly the records `route` would give that lane. With `packs`, each
+        `LaneWork` holds packed rows (`obsync.steps.lane_work`), the form it crosses processes in."""
+        out: dict[str, list[Any]] = {}
+        layout, lane, packs = self.layout, self.layout.lane, self.packs
+        tables: dict[int, int] = {}  # with `packs`: the batch's tables and topics, shared by its lanes' work
+        table_list: list[Any] = []
+        topics: dict[str, int] = {}
         last_table: object = None
-        topic = ""
+        topic, partitions, fixed, int_key, ti, to = "", 0, -1, None, 0, 0
+        # the lane's list of each partition of `topic` (None until a change goes there), for the run of changes
+        # of one table, as in `route`
+        buckets: list[list[Any] | None] = []
         for item in batch:
-            if isinstance(item, StreamDone) or item.op is Op.DDL or item.op is Op.HEARTBEAT or (
-                    item.op is _UPDATE and len(split_key_change(item, self.whole_row)) > 1):
+            if item.__class__ is not Change or (op := item.op) is _DDL or op is _HEARTBEAT or (
+                    op is _UPDATE and len(split_key_change(item, self.whole_row)) > 1):
                 for name, records in self.route((item,)):  # rare: encoded here, as records
                     bucket = out.get(name)
                     if bucket is None:
-                        out[name] = records  # type: ignore[assignment]  # a list of records is a list of items
-                    else:
-                        bucket.extend(records)
+                        bucket = out[name] = []
+                    bucket.extend([(r,) for r in records] if packs else records)
                 continue
             table = item.table
-            if table is not last_table:
+            if table is not last_table:  # once per run of changes of one table
                 topic = layout.topic(table.db, table.name)  # type: ignore[union-attr]  # a row change carries its table
                 last_table = table
-            partition = partition_of(item, topic)
-            name = lane(topic, partition)
-            bucket = out.get(name)
+                partitions = layout.partitions[topic]
+                buckets = [None] * partitions
+                fixed, int_key = self._partition_plan(table, topic)  # type: ignore[arg-type]  # see above
+                if packs:
+                    t = tables.get(id(table))
+                    ti = tables[id(table)] = len(table_list) if t is None else t
+                    if t is None:
+                        table_list.append(table)
+                    o = topics.get(topic)
+                    to = topics[topic] = len(topics) if o is None else o
+            if fixed >= 0:
+                partition = fixed
+            elif int_key is not None and (v := (item.after if item.after is not None else  # type: ignore[index]  # a row change has an image
+                                                item.before)[int_key]).__class__ is int:
+                partition = hash_partition(b"[%d]" % v, partitions)  # `partition_key` of a one-integer key
+            else:
+                partition = self._pick_partition(item, topic)
+            bucket = buckets[partition] if partition < partitions else None
             if bucket is None:
-                bucket = out[name] = []
-            bucket.append(_new_tuple(Encode, (item, topic, partition)))
+                name = lane(topic, partition)
+                bucket = out.get(name)
+                if bucket is None:
+                    bucket = out[name] = []
+                if partition < partitions:
+                    buckets[partition] = bucket
+            pos = item.position
+            if packs and pos.__class__ is LogPosition and item.ddl is None and item.ddl_db is None and \
+                    not item.ddl_tables:  # what a packed row leaves out (`obsync.steps.lane_work`)
+                bucket.append((ti, to, partition, op, pos.file, pos.pos, pos.row, item.before,  # type: ignore[union-attr]  # a LogPosition
+                               item.after, item.commit_time, item.txn, item.server_id))
+            elif packs:
+                bucket.append((_new_tuple(Encode, (item, topic, partition)),))
+            else:
+                bucket.append(_new_tuple(Encode, (item, topic, partition)))
+        if packs:
+            names = list(topics)
+            return [(name, LaneWork.of_rows(name, table_list, names, rows)) for name, rows in out.items()]
         return [(name, LaneWork(name, items)) for name, items in out.items()]
+
+    def _partition_plan(self, table: TableSchema, topic: str) -> tuple[int, str | None]:
+        """How `pick` finds the partition of a run of `table`'s changes: (the partition of every one, or -1;
+        the column whose int value is the whole partition key (`int_key_column`), or None): else
+        `_pick_partition`."""
+        if self.partitioning == "one":
+            return self.fixed_partition, None
+        if self.partitioning == "table":
+            return hash_partition(table_key(table.db, table.name), self.layout.partitions[topic]), None
+        return -1, int_key_column(table) if self.key_bytes is partition_key else None
 
     def expand(self, work: LaneWork) -> list[OutItem]:
         """The records of a lane's `LaneWork` (on the worker writing the lane), in order: its changes encoded
@@ -378,27 +335,54 @@ class Router:
         format or policy `spreads` should have excluded)."""
         out: dict[str, list[OutItem]] = {}
         records_out = out[work.lane] = []
+        append = records_out.append
         encode, large = self.encoder.encode, self.large
         last_topic, room, n = "", 0, 0
-        for job in work.items:
-            if type(job) is not Encode:
-                records_out.append(job)  # type: ignore[arg-type]  # an OutItem
-                continue
-            change, topic, partition = job  # type: ignore[misc]
+        packed = work.rows
+        tables: list[Any] = []
+        topics: list[str] = []
+        jobs: list[Any]
+        if packed is not None:
+            tables, topics, jobs = packed
+        else:
+            jobs = work.items
+        for job in jobs:
+            if job.__class__ is tuple:  # a packed row (`obsync.steps.lane_work`)
+                if len(job) != 1:
+                    ti, to, partition, op, file, at, index, before, after, commit_time, txn, server_id = job
+                    change = log_change(op, tables[ti], file, at, index, before, after, commit_time, txn, server_id)
+                    position = change.position
+                    topic = topics[to]
+                    job = None
+                else:
+                    job = job[0]
+            if job is not None:
+                if job.__class__ is not Encode:
+                    append(job)  # an OutItem
+                    continue
+                change, topic, partition = job
+                position, commit_time = change.position, change.commit_time
             n += 1
             if topic is not last_topic:
                 room = large.room(topic) if large is not None else 0
                 last_topic = topic
+            records = encode(change, topic)
+            if len(records) == 1:  # the common case: one record, in the table's topic, not too large
+                t, key, value = records[0]
+                if t == topic and (large is None or (len(key) if key is not None else 0) + (
+                        len(value) if value is not None else 0) <= room):
+                    append(_new_tuple(OutRecord, (topic, partition, key, value, position, 0, commit_time, None)))
+                    continue
             seq = 0
-            for index, rec in enumerate(encode(change, topic)):
+            for index, rec in enumerate(records):
                 if rec.topic != topic:
                     self._add_to_own_topic(rec, change, seq, out)
                 elif large is not None and len(rec.key or b"") + len(rec.value or b"") > room and \
                         not large.fits(rec, change):
                     seq = self._add_large(large, change, topic, partition, rec, index, seq, out) - 1
                 else:
-                    records_out.append(_new_tuple(OutRecord, (topic, partition, rec.key, rec.value, change.position,
-                                                              seq, change.commit_time, None)))
+                    append(_new_tuple(OutRecord, (topic, partition, rec.key, rec.value, position, seq, commit_time,
+                                                  None)))
                 seq += 1
         if len(out) > 1:
             raise AssertionError(f"{work.lane}: encoding gave records for {sorted(set(out) - {work.lane})}, which "

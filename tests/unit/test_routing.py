@@ -107,10 +107,12 @@ def test_positions_round_trip_through_headers_and_order():
 # ------------------------------------------------------------------------- rules, keys, DDL placement
 
 ITEMS = TableSchema("shop", "items", (Column("id", "int", "int(11)"),), ("id",))
+NAMES = TableSchema("shop", "names", (Column("name", "varchar", "varchar(9)"), Column("n", "int", "int(11)")),
+                    ("name",))
 SHARDED = TableSchema("shop", "orders", (Column("id", "int", "int(11)"), Column("cust", "int", "int(11)"),
                                          Column("v", "varchar", "varchar(9)")), ("id",), sharding_columns=("cust",))
 LOGS = TableSchema("shop", "logs", (Column("msg", "varchar", "varchar(9)"), Column("n", "int", "int(11)")))
-N = {"orders": 4, "items": 3, "logs": 5, "schema-changes": 2}
+N = {"orders": 4, "items": 3, "logs": 5, "names": 3, "schema-changes": 2}
 
 
 class SchemaTopicEncoder(DefaultEncoder):
@@ -366,6 +368,11 @@ def mixed_log_batch() -> list:
         else:
             items.append(Change(Op.INSERT, ITEMS, pos, after={"id": i}, commit_time=5.0, txn=f"t{i}"))
     items = [replace(c, commit_time=5.0) for c in items]  # a processing time would differ between encodings
+    # a table keyed by text, and rows a backfill reads into the log's stream (at snapshot positions)
+    items += [Change(Op.INSERT, NAMES, LogPosition("b.000003", 700 + i, i % 2), after={"name": f"n{i}", "n": i},
+                     commit_time=5.0, txn="t70") for i in range(8)]
+    items += [Change(Op.INSERT, ITEMS, SnapshotPosition("shop.items/0001", (1000 + i,)), after={"id": 1000 + i},
+                     commit_time=5.0) for i in range(4)]
     items.insert(20, ddl("ALTER TABLE orders ADD c int", (("shop", "orders"),), SHARDED, n=295))
     items.insert(40, Change(Op.HEARTBEAT, None, LogPosition("b.000003", 495, 1), commit_time=6.0))
     return items
@@ -389,13 +396,14 @@ def untimed(doc):
     return [untimed(v) for v in doc] if isinstance(doc, list) else doc
 
 
-def expanded(router: Router, batch) -> list[tuple[str, list]]:
-    """`pick` then `expand`, each lane's work pickled on the way (as it crosses to another process)."""
+def expanded(router: Router, batch, cross: bool = True) -> list[tuple[str, list]]:
+    """`pick` then `expand`, each lane's work pickled on the way (as it crosses to another process) if `cross`."""
     import pickle
 
     out = []
     for lane, work in router.pick(batch):
-        work = pickle.loads(pickle.dumps(work))
+        if cross:
+            work = pickle.loads(pickle.dumps(work))
         assert work.lane == lane
         out.append((lane, router.expand(work)))
     return out
@@ -404,28 +412,39 @@ def expanded(router: Router, batch) -> list[tuple[str, list]]:
 JSON_FORMATS = sorted(set(FORMAT_NAMES) - {"avro"})
 
 
+@pytest.mark.parametrize("packs", [False, True])
 @pytest.mark.parametrize("rule", ["hash", "table", "one"])
 @pytest.mark.parametrize("fmt", JSON_FORMATS)
-def test_lanes_picked_where_read_and_encoded_by_their_worker_give_exactly_the_records_of_route(fmt, rule):
+def test_lanes_picked_where_read_and_encoded_by_their_worker_give_exactly_the_records_of_route(fmt, rule, packs):
     def new_router() -> Router:  # a router and encoder each (an encoder may remember what it wrote)
         encoder = encoder_for(fmt, EncoderContext("t", "MYSQL"), {})
-        tables = {("shop", "orders"): "orders", ("shop", "items"): "items", ("shop", "logs"): "logs"}
+        tables = {("shop", "orders"): "orders", ("shop", "items"): "items", ("shop", "logs"): "logs",
+                  ("shop", "names"): "names"}
         layout = TopicLayout(tables, {**N, **{t: 2 for t in encoder.extra_topics()}})
         return Router(encoder, layout, rule, fixed_partition=1, send_ddl=True)
 
-    r = new_router()
+    r, here = new_router(), new_router()
+    r.packs = here.packs = packs
     assert r.spreads()
     batch = mixed_log_batch()
-    want, got = comparable(new_router().route(batch)), comparable(expanded(r, batch))
-    assert got == want
+    want = comparable(new_router().route(batch))
+    # crossing to another process, and expanded where picked (a lane of the reading process)
+    assert comparable(expanded(r, batch)) == want
+    assert comparable(expanded(here, batch, cross=False)) == want
     assert sum(len(v) for v in want.values()) >= len(batch)
     # the rows crossing are changes, one list per lane touched; only DDL, heartbeats and key changes as records
     work = [w for _, w in r.pick(batch)]
     assert len(work) == len({lane for lane, _ in r.pick(batch)})
+    assert all((w.rows is not None) is packs for w in work)
     from obsync.steps.routing import Encode
     encoded_here = [it for w in work for it in w.items if not isinstance(it, Encode)]
     assert {it.position for it in encoded_here} <= {c.position for c in batch if c.op in (Op.DDL, Op.HEARTBEAT)} | {
         c.position for c in batch if len(split_key_change(c, rule == "hash")) > 1}
+    # every other change picked once, each lane's in batch order (packed or not, the same changes)
+    rows = [c for c in batch if c.op not in (Op.DDL, Op.HEARTBEAT) and len(split_key_change(c, r.whole_row)) == 1]
+    at = [[rows.index(it.change) for it in w.items if isinstance(it, Encode)] for w in work]
+    assert sorted(i for lane in at for i in lane) == list(range(len(rows)))
+    assert all(lane == sorted(lane) for lane in at)
 
 
 def test_stream_done_picked_reaches_every_lane_and_counts_are_heard():
@@ -454,17 +473,24 @@ def test_formats_and_policies_whose_rows_may_reach_other_lanes_are_not_spread():
         t: 1 for t in avro.extra_topics()}}), "hash").spreads()
 
 
-def test_a_lanes_batch_crosses_processes_as_plain_tuples_with_each_table_once():
+@pytest.mark.parametrize("packs", [False, True])
+def test_a_lanes_batch_crosses_processes_as_plain_tuples_with_each_table_once(packs):
     import pickle
 
     r = real_router()
+    r.packs = packs
     batch = [Change(Op.INSERT, SHARDED, LogPosition("b.000001", i, 2), after={"id": i, "cust": 1, "v": "é"},
                     commit_time=1.5, txn="0-1-9", server_id=3) for i in range(50)]
     [(lane, work)] = r.pick(batch)
     blob = pickle.dumps(work)
+    assert pickle.dumps(work) == blob  # Bytewax pickles twice: packed once
     assert b"Change" not in blob and blob.count(b"varchar(9)") == 1  # no Change objects; the schema once
     back = pickle.loads(blob)
     assert back == work and [e.change for e in back.items] == batch
+    # every batch of a table arrives with one schema object (the encoder's caches find it by identity)
+    again = pickle.loads(pickle.dumps(r.pick(batch[:10])[0][1]))
+    assert again.rows is not None and back.rows is not None and again.rows[0] == back.rows[0]
+    assert again.rows[0][0] is back.rows[0][0] == SHARDED
 
 
 def test_a_lanes_batch_that_crossed_processes_is_held_packed_until_its_lane_encodes_it():

@@ -1,0 +1,229 @@
+"""A sink lane's share of a log batch, from the worker reading the log to the worker writing the lane.
+
+`obsync.steps.routing.Router.pick` groups a log batch's changes by sink lane, `Router.expand` encodes them on the
+lane's worker. A `LaneWork` holds them either as items (`Encode` jobs and records encoded already, in batch
+order) or as packed rows, the form it crosses processes in (`pick` builds that form directly when every lane is
+written by another process): a row change at a log position is the plain tuple
+
+    (table index, topic index, partition, op, file, pos, row, before, after, commit_time, txn, server_id)
+
+(`tables` and `topics` are the lists those index), anything else the tuple (item,). Pickling `Change` objects one
+by one would cost the reading worker about as much as encoding them; the op is the `Op` member itself (pickled
+once per batch, then a reference). Each table's schema crosses as the bytes it was pickled to once in this
+process (`schema_bytes`), turned back into one schema object per distinct bytes in the receiving process
+(`schema_from`): no schema is pickled or unpickled per batch, and every batch of a table arrives with the same
+schema object, so the encoder's per-table caches find it by identity. Bytewax pickles an item crossing processes
+twice (timely measures its size, then writes it): the bytes are kept from the first time.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, NamedTuple
+
+from obsync.connectors.kafka.records import OutItem
+from obsync.core.changes import Change, Op, Row
+from obsync.core.positions import LogPosition
+from obsync.core.schema import TableSchema
+
+PackedRow = tuple[Any, ...]
+Packed = tuple[list[TableSchema], list[str], list[PackedRow]]  # (tables, topics, rows)
+
+_CACHE_LIMIT = 1024  # distinct schemas remembered each way (then started afresh)
+_new_tuple = tuple.__new__
+_new_object = object.__new__
+
+
+class Encode(NamedTuple):
+    """A row change whose partition is chosen (`Router.pick`), to be encoded by its lane (`Router.expand`)."""
+
+    change: Change
+    topic: str
+    partition: int
+
+
+def _slot_setter(cls: type, name: str) -> Any:
+    return cls.__dict__[name].__set__  # a member descriptor: sets a frozen dataclass's slot without __setattr__
+
+
+_set_file, _set_pos, _set_row = (_slot_setter(LogPosition, n) for n in ("file", "pos", "row"))
+_CHANGE_FIELDS = ("op", "table", "position", "before", "after", "commit_time", "txn", "server_id", "ddl", "ddl_db",
+                  "ddl_tables")
+assert set(_CHANGE_FIELDS) == set(Change.__slots__), "log_change must set every field of Change"
+_set_op, _set_table, _set_position, _set_before, _set_after, _set_commit, _set_txn, _set_server, _set_ddl, \
+    _set_ddl_db, _set_ddl_tables = (_slot_setter(Change, f) for f in _CHANGE_FIELDS)
+
+
+def log_change(op: Op, table: TableSchema, file: str, pos: int, row: int, before: Row | None, after: Row | None,
+               commit_time: float | None, txn: str | None, server_id: int | None) -> Change:
+    """A row change at `LogPosition(file, pos, row)`, both built without their frozen dataclass's __init__ (one
+    object.__setattr__ per field: about half the time)."""
+    p = _new_object(LogPosition)
+    _set_file(p, file)
+    _set_pos(p, pos)
+    _set_row(p, row)
+    c = _new_object(Change)
+    _set_op(c, op)
+    _set_table(c, table)
+    _set_position(c, p)
+    _set_before(c, before)
+    _set_after(c, after)
+    _set_commit(c, commit_time)
+    _set_txn(c, txn)
+    _set_server(c, server_id)
+    _set_ddl(c, None)
+    _set_ddl_db(c, None)
+    _set_ddl_tables(c, ())
+    return c
+
+
+class LaneWork:
+    """One lane's share of a log batch, in batch order (see the module docstring): `items`, or packed `rows`."""
+
+    __slots__ = ("lane", "_items", "_rows", "_packed")
+
+    def __init__(self, lane: str, items: list[Encode | OutItem]) -> None:
+        self.lane = lane
+        self._items: list[Encode | OutItem] | None = items
+        self._rows: Packed | None = None
+        self._packed: bytes | None = None
+
+    @classmethod
+    def of_rows(cls, lane: str, tables: list[TableSchema], topics: list[str], rows: list[PackedRow]) -> LaneWork:
+        """A lane's work as packed rows (the module docstring)."""
+        work = _new_object(cls)
+        work.lane, work._items, work._rows, work._packed = lane, None, (tables, topics, rows), None
+        return work
+
+    @property
+    def items(self) -> list[Encode | OutItem]:
+        """The work as items: `Encode` jobs and records (built from the packed rows on first use; anew at each
+        use when it arrived from another process, see `rows`)."""
+        if self._items is not None:
+            return self._items
+        rows = self.rows
+        assert rows is not None
+        items = unpack_rows(*rows)
+        if self._rows is not None:
+            self._items = items
+        return items
+
+    @property
+    def rows(self) -> Packed | None:
+        """(tables, topics, rows) when the work is held packed, else None. Work that arrived from another
+        process holds only its bytes, unpickled here at each use and not kept: the lanes' process may receive an
+        epoch of the log's batches ahead of encoding them (Bytewax's sink takes every batch that has arrived
+        before it writes any), and as bytes that backlog takes about 140 bytes a row of the e2e bench's table,
+        against about 1 KB unpickled (tracemalloc): a 1,000,000-row transaction had pushed the process past
+        300 MB."""
+        if self._rows is not None:
+            return self._rows
+        if self._items is None and self._packed is not None:
+            return _unpickle(self._packed)[1:]  # type: ignore[return-value]
+        return None
+
+    def copy(self) -> LaneWork:
+        """The same work, not pickled yet (benches measure the pickling again)."""
+        rows = self.rows
+        if rows is not None:
+            return LaneWork.of_rows(self.lane, *rows)
+        return LaneWork(self.lane, self.items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LaneWork) and (self.lane, self.items) == (other.lane, other.items)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        rows = self.rows
+        n = len(rows[2]) if rows is not None else len(self.items)
+        return f"LaneWork({self.lane!r}, {n} items)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._packed is None:
+            tables, topics, rows = self._rows if self._rows is not None else pack_items(self.items)
+            self._packed = pickle.dumps((self.lane, [schema_bytes(t) for t in tables], topics, rows),
+                                        protocol=pickle.HIGHEST_PROTOCOL)
+        return _arrive, (self.lane, self._packed)
+
+
+def _arrive(lane: str, packed: bytes) -> LaneWork:
+    """A lane's work pickled by `LaneWork.__reduce__`: held as its bytes (see `LaneWork.rows`), which are also
+    what it is pickled to again, should it cross on."""
+    work = _new_object(LaneWork)
+    work.lane, work._items, work._rows, work._packed = lane, None, None, packed
+    return work
+
+
+def _unpickle(packed: bytes) -> tuple[str, list[TableSchema], list[str], list[PackedRow]]:
+    lane, schemas, topics, rows = pickle.loads(packed)
+    return lane, [schema_from(b) for b in schemas], topics, rows
+
+
+def pack_items(items: list[Encode | OutItem]) -> Packed:
+    """Items as packed rows (the module docstring): row changes at log positions packed, anything else as (item,)."""
+    tables: dict[int, int] = {}
+    table_list: list[TableSchema] = []
+    topics: dict[str, int] = {}
+    rows: list[PackedRow] = []
+    for it in items:
+        if type(it) is Encode:
+            change, topic, partition = it  # type: ignore[misc]
+            pos = change.position
+            t = change.table
+            if type(pos) is not LogPosition or t is None or change.ddl is not None or change.ddl_db is not None or \
+                    change.ddl_tables:
+                rows.append((it,))
+                continue
+            ti = tables.get(id(t))
+            if ti is None:
+                ti = tables[id(t)] = len(table_list)
+                table_list.append(t)
+            to = topics.get(topic)
+            if to is None:
+                to = topics[topic] = len(topics)
+            rows.append((ti, to, partition, change.op, pos.file, pos.pos, pos.row, change.before, change.after,
+                         change.commit_time, change.txn, change.server_id))
+        else:
+            rows.append((it,))
+    return table_list, list(topics), rows
+
+
+def unpack_rows(tables: list[TableSchema], topics: list[str], rows: list[PackedRow]) -> list[Encode | OutItem]:
+    """Packed rows as items (`Encode` jobs and records)."""
+    items: list[Encode | OutItem] = []
+    append = items.append
+    for r in rows:
+        if len(r) == 1:
+            append(r[0])
+            continue
+        ti, to, partition, op, file, pos, row, before, after, commit_time, txn, server_id = r
+        append(_new_tuple(Encode, (log_change(op, tables[ti], file, pos, row, before, after, commit_time, txn,
+                                              server_id), topics[to], partition)))
+    return items
+
+
+_SENT: dict[int, tuple[TableSchema, bytes]] = {}  # id(schema) -> (schema, its pickle): holding it keeps its id
+_ARRIVED: dict[bytes, TableSchema] = {}  # a schema's pickle -> the one schema object made of it here
+
+
+def schema_bytes(table: TableSchema) -> bytes:
+    """`table` pickled, once per schema object in this process."""
+    hit = _SENT.get(id(table))
+    if hit is not None and hit[0] is table:
+        return hit[1]
+    if len(_SENT) >= _CACHE_LIMIT:
+        _SENT.clear()
+    blob = pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL)
+    _SENT[id(table)] = (table, blob)
+    return blob
+
+
+def schema_from(blob: bytes) -> TableSchema:
+    """The schema pickled as `blob`: one object per distinct bytes in this process."""
+    table = _ARRIVED.get(blob)
+    if table is None:
+        if len(_ARRIVED) >= _CACHE_LIMIT:
+            _ARRIVED.clear()
+        table = _ARRIVED[blob] = pickle.loads(blob)
+    return table
