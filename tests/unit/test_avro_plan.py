@@ -39,8 +39,9 @@ OPTIONS = [{}, {"logical_types": "all"}, {"decimal_handling_mode": "string"}, {"
            {"bigint_unsigned_handling_mode": "precise"}]
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
-def test_every_column_type_writes_the_bytes_fastavro_writes(options: dict[str, str]) -> None:
+def everything(options: dict[str, str]) -> tuple[Any, str, TableSchema, dict[str, Any], dict[str, Any]]:
+    """(config, logical_types, table, row, the row with every nullable column null): a table with a column of
+    every type the Debezium tests cover, under `options`."""
     options = dict(options)
     logical = options.pop("logical_types", "connect")
     cfg = parse_options("avro", "task1", options, DEBEZIUM_OPTIONS)
@@ -51,6 +52,12 @@ def test_every_column_type_writes_the_bytes_fastavro_writes(options: dict[str, s
         row[f"c{i}"] = value
     table = TableSchema("shop", "everything", tuple(columns), primary_key=("id",))
     nulls = {k: (v if k == "id" or not table.column(k).nullable else None) for k, v in row.items()}
+    return cfg, logical, table, row, nulls
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+def test_every_column_type_writes_the_bytes_fastavro_writes(options: dict[str, str]) -> None:
+    cfg, logical, table, row, nulls = everything(options)
     builder = EventBuilder(cfg, json_values=False, clock=lambda: 1_700_000_002_123_456_789)
     pos = LogPosition("mysql-bin.000042", 1234567, 1)
     changes = [Change(Op.INSERT, table, pos, after=row, commit_time=1700000001.0, txn="g:1", server_id=7),
@@ -196,16 +203,7 @@ def test_encoder_messages_are_fastavro_bytes_of_converted_values(options: dict[s
     from obsync.formats.avro.encoder import AvroEncoder
     from obsync.formats.avro.wire import fingerprint, single_object_header
 
-    options = dict(options)
-    logical = options.pop("logical_types", "connect")
-    cfg = parse_options("avro", "task1", options, DEBEZIUM_OPTIONS)
-    columns = [Column("id", "bigint", "bigint(20)", nullable=False)]
-    row: dict[str, Any] = {"id": 7}
-    for i, (col, value, _, _) in enumerate(COLUMN_CASES):
-        columns.append(dataclasses.replace(col, name=f"c{i}"))
-        row[f"c{i}"] = value
-    table = TableSchema("shop", "everything", tuple(columns), primary_key=("id",))
-    nulls = {k: (v if k == "id" or not table.column(k).nullable else None) for k, v in row.items()}
+    cfg, logical, table, row, nulls = everything(options)
     clock = lambda: 1_700_000_002_123_456_789  # noqa: E731
     encoder = AvroEncoder(cfg, None, logical_types=logical, clock=clock)
     builder = EventBuilder(cfg, json_values=False, clock=clock)
