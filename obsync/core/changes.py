@@ -63,7 +63,7 @@ class _ChangeBuilder:
                  "ddl_tables")
 
     def __init__(self, op: Op, table: TableSchema, position: Position, before: Row | None, after: Row | None,
-                 commit_time: float, txn: str, server_id: int) -> None:
+                 commit_time: float | None, txn: str | None, server_id: int | None) -> None:
         self.op = op
         self.table = table
         self.position = position
@@ -80,7 +80,8 @@ class _ChangeBuilder:
 
 # `Change(op, table, position, before, after, commit_time, txn, server_id)`, faster (a binlog row's change)
 new_row_change = cast(
-    "Callable[[Op, TableSchema, Position, Row | None, Row | None, float, str, int], Change]", _ChangeBuilder)
+    "Callable[[Op, TableSchema, Position, Row | None, Row | None, float | None, str | None, int | None], Change]",
+    _ChangeBuilder)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,8 @@ import pickle
 from typing import Any, NamedTuple
 
 from obsync.connectors.kafka.records import OutItem
-from obsync.core.changes import Change, Op, Row
-from obsync.core.positions import LogPosition
+from obsync.core.changes import Change, Op, Row, new_row_change
+from obsync.core.positions import LogPosition, new_log_position
 from obsync.core.schema import TableSchema
 
 PackedRow = tuple[Any, ...]
@@ -42,39 +42,11 @@ class Encode(NamedTuple):
     partition: int
 
 
-def _slot_setter(cls: type, name: str) -> Any:
-    return cls.__dict__[name].__set__  # a member descriptor: sets a frozen dataclass's slot without __setattr__
-
-
-_set_file, _set_pos, _set_row = (_slot_setter(LogPosition, n) for n in ("file", "pos", "row"))
-_CHANGE_FIELDS = ("op", "table", "position", "before", "after", "commit_time", "txn", "server_id", "ddl", "ddl_db",
-                  "ddl_tables")
-assert set(_CHANGE_FIELDS) == set(Change.__slots__), "log_change must set every field of Change"
-_set_op, _set_table, _set_position, _set_before, _set_after, _set_commit, _set_txn, _set_server, _set_ddl, \
-    _set_ddl_db, _set_ddl_tables = (_slot_setter(Change, f) for f in _CHANGE_FIELDS)
-
-
 def log_change(op: Op, table: TableSchema, file: str, pos: int, row: int, before: Row | None, after: Row | None,
                commit_time: float | None, txn: str | None, server_id: int | None) -> Change:
-    """A row change at `LogPosition(file, pos, row)`, both built without their frozen dataclass's __init__ (one
-    object.__setattr__ per field: about half the time)."""
-    p = _new_object(LogPosition)
-    _set_file(p, file)
-    _set_pos(p, pos)
-    _set_row(p, row)
-    c = _new_object(Change)
-    _set_op(c, op)
-    _set_table(c, table)
-    _set_position(c, p)
-    _set_before(c, before)
-    _set_after(c, after)
-    _set_commit(c, commit_time)
-    _set_txn(c, txn)
-    _set_server(c, server_id)
-    _set_ddl(c, None)
-    _set_ddl_db(c, None)
-    _set_ddl_tables(c, ())
-    return c
+    """A row change at `LogPosition(file, pos, row)`, both built by the core's fast builders (as the binlog reader
+    builds them), not by their frozen dataclass's __init__."""
+    return new_row_change(op, table, new_log_position(file, pos, row), before, after, commit_time, txn, server_id)
 
 
 class LaneWork:
