@@ -53,13 +53,23 @@ class MariaDBServer(SQLServer):
     def log_files(self) -> list[Path]:
         return [self.error_log, self.output_log]
 
+    @property
+    def tmpdir(self) -> Path:
+        """The server's own directory for temporary files. Not /tmp: a starting mariadbd deletes every `#sql*`
+        file in its tmpdir, so with a shared one, a server starting beside a `mariadb-install-db` still running
+        deleted the bootstrap's temporary tables ("Unknown table 'mysql.tmp_user_sys'"), and parallel test
+        processes' servers failed to install now and then."""
+        return self.base_dir / "tmp"
+
     def _prepare(self) -> None:
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         if (self.datadir / "mysql").is_dir():
             return  # initialised before: keep data and binlog
         self.datadir.mkdir(parents=True, exist_ok=True)
         cmd = [
             find_binary("mariadb-install-db", "/usr/bin/mariadb-install-db"), "--no-defaults",
             f"--datadir={self.datadir}", "--user=root", "--auth-root-authentication-method=normal",
+            f"--tmpdir={self.tmpdir}",
         ]
         with (self.base_dir / "install.log").open("ab") as out:
             rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.base_dir).returncode
@@ -72,7 +82,8 @@ class MariaDBServer(SQLServer):
         d = self.datadir
         return [
             find_binary("mariadbd", "/usr/sbin/mariadbd"), "--no-defaults",
-            f"--datadir={d}", "--user=root", f"--port={self.port}", f"--bind-address={HOST}",
+            f"--datadir={d}", f"--tmpdir={self.tmpdir}", "--user=root", f"--port={self.port}",
+            f"--bind-address={HOST}",
             f"--socket={self.socket_path}", f"--pid-file={self.base_dir / 'mariadb.pid'}",
             f"--log-error={self.error_log}", f"--log-bin={d / 'binlog'}",
             "--binlog-format=ROW", "--binlog-row-image=FULL",
