@@ -71,7 +71,8 @@ def child(fmt: str, kind: str, rows: int, step: str, run: bool) -> None:
 
 def count(pythonpath: Path, fmt: str, kind: str, rows: int, step: str, run: bool) -> int:
     """Instructions executed by a child Python running `child` under callgrind."""
-    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    # a fixed hash seed: string hashes decide dictionaries' probing, which moves the count by a few per cent
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "PYTHONHASHSEED": "0"}
     # this file runs as a script, so that a checkout without it can be counted; obsync and the bench's row
     # come from `pythonpath`
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,

@@ -4,10 +4,16 @@ Hash uses the same function as Kafka's Java default partitioner (`toPositive(mur
 a canonical encoding of the key columns' values, so a key lands in the same partition whatever the message
 format, run or process.
 
-`partition_for` is computed, when it can be, by librdkafka's own murmur2 partitioner
-(`rd_kafka_msg_partitioner_murmur2`, public in `rdkafka.h`), from the librdkafka the Kafka client already loads:
-a few times faster per key than the Python `murmur2` below, which is the fallback and the reference (a unit test
-checks that both give the same partitions). It is loaded as a `ctypes.PyDLL`, whose calls keep the GIL: the
+`partition_for` is, fastest first, whichever of these is there (a unit test checks that each gives the
+partitions of the Python `murmur2` below, the reference):
+- the compiled `_murmur2` module (`_murmur2.c` beside this file), built by `pip install` when a C compiler is
+  there (`setup.py`): about 200 instructions a key;
+- librdkafka's own murmur2 partitioner (`rd_kafka_msg_partitioner_murmur2`, public in `rdkafka.h`), from the
+  librdkafka the Kafka client already loads, called through ctypes: about 5,700 instructions a key, most of them
+  ctypes' and libffi's;
+- the Python `murmur2`: about 15,000.
+
+librdkafka's is loaded as a `ctypes.PyDLL`, whose calls keep the GIL: the
 function takes well under a µs, while releasing the GIL around it (`ctypes.CDLL`) let the binlog reader's thread
 take it, and the dataflow's thread then waited for it back, about 100 µs per key with that thread busy.
 """
@@ -75,11 +81,19 @@ def _librdkafka_partitioner() -> Callable[..., int] | None:
 
 _rd_murmur2 = _librdkafka_partitioner()
 
-if _rd_murmur2 is not None:
+compiled_partition_for: Callable[[bytes, int], int] | None
+try:
+    from obsync.connectors.kafka._murmur2 import partition_for as compiled_partition_for
+except ImportError:  # pragma: no cover - installed without a C compiler
+    compiled_partition_for = None
+
+if compiled_partition_for is not None:
+    partition_for = compiled_partition_for
+elif _rd_murmur2 is not None:  # pragma: no cover - installed without a C compiler
     _size_t = ctypes.c_size_t
 
     def partition_for(key: bytes, partitions: int) -> int:
         """The partition Kafka's default partitioner would choose for `key` (computed by librdkafka)."""
-        return _rd_murmur2(None, key, _size_t(len(key)), partitions, None, None)  # type: ignore[misc]  # set above
+        return _rd_murmur2(None, key, _size_t(len(key)), partitions, None, None)  # type: ignore[misc]  # not None here
 else:  # pragma: no cover - without librdkafka's library file
     partition_for = python_partition_for

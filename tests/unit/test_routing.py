@@ -328,20 +328,40 @@ def test_every_format_puts_every_change_in_the_partition_the_default_format_does
 
 
 def test_partition_for_is_kafkas_partitioner_for_any_key():
-    # `partition_for` (librdkafka's murmur2 when its library is found) agrees with the Python reference on keys of
-    # every length up to 3 words past a multiple of 4, with NUL and high bytes, and with the Kafka vectors above
+    # `partition_for` (the compiled `_murmur2` module, built by `pip install`) and librdkafka's murmur2 through
+    # ctypes (its fallback) agree with the Python reference on keys of every length up to 3 words past a
+    # multiple of 4, with NUL and high bytes, and with the Kafka vectors above
+    import ctypes
     import random
 
     from obsync.connectors.kafka import partitioner
 
-    assert partitioner._rd_murmur2 is not None  # the fast path is the one in use here
+    assert partitioner.partition_for is partitioner.compiled_partition_for is not None  # built, and in use
+    rd = partitioner._rd_murmur2
+    assert rd is not None
     rng = random.Random(15)
     keys = [bytes(rng.randrange(256) for _ in range(n)) for n in range(0, 70) for _ in range(20)]
-    keys += [b"\x00", b"\x00\x00\x00\x00\x00", b"21", b"foobar", b"[42]", '["名字",7]'.encode()]
+    keys += [b"\x00", b"\x00\x00\x00\x00\x00", b"21", b"foobar", b"[42]", '["名字",7]'.encode(), b"\xff" * 1000]
     for key in keys:
-        for n in (1, 2, 3, 7, 16, 1000):
-            assert partition_for(key, n) == partitioner.python_partition_for(key, n) == (
-                (murmur2(key) & 0x7FFFFFFF) % n), (key, n)
+        for n in (1, 2, 3, 7, 16, 1000, 2**31 - 1):
+            want = (murmur2(key) & 0x7FFFFFFF) % n
+            assert partition_for(key, n) == partitioner.python_partition_for(key, n) == want, (key, n)
+            assert rd(None, key, ctypes.c_size_t(len(key)), n, None, None) == want, (key, n)
+
+
+def test_compiled_partition_for_names_a_bad_argument():
+    from obsync.connectors.kafka import partitioner
+
+    fn = partitioner.compiled_partition_for
+    assert fn is not None
+    with pytest.raises(TypeError, match="the key must be bytes, not str"):
+        fn("[42]", 3)
+    with pytest.raises(ValueError, match="partition count must be from 1 to 2147483647, not 0"):
+        fn(b"[42]", 0)
+    with pytest.raises(ValueError, match="not 2147483648"):
+        fn(b"[42]", 2**31)
+    with pytest.raises(TypeError, match="takes 2 arguments"):
+        fn(b"[42]")  # type: ignore[call-arg]
 
 
 # ------------------------------------------------------------------------- the log's lanes, encoded by their workers

@@ -1,0 +1,3 @@
+"""Kafka's default partitioner (murmur2), compiled from `_murmur2.c`."""
+
+def partition_for(key: bytes, partitions: int, /) -> int: ...
