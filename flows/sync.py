@@ -103,9 +103,9 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
             # limits.full: one limiter per process for all its chunks, the cap divided among the processes
             limiter=limiter_for(task.limits.full, bytewax_processes()),
             listener=progress.stats, stopping=stopping,
-            # a cluster does not read again a full sync its control topic says is delivered (after a recovery
-            # reset, chunks start without state: `obsync.runtime.recovery`)
-            delivered=rt.full_sync_delivered if isinstance(rt.state, ClusterState) else None,
+            # a full sync the task's state (a cluster's control topic) says is in Kafka is not read again, even
+            # if Bytewax's state predates it (a stop before the next epoch) or is gone (`obsync.runtime.recovery`)
+            delivered=rt.full_sync_delivered,
             # Debezium's snapshot writes each table's CREATE TABLE before its rows; formats that want it
             emit_ddl=task.sync.ddl and rt.encoder.snapshot_ddl())))
     if rt.log_start is not None:
