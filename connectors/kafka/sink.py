@@ -16,8 +16,9 @@ turns into them on the lane's worker (the log's row changes, encoded there rathe
 
 Acknowledged but not kept: an acknowledgement without an offset (the idempotent producer's retry answered as a
 duplicate of a write the broker already holds; seen after tansu restarted) is taken on trust by librdkafka.
-The lane does not: it records each such message (`_Written.unverified`) and, before its snapshot completes,
-reads the partition from the last snapshot's offset to check they are there (`_Lane.snapshot`). If any is
+The lane does not: it records each such message (`_Written.unverified`) and, before its snapshot completes
+and before it marks its full sync delivered, reads the partition from the last snapshot's offset to check they
+are there (`_Lane.verify`). If any is
 missing the snapshot fails with `BrokerFault`, so the task restarts (`obsync.app.supervisor`) and replays from
 the last snapshot; what was missing is noted in `kafka-gaps.json` in the state directory (`gaps.GapFile`)
 because resuming by "last position written" would skip it (later messages of its stream are in Kafka): the
@@ -451,6 +452,8 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
         if not self.gate_open and self.required_streams <= self.done:
             self.shared.flush(self.listener, self.stopping)
             self._raise_error()
+            for w in self.written.values():  # the mark is final (no chunk is read again): nothing may be missing
+                self._check_unverified(w)
             self.gate_open = True
             self.on_delivered()
 
@@ -482,8 +485,21 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
 
     def verify(self, w: _Written) -> None:
         """Before a snapshot (after the flush): check that the partition holds the messages acknowledged without
-        an offset since the last one, reading it from that snapshot's offset; a `BrokerFault` if any is missing
-        (noted for the resume: `gaps`). Then the snapshot's offset is where the next check starts."""
+        an offset since the last one (`_check_unverified`). Then the snapshot's offset is where the next check
+        starts."""
+        self._check_unverified(w)
+        if w.redo is not None and not w.redo.pending(w.last):
+            if w.redo.rewritten:
+                log.info("%s[%d]: %s Kafka held written again after the lost ones of their keys (so each key's "
+                         "changes stay in order)", w.topic, w.partition, counted(w.redo.rewritten, "message"))
+            w.redo = None
+        w.snap_offset = w.next_offset
+
+    def _check_unverified(self, w: _Written) -> None:
+        """After a flush: check that the partition holds the messages acknowledged without an offset since the
+        last snapshot, reading it from that snapshot's offset; a `BrokerFault` if any is missing (noted for the
+        resume from that snapshot: `gaps`). Before a snapshot, and before the lane marks its full sync
+        delivered (after which no snapshot chunk is read again, so a lost snapshot row could not be written)."""
         if w.unverified:
             found: set[tuple[str, tuple, int]] = set()
             for offset, pos, seq in self._read_tail(w.topic, w.partition, w.snap_offset):
@@ -502,12 +518,6 @@ class _Lane(StatefulSinkPartition[list[OutItem], SinkState]):
             log.info("%s[%d]: Kafka holds the %s it acknowledged without an offset", w.topic, w.partition,
                      counted(len(acked), "message"))
             w.unverified.clear()
-        if w.redo is not None and not w.redo.pending(w.last):
-            if w.redo.rewritten:
-                log.info("%s[%d]: %s Kafka held written again after the lost ones of their keys (so each key's "
-                         "changes stay in order)", w.topic, w.partition, counted(w.redo.rewritten, "message"))
-            w.redo = None
-        w.snap_offset = w.next_offset
 
     def close(self) -> None:
         """Flush what is left; never raises. Bytewax calls it after the last snapshot (which flushed and raised

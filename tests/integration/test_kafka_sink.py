@@ -176,6 +176,34 @@ def test_messages_acknowledged_but_not_kept_fail_the_snapshot_and_the_resume_wri
     assert not gaps.exists()
 
 
+def test_a_snapshot_row_acknowledged_but_not_kept_stops_the_full_sync_being_marked_delivered(kafka, tmp_path):
+    """Once a lane marks its full sync delivered, no chunk is read again (obsync.connectors.mysql.snapshot.source):
+    so before the mark the lane checks the messages acknowledged without an offset, and one Kafka lacks fails
+    the lane (`BrokerFault`, the task restarts) with no mark. The resume, from before any snapshot, writes it."""
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    gaps = tmp_path / "kafka-gaps.json"
+    lane = lane_of(topic, 0, DEFAULT_LANES)
+    chunk = "db.t/0000"
+    rows = [rec(topic, 0, SnapshotPosition(chunk, (i,)), f"r{i}".encode(), key=b"[%d]" % i) for i in range(6)]
+    delivered: list[str] = []
+    required = frozenset({SnapshotPosition(chunk, ()).stream})
+    part = make_sink(kafka, topic, 1, required, delivered, gaps_file=gaps).build_part("out", lane, None)
+    part.write_batch([rows[:3] + rows[4:]])  # the broker lost row 3 ...
+    part.shared.flush()
+    part.written[(topic, 0)].unverified.append((position_to_header(rows[3].position), 0, rows[3].key))  # ... acked
+    with pytest.raises(BrokerFault, match=rf"Kafka acknowledged 1 message of {topic}\[0\] it did not keep"):
+        part.write_batch([[StreamDone(SnapshotPosition(chunk, ()).stream)]])
+    assert delivered == [] and gaps.exists()
+
+    resumed = make_sink(kafka, topic, 1, required, delivered, gaps_file=gaps).build_part("out", lane, None)
+    resumed.write_batch([rows + [StreamDone(SnapshotPosition(chunk, ()).stream)]])  # the chunk read again
+    assert delivered == [lane]
+    resumed.snapshot()
+    assert sorted(m.value for m in read_partition(kafka.bootstrap_servers, topic, 0)) == [
+        f"r{i}".encode() for i in range(6)]
+
+
 def test_messages_acknowledged_without_an_offset_that_kafka_holds_pass_the_check(kafka, caplog):
     caplog.set_level(logging.INFO, "obsync")
     topic = f"t_{uuid.uuid4().hex[:8]}"
