@@ -20,7 +20,11 @@ until target.patience, seen once after a freeze too), which no check of offset-l
 In session 5's runs of this file (4 on the branch that added the restarts, 1 on main) each of the incremental
 `frozen`, the `full` and the incremental `restarted` cases failed at least once that way, the `full` `frozen`
 case never; so those three are xfail (not strict), with every assertion intact: a broker that loses what it
-acknowledged is outside what any Kafka client can guarantee against, and `XPASS` shows the runs it did not."""
+acknowledged is outside what any Kafka client can guarantee against, and `XPASS` shows the runs it did not.
+The `full` `frozen` case then did, once in CI (3 December 2026): after the freeze tansu failed a write, the
+task process started again, and the partition ended at offset 731 where tansu had acknowledged writes up to
+776; obsync refused to go on, naming the partition and both offsets, as it must. Any case that fails after
+obsync said so (`BROKER_LOST`) is reported as xfail with that line; any other failure fails the test."""
 
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ pytestmark = pytest.mark.chaos
 
 OUTAGE = 60  # seconds the broker is down
 RESTARTED = "a fault of Kafka's that a restart clears"  # obsync run's line as it starts the task process again
+# what obsync says when a partition ends before the offset its last snapshot says Kafka acknowledged (`tail`)
+BROKER_LOST = "Kafka no longer holds messages it acknowledged to this task"
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +69,7 @@ def test_broker_down_for_a_minute_loses_and_duplicates_nothing(tmp_path, mariadb
                       snapshot={"chunk_size": 2000, "batch_size": 200}, limits={"full": {"rps": 1000}})
     writer = Writer(mariadb, db, seed=8 if phase == "full" else 9)
     writer.start()
+    run: ObsyncRun | None = None
     try:
         with ObsyncRun(task, tmp_path / "run.log") as run:
             if phase == "full":
@@ -98,6 +105,12 @@ def test_broker_down_for_a_minute_loses_and_duplicates_nothing(tmp_path, mariadb
             converge(own_kafka, f"Topic_{db}_orders", mariadb, table, timeout=300, meanwhile=run.running)
             assert run.stop() == 0, run.text()[-4000:]
             out = run.text()
+    except AssertionError:
+        # tansu lost writes it acknowledged with an offset, and obsync said so (module docstring)
+        if run is not None and BROKER_LOST in run.text():
+            pytest.xfail("tansu lost messages it had acknowledged with an offset; obsync stopped, naming them: "
+                         + next(line for line in run.text().splitlines() if BROKER_LOST in line))
+        raise
     finally:
         if way == "frozen" and own_kafka.pid is not None:
             os.kill(own_kafka.pid, signal.SIGCONT)  # harmless if it runs: the next test needs it
