@@ -16,10 +16,10 @@ state emits that `StreamDone` again and stops, so a sink that missed it sees it.
 
 `delivered` (optional): asked once, when the first chunk is built; if it says the whole full sync is already in
 Kafka, no chunk is read again: each emits its `StreamDone` and stops. This holds for chunks Bytewax resumes
-half read too: a stop after the full sync reached Kafka but before the next
-epoch saved it resumes from an older state, and by then the log has written the rows changed since. Read again,
-the last (open-ended) chunk would hold rows inserted meanwhile under snapshot positions the sink has not seen,
-and write them after the log's changes of the same keys (tests/integration/test_resume_after_full_sync.py).
+half read too: a stop after the full sync reached Kafka but before the next epoch saved it resumes from an
+older state, and by then the log has written the rows changed since. Read again, the last (open-ended) chunk
+would hold rows inserted meanwhile, under snapshot positions the sink has not seen, and write them after the
+log's changes of the same keys (tests/integration/test_resume_after_full_sync.py).
 
 Chunks are read one at a time per worker by default (`chunks_per_worker`): the others wait without a
 connection until a running chunk finishes, so a plan of thousands of chunks holds only as many connections as
