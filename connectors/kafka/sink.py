@@ -18,13 +18,12 @@ Acknowledged but not kept: an acknowledgement without an offset (the idempotent 
 duplicate of a write the broker already holds; seen after tansu restarted) is taken on trust by librdkafka.
 The lane does not: it records each such message (`_Written.unverified`) and, before its snapshot completes
 and before it marks its full sync delivered, reads the partition from the last snapshot's offset to check they
-are there (`_Lane.verify`). If any is
-missing the snapshot fails with `BrokerFault`, so the task restarts (`obsync.app.supervisor`) and replays from
-the last snapshot; what was missing is noted in `kafka-gaps.json` in the state directory (`gaps.GapFile`)
-because resuming by "last position written" would skip it (later messages of its stream are in Kafka): the
-resumed lane skips exactly the messages Kafka holds, writes the missing ones, and writes again those of the
-same message key after a missing one (so a consumer still sees each key's changes in order; those are the
-only messages written twice).
+are there (`_Lane._check_unverified`). If any is missing the lane fails with `BrokerFault`, so the task
+restarts (`obsync.app.supervisor`) and replays from the last snapshot; what was missing is noted in
+`kafka-gaps.json` in the state directory (`gaps.GapFile`) because resuming by "last position written" would
+skip it (later messages of its stream are in Kafka): the resumed lane skips exactly the messages Kafka holds,
+writes the missing ones, and writes again those of the same message key after a missing one (so a consumer
+still sees each key's changes in order; those are the only messages written twice).
 
 Streams that a run never replays but rescans under positions after everything written before (snapshot chunks
 of tables without a key on MySQL/MariaDB, `rescanned_streams`) have nothing to drop: a record of one at or
