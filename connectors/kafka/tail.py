@@ -28,6 +28,7 @@ from obsync.core.positions import Position, position_from_header
 log = logging.getLogger(__name__)
 
 _SLICE = 0.5  # s of one poll (then the silence is judged, and a stop request heard)
+_ASK_EVERY = 10.0  # s between questions of where a stalled read's partition ends (`_check_not_shorter`)
 
 
 def _never() -> bool:
@@ -67,6 +68,7 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
     where = f"{topic}[{partition}]"
     watch = AckWatch(patience)
     told = False  # the listener was told the sink waits
+    asked = -_ASK_EVERY  # time.monotonic() when Kafka was last asked where the partition ends
     try:
         consumer.assign([TopicPartition(topic, partition, start_offset)])
         while True:
@@ -76,8 +78,9 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
                 if err is not None:
                     last_error[:] = [mask_secrets(err.str(), conf)]
                 stalled = _judge(watch, brokers, where, start_offset, last_error, listener, stopping)
-                if stalled and not told and not last_error:  # a stall with Kafka answering, error-free: does
-                    _check_not_shorter(consumer, topic, partition, start_offset, brokers)  # the partition end before?
+                if stalled and time.monotonic() - asked >= _ASK_EVERY:  # does the partition end before the start?
+                    _check_not_shorter(consumer, topic, partition, start_offset, brokers)
+                    asked = time.monotonic()
                 told = stalled or told
                 continue
             watch.acked()
@@ -108,8 +111,9 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
 def _check_not_shorter(consumer: Consumer, topic: str, partition: int, start: int, brokers: str) -> None:
     """Raise if Kafka answers that the partition ends before `start`: a read from there gets nothing, neither
     messages nor the end-of-partition event (tansu), and would wait the whole patience as for a silent broker.
-    Asked once, when the read first counts as stalled and the client has reported no error (an unreachable
-    broker does): ListOffsets is not trusted to find the end (module docstring), only to name the cause of a
+    Asked when the read first counts as stalled and every `_ASK_EVERY` s after, whatever error the client
+    reported (a broker it could not reach at first, or one that answers again after an outage, may still
+    answer this): ListOffsets is not trusted to find the end (module docstring), only to name the cause of a
     read that found nothing; unanswered (in 2 s), nothing is said."""
     try:
         _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=2, cached=False)

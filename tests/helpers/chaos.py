@@ -105,9 +105,14 @@ class ObsyncRun:
     def __enter__(self) -> ObsyncRun:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if self.proc.poll() is None:
             self.kill()
+        if isinstance(exc, AssertionError):  # CI shows the failure's message in full, seldom the captured output
+            said = str(exc)
+            tail = self.text()[-3000:]
+            if tail and tail[-400:] not in said:
+                exc.args = (f"{said}\n--- the last lines obsync run printed ({self.log}):\n{tail}",)
 
 
 class Writer(threading.Thread):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import uuid
 
@@ -416,3 +417,28 @@ def test_a_partition_shorter_than_the_snapshot_says_fails_at_the_stall_naming_th
     assert time.monotonic() - t0 < 30  # at the stall notice (2 s), not at the patience (60 s)
     assert f"{topic}[0] ends at offset" in str(e.value) and "before offset 50" in str(e.value)
     assert "no longer holds messages it acknowledged" in str(e.value)
+
+
+def test_a_partition_shorter_than_the_snapshot_says_fails_at_the_stall_though_the_client_reported_an_error(kafka):
+    """As above, with the client having reported an error before the read stalls (here a bootstrap address
+    nobody listens on, as after an outage of one broker): Kafka is still asked where the partition ends, so the
+    task fails at the stall, naming the cause, instead of waiting the whole patience."""
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    with socket.socket() as s:  # a port nobody listens on: connections to it are refused
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    conf = {"bootstrap.servers": f"127.0.0.1:{dead},{kafka.bootstrap_servers}",
+            "enable.sparse.connections": False}  # connect to every address at once: the refusal comes first
+    sink = KafkaSink(conf, lane_names(DEFAULT_LANES), "task-" + topic, frozenset(), lambda p: None, Progress(),
+                     patience=BrokerPatience(notice=2, patience=60))
+    lane = lane_of(topic, 0, DEFAULT_LANES)
+    part = sink.build_part("out", lane, None)
+    part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), b"v") for i in range(3)]])
+    state = part.snapshot()
+    state["partitions"][part_name(topic, 0)]["offset"] = 50  # as if Kafka had lost offsets 3..49 it acknowledged
+    t0 = time.monotonic()
+    with pytest.raises(SinkError) as e:
+        sink.build_part("out", lane, state)
+    assert time.monotonic() - t0 < 30  # at the stall notice (2 s) or the next question (10 s), not the patience
+    assert f"{topic}[0] ends at offset" in str(e.value) and "before offset 50" in str(e.value)
