@@ -564,3 +564,29 @@ def test_routed_records_cross_processes_as_plain_tuples_and_arrive_as_the_same_r
     odd = RecordBatch([OutRecord("t", 0, None, b"v", SnapshotPosition("c", ("a", 2)), 3, 1.5, (("h", b"x"),)),
                        StreamDone("s")])
     assert pickle.loads(pickle.dumps(odd)) == list(odd)
+
+
+def test_values_that_begin_alike_cross_processes_once_with_that_beginning_and_arrive_whole():
+    import pickle
+
+    from obsync.connectors.kafka.records import RecordBatch
+
+    schema = b'{"schema":{"type":"struct","fields":[' + b'{"type":"int32","field":"c"},' * 120 + b'],"payload":'
+    snap = [OutRecord("shop.items", i % 3, b'{"id":%d}' % i, schema + b'{"after":{"id":%d}}}' % i,
+                      SnapshotPosition("shop.items/0001", (i,))) for i in range(200)]
+    odd = [OutRecord("shop.items", 0, b'{"id":7}', None, LogPosition("b.000007", 100, 0), 1),  # a tombstone
+           OutRecord("shop.items", 1, b'{"id":8}', b'{"schema":{"type":"string"},"payload":"x"}' * 20,  # begins otherwise
+                     LogPosition("b.000007", 200, 0)),
+           OutRecord("shop.items", 1, b'{"id":9}', schema, LogPosition("b.000007", 300, 0)),  # part of the beginning
+           OutRecord("shop.orders", 2, b'{"id":1}', b'{"id":1}', LogPosition("b.000007", 400, 0)),  # short: as is
+           StreamDone("snapshot:shop.items/0001")]
+    for records in (snap, [*snap[:100], *odd, *snap[100:]], odd):
+        batch = RecordBatch(records)
+        blob = pickle.dumps(batch)
+        back = pickle.loads(blob)
+        assert type(back) is list and back == records
+        assert [type(it) for it in back] == [type(it) for it in records]
+        if len(records) > 100:  # the schema crossed once, not once per value
+            whole = sum(isinstance(r, OutRecord) and r.value == schema for r in records)  # shorter than the beginning
+            assert blob.count(schema) == 1 + whole
+            assert len(blob) < sum(len(r.value or b"") for r in records if isinstance(r, OutRecord)) / 5
