@@ -92,10 +92,22 @@ class Encoder(ChangeEncoder[KafkaRecord], ABC):
         return []
 
     def row_records_elsewhere(self) -> bool:
-        """True when encoding a row change may give records for a topic other than the table's (a schema record
-        in a topic of the format's own): such row changes are then encoded where the log is read, never by the
-        worker of their partition's lane (`obsync.steps.routing.Router.spreads`)."""
+        """True when encoding a row change may give records for a topic other than the table's that
+        `records_elsewhere_now` cannot tell beforehand: such row changes are then encoded where the log is read,
+        never by the worker of their partition's lane (`obsync.steps.routing.Router.spreads`)."""
         return False
+
+    def records_elsewhere_now(self, change: Change, topic: str) -> bool:
+        """True when encoding the row change `change` in this process now would also give records for a topic
+        other than the table's (a schema this process has not written yet, `avro` without a registry):
+        `Router.pick` then encodes that change where the log is read, as `route` would, and the changes after it
+        on their lanes' workers with `encode_on_lane`."""
+        return False
+
+    def encode_on_lane(self, change: Change, topic: str) -> list[KafkaRecord]:
+        """`encode` on the worker of the lane of the change's partition (`Router.expand`): without the records
+        for other topics that `records_elsewhere_now` had written where the log is read."""
+        return self.encode(change, topic)
 
     def snapshot_ddl(self) -> bool:
         """True when the format wants each table's CREATE TABLE (SHOW CREATE TABLE at planning) as a DDL

@@ -130,10 +130,32 @@ class AvroEncoder(Encoder):
         return topics
 
     def row_records_elsewhere(self) -> bool:
-        return self.registry is None  # without a registry, a row's first record of a schema goes to the schema topic
+        return False  # a row's first record of a schema brings one for the schema topic: `records_elsewhere_now`
+
+    def records_elsewhere_now(self, change: Change, topic: str) -> bool:
+        """Without a registry: whether this process has yet to write the schema topic's record of the key or
+        envelope schema of the change's table (what every row change of it uses)."""
+        if self.registry is not None or change.table is None:
+            return False
+        plan = self._events.plan(change.table)
+        for part, connect in (("key", plan.key_schema), ("value", plan.envelope_schema)):
+            if connect is not None:
+                w = self._writer(topic, part, connect, None)
+                if self._published.get(w.fingerprint) != w.text:
+                    return True
+        return False
+
+    def encode_on_lane(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return self._encode(change, topic, False)
 
     def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
+        return self._encode(change, topic, True)
+
+    def _encode(self, change: Change, topic: str, publish: bool) -> list[KafkaRecord]:
+        """The records of `change`; with `publish`, in registry-less mode, first the schema topic's record of
+        each schema this process has not written yet."""
         out: list[KafkaRecord] = []
+        schemas = out if publish else None
         for e in self._events.encode(change, topic):
             if e.kind == "schema_change":
                 rec_topic = self.cfg.topic_prefix
@@ -145,17 +167,17 @@ class AvroEncoder(Encoder):
                 value_schema = None if e.kind == "tombstone" else e.plan.envelope_schema
             key = value = None
             if key_schema is not None and e.key is not None:
-                key = self._writer(rec_topic, "key", key_schema, out).write(e.key)
+                key = self._writer(rec_topic, "key", key_schema, schemas).write(e.key)
             if value_schema is not None and e.value is not None:
-                value = self._writer(rec_topic, "value", value_schema, out).write(e.value)
+                value = self._writer(rec_topic, "value", value_schema, schemas).write(e.value)
             out.append(KafkaRecord(rec_topic, key, value))
         return out
 
     # ------------------------------------------------------------------ schemas
 
-    def _writer(self, topic: str, part: str, connect: dict[str, Any], out: list[KafkaRecord]) -> _Writer:
+    def _writer(self, topic: str, part: str, connect: dict[str, Any], out: list[KafkaRecord] | None) -> _Writer:
         """The writer of `connect` for subject `<topic>-<part>`; in registry-less mode, appends the schema
-        record to `out` when this process has not written that schema yet."""
+        record to `out` (None: nowhere) when this process has not written that schema yet."""
         cache_key = (topic, part, id(connect))
         w = self._writers.get(cache_key)
         if w is None or w.connect is not connect:
@@ -163,7 +185,7 @@ class AvroEncoder(Encoder):
                 w = self._writers.get(cache_key)
                 if w is None or w.connect is not connect:
                     w = self._writers[cache_key] = self._new_writer(topic, part, connect)
-        if w.schema_record is not None and self._published.get(w.fingerprint) != w.text:
+        if out is not None and w.schema_record is not None and self._published.get(w.fingerprint) != w.text:
             with self._lock:
                 if self._published.get(w.fingerprint) != w.text:
                     self._published[w.fingerprint] = w.text

@@ -177,6 +177,11 @@ class Router:
         self.all_parts = layout.parts()
         # the encoder's record key is the partition key (see `Encoder.key_is_partition_key`): hash it as is
         self.key_is_record_key = encoder.key_is_partition_key and key_bytes is partition_key
+        # the encoder's hooks for records a row change may bring for other topics (`Encoder.records_elsewhere_now`):
+        # None / plain `encode` when it keeps the base's (a call a row saved)
+        overrides = type(encoder).records_elsewhere_now is not Encoder.records_elsewhere_now
+        self._elsewhere_now = encoder.records_elsewhere_now if overrides else None
+        self._lane_encode = encoder.encode_on_lane if overrides else encoder.encode
         self.whole_row = partitioning == "hash"
         if partitioning == "one":
             for topic in layout.table_topics():
@@ -267,17 +272,16 @@ class Router:
         # the lane's list of each partition of `topic` (None until a change goes there), for the run of changes
         # of one table, as in `route`
         buckets: list[list[Any] | None] = []
+        elsewhere_now = self._elsewhere_now
+        checked = True  # the run's table asked `elsewhere_now` (until one of its changes answered no)
         for item in batch:
             if item.__class__ is not Change or (op := item.op) is _DDL or op is _HEARTBEAT or (
                     op is _UPDATE and len(split_key_change(item, self.whole_row)) > 1):
-                for name, records in self.route((item,)):  # rare: encoded here, as records
-                    bucket = out.get(name)
-                    if bucket is None:
-                        bucket = out[name] = []
-                    bucket.extend([(r,) for r in records] if packs else records)
+                self._route_here(item, out, packs)  # rare: encoded here, as records
                 continue
             table = item.table
             if table is not last_table:  # once per run of changes of one table
+                checked = elsewhere_now is None
                 topic = layout.topic(table.db, table.name)  # type: ignore[union-attr]  # a row change carries its table
                 last_table = table
                 partitions = layout.partitions[topic]
@@ -290,6 +294,11 @@ class Router:
                         table_list.append(table)
                     o = topics.get(topic)
                     to = topics[topic] = len(topics) if o is None else o
+            if not checked:
+                if elsewhere_now(item, topic):  # type: ignore[misc]  # not None when not `checked`
+                    self._route_here(item, out, packs)  # the first of a schema: its records for other topics too
+                    continue
+                checked = True
             if fixed >= 0:
                 partition = fixed
             elif int_key is not None and (v := (item.after if item.after is not None else  # type: ignore[index]  # a row change has an image
@@ -319,6 +328,14 @@ class Router:
             return [(name, LaneWork.of_rows(name, table_list, names, rows)) for name, rows in out.items()]
         return [(name, LaneWork(name, items)) for name, items in out.items()]
 
+    def _route_here(self, item: Item, out: dict[str, list[Any]], packs: bool) -> None:
+        """`pick`'s way for a change encoded where the log is read: its records added to their lanes' work."""
+        for name, records in self.route((item,)):
+            bucket = out.get(name)
+            if bucket is None:
+                bucket = out[name] = []
+            bucket.extend([(r,) for r in records] if packs else records)
+
     def _partition_plan(self, table: TableSchema, topic: str) -> tuple[int, str | None]:
         """How `pick` finds the partition of a run of `table`'s changes: (the partition of every one, or -1;
         the column whose int value is the whole partition key (`int_key_column`), or None): else
@@ -336,7 +353,7 @@ class Router:
         out: dict[str, list[OutItem]] = {}
         records_out = out[work.lane] = []
         append = records_out.append
-        encode, large = self.encoder.encode, self.large
+        encode, large = self._lane_encode, self.large
         last_topic, room, n = "", 0, 0
         packed = work.rows
         tables: list[Any] = []

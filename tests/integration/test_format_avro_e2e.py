@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Context, Decimal
 from typing import Any
+
+import pytest
 
 from obsync.formats.avro.registry import SchemaRegistryClient
 from obsync.formats.avro.wire import read, split_confluent, split_single_object
@@ -86,15 +89,19 @@ def change_schema(cur: Any, table: str) -> None:
     cur.execute(INSERT.format(t=table, v=ROW_4["sql"] + ", 'hello'").replace("data)", "data, note)"))
 
 
-def sync_in_three_runs(cur: Any, table: str, task: Any) -> str:
-    """Full sync; the row changes; the schema change: each followed by a run until caught up. (The schema change
-    comes after a run that streamed from the binlog: a DDL made before the task's first binlog run is not in
-    its schema history yet, and the binlog source refuses the rows written before it.) Returns the logs."""
-    logs = run_obsync("run", str(task), "--until-caught-up").stderr
+def sync_in_three_runs(cur: Any, table: str, task: Any, *args: str,
+                       after_rows: Callable[[], None] | None = None) -> str:
+    """Full sync; the row changes; the schema change: each followed by a run until caught up (`obsync run` with
+    `args` too; `after_rows` called after the second run). (The schema change comes after a run that streamed
+    from the binlog: a DDL made before the task's first binlog run is not in its schema history yet, and the
+    binlog source refuses the rows written before it.) Returns the logs."""
+    logs = run_obsync("run", str(task), "--until-caught-up", *args).stderr
     change_rows(cur, table)
-    logs += run_obsync("run", str(task), "--until-caught-up").stderr
+    logs += run_obsync("run", str(task), "--until-caught-up", *args).stderr
+    if after_rows is not None:
+        after_rows()
     change_schema(cur, table)
-    return logs + run_obsync("run", str(task), "--until-caught-up").stderr
+    return logs + run_obsync("run", str(task), "--until-caught-up", *args).stderr
 
 
 def by_key(messages: list[tuple[Msg, Any, Any]]) -> dict[int, list[tuple[str, Any]]]:
@@ -168,13 +175,24 @@ def test_avro_with_schema_registry_round_trip(tmp_path, mariadb, kafka):
         assert [c["name"] for c in decode(ddl.value)["tableChanges"][0]["table"]["columns"]][-1] == "note"
 
 
-def test_avro_without_registry_uses_the_schema_topic(tmp_path, mariadb, kafka):
+@pytest.mark.parametrize("run_as", ["one worker", "two workers", "two processes"])
+def test_avro_without_registry_uses_the_schema_topic(tmp_path, mariadb, kafka, run_as):
+    """Also when the log's row changes are encoded by their lanes' workers (two workers, or two processes): each
+    schema's record is written where the log is read, with the first change that uses it."""
     db = unique("avro")
     with mariadb.connect(autocommit=True) as conn, conn.cursor() as cur:
         table = prepare(cur, db)
         task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[table],
-                          name=f"{db}_task", format="avro", format_options={"topic_prefix": f"{db}_pfx"})
-        sync_in_three_runs(cur, table, task)
+                          name=f"{db}_task", format="avro", format_options={"topic_prefix": f"{db}_pfx"},
+                          **({"workers": 2} if run_as == "two workers" else {}))
+
+        def lanes_encoded() -> None:  # the insert, update and delete: the first written where read, with its schemas
+            status = tmp_path / "state" / ("process-1/status.json" if run_as == "two processes" else "status.json")
+            encoded = json.loads(status.read_text()).get("log_changes_encoded", {}).get("total", 0)
+            assert encoded == (0 if run_as == "one worker" else 2), status.read_text()
+
+        sync_in_three_runs(cur, table, task, *(["--processes", "2"] if run_as == "two processes" else []),
+                           after_rows=lanes_encoded)
 
     # a consumer reads the schema topic into fingerprint -> schema first
     schemas = {m.key.decode(): json.loads(m.value) for m in read_topic(kafka.bootstrap_servers, f"{db}_pfx.schemas")}

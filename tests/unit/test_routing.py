@@ -487,10 +487,65 @@ def test_formats_and_policies_whose_rows_may_reach_other_lanes_are_not_spread():
     for policy, spreads in [("fail", True), ("key_only", True), ("truncate", True), ("dead_letter", False)]:
         lm = LargeMessages(policy, enc, lambda t: 10_000, "dl", lambda t: 3)
         assert Router(enc, layout, "hash", large=lm).spreads() is spreads
-    avro = encoder_for("avro", EncoderContext("t", "MYSQL"), {})  # no registry: schemas go to the schema topic
-    assert avro.row_records_elsewhere()
-    assert not Router(avro, TopicLayout({("shop", "orders"): "orders"}, {"orders": 4, **{
+    avro = encoder_for("avro", EncoderContext("t", "MYSQL"), {})  # no registry: schemas go to the schema topic,
+    assert not avro.row_records_elsewhere()  # foreseen where the log is read (the next test)
+    assert Router(avro, TopicLayout({("shop", "orders"): "orders"}, {"orders": 4, **{
         t: 1 for t in avro.extra_topics()}}), "hash").spreads()
+
+
+@pytest.mark.parametrize("packs", [False, True])
+@pytest.mark.parametrize("rule", ["hash", "table", "one"])
+def test_avro_without_a_registry_is_encoded_on_the_lanes_each_schema_written_where_the_log_is_read(rule, packs):
+    """The first row change of each schema is encoded where the log is read, with the schema topic's records
+    `route` gives it; the rest by their lanes' workers, in another process whose encoder wrote no schema: the
+    records are exactly those of `route` (positions and seq included)."""
+    import pickle
+
+    from obsync.formats.avro.encoder import DEBEZIUM_OPTIONS, AvroEncoder
+    from obsync.formats.debezium.config import parse_options
+    from obsync.steps.routing import Encode
+
+    def new_router() -> Router:
+        encoder = AvroEncoder(parse_options("avro", "t", {}, DEBEZIUM_OPTIONS), None,
+                              clock=lambda: 1_700_000_000_123_456_789)  # the same times in both encodings
+        tables = {("shop", "orders"): "orders", ("shop", "items"): "items", ("shop", "logs"): "logs",
+                  ("shop", "names"): "names"}
+        r = Router(encoder, TopicLayout(tables, {**N, **{t: 2 for t in encoder.extra_topics()}}), rule,
+                   fixed_partition=1, send_ddl=True)
+        r.packs = packs
+        return r
+
+    wider = TableSchema("shop", "orders", (*SHARDED.columns, Column("c", "int", "int(11)")), ("id",),
+                        sharding_columns=("cust",))  # the table after a DDL: a new schema mid-batch
+    batch = [*mixed_log_batch(), *[Change(Op.INSERT, wider, LogPosition("b.000004", 10 + i, 0),
+                                          after={"id": 500 + i, "cust": i, "v": "w", "c": i}, commit_time=5.0)
+                                   for i in range(12)]]
+    reader, lanes = new_router(), new_router()
+    assert reader.spreads()
+    want = route = new_router().route(batch)
+    schema_topic = reader.encoder.schema_topic  # type: ignore[attr-defined]  # an AvroEncoder
+    assert sum(r.topic == schema_topic for _, recs in route for r in recs) >= 6  # the batch brings schemas
+    picked = reader.pick(batch)
+    got = [(lane, lanes.expand(pickle.loads(pickle.dumps(work)))) for lane, work in picked]
+    assert comparable(got) == comparable(want)
+    # encoded where read: the rare kinds, and one change per schema (a table's first, and the wider orders' first)
+    here = {it.position for _, w in picked for it in w.items if not isinstance(it, Encode)}
+    rare = {c.position for c in batch if c.op in (Op.DDL, Op.HEARTBEAT) or len(split_key_change(c, rule == "hash")) > 1}
+    assert len(here - rare) <= 5 and LogPosition("b.000004", 10, 0) in here
+    assert LogPosition("b.000004", 11, 0) not in here
+    # a later batch of the same tables: every row change goes to its lane's worker
+    more = [Change(Op.INSERT, t, LogPosition("b.000005", i, 0), after=after, commit_time=5.0) for i, (t, after) in
+            enumerate([(ITEMS, {"id": 900}), (wider, {"id": 901, "cust": 1, "v": "x", "c": 1}),
+                       (LOGS, {"msg": "z", "n": 1}), (NAMES, {"name": "q", "n": 2})])]
+    assert all(isinstance(it, Encode) for _, w in reader.pick(more) for it in w.items)
+    assert comparable([(lane, lanes.expand(w)) for lane, w in reader.pick(more)]) == comparable(
+        route_after(new_router(), batch, more))
+
+
+def route_after(router: Router, first: list, then: list) -> list:
+    """What `router` routes of `then` after it routed `first` (its encoder has written the schemas of `first`)."""
+    router.route(first)
+    return router.route(then)
 
 
 @pytest.mark.parametrize("packs", [False, True])
