@@ -630,8 +630,8 @@ def test_values_that_begin_alike_cross_processes_once_with_that_beginning_and_ar
     snap = [OutRecord("shop.items", i % 3, b'{"id":%d}' % i, schema + b'{"after":{"id":%d}}}' % i,
                       SnapshotPosition("shop.items/0001", (i,))) for i in range(200)]
     odd = [OutRecord("shop.items", 0, b'{"id":7}', None, LogPosition("b.000007", 100, 0), 1),  # a tombstone
-           OutRecord("shop.items", 1, b'{"id":8}', b'{"schema":{"type":"string"},"payload":"x"}' * 20,  # begins otherwise
-                     LogPosition("b.000007", 200, 0)),
+           OutRecord("shop.items", 1, b'{"id":8}', b'{"schema":{"type":"string"},"payload":"x"}' * 20,
+                     LogPosition("b.000007", 200, 0)),  # a value that begins otherwise
            OutRecord("shop.items", 1, b'{"id":9}', schema, LogPosition("b.000007", 300, 0)),  # part of the beginning
            OutRecord("shop.orders", 2, b'{"id":1}', b'{"id":1}', LogPosition("b.000007", 400, 0)),  # short: as is
            StreamDone("snapshot:shop.items/0001")]
