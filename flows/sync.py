@@ -19,11 +19,9 @@ With `-i K -a "h0:p;h1:p;..."` it is process K of a cluster (`obsync.runtime.clu
 Across the workers and processes of a run: the snapshot's chunks are Bytewax partitions spread over every worker;
 the log is one partition (one worker reads, decodes and shapes it, and picks each change's lane); each sink lane (a
 share of the Kafka partitions) is written by one worker, which also encodes the log's changes of its partitions, so
-encoding and producing are spread by Kafka partition. In a cluster of several processes whose full sync is
-delivered (from the start after it), process 0 reads the log and the other processes write all the lanes
-(`BinlogSource` and `KafkaSink` list their parts accordingly): the process that reads and decodes the log neither
-encodes its changes nor produces. While a full sync is to be done, every process writes lanes (full sync spreads
-reading, encoding and producing). Every item crossing between workers is a batch (a lane's list of changes or of
+encoding and producing are spread by Kafka partition, over every process, the one reading the log included (a
+process that only read, leaving every lane to the others, was measured slower: docs/performance.md). Every item
+crossing between workers is a batch (a lane's list of changes or of
 records, never one row; both cross processes as plain tuples: `LaneWork`, `RecordBatch`). A lane's batches of the
 log come from the one reading worker through one exchange, so they arrive in log order and every key stays in
 order. Formats or policies whose row records may go to another lane's partitions (`Router.spreads`) encode the log
@@ -87,14 +85,10 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
         on_encoded=progress.encoded,
     )
     spread = workers > 1 and router.spreads()
-    # In a cluster whose log is encoded by lane and whose full sync is delivered (before, every process reads,
-    # encodes and writes its share of the full sync), process 0 reads the log and the other processes write
-    # every lane: the reading process only reads, decodes, shapes and picks lanes, the others encode and produce.
-    # (Processes that disagree on it still list every part somewhere: any mix is a valid placement.)
+    # Every process writes its share of the lanes, the one reading the log too: in a cluster the lanes' work is
+    # picked in the form it crosses processes in (`Router.packs`).
     cluster = rt.state.spec if isinstance(rt.state, ClusterState) else None
-    apart = spread and rt.log_start is not None and cluster is not None and cluster.processes > 1 and \
-        rt.full_sync_delivered()
-    router.packs = apart  # every lane's work crosses to another process: picked in the form it crosses in
+    router.packs = spread and cluster is not None and cluster.processes > 1
     snapshot = log = None
     if rt.plan is not None:
         snapshot = (op.input("snapshot", flow, SnapshotSource(
@@ -129,7 +123,6 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
                                               task.heartbeat.interval) if task.heartbeat.table else None),
             listener=progress.stats,  # rows read, position, lag
             schema_changes=task.schema_changes.policy,  # what a DDL does to the tables' messages
-            here=not apart or cluster is None or cluster.process == 0,
         )))
     routed = []
     if snapshot is not None:
@@ -143,7 +136,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
         listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams,
         patience=broker_patience(task.target), stopping=stopping, gaps_file=rt.state.root / GAPS_FILE,
-        expand=router.expand if spread else None, hosted=not apart or cluster is None or cluster.process != 0))
+        expand=router.expand if spread else None))
     return flow
 
 

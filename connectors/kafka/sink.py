@@ -544,7 +544,6 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     `patience`: how long Kafka may be silent before it is reported, and before the task fails;
     `stopping()`: whether a stop was requested (a wait for a silent Kafka then ends; `_SharedProducer`).
     `expand`: turns an item that is not a list of records into one, on the lane's worker (module docstring).
-    `hosted`: False when this process writes no lane (the other processes of the run write them all).
     `gaps_file`: where messages Kafka acknowledged but lost are noted for the resume (`gaps`; None: nowhere).
     """
 
@@ -553,9 +552,8 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
                  listener: SinkListener = NOOP_SINK_LISTENER, producer_conf: dict[str, Any] | None = None,
                  rescanned_streams: frozenset[str] = frozenset(), patience: BrokerPatience = DEFAULT_PATIENCE,
                  stopping: Callable[[], bool] = _never, gaps_file: Path | None = None,
-                 expand: Callable[[Any], list[OutItem]] | None = None, hosted: bool = True) -> None:
+                 expand: Callable[[Any], list[OutItem]] | None = None) -> None:
         self._conf = target_conf
-        self._hosted = hosted
         self._expand = expand
         self._tuning = producer_conf or {}  # producer settings from the task's resources
         self._lanes = sorted(lanes)
@@ -571,7 +569,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         listener.use_acks()  # messages and bytes written are counted when Kafka acknowledges them
 
     def list_parts(self) -> list[str]:
-        return self._lanes if self._hosted else []
+        return self._lanes
 
     def part_fn(self, item_key: str) -> int:
         return self._index[item_key]

@@ -84,10 +84,8 @@ class BinlogSource(FixedPartitionedSource[Batch, LogState]):
         heartbeat_writer: HeartbeatWriter | None = None,
         listener: SourceListener = NOOP_SOURCE_LISTENER,
         schema_changes: str = "evolve",
-        here: bool = True,
         coalesce: float = COALESCE,
     ) -> None:
-        self._here = here  # False: this process does not offer to read the log (another process of the run does)
         # `limiter` (limits.incremental): batches are handed out as it allows, and read in batches of at
         # most a fraction of a second of its rows (`Pacing.fetch_rows`) so the reader's bounded queue
         # holds little more than that ahead of it.
@@ -108,7 +106,7 @@ class BinlogSource(FixedPartitionedSource[Batch, LogState]):
         self._batch_size = batch_size
 
     def list_parts(self) -> list[str]:
-        return [PARTITION] if self._here else []
+        return [PARTITION]
 
     def build_part(self, step_id: str, for_part: str, resume_state: LogState) -> _BinlogPartition:
         if for_part != PARTITION:
