@@ -21,11 +21,10 @@ the log is one partition (one worker reads, decodes and shapes it, and picks eac
 share of the Kafka partitions) is written by one worker, which also encodes the log's changes of its partitions, so
 encoding and producing are spread by Kafka partition, over every process, the one reading the log included (a
 process that only read, leaving every lane to the others, was measured slower: docs/performance.md). Every item
-crossing between workers is a batch (a lane's list of changes or of
-records, never one row; both cross processes as plain tuples: `LaneWork`, `RecordBatch`). A lane's batches of the
-log come from the one reading worker through one exchange, so they arrive in log order and every key stays in
-order. Formats or policies whose row records may go to another lane's partitions (`Router.spreads`) encode the log
-where it is read, and lanes are then on every process.
+crossing between workers is a batch (a lane's list of changes or of records, never one row; both cross processes
+as plain tuples: `LaneWork`, `RecordBatch`). A lane's batches of the log come from the one reading worker through
+one exchange, so they arrive in log order and every key stays in order. Formats or policies whose row records may
+go to another lane's partitions (`Router.spreads`) encode the log where it is read.
 """
 
 from __future__ import annotations

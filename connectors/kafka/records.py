@@ -77,6 +77,8 @@ def _shared_prefixes(records: list[OutItem]) -> dict[str, bytes]:
     """Per topic, the beginning its values in `records` share, when at least `_MIN_PREFIX` bytes long: found on a
     few records spread over the batch (a value that does not begin so then crosses whole)."""
     n = len(records)
+    if n < 2:
+        return {}
     step = max(1, n // _SAMPLES)
     by_topic: dict[str, list[bytes]] = {}
     for i in (*range(0, n, step), n - 1):
