@@ -1,10 +1,16 @@
-"""The one compiled module: Kafka's murmur2 partitioner (`obsync/connectors/kafka/_murmur2.c`).
+"""The compiled modules; everything else is in pyproject.toml.
 
-Everything else is in pyproject.toml. The extension is optional: without a C compiler the install still
-succeeds and `obsync.connectors.kafka.partitioner` uses librdkafka's murmur2 through ctypes (or Python).
+- Kafka's murmur2 partitioner (`obsync/connectors/kafka/_murmur2.c`); without it
+  `obsync.connectors.kafka.partitioner` uses librdkafka's murmur2 through ctypes (or Python).
+- The canonical text of a row's values (`obsync/core/_render.c`); without it `obsync.formats.values` renders
+  rows with generated Python code.
+
+Both are optional: without a C compiler the install still succeeds and the Python code does the same work.
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("obsync.connectors.kafka._murmur2", ["obsync/connectors/kafka/_murmur2.c"],
-                             optional=True)])
+setup(ext_modules=[
+    Extension("obsync.connectors.kafka._murmur2", ["obsync/connectors/kafka/_murmur2.c"], optional=True),
+    Extension("obsync.core._render", ["obsync/core/_render.c"], optional=True),
+])

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from obsync.core.canonical_text import Render, render_function
+from obsync.core.canonical_text import Render, compiled_kind, render_function
 from obsync.core.errors import SchemaMismatchError
 from obsync.core.schema import INTEGER_TYPES, Column, TableSchema
 from obsync.formats.base import TableCache
@@ -31,6 +31,11 @@ def _json_dumps(obj: Any) -> bytes:
     """The standard library's encoding of `obj`: byte for byte what orjson writes for keys (tested)."""
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
+
+try:  # built by `pip install` when a C compiler is there (setup.py)
+    from obsync.core._render import RowRenderer as _CompiledRow
+except ImportError:  # pragma: no cover - installed without a C compiler
+    _CompiledRow = None
 
 _dumps: Callable[[Any], bytes] = orjson.dumps  # about twice as fast as `_json_dumps`, same bytes
 
@@ -64,7 +69,7 @@ class TableRenderer:
         self._key_json: tuple[tuple[str, KeyRender], ...] = tuple(
             (name, key_render_function(schema.column(name))) for name in self.key_columns
         )
-        self._full_row = _compile_full_row(schema.columns, self.renders)
+        self._full_row = full_row_renderer(schema.columns, self.renders)
         # row -> the message key columns' values for a JSON key (`TableSchema.message_key_columns`: the sharding
         # columns if set, else the key columns); None when the table has no message key
         self.message_key_values: KeyValues | None = self._message_key_values()
@@ -125,6 +130,18 @@ class TableRenderer:
                     f"{type(value).__name__} value {value!r:.80}: {e}"
                 )
         return exc
+
+
+def full_row_renderer(columns: tuple[Column, ...], renders: dict[str, Render],
+                      compiled: bool = True) -> Callable[[Mapping[str, Any]], dict]:
+    """A function rendering a row that has every column, in the columns' order: the compiled one
+    (`obsync/core/_render.c`) when it was built and `compiled`, else generated Python code. Both raise KeyError
+    for a missing column and whatever a render function raises."""
+    if compiled and _CompiledRow is not None:
+        kinds = [compiled_kind(renders[c.name]) for c in columns]
+        return _CompiledRow(tuple(c.name for c in columns), tuple(k for k, _ in kinds), tuple(p for _, p in kinds),
+                            tuple(renders[c.name] for c in columns))
+    return _compile_full_row(columns, renders)
 
 
 def _compile_full_row(columns: tuple[Column, ...], renders: dict[str, Render]) -> Callable[[Mapping[str, Any]], dict]:

@@ -32,6 +32,26 @@ from obsync.core.schema import BINARY_TYPES, INTEGER_TYPES, TEXT_TYPES, Column
 
 Render = Callable[[Any], str]
 
+# What the compiled row renderer (`obsync/core/_render.c`) writes itself for a render function, as (kind,
+# param); kind 0: it calls the function for every value. A kind hands a value back to the function whenever it is
+# not of the type the kind writes (zero dates arrive as text, say), so the text is always the function's
+# (tests/unit/test_format_values.py compares both on every kind and edge).
+KIND_CALL, KIND_STR, KIND_DECIMAL, KIND_DOUBLE, KIND_DATETIME, KIND_TIMESTAMP, KIND_DATE = range(7)
+
+
+def _compiled(kind: int, param: int, render: Render) -> Render:
+    """`render`, marked as one the compiled row renderer writes as `kind` with `param`."""
+    render.compiled_as = (kind, param)  # type: ignore[attr-defined]  # a function's attribute
+    return render
+
+
+def compiled_kind(render: Render) -> tuple[int, int]:
+    """(kind, param) of a render function for the compiled row renderer."""
+    if render is str:
+        return KIND_STR, 0
+    return getattr(render, "compiled_as", (KIND_CALL, 0))
+
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ZERO = dt.timedelta(0)
 _F32 = struct.Struct("<f")
@@ -51,6 +71,9 @@ def render_double(v: float) -> str:
     if "e" in r:
         return _plain(r)
     return r[:-2] if r.endswith(".0") else r
+
+
+_compiled(KIND_DOUBLE, 0, render_double)
 
 
 _F32_MIN_NORMAL = 1.1754943508222875e-38
@@ -93,7 +116,7 @@ def _decimal_renderer(scale: int) -> Render:
                 return t + "0" * pad
         return t
 
-    return render
+    return _compiled(KIND_DECIMAL, scale, render)
 
 
 def render_year(v: int) -> str:
@@ -125,6 +148,9 @@ def render_date(v: Any) -> str:
     return v if type(v) is str else v.isoformat()
 
 
+_compiled(KIND_DATE, 0, render_date)
+
+
 def _datetime_renderer(fsp: int) -> Render:
     cut = 20 + fsp if fsp else 19
     zeros = "." + "0" * fsp if fsp else ""
@@ -134,7 +160,7 @@ def _datetime_renderer(fsp: int) -> Render:
             return v + zeros if fsp and "." not in v else v
         return v.isoformat(" ", "microseconds")[:cut]
 
-    return render
+    return _compiled(KIND_DATETIME, fsp, render)
 
 
 def _timestamp_renderer(fsp: int) -> Render:
@@ -151,7 +177,7 @@ def _timestamp_renderer(fsp: int) -> Render:
             return text if fsp >= 6 else text[: fsp - 6]
         return str(d.days * 86400 + d.seconds)
 
-    return render
+    return _compiled(KIND_TIMESTAMP, fsp, render)
 
 
 def _time_renderer(fsp: int) -> Render:

@@ -274,3 +274,112 @@ def test_a_value_that_does_not_fit_its_column_names_the_column() -> None:
         r.render_row({"id": 1, "name": "a", "at": None, "raw": "oops"})
     with pytest.raises(SchemaMismatchError, match="has column 'extra'"):
         r.render_row({"id": 1, "extra": 2})
+
+
+# ---------------------------------------------------------------- the compiled row renderer against the Python one
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+_TZ_PLUS8 = dt.timezone(dt.timedelta(hours=8))
+_EDGE_VALUES: dict[str, list[object]] = {
+    "int": [0, -1, 2**63 - 1, -(2**63), 10**30, True, _Int(5), "7"],
+    "varchar": ["", "a", "é\u4e2d\U0001f600", "\x00\n\"\\", _Str("sub"), 12, 3.5],
+    "decimal(12,2)": [Decimal("0"), Decimal("-0"), Decimal("-0.00"), Decimal("5"), Decimal("5.1"), Decimal("-5.123"),
+                      Decimal("1E+3"), Decimal("1.5E-7"), Decimal("-1E-9"), Decimal("12345678901234567890.5"),
+                      Decimal("NaN"), Decimal("Infinity"), 5, 1.25, "3.1"],
+    "decimal(10,0)": [Decimal("0"), Decimal("-0"), Decimal("42"), Decimal("-42"), Decimal("4.2"), Decimal("1E+2")],
+    "double": [0.0, -0.0, 1.0, -1.5, 0.1, 1e16, 1e22, 1.5e-7, 123456789.125, float("inf"), float("-inf"),
+               float("nan"), 2.2250738585072014e-308, 5e-324, 1.7976931348623157e308, 3, Decimal("1.5")],
+    "datetime": [dt.datetime(2024, 1, 2, 3, 4, 5), dt.datetime(2024, 1, 2, 3, 4, 5, 678901),
+                 dt.datetime(1, 1, 1), dt.datetime(999, 12, 31, 23, 59, 59, 999999), dt.datetime(9999, 12, 31),
+                 dt.datetime(2024, 1, 2, tzinfo=UTC), "0000-00-00 00:00:00", "0000-00-00 00:00:00.000"],
+    "timestamp": [dt.datetime(1970, 1, 1, tzinfo=UTC), dt.datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=UTC),
+                  dt.datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC), dt.datetime(1, 1, 1, tzinfo=UTC),
+                  dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), dt.datetime(2024, 2, 29, 12),
+                  dt.datetime(2024, 2, 29, 12, tzinfo=_TZ_PLUS8), dt.datetime(2000, 3, 1, fold=1, tzinfo=UTC),
+                  "0000-00-00 00:00:00"],
+    "date": [dt.date(2024, 1, 2), dt.date(1, 1, 1), dt.date(999, 9, 9), dt.datetime(2024, 1, 2, 3, 4),
+             "0000-00-00"],
+}
+
+
+def _edge_columns() -> list[Column]:
+    cols = [Column("i", "int", "int(11)"), Column("s", "varchar", "varchar(8)"),
+            Column("d2", "decimal", "decimal(12,2)", scale=2), Column("d0", "decimal", "decimal(10,0)", scale=0),
+            Column("f", "double", "double")]
+    for fsp in range(7):
+        cols.append(Column(f"dt{fsp}", "datetime", f"datetime({fsp})", fsp=fsp))
+        cols.append(Column(f"ts{fsp}", "timestamp", f"timestamp({fsp})", fsp=fsp))
+    cols += [Column("day", "date", "date"), Column("fl", "float", "float"), Column("b", "varbinary", "varbinary(4)"),
+             Column("bits", "bit", "bit(3)"), Column("y", "year", "year"),
+             Column("tm", "time", "time(2)", fsp=2), Column("j", "json", "json")]
+    return cols
+
+
+def _edges(column: Column) -> list[object]:
+    key = {"int": "int", "varchar": "varchar", "double": "double", "date": "date", "datetime": "datetime",
+           "timestamp": "timestamp"}.get(column.data_type, column.column_type)
+    return _EDGE_VALUES.get(key, [])
+
+
+def test_the_compiled_row_renderer_writes_what_the_python_one_does_on_every_kind_and_edge() -> None:
+    from obsync.formats import values
+
+    if values._CompiledRow is None:
+        pytest.skip("installed without a C compiler: the Python renderer is the only one")
+    columns = tuple(_edge_columns())
+    schema = TableSchema("shop", "edges", columns, primary_key=("i",))
+    renders = table_renderer(schema).renders
+    compiled = values.full_row_renderer(columns, renders)
+    python = values.full_row_renderer(columns, renders, compiled=False)
+    assert type(compiled) is values._CompiledRow and type(python) is not values._CompiledRow
+    base = {c.name: None for c in columns}
+    tried = 0
+    for c in columns:
+        for v in _edges(c):
+            row = {**base, c.name: v}
+            try:
+                want: object = python(row)
+            except Exception as exc:  # noqa: BLE001 - both must fail alike
+                with pytest.raises(type(exc)):
+                    compiled(row)
+                continue
+            got = compiled(row)
+            assert list(got.items()) == list(want.items()), (c.name, v)  # type: ignore[attr-defined]
+            assert all(type(x) is type(y) for x, y in zip(got.values(), want.values(), strict=True))  # type: ignore[attr-defined]
+            tried += 1
+    assert tried > 80
+    rng = random.Random(15)
+    for _ in range(2000):  # random values of each compiled kind, a whole row at a time
+        row = {c.name: None for c in columns}
+        text = "".join(chr(rng.randint(1, 0x2FF)) for _ in range(rng.randint(0, 6)))
+        row.update(i=rng.randint(-(2**40), 2**40), s=text,
+                   d2=Decimal(rng.randint(-10**9, 10**9)).scaleb(-rng.randint(0, 4)),
+                   d0=Decimal(rng.randint(-10**9, 10**9)), f=struct.unpack("<d", rng.randbytes(8))[0],
+                   day=dt.date.fromordinal(rng.randint(1, 3652059)))
+        moment = dt.datetime(1, 1, 1) + dt.timedelta(microseconds=rng.randint(0, 315537897599999999))
+        for fsp in range(7):
+            row[f"dt{fsp}"] = moment
+            row[f"ts{fsp}"] = moment.replace(tzinfo=UTC)
+        assert compiled(row) == python(row), row
+
+
+def test_the_compiled_row_renderer_fails_as_the_python_one_does() -> None:
+    from obsync.formats import values
+
+    if values._CompiledRow is None:
+        pytest.skip("installed without a C compiler: the Python renderer is the only one")
+    r = table_renderer(SCHEMA)
+    assert type(r._full_row) is values._CompiledRow
+    with pytest.raises(KeyError, match="'at'"):  # a missing column: render_row falls back to the general path
+        r._full_row({"id": 1, "name": "a", "raw": b"", "other": 1})
+    with pytest.raises(SchemaMismatchError, match=r"shop\.t\.raw \(varbinary\(4\)\).*str value 'oops'"):
+        r.render_row({"id": 1, "name": "a", "at": None, "raw": "oops"})
+    with pytest.raises(SchemaMismatchError, match="has column 'extra'"):
+        r.render_row({"id": 1, "name": "a", "at": None, "extra": 2})
