@@ -215,40 +215,51 @@ class DefaultEncoder(Encoder):
     def _one_image_plan(self, schema: TableSchema) -> OneImage:
         """(Kafka key, message) of an INSERT, a snapshot row or a DELETE of `schema`'s table, in one call: what
         `encode_row` -> `_row` -> `_message` make of them, byte for byte (a unit test compares the two on every
-        kind of change), with the table's constants bound once."""
+        kind of change), with the table's constants bound once. The message is written by the compiled JSON
+        template when there is one (`TableRenderer.json_template`); a change it refuses takes the dict and orjson
+        path, which writes the same bytes or raises the error that names the column at fault."""
         tr = table_renderer(schema)
         names, table_name, db, message_key = self._new_table_meta(schema)
         render = tr.render_row
         key_cols = tr.key_columns
         k0 = key_cols[0] if len(key_cols) == 1 else None
+        key_renders = tuple((c, tr.renders[c]) for c in key_cols)
         # a message key of one integer column: `json_key` of an int value `v` is `[v]`, written here directly
         mk = schema.message_key_columns
         int_key = mk[0] if message_key is not None and len(mk) == 1 and \
             key_render_function(schema.column(mk[0])) is int else None
         source_identity, db_type = self.source_identity, self.db_type
         dumps = _dumps
+        template = tr.json_template(tuple(_dumps_fragments(names, source_identity, db_type, table_name, db)))
+
+        def message(prev: dict[str, Any] | None, post: dict[str, Any] | None, record_type: str, values: str | None,
+                    checkpoint: str | None, sequence: int | None, timestamp: str | None, txn: str | None) -> bytes:
+            return dumps({"prevStruct": prev, "postStruct": post, "allMetaData": {
+                "checkpoint": checkpoint,
+                "record_primary_key": names,
+                "record_primary_value": values,
+                "source_identity": source_identity,
+                "dbType": db_type,
+                "storeDataSequence": sequence,
+                "table_name": table_name,
+                "db": db,
+                "timestamp": timestamp,
+                "uniqueId": txn,
+            }, "recordType": record_type})
 
         def encode(change: Change) -> tuple[bytes | None, bytes]:
             op = change.op
             if op is _DELETE:
                 row = change.before
-                prev = rendered = render(row)  # type: ignore[arg-type]  # a delete has its before image
-                post = None
                 record_type = "DELETE"
             else:
                 row = change.after
-                post = rendered = render(row)  # type: ignore[arg-type]  # an insert or a read has its after image
-                prev = None
                 record_type = "INSERT" if op is _INSERT else "ROW"
-            values = None
-            if names is not None:
-                values = rendered[k0] if k0 is not None else KEY_JOINER.join(rendered[c] for c in key_cols)  # type: ignore[misc]  # key columns are NOT NULL
-            if int_key is not None and (v := row[int_key]).__class__ is int:  # type: ignore[index]  # see above
+            if int_key is not None and (v := row[int_key]).__class__ is int:  # type: ignore[index]  # a row change has its image
                 key = b"[%d]" % v
             else:
                 key = None if message_key is None else json_key(message_key(row))  # type: ignore[arg-type]  # see above
             if record_type == "ROW":
-                checkpoint = values
                 timestamp = sequence = None
             else:
                 commit = change.commit_time
@@ -259,19 +270,31 @@ class DefaultEncoder(Encoder):
                     pos = change.position
                     sequence = (int(commit) * _SEQ_DIGITS + pos.pos % _SEQ_DIGITS
                                 if type(pos) is LogPosition else None)
-                checkpoint = timestamp
-            return key, dumps({"prevStruct": prev, "postStruct": post, "allMetaData": {
-                "checkpoint": checkpoint,
-                "record_primary_key": names,
-                "record_primary_value": values,
-                "source_identity": source_identity,
-                "dbType": db_type,
-                "storeDataSequence": sequence,
-                "table_name": table_name,
-                "db": db,
-                "timestamp": timestamp,
-                "uniqueId": change.txn,
-            }, "recordType": record_type})
+            if template is not None:
+                try:
+                    values = None
+                    if names is not None:
+                        if k0 is not None:
+                            v0 = row[k0]  # type: ignore[index]  # see above
+                            values = None if v0 is None else key_renders[0][1](v0)
+                        else:
+                            values = KEY_JOINER.join([None if (v := row[c]) is None else r(v)  # type: ignore[misc,index]  # as below
+                                                      for c, r in key_renders])
+                    checkpoint = values if record_type == "ROW" else timestamp
+                    if record_type == "DELETE":
+                        return key, template(row, None, checkpoint, values, sequence, timestamp, change.txn,
+                                             record_type)
+                    return key, template(None, row, checkpoint, values, sequence, timestamp, change.txn, record_type)
+                except Exception:  # noqa: BLE001, S110 - the path below writes the same bytes or raises what is wrong
+                    pass
+            rendered = render(row)  # type: ignore[arg-type]  # a row change has its image
+            values = None
+            if names is not None:
+                values = rendered[k0] if k0 is not None else KEY_JOINER.join(rendered[c] for c in key_cols)  # type: ignore[misc]  # key columns are NOT NULL
+            checkpoint = values if record_type == "ROW" else timestamp
+            if record_type == "DELETE":
+                return key, message(rendered, None, record_type, values, checkpoint, sequence, timestamp, change.txn)
+            return key, message(None, rendered, record_type, values, checkpoint, sequence, timestamp, change.txn)
 
         return encode
 
@@ -288,6 +311,19 @@ class DefaultEncoder(Encoder):
         if db is None or self.tenant is None:
             return db
         return f"{self.tenant}.{db}"
+
+
+def _dumps_fragments(names: str | None, source_identity: str, db_type: str, table_name: str,
+                     db: str | None) -> list[bytes]:
+    """The constant parts of a row message of one table, between its per-change values: prevStruct, postStruct,
+    checkpoint, record_primary_value, storeDataSequence, timestamp, uniqueId and recordType (the order and
+    spelling of `DefaultEncoder._message`)."""
+    return [b'{"prevStruct":', b',"postStruct":', b',"allMetaData":{"checkpoint":',
+            b',"record_primary_key":' + _dumps(names) + b',"record_primary_value":',
+            b',"source_identity":' + _dumps(source_identity) + b',"dbType":' + _dumps(db_type)
+            + b',"storeDataSequence":',
+            b',"table_name":' + _dumps(table_name) + b',"db":' + _dumps(db) + b',"timestamp":',
+            b',"uniqueId":', b'},"recordType":', b"}"]
 
 
 # ---------------------------------------------------------------------- DDL kind

@@ -33,9 +33,12 @@ def _json_dumps(obj: Any) -> bytes:
 
 
 try:  # built by `pip install` when a C compiler is there (setup.py)
+    from obsync.core._render import JsonTemplate as _JsonTemplate
     from obsync.core._render import RowRenderer as _CompiledRow
 except ImportError:  # pragma: no cover - installed without a C compiler
-    _CompiledRow = None
+    _CompiledRow = _JsonTemplate = None
+
+JsonMessage = Callable[..., bytes]
 
 _dumps: Callable[[Any], bytes] = orjson.dumps  # about twice as fast as `_json_dumps`, same bytes
 
@@ -86,6 +89,17 @@ class TableRenderer:
             return {k: None if v is None else renders[k](v) for k, v in row.items()}
         except Exception as exc:  # find the column at fault; the fast paths have no per-value checks
             raise self._explain(row, exc) from exc
+
+    def json_template(self, fragments: tuple[bytes, ...]) -> JsonMessage | None:
+        """A compiled writer of one JSON message shape: `fragments` with a value's JSON between each two, byte
+        for byte what orjson writes of the same document. A value is None, a str, an int of 64 bits, or a row
+        of this table's columns (a dict), written as the JSON object of `render_row(row)`. It raises on anything
+        else (a row of other columns, a value its column cannot render, a str orjson refuses): the caller then
+        builds the document and lets orjson write it or say what is wrong. None when the compiled module was
+        not built."""
+        if _JsonTemplate is None or type(self._full_row) is not _CompiledRow:
+            return None
+        return _JsonTemplate(fragments, self._full_row)
 
     def key_text(self, rendered: Mapping[str, str | None], joiner: str) -> str:
         """The key columns' values joined by `joiner`, from a row already rendered by `render_row`."""

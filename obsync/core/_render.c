@@ -14,6 +14,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@ typedef struct {
     Py_ssize_t n;
     PyObject *names;     /* tuple of str */
     PyObject *fallbacks; /* tuple of callables */
+    PyObject *keys;      /* tuple of bytes: `"name":` (the first) and `,"name":` (the others), built on first use */
     int *kinds;
     int *params;
 } RowRenderer;
@@ -112,45 +114,57 @@ static PyObject *render_double(PyObject *v)
     return out;
 }
 
-static PyObject *render_datetime(PyObject *v, int fsp)
+/* DATETIME's text into `buf` (40 bytes); its length. */
+static int datetime_text(PyObject *v, int fsp, char *buf)
 {
-    char buf[40];
-    int n = snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%06d", PyDateTime_GET_YEAR(v),
-                     PyDateTime_GET_MONTH(v), PyDateTime_GET_DAY(v), PyDateTime_DATE_GET_HOUR(v),
-                     PyDateTime_DATE_GET_MINUTE(v), PyDateTime_DATE_GET_SECOND(v),
-                     PyDateTime_DATE_GET_MICROSECOND(v));
+    int n = snprintf(buf, 40, "%04d-%02d-%02d %02d:%02d:%02d.%06d", PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
+                     PyDateTime_GET_DAY(v), PyDateTime_DATE_GET_HOUR(v), PyDateTime_DATE_GET_MINUTE(v),
+                     PyDateTime_DATE_GET_SECOND(v), PyDateTime_DATE_GET_MICROSECOND(v));
     int cut = fsp ? 20 + fsp : 19;
-    return PyUnicode_FromStringAndSize(buf, cut < n ? cut : n);
+    return cut < n ? cut : n;
 }
 
-/* TIMESTAMP: epoch seconds of a UTC (or naive, taken as UTC) datetime; NULL with no error set for other zones. */
-static PyObject *render_timestamp(PyObject *v, int fsp)
+/* TIMESTAMP's text (epoch seconds of a UTC, or naive taken as UTC, datetime) into `buf` (48 bytes); its length,
+ * or -1 for a datetime of another zone (the Python function's). */
+static int timestamp_text(PyObject *v, int fsp, char *buf)
 {
     PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
     if (tz != Py_None && tz != PyDateTime_TimeZone_UTC)
-        return NULL;
+        return -1;
     long long secs = days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v),
                                      (unsigned)PyDateTime_GET_DAY(v)) * 86400LL
                      + PyDateTime_DATE_GET_HOUR(v) * 3600LL + PyDateTime_DATE_GET_MINUTE(v) * 60LL
                      + PyDateTime_DATE_GET_SECOND(v);
+    if (!fsp)
+        return snprintf(buf, 48, "%lld", secs);
+    int n = snprintf(buf, 48, "%lld.%06d", secs, PyDateTime_DATE_GET_MICROSECOND(v));
+    return fsp < 6 ? n - (6 - fsp) : n;
+}
+
+static int date_text(PyObject *v, char *buf)
+{
+    return snprintf(buf, 24, "%04d-%02d-%02d", PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
+                    PyDateTime_GET_DAY(v));
+}
+
+static PyObject *render_datetime(PyObject *v, int fsp)
+{
+    char buf[40];
+    return PyUnicode_FromStringAndSize(buf, datetime_text(v, fsp, buf));
+}
+
+/* NULL with no error set for other zones (the Python function). */
+static PyObject *render_timestamp(PyObject *v, int fsp)
+{
     char buf[48];
-    int n;
-    if (fsp) {
-        n = snprintf(buf, sizeof buf, "%lld.%06d", secs, PyDateTime_DATE_GET_MICROSECOND(v));
-        if (fsp < 6)
-            n -= 6 - fsp;
-    } else {
-        n = snprintf(buf, sizeof buf, "%lld", secs);
-    }
-    return PyUnicode_FromStringAndSize(buf, n);
+    int n = timestamp_text(v, fsp, buf);
+    return n < 0 ? NULL : PyUnicode_FromStringAndSize(buf, n);
 }
 
 static PyObject *render_date(PyObject *v)
 {
     char buf[24];
-    int n = snprintf(buf, sizeof buf, "%04d-%02d-%02d", PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
-                     PyDateTime_GET_DAY(v));
-    return PyUnicode_FromStringAndSize(buf, n);
+    return PyUnicode_FromStringAndSize(buf, date_text(v, buf));
 }
 
 /* One non-NULL value's text: the compiled kinds, else (or when they decline) the column's Python function. */
@@ -191,6 +205,245 @@ static PyObject *render_value(RowRenderer *self, Py_ssize_t i, PyObject *v)
     if (out != NULL || PyErr_Occurred())
         return out;
     return PyObject_CallOneArg(PyTuple_GET_ITEM(self->fallbacks, i), v);
+}
+
+/* ---------------------------------------------------------------- JSON, byte for byte as orjson writes it */
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+    char local[2048];
+} Buf;
+
+static void buf_init(Buf *b)
+{
+    b->data = b->local;
+    b->len = 0;
+    b->cap = (Py_ssize_t)sizeof b->local;
+}
+
+static void buf_free(Buf *b)
+{
+    if (b->data != b->local)
+        PyMem_Free(b->data);
+}
+
+static int buf_reserve(Buf *b, Py_ssize_t more)
+{
+    if (b->len + more <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap * 2;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *data;
+    if (b->data == b->local) {
+        data = PyMem_Malloc((size_t)cap);
+        if (data != NULL)
+            memcpy(data, b->local, (size_t)b->len);
+    } else {
+        data = PyMem_Realloc(b->data, (size_t)cap);
+    }
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_put(Buf *b, const char *s, Py_ssize_t n)
+{
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* A JSON string: `"`, `\` and control characters escaped as orjson does (\b \t \n \f \r, else \u00xx), the rest
+ * as UTF-8. A string with a lone surrogate fails (UnicodeEncodeError); the caller then lets orjson say why. */
+static int buf_json_str(Buf *b, PyObject *s)
+{
+    Py_ssize_t n;
+    const char *t = PyUnicode_AsUTF8AndSize(s, &n);
+    if (t == NULL)
+        return -1;
+    if (buf_reserve(b, n * 6 + 2) < 0)
+        return -1;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\t': *o++ = 't'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\r': *o++ = 'r'; break;
+        default:
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = HEX[c >> 4];
+            *o++ = HEX[c & 15];
+        }
+    }
+    *o++ = '"';
+    b->len = o - b->data;
+    return 0;
+}
+
+/* A JSON value of a template's slot: null, a string, or an integer of 64 bits; anything else fails. */
+static int buf_json_scalar(Buf *b, PyObject *v)
+{
+    if (v == Py_None)
+        return buf_put(b, "null", 4);
+    if (PyUnicode_CheckExact(v))
+        return buf_json_str(b, v);
+    if (PyLong_CheckExact(v)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || (x == -1 && PyErr_Occurred())) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_OverflowError, "an integer of more than 64 bits");
+            return -1;
+        }
+        char num[24];
+        int k = snprintf(num, sizeof num, "%lld", x);
+        return buf_put(b, num, k);
+    }
+    PyErr_Format(PyExc_TypeError, "a JSON template slot takes None, str or int, not %.80s", Py_TYPE(v)->tp_name);
+    return -1;
+}
+
+/* The JSON fragments of the column names: `{"a":` then `,"b":` ... (orjson's text of each name). */
+static int ensure_keys(RowRenderer *self)
+{
+    if (self->keys != NULL)
+        return 0;
+    PyObject *keys = PyTuple_New(self->n);
+    if (keys == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        Buf b;
+        buf_init(&b);
+        if (buf_put(&b, i ? "," : "{", 1) < 0 || buf_json_str(&b, PyTuple_GET_ITEM(self->names, i)) < 0
+            || buf_put(&b, ":", 1) < 0) {
+            buf_free(&b);
+            Py_DECREF(keys);
+            return -1;
+        }
+        PyObject *k = PyBytes_FromStringAndSize(b.data, b.len);
+        buf_free(&b);
+        if (k == NULL) {
+            Py_DECREF(keys);
+            return -1;
+        }
+        PyTuple_SET_ITEM(keys, i, k);
+    }
+    self->keys = keys;
+    return 0;
+}
+
+static int buf_quoted(Buf *b, const char *text, int n)
+{
+    if (buf_reserve(b, n + 2) < 0)
+        return -1;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    memcpy(o, text, (size_t)n);
+    o[n] = '"';
+    b->len += n + 2;
+    return 0;
+}
+
+/* A row that has exactly the renderer's columns, as the JSON object orjson writes of `render(row)`. Fails with
+ * KeyError for a row of other columns, and with whatever rendering raised. */
+static int row_json(RowRenderer *self, PyObject *row, Buf *b)
+{
+    if (!PyDict_CheckExact(row) || PyDict_GET_SIZE(row) != self->n) {
+        PyErr_SetString(PyExc_KeyError, "the row does not have the table's columns");
+        return -1;
+    }
+    if (ensure_keys(self) < 0)
+        return -1;
+    if (self->n == 0)
+        return buf_put(b, "{}", 2);
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        PyObject *key = PyTuple_GET_ITEM(self->keys, i);
+        if (buf_put(b, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)) < 0)
+            return -1;
+        PyObject *name = PyTuple_GET_ITEM(self->names, i);
+        PyObject *v = PyDict_GetItemWithError(row, name); /* borrowed */
+        if (v == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, name);
+            return -1;
+        }
+        if (v == Py_None) {
+            if (buf_put(b, "null", 4) < 0)
+                return -1;
+            continue;
+        }
+        char text[48];
+        int n = -1;
+        PyTypeObject *t = Py_TYPE(v);
+        switch (self->kinds[i]) {
+        case K_STR:
+            if (t == &PyUnicode_Type) {
+                if (buf_json_str(b, v) < 0)
+                    return -1;
+                continue;
+            }
+            if (t == &PyLong_Type) {
+                int overflow;
+                long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+                if (!overflow && !(x == -1 && PyErr_Occurred()))
+                    n = snprintf(text, sizeof text, "%lld", x);
+                PyErr_Clear();
+            }
+            break;
+        case K_DATETIME:
+            if (PyDateTime_CheckExact(v))
+                n = datetime_text(v, self->params[i], text);
+            break;
+        case K_TIMESTAMP:
+            if (PyDateTime_CheckExact(v))
+                n = timestamp_text(v, self->params[i], text);
+            break;
+        case K_DATE:
+            if (PyDate_CheckExact(v))
+                n = date_text(v, text);
+            break;
+        default:
+            break;
+        }
+        if (n >= 0) {
+            if (buf_quoted(b, text, n) < 0)
+                return -1;
+            continue;
+        }
+        PyObject *s = render_value(self, i, v);
+        if (s == NULL)
+            return -1;
+        int rc = PyUnicode_CheckExact(s) ? buf_json_str(b, s) : -1;
+        if (rc < 0 && !PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "a render function returned %.80s, not str", Py_TYPE(s)->tp_name);
+        Py_DECREF(s);
+        if (rc < 0)
+            return -1;
+    }
+    return buf_put(b, "}", 1);
 }
 
 static PyObject *RowRenderer_call(RowRenderer *self, PyObject *args, PyObject *kwargs)
@@ -289,6 +542,7 @@ static int RowRenderer_traverse(RowRenderer *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->names);
     Py_VISIT(self->fallbacks);
+    Py_VISIT(self->keys);
     return 0;
 }
 
@@ -296,6 +550,7 @@ static int RowRenderer_clear(RowRenderer *self)
 {
     Py_CLEAR(self->names);
     Py_CLEAR(self->fallbacks);
+    Py_CLEAR(self->keys);
     return 0;
 }
 
@@ -321,8 +576,114 @@ static PyTypeObject RowRendererType = {
     .tp_dealloc = (destructor)RowRenderer_dealloc,
 };
 
+/* ---------------------------------------------------------------- JsonTemplate */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fragments; /* tuple of bytes, one more than the slots */
+    RowRenderer *renderer;
+    vectorcallfunc vectorcall;
+} JsonTemplate;
+
+static PyObject *JsonTemplate_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    JsonTemplate *self = (JsonTemplate *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t slots = PyTuple_GET_SIZE(self->fragments) - 1;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) {
+        PyErr_SetString(PyExc_TypeError, "a JSON template takes no keyword arguments");
+        return NULL;
+    }
+    if (nargs != slots) {
+        PyErr_Format(PyExc_TypeError, "this JSON template takes %zd values, not %zd", slots, nargs);
+        return NULL;
+    }
+    Buf b;
+    buf_init(&b);
+    for (Py_ssize_t i = 0; i <= slots; i++) {
+        PyObject *f = PyTuple_GET_ITEM(self->fragments, i);
+        if (buf_put(&b, PyBytes_AS_STRING(f), PyBytes_GET_SIZE(f)) < 0)
+            goto fail;
+        if (i == slots)
+            break;
+        PyObject *v = args[i];
+        int rc = PyDict_CheckExact(v) ? row_json(self->renderer, v, &b) : buf_json_scalar(&b, v);
+        if (rc < 0)
+            goto fail;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(b.data, b.len);
+    buf_free(&b);
+    return out;
+fail:
+    buf_free(&b);
+    return NULL;
+}
+
+static PyObject *JsonTemplate_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *fragments, *renderer;
+    static char *kwlist[] = {"fragments", "renderer", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!:JsonTemplate", kwlist, &PyTuple_Type, &fragments,
+                                     &RowRendererType, &renderer))
+        return NULL;
+    if (PyTuple_GET_SIZE(fragments) < 1) {
+        PyErr_SetString(PyExc_ValueError, "JsonTemplate: at least one fragment");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fragments); i++) {
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(fragments, i))) {
+            PyErr_Format(PyExc_TypeError, "JsonTemplate: fragment %zd is not bytes", i);
+            return NULL;
+        }
+    }
+    JsonTemplate *self = (JsonTemplate *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->fragments = Py_NewRef(fragments);
+    self->renderer = (RowRenderer *)Py_NewRef(renderer);
+    self->vectorcall = JsonTemplate_vectorcall;
+    return (PyObject *)self;
+}
+
+static int JsonTemplate_traverse(JsonTemplate *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fragments);
+    Py_VISIT(self->renderer);
+    return 0;
+}
+
+static int JsonTemplate_clear(JsonTemplate *self)
+{
+    Py_CLEAR(self->fragments);
+    Py_CLEAR(self->renderer);
+    return 0;
+}
+
+static void JsonTemplate_dealloc(JsonTemplate *self)
+{
+    PyObject_GC_UnTrack(self);
+    JsonTemplate_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject JsonTemplateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "obsync.core._render.JsonTemplate",
+    .tp_doc = "JsonTemplate(fragments, renderer)(*values) -> bytes: the fragments with each value's JSON between "
+              "them (None, str, int of 64 bits, or a row of the renderer's columns as its rendered object)",
+    .tp_basicsize = sizeof(JsonTemplate),
+    .tp_vectorcall_offset = offsetof(JsonTemplate, vectorcall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = JsonTemplate_new,
+    .tp_call = PyVectorcall_Call,
+    .tp_traverse = (traverseproc)JsonTemplate_traverse,
+    .tp_clear = (inquiry)JsonTemplate_clear,
+    .tp_dealloc = (destructor)JsonTemplate_dealloc,
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_render", "Canonical text of a row's values, compiled (see RowRenderer).", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_render", "Canonical text of a row's values, compiled (RowRenderer, JsonTemplate).", -1,
+    NULL, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__render(void)
@@ -337,12 +698,13 @@ PyMODINIT_FUNC PyInit__render(void)
     Py_DECREF(dec);
     if (decimal_type == NULL)
         return NULL;
-    if (PyType_Ready(&RowRendererType) < 0)
+    if (PyType_Ready(&RowRendererType) < 0 || PyType_Ready(&JsonTemplateType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "RowRenderer", (PyObject *)&RowRendererType) < 0) {
+    if (PyModule_AddObjectRef(m, "RowRenderer", (PyObject *)&RowRendererType) < 0
+        || PyModule_AddObjectRef(m, "JsonTemplate", (PyObject *)&JsonTemplateType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -377,3 +377,59 @@ def test_one_pass_rows_are_the_general_paths_bytes():
                             assert enc.encode(c, "T") == enc.encode_row(c, table, "T"), c
                             n += 1
     assert n == 2 * 4 * 3 * 3 * 2 * 2
+
+
+def test_the_compiled_message_writer_gives_orjsons_bytes_and_orjsons_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `_one_image_plan` writes with the compiled JSON template when it was built; the same changes encoded with it
+    # switched off (the dict + orjson path) must give the same bytes, or the same error
+    if values_mod._JsonTemplate is None:
+        pytest.skip("installed without a C compiler: the orjson path is the only one")
+    table = TableSchema("shop", "t\"名", (
+        Column("id", "bigint", "bigint(20)", nullable=False), Column("s", "varchar", "varchar(99)"),
+        Column("d", "decimal", "decimal(8,3)", precision=8, scale=3), Column("f", "double", "double"),
+        Column("at", "datetime", "datetime(6)", fsp=6), Column("ts", "timestamp", "timestamp(2)", fsp=2),
+        Column("day", "date", "date"), Column("b", "varbinary", "varbinary(9)"), Column("y", "year", "year"),
+        Column("col \"q\"\n", "int", "int(11)")), ("id",))
+    composite = TableSchema("shop", "c", (Column("a", "int", "int(11)"), Column("s", "varchar", "varchar(9)")),
+                            ("a", "s"))
+    texts = ["", "plain", "".join(map(chr, range(0x80))), "é\u2028\u4e2d\U0001f600", "\ud800", "\\\"", "\x7f"]
+    values: list[dict[str, object]] = [{"s": t} for t in texts] + [
+        {"id": 2**63 - 1}, {"id": -(2**63)}, {"id": 2**64}, {"id": 10**40}, {"id": True}, {"id": "text"},
+        {"d": Decimal("-0.000")}, {"d": Decimal("1E+5")}, {"d": Decimal("12.5")}, {"d": "oops"},
+        {"f": 1e300}, {"f": -0.0}, {"f": float("nan")},
+        {"at": dt.datetime(1, 2, 3, 4, 5, 6, 7)}, {"at": "0000-00-00 00:00:00"}, {"at": 5},
+        {"ts": dt.datetime(1960, 1, 1, 0, 0, 0, 990000, tzinfo=UTC)}, {"ts": dt.datetime(2024, 1, 1)},
+        {"ts": dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=-3)))},
+        {"day": dt.date(2024, 2, 29)}, {"day": "0000-00-00"}, {"b": b"\x00\xff"}, {"b": "not bytes"}, {"y": 1901},
+        {"col \"q\"\n": -5}, {"extra": 1}, {"id": None},
+    ]
+    base = {"id": 1, "s": "x", "d": Decimal("1.000"), "f": 0.5, "at": dt.datetime(2024, 5, 6, 7, 8, 9),
+            "ts": dt.datetime(2024, 5, 6, tzinfo=UTC), "day": dt.date(2024, 5, 6), "b": b"ab", "y": 2024,
+            "col \"q\"\n": 3}
+    rows = [(table, {**base, **v}) for v in values]
+    rows += [(table, {k: None for k in base} | {"id": 9}), (table, {"id": 1, "s": "short row"}),
+             (composite, {"a": 1, "s": "x\ny"}), (composite, {"a": 1, "s": None})]
+
+    def outcome(enc: DefaultEncoder, c: Change) -> object:
+        try:
+            return enc.encode(c, "T")
+        except Exception as exc:  # noqa: BLE001 - compared between the two paths
+            return type(exc), str(exc)
+
+    compiled = DefaultEncoder("task\u0001", db_type="OB_MYSQL", tenant="ten")
+    with monkeypatch.context() as m:
+        m.setattr(values_mod.TableRenderer, "json_template", lambda self, fragments: None)
+        plain = DefaultEncoder("task\u0001", db_type="OB_MYSQL", tenant="ten")
+        changes = []
+        for t, row in rows:
+            for op in (Op.INSERT, Op.READ, Op.DELETE):
+                for pos, commit, txn in ((POS, 1_700_000_001.75, GTID),
+                                         (SnapshotPosition("shop.t/1", (1,)), None, None),
+                                         (LogPosition("mysql-bin.000009", 10**12 + 5, 1), 0.0, "\"txn\"")):
+                    images = {"before": row} if op is Op.DELETE else {"after": row}
+                    changes.append(Change(op, t, pos, commit_time=commit, txn=txn, **images))
+        want = [outcome(plain, c) for c in changes]
+    got = [outcome(compiled, c) for c in changes]
+    assert got == want
+    errors = sum(1 for w in want if isinstance(w, tuple) and isinstance(w[0], type))
+    assert 0 < errors < len(want) // 4  # both paths failed alike on the bad values, and encoded the rest
