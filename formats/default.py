@@ -61,8 +61,8 @@ except ImportError:  # pragma: no cover
 
 KEY_JOINER = "\u0001"
 TableMeta = tuple[str | None, str, str | None, KeyValues | None]  # see DefaultEncoder._table_meta
-OneImage = Callable[[Change], tuple[bytes | None, bytes]]  # see DefaultEncoder._one_image_plan
-_INSERT, _READ, _DELETE = Op.INSERT, Op.READ, Op.DELETE
+OneImage = Callable[[Change], "tuple[bytes | None, bytes] | None"]  # see DefaultEncoder._one_image_plan
+_INSERT, _READ, _DELETE, _UPDATE = Op.INSERT, Op.READ, Op.DELETE, Op.UPDATE
 _new_tuple = tuple.__new__
 DB_TYPES = {"OB_MYSQL": "OB_MYSQL", "MYSQL": "MYSQL", "oceanbase": "OB_MYSQL", "mysql": "MYSQL", "mariadb": "MYSQL"}
 _SEQ_DIGITS = 10**9
@@ -103,11 +103,12 @@ class DefaultEncoder(Encoder):
     def encode(self, change: Change, topic: str) -> list[KafkaRecord]:
         op = change.op
         plans = self._one_image
-        if (op is _INSERT or op is _READ or op is _DELETE) and plans is not None:
+        if plans is not None and (op is _INSERT or op is _READ or op is _DELETE or op is _UPDATE):
             table = change.table
             if table is not None:
-                key, value = plans.get(table)(change)
-                return [_new_tuple(KafkaRecord, (topic, key, value))]  # without the named tuple's Python __new__
+                one = plans.get(table)(change)
+                if one is not None:
+                    return [_new_tuple(KafkaRecord, (topic, *one))]  # without the named tuple's Python __new__
         return super().encode(change, topic)
 
     def encode_ddl(self, change: Change, topic: str) -> list[KafkaRecord]:
@@ -213,11 +214,12 @@ class DefaultEncoder(Encoder):
         )
 
     def _one_image_plan(self, schema: TableSchema) -> OneImage:
-        """(Kafka key, message) of an INSERT, a snapshot row or a DELETE of `schema`'s table, in one call: what
-        `encode_row` -> `_row` -> `_message` make of them, byte for byte (a unit test compares the two on every
-        kind of change), with the table's constants bound once. The message is written by the compiled JSON
-        template when there is one (`TableRenderer.json_template`); a change it refuses takes the dict and orjson
-        path, which writes the same bytes or raises the error that names the column at fault."""
+        """(Kafka key, message) of an INSERT, a snapshot row, a DELETE or an UPDATE that keeps its key of
+        `schema`'s table, in one call: what `encode_row` -> `_row` -> `_message` make of them, byte for byte (a unit
+        test compares the two on every kind of change), with the table's constants bound once; None for an UPDATE
+        that changes its key (`encode_row` splits it). The message is written by the compiled JSON template when
+        there is one (`TableRenderer.json_template`); a change it refuses takes the dict and orjson path, which
+        writes the same bytes or raises the error that names the column at fault."""
         tr = table_renderer(schema)
         names, table_name, db, message_key = self._new_table_meta(schema)
         render = tr.render_row
@@ -247,11 +249,23 @@ class DefaultEncoder(Encoder):
                 "uniqueId": txn,
             }, "recordType": record_type})
 
-        def encode(change: Change) -> tuple[bytes | None, bytes]:
+        mkey_cols = mk if mk is not key_cols else ()
+
+        def encode(change: Change) -> tuple[bytes | None, bytes] | None:
             op = change.op
+            before = None
             if op is _DELETE:
                 row = change.before
                 record_type = "DELETE"
+            elif op is _UPDATE:
+                before, row = change.before, change.after
+                for c in key_cols:
+                    if before[c] != row[c]:  # type: ignore[index]  # an update has both images
+                        return None
+                for c in mkey_cols:
+                    if before[c] != row[c]:  # type: ignore[index]  # an update has both images
+                        return None
+                record_type = "UPDATE"
             else:
                 row = change.after
                 record_type = "INSERT" if op is _INSERT else "ROW"
@@ -284,7 +298,8 @@ class DefaultEncoder(Encoder):
                     if record_type == "DELETE":
                         return key, template(row, None, checkpoint, values, sequence, timestamp, change.txn,
                                              record_type)
-                    return key, template(None, row, checkpoint, values, sequence, timestamp, change.txn, record_type)
+                    return key, template(before, row, checkpoint, values, sequence, timestamp, change.txn,
+                                         record_type)
                 except Exception:  # noqa: BLE001, S110 - the path below writes the same bytes or raises what is wrong
                     pass
             rendered = render(row)  # type: ignore[arg-type]  # a row change has its image
@@ -294,7 +309,8 @@ class DefaultEncoder(Encoder):
             checkpoint = values if record_type == "ROW" else timestamp
             if record_type == "DELETE":
                 return key, message(rendered, None, record_type, values, checkpoint, sequence, timestamp, change.txn)
-            return key, message(None, rendered, record_type, values, checkpoint, sequence, timestamp, change.txn)
+            prev = None if before is None else render(before)
+            return key, message(prev, rendered, record_type, values, checkpoint, sequence, timestamp, change.txn)
 
         return encode
 

@@ -368,15 +368,18 @@ def test_one_pass_rows_are_the_general_paths_bytes():
     n = 0
     for enc in encoders:
         for table, row in rows.items():
-            for op in (Op.INSERT, Op.READ, Op.DELETE):
+            other = {k: ("changed" if isinstance(v, str) else v) for k, v in row.items()}  # same key unless a str
+            for op in (Op.INSERT, Op.READ, Op.DELETE, Op.UPDATE):
                 for pos in positions:
                     for commit in (None, 1_700_000_001.75):
                         for txn in (None, GTID):
                             images = {"before": row} if op is Op.DELETE else {"after": row}
+                            if op is Op.UPDATE:
+                                images["before"] = other
                             c = Change(op, table, pos, commit_time=commit, txn=txn, **images)
                             assert enc.encode(c, "T") == enc.encode_row(c, table, "T"), c
                             n += 1
-    assert n == 2 * 4 * 3 * 3 * 2 * 2
+    assert n == 2 * 4 * 4 * 3 * 2 * 2
 
 
 def test_the_compiled_message_writer_gives_orjsons_bytes_and_orjsons_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -422,11 +425,13 @@ def test_the_compiled_message_writer_gives_orjsons_bytes_and_orjsons_errors(monk
         plain = DefaultEncoder("task\u0001", db_type="OB_MYSQL", tenant="ten")
         changes = []
         for t, row in rows:
-            for op in (Op.INSERT, Op.READ, Op.DELETE):
+            for op in (Op.INSERT, Op.READ, Op.DELETE, Op.UPDATE):
                 for pos, commit, txn in ((POS, 1_700_000_001.75, GTID),
                                          (SnapshotPosition("shop.t/1", (1,)), None, None),
                                          (LogPosition("mysql-bin.000009", 10**12 + 5, 1), 0.0, "\"txn\"")):
                     images = {"before": row} if op is Op.DELETE else {"after": row}
+                    if op is Op.UPDATE:  # the key kept (and changed, in the composite key's rows)
+                        images["before"] = {**row, "s": "before"} if t is composite else {**base, "id": row.get("id")}
                     changes.append(Change(op, t, pos, commit_time=commit, txn=txn, **images))
         want = [outcome(plain, c) for c in changes]
     got = [outcome(compiled, c) for c in changes]
