@@ -60,11 +60,19 @@ from obsync.formats.base import ChangeEncoder, TableCache
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import DebeziumConfig
 from obsync.formats.debezium.schema_changes import SchemaChange, schema_changes
-from obsync.formats.debezium.values import Convert, converters, explain
+from obsync.formats.debezium.values import Convert, compiled_json_kind, converters, explain
 from obsync.formats.decoding import SKIP, Decoded
 from obsync.formats.default import ddl_type
 
 Struct = dict[str, Any]
+
+try:  # the compiled JSON row writer and orjson's pre-written JSON, when both are there (setup.py, pyproject.toml)
+    from orjson import Fragment as _Fragment
+    from orjson import dumps as _orjson_dumps
+
+    from obsync.core._render import JsonRow as _JsonRow
+except ImportError:  # pragma: no cover - installed without a C compiler
+    _JsonRow = None
 _NOT_GTID = re.compile(r"^.*\.\d+:\d+$")  # obsync's "file:pos" transaction identity when there is no GTID
 
 
@@ -72,7 +80,7 @@ class TablePlan:
     """One table's converters and Connect schemas, built once per (table schema, settings)."""
 
     __slots__ = ("table", "cfg", "ncols", "_connect", "_json", "_key_connect", "_key_json", "key_names",
-                 "key_schema", "value_schema", "envelope_schema", "_smt_schema", "_json_cache", "_rows")
+                 "key_schema", "value_schema", "envelope_schema", "_smt_schema", "_json_cache", "_rows", "_json_row")
 
     def __init__(self, table: TableSchema, cfg: DebeziumConfig) -> None:
         self.table = table
@@ -91,6 +99,9 @@ class TablePlan:
         self._smt_schema: cs.Schema | None = None
         self._json_cache: dict[str, bytes] = {}
         self._rows = (_row_builder(self._connect), _row_builder(self._json))  # by json_values
+        self._json_row = None if _JsonRow is None else _JsonRow(
+            tuple(n for n, _ in self._json), *zip(*(compiled_json_kind(f) for _, f in self._json), strict=True),
+            tuple(f for _, f in self._json), _orjson_dumps) if self._json else None
 
     @property
     def smt_value_schema(self) -> cs.Schema:
@@ -115,6 +126,20 @@ class TablePlan:
         if len(row) != self.ncols:
             self._check_names(row)
         return out
+
+    def row_json(self, row: Mapping[str, Any]) -> Any:
+        """The `.Value` struct of a row image in JSON values, written once by the compiled row writer as an
+        `orjson.Fragment` (orjson writes it as it is, wherever it sits in a message); the struct itself (`row`)
+        when the writer is not there or refuses the row, which then also raises the error naming the column."""
+        if self._json_row is not None:
+            try:
+                out = _Fragment(self._json_row(row))
+            except Exception:  # noqa: BLE001 - `row` below gives the same JSON or says what is wrong
+                return self.row(row, True)
+            if len(row) != self.ncols:
+                self._check_names(row)
+            return out
+        return self.row(row, True)
 
     def key(self, row: Mapping[str, Any], json_values: bool) -> Struct | None:
         """The `.Key` struct of a row image (None for tables without message key columns)."""
@@ -197,9 +222,12 @@ class EventBuilder(ChangeEncoder[Event]):
     a DDL change object, and a truncate event once per topic. Heartbeats give no events.
     """
 
-    def __init__(self, cfg: DebeziumConfig, *, json_values: bool, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, cfg: DebeziumConfig, *, json_values: bool, clock: Callable[[], int] = time.time_ns,
+                 fragments: bool = False) -> None:
         self.cfg = cfg
         self.json_values = json_values
+        # before/after as pre-written JSON (`TablePlan.row_json`) for an encoder that only serializes the events
+        self.fragments = fragments and json_values
         self.clock = clock
         self._plans: TableCache[TablePlan] = TableCache(lambda table: TablePlan(table, cfg))
         self._ddl: Change | None = None
@@ -213,21 +241,22 @@ class EventBuilder(ChangeEncoder[Event]):
         plan = self._plans.get(table)
         jv = self.json_values
         now = self.clock()
+        image = plan.row_json if self.fragments else (lambda r: plan.row(r, jv))
         if op is Op.INSERT or op is Op.READ:
             after = change.after
             assert after is not None
             code = "c" if op is Op.INSERT else "r"
             return [Event("change", plan, plan.key(after, jv),
-                          self._envelope(change, plan, None, plan.row(after, jv), code, now))]
+                          self._envelope(change, plan, None, image(after), code, now))]
         if op is Op.DELETE:
             before = change.before
             assert before is not None
-            return self._delete(change, plan, plan.key(before, jv), plan.row(before, jv), now)
+            return self._delete(change, plan, plan.key(before, jv), image(before), now)
         if op is Op.UPDATE:
             before, after = change.before, change.after
             assert before is not None and after is not None
             old_key, new_key = plan.key(before, jv), plan.key(after, jv)
-            b, a = plan.row(before, jv), plan.row(after, jv)
+            b, a = image(before), image(after)
             if old_key != new_key:  # the message key changed: delete + tombstone + create, as Debezium does
                 return [*self._delete(change, plan, old_key, b, now),
                         Event("change", plan, new_key, self._envelope(change, plan, None, a, "c", now))]

@@ -40,10 +40,14 @@ class DebeziumEncoder(Encoder):
     """Debezium change events through the JsonConverter, with or without schemas (`cfg.schemas_enable`)."""
 
     name = "debezium"
+    # whether the events' rows may be pre-written JSON (`EventBuilder.fragments`): only the serialized messages
+    # are used (a subclass that reads the rows, `debezium_smt`, sets it False)
+    row_fragments = True
 
     def __init__(self, cfg: DebeziumConfig, *, clock: Callable[[], int] = time.time_ns) -> None:
         self.cfg = cfg
-        self.builder = EventBuilder(cfg, json_values=True, clock=clock)
+        self.builder = EventBuilder(cfg, json_values=True, clock=clock,
+                                    fragments=self.row_fragments and _dumps is not _json_dumps)
         self._sc_key = _dumps(cs.schema_change_key_schema())
         self._sc_value = _dumps(cs.schema_change_value_schema())
 

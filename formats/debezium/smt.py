@@ -50,6 +50,7 @@ def flatten(envelope: Struct, rewrite: bool) -> Struct:
 
 class DebeziumSmtEncoder(DebeziumEncoder):
     name = "debezium_smt"
+    row_fragments = False  # `flatten` reads the rows
 
     def __init__(self, cfg: DebeziumConfig, *, clock: Callable[[], int] = time.time_ns) -> None:
         super().__init__(cfg, clock=clock)

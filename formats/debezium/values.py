@@ -43,6 +43,26 @@ from obsync.formats.debezium.kinds import column_kind
 
 Convert = Callable[[Any], Any]
 
+# What the compiled JSON row writer (`obsync/core/_render.c`, JsonRow) does itself for a JSON converter, as (kind,
+# param): 0 writes the value as it is (no converter), 1 calls the converter and writes its result; the others
+# write exact `date` / naive `datetime` / UTC `datetime` / plain `Decimal` values themselves and hand anything
+# else (zero dates, other zones, exponents) to the converter, so the JSON is always the converter's
+# (tests/unit/test_format_debezium.py compares both).
+JSON_ASIS, JSON_CALL, JSON_DATE, JSON_DATETIME, JSON_TIMESTAMP, JSON_DECIMAL = range(6)
+
+
+def _compiled(kind: int, param: int, convert: Convert) -> Convert:
+    """`convert`, marked as one the compiled row writer writes as `kind` with `param`."""
+    convert.compiled_json = (kind, param)  # type: ignore[attr-defined]  # a function's attribute
+    return convert
+
+
+def compiled_json_kind(convert: Convert | None) -> tuple[int, int]:
+    """(kind, param) of a JSON converter (None: the value as it is) for the compiled row writer."""
+    if convert is None:
+        return JSON_ASIS, 0
+    return getattr(convert, "compiled_json", (JSON_CALL, 0))
+
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _UTC = dt.UTC
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=_UTC)
@@ -116,7 +136,7 @@ def _decimal_json(scale: int) -> Convert:
     def convert(v: Any) -> str:  # a Decimal as it is: Decimal(v) would copy it, digits and exponent alike
         return b64(twos_complement(unscaled(v if type(v) is Decimal else Decimal(v), scale)))
 
-    return convert
+    return _compiled(JSON_DECIMAL, scale, convert)
 
 
 def _decimal_string(scale: int) -> Convert:
@@ -174,7 +194,7 @@ def _date(nullable: bool) -> Convert:
             return fallback
         return v.toordinal() - _EPOCH_ORDINAL
 
-    return convert
+    return _compiled(JSON_DATE, 0, convert)
 
 
 def epoch_micros(v: dt.datetime) -> int:
@@ -195,7 +215,7 @@ def _datetime(nullable: bool, unit: int) -> Convert:
             v = dt.datetime(v.year, v.month, v.day)
         return epoch_micros(v) // unit
 
-    return convert
+    return _compiled(JSON_DATETIME, unit, convert)
 
 
 def _time(v: dt.timedelta) -> int:
@@ -220,7 +240,7 @@ def _timestamp(fsp: int) -> Convert:
     def convert(v: Any) -> str:
         return zoned_timestamp(v, fsp)
 
-    return convert
+    return _compiled(JSON_TIMESTAMP, fsp, convert)
 
 
 # ------------------------------------------------------------------------------------------- spatial

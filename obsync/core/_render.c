@@ -576,6 +576,390 @@ static PyTypeObject RowRendererType = {
     .tp_dealloc = (destructor)RowRenderer_dealloc,
 };
 
+/* ---------------------------------------------------------------- JsonRow (Debezium's JSON values) */
+
+enum { D_ASIS = 0, D_CALL = 1, D_DATE = 2, D_DATETIME = 3, D_TIMESTAMP = 4, D_DECIMAL = 5 };
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n;
+    PyObject *names;      /* tuple of str */
+    PyObject *converters; /* tuple: a callable, or None (the value as it is) */
+    PyObject *dumps;      /* orjson.dumps: the JSON of any value this code does not write itself */
+    PyObject *keys;       /* tuple of bytes: `{"name":`, `,"name":` ... */
+    int *kinds;
+    int *params;
+} JsonRow;
+
+static int floor_div(long long a, long long b, long long *out)
+{
+    long long q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0)))
+        q -= 1;
+    *out = q;
+    return 0;
+}
+
+/* The JSON of a converted value, as orjson writes it inside an object. */
+static int json_any(JsonRow *self, PyObject *v, Buf *b)
+{
+    if (v == Py_None)
+        return buf_put(b, "null", 4);
+    if (v == Py_True)
+        return buf_put(b, "true", 4);
+    if (v == Py_False)
+        return buf_put(b, "false", 5);
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyUnicode_Type)
+        return buf_json_str(b, v);
+    if (t == &PyLong_Type) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (!overflow && !(x == -1 && PyErr_Occurred())) {
+            char num[24];
+            return buf_put(b, num, snprintf(num, sizeof num, "%lld", x));
+        }
+        PyErr_Clear();
+    }
+    PyObject *j = PyObject_CallOneArg(self->dumps, v);
+    if (j == NULL)
+        return -1;
+    int rc = PyBytes_Check(j) ? buf_put(b, PyBytes_AS_STRING(j), PyBytes_GET_SIZE(j)) : -1;
+    if (rc < 0 && !PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "dumps did not return bytes");
+    Py_DECREF(j);
+    return rc;
+}
+
+/* Debezium's ZonedTimestamp of a UTC (or naive) datetime: ISO-8601, `Z`, `fsp` fraction digits (0: none, or
+ * the microseconds without trailing zeros when there are any). */
+static int zoned_text(PyObject *v, int fsp, char *buf)
+{
+    int us = PyDateTime_DATE_GET_MICROSECOND(v);
+    int n = snprintf(buf, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%06d", PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
+                     PyDateTime_GET_DAY(v), PyDateTime_DATE_GET_HOUR(v), PyDateTime_DATE_GET_MINUTE(v),
+                     PyDateTime_DATE_GET_SECOND(v), us);
+    if (n != 26) /* a year beyond 9999 cannot be: the Python function decides */
+        return -1;
+    if (fsp > 0) {
+        n = 20 + (fsp < 6 ? fsp : 6);
+    } else if (us) {
+        while (buf[n - 1] == '0')
+            n--;
+    } else {
+        n = 19;
+    }
+    buf[n++] = 'Z';
+    return n;
+}
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* A Connect Decimal as the JsonConverter writes it: Base64 of the unscaled value's big-endian two's complement in
+ * the fewest bytes (Java's BigInteger.toByteArray), quoted. Only for a plain `str(Decimal)` of at most 18 digits
+ * and `scale` or fewer fraction digits; 0 when written, 1 when the Python converter must decide, -1 on error. */
+static int decimal_base64(PyObject *v, int scale, Buf *b)
+{
+    PyObject *s = PyObject_Str(v);
+    if (s == NULL)
+        return -1;
+    Py_ssize_t len;
+    const char *t = PyUnicode_AsUTF8AndSize(s, &len);
+    if (t == NULL) {
+        Py_DECREF(s);
+        return -1;
+    }
+    int negative = len > 0 && t[0] == '-';
+    long long n = 0;
+    int digits = 0, frac = -1;
+    for (Py_ssize_t i = negative; i < len; i++) {
+        char c = t[i];
+        if (c == '.' && frac < 0) {
+            frac = 0;
+        } else if (c >= '0' && c <= '9') {
+            if (digits == 0 && c == '0') {
+                if (frac >= 0)
+                    frac++;
+                continue; /* leading zeros */
+            }
+            if (++digits > 18) {
+                Py_DECREF(s);
+                return 1;
+            }
+            n = n * 10 + (c - '0');
+            if (frac >= 0)
+                frac++;
+        } else { /* an exponent, NaN, Infinity */
+            Py_DECREF(s);
+            return 1;
+        }
+    }
+    Py_DECREF(s);
+    if (frac < 0)
+        frac = 0;
+    if (frac > scale)
+        return 1;
+    for (int k = frac; k < scale; k++) {
+        if (n > 99999999999999999LL) /* the next step could leave 63 bits */
+            return 1;
+        n *= 10;
+    }
+    if (negative)
+        n = -n;
+    unsigned long long m = (unsigned long long)(n >= 0 ? n : ~n);
+    int bits = 0;
+    while (m) {
+        bits++;
+        m >>= 1;
+    }
+    int size = bits / 8 + 1;
+    unsigned char raw[9];
+    unsigned long long u = (unsigned long long)n;
+    for (int k = size - 1; k >= 0; k--) {
+        raw[k] = (unsigned char)(u & 0xff);
+        u >>= 8;
+    }
+    char out[16];
+    int o = 0;
+    out[o++] = '"';
+    for (int k = 0; k < size; k += 3) {
+        unsigned x = (unsigned)raw[k] << 16 | (k + 1 < size ? (unsigned)raw[k + 1] << 8 : 0)
+                     | (k + 2 < size ? raw[k + 2] : 0);
+        out[o++] = B64[x >> 18 & 63];
+        out[o++] = B64[x >> 12 & 63];
+        out[o++] = k + 1 < size ? B64[x >> 6 & 63] : '=';
+        out[o++] = k + 2 < size ? B64[x & 63] : '=';
+    }
+    out[o++] = '"';
+    return buf_put(b, out, o) < 0 ? -1 : 0;
+}
+
+static PyObject *JsonRow_call(JsonRow *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *row;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "a JSON row takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "json_row", 1, 1, &row))
+        return NULL;
+    if (!PyDict_CheckExact(row)) {
+        PyErr_SetString(PyExc_TypeError, "a JSON row takes a dict");
+        return NULL;
+    }
+    Buf b;
+    buf_init(&b);
+    if (self->n == 0 && buf_put(&b, "{", 1) < 0)
+        goto fail;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        PyObject *key = PyTuple_GET_ITEM(self->keys, i);
+        if (buf_put(&b, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)) < 0)
+            goto fail;
+        PyObject *v = PyDict_GetItemWithError(row, PyTuple_GET_ITEM(self->names, i)); /* borrowed */
+        if (v == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            v = Py_None; /* an absent column is null */
+        }
+        if (v == Py_None) {
+            if (buf_put(&b, "null", 4) < 0)
+                goto fail;
+            continue;
+        }
+        char text[48];
+        int n = -1;
+        long long num = 0;
+        int is_num = 0;
+        switch (self->kinds[i]) {
+        case D_ASIS:
+            if (json_any(self, v, &b) < 0)
+                goto fail;
+            continue;
+        case D_DATE:
+            if (PyDate_CheckExact(v)) {
+                num = days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v),
+                                      (unsigned)PyDateTime_GET_DAY(v));
+                is_num = 1;
+            }
+            break;
+        case D_DATETIME:
+            if (PyDateTime_CheckExact(v) && PyDateTime_DATE_GET_TZINFO(v) == Py_None) {
+                long long micros = (days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v),
+                                                    (unsigned)PyDateTime_GET_DAY(v)) * 86400LL
+                                    + PyDateTime_DATE_GET_HOUR(v) * 3600LL + PyDateTime_DATE_GET_MINUTE(v) * 60LL
+                                    + PyDateTime_DATE_GET_SECOND(v)) * 1000000LL
+                                   + PyDateTime_DATE_GET_MICROSECOND(v);
+                floor_div(micros, self->params[i], &num);
+                is_num = 1;
+            }
+            break;
+        case D_TIMESTAMP:
+            if (PyDateTime_CheckExact(v)) {
+                PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
+                if (tz == Py_None || tz == PyDateTime_TimeZone_UTC)
+                    n = zoned_text(v, self->params[i], text);
+            }
+            break;
+        case D_DECIMAL:
+            if ((PyObject *)Py_TYPE(v) == decimal_type) {
+                int rc = decimal_base64(v, self->params[i], &b);
+                if (rc < 0)
+                    goto fail;
+                if (rc == 0)
+                    continue;
+            }
+            break;
+        default:
+            break;
+        }
+        if (is_num) {
+            if (buf_put(&b, text, snprintf(text, sizeof text, "%lld", num)) < 0)
+                goto fail;
+            continue;
+        }
+        if (n >= 0) {
+            if (buf_quoted(&b, text, n) < 0)
+                goto fail;
+            continue;
+        }
+        PyObject *conv = PyTuple_GET_ITEM(self->converters, i);
+        PyObject *c = conv == Py_None ? Py_NewRef(v) : PyObject_CallOneArg(conv, v);
+        if (c == NULL)
+            goto fail;
+        int rc = json_any(self, c, &b);
+        Py_DECREF(c);
+        if (rc < 0)
+            goto fail;
+    }
+    if (buf_put(&b, "}", 1) < 0)
+        goto fail;
+    PyObject *out = PyBytes_FromStringAndSize(b.data, b.len);
+    buf_free(&b);
+    return out;
+fail:
+    buf_free(&b);
+    return NULL;
+}
+
+static PyObject *JsonRow_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *names, *kinds, *params, *converters, *dumps;
+    static char *kwlist[] = {"names", "kinds", "params", "converters", "dumps", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!O:JsonRow", kwlist, &PyTuple_Type, &names, &PyTuple_Type,
+                                     &kinds, &PyTuple_Type, &params, &PyTuple_Type, &converters, &dumps))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    if (PyTuple_GET_SIZE(kinds) != n || PyTuple_GET_SIZE(params) != n || PyTuple_GET_SIZE(converters) != n) {
+        PyErr_SetString(PyExc_ValueError, "JsonRow: names, kinds, params and converters differ in length");
+        return NULL;
+    }
+    if (!PyCallable_Check(dumps)) {
+        PyErr_SetString(PyExc_TypeError, "JsonRow: dumps must be callable");
+        return NULL;
+    }
+    PyObject *keys = PyTuple_New(n);
+    if (keys == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        PyObject *conv = PyTuple_GET_ITEM(converters, i);
+        if (!PyUnicode_Check(name) || (conv != Py_None && !PyCallable_Check(conv))) {
+            PyErr_Format(PyExc_TypeError, "JsonRow: column %zd needs a str name and a callable or None", i);
+            Py_DECREF(keys);
+            return NULL;
+        }
+        Buf b;
+        buf_init(&b);
+        if (buf_put(&b, i ? "," : "{", 1) < 0 || buf_json_str(&b, name) < 0 || buf_put(&b, ":", 1) < 0) {
+            buf_free(&b);
+            Py_DECREF(keys);
+            return NULL;
+        }
+        PyObject *k = PyBytes_FromStringAndSize(b.data, b.len);
+        buf_free(&b);
+        if (k == NULL) {
+            Py_DECREF(keys);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(keys, i, k);
+    }
+    JsonRow *self = (JsonRow *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(keys);
+        return NULL;
+    }
+    self->n = n;
+    self->keys = keys;
+    self->kinds = PyMem_Calloc((size_t)(n ? n : 1), sizeof(int));
+    self->params = PyMem_Calloc((size_t)(n ? n : 1), sizeof(int));
+    if (self->kinds == NULL || self->params == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long k = PyLong_AsLong(PyTuple_GET_ITEM(kinds, i));
+        long p = PyLong_AsLong(PyTuple_GET_ITEM(params, i));
+        if ((k == -1 || p == -1) && PyErr_Occurred()) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        int needs_conv = k != D_ASIS;
+        if (k < D_ASIS || k > D_DECIMAL || p < 0 || p > 1000000 || (k == D_DATETIME && p < 1)
+            || (needs_conv && PyTuple_GET_ITEM(converters, i) == Py_None)) {
+            PyErr_Format(PyExc_ValueError, "JsonRow: column %zd has kind %ld, param %ld", i, k, p);
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->kinds[i] = (int)k;
+        self->params[i] = (int)p;
+    }
+    self->names = Py_NewRef(names);
+    self->converters = Py_NewRef(converters);
+    self->dumps = Py_NewRef(dumps);
+    return (PyObject *)self;
+}
+
+static int JsonRow_traverse(JsonRow *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->names);
+    Py_VISIT(self->converters);
+    Py_VISIT(self->dumps);
+    Py_VISIT(self->keys);
+    return 0;
+}
+
+static int JsonRow_clear(JsonRow *self)
+{
+    Py_CLEAR(self->names);
+    Py_CLEAR(self->converters);
+    Py_CLEAR(self->dumps);
+    Py_CLEAR(self->keys);
+    return 0;
+}
+
+static void JsonRow_dealloc(JsonRow *self)
+{
+    PyObject_GC_UnTrack(self);
+    JsonRow_clear(self);
+    PyMem_Free(self->kinds);
+    PyMem_Free(self->params);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject JsonRowType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "obsync.core._render.JsonRow",
+    .tp_doc = "JsonRow(names, kinds, params, converters, dumps)(row) -> bytes: the JSON object of the row's "
+              "converted values in the columns' order (absent columns null), as dumps would write it",
+    .tp_basicsize = sizeof(JsonRow),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = JsonRow_new,
+    .tp_call = (ternaryfunc)JsonRow_call,
+    .tp_traverse = (traverseproc)JsonRow_traverse,
+    .tp_clear = (inquiry)JsonRow_clear,
+    .tp_dealloc = (destructor)JsonRow_dealloc,
+};
+
 /* ---------------------------------------------------------------- JsonTemplate */
 
 typedef struct {
@@ -698,13 +1082,14 @@ PyMODINIT_FUNC PyInit__render(void)
     Py_DECREF(dec);
     if (decimal_type == NULL)
         return NULL;
-    if (PyType_Ready(&RowRendererType) < 0 || PyType_Ready(&JsonTemplateType) < 0)
+    if (PyType_Ready(&RowRendererType) < 0 || PyType_Ready(&JsonTemplateType) < 0 || PyType_Ready(&JsonRowType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "RowRenderer", (PyObject *)&RowRendererType) < 0
-        || PyModule_AddObjectRef(m, "JsonTemplate", (PyObject *)&JsonTemplateType) < 0) {
+        || PyModule_AddObjectRef(m, "JsonTemplate", (PyObject *)&JsonTemplateType) < 0
+        || PyModule_AddObjectRef(m, "JsonRow", (PyObject *)&JsonRowType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
