@@ -141,6 +141,17 @@ class TablePlan:
             return out
         return self.row(row, True)
 
+    def row_json_bytes(self, row: Mapping[str, Any]) -> bytes | None:
+        """The `.Value` struct of a row image in JSON values, as orjson writes `row(row, True)`, by the compiled
+        row writer; None when it is not there or refuses the row, or the row has other columns (`row` then gives
+        the struct, or the error naming the column)."""
+        if self._json_row is None or len(row) != self.ncols:
+            return None
+        try:
+            return self._json_row(row)  # type: ignore[no-any-return]  # bytes
+        except Exception:  # noqa: BLE001 - see the docstring
+            return None
+
     def key(self, row: Mapping[str, Any], json_values: bool) -> Struct | None:
         """The `.Key` struct of a row image (None for tables without message key columns)."""
         if self.key_schema is None:

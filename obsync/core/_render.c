@@ -991,7 +991,13 @@ static PyObject *JsonTemplate_vectorcall(PyObject *callable, PyObject *const *ar
         if (i == slots)
             break;
         PyObject *v = args[i];
-        int rc = PyDict_CheckExact(v) ? row_json(self->renderer, v, &b) : buf_json_scalar(&b, v);
+        int rc;
+        if (PyBytes_CheckExact(v)) /* JSON written already */
+            rc = buf_put(&b, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
+        else if (PyDict_CheckExact(v) && self->renderer != NULL)
+            rc = row_json(self->renderer, v, &b);
+        else
+            rc = buf_json_scalar(&b, v);
         if (rc < 0)
             goto fail;
     }
@@ -1007,9 +1013,12 @@ static PyObject *JsonTemplate_new(PyTypeObject *type, PyObject *args, PyObject *
 {
     PyObject *fragments, *renderer;
     static char *kwlist[] = {"fragments", "renderer", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!:JsonTemplate", kwlist, &PyTuple_Type, &fragments,
-                                     &RowRendererType, &renderer))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O:JsonTemplate", kwlist, &PyTuple_Type, &fragments, &renderer))
         return NULL;
+    if (renderer != Py_None && !PyObject_TypeCheck(renderer, &RowRendererType)) {
+        PyErr_SetString(PyExc_TypeError, "JsonTemplate: renderer must be a RowRenderer or None");
+        return NULL;
+    }
     if (PyTuple_GET_SIZE(fragments) < 1) {
         PyErr_SetString(PyExc_ValueError, "JsonTemplate: at least one fragment");
         return NULL;
@@ -1024,7 +1033,7 @@ static PyObject *JsonTemplate_new(PyTypeObject *type, PyObject *args, PyObject *
     if (self == NULL)
         return NULL;
     self->fragments = Py_NewRef(fragments);
-    self->renderer = (RowRenderer *)Py_NewRef(renderer);
+    self->renderer = renderer == Py_None ? NULL : (RowRenderer *)Py_NewRef(renderer);
     self->vectorcall = JsonTemplate_vectorcall;
     return (PyObject *)self;
 }
@@ -1054,7 +1063,8 @@ static PyTypeObject JsonTemplateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "obsync.core._render.JsonTemplate",
     .tp_doc = "JsonTemplate(fragments, renderer)(*values) -> bytes: the fragments with each value's JSON between "
-              "them (None, str, int of 64 bits, or a row of the renderer's columns as its rendered object)",
+              "them (None, str, int of 64 bits, bytes: JSON written already, or, with a renderer, a row of its "
+              "columns as its rendered object)",
     .tp_basicsize = sizeof(JsonTemplate),
     .tp_vectorcall_offset = offsetof(JsonTemplate, vectorcall),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,

@@ -980,12 +980,23 @@ def test_debezium_messages_are_the_same_bytes_with_the_compiled_rows(monkeypatch
         op = rng.choice([Op.INSERT, Op.READ, Op.DELETE, Op.UPDATE])
         images = {"before": row} if op is Op.DELETE else {"after": row, "before": other} if op is Op.UPDATE \
             else {"after": row}
-        changes.append(Change(op, table, POS if op is not Op.READ else SnapshotPosition("shop.every/1", (i,)),
-                              commit_time=COMMIT if op is not Op.READ else None, txn=GTID, **images))
-    for schemas in (True, False):
-        fast = DebeziumEncoder(cfg(schemas_enable=schemas), clock=lambda: NOW_NS)
-        assert fast.builder.fragments
-        slow = DebeziumEncoder(cfg(schemas_enable=schemas), clock=lambda: NOW_NS)
-        slow.builder.fragments = False
-        assert [fast.encode(c, "T") for c in changes] == [slow.encode(c, "T") for c in changes]
+        if op is Op.UPDATE and i % 7 == 0:
+            images["before"] = {**other, "id": -i}  # the key changed: delete, tombstone, create
+        log = op is not Op.READ
+        changes.append(Change(op, table, POS if log else SnapshotPosition("shop.every/1", (i,)),
+                              commit_time=rng.choice([COMMIT, 1700000001.0000007, None]) if log else None,
+                              txn=rng.choice([GTID, "mysql-bin.000001.7:4", None]),
+                              server_id=rng.choice([None, 0, 7, 2**40]), **images))
+    for schemas, tombstones in ((True, True), (False, True), (True, False)):
+        c = cfg(schemas_enable=schemas, tombstones_on_delete=tombstones)
+        fast = DebeziumEncoder(c, clock=lambda: NOW_NS)
+        assert fast.builder.fragments and fast._template is not None
+        rows_only = DebeziumEncoder(c, clock=lambda: NOW_NS)  # the compiled rows in the general path
+        rows_only._template = None
+        slow = DebeziumEncoder(c, clock=lambda: NOW_NS)  # neither
+        slow.builder.fragments, slow._template = False, None
+        want = [slow.encode(c, "T") for c in changes]
+        assert [fast.encode(c, "T") for c in changes] == want
+        assert [rows_only.encode(c, "T") for c in changes] == want
+        assert sum(len(r) for r in want) > len(changes)  # tombstones and key-changing updates among them
     assert not DebeziumSmtEncoder(cfg()).builder.fragments  # its rows are read, not only written
