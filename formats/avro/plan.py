@@ -8,7 +8,9 @@ fastavro passes through unchanged for int / bytes values, and unions of null wit
 fixed, unions of several types), for which fastavro stays the writer.
 
 The generated code tests each value's type once, writes a union's branch index together with the value's first
-bytes (tables of prefixed small longs and string lengths), and writes large longs 14 bits a step.
+bytes (tables of prefixed small longs and string lengths), and writes large longs 14 bits a step. When
+`obsync/core/_render.c` was built, the same writer runs there instead, from a program of the schema
+(`avro_program`): same bytes, same refusals (tests compare the three).
 
 The compiled writer is strict where fastavro converts or chooses (a value of another Python type, a missing
 field, a number out of range, an unknown union name): it raises `Unwritable`, and the caller hands the datum to
@@ -235,8 +237,73 @@ def _branch_name(schema: Any, named: dict[str, Any]) -> str:
     return schema["name"] if kind in ("record", "enum", "fixed", "error") else kind
 
 
+try:  # built by `pip install` when a C compiler is there (setup.py)
+    from obsync.core._render import AvroWriter as _AvroWriter
+except ImportError:  # pragma: no cover - installed without a C compiler
+    _AvroWriter = None
+
+_A_NULL, _A_BOOLEAN, _A_INT, _A_FLOAT, _A_DOUBLE, _A_STRING, _A_BYTES, _A_RECORD, _A_UNION = range(9)
+_SIMPLE = {"null": (_A_NULL,), "boolean": (_A_BOOLEAN,), "int": (_A_INT, True), "long": (_A_INT, False),
+           "float": (_A_FLOAT,), "double": (_A_DOUBLE,), "string": (_A_STRING,)}
+
+
+def avro_program(parsed: Any, decimal: bool) -> tuple[Any, ...]:
+    """The compiled Avro writer's program of a parsed record schema (`AvroWriter` in `obsync/core/_render.c`
+    says what each node is): what `_Compiler` generates Python for, with the same refusals (raises `Unwritable`
+    for a schema it leaves to fastavro). `decimal`: a Decimal in a decimal field is converted by the caller's
+    function."""
+    named: dict[str, Any] = {}
+    records: dict[str, tuple[Any, ...]] = {}
+
+    def node(schema: Any, in_union: bool = False) -> tuple[Any, ...]:
+        if isinstance(schema, str):
+            if schema in named:
+                return node(named[schema], in_union)
+            kind, logical = schema, None
+        elif isinstance(schema, list):
+            if in_union:
+                raise Unwritable("union in union")
+            kinds = [_kind(b, named) for b in schema]
+            others = [i for i, k in enumerate(kinds) if k != "null"]
+            if len(others) != 1 or len(schema) - len(others) > 1:
+                raise Unwritable("union")
+            i = others[0]
+            name = _branch_name(schema[i], named) if kinds[i] == "record" else None
+            return (_A_UNION, i if len(schema) > 1 else -1, node(schema[i], True), name)
+        else:
+            kind = schema["type"]
+            logical = schema.get("logicalType")
+            if kind == "record":
+                full = schema["name"]
+                named[full] = schema
+                if full not in records:
+                    records[full] = (_A_RECORD, tuple((f["name"], node(f["type"])) for f in schema["fields"]))
+                return records[full]
+            if not isinstance(kind, str) or kind in ("enum", "array", "map", "fixed", "error"):
+                raise Unwritable(kind)
+            if logical is not None:
+                key = f"{kind}-{logical}"
+                if key not in _INT_LOGICAL and key != "bytes-decimal":
+                    raise Unwritable(key)
+        if kind in _SIMPLE:
+            return _SIMPLE[kind]
+        if kind == "bytes":
+            scale = -1
+            if logical == "decimal" and decimal:
+                scale = schema["scale"] if isinstance(schema, dict) else 0
+                if type(scale) is not int or scale < 0:
+                    raise Unwritable("scale")
+            return (_A_BYTES, scale)
+        raise Unwritable(kind)
+
+    if not isinstance(parsed, dict) or parsed.get("type") != "record":
+        raise Unwritable("not a record")
+    return node(parsed)
+
+
 def compile_writer(parsed: Any, decimal: Callable[[Any, int], bytes] | None = None,
-                   repeats: Callable[[str, str], bool] | None = None) -> Callable[[Any], bytes] | None:
+                   repeats: Callable[[str, str], bool] | None = None,
+                   compiled: bool = True) -> Callable[[Any], bytes] | None:
     """`write(datum)` for the parsed record schema `parsed` (raising `Unwritable` for data it leaves to fastavro),
     or None when the schema has a type it does not write. With `decimal`, a `decimal.Decimal` in a decimal field
     is written as the bytes `decimal(value, scale)` gives (the field's scale), as the converter of Connect values
@@ -245,6 +312,11 @@ def compile_writer(parsed: Any, decimal: Callable[[Any, int], bytes] | None = No
     bytes are kept (16 at most per field) instead of encoded each time."""
     if not isinstance(parsed, dict) or parsed.get("type") != "record":
         return None
+    if compiled and _AvroWriter is not None:  # the same program in C (`obsync/core/_render.c`)
+        try:
+            return _AvroWriter(avro_program(parsed, decimal is not None), Unwritable, decimal)  # type: ignore[no-any-return]
+        except (Unwritable, KeyError):
+            return None
     c = _Compiler(decimal, repeats)
     try:
         c.named[parsed["name"]] = parsed

@@ -960,6 +960,288 @@ static PyTypeObject JsonRowType = {
     .tp_dealloc = (destructor)JsonRow_dealloc,
 };
 
+/* ---------------------------------------------------------------- AvroWriter */
+
+/* Avro binary of a datum, by a program compiled from its schema (`obsync.formats.avro.plan.avro_program`): nested
+ * tuples (0,) null, (1,) boolean, (2, is_int32) int/long, (3,) float, (4,) double, (5,) string, (6, scale) bytes
+ * (scale >= 0: a decimal, an exact Decimal first turned into bytes by `decimal(value, scale)`), (7, ((name,
+ * node), ...)) record, (8, branch, node, record_name or None) a union of null and one branch at index `branch`.
+ * Strict as the generated Python writer is: a value of another type raises `unwritable` (the caller then lets
+ * fastavro write it or say why). */
+
+enum { A_NULL, A_BOOLEAN, A_INT, A_FLOAT, A_DOUBLE, A_STRING, A_BYTES, A_RECORD, A_UNION };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *program;
+    PyObject *unwritable;
+    PyObject *decimal; /* callable or None */
+} AvroWriter;
+
+static int avro_varint(Buf *b, unsigned long long z)
+{
+    if (buf_reserve(b, 10) < 0)
+        return -1;
+    char *o = b->data + b->len;
+    while (z >= 0x80) {
+        *o++ = (char)((z & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    *o++ = (char)z;
+    b->len = o - b->data;
+    return 0;
+}
+
+static int avro_long(Buf *b, long long n)
+{
+    unsigned long long z = ((unsigned long long)n << 1) ^ (unsigned long long)(n >> 63);
+    return avro_varint(b, z);
+}
+
+static int unwritable(AvroWriter *self, const char *what)
+{
+    PyErr_SetString(self->unwritable, what);
+    return -1;
+}
+
+static int avro_write(AvroWriter *self, PyObject *node, PyObject *v, Buf *b, int depth)
+{
+    if (depth > 64)
+        return unwritable(self, "nested too deep");
+    long op = PyLong_AsLong(PyTuple_GET_ITEM(node, 0));
+    switch (op) {
+    case A_NULL:
+        return v == Py_None ? 0 : unwritable(self, "null");
+    case A_BOOLEAN:
+        if (!PyBool_Check(v))
+            return unwritable(self, "boolean");
+        return buf_put(b, v == Py_True ? "\x01" : "\x00", 1);
+    case A_INT: {
+        if (!PyLong_CheckExact(v))
+            return unwritable(self, "int");
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || (x == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return unwritable(self, "long out of range");
+        }
+        if (PyTuple_GET_ITEM(node, 1) == Py_True && (x < -2147483648LL || x > 2147483647LL))
+            return unwritable(self, "int out of range");
+        return avro_long(b, x);
+    }
+    case A_FLOAT:
+    case A_DOUBLE: {
+        if (!PyFloat_CheckExact(v))
+            return unwritable(self, "float");
+        if (buf_reserve(b, 8) < 0)
+            return -1;
+        int size = op == A_FLOAT ? 4 : 8;
+        int rc = size == 4 ? PyFloat_Pack4(PyFloat_AS_DOUBLE(v), b->data + b->len, 1)
+                           : PyFloat_Pack8(PyFloat_AS_DOUBLE(v), b->data + b->len, 1);
+        if (rc < 0)
+            return -1;
+        b->len += size;
+        return 0;
+    }
+    case A_STRING: {
+        if (!PyUnicode_CheckExact(v))
+            return unwritable(self, "string");
+        Py_ssize_t n;
+        const char *t = PyUnicode_AsUTF8AndSize(v, &n);
+        if (t == NULL || avro_long(b, n) < 0)
+            return -1;
+        return buf_put(b, t, n);
+    }
+    case A_BYTES: {
+        long scale = PyLong_AsLong(PyTuple_GET_ITEM(node, 1));
+        PyObject *conv = NULL;
+        if (scale >= 0 && self->decimal != Py_None && (PyObject *)Py_TYPE(v) == decimal_type) {
+            PyObject *sc = PyLong_FromLong(scale);
+            if (sc == NULL)
+                return -1;
+            conv = PyObject_CallFunctionObjArgs(self->decimal, v, sc, NULL);
+            Py_DECREF(sc);
+            if (conv == NULL)
+                return -1;
+            v = conv;
+        }
+        int rc;
+        if (!PyBytes_CheckExact(v))
+            rc = unwritable(self, "bytes");
+        else
+            rc = avro_long(b, PyBytes_GET_SIZE(v)) < 0 ? -1 : buf_put(b, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
+        Py_XDECREF(conv);
+        return rc;
+    }
+    case A_RECORD: {
+        if (!PyDict_CheckExact(v))
+            return unwritable(self, "record");
+        PyObject *fields = PyTuple_GET_ITEM(node, 1);
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields); i++) {
+            PyObject *field = PyTuple_GET_ITEM(fields, i);
+            PyObject *name = PyTuple_GET_ITEM(field, 0);
+            PyObject *x = PyDict_GetItemWithError(v, name);
+            if (x == NULL) {
+                if (!PyErr_Occurred())
+                    PyErr_SetObject(PyExc_KeyError, name);
+                return -1;
+            }
+            if (avro_write(self, PyTuple_GET_ITEM(field, 1), x, b, depth + 1) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    case A_UNION: {
+        long branch = PyLong_AsLong(PyTuple_GET_ITEM(node, 1));
+        PyObject *inner = PyTuple_GET_ITEM(node, 2);
+        PyObject *name = PyTuple_GET_ITEM(node, 3);
+        if (v == Py_None) {
+            if (branch < 0)
+                return unwritable(self, "union without null");
+            return avro_long(b, 1 - branch);
+        }
+        if (name != Py_None && PyTuple_CheckExact(v)) {
+            if (PyTuple_GET_SIZE(v) != 2)
+                return unwritable(self, "union branch");
+            int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(v, 0), name, Py_EQ);
+            if (eq < 0)
+                return -1;
+            if (!eq)
+                return unwritable(self, "union branch name");
+            v = PyTuple_GET_ITEM(v, 1);
+        }
+        if (avro_long(b, branch < 0 ? 0 : branch) < 0)
+            return -1;
+        return avro_write(self, inner, v, b, depth + 1);
+    }
+    default:
+        return unwritable(self, "unknown node");
+    }
+}
+
+static PyObject *AvroWriter_call(AvroWriter *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *datum;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "an Avro writer takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "write", 1, 1, &datum))
+        return NULL;
+    Buf b;
+    buf_init(&b);
+    if (avro_write(self, self->program, datum, &b, 0) < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(b.data, b.len);
+    buf_free(&b);
+    return out;
+}
+
+/* The program's shape, checked once so that the writer can read it without checks. */
+static int avro_check(PyObject *node, int depth)
+{
+    if (depth > 64 || !PyTuple_CheckExact(node) || PyTuple_GET_SIZE(node) < 1 || !PyLong_CheckExact(PyTuple_GET_ITEM(node, 0)))
+        goto bad;
+    long op = PyLong_AsLong(PyTuple_GET_ITEM(node, 0));
+    Py_ssize_t n = PyTuple_GET_SIZE(node);
+    switch (op) {
+    case A_NULL: case A_BOOLEAN: case A_FLOAT: case A_DOUBLE: case A_STRING:
+        return 0;
+    case A_INT:
+        return n == 2 && PyBool_Check(PyTuple_GET_ITEM(node, 1)) ? 0 : -2;
+    case A_BYTES:
+        return n == 2 && PyLong_CheckExact(PyTuple_GET_ITEM(node, 1)) ? 0 : -2;
+    case A_RECORD: {
+        if (n != 2 || !PyTuple_CheckExact(PyTuple_GET_ITEM(node, 1)))
+            goto bad;
+        PyObject *fields = PyTuple_GET_ITEM(node, 1);
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields); i++) {
+            PyObject *f = PyTuple_GET_ITEM(fields, i);
+            if (!PyTuple_CheckExact(f) || PyTuple_GET_SIZE(f) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(f, 0)))
+                goto bad;
+            int rc = avro_check(PyTuple_GET_ITEM(f, 1), depth + 1);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    case A_UNION:
+        if (n != 4 || !PyLong_CheckExact(PyTuple_GET_ITEM(node, 1)))
+            goto bad;
+        {
+            long branch = PyLong_AsLong(PyTuple_GET_ITEM(node, 1));
+            if (branch < -1 || branch > 1)
+                goto bad;
+        }
+        return avro_check(PyTuple_GET_ITEM(node, 2), depth + 1);
+    default:
+        goto bad;
+    }
+bad:
+    return -2;
+}
+
+static PyObject *AvroWriter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *program, *unwritable_exc, *decimal;
+    static char *kwlist[] = {"program", "unwritable", "decimal", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO:AvroWriter", kwlist, &program, &unwritable_exc, &decimal))
+        return NULL;
+    if (avro_check(program, 0) < 0) {
+        PyErr_SetString(PyExc_ValueError, "AvroWriter: not a program of avro_program's shape");
+        return NULL;
+    }
+    if (!PyExceptionClass_Check(unwritable_exc) || (decimal != Py_None && !PyCallable_Check(decimal))) {
+        PyErr_SetString(PyExc_TypeError, "AvroWriter: unwritable must be an exception class, decimal a callable");
+        return NULL;
+    }
+    AvroWriter *self = (AvroWriter *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->program = Py_NewRef(program);
+    self->unwritable = Py_NewRef(unwritable_exc);
+    self->decimal = Py_NewRef(decimal);
+    return (PyObject *)self;
+}
+
+static int AvroWriter_traverse(AvroWriter *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->program);
+    Py_VISIT(self->unwritable);
+    Py_VISIT(self->decimal);
+    return 0;
+}
+
+static int AvroWriter_clear(AvroWriter *self)
+{
+    Py_CLEAR(self->program);
+    Py_CLEAR(self->unwritable);
+    Py_CLEAR(self->decimal);
+    return 0;
+}
+
+static void AvroWriter_dealloc(AvroWriter *self)
+{
+    PyObject_GC_UnTrack(self);
+    AvroWriter_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject AvroWriterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "obsync.core._render.AvroWriter",
+    .tp_doc = "AvroWriter(program, unwritable, decimal)(datum) -> bytes: the datum's Avro binary",
+    .tp_basicsize = sizeof(AvroWriter),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = AvroWriter_new,
+    .tp_call = (ternaryfunc)AvroWriter_call,
+    .tp_traverse = (traverseproc)AvroWriter_traverse,
+    .tp_clear = (inquiry)AvroWriter_clear,
+    .tp_dealloc = (destructor)AvroWriter_dealloc,
+};
+
 /* ---------------------------------------------------------------- JsonTemplate */
 
 typedef struct {
@@ -1092,14 +1374,16 @@ PyMODINIT_FUNC PyInit__render(void)
     Py_DECREF(dec);
     if (decimal_type == NULL)
         return NULL;
-    if (PyType_Ready(&RowRendererType) < 0 || PyType_Ready(&JsonTemplateType) < 0 || PyType_Ready(&JsonRowType) < 0)
+    if (PyType_Ready(&RowRendererType) < 0 || PyType_Ready(&JsonTemplateType) < 0 || PyType_Ready(&JsonRowType) < 0
+        || PyType_Ready(&AvroWriterType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "RowRenderer", (PyObject *)&RowRendererType) < 0
         || PyModule_AddObjectRef(m, "JsonTemplate", (PyObject *)&JsonTemplateType) < 0
-        || PyModule_AddObjectRef(m, "JsonRow", (PyObject *)&JsonRowType) < 0) {
+        || PyModule_AddObjectRef(m, "JsonRow", (PyObject *)&JsonRowType) < 0
+        || PyModule_AddObjectRef(m, "AvroWriter", (PyObject *)&AvroWriterType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -23,6 +23,27 @@ from obsync.formats.debezium.envelope import EventBuilder
 from tests.unit.test_format_debezium import COLUMN_CASES
 
 
+@pytest.fixture(autouse=True, params=["C", "Python"])
+def writer_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: with the writer compiled to C (`obsync/core/_render.c`, when built) and with the one
+    generated in Python."""
+    from obsync.formats.avro import plan
+
+    if request.param == "Python":
+        monkeypatch.setattr(plan, "_AvroWriter", None)
+    elif plan._AvroWriter is None:
+        pytest.skip("installed without a C compiler")
+    return str(request.param)
+
+
+def test_the_writer_of_each_kind_is_the_one_tested(writer_kind: str) -> None:
+    from obsync.formats.avro import plan
+
+    w = compile_writer(parse_schema({"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"}]}))
+    assert w is not None and (type(w) is plan._AvroWriter) == (writer_kind == "C")
+    assert w({"a": -65}) == b"\x81\x01"
+
+
 def fastavro_bytes(parsed: Any, datum: Any) -> bytes:
     buf = io.BytesIO()
     schemaless_writer(buf, parsed, datum)
