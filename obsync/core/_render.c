@@ -655,10 +655,9 @@ static int zoned_text(PyObject *v, int fsp, char *buf)
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* A Connect Decimal as the JsonConverter writes it: Base64 of the unscaled value's big-endian two's complement in
- * the fewest bytes (Java's BigInteger.toByteArray), quoted. Only for a plain `str(Decimal)` of at most 18 digits
- * and `scale` or fewer fraction digits; 0 when written, 1 when the Python converter must decide, -1 on error. */
-static int decimal_base64(PyObject *v, int scale, Buf *b)
+/* The unscaled integer of a plain `str(Decimal)` at `scale`, when it has at most 18 digits and `scale` or fewer
+ * fraction digits: 0 with `*out` set, 1 when the Python code must decide (an exponent, more digits), -1 on error. */
+static int decimal_unscaled(PyObject *v, int scale, long long *out)
 {
     PyObject *s = PyObject_Str(v);
     if (s == NULL)
@@ -704,8 +703,14 @@ static int decimal_base64(PyObject *v, int scale, Buf *b)
             return 1;
         n *= 10;
     }
-    if (negative)
-        n = -n;
+    *out = negative ? -n : n;
+    return 0;
+}
+
+/* `n` as big-endian two's complement in the fewest bytes (Java's BigInteger.toByteArray) into `raw` (9 bytes);
+ * the count. */
+static int twos_complement(long long n, unsigned char *raw)
+{
     unsigned long long m = (unsigned long long)(n >= 0 ? n : ~n);
     int bits = 0;
     while (m) {
@@ -713,12 +718,24 @@ static int decimal_base64(PyObject *v, int scale, Buf *b)
         m >>= 1;
     }
     int size = bits / 8 + 1;
-    unsigned char raw[9];
     unsigned long long u = (unsigned long long)n;
     for (int k = size - 1; k >= 0; k--) {
         raw[k] = (unsigned char)(u & 0xff);
         u >>= 8;
     }
+    return size;
+}
+
+/* A Connect Decimal as the JsonConverter writes it: Base64 of its unscaled two's complement, quoted; 0 when
+ * written, 1 when the Python converter must decide, -1 on error. */
+static int decimal_base64(PyObject *v, int scale, Buf *b)
+{
+    long long n;
+    int rc = decimal_unscaled(v, scale, &n);
+    if (rc != 0)
+        return rc;
+    unsigned char raw[9];
+    int size = twos_complement(n, raw);
     char out[16];
     int o = 0;
     out[o++] = '"';
@@ -1056,6 +1073,15 @@ static int avro_write(AvroWriter *self, PyObject *node, PyObject *v, Buf *b, int
         long scale = PyLong_AsLong(PyTuple_GET_ITEM(node, 1));
         PyObject *conv = NULL;
         if (scale >= 0 && self->decimal != Py_None && (PyObject *)Py_TYPE(v) == decimal_type) {
+            long long n;
+            int plain = decimal_unscaled(v, (int)scale, &n);
+            if (plain < 0)
+                return -1;
+            if (plain == 0) { /* what `decimal(v, scale)` gives, written here */
+                unsigned char raw[9];
+                int size = twos_complement(n, raw);
+                return avro_long(b, size) < 0 ? -1 : buf_put(b, (const char *)raw, size);
+            }
             PyObject *sc = PyLong_FromLong(scale);
             if (sc == NULL)
                 return -1;
