@@ -80,7 +80,8 @@ class TablePlan:
     """One table's converters and Connect schemas, built once per (table schema, settings)."""
 
     __slots__ = ("table", "cfg", "ncols", "_connect", "_json", "_key_connect", "_key_json", "key_names",
-                 "key_schema", "value_schema", "envelope_schema", "_smt_schema", "_json_cache", "_rows", "_json_row")
+                 "key_schema", "value_schema", "envelope_schema", "_smt_schema", "_json_cache", "_rows", "_json_row",
+                 "_connect_row")
 
     def __init__(self, table: TableSchema, cfg: DebeziumConfig) -> None:
         self.table = table
@@ -99,9 +100,15 @@ class TablePlan:
         self._smt_schema: cs.Schema | None = None
         self._json_cache: dict[str, bytes] = {}
         self._rows = (_row_builder(self._connect), _row_builder(self._json))  # by json_values
-        self._json_row = None if _JsonRow is None else _JsonRow(
-            tuple(n for n, _ in self._json), *zip(*(compiled_json_kind(f) for _, f in self._json), strict=True),
-            tuple(f for _, f in self._json), _orjson_dumps) if self._json else None
+        self._json_row = self._connect_row = None
+        if _JsonRow is not None and self._json:  # the same per-column kinds serve both renderings
+            self._json_row = _JsonRow(
+                tuple(n for n, _ in self._json), *zip(*(compiled_json_kind(f) for _, f in self._json), strict=True),
+                tuple(f for _, f in self._json), _orjson_dumps)
+            self._connect_row = _JsonRow(
+                tuple(n for n, _ in self._connect),
+                *zip(*(compiled_json_kind(f) for _, f in self._connect), strict=True),
+                tuple(f for _, f in self._connect), _orjson_dumps).values
 
     @property
     def smt_value_schema(self) -> cs.Schema:
@@ -120,7 +127,10 @@ class TablePlan:
     def row(self, row: Mapping[str, Any], json_values: bool) -> Struct:
         """The `.Value` struct of a row image: every column in table order (absent ones null)."""
         try:
-            out = self._rows[json_values](row.get)
+            if not json_values and self._connect_row is not None and type(row) is dict:
+                out = self._connect_row(row)  # the compiled equivalent of `_rows[False]`
+            else:
+                out = self._rows[json_values](row.get)
         except Exception as exc:
             raise self._explain(row, json_values, exc) from exc
         if len(row) != self.ncols:

@@ -858,6 +858,86 @@ fail:
     return NULL;
 }
 
+/* `JsonRow.values(row)`: the row's converted values as a dict in the columns' order (absent columns None), for
+ * the converters given (Connect values, for the Avro format): DATE, DATETIME and TIMESTAMP computed here as
+ * their converters would, the rest converted by them (or kept, without one). No JSON is written. */
+static PyObject *JsonRow_values(JsonRow *self, PyObject *row)
+{
+    if (!PyDict_CheckExact(row)) {
+        PyErr_SetString(PyExc_TypeError, "JsonRow.values takes a dict");
+        return NULL;
+    }
+    PyObject *out = _PyDict_NewPresized(self->n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(self->names, i);
+        PyObject *v = PyDict_GetItemWithError(row, name); /* borrowed */
+        if (v == NULL && PyErr_Occurred())
+            goto fail;
+        PyObject *c = NULL;
+        if (v == NULL || v == Py_None) {
+            c = Py_NewRef(Py_None);
+        } else {
+            switch (self->kinds[i]) {
+            case D_ASIS:
+                c = Py_NewRef(v);
+                break;
+            case D_DATE:
+                if (PyDate_CheckExact(v))
+                    c = PyLong_FromLongLong(days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v),
+                                                            (unsigned)PyDateTime_GET_DAY(v)));
+                break;
+            case D_DATETIME:
+                if (PyDateTime_CheckExact(v) && PyDateTime_DATE_GET_TZINFO(v) == Py_None) {
+                    long long micros = (days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v),
+                                                        (unsigned)PyDateTime_GET_DAY(v)) * 86400LL
+                                        + PyDateTime_DATE_GET_HOUR(v) * 3600LL + PyDateTime_DATE_GET_MINUTE(v) * 60LL
+                                        + PyDateTime_DATE_GET_SECOND(v)) * 1000000LL
+                                       + PyDateTime_DATE_GET_MICROSECOND(v);
+                    long long q;
+                    floor_div(micros, self->params[i], &q);
+                    c = PyLong_FromLongLong(q);
+                }
+                break;
+            case D_TIMESTAMP:
+                if (PyDateTime_CheckExact(v)) {
+                    PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
+                    char text[48];
+                    int n = tz == Py_None || tz == PyDateTime_TimeZone_UTC ? zoned_text(v, self->params[i], text) : -1;
+                    if (n >= 0)
+                        c = PyUnicode_FromStringAndSize(text, n);
+                }
+                break;
+            default:
+                break;
+            }
+            if (c == NULL) {
+                if (PyErr_Occurred())
+                    goto fail;
+                PyObject *conv = PyTuple_GET_ITEM(self->converters, i);
+                c = conv == Py_None ? Py_NewRef(v) : PyObject_CallOneArg(conv, v);
+                if (c == NULL)
+                    goto fail;
+            }
+        }
+        int rc = PyDict_SetItem(out, name, c);
+        Py_DECREF(c);
+        if (rc < 0)
+            goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyMethodDef JsonRow_methods[] = {
+    {"values", (PyCFunction)JsonRow_values, METH_O,
+     "values(row) -> dict: the row's converted values in the columns' order (absent columns None)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyObject *JsonRow_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *names, *kinds, *params, *converters, *dumps;
@@ -972,6 +1052,7 @@ static PyTypeObject JsonRowType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = JsonRow_new,
     .tp_call = (ternaryfunc)JsonRow_call,
+    .tp_methods = JsonRow_methods,
     .tp_traverse = (traverseproc)JsonRow_traverse,
     .tp_clear = (inquiry)JsonRow_clear,
     .tp_dealloc = (destructor)JsonRow_dealloc,

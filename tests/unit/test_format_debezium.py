@@ -1000,3 +1000,33 @@ def test_debezium_messages_are_the_same_bytes_with_the_compiled_rows(monkeypatch
         assert [rows_only.encode(c, "T") for c in changes] == want
         assert sum(len(r) for r in want) > len(changes)  # tombstones and key-changing updates among them
     assert not DebeziumSmtEncoder(cfg()).builder.fragments  # its rows are read, not only written
+
+
+@pytest.mark.parametrize("mode", ["precise", "string", "double"])
+def test_the_compiled_connect_values_are_the_generated_builders(mode: str) -> None:
+    # the Avro format's rows (Connect values) come from `JsonRow.values` when it was built
+    from obsync.formats.debezium import envelope
+
+    if envelope._JsonRow is None:
+        pytest.skip("installed without a C compiler")
+    table = _every_kind_table()
+    plan = envelope.TablePlan(table, cfg(decimal_handling_mode=mode))
+    assert plan._connect_row is not None
+    base = {c.name: None for c in table.columns} | {"id": 1}
+    rows = [base, {"id": 2}, {}] + [{**base, name: v} for name, values in _DEBEZIUM_EDGES.items() for v in values]
+    compared = failed = 0
+    for row in rows:
+        try:
+            want = plan._rows[False](row.get)  # the generated Python builder
+        except Exception as exc:  # noqa: BLE001 - both must fail, and `row` must name the column
+            with pytest.raises(type(exc)):
+                plan._connect_row(row)
+            with pytest.raises(SchemaMismatchError):
+                plan.row(row, False)
+            failed += 1
+            continue
+        got = plan.row(row, False)
+        assert repr(list(got.items())) == repr(list(want.items())), row  # repr: NaN equals itself there
+        assert [type(v) for v in got.values()] == [type(v) for v in want.values()], row
+        compared += 1
+    assert compared > 100 and (failed > 0 or mode == "double")  # in double mode every edge value converts
