@@ -126,12 +126,7 @@ class _Compiler:
                 self.named[schema["name"]] = schema
                 fn = self.record(schema)
                 return [f"{ind}{x} = {p!r} + {fn}({x})" if p else f"{ind}{x} = {fn}({x})"]
-            if not isinstance(kind, str) or kind in ("enum", "array", "map", "fixed", "error"):
-                raise Unwritable(kind)
-            if logical is not None:
-                key = f"{kind}-{logical}"
-                if key not in _INT_LOGICAL and key != "bytes-decimal":
-                    raise Unwritable(key)
+            _check_type(kind, logical)
         if kind == "null":
             return [f"{ind}if {x} is not None:", f"{ind}    raise Unwritable", f"{ind}{x} = {p!r}"]
         if kind == "boolean":
@@ -201,24 +196,40 @@ class _Compiler:
         return [f"{ind}n = len({x})", f"{ind}{x} = ({self.table('S', p)}[n] if n < 64 else {big}) + {x}"]
 
     def union(self, branches: list[Any], x: str, ind: str) -> list[str]:
-        kinds = [_kind(b, self.named) for b in branches]
-        others = [i for i, k in enumerate(kinds) if k != "null"]
-        if len(others) != 1 or len(branches) - len(others) > 1:
-            raise Unwritable("union")
-        i = others[0]
+        i, is_record = _union_branch(branches, self.named)
         lines = [f"{ind}if {x} is None:"]
         if len(branches) == 1:
             lines.append(f"{ind}    raise Unwritable")
         else:
             lines.append(f"{ind}    {x} = {zigzag(1 - i)!r}")
         lines.append(f"{ind}else:")
-        if kinds[i] == "record":  # tuple notation names the branch: only records' is accepted
+        if is_record:  # tuple notation names the branch: only records' is accepted
             name = _branch_name(branches[i], self.named)
             lines += [f"{ind}    if type({x}) is tuple:",
                       f"{ind}        if len({x}) != 2 or {x}[0] != {name!r}:",
                       f"{ind}            raise Unwritable",
                       f"{ind}        {x} = {x}[1]"]
         return lines + self.value(branches[i], x, ind + "    ", zigzag(i))
+
+
+def _check_type(kind: Any, logical: Any) -> None:
+    """Raises `Unwritable` for a type (and logical type) the compiled writers leave to fastavro."""
+    if not isinstance(kind, str) or kind in ("enum", "array", "map", "fixed", "error"):
+        raise Unwritable(kind)
+    if logical is not None:
+        key = f"{kind}-{logical}"
+        if key not in _INT_LOGICAL and key != "bytes-decimal":
+            raise Unwritable(key)
+
+
+def _union_branch(branches: list[Any], named: dict[str, Any]) -> tuple[int, bool]:
+    """(index of the union's one branch that is not null, whether it is a record); `Unwritable` for any other
+    union."""
+    kinds = [_kind(b, named) for b in branches]
+    others = [i for i, k in enumerate(kinds) if k != "null"]
+    if len(others) != 1 or len(branches) - len(others) > 1:
+        raise Unwritable("union")
+    return others[0], kinds[others[0]] == "record"
 
 
 def _kind(schema: Any, named: dict[str, Any]) -> str:
@@ -263,12 +274,8 @@ def avro_program(parsed: Any, decimal: bool) -> tuple[Any, ...]:
         elif isinstance(schema, list):
             if in_union:
                 raise Unwritable("union in union")
-            kinds = [_kind(b, named) for b in schema]
-            others = [i for i, k in enumerate(kinds) if k != "null"]
-            if len(others) != 1 or len(schema) - len(others) > 1:
-                raise Unwritable("union")
-            i = others[0]
-            name = _branch_name(schema[i], named) if kinds[i] == "record" else None
+            i, is_record = _union_branch(schema, named)
+            name = _branch_name(schema[i], named) if is_record else None
             return (_A_UNION, i if len(schema) > 1 else -1, node(schema[i], True), name)
         else:
             kind = schema["type"]
@@ -279,12 +286,7 @@ def avro_program(parsed: Any, decimal: bool) -> tuple[Any, ...]:
                 if full not in records:
                     records[full] = (_A_RECORD, tuple((f["name"], node(f["type"])) for f in schema["fields"]))
                 return records[full]
-            if not isinstance(kind, str) or kind in ("enum", "array", "map", "fixed", "error"):
-                raise Unwritable(kind)
-            if logical is not None:
-                key = f"{kind}-{logical}"
-                if key not in _INT_LOGICAL and key != "bytes-decimal":
-                    raise Unwritable(key)
+            _check_type(kind, logical)
         if kind in _SIMPLE:
             return _SIMPLE[kind]
         if kind == "bytes":

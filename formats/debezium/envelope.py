@@ -235,6 +235,20 @@ class ConnectRecord:
     value: Struct | None
 
 
+def source_values(change: Change, now: int) -> tuple[int, str, str, int, int, int, str | None]:
+    """What a change's `source` block says of it: (ts_us, snapshot, file, pos, row, server_id, gtid); `now` (ns)
+    stands for the commit time of a snapshot row."""
+    pos = change.position
+    if type(pos) is LogPosition:
+        file, offset, row, snapshot = pos.file, pos.pos, pos.row, "false"
+    else:
+        file, offset, row, snapshot = "", 0, 0, "true"
+    ts_us = round(change.commit_time * 1_000_000) if change.commit_time is not None else now // 1_000
+    txn = change.txn
+    gtid = None if txn is None or ("." in txn and _NOT_GTID.match(txn)) else txn  # a GTID has no "."
+    return ts_us, snapshot, file, offset, row, change.server_id or 0, gtid
+
+
 class EventBuilder(ChangeEncoder[Event]):
     """Builds the events of changes in one rendering (`json_values`: JSON values, else Connect values).
 
@@ -308,16 +322,7 @@ class EventBuilder(ChangeEncoder[Event]):
 
     def source(self, change: Change, db: str | None, table: str | None, now: int) -> Struct:
         """The `source` block of a change (see the module docstring for each member)."""
-        pos = change.position
-        if type(pos) is LogPosition:
-            file, offset, row, snapshot = pos.file, pos.pos, pos.row, "false"
-        else:
-            file, offset, row, snapshot = "", 0, 0, "true"
-        if change.commit_time is not None:
-            ts_us = round(change.commit_time * 1_000_000)
-        else:
-            ts_us = now // 1_000
-        txn = change.txn
+        ts_us, snapshot, file, offset, row, server_id, gtid = source_values(change, now)
         return {
             "version": cs.DEBEZIUM_VERSION,
             "connector": cs.CONNECTOR,
@@ -329,8 +334,8 @@ class EventBuilder(ChangeEncoder[Event]):
             "ts_us": ts_us,
             "ts_ns": ts_us * 1_000,
             "table": table,
-            "server_id": change.server_id or 0,
-            "gtid": None if txn is None or ("." in txn and _NOT_GTID.match(txn)) else txn,  # a GTID has no "."
+            "server_id": server_id,
+            "gtid": gtid,
             "file": file,
             "pos": offset,
             "row": row,

@@ -18,12 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from obsync.core.changes import Change, Op
-from obsync.core.positions import LogPosition
 from obsync.core.schema import TableSchema
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord, TableCache
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
-from obsync.formats.debezium.envelope import _NOT_GTID, Event, EventBuilder, decode_envelope
+from obsync.formats.debezium.envelope import Event, EventBuilder, decode_envelope, source_values
 from obsync.formats.decoding import Decoded, Decoder, load_json
 from obsync.formats.registry import register, register_decoder
 
@@ -108,17 +107,10 @@ class DebeziumEncoder(Encoder):
                 code = "c" if op is Op.INSERT else "r"
         template = self._templates.get(table)
         now = builder.clock()
-        pos = change.position
-        if type(pos) is LogPosition:
-            file, offset, row, snapshot = pos.file, pos.pos, pos.row, "false"
-        else:
-            file, offset, row, snapshot = "", 0, 0, "true"
-        ts_us = round(change.commit_time * 1_000_000) if change.commit_time is not None else now // 1_000
-        txn = change.txn
-        gtid = None if txn is None or ("." in txn and _NOT_GTID.match(txn)) else txn
+        ts_us, snapshot, file, offset, row, server_id, gtid = source_values(change, now)
         try:
-            value = template(b, a, ts_us // 1_000, snapshot, ts_us, ts_us * 1_000, change.server_id or 0, gtid, file,
-                             offset, row, code, now // 1_000_000, now // 1_000, now)
+            value = template(b, a, ts_us // 1_000, snapshot, ts_us, ts_us * 1_000, server_id, gtid, file, offset, row,
+                             code, now // 1_000_000, now // 1_000, now)
         except Exception:  # noqa: BLE001 - an int beyond 64 bits: the general path writes it
             return None
         key = None if key_struct is None else self.wrap(plan.schema_json("key", _dumps), key_struct)

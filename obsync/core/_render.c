@@ -27,7 +27,7 @@ typedef struct {
     Py_ssize_t n;
     PyObject *names;     /* tuple of str */
     PyObject *fallbacks; /* tuple of callables */
-    PyObject *keys;      /* tuple of bytes: `"name":` (the first) and `,"name":` (the others), built on first use */
+    PyObject *keys;      /* tuple of bytes: `{"name":` (the first) and `,"name":` (the others) */
     int *kinds;
     int *params;
 } RowRenderer;
@@ -41,6 +41,19 @@ static long long days_from_civil(long long y, unsigned m, unsigned d)
     const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
     const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     return era * 146097 + (long long)doe - 719468;
+}
+
+/* Days from the epoch to a date's (or datetime's) day. */
+static long long epoch_days(PyObject *v)
+{
+    return days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v), (unsigned)PyDateTime_GET_DAY(v));
+}
+
+/* Seconds from the epoch to a datetime's wall-clock time read as UTC (its zone is not looked at). */
+static long long epoch_seconds(PyObject *v)
+{
+    return epoch_days(v) * 86400LL + PyDateTime_DATE_GET_HOUR(v) * 3600LL + PyDateTime_DATE_GET_MINUTE(v) * 60LL
+           + PyDateTime_DATE_GET_SECOND(v);
 }
 
 /* DECIMAL: str(v) in plain notation, no negative zero, padded to `scale` digits; NULL with no error set when
@@ -131,10 +144,7 @@ static int timestamp_text(PyObject *v, int fsp, char *buf)
     PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
     if (tz != Py_None && tz != PyDateTime_TimeZone_UTC)
         return -1;
-    long long secs = days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v),
-                                     (unsigned)PyDateTime_GET_DAY(v)) * 86400LL
-                     + PyDateTime_DATE_GET_HOUR(v) * 3600LL + PyDateTime_DATE_GET_MINUTE(v) * 60LL
-                     + PyDateTime_DATE_GET_SECOND(v);
+    long long secs = epoch_seconds(v);
     if (!fsp)
         return snprintf(buf, 48, "%lld", secs);
     int n = snprintf(buf, 48, "%lld.%06d", secs, PyDateTime_DATE_GET_MICROSECOND(v));
@@ -326,32 +336,57 @@ static int buf_json_scalar(Buf *b, PyObject *v)
     return -1;
 }
 
-/* The JSON fragments of the column names: `{"a":` then `,"b":` ... (orjson's text of each name). */
-static int ensure_keys(RowRenderer *self)
+/* The JSON fragments of column names: `{"a":` then `,"b":` ... (orjson's text of each name); NULL on error. */
+static PyObject *name_keys(PyObject *names)
 {
-    if (self->keys != NULL)
-        return 0;
-    PyObject *keys = PyTuple_New(self->n);
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    PyObject *keys = PyTuple_New(n);
     if (keys == NULL)
-        return -1;
-    for (Py_ssize_t i = 0; i < self->n; i++) {
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
         Buf b;
         buf_init(&b);
-        if (buf_put(&b, i ? "," : "{", 1) < 0 || buf_json_str(&b, PyTuple_GET_ITEM(self->names, i)) < 0
+        if (buf_put(&b, i ? "," : "{", 1) < 0 || buf_json_str(&b, PyTuple_GET_ITEM(names, i)) < 0
             || buf_put(&b, ":", 1) < 0) {
             buf_free(&b);
             Py_DECREF(keys);
-            return -1;
+            return NULL;
         }
         PyObject *k = PyBytes_FromStringAndSize(b.data, b.len);
         buf_free(&b);
         if (k == NULL) {
             Py_DECREF(keys);
-            return -1;
+            return NULL;
         }
         PyTuple_SET_ITEM(keys, i, k);
     }
-    self->keys = keys;
+    return keys;
+}
+
+/* Each column's kind and parameter, read into new arrays (freed by the caller) and checked against the
+ * bounds; -1 with ValueError naming the column otherwise. */
+static int read_kinds(const char *who, PyObject *kinds, PyObject *params, long max_kind, long max_param,
+                      int **out_kinds, int **out_params)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(kinds);
+    *out_kinds = PyMem_Calloc((size_t)(n ? n : 1), sizeof(int));
+    *out_params = PyMem_Calloc((size_t)(n ? n : 1), sizeof(int));
+    if (*out_kinds == NULL || *out_params == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long k = PyLong_AsLong(PyTuple_GET_ITEM(kinds, i));
+        long p = PyLong_AsLong(PyTuple_GET_ITEM(params, i));
+        if ((k == -1 || p == -1) && PyErr_Occurred())
+            return -1;
+        if (k < 0 || k > max_kind || p < 0 || p > max_param) {
+            PyErr_Format(PyExc_ValueError, "%s: column %zd has kind %ld, param %ld", who, i, k, p);
+            return -1;
+        }
+        (*out_kinds)[i] = (int)k;
+        (*out_params)[i] = (int)p;
+    }
     return 0;
 }
 
@@ -375,8 +410,6 @@ static int row_json(RowRenderer *self, PyObject *row, Buf *b)
         PyErr_SetString(PyExc_KeyError, "the row does not have the table's columns");
         return -1;
     }
-    if (ensure_keys(self) < 0)
-        return -1;
     if (self->n == 0)
         return buf_put(b, "{}", 2);
     for (Py_ssize_t i = 0; i < self->n; i++) {
@@ -512,29 +545,13 @@ static PyObject *RowRenderer_new(PyTypeObject *type, PyObject *args, PyObject *k
     if (self == NULL)
         return NULL;
     self->n = n;
-    self->kinds = PyMem_Calloc((size_t)(n ? n : 1), sizeof(int));
-    self->params = PyMem_Calloc((size_t)(n ? n : 1), sizeof(int));
-    if (self->kinds == NULL || self->params == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long k = PyLong_AsLong(PyTuple_GET_ITEM(kinds, i));
-        long p = PyLong_AsLong(PyTuple_GET_ITEM(params, i));
-        if ((k == -1 || p == -1) && PyErr_Occurred()) {
-            Py_DECREF(self);
-            return NULL;
-        }
-        if (k < K_CALL || k > K_DATE || p < 0 || p > 65535) {
-            PyErr_Format(PyExc_ValueError, "RowRenderer: column %zd has kind %ld, param %ld", i, k, p);
-            Py_DECREF(self);
-            return NULL;
-        }
-        self->kinds[i] = (int)k;
-        self->params[i] = (int)p;
-    }
     self->names = Py_NewRef(names);
     self->fallbacks = Py_NewRef(fallbacks);
+    if (read_kinds("RowRenderer", kinds, params, K_DATE, 65535, &self->kinds, &self->params) < 0
+        || (self->keys = name_keys(names)) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
@@ -751,6 +768,34 @@ static int decimal_base64(PyObject *v, int scale, Buf *b)
     return buf_put(b, out, o) < 0 ? -1 : 0;
 }
 
+/* The converted value of a DATE, DATETIME or TIMESTAMP column computed here as its converter would (a new
+ * reference), or NULL with no error set when the converter must decide (another type, another zone). */
+static PyObject *known_value(JsonRow *self, Py_ssize_t i, PyObject *v)
+{
+    switch (self->kinds[i]) {
+    case D_DATE:
+        return PyDate_CheckExact(v) ? PyLong_FromLongLong(epoch_days(v)) : NULL;
+    case D_DATETIME:
+        if (PyDateTime_CheckExact(v) && PyDateTime_DATE_GET_TZINFO(v) == Py_None) {
+            long long q;
+            floor_div(epoch_seconds(v) * 1000000LL + PyDateTime_DATE_GET_MICROSECOND(v), self->params[i], &q);
+            return PyLong_FromLongLong(q);
+        }
+        return NULL;
+    case D_TIMESTAMP:
+        if (PyDateTime_CheckExact(v)) {
+            PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
+            char text[48];
+            int n = tz == Py_None || tz == PyDateTime_TimeZone_UTC ? zoned_text(v, self->params[i], text) : -1;
+            if (n >= 0)
+                return PyUnicode_FromStringAndSize(text, n);
+        }
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
 static PyObject *JsonRow_call(JsonRow *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *row;
@@ -783,64 +828,25 @@ static PyObject *JsonRow_call(JsonRow *self, PyObject *args, PyObject *kwargs)
                 goto fail;
             continue;
         }
-        char text[48];
-        int n = -1;
-        long long num = 0;
-        int is_num = 0;
-        switch (self->kinds[i]) {
-        case D_ASIS:
+        if (self->kinds[i] == D_ASIS) {
             if (json_any(self, v, &b) < 0)
                 goto fail;
             continue;
-        case D_DATE:
-            if (PyDate_CheckExact(v)) {
-                num = days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v),
-                                      (unsigned)PyDateTime_GET_DAY(v));
-                is_num = 1;
-            }
-            break;
-        case D_DATETIME:
-            if (PyDateTime_CheckExact(v) && PyDateTime_DATE_GET_TZINFO(v) == Py_None) {
-                long long micros = (days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v),
-                                                    (unsigned)PyDateTime_GET_DAY(v)) * 86400LL
-                                    + PyDateTime_DATE_GET_HOUR(v) * 3600LL + PyDateTime_DATE_GET_MINUTE(v) * 60LL
-                                    + PyDateTime_DATE_GET_SECOND(v)) * 1000000LL
-                                   + PyDateTime_DATE_GET_MICROSECOND(v);
-                floor_div(micros, self->params[i], &num);
-                is_num = 1;
-            }
-            break;
-        case D_TIMESTAMP:
-            if (PyDateTime_CheckExact(v)) {
-                PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
-                if (tz == Py_None || tz == PyDateTime_TimeZone_UTC)
-                    n = zoned_text(v, self->params[i], text);
-            }
-            break;
-        case D_DECIMAL:
-            if ((PyObject *)Py_TYPE(v) == decimal_type) {
-                int rc = decimal_base64(v, self->params[i], &b);
-                if (rc < 0)
-                    goto fail;
-                if (rc == 0)
-                    continue;
-            }
-            break;
-        default:
-            break;
         }
-        if (is_num) {
-            if (buf_put(&b, text, snprintf(text, sizeof text, "%lld", num)) < 0)
+        if (self->kinds[i] == D_DECIMAL && (PyObject *)Py_TYPE(v) == decimal_type) {
+            int rc = decimal_base64(v, self->params[i], &b);
+            if (rc < 0)
                 goto fail;
-            continue;
+            if (rc == 0)
+                continue;
         }
-        if (n >= 0) {
-            if (buf_quoted(&b, text, n) < 0)
-                goto fail;
-            continue;
+        PyObject *c = known_value(self, i, v);
+        if (c == NULL && PyErr_Occurred())
+            goto fail;
+        if (c == NULL) {
+            PyObject *conv = PyTuple_GET_ITEM(self->converters, i);
+            c = conv == Py_None ? Py_NewRef(v) : PyObject_CallOneArg(conv, v);
         }
-        PyObject *conv = PyTuple_GET_ITEM(self->converters, i);
-        PyObject *c = conv == Py_None ? Py_NewRef(v) : PyObject_CallOneArg(conv, v);
         if (c == NULL)
             goto fail;
         int rc = json_any(self, c, &b);
@@ -879,39 +885,7 @@ static PyObject *JsonRow_values(JsonRow *self, PyObject *row)
         if (v == NULL || v == Py_None) {
             c = Py_NewRef(Py_None);
         } else {
-            switch (self->kinds[i]) {
-            case D_ASIS:
-                c = Py_NewRef(v);
-                break;
-            case D_DATE:
-                if (PyDate_CheckExact(v))
-                    c = PyLong_FromLongLong(days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v),
-                                                            (unsigned)PyDateTime_GET_DAY(v)));
-                break;
-            case D_DATETIME:
-                if (PyDateTime_CheckExact(v) && PyDateTime_DATE_GET_TZINFO(v) == Py_None) {
-                    long long micros = (days_from_civil(PyDateTime_GET_YEAR(v), (unsigned)PyDateTime_GET_MONTH(v),
-                                                        (unsigned)PyDateTime_GET_DAY(v)) * 86400LL
-                                        + PyDateTime_DATE_GET_HOUR(v) * 3600LL + PyDateTime_DATE_GET_MINUTE(v) * 60LL
-                                        + PyDateTime_DATE_GET_SECOND(v)) * 1000000LL
-                                       + PyDateTime_DATE_GET_MICROSECOND(v);
-                    long long q;
-                    floor_div(micros, self->params[i], &q);
-                    c = PyLong_FromLongLong(q);
-                }
-                break;
-            case D_TIMESTAMP:
-                if (PyDateTime_CheckExact(v)) {
-                    PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
-                    char text[48];
-                    int n = tz == Py_None || tz == PyDateTime_TimeZone_UTC ? zoned_text(v, self->params[i], text) : -1;
-                    if (n >= 0)
-                        c = PyUnicode_FromStringAndSize(text, n);
-                }
-                break;
-            default:
-                break;
-            }
+            c = self->kinds[i] == D_ASIS ? Py_NewRef(v) : known_value(self, i, v);
             if (c == NULL) {
                 if (PyErr_Occurred())
                     goto fail;
@@ -954,65 +928,33 @@ static PyObject *JsonRow_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
         PyErr_SetString(PyExc_TypeError, "JsonRow: dumps must be callable");
         return NULL;
     }
-    PyObject *keys = PyTuple_New(n);
-    if (keys == NULL)
-        return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *name = PyTuple_GET_ITEM(names, i);
         PyObject *conv = PyTuple_GET_ITEM(converters, i);
-        if (!PyUnicode_Check(name) || (conv != Py_None && !PyCallable_Check(conv))) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(names, i)) || (conv != Py_None && !PyCallable_Check(conv))) {
             PyErr_Format(PyExc_TypeError, "JsonRow: column %zd needs a str name and a callable or None", i);
-            Py_DECREF(keys);
             return NULL;
         }
-        Buf b;
-        buf_init(&b);
-        if (buf_put(&b, i ? "," : "{", 1) < 0 || buf_json_str(&b, name) < 0 || buf_put(&b, ":", 1) < 0) {
-            buf_free(&b);
-            Py_DECREF(keys);
-            return NULL;
-        }
-        PyObject *k = PyBytes_FromStringAndSize(b.data, b.len);
-        buf_free(&b);
-        if (k == NULL) {
-            Py_DECREF(keys);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(keys, i, k);
     }
     JsonRow *self = (JsonRow *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        Py_DECREF(keys);
+    if (self == NULL)
         return NULL;
-    }
     self->n = n;
-    self->keys = keys;
-    self->kinds = PyMem_Calloc((size_t)(n ? n : 1), sizeof(int));
-    self->params = PyMem_Calloc((size_t)(n ? n : 1), sizeof(int));
-    if (self->kinds == NULL || self->params == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long k = PyLong_AsLong(PyTuple_GET_ITEM(kinds, i));
-        long p = PyLong_AsLong(PyTuple_GET_ITEM(params, i));
-        if ((k == -1 || p == -1) && PyErr_Occurred()) {
-            Py_DECREF(self);
-            return NULL;
-        }
-        int needs_conv = k != D_ASIS;
-        if (k < D_ASIS || k > D_DECIMAL || p < 0 || p > 1000000 || (k == D_DATETIME && p < 1)
-            || (needs_conv && PyTuple_GET_ITEM(converters, i) == Py_None)) {
-            PyErr_Format(PyExc_ValueError, "JsonRow: column %zd has kind %ld, param %ld", i, k, p);
-            Py_DECREF(self);
-            return NULL;
-        }
-        self->kinds[i] = (int)k;
-        self->params[i] = (int)p;
-    }
     self->names = Py_NewRef(names);
     self->converters = Py_NewRef(converters);
     self->dumps = Py_NewRef(dumps);
+    if (read_kinds("JsonRow", kinds, params, D_DECIMAL, 1000000, &self->kinds, &self->params) < 0
+        || (self->keys = name_keys(names)) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int k = self->kinds[i];
+        if ((k == D_DATETIME && self->params[i] < 1) || (k != D_ASIS && PyTuple_GET_ITEM(converters, i) == Py_None)) {
+            PyErr_Format(PyExc_ValueError, "JsonRow: column %zd has kind %d, param %d", i, k, self->params[i]);
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
     return (PyObject *)self;
 }
 
