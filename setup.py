@@ -4,8 +4,10 @@
   `obsync.connectors.kafka.partitioner` uses librdkafka's murmur2 through ctypes (or Python).
 - The canonical text of a row's values (`obsync/core/_render.c`); without it `obsync.formats.values` renders
   rows with generated Python code.
+- The binlog's row images decoded (`obsync/connectors/mysql/binlog/_rowimage.c`); without it
+  `obsync.connectors.mysql.binlog.rows` decodes them with generated Python code.
 
-Both are optional: without a C compiler the install still succeeds and the Python code does the same work.
+All are optional: without a C compiler the install still succeeds and the Python code does the same work.
 """
 
 from setuptools import Extension, setup
@@ -13,4 +15,6 @@ from setuptools import Extension, setup
 setup(ext_modules=[
     Extension("obsync.connectors.kafka._murmur2", ["obsync/connectors/kafka/_murmur2.c"], optional=True),
     Extension("obsync.core._render", ["obsync/core/_render.c"], optional=True),
+    Extension("obsync.connectors.mysql.binlog._rowimage", ["obsync/connectors/mysql/binlog/_rowimage.c"],
+              optional=True),
 ])

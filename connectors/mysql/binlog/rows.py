@@ -3,6 +3,12 @@
 A `RowDecoder` is compiled once per (table map, schema) pair: one small function per column, chosen from
 the column's binlog type code and metadata, closed over the schema's signedness, character set and
 ENUM/SET members. Decoding a row is then a loop over those functions on the event's bytes.
+
+Where the C module `obsync/connectors/mysql/binlog/_rowimage.c` was built (`pip install` compiles it), a row
+event's images are decoded by its `RowProgram` (`compiled_program`: one op per column, chosen by the same rules
+as the generated code, other types read by the same Python readers); what it does not decode exactly (a read
+past the end, a fraction of a second out of range, a DECIMAL beyond 18 digits' arithmetic) it hands back, and
+the generated Python code decodes those bytes, with the same values and errors.
 """
 
 from __future__ import annotations
@@ -18,6 +24,12 @@ from pymysqlreplication.constants import FIELD_TYPE as FT
 from obsync.connectors.mysql.binlog import values as V
 from obsync.core.errors import SchemaMismatchError, SourceError
 from obsync.core.schema import Column, TableSchema
+
+_RowProgram: Any
+try:  # built by `pip install` when a C compiler is there (setup.py)
+    from obsync.connectors.mysql.binlog._rowimage import RowProgram as _RowProgram
+except ImportError:  # pragma: no cover - built without a C compiler: the generated Python code decodes every row
+    _RowProgram = None
 
 ColumnReader = Callable[[bytes, int], "tuple[Any, int]"]
 
@@ -493,17 +505,63 @@ def compile_row_functions(tm_columns: list, schema: TableSchema, nullable: bytes
     return ns["row"], ns["rows"], ns["pairs"]
 
 
+# RowProgram's op kinds (`_rowimage.c`)
+_K_PY, _K_INT, _K_FLOAT, _K_DOUBLE, _K_DECIMAL, _K_DATETIME2, _K_TIMESTAMP2, _K_DATE, _K_TEXT = range(9)
+_INT_WIDTHS = {"b": 1, "h": 2, "i": 4, "q": 8}
+_C_DECIMAL_DIGITS = 18  # DECIMALs of more digits are read by their Python reader (the C code's arithmetic is 64-bit)
+
+
+def compiled_program(tm_columns: list, schema: TableSchema, nullable: bytes | None, where: str) -> Any:
+    """The C module's `RowProgram` for the row images `compile_row_functions` decodes (None without the module):
+    each column's op chosen by the same rules as `_inline_lines`, the others read by their `column_reader`."""
+    if _RowProgram is None:
+        return None
+    ops: list[tuple[Any, ...]] = []
+    for i, (tm, col) in enumerate(zip(tm_columns, schema.columns, strict=True)):
+        t = tm.type
+        null = int(nullable is None or bool(nullable[i // 8] >> (i % 8) & 1))
+        code = _struct_code(t, col)
+        if code is not None:
+            if code in "fd":
+                ops.append((_K_FLOAT if code == "f" else _K_DOUBLE, null, 0, 0, None, None, None))
+            else:
+                ops.append((_K_INT, null, _INT_WIDTHS[code.lower()], int(code.isupper()), None, None, None))
+        elif t == FT.INT24:
+            ops.append((_K_INT, null, 3, int(bool(col.unsigned)), None, None, None))
+        elif t == FT.NEWDECIMAL and tm.precision <= _C_DECIMAL_DIGITS:
+            p, s = tm.precision, tm.decimals
+            negative_zero = V.Decimal("-0" + ("." + "0" * s if s else ""))
+            ops.append((_K_DECIMAL, null, p, s, _DECIMAL_CONTEXT.scaleb if s else V.Decimal, negative_zero, None))
+        elif t == FT.DATETIME2:
+            ops.append((_K_DATETIME2, null, tm.fsp, 0, _datetime2_miss, {}, None))
+        elif t == FT.TIMESTAMP2:
+            ops.append((_K_TIMESTAMP2, null, tm.fsp, 0, _timestamp2_miss, {}, V.UTC))
+        elif t == FT.DATE or t == FT.NEWDATE:
+            ops.append((_K_DATE, null, 0, 0, V.decode_date, None, None))
+        elif t in (FT.VARCHAR, FT.VAR_STRING, FT.STRING) and not (
+                col.data_type == "binary" or col.data_type in _RAW_BYTES_TYPES):
+            encoding = None if col.is_binary else V.python_encoding(col.charset)
+            ops.append((_K_TEXT, null, 1 if tm.max_length <= 255 else 2,
+                        int(bool(encoding) and col.data_type == "char"), encoding, None, None))
+        else:
+            ops.append((_K_PY, null, 0, 0, column_reader(tm, col, where), None, None))
+    return _RowProgram(tuple(schema.column_names), tuple(ops), (len(tm_columns) + 7) // 8)
+
+
 class RowDecoder:
-    """Decodes the row images of rows events for one table map + schema."""
+    """Decodes the row images of rows events for one table map + schema (`compiled`: by the C module's
+    `RowProgram` where it is built, the generated Python code for what it hands back)."""
 
-    __slots__ = ("schema", "names", "row", "_rows", "_pairs", "ncols", "full_bitmap", "where")
+    __slots__ = ("schema", "names", "row", "_rows", "_pairs", "_program", "ncols", "full_bitmap", "where")
 
-    def __init__(self, tm_columns: list, schema: TableSchema, where: str, nullable: bytes | None = None) -> None:
+    def __init__(self, tm_columns: list, schema: TableSchema, where: str, nullable: bytes | None = None,
+                 compiled: bool = True) -> None:
         self.schema = schema
         self.where = where
         self.names = schema.column_names
         self.ncols = len(tm_columns)
         self.row, self._rows, self._pairs = compile_row_functions(tm_columns, schema, nullable, where)
+        self._program = compiled_program(tm_columns, schema, nullable, where) if compiled else None
         full = (1 << self.ncols) - 1
         self.full_bitmap = full.to_bytes((self.ncols + 7) // 8, "little")
 
@@ -521,6 +579,10 @@ class RowDecoder:
     def rows(self, b: bytes, o: int, end: int, where: str = "") -> list[dict[str, Any]]:
         """Single-image rows (WRITE and DELETE events) from offset `o` to `end`."""
         try:
+            if self._program is not None:
+                out = self._program.rows(b, o, end)
+                if out is not None:
+                    return out
             return self._rows(b, o, end)
         except UnicodeDecodeError as e:
             raise self._bad_text(e, where or self.where) from None
@@ -528,6 +590,10 @@ class RowDecoder:
     def row_pairs(self, b: bytes, o: int, end: int, where: str = "") -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(before, after) pairs of UPDATE events."""
         try:
+            if self._program is not None:
+                out = self._program.pairs(b, o, end)
+                if out is not None:
+                    return out
             return self._pairs(b, o, end)
         except UnicodeDecodeError as e:
             raise self._bad_text(e, where or self.where) from None
