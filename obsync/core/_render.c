@@ -127,12 +127,62 @@ static PyObject *render_double(PyObject *v)
     return out;
 }
 
+/* `x` in decimal into `out` (at least 20 bytes), as printf's %lld writes it; its length. */
+static int put_lld(char *out, long long x)
+{
+    char tmp[24];
+    int n = 0, k = 0;
+    unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (x < 0)
+        out[k++] = '-';
+    while (n)
+        out[k++] = tmp[--n];
+    return k;
+}
+
+/* 0 <= x < 10**width as `width` digits, zero-padded (printf's %0<width>d of such x). */
+static inline void put_digits(char *out, int x, int width)
+{
+    for (int k = width - 1; k >= 0; k--) {
+        out[k] = (char)('0' + x % 10);
+        x /= 10;
+    }
+}
+
+/* A date's YYYY-MM-DD into `buf` (a date's year is 1 to 9999: always 10 bytes); its length. */
+static int put_date(PyObject *v, char *buf)
+{
+    put_digits(buf, PyDateTime_GET_YEAR(v), 4);
+    buf[4] = '-';
+    put_digits(buf + 5, PyDateTime_GET_MONTH(v), 2);
+    buf[7] = '-';
+    put_digits(buf + 8, PyDateTime_GET_DAY(v), 2);
+    return 10;
+}
+
+/* A datetime's YYYY-MM-DD<sep>hh:mm:ss.ffffff into `buf` (26 bytes); its length. */
+static int put_datetime(PyObject *v, char sep, char *buf)
+{
+    put_date(v, buf);
+    buf[10] = sep;
+    put_digits(buf + 11, PyDateTime_DATE_GET_HOUR(v), 2);
+    buf[13] = ':';
+    put_digits(buf + 14, PyDateTime_DATE_GET_MINUTE(v), 2);
+    buf[16] = ':';
+    put_digits(buf + 17, PyDateTime_DATE_GET_SECOND(v), 2);
+    buf[19] = '.';
+    put_digits(buf + 20, PyDateTime_DATE_GET_MICROSECOND(v), 6);
+    return 26;
+}
+
 /* DATETIME's text into `buf` (40 bytes); its length. */
 static int datetime_text(PyObject *v, int fsp, char *buf)
 {
-    int n = snprintf(buf, 40, "%04d-%02d-%02d %02d:%02d:%02d.%06d", PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
-                     PyDateTime_GET_DAY(v), PyDateTime_DATE_GET_HOUR(v), PyDateTime_DATE_GET_MINUTE(v),
-                     PyDateTime_DATE_GET_SECOND(v), PyDateTime_DATE_GET_MICROSECOND(v));
+    int n = put_datetime(v, ' ', buf);
     int cut = fsp ? 20 + fsp : 19;
     return cut < n ? cut : n;
 }
@@ -145,16 +195,18 @@ static int timestamp_text(PyObject *v, int fsp, char *buf)
     if (tz != Py_None && tz != PyDateTime_TimeZone_UTC)
         return -1;
     long long secs = epoch_seconds(v);
+    int n = put_lld(buf, secs);
     if (!fsp)
-        return snprintf(buf, 48, "%lld", secs);
-    int n = snprintf(buf, 48, "%lld.%06d", secs, PyDateTime_DATE_GET_MICROSECOND(v));
+        return n;
+    buf[n++] = '.';
+    put_digits(buf + n, PyDateTime_DATE_GET_MICROSECOND(v), 6);
+    n += 6;
     return fsp < 6 ? n - (6 - fsp) : n;
 }
 
 static int date_text(PyObject *v, char *buf)
 {
-    return snprintf(buf, 24, "%04d-%02d-%02d", PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
-                    PyDateTime_GET_DAY(v));
+    return put_date(v, buf);
 }
 
 static PyObject *render_datetime(PyObject *v, int fsp)
@@ -329,8 +381,7 @@ static int buf_json_scalar(Buf *b, PyObject *v)
             return -1;
         }
         char num[24];
-        int k = snprintf(num, sizeof num, "%lld", x);
-        return buf_put(b, num, k);
+        return buf_put(b, num, put_lld(num, x));
     }
     PyErr_Format(PyExc_TypeError, "a JSON template slot takes None, str or int, not %.80s", Py_TYPE(v)->tp_name);
     return -1;
@@ -442,7 +493,7 @@ static int row_json(RowRenderer *self, PyObject *row, Buf *b)
                 int overflow;
                 long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
                 if (!overflow && !(x == -1 && PyErr_Occurred()))
-                    n = snprintf(text, sizeof text, "%lld", x);
+                    n = put_lld(text, x);
                 PyErr_Clear();
             }
             break;
@@ -634,7 +685,7 @@ static int json_any(JsonRow *self, PyObject *v, Buf *b)
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
         if (!overflow && !(x == -1 && PyErr_Occurred())) {
             char num[24];
-            return buf_put(b, num, snprintf(num, sizeof num, "%lld", x));
+            return buf_put(b, num, put_lld(num, x));
         }
         PyErr_Clear();
     }
@@ -653,9 +704,7 @@ static int json_any(JsonRow *self, PyObject *v, Buf *b)
 static int zoned_text(PyObject *v, int fsp, char *buf)
 {
     int us = PyDateTime_DATE_GET_MICROSECOND(v);
-    int n = snprintf(buf, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%06d", PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
-                     PyDateTime_GET_DAY(v), PyDateTime_DATE_GET_HOUR(v), PyDateTime_DATE_GET_MINUTE(v),
-                     PyDateTime_DATE_GET_SECOND(v), us);
+    int n = put_datetime(v, 'T', buf);
     if (n != 26) /* a year beyond 9999 cannot be: the Python function decides */
         return -1;
     if (fsp > 0) {
