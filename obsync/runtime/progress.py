@@ -132,6 +132,7 @@ class Progress:
         self._broker_wait: tuple[str, float, float, int, str | None, str | None] | None = None  # `broker_waiting`
         # (worker, lane) -> log row changes this process's workers encoded for the lane (`encoded`)
         self._encoded: dict[tuple[str, str], int] = {}
+        self._workers: dict[threading.Thread, str] = {}  # a thread of this run -> its worker name, for `encoded`
         self.first_worker = first_worker  # the index of this process's first Bytewax worker in the run
         metrics.set_lag_function(self.lag_seconds)
         metrics.set_collect_hook("progress", self.fold)
@@ -198,7 +199,13 @@ class Progress:
     def encoded(self, lane: str, n: int) -> None:
         """`n` log row changes encoded for `lane` by the calling worker, the one writing the lane (per lane
         batch; each lane in one worker thread, so each key of `_encoded` has one writer)."""
-        key = (worker_name(self.first_worker), lane)
+        thread = threading.current_thread()
+        worker = self._workers.get(thread)
+        if worker is None:  # once per thread of this run: from Bytewax's threads each call into Python gets a new
+            # thread state, so `worker_name`'s threading.local is empty at every batch (it read /proc each time);
+            # the thread object, not its ident, is the key: a new Python thread may reuse an ended one's ident
+            worker = self._workers[thread] = worker_name(self.first_worker)
+        key = (worker, lane)
         self._encoded[key] = self._encoded.get(key, 0) + n
         metrics.log_encoded(key[0], lane, n)
 

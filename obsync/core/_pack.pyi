@@ -1,0 +1,6 @@
+"""Rows of plain values packed into bytes for crossing processes, compiled from `_pack.c` (`obsync.core.packing`)."""
+
+from typing import Any
+
+def pack(rows: list[tuple[Any, ...]], constants: tuple[Any, ...], /) -> bytes | None: ...
+def unpack(blob: bytes, constants: tuple[Any, ...], /) -> list[tuple[Any, ...]]: ...
