@@ -514,7 +514,7 @@ _C_DECIMAL_DIGITS = 18  # DECIMALs of more digits are read by their Python reade
 def compiled_program(tm_columns: list, schema: TableSchema, nullable: bytes | None, where: str) -> Any:
     """The C module's `RowProgram` for the row images `compile_row_functions` decodes (None without the module):
     each column's op chosen by the same rules as `_inline_lines`, the others read by their `column_reader`."""
-    if _RowProgram is None:
+    if _RowProgram is None or len(tm_columns) != len(schema.columns):  # (a mismatch is refused before this)
         return None
     ops: list[tuple[Any, ...]] = []
     for i, (tm, col) in enumerate(zip(tm_columns, schema.columns, strict=True)):
