@@ -85,8 +85,6 @@ static int put_uvar(Out *o, uint64_t v)
     return put(o, b, n);
 }
 
-static int put_u32(Out *o, uint32_t v) { return put_uvar(o, v); }
-
 /* A signed integer zigzagged into a varint (small magnitudes take a byte or two). */
 static int put_i64(Out *o, int64_t v) { return put_uvar(o, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63)); }
 
@@ -103,7 +101,7 @@ static int put_text(Out *o, PyObject *s, int tag)
     }
     if (n > UINT32_MAX)
         return 1;
-    return put_u8(o, tag) < 0 || put_u32(o, (uint32_t)n) < 0 || put(o, u, n) < 0 ? -1 : 0;
+    return put_u8(o, tag) < 0 || put_uvar(o, (uint32_t)n) < 0 || put(o, u, n) < 0 ? -1 : 0;
 }
 
 /* A str written once per blob (then by its index). */
@@ -111,7 +109,7 @@ static int put_name(Out *o, PyObject *s)
 {
     PyObject *at = PyDict_GetItemWithError(o->names, s);
     if (at != NULL)
-        return put_u8(o, T_NAME_AGAIN) < 0 || put_u32(o, (uint32_t)PyLong_AsUnsignedLong(at)) < 0 ? -1 : 0;
+        return put_u8(o, T_NAME_AGAIN) < 0 || put_uvar(o, (uint32_t)PyLong_AsUnsignedLong(at)) < 0 ? -1 : 0;
     if (PyErr_Occurred())
         return -1;
     int rc = put_text(o, s, T_NAME);
@@ -155,7 +153,7 @@ static int put_value(Out *o, PyObject *v, int depth, int as_name)
         Py_ssize_t n = PyBytes_GET_SIZE(v);
         if (n > UINT32_MAX)
             return 1;
-        return put_u8(o, T_BYTES) < 0 || put_u32(o, (uint32_t)n) < 0 || put(o, PyBytes_AS_STRING(v), n) < 0 ? -1 : 0;
+        return put_u8(o, T_BYTES) < 0 || put_uvar(o, (uint32_t)n) < 0 || put(o, PyBytes_AS_STRING(v), n) < 0 ? -1 : 0;
     }
     if (t == (PyTypeObject *)decimal_type) {
         PyObject *s = PyObject_Str(v);
@@ -200,7 +198,7 @@ static int put_value(Out *o, PyObject *v, int depth, int as_name)
     }
     if (t == &PyDict_Type) {
         Py_ssize_t n = PyDict_GET_SIZE(v), pos = 0;
-        if (put_u8(o, T_DICT) < 0 || put_u32(o, (uint32_t)n) < 0)
+        if (put_u8(o, T_DICT) < 0 || put_uvar(o, (uint32_t)n) < 0)
             return -1;
         PyObject *k, *x;
         while (PyDict_Next(v, &pos, &k, &x)) {
@@ -216,7 +214,7 @@ static int put_value(Out *o, PyObject *v, int depth, int as_name)
     }
     if (t == &PyTuple_Type) {
         Py_ssize_t n = PyTuple_GET_SIZE(v);
-        if (put_u8(o, T_TUPLE) < 0 || put_u32(o, (uint32_t)n) < 0)
+        if (put_u8(o, T_TUPLE) < 0 || put_uvar(o, (uint32_t)n) < 0)
             return -1;
         for (Py_ssize_t i = 0; i < n; i++) {
             int rc = put_value(o, PyTuple_GET_ITEM(v, i), depth + 1, 1);
@@ -228,7 +226,7 @@ static int put_value(Out *o, PyObject *v, int depth, int as_name)
     Py_ssize_t nc = PyTuple_GET_SIZE(o->constants);
     for (Py_ssize_t i = 0; i < nc; i++)
         if (PyTuple_GET_ITEM(o->constants, i) == v)
-            return put_u8(o, T_CONST) < 0 || put_u32(o, (uint32_t)i) < 0 ? -1 : 0;
+            return put_u8(o, T_CONST) < 0 || put_uvar(o, (uint32_t)i) < 0 ? -1 : 0;
     return 1;
 }
 
@@ -241,7 +239,7 @@ static PyObject *pack(PyObject *self, PyObject *args)
     if (o.names == NULL)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(rows);
-    int rc = put_u32(&o, (uint32_t)n);
+    int rc = put_uvar(&o, (uint32_t)n);
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
         PyObject *row = PyList_GET_ITEM(rows, i);
         rc = PyTuple_CheckExact(row) ? put_value(&o, row, 0, 1) : 1;
@@ -313,6 +311,14 @@ static int take_i64(In *in, int64_t *v)
     return 0;
 }
 
+/* An index below `n` (a shared str's, a constant's). */
+static int take_index(In *in, Py_ssize_t n, uint32_t *i)
+{
+    if (take_u32(in, i) < 0)
+        return -1;
+    return (Py_ssize_t)*i < n ? 0 : bad();
+}
+
 static PyObject *take_text(In *in)
 {
     uint32_t n;
@@ -358,12 +364,8 @@ static PyObject *get_value(In *in, int depth)
     }
     case T_NAME_AGAIN: {
         uint32_t i;
-        if (take_u32(in, &i) < 0)
+        if (take_index(in, PyList_GET_SIZE(in->names), &i) < 0)
             return NULL;
-        if (i >= (uint32_t)PyList_GET_SIZE(in->names)) {
-            bad();
-            return NULL;
-        }
         return Py_NewRef(PyList_GET_ITEM(in->names, i));
     }
     case T_BYTES: {
@@ -434,12 +436,8 @@ static PyObject *get_value(In *in, int depth)
     }
     case T_CONST: {
         uint32_t i;
-        if (take_u32(in, &i) < 0)
+        if (take_index(in, PyTuple_GET_SIZE(in->constants), &i) < 0)
             return NULL;
-        if (i >= (uint32_t)PyTuple_GET_SIZE(in->constants)) {
-            bad();
-            return NULL;
-        }
         return Py_NewRef(PyTuple_GET_ITEM(in->constants, i));
     }
     default:

@@ -146,6 +146,23 @@ static inline long frac_us(const unsigned char *p, int fsp)
     return us > 999999 ? -1 : us;
 }
 
+/* A DATETIME2 (`size` 5) or TIMESTAMP2 (`size` 4) at *o: its big-endian whole part and its microseconds, *o moved
+ * past it; 1 (nothing moved) when not decoded here: past the end of the buffer, a fraction above 999999. */
+static int temporal_parts(const Op *p, const unsigned char *b, Py_ssize_t len, Py_ssize_t *o, int size,
+                          long long *whole, long *us)
+{
+    Py_ssize_t at = *o;
+    int nb = (p->a + 1) / 2;
+    if (at < 0 || at > len - size - nb)
+        return 1;
+    *whole = (long long)be(b + at, size);
+    *us = frac_us(b + at + size, p->a);
+    if (*us < 0)
+        return 1;
+    *o = at + size + nb;
+    return 0;
+}
+
 /* Days since 1970-01-01 as a civil date (H. Hinnant's civil_from_days). */
 static void civil_from_days(long long z, int *y, int *m, int *d)
 {
@@ -277,15 +294,12 @@ static PyObject *read_value(Op *p, PyObject *bobj, const unsigned char *b, Py_ss
         return v;
     }
     case K_DATETIME2: {
-        int nb = (p->a + 1) / 2;
-        NEED(5 + nb);
-        long long raw = (long long)be(b + at, 5);
-        long us = frac_us(b + at + 5, p->a);
-        if (us < 0) {
+        long long raw;
+        long us;
+        if (temporal_parts(p, b, len, o, 5, &raw, &us)) {
             *declined = 1;
             return NULL;
         }
-        *o = at + 5 + nb;
         long long x = raw - 0x8000000000LL;
         if (x >= 0) { /* else not a date the server writes: the Python function's text */
             long long ymd = x >> 17, ym = ymd >> 5;
@@ -297,15 +311,12 @@ static PyObject *read_value(Op *p, PyObject *bobj, const unsigned char *b, Py_ss
         return call_miss(p, raw, us); /* a zero or partial date: its text (the function takes the raw bytes) */
     }
     case K_TIMESTAMP2: {
-        int nb = (p->a + 1) / 2;
-        NEED(4 + nb);
-        long long sec = (long long)be(b + at, 4);
-        long us = frac_us(b + at + 4, p->a);
-        if (us < 0) {
+        long long sec;
+        long us;
+        if (temporal_parts(p, b, len, o, 4, &sec, &us)) {
             *declined = 1;
             return NULL;
         }
-        *o = at + 4 + nb;
         if (sec == 0)
             return call_miss(p, 0, us); /* the zero timestamp: its text */
         int y, mo, d;

@@ -430,17 +430,27 @@ def _inline_lines(i: int, tm: Any, col: Column, ns: dict[str, Any]) -> list[str]
         return _timestamp2_lines(i, tm.fsp, ns)
     if t == FT.DATE or t == FT.NEWDATE:
         return _date_lines(i, ns)
-    if t in (FT.VARCHAR, FT.VAR_STRING, FT.STRING) and not (
-            col.data_type == "binary" or col.data_type in _RAW_BYTES_TYPES):
-        length = "b[o]" if tm.max_length <= 255 else "b[o] | b[o + 1] << 8"
-        skip = 1 if tm.max_length <= 255 else 2
-        encoding = None if col.is_binary else V.python_encoding(col.charset)
+    text = _short_text(tm, col)
+    if text is not None:
+        skip, encoding, strip = text
+        length = "b[o]" if skip == 1 else "b[o] | b[o + 1] << 8"
         ns[f"E{i}"] = encoding
         value = f"b[o + {skip}:o + {skip} + ln]" + (f".decode(E{i})" if encoding else "")
-        if encoding and col.data_type == "char":  # as SELECT returns CHAR: without trailing spaces
+        if strip:
             value += ".rstrip(' ')"
         return [f"ln = {length}", f"v{i} = {value}", f"o += {skip} + ln"]
     return None
+
+
+def _short_text(tm: Any, col: Column) -> tuple[int, str | None, bool] | None:
+    """How a VARCHAR/CHAR/VARBINARY column is decoded inline (None: another type, or BINARY and MariaDB's
+    binary-stored types, read by their `column_reader`): (bytes of its length, its codec or None for bytes,
+    whether trailing spaces are stripped, as SELECT returns CHAR)."""
+    if tm.type not in (FT.VARCHAR, FT.VAR_STRING, FT.STRING) or col.data_type == "binary" or \
+            col.data_type in _RAW_BYTES_TYPES:
+        return None
+    encoding = None if col.is_binary else V.python_encoding(col.charset)
+    return (1 if tm.max_length <= 255 else 2), encoding, bool(encoding) and col.data_type == "char"
 
 
 RowFunctions = tuple[Callable[[bytes, int], "tuple[dict[str, Any], int]"],
@@ -538,11 +548,9 @@ def compiled_program(tm_columns: list, schema: TableSchema, nullable: bytes | No
             ops.append((_K_TIMESTAMP2, null, tm.fsp, 0, _timestamp2_miss, {}, V.UTC))
         elif t == FT.DATE or t == FT.NEWDATE:
             ops.append((_K_DATE, null, 0, 0, V.decode_date, None, None))
-        elif t in (FT.VARCHAR, FT.VAR_STRING, FT.STRING) and not (
-                col.data_type == "binary" or col.data_type in _RAW_BYTES_TYPES):
-            encoding = None if col.is_binary else V.python_encoding(col.charset)
-            ops.append((_K_TEXT, null, 1 if tm.max_length <= 255 else 2,
-                        int(bool(encoding) and col.data_type == "char"), encoding, None, None))
+        elif (text := _short_text(tm, col)) is not None:
+            skip, encoding, strip = text
+            ops.append((_K_TEXT, null, skip, int(strip), encoding, None, None))
         else:
             ops.append((_K_PY, null, 0, 0, column_reader(tm, col, where), None, None))
     return _RowProgram(tuple(schema.column_names), tuple(ops), (len(tm_columns) + 7) // 8)
