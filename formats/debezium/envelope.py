@@ -282,7 +282,7 @@ class EventBuilder(ChangeEncoder[Event]):
             assert after is not None
             code = "c" if op is Op.INSERT else "r"
             return [Event("change", plan, plan.key(after, jv),
-                          self._envelope(change, plan, None, image(after), code, now))]
+                          self.envelope(change, plan, None, image(after), code, now))]
         if op is Op.DELETE:
             before = change.before
             assert before is not None
@@ -294,20 +294,21 @@ class EventBuilder(ChangeEncoder[Event]):
             b, a = image(before), image(after)
             if old_key != new_key:  # the message key changed: delete + tombstone + create, as Debezium does
                 return [*self._delete(change, plan, old_key, b, now),
-                        Event("change", plan, new_key, self._envelope(change, plan, None, a, "c", now))]
-            return [Event("change", plan, new_key, self._envelope(change, plan, b, a, "u", now))]
+                        Event("change", plan, new_key, self.envelope(change, plan, None, a, "c", now))]
+            return [Event("change", plan, new_key, self.envelope(change, plan, b, a, "u", now))]
         raise ValueError(f"cannot encode a {op!r} change")
 
     # ------------------------------------------------------------------------------------------- parts
 
     def _delete(self, change: Change, plan: TablePlan, key: Struct | None, before: Struct, now: int) -> list[Event]:
-        out = [Event("change", plan, key, self._envelope(change, plan, before, None, "d", now))]
+        out = [Event("change", plan, key, self.envelope(change, plan, before, None, "d", now))]
         if self.cfg.tombstones_on_delete:  # even with a null key, as Debezium's EventDispatcher does
             out.append(Event("tombstone", plan, key, None))
         return out
 
-    def _envelope(self, change: Change, plan: TablePlan, before: Struct | None, after: Struct | None, op: str,
-                  now: int) -> Struct:
+    def envelope(self, change: Change, plan: TablePlan, before: Struct | None, after: Struct | None, op: str,
+                 now: int) -> Struct:
+        """The value struct of a change event: `op` its code (c, r, u, d, t), `now` the encoding time (ns)."""
         table = plan.table
         return {
             "before": before,
@@ -358,7 +359,7 @@ class EventBuilder(ChangeEncoder[Event]):
         if self.cfg.truncate_events and truncate:
             assert change.table is not None
             plan = self.plan(change.table)
-            out.append(Event("truncate", plan, None, self._envelope(change, plan, None, None, "t", now)))
+            out.append(Event("truncate", plan, None, self.envelope(change, plan, None, None, "t", now)))
         return out
 
     def _schema_changes(self, change: Change, now: int) -> list[Event]:

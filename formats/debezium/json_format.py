@@ -121,7 +121,7 @@ class DebeziumEncoder(Encoder):
 
     def _value_template(self, table: TableSchema) -> Any:
         """A table's change-event value as a compiled JSON template (JsonTemplate, `obsync/core/_render.c`): the
-        envelope of `EventBuilder._envelope` and the `source` block of `EventBuilder.source`, members in their
+        envelope of `EventBuilder.envelope` and the `source` block of `EventBuilder.source`, members in their
         order, with the per-change values as slots."""
         plan = self.builder.plan(table)
         source = (b',"source":{"version":' + _dumps(cs.DEBEZIUM_VERSION) + b',"connector":' + _dumps(cs.CONNECTOR)

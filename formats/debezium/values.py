@@ -48,7 +48,7 @@ Convert = Callable[[Any], Any]
 # write exact `date` / naive `datetime` / UTC `datetime` / plain `Decimal` values themselves and hand anything
 # else (zero dates, other zones, exponents) to the converter, so the JSON is always the converter's
 # (tests/unit/test_format_debezium.py compares both).
-JSON_ASIS, JSON_CALL, JSON_DATE, JSON_DATETIME, JSON_TIMESTAMP, JSON_DECIMAL = range(6)
+JSON_ASIS, JSON_CALL, JSON_DATE, JSON_DATETIME, JSON_TIMESTAMP, JSON_DECIMAL, CONNECT_DECIMAL = range(7)
 
 
 def _compiled(kind: int, param: int, convert: Convert) -> Convert:
@@ -129,7 +129,8 @@ def _decimal_at_scale(scale: int) -> Convert:
     def convert(v: Any) -> Decimal:
         return Decimal(unscaled(v if type(v) is Decimal else Decimal(v), scale)).scaleb(-scale, _WIDE)
 
-    return convert
+    # the compiled row's `values` keep a Decimal that this would give back equal in sign, digits and exponent
+    return _compiled(CONNECT_DECIMAL, scale, convert)
 
 
 def _decimal_json(scale: int) -> Convert:

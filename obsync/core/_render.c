@@ -646,7 +646,7 @@ static PyTypeObject RowRendererType = {
 
 /* ---------------------------------------------------------------- JsonRow (Debezium's JSON values) */
 
-enum { D_ASIS = 0, D_CALL = 1, D_DATE = 2, D_DATETIME = 3, D_TIMESTAMP = 4, D_DECIMAL = 5 };
+enum { D_ASIS = 0, D_CALL = 1, D_DATE = 2, D_DATETIME = 3, D_TIMESTAMP = 4, D_DECIMAL = 5, D_CONNECT_DECIMAL = 6 };
 
 typedef struct {
     PyObject_HEAD
@@ -817,8 +817,45 @@ static int decimal_base64(PyObject *v, int scale, Buf *b)
     return buf_put(b, out, o) < 0 ? -1 : 0;
 }
 
+/* Whether the Decimal `v` is what Connect's Decimal of a column of `scale` makes of it, sign, digits and exponent
+ * alike: its text plain (no exponent), with exactly `scale` fraction digits, and not a negative zero (the
+ * converter gives +0). 1 if so, 0 if the converter must decide, -1 on error. */
+static int decimal_is_at_scale(PyObject *v, int scale)
+{
+    PyObject *s = PyObject_Str(v);
+    if (s == NULL)
+        return -1;
+    Py_ssize_t len;
+    const char *t = PyUnicode_AsUTF8AndSize(s, &len);
+    if (t == NULL) {
+        Py_DECREF(s);
+        return -1;
+    }
+    Py_ssize_t i = len > 0 && t[0] == '-';
+    int negative = (int)i, nonzero = 0, digits = 0, frac = -1;
+    for (; i < len; i++) {
+        char c = t[i];
+        if (c == '.' && frac < 0 && digits > 0) {
+            frac = 0;
+        } else if (c >= '0' && c <= '9') {
+            digits++;
+            nonzero |= c != '0';
+            if (frac >= 0)
+                frac++;
+        } else { /* an exponent, NaN, Infinity */
+            Py_DECREF(s);
+            return 0;
+        }
+    }
+    Py_DECREF(s);
+    if (frac < 0)
+        frac = 0;
+    return digits > 0 && frac == scale && (nonzero || !negative);
+}
+
 /* The converted value of a DATE, DATETIME or TIMESTAMP column computed here as its converter would (a new
- * reference), or NULL with no error set when the converter must decide (another type, another zone). */
+ * reference); a Connect Decimal already at its column's scale, itself; or NULL with no error set when the
+ * converter must decide (another type, another zone). */
 static PyObject *known_value(JsonRow *self, Py_ssize_t i, PyObject *v)
 {
     switch (self->kinds[i]) {
@@ -838,6 +875,15 @@ static PyObject *known_value(JsonRow *self, Py_ssize_t i, PyObject *v)
             int n = tz == Py_None || tz == PyDateTime_TimeZone_UTC ? zoned_text(v, self->params[i], text) : -1;
             if (n >= 0)
                 return PyUnicode_FromStringAndSize(text, n);
+        }
+        return NULL;
+    case D_CONNECT_DECIMAL:
+        if ((PyObject *)Py_TYPE(v) == decimal_type) {
+            int at = decimal_is_at_scale(v, self->params[i]);
+            if (at < 0)
+                return NULL;
+            if (at)
+                return Py_NewRef(v);
         }
         return NULL;
     default:
@@ -991,7 +1037,7 @@ static PyObject *JsonRow_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     self->names = Py_NewRef(names);
     self->converters = Py_NewRef(converters);
     self->dumps = Py_NewRef(dumps);
-    if (read_kinds("JsonRow", kinds, params, D_DECIMAL, 1000000, &self->kinds, &self->params) < 0
+    if (read_kinds("JsonRow", kinds, params, D_CONNECT_DECIMAL, 1000000, &self->kinds, &self->params) < 0
         || (self->keys = name_keys(names)) == NULL) {
         Py_DECREF(self);
         return NULL;
