@@ -41,7 +41,7 @@ from obsync.core.errors import ConfigError
 from obsync.core.schema import TableSchema
 from obsync.formats.avro.compat import compatible_shape
 from obsync.formats.avro.errors import IncompatibleSchemaError
-from obsync.formats.avro.plan import compile_writer
+from obsync.formats.avro.plan import compile_writer, is_compiled
 from obsync.formats.avro.registry import SchemaRegistryClient, schema_text
 from obsync.formats.avro.schemas import (
     LOGICAL_TYPE_MODES,
@@ -55,7 +55,7 @@ from obsync.formats.avro.wire import AvroWriter, confluent_header, fingerprint, 
 from obsync.formats.base import Encoder, EncoderContext, KafkaRecord
 from obsync.formats.debezium import connect_schema as cs
 from obsync.formats.debezium.config import COMMON_OPTIONS, DebeziumConfig, parse_options
-from obsync.formats.debezium.envelope import EventBuilder
+from obsync.formats.debezium.envelope import ENVELOPE_FIELDS, SOURCE_FIELDS, EventBuilder
 from obsync.formats.registry import register
 from obsync.task.naming import topic_problem
 
@@ -80,6 +80,9 @@ class _Writer:
     text: str
     schema_record: KafkaRecord | None
     direct: Callable[[Any], bytes] | None = None
+    # `direct` is the compiled writer and the schema is a Debezium envelope whose members and `source` block's are
+    # in `EventBuilder.envelope_tuple`'s order: it takes that tuple (`_encode_row`)
+    tuples: bool = False
 
     def write(self, value: Any) -> bytes:
         direct = self.direct
@@ -96,6 +99,17 @@ def _direct(connect: dict[str, Any], writer: AvroWriter) -> Callable[[Any], byte
     if writer.fast is None or renames_fields(connect):
         return None
     return compile_writer(writer.parsed, decimal_bytes, _repeats)
+
+
+def _takes_tuples(parsed: Any, direct: Callable[[Any], bytes] | None) -> bool:
+    """Whether `direct` writes a Debezium envelope of schema `parsed` from `EventBuilder.envelope_tuple`."""
+    if not is_compiled(direct) or not isinstance(parsed, dict):
+        return False
+    fields = parsed.get("fields") or []
+    if tuple(f.get("name") for f in fields) != ENVELOPE_FIELDS:
+        return False
+    source = fields[ENVELOPE_FIELDS.index("source")].get("type")
+    return isinstance(source, dict) and tuple(f.get("name") for f in source.get("fields") or []) == SOURCE_FIELDS
 
 
 def _repeats(record: str, field: str) -> bool:
@@ -203,12 +217,19 @@ class AvroEncoder(Encoder):
             assert change.after is not None  # an insert or read has its after image
             key = plan.key(change.after, False)
             after, code = plan.row(change.after, False), "c" if op is Op.INSERT else "r"
-        value = events.envelope(change, plan, before, after, code, now)
         key_schema = plan.key_schema
         kw = None if key_schema is None or key is None else self._writer(topic, "key", key_schema, schemas)
         vw = self._writer(topic, "value", plan.envelope_schema, schemas)
         key_bytes = None if kw is None else kw.write(key)
-        out.append(KafkaRecord(topic, key_bytes, vw.write(value)))
+        value = None
+        if vw.tuples:
+            try:
+                value = vw.writer.header + vw.direct(events.envelope_tuple(change, plan, before, after, code, now))  # type: ignore[misc]  # `tuples` says it is there
+            except Exception:  # noqa: BLE001 - what it does not write: the struct's way below writes it or says why
+                value = None
+        if value is None:
+            value = vw.write(events.envelope(change, plan, before, after, code, now))
+        out.append(KafkaRecord(topic, key_bytes, value))
         if code == "d" and self.cfg.tombstones_on_delete:
             out.append(KafkaRecord(topic, key_bytes, None))
         return True
@@ -245,8 +266,9 @@ class AvroEncoder(Encoder):
                 adjusted, schema = shape is not schema, shape
             header = confluent_header(self.registry.register(subject, text))
             writer = AvroWriter(schema, header)
-            return _Writer(connect, writer, datum_converter(connect), b"", text, None,
-                           None if adjusted else _direct(connect, writer))
+            direct = None if adjusted else _direct(connect, writer)
+            return _Writer(connect, writer, datum_converter(connect), b"", text, None, direct,
+                           _takes_tuples(writer.parsed, direct))
         fp = fingerprint(schema)
         known = self._published.get(fp)
         if known is not None and known != text:
@@ -255,7 +277,9 @@ class AvroEncoder(Encoder):
                         "the newer one under that key", topic, part, fp.hex(), self.schema_topic)
         record = KafkaRecord(self.schema_topic, fp.hex().encode(), text.encode())
         writer = AvroWriter(schema, single_object_header(fp))
-        return _Writer(connect, writer, datum_converter(connect), fp, text, record, _direct(connect, writer))
+        direct = _direct(connect, writer)
+        return _Writer(connect, writer, datum_converter(connect), fp, text, record, direct,
+                       _takes_tuples(writer.parsed, direct))
 
     def _compatible(self, subject: str, schema: Any, text: str) -> tuple[Any, str]:
         """(schema_changes.policy compatible) `schema`, or the smallest shape the subject's level accepts."""

@@ -303,6 +303,12 @@ def avro_program(parsed: Any, decimal: bool) -> tuple[Any, ...]:
     return node(parsed)
 
 
+def is_compiled(write: Any) -> bool:
+    """Whether `write` (from `compile_writer`) is the compiled writer, which also takes a record as the tuple of
+    its fields' values in order."""
+    return _AvroWriter is not None and isinstance(write, _AvroWriter)
+
+
 def compile_writer(parsed: Any, decimal: Callable[[Any, int], bytes] | None = None,
                    repeats: Callable[[str, str], bool] | None = None,
                    compiled: bool = True) -> Callable[[Any], bytes] | None:

@@ -249,6 +249,12 @@ def source_values(change: Change, now: int) -> tuple[int, str, str, int, int, in
     return ts_us, snapshot, file, offset, row, change.server_id or 0, gtid
 
 
+# the members of `EventBuilder.envelope` and of `EventBuilder.source`, in order (`EventBuilder.envelope_tuple`)
+ENVELOPE_FIELDS = ("before", "after", "source", "transaction", "op", "ts_ms", "ts_us", "ts_ns")
+SOURCE_FIELDS = ("version", "connector", "name", "ts_ms", "snapshot", "db", "sequence", "ts_us", "ts_ns", "table",
+                 "server_id", "gtid", "file", "pos", "row", "thread", "query")
+
+
 class EventBuilder(ChangeEncoder[Event]):
     """Builds the events of changes in one rendering (`json_values`: JSON values, else Connect values).
 
@@ -320,6 +326,16 @@ class EventBuilder(ChangeEncoder[Event]):
             "ts_us": now // 1_000,
             "ts_ns": now,
         }
+
+    def envelope_tuple(self, change: Change, plan: TablePlan, before: Struct | None, after: Struct | None, op: str,
+                       now: int) -> tuple[Any, ...]:
+        """`envelope`'s values in its members' order (`ENVELOPE_FIELDS`, `SOURCE_FIELDS` for `source`), for a
+        writer that takes records as tuples."""
+        table = plan.table
+        ts_us, snapshot, file, offset, row, server_id, gtid = source_values(change, now)
+        source = (cs.DEBEZIUM_VERSION, cs.CONNECTOR, self.cfg.topic_prefix, ts_us // 1_000, snapshot, table.db or "",
+                  None, ts_us, ts_us * 1_000, table.name, server_id, gtid, file, offset, row, None, None)
+        return before, after, source, None, op, now // 1_000_000, now // 1_000, now
 
     def source(self, change: Change, db: str | None, table: str | None, now: int) -> Struct:
         """The `source` block of a change (see the module docstring for each member)."""

@@ -1100,7 +1100,7 @@ static PyTypeObject JsonRowType = {
 /* Avro binary of a datum, by a program compiled from its schema (`obsync.formats.avro.plan.avro_program`): nested
  * tuples (0,) null, (1,) boolean, (2, is_int32) int/long, (3,) float, (4,) double, (5,) string, (6, scale) bytes
  * (scale >= 0: a decimal, an exact Decimal first turned into bytes by `decimal(value, scale)`), (7, ((name,
- * node), ...)) record, (8, branch, node, record_name or None) a union of null and one branch at index `branch`.
+ * node), ...)) record (a dict, or a tuple of the fields' values in their order), (8, branch, node, record_name or None) a union of null and one branch at index `branch`.
  * Strict as the generated Python writer is: a value of another type raises `unwritable` (the caller then lets
  * fastavro write it or say why). */
 
@@ -1218,9 +1218,18 @@ static int avro_write(AvroWriter *self, PyObject *node, PyObject *v, Buf *b, int
         return rc;
     }
     case A_RECORD: {
+        PyObject *fields = PyTuple_GET_ITEM(node, 1);
+        if (PyTuple_CheckExact(v)) { /* the fields' values in the schema's order */
+            if (PyTuple_GET_SIZE(v) != PyTuple_GET_SIZE(fields))
+                return unwritable(self, "record of another length");
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields); i++)
+                if (avro_write(self, PyTuple_GET_ITEM(PyTuple_GET_ITEM(fields, i), 1), PyTuple_GET_ITEM(v, i), b,
+                               depth + 1) < 0)
+                    return -1;
+            return 0;
+        }
         if (!PyDict_CheckExact(v))
             return unwritable(self, "record");
-        PyObject *fields = PyTuple_GET_ITEM(node, 1);
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields); i++) {
             PyObject *field = PyTuple_GET_ITEM(fields, i);
             PyObject *name = PyTuple_GET_ITEM(field, 0);
