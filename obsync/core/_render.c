@@ -721,9 +721,15 @@ static int zoned_text(PyObject *v, int fsp, char *buf)
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* The unscaled integer of a plain `str(Decimal)` at `scale`, when it has at most 18 digits and `scale` or fewer
- * fraction digits: 0 with `*out` set, 1 when the Python code must decide (an exponent, more digits), -1 on error. */
-static int decimal_unscaled(PyObject *v, int scale, long long *out)
+/* `str(Decimal)` read as plain notation: its sign, fraction digits (0 without a point), whether a digit is not 0,
+ * and its digits as an integer when they fit 18 significant digits (`wide` set otherwise). */
+typedef struct {
+    int negative, frac, nonzero, wide;
+    long long n;
+} DecimalText;
+
+/* 0 with `*d` filled; 1 when the text is not plain (an exponent, NaN, Infinity); -1 on error. */
+static int decimal_text(PyObject *v, DecimalText *d)
 {
     PyObject *s = PyObject_Str(v);
     if (s == NULL)
@@ -734,42 +740,53 @@ static int decimal_unscaled(PyObject *v, int scale, long long *out)
         Py_DECREF(s);
         return -1;
     }
-    int negative = len > 0 && t[0] == '-';
-    long long n = 0;
-    int digits = 0, frac = -1;
-    for (Py_ssize_t i = negative; i < len; i++) {
+    d->negative = len > 0 && t[0] == '-';
+    d->frac = -1;
+    d->nonzero = d->wide = 0;
+    d->n = 0;
+    int digits = 0, seen = 0, rc = 0;
+    for (Py_ssize_t i = d->negative; i < len && rc == 0; i++) {
         char c = t[i];
-        if (c == '.' && frac < 0) {
-            frac = 0;
+        if (c == '.' && d->frac < 0 && seen) {
+            d->frac = 0;
         } else if (c >= '0' && c <= '9') {
-            if (digits == 0 && c == '0') {
-                if (frac >= 0)
-                    frac++;
+            seen = 1;
+            if (d->frac >= 0)
+                d->frac++;
+            if (digits == 0 && c == '0')
                 continue; /* leading zeros */
-            }
-            if (++digits > 18) {
-                Py_DECREF(s);
-                return 1;
-            }
-            n = n * 10 + (c - '0');
-            if (frac >= 0)
-                frac++;
+            d->nonzero = 1;
+            if (++digits > 18)
+                d->wide = 1;
+            else
+                d->n = d->n * 10 + (c - '0');
         } else { /* an exponent, NaN, Infinity */
-            Py_DECREF(s);
-            return 1;
+            rc = 1;
         }
     }
     Py_DECREF(s);
-    if (frac < 0)
-        frac = 0;
-    if (frac > scale)
+    if (d->frac < 0)
+        d->frac = 0;
+    return rc != 0 || !seen ? 1 : 0;
+}
+
+/* The unscaled integer of a plain `str(Decimal)` at `scale`, when it has at most 18 digits and `scale` or fewer
+ * fraction digits: 0 with `*out` set, 1 when the Python code must decide (an exponent, more digits), -1 on error. */
+static int decimal_unscaled(PyObject *v, int scale, long long *out)
+{
+    DecimalText d;
+    int rc = decimal_text(v, &d);
+    if (rc != 0)
+        return rc;
+    if (d.wide || d.frac > scale)
         return 1;
-    for (int k = frac; k < scale; k++) {
+    long long n = d.n;
+    for (int k = d.frac; k < scale; k++) {
         if (n > 99999999999999999LL) /* the next step could leave 63 bits */
             return 1;
         n *= 10;
     }
-    *out = negative ? -n : n;
+    *out = d.negative ? -n : n;
     return 0;
 }
 
@@ -822,35 +839,11 @@ static int decimal_base64(PyObject *v, int scale, Buf *b)
  * converter gives +0). 1 if so, 0 if the converter must decide, -1 on error. */
 static int decimal_is_at_scale(PyObject *v, int scale)
 {
-    PyObject *s = PyObject_Str(v);
-    if (s == NULL)
-        return -1;
-    Py_ssize_t len;
-    const char *t = PyUnicode_AsUTF8AndSize(s, &len);
-    if (t == NULL) {
-        Py_DECREF(s);
-        return -1;
-    }
-    Py_ssize_t i = len > 0 && t[0] == '-';
-    int negative = (int)i, nonzero = 0, digits = 0, frac = -1;
-    for (; i < len; i++) {
-        char c = t[i];
-        if (c == '.' && frac < 0 && digits > 0) {
-            frac = 0;
-        } else if (c >= '0' && c <= '9') {
-            digits++;
-            nonzero |= c != '0';
-            if (frac >= 0)
-                frac++;
-        } else { /* an exponent, NaN, Infinity */
-            Py_DECREF(s);
-            return 0;
-        }
-    }
-    Py_DECREF(s);
-    if (frac < 0)
-        frac = 0;
-    return digits > 0 && frac == scale && (nonzero || !negative);
+    DecimalText d;
+    int rc = decimal_text(v, &d);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    return d.frac == scale && (d.nonzero || !d.negative);
 }
 
 /* The converted value of a DATE, DATETIME or TIMESTAMP column computed here as its converter would (a new
