@@ -52,6 +52,7 @@ from obsync.runtime.progress import Progress
 from obsync.runtime.recovery import place_cluster
 from obsync.runtime.settings import broker_patience, log_endpoint, sql_endpoint
 from obsync.runtime.validate import load_checked_task
+from obsync.steps.lane_placement import offered_lanes
 from obsync.steps.large_messages import LargeMessages
 from obsync.steps.ratelimit import bytewax_processes, limiter_for
 from obsync.steps.routing import DdlDelivery, Router, SchemaHistory
@@ -131,11 +132,14 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
         routed.append(op.flat_map("lanes", shaped_log, router.pick) if spread else
                       op.flat_map("encode_log", shaped_log, router.route))
     out = routed[0] if len(routed) == 1 else op.merge("routed", *routed)
+    # in a cluster whose run has only the log to read, the process reading it writes fewer partitions
+    offered = None if cluster is None else offered_lanes(
+        rt.layout, cluster.process, cluster.processes, log_only=log is not None and rt.full_sync_delivered())
     op.output("kafka", out, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
         listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams,
         patience=broker_patience(task.target), stopping=stopping, gaps_file=rt.state.root / GAPS_FILE,
-        expand=router.expand if spread else None))
+        expand=router.expand if spread else None, offered=offered))
     return flow
 
 

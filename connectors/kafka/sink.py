@@ -35,7 +35,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -545,6 +545,8 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     `stopping()`: whether a stop was requested (a wait for a silent Kafka then ends; `_SharedProducer`).
     `expand`: turns an item that is not a list of records into one, on the lane's worker (module docstring).
     `gaps_file`: where messages Kafka acknowledged but lost are noted for the resume (`gaps`; None: nowhere).
+    `offered`: the lanes this process lists to Bytewax, which builds each lane on one of the workers listing it
+    (default: every lane; `obsync.steps.lane_placement`).
     """
 
     def __init__(self, target_conf: dict[str, Any], lanes: list[str], task_id: str,
@@ -552,12 +554,16 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
                  listener: SinkListener = NOOP_SINK_LISTENER, producer_conf: dict[str, Any] | None = None,
                  rescanned_streams: frozenset[str] = frozenset(), patience: BrokerPatience = DEFAULT_PATIENCE,
                  stopping: Callable[[], bool] = _never, gaps_file: Path | None = None,
-                 expand: Callable[[Any], list[OutItem]] | None = None) -> None:
+                 expand: Callable[[Any], list[OutItem]] | None = None,
+                 offered: Sequence[str] | None = None) -> None:
         self._conf = target_conf
         self._expand = expand
         self._tuning = producer_conf or {}  # producer settings from the task's resources
         self._lanes = sorted(lanes)
         self._index = {p: i for i, p in enumerate(self._lanes)}
+        self._offered = self._lanes if offered is None else sorted(offered)
+        if not set(self._offered) <= set(self._lanes):
+            raise ValueError(f"lanes offered that the sink does not have: {sorted(set(self._offered) - set(lanes))}")
         self._task_id = task_id
         self._required = required_streams
         self._on_delivered = on_delivered
@@ -569,7 +575,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         listener.use_acks()  # messages and bytes written are counted when Kafka acknowledges them
 
     def list_parts(self) -> list[str]:
-        return self._lanes
+        return self._offered
 
     def part_fn(self, item_key: str) -> int:
         return self._index[item_key]

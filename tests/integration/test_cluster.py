@@ -267,6 +267,10 @@ def test_two_processes_one_reads_the_log_and_the_lanes_workers_encode_and_produc
     lanes = [set(e["lanes"]) for e in encoded]
     assert len(lanes[0] | lanes[1]) == 3 and not lanes[0] & lanes[1], encoded
     assert sum(s["messages_written"] for s in statuses) > spread
+    # the second run had only the log to read: its reader wrote 1 of the 3 partitions, the other process 2
+    # (`obsync.steps.lane_placement`), whatever the lanes' names
+    reader = [s["log_position_read"] is not None for s in statuses].index(True)
+    assert (len(lanes[reader]), len(lanes[1 - reader])) == (1, 2), (reader, encoded)
 
 
 def test_two_workers_of_one_process_share_encoding_of_the_log(tmp_path, mariadb, kafka, shop):

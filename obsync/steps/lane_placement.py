@@ -1,0 +1,58 @@
+"""Which sink lanes a process offers Bytewax: the process reading the log takes a smaller share of Kafka's partitions.
+
+Bytewax gives each sink part (a lane) to one of the workers that list it, the least loaded one first (bytewax
+0.21, src/timely.rs, `calc_primaries`): when every process lists every lane, the lanes are split evenly, and
+which process writes how many of a topic's partitions is left to the names of the topic and the lanes. In a
+cluster, process 0 reads the log: it reads, decodes and picks the lane of every change besides encoding and
+producing for the lanes it writes, and with an even split it was the one the others waited for
+(docs/performance.md, "The process reading the log writes fewer lanes").
+
+So in a run of a cluster that has only the log to read (its full sync is delivered, or it has none), process 0
+lists only lanes holding about `READER_SHARE` of an even share of the task's data partitions, and the other
+processes list every lane: Bytewax gives them the rest first, then process 0 the lanes it listed. A run with a
+full sync to do keeps the even split: every process reads chunks then, and none has the log's extra work.
+
+Where lanes are written changes nothing a message carries: each lane's state (what it wrote to each partition)
+is Bytewax's, which resumes it on whichever worker builds the lane.
+"""
+
+from __future__ import annotations
+
+from obsync.steps.routing import TopicLayout
+
+# process 0's share of the data partitions, as a fraction of an even share (1 / processes), in a run with only
+# the log to read: measured on 2 processes, 1 of 3 partitions for the reader against 2 of 3 (docs/performance.md)
+READER_SHARE = 0.5
+
+
+def lane_weights(layout: TopicLayout) -> dict[str, int]:
+    """How many of the tables' Kafka partitions each lane writes (lanes writing none are left out)."""
+    weights: dict[str, int] = {}
+    for topic in layout.table_topics():
+        for partition in range(layout.partitions[topic]):
+            lane = layout.lane(topic, partition)
+            weights[lane] = weights.get(lane, 0) + 1
+    return weights
+
+
+def reader_lanes(weights: dict[str, int], processes: int, share: float = READER_SHARE) -> list[str]:
+    """The lanes the process reading the log lists: lightest first (ties by name), each taken while it brings
+    their partitions nearer `share` of an even share of all of them (none when one lane alone is further from it
+    than none is). Sorted by name."""
+    target = sum(weights.values()) / processes * share
+    chosen: list[str] = []
+    got = 0
+    for lane, weight in sorted(weights.items(), key=lambda lw: (lw[1], lw[0])):
+        if abs(got + weight - target) < abs(got - target):
+            chosen.append(lane)
+            got += weight
+    return sorted(chosen)
+
+
+def offered_lanes(layout: TopicLayout, process: int, processes: int, log_only: bool) -> list[str]:
+    """The lanes process `process` of `processes` lists to Bytewax (see the module docstring); `log_only`: the
+    run has only the log to read."""
+    weights = lane_weights(layout) if processes > 1 and process == 0 and log_only else {}
+    if not weights:  # not the reader's run, or no table's topic known yet (nothing to weigh)
+        return layout.parts()
+    return reader_lanes(weights, processes)
