@@ -6,6 +6,7 @@ Skipped where `mount` or `chattr +i` is not allowed."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -57,9 +58,12 @@ def test_a_state_dir_failing_mid_run_stops_with_one_clear_error_and_loses_nothin
                 assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
                 time.sleep(0.2)
             time.sleep(2)
-            if fault == "full":  # fill the disk, leaving less than the recovery store needs
-                subprocess.run(["dd", "if=/dev/zero", f"of={tmpfs / 'filler'}", "bs=1M"], capture_output=True)
-                subprocess.run(["truncate", "-s", "-4M", str(tmpfs / "filler")], check=True)
+            if fault == "full":  # fill the disk, leaving less than the recovery store needs, in one step: filled
+                # to the last byte first (dd, then truncated), the disk was full for a moment, and the task's
+                # check of its state directory could meet that moment (ENOSPC) rather than the low free space
+                st = os.statvfs(tmpfs)
+                with open(tmpfs / "filler", "wb") as filler:
+                    os.posix_fallocate(filler.fileno(), 0, st.f_bavail * st.f_frsize - 4 * 2**20)
             else:
                 _immutable(state, True)
             rc = proc.wait(60)
