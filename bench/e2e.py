@@ -16,7 +16,11 @@ included: it does not depend on what else the machine runs, unlike the rates) an
 0.1 s from /proc, over the span from the first to the last message (start-up excluded), and over the whole
 command. Per task process (the child `obsync run` starts, which runs the dataflow) it prints its CPU seconds,
 its cores over that span, how long its threads were runnable but waiting for a core over that span (as
-cores: schedstat's run delay; high when other jobs take the cores) and its peak RSS (VmHWM).
+cores: schedstat's run delay; high when other jobs take the cores) and its peak RSS (VmHWM), and its CPU
+seconds by kind of thread (by the threads' names): the engine's workers (the dataflow's steps: reading chunks,
+encoding, the sink's produce calls and delivery reports), the engine's I/O between processes, librdkafka's
+threads (compression, requests, acknowledgements) and Python threads (the main one and obsync's own, such as
+the log reader, `obsync-binlog`).
 `python -m bench.stages` measures the stages (SELECT, binlog read + decode, encode, produce) alone;
 `python -m bench.speed` measures both on the same rows and servers and compares them (docs/performance.md).
 """
@@ -137,6 +141,40 @@ def run_queue_seconds(pid: int, seen: dict[int, float]) -> float:
     return sum(seen.values())
 
 
+# a thread's kind by its name (/proc/PID/task/TID/comm): Bytewax's timely worker threads run the dataflow's
+# steps (reading chunks, encoding, routing, the sink's produce calls and delivery reports); its send/recv
+# threads move batches between processes; librdkafka's threads compress, send and read acknowledgements;
+# the rest are Python's: the main thread (which waits for the engine) and obsync's own (the log reader, which
+# reads and decodes the binary log, progress, watchers)
+THREAD_KINDS = (("timely:work", "engine workers"), ("timely:", "engine I/O"), ("rdk:", "librdkafka"))
+
+
+def thread_kind(name: str) -> str:
+    return next((kind for prefix, kind in THREAD_KINDS if name.startswith(prefix)), "Python threads")
+
+
+def thread_cpu_seconds(pid: int, seen: dict[int, tuple[str, float]]) -> None:
+    """Each thread of `pid`: its kind (`thread_kind`) and user + system CPU seconds, kept in `seen` (by thread
+    id) so that threads that ended still count."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            text = stat.read_text()
+            fields = text.rsplit(")", 1)[1].split()
+            seen[int(stat.parent.name)] = (thread_kind(text[text.index("(") + 1:text.rindex(")")]),
+                                           (int(fields[11]) + int(fields[12])) / tick)
+        except (OSError, IndexError, ValueError):
+            continue
+
+
+def by_kind(threads: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds by thread kind, the largest first."""
+    out: dict[str, float] = {}
+    for kind, cpu in threads.values():
+        out[kind] = out.get(kind, 0.0) + cpu
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def peak_rss_mb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -155,6 +193,7 @@ class TaskProcess:
     rss: int = 0
     waiting: float = 0.0  # seconds runnable but waiting for a core
     threads: dict[int, float] = field(default_factory=dict)
+    thread_cpu: dict[int, tuple[str, float]] = field(default_factory=dict)  # thread id -> (kind, CPU seconds)
 
 
 @dataclass
@@ -188,6 +227,7 @@ class Sampler:
                     t = self.seen.setdefault(k, TaskProcess())
                     t.cpu, t.rss = self._cpu[pid], max(t.rss, peak_rss_mb(pid))
                     t.waiting = run_queue_seconds(pid, t.threads)
+                    thread_cpu_seconds(pid, t.thread_cpu)
             point["obsync"] = sum(self._cpu.values())
             point.update({f"process {k}": t.cpu for k, t in self.seen.items()})
             point.update({f"process {k} waiting": t.waiting for k, t in self.seen.items()})
@@ -247,9 +287,12 @@ class Run:
         each = "; ".join(f"process {k}: {t.cpu:.1f}s CPU, {self.window.get(f'process {k}', 0.0):.2f} cores "
                          f"while syncing (+{self.window.get(f'process {k} waiting', 0.0):.2f} waiting for a core), "
                          f"peak RSS {t.rss} MB" for k, t in self.processes.items())
+        threads = "; ".join(f"process {k}: " + ", ".join(f"{kind} {cpu:.1f}s" for kind, cpu in
+                                                          by_kind(t.thread_cpu).items() if cpu >= 0.05)
+                            for k, t in self.processes.items())
         return (f"obsync CPU {self.cpu / max(rows, 1) * 1e6:.1f} us/row with start-up{net}\n"
                 f"    cores used while syncing (first to last message): {self.cores()}; over the whole command: "
-                f"{whole}\n    task processes: {each}")
+                f"{whole}\n    task processes: {each}\n    their CPU by thread (start-up included): {threads}")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from obsync.core.errors import RESTART_EXIT, BrokerFault, ConfigError, ObsyncError
 from obsync.core.repeats import RepeatFilter
+from obsync.core.threads import NamedThread
 from obsync.core.wording import counted
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def _reload_on_sighup(rt: Any, task_file: Path) -> None:
                 log.exception("task file %s not applied, the task keeps its running settings", task_file)
 
     def on_hup(signum: int, frame: object) -> None:
-        threading.Thread(target=reload, name="obsync-reload", daemon=True).start()
+        NamedThread(target=reload, name="obsync-reload", daemon=True).start()
 
     if rt.live is not None and hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, on_hup)

@@ -40,6 +40,7 @@ from datetime import timedelta
 from typing import Any
 
 from obsync.core.errors import StateError
+from obsync.core.threads import NamedThread
 from obsync.task.state import TaskState
 
 log = logging.getLogger("obsync")
@@ -129,7 +130,7 @@ class Stopper:
             raise StopRequested(signum)
 
     def _start_watchdog(self) -> None:
-        threading.Thread(target=self._watchdog, name="obsync-stop-watchdog", daemon=True).start()
+        NamedThread(target=self._watchdog, name="obsync-stop-watchdog", daemon=True).start()
 
     def _watchdog(self) -> None:
         stuck = min(STUCK_AFTER, self.timeout)
@@ -217,7 +218,7 @@ class ConnectGuard:
 
     def start(self) -> None:
         self._old_fd = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
-        threading.Thread(target=self._watch, name="obsync-connect-guard", daemon=True).start()
+        NamedThread(target=self._watch, name="obsync-connect-guard", daemon=True).start()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -254,7 +255,7 @@ class StateWatch:
 
     def start(self) -> None:
         signal.signal(signal.SIGUSR1, self._on_fault)
-        self._thread = threading.Thread(target=self._run, name="obsync-state-watch", daemon=True)
+        self._thread = NamedThread(target=self._run, name="obsync-state-watch", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

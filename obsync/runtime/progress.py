@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 from obsync.core.listeners import WrittenRecord
 from obsync.core.positions import LogPosition
+from obsync.core.threads import NamedThread
 from obsync.runtime import metrics
 from obsync.runtime.display import (
     RateMeter,
@@ -376,7 +377,7 @@ class Progress:
             self._bars = TerminalBars(stream)
             self._bars.attach_logging()
         self._stop.clear()
-        self._ticker = threading.Thread(target=self._run, name="obsync-progress", daemon=True)
+        self._ticker = NamedThread(target=self._run, name="obsync-progress", daemon=True)
         self._ticker.start()
 
     def stop(self) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from bench.e2e import by_kind, thread_kind
 from bench.speed import Figures, rounds, summary
 from bench.stages import Rate
 
@@ -41,3 +44,12 @@ def test_summary_gives_medians_and_each_runs_ratio_against_the_targets() -> None
         "peak RSS of a task process, largest: 140 MB (issue 15: < 300 MB: met)",
         "one 1,000,000-row transaction, peak RSS MB per task process: default, 1 process: 150; default, "
         "2 processes: 110 / 95 (issue 15: < 300 MB: met)"]
+
+
+def test_thread_cpu_is_told_by_the_kind_the_threads_name_gives() -> None:
+    threads = {1: ("timely:work-0", 2.0), 2: ("timely:work-1", 1.5), 3: ("timely:send-0", 0.1),
+               4: ("rdk:broker1", 0.7), 5: ("rdk:main", 0.1), 6: ("python", 0.3), 7: ("obsync-binlog", 1.2)}
+    kinds = by_kind({tid: (thread_kind(name), cpu) for tid, (name, cpu) in threads.items()})
+    assert list(kinds) == ["engine workers", "Python threads", "librdkafka", "engine I/O"]
+    assert kinds == pytest.approx({"engine workers": 3.5, "Python threads": 1.5, "librdkafka": 0.8,
+                                   "engine I/O": 0.1})

@@ -27,6 +27,7 @@ from obsync.connectors.mysql.failures import DRIVER_ERRORS, retryable
 from obsync.core.changes import Change, Op
 from obsync.core.errors import SourceUnavailable
 from obsync.core.positions import LogPosition
+from obsync.core.threads import NamedThread
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class HeartbeatWriter:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="obsync-heartbeat", daemon=True)
+            self._thread = NamedThread(target=self._run, name="obsync-heartbeat", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:

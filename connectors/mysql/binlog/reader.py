@@ -46,6 +46,7 @@ from obsync.core.errors import ObsyncError, SourceError
 from obsync.core.listeners import NOOP_SOURCE_LISTENER, SourceListener
 from obsync.core.offsets import LogOffset
 from obsync.core.positions import LogPosition
+from obsync.core.threads import NamedThread
 
 log = logging.getLogger(__name__)
 logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)  # it warns about MINIMAL metadata on connect
@@ -148,7 +149,7 @@ class BinlogReader:
     def start(self) -> None:
         """Start the background thread (poll() does it on first use)."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="obsync-binlog", daemon=True)
+            self._thread = NamedThread(target=self._run, name="obsync-binlog", daemon=True)
             self._thread.start()
 
     @property
