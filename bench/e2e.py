@@ -94,13 +94,18 @@ def span(bootstrap: str, topic: str, after: dict[int, int]) -> tuple[int, float,
     return n, lo, hi, ends
 
 
+def stat_name_and_cpu(stat: str) -> tuple[str, float]:
+    """A /proc/.../stat line's command name and user + system CPU seconds."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return stat[stat.index("(") + 1:stat.rindex(")")], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds a running process has used so far (0 when unknown)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        return stat_name_and_cpu(Path(f"/proc/{pid}/stat").read_text())[1]
+    except (OSError, IndexError, ValueError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def descendants(pid: int) -> list[int]:
@@ -156,13 +161,10 @@ def thread_kind(name: str) -> str:
 def thread_cpu_seconds(pid: int, seen: dict[int, tuple[str, float]]) -> None:
     """Each thread of `pid`: its kind (`thread_kind`) and user + system CPU seconds, kept in `seen` (by thread
     id) so that threads that ended still count."""
-    tick = os.sysconf("SC_CLK_TCK")
     for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
         try:
-            text = stat.read_text()
-            fields = text.rsplit(")", 1)[1].split()
-            seen[int(stat.parent.name)] = (thread_kind(text[text.index("(") + 1:text.rindex(")")]),
-                                           (int(fields[11]) + int(fields[12])) / tick)
+            name, cpu = stat_name_and_cpu(stat.read_text())
+            seen[int(stat.parent.name)] = (thread_kind(name), cpu)
         except (OSError, IndexError, ValueError):
             continue
 

@@ -23,31 +23,20 @@ from pathlib import Path
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.e2e import thread_cpu_seconds
 from bench.encoders import changes
 from bench.stages import Encoding
 from obsync.app.embedded.tansu import TansuBroker
 from obsync.connectors.kafka.records import OutRecord
 
 
-def thread_cpu() -> dict[str, tuple[str, float]]:
-    """This process's threads: id -> (name, CPU seconds)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for t in Path("/proc/self/task").iterdir():
-        try:
-            text = (t / "stat").read_text()
-        except OSError:
-            continue
-        fields = text.rsplit(")", 1)[1].split()
-        out[t.name] = (text[text.index("(") + 1:text.rindex(")")], (int(fields[11]) + int(fields[12])) / tick)
-    return out
-
-
-def cpu_since(before: dict[str, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds since `before`: librdkafka's threads and the others (Python's)."""
+def cpu_since(before: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """This process's CPU seconds since `before` (`thread_cpu_seconds`): librdkafka's threads and the others."""
+    now: dict[int, tuple[str, float]] = {}
+    thread_cpu_seconds(os.getpid(), now)
     out = {"python": 0.0, "librdkafka": 0.0}
-    for tid, (name, cpu) in thread_cpu().items():
-        out["librdkafka" if name.startswith("rdk:") else "python"] += cpu - before.get(tid, (name, 0.0))[1]
+    for tid, (kind, cpu) in now.items():
+        out["librdkafka" if kind == "librdkafka" else "python"] += cpu - before.get(tid, (kind, 0.0))[1]
     return out
 
 
@@ -72,7 +61,9 @@ def write(bootstrap: str, recs: list[OutRecord], compression: str, repeat: int, 
 
     producer.produce(topic, b"warm-up", partition=0, on_delivery=report)
     producer.flush()
-    before, t0 = thread_cpu(), time.perf_counter()
+    before: dict[int, tuple[str, float]] = {}
+    thread_cpu_seconds(os.getpid(), before)
+    t0 = time.perf_counter()
     n = 0
     for _ in range(repeat):
         for r in recs:
