@@ -1,6 +1,7 @@
 """End-to-end throughput and memory: source -> obsync -> Kafka, on servers started here.
 
     python -m bench.e2e [--rows 200000] [--txn-rows 1000000] [--processes 1 2] [--formats default debezium avro]
+                        [--partitions 3]
 
 Prints full-sync rows/s and incremental rows/s (messages divided by the span between the first and the
 last message's Kafka timestamp, so process start-up is excluded; the wall time of each command is printed
@@ -321,8 +322,9 @@ class Hooks(Protocol):
 
 
 def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: int, processes: int, txn_rows: int,
-              run_no: int, fmt: str = "default", hooks: Hooks | None = None) -> Result:
-    """Full sync then incremental backlog of `rows` rows each, on a table and task of their own."""
+              run_no: int, fmt: str = "default", hooks: Hooks | None = None, partitions: int = 3) -> Result:
+    """Full sync then incremental backlog of `rows` rows each, on a table and task of their own (its topic of
+    `partitions` partitions)."""
     table = f"bench.t{run_no}"
     with conn.cursor() as cur:
         cur.execute(DDL.replace("bench.t ", f"{table} "))
@@ -333,9 +335,10 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
     task.write_text(yaml.safe_dump({
         "name": f"bench{run_no}", "source": {"host": db.host, "port": db.port, "user": "root", "password": ""},
         "target": {"bootstrap_servers": broker.bootstrap_servers}, "objects": [{"match": table}],
-        "topics": {"partitions": 3}, "state_dir": str(work / "state"), "epoch_seconds": 5, "format": fmt}))
+        "topics": {"partitions": partitions}, "state_dir": str(work / "state"), "epoch_seconds": 5, "format": fmt}))
     topic = f"Topic_bench_t{run_no}"
-    print(f"--- {processes} process{'es' if processes > 1 else ''}, format {fmt} (table {table}, load {load()})",
+    print(f"--- {processes} process{'es' if processes > 1 else ''}, format {fmt} (table {table}, "
+          f"{partitions} partitions, load {load()})",
           flush=True)
 
     servers = {"source": db.pid, "broker": broker.pid}
@@ -415,12 +418,14 @@ def main() -> None:
                     help="run the same data with each of these process counts, in this order (e.g. 1 2)")
     ap.add_argument("--formats", nargs="+", default=["default"], metavar="FORMAT",
                     help="run the same data with each of these formats, in this order (e.g. default debezium avro)")
+    ap.add_argument("--partitions", type=int, default=3, help="partitions of the table's topic (default 3)")
     args = ap.parse_args()
     runs = ([(n, args.formats[0]) for n in args.processes] if len(args.formats) == 1 else
             [(args.processes[0], f) for f in args.formats])
     with servers("obsync-bench-") as (base, db, broker, conn):
         print(header(args.rows), flush=True)
-        results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i, f)
+        results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i, f,
+                             partitions=args.partitions)
                    for i, (n, f) in enumerate(runs, 1)]
     if len(args.formats) > 1:
         print("\n| format | full sync rows/s | x default | incremental rows/s | x default |\n|---|---|---|---|---|")

@@ -1,10 +1,11 @@
 """The sync dataflow: snapshot and log sources -> shape -> encode and route -> partition-aware Kafka sink.
 
-    snapshot (chunks, spread over workers) ─> shape ─> encode + route ───────────────┐
-                                                       (on the chunk's worker)       ├─> Kafka sink: 16 lanes,
-    log (one partition, waits for the     ─> shape ─> lanes: pick each change's  ───┘   each written by one
-         snapshot to be delivered)                    partition, group by lane          worker, which encodes
-                                                      (on the reading worker)           the log's changes
+    snapshot (chunks, spread over workers) ─> shape ─> encode + route (on the chunk's ──┐
+                                                       worker; `debezium` in a cluster:  │
+                                                       lanes, as the log's)              ├─> Kafka sink: 16 lanes,
+    log (one partition, waits for the     ─> shape ─> lanes: pick each change's  ───────┘   each written by one
+         snapshot to be delivered)                    partition, group by lane              worker, which encodes
+                                                      (on the reading worker)               the changes it is sent
 
 "shape" applies the objects' settings (sharding columns; later row filters and column projection) and drops
 a repeated TRUNCATE of one transaction (`obsync.steps.shaping`); "encode + route", "lanes" and the encoding in
@@ -20,7 +21,10 @@ Across the workers and processes of a run: the snapshot's chunks are Bytewax par
 the log is one partition (one worker reads, decodes and shapes it, and picks each change's lane); each sink lane (a
 share of the Kafka partitions) is written by one worker, which also encodes the log's changes of its partitions, so
 encoding and producing are spread by Kafka partition, over every process, the one reading the log included (a
-process that only read, leaving every lane to the others, was measured slower: docs/performance.md). Every item
+process that only read, leaving every lane to the others, was measured slower: docs/performance.md). In a cluster,
+full sync's chunks take the same two steps for a format whose records outweigh its rows (`Router.crosses_rows`): a
+chunk's worker picks each row's lane and its lane's process encodes it, so a row crosses processes as its values,
+not as its records (a `debezium` record with its Connect schema is about 4 KB). Every item
 crossing between workers is a batch (a lane's list of changes or of records, never one row; both cross processes
 as plain tuples: `LaneWork`, `RecordBatch`). A lane's batches of the log come from the one reading worker through
 one exchange, so they arrive in log order and every key stays in order. Formats or policies whose row records may
@@ -126,7 +130,10 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
         )))
     routed = []
     if snapshot is not None:
-        routed.append(op.flat_map("encode", op.map("shape", snapshot, shaper.shape), router.route))
+        shaped = op.map("shape", snapshot, shaper.shape)
+        # in a cluster, rows whose records outweigh them cross to their lanes' processes, encoded there as the log's
+        routed.append(op.flat_map("lanes_snapshot", shaped, router.pick) if router.crosses_rows() else
+                      op.flat_map("encode", shaped, router.route))
     if log is not None:
         shaped_log = op.map("shape_log", log, shaper.shape)
         routed.append(op.flat_map("lanes", shaped_log, router.pick) if spread else

@@ -109,6 +109,13 @@ class Encoder(ChangeEncoder[KafkaRecord], ABC):
         for other topics that `records_elsewhere_now` had written where the log is read."""
         return self.encode(change, topic)
 
+    def records_outweigh_rows(self) -> bool:
+        """True when a row's records are many times its values in size (each carries a schema): a cluster's full
+        sync then sends its rows to the processes writing their partitions and encodes them there, as the log's
+        (`obsync.steps.routing.Router.crosses_rows`). False: a row is encoded where it is read, so that encoding
+        follows the chunks, spread evenly, rather than the partitions (docs/performance.md)."""
+        return False
+
     def snapshot_ddl(self) -> bool:
         """True when the format wants each table's CREATE TABLE (SHOW CREATE TABLE at planning) as a DDL
         change before the table's full-sync rows, as Debezium's snapshot writes its schema events."""

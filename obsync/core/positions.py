@@ -97,6 +97,22 @@ class SnapshotPosition:
         return ["snap", self.chunk, _encode_key(self.key)]
 
 
+class _SnapshotPositionBuilder:
+    """Builds a `SnapshotPosition` as `_LogPositionBuilder` builds a `LogPosition` (a lane's worker rebuilds one per
+    full-sync row that crossed processes)."""
+
+    __slots__ = ("chunk", "key")
+
+    def __init__(self, chunk: str, key: tuple[Any, ...]) -> None:
+        self.chunk = chunk
+        self.key = key
+        self.__class__ = SnapshotPosition  # type: ignore[assignment]  # the same slots: now a SnapshotPosition
+
+
+# `SnapshotPosition(chunk, key)`, faster
+new_snapshot_position = cast("Callable[[str, tuple[Any, ...]], SnapshotPosition]", _SnapshotPositionBuilder)
+
+
 Position = LogPosition | SnapshotPosition
 
 

@@ -1,11 +1,16 @@
-"""A sink lane's share of a log batch, from the worker reading the log to the worker writing the lane.
+"""A sink lane's share of a batch of the log or of a full-sync chunk, from the worker reading it to the worker
+writing the lane.
 
-`obsync.steps.routing.Router.pick` groups a log batch's changes by sink lane, `Router.expand` encodes them on the
+`obsync.steps.routing.Router.pick` groups a batch's changes by sink lane, `Router.expand` encodes them on the
 lane's worker. A `LaneWork` holds them either as items (`Encode` jobs and records encoded already, in batch
 order) or as packed rows, the form it crosses processes in (`pick` builds that form directly when every lane is
 written by another process): a row change at a log position is the plain tuple
 
     (table index, topic index, partition, op, file, pos, row, before, after, commit_time, txn, server_id)
+
+a row read by full sync (`Op.READ` at a snapshot position, with nothing but its row) the plain tuple
+
+    (table index, topic index, partition, chunk, key, after)
 
 (`tables` and `topics` are the lists those index), anything else the tuple (item,). Pickling `Change` objects one
 by one would cost the reading worker about as much as encoding them; the op is the `Op` member itself (pickled
@@ -16,8 +21,10 @@ schema object, so the encoder's per-table caches find it by identity. Bytewax pi
 twice (timely measures its size, then writes it): the bytes are kept from the first time. The rows themselves
 cross as the bytes `obsync.core.packing` packs them to (pickle spends 0.4-0.5 us on each Decimal and datetime),
 or pickled when a value is not one it packs.
-"""
 
+Full sync's rows cross so in a cluster when the format's records outweigh them (`Router.crosses_rows`: a
+`debezium` value with its Connect schema is about 4 KB for a 150-byte row).
+"""
 from __future__ import annotations
 
 import pickle
@@ -26,7 +33,7 @@ from typing import Any, NamedTuple
 from obsync.connectors.kafka.records import OutItem
 from obsync.core import packing
 from obsync.core.changes import Change, Op, Row, new_row_change
-from obsync.core.positions import LogPosition, new_log_position
+from obsync.core.positions import LogPosition, SnapshotPosition, new_log_position, new_snapshot_position
 from obsync.core.schema import TableSchema
 
 PackedRow = tuple[Any, ...]
@@ -36,6 +43,7 @@ _CACHE_LIMIT = 1024  # distinct schemas remembered each way (then started afresh
 _CONSTANTS = tuple(Op)  # values packed by reference (`obsync.core.packing`)
 _new_tuple = tuple.__new__
 _new_object = object.__new__
+_READ = Op.READ
 
 
 class Encode(NamedTuple):
@@ -53,8 +61,20 @@ def log_change(op: Op, table: TableSchema, file: str, pos: int, row: int, before
     return new_row_change(op, table, new_log_position(file, pos, row), before, after, commit_time, txn, server_id)
 
 
+def read_change(table: TableSchema, chunk: str, key: tuple[Any, ...], after: Row) -> Change:
+    """A row read by full sync, at `SnapshotPosition(chunk, key)`, built as `log_change` builds a log change."""
+    return new_row_change(_READ, table, new_snapshot_position(chunk, key), None, after, None, None, None)
+
+
+def plain_read(change: Change) -> bool:
+    """Whether `change` is a row read by full sync that its packed form (`read_change`'s arguments) keeps whole."""
+    return change.op is _READ and change.position.__class__ is SnapshotPosition and change.before is None and \
+        change.commit_time is None and change.txn is None and change.server_id is None and change.ddl is None and \
+        change.ddl_db is None and not change.ddl_tables
+
+
 class LaneWork:
-    """One lane's share of a log batch, in batch order (see the module docstring): `items`, or packed `rows`."""
+    """One lane's share of a batch, in batch order (see the module docstring): `items`, or packed `rows`."""
 
     __slots__ = ("lane", "_items", "_rows", "_packed")
 
@@ -140,7 +160,8 @@ def _unpickle(packed: bytes) -> tuple[str, list[TableSchema], list[str], list[Pa
 
 
 def pack_items(items: list[Encode | OutItem]) -> Packed:
-    """Items as packed rows (the module docstring): row changes at log positions packed, anything else as (item,)."""
+    """Items as packed rows (the module docstring): row changes at log positions and rows read by full sync packed,
+    anything else as (item,)."""
     tables: dict[int, int] = {}
     table_list: list[TableSchema] = []
     topics: dict[str, int] = {}
@@ -150,8 +171,9 @@ def pack_items(items: list[Encode | OutItem]) -> Packed:
             change, topic, partition = it  # type: ignore[misc]
             pos = change.position
             t = change.table
-            if type(pos) is not LogPosition or t is None or change.ddl is not None or change.ddl_db is not None or \
-                    change.ddl_tables:
+            read = plain_read(change)
+            if t is None or not read and (type(pos) is not LogPosition or change.ddl is not None or
+                                          change.ddl_db is not None or change.ddl_tables):
                 rows.append((it,))
                 continue
             ti = tables.get(id(t))
@@ -161,8 +183,11 @@ def pack_items(items: list[Encode | OutItem]) -> Packed:
             to = topics.get(topic)
             if to is None:
                 to = topics[topic] = len(topics)
-            rows.append((ti, to, partition, change.op, pos.file, pos.pos, pos.row, change.before, change.after,
-                         change.commit_time, change.txn, change.server_id))
+            if read:
+                rows.append((ti, to, partition, pos.chunk, pos.key, change.after))  # type: ignore[union-attr]
+            else:
+                rows.append((ti, to, partition, change.op, pos.file, pos.pos, pos.row,  # type: ignore[union-attr]
+                             change.before, change.after, change.commit_time, change.txn, change.server_id))
         else:
             rows.append((it,))
     return table_list, list(topics), rows
@@ -173,8 +198,13 @@ def unpack_rows(tables: list[TableSchema], topics: list[str], rows: list[PackedR
     items: list[Encode | OutItem] = []
     append = items.append
     for r in rows:
-        if len(r) == 1:
+        n = len(r)
+        if n == 1:
             append(r[0])
+            continue
+        if n == 6:
+            ti, to, partition, chunk, key, after = r
+            append(_new_tuple(Encode, (read_change(tables[ti], chunk, key, after), topics[to], partition)))
             continue
         ti, to, partition, op, file, pos, row, before, after, commit_time, txn, server_id = r
         append(_new_tuple(Encode, (log_change(op, tables[ti], file, pos, row, before, after, commit_time, txn,

@@ -6,12 +6,13 @@ new one, so every change of one key lands in one partition, in commit order. Sna
 broadcast to every partition.
 
 `Router.route` encodes where the batch is (a snapshot chunk's worker). The log is read by one worker, so in a
-run of several workers its batches take two steps instead: `Router.pick`, on the reading worker, only chooses
-each row change's partition and groups the changes by sink lane (`LaneWork`, one per lane touched: a batch,
-never single rows); `Router.expand`, called by the sink's lane on the worker that writes it, encodes them. Only
-what is rare or must be numbered across partitions is encoded where it is read and travels as records: DDL,
-heartbeats and updates that change their key (the insert's `seq` follows the delete's records). Records and
-`seq` are byte for byte those of `route`.
+run of several workers its batches take two steps instead, and so do a cluster's full-sync chunks when the
+format's records outweigh its rows (`crosses_rows`: a `debezium` value carries its Connect schema):
+`Router.pick`, on the reading worker, only chooses each row change's partition and groups the changes by sink
+lane (`LaneWork`, one per lane touched: a batch, never single rows); `Router.expand`, called by the sink's lane on
+the worker that writes it, encodes them. Only what is rare or must be numbered across partitions is encoded
+where it is read and travels as records: DDL, heartbeats and updates that change their key (the insert's `seq`
+follows the delete's records). Records and `seq` are byte for byte those of `route`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from obsync.core.positions import LogPosition
 from obsync.core.schema import TableSchema
 from obsync.formats.base import Encoder
 from obsync.formats.schema_history import history_records
-from obsync.steps.lane_work import Encode, LaneWork, log_change
+from obsync.steps.lane_work import Encode, LaneWork, log_change, plain_read, read_change
 from obsync.steps.large_messages import LargeMessages
 from obsync.steps.partitioning import (
     KeyBytes,
@@ -258,10 +259,20 @@ class Router:
         of position order, and the sink would drop what arrives after a later position."""
         return not self.encoder.row_records_elsewhere() and (self.large is None or self.large.policy != "dead_letter")
 
+    def crosses_rows(self) -> bool:
+        """Whether full sync's rows go to their lanes' processes as values, to be encoded there (`pick`, then
+        `expand` by the lane), rather than encoded where they are read (`route`): in a cluster (`packs`), for a
+        format whose records outweigh its rows (`Encoder.records_outweigh_rows`). Otherwise encoding where read
+        costs less: it follows the chunks, spread evenly over the processes, while the lanes of a topic with few
+        partitions split unevenly (3 over 2 processes: 2 to 1). Measured both ways for both kinds of format:
+        docs/performance.md, "debezium's full sync in a cluster encoded by the lanes"."""
+        return self.packs and self.encoder.records_outweigh_rows()
+
     def pick(self, batch: Sequence[Item]) -> list[tuple[str, LaneWork]]:
-        """One (lane, `LaneWork`) pair per lane touched by the batch: the lane step of the log (see the module
-        docstring); `expand` turns each into exactly the records `route` would give that lane. With `packs`, each
-        `LaneWork` holds packed rows (`obsync.steps.lane_work`), the form it crosses processes in."""
+        """One (lane, `LaneWork`) pair per lane touched by the batch: the lane step of the log, and of full sync
+        where `crosses_rows` (see the module docstring); `expand` turns each into exactly the records `route`
+        would give that lane. With `packs`, each `LaneWork` holds packed rows (`obsync.steps.lane_work`), the
+        form it crosses processes in."""
         out: dict[str, list[Any]] = {}
         layout, lane, packs = self.layout, self.layout.lane, self.packs
         tables: dict[int, int] = {}  # with `packs`: the batch's tables and topics, shared by its lanes' work
@@ -319,6 +330,8 @@ class Router:
                     not item.ddl_tables:  # what a packed row leaves out (`obsync.steps.lane_work`)
                 bucket.append((ti, to, partition, op, pos.file, pos.pos, pos.row, item.before,  # type: ignore[union-attr]  # a LogPosition
                                item.after, item.commit_time, item.txn, item.server_id))
+            elif packs and plain_read(item):
+                bucket.append((ti, to, partition, pos.chunk, pos.key, item.after))  # type: ignore[union-attr]  # a SnapshotPosition
             elif packs:
                 bucket.append((_new_tuple(Encode, (item, topic, partition)),))
             else:
@@ -365,10 +378,18 @@ class Router:
             jobs = work.items
         for job in jobs:
             if job.__class__ is tuple:  # a packed row (`obsync.steps.lane_work`)
-                if len(job) != 1:
+                size = len(job)
+                if size == 12:  # a log change
                     ti, to, partition, op, file, at, index, before, after, commit_time, txn, server_id = job
                     change = log_change(op, tables[ti], file, at, index, before, after, commit_time, txn, server_id)
                     position = change.position
+                    topic = topics[to]
+                    job = None
+                    n += 1
+                elif size == 6:  # a row read by full sync
+                    ti, to, partition, chunk, key, after = job
+                    change = read_change(tables[ti], chunk, key, after)
+                    position, commit_time = change.position, None
                     topic = topics[to]
                     job = None
                 else:
@@ -379,7 +400,8 @@ class Router:
                     continue
                 change, topic, partition = job
                 position, commit_time = change.position, change.commit_time
-            n += 1
+                if position.__class__ is LogPosition:
+                    n += 1
             if topic is not last_topic:
                 room = large.room(topic) if large is not None else 0
                 last_topic = topic

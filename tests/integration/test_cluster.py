@@ -7,6 +7,7 @@ only its process's recovery partition and status. The kill loop (`chaos` marker)
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -16,11 +17,13 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from obsync.app.local_cluster import free_ports
+from obsync.core.positions import position_from_header
 from tests.helpers.cluster import Cluster, control_records
 from tests.helpers.kafka import read_topic
 from tests.helpers.tasks import obsync_cmd, run_obsync, write_task
@@ -285,3 +288,100 @@ def test_two_workers_of_one_process_share_encoding_of_the_log(tmp_path, mariadb,
     encoded = json.loads((tmp_path / "state" / "status.json").read_text())["log_changes_encoded"]
     assert sorted(encoded["workers"]) == ["0", "1"] and min(encoded["workers"].values()) > 0, encoded
     assert encoded["total"] == spread, (encoded, spread)
+
+
+def without_read_time(value: bytes) -> dict:
+    """A Debezium value without the times it was encoded at (a full-sync row's `ts_ms`, `ts_us`, `ts_ns`, in the
+    envelope and its source: the encoding's clock, not the source's)."""
+    doc = json.loads(value)
+    for part in (doc["payload"], doc["payload"]["source"]):
+        for unit in ("ts_ms", "ts_us", "ts_ns"):
+            assert isinstance(part.pop(unit), int)
+    return doc
+
+
+def test_a_clusters_full_sync_writes_the_messages_one_process_writes(tmp_path, mariadb, kafka, shop):
+    """In a cluster a chunk's rows cross to the process writing their partition and are encoded there (as the
+    log's changes are): `debezium`'s messages, Connect schema included, are those one process writes of the same
+    rows (keys, values, partitions, positions), each chunk's in order in its partitions; each process wrote some,
+    and neither counts them as log changes. The two tasks share a name: Debezium's values carry it."""
+    db, conn = shop
+    seed(conn, db, 600)
+    with conn.cursor() as cur:  # values of every kind the table has: NULLs, decimals, multibyte text
+        cur.execute(f"UPDATE {db}.orders SET price = NULL, note = CONCAT('é', id) WHERE id % 7 = 0")
+    common = dict(db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"], format="debezium", name=f"{db}-task",
+                  sync={"full": True, "incremental": False, "ddl": True},
+                  snapshot={"chunk_size": 100, "batch_size": 40})
+    for d in ("one", "two"):
+        (tmp_path / d).mkdir()
+    one = write_task(tmp_path / "one" / "task.yaml", **common,
+                     objects=[{"match": f"{db}.orders", "topic": f"{db}_one"}])
+    run_obsync("run", str(one), "--until-caught-up")
+    two = write_task(tmp_path / "two" / "task.yaml", **common,
+                     objects=[{"match": f"{db}.orders", "topic": f"{db}_two"}])
+    cluster = Cluster(tmp_path / "two", two)
+    cluster.run_until_caught_up()
+
+    by_one = read_topic(kafka.bootstrap_servers, f"{db}_one")
+    by_two = read_topic(kafka.bootstrap_servers, f"{db}_two")
+    assert len({m.key for m in by_one}) == 600
+
+    def seen(msgs):  # each message, in the order of its partition and position (chunks interleave by timing)
+        return sorted((m.partition, position_from_header(m.headers["obsync.pos"]).sort_key,
+                       int(m.headers["obsync.seq"]), m.key,
+                       None if m.value is None else json.dumps(without_read_time(m.value), sort_keys=True))
+                      for m in msgs)
+
+    assert seen(by_two) == seen(by_one)
+    assert len(by_two) == len(by_one) == 600
+    last: dict[tuple[int, str], tuple] = {}  # in each partition, each chunk's rows in their order
+    for m in by_two:
+        pos = position_from_header(m.headers["obsync.pos"])
+        at = (pos.sort_key, int(m.headers["obsync.seq"]))
+        assert (m.partition, pos.stream) not in last or at > last[(m.partition, pos.stream)], (m.partition, pos)
+        last[(m.partition, pos.stream)] = at
+    assert len({stream for _, stream in last}) == 6  # 6 chunks of 100 rows
+    # both processes wrote messages; neither counted the full sync's rows as log changes it encoded
+    statuses = [cluster.status(k) for k in range(2)]
+    assert all(s["messages_written"] > 0 for s in statuses), statuses
+    assert all(s.get("log_changes_encoded", {"total": 0})["total"] == 0 for s in statuses), statuses
+
+
+def test_sigkill_during_a_clusters_debezium_full_sync_loses_and_duplicates_nothing(tmp_path, mariadb, kafka, shop):
+    """`debezium`'s full-sync rows cross to their lanes' processes as values and are encoded there: one process
+    killed at random moments of the full sync, then a run to the end, writes every row exactly once, with its
+    values."""
+    db, conn = shop
+    rows = 40000
+    seed(conn, db, rows)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      format="debezium", sync={"full": True, "incremental": False},
+                      snapshot={"chunk_size": 2500, "batch_size": 250}, limits={"full": {"rps": 4000}})
+    topic = f"Topic_{db}_orders"
+    cluster = Cluster(tmp_path, task)
+    rnd = random.Random(5)
+    written_after_kill = []
+    for _ in range(3):
+        cluster.start()
+        cluster.wait_until_logged("recovery partition")
+        time.sleep(rnd.uniform(1.0, 3.0))
+        if any(p.poll() is not None for p in cluster.procs):  # a process finished its share: the sync is near its end
+            cluster.kill_all()
+            break
+        cluster.procs[rnd.randrange(2)].send_signal(signal.SIGKILL)
+        cluster.kill_all()
+        written_after_kill.append(len(read_topic(kafka.bootstrap_servers, topic)))
+    assert written_after_kill and 0 < written_after_kill[0] < rows, written_after_kill  # killed mid-sync
+    cluster.run_until_caught_up()
+
+    msgs = read_topic(kafka.bootstrap_servers, topic)
+    ids = [json.loads(m.key)["payload"]["id"] for m in msgs]
+    assert sorted(ids) == list(range(1, rows + 1))  # every row, once
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT id, name, qty, price, note FROM {db}.orders")
+        table = {r[0]: r[1:] for r in cur.fetchall()}
+    for m in msgs:
+        after = json.loads(m.value)["payload"]["after"]
+        price = after["price"]
+        price = None if price is None else Decimal(int.from_bytes(base64.b64decode(price), "big", signed=True)) / 100
+        assert (after["name"], after["qty"], price, after["note"]) == table[after["id"]], after

@@ -400,19 +400,21 @@ def mixed_log_batch() -> list:
 
 def comparable(routed) -> dict[str, list]:
     """Each lane's records in order, values without processing-time fields (they differ between two encodings:
-    canal's `ts`, dataworks' `systemTime`, shareplex's `posttime`, whose second may tick between the two)."""
+    canal's `ts`, dataworks' `systemTime`, shareplex's `posttime`, whose second may tick between the two, and a
+    full-sync row's read time in Debezium's `source.ts_ms`, flattened as `__source_ts_ms`)."""
     def value(v):
         if v is None or v[:1] != b"{":
             return v
         return json.dumps(untimed(json.loads(v)), sort_keys=True)
-    return {lane: [(r.topic, r.partition, r.key, value(r.value), r.position, r.seq, r.commit_time, r.headers)
+    return {lane: [r if isinstance(r, StreamDone) else
+                   (r.topic, r.partition, r.key, value(r.value), r.position, r.seq, r.commit_time, r.headers)
                    for r in recs] for lane, recs in routed if recs}
 
 
 def untimed(doc):
     if isinstance(doc, dict):
         return {k: untimed(v) for k, v in doc.items()
-                if not k.startswith("ts") and k not in ("systemTime", "posttime")}
+                if not k.startswith("ts") and k not in ("systemTime", "posttime", "__source_ts_ms")}
     return [untimed(v) for v in doc] if isinstance(doc, list) else doc
 
 
@@ -465,6 +467,95 @@ def test_lanes_picked_where_read_and_encoded_by_their_worker_give_exactly_the_re
     at = [[rows.index(it.change) for it in w.items if isinstance(it, Encode)] for w in work]
     assert sorted(i for lane in at for i in lane) == list(range(len(rows)))
     assert all(lane == sorted(lane) for lane in at)
+
+
+def full_sync_batches(chunk: str, table: TableSchema, rows: list[dict], keys: list[tuple]) -> list[list]:
+    """A chunk's batches as the snapshot source gives them (`Op.READ` at snapshot positions): the first led by its
+    table's CREATE TABLE (as Debezium's snapshot writes it), a second of rows only, then the chunk's `StreamDone`."""
+    create = Change(Op.DDL, table, SnapshotPosition(chunk, ()), ddl=f"CREATE TABLE {table.name} (...)",
+                    ddl_db=table.db, ddl_tables=((table.db, table.name),))
+    reads = [Change(Op.READ, table, SnapshotPosition(chunk, k), after=row) for row, k in zip(rows, keys, strict=True)]
+    half = len(reads) // 2
+    return [[create, *reads[:half]], reads[half:], [StreamDone(SnapshotPosition(chunk, ()).stream)]]
+
+
+@pytest.mark.parametrize("packs", [False, True])
+@pytest.mark.parametrize("rule", ["hash", "table", "one"])
+@pytest.mark.parametrize("fmt", JSON_FORMATS)
+def test_full_sync_rows_picked_by_their_chunk_and_encoded_by_their_lane_give_exactly_the_records_of_route(
+        fmt, rule, packs):
+    """In a cluster a chunk's rows cross to their lanes' processes as their values and are encoded there: each
+    lane's records, positions and seq are those `route` gives where the chunk is read, the chunk's `StreamDone`
+    reaches every lane, and the log-only count of changes encoded by lanes hears none of them."""
+    import pickle
+
+    from obsync.core import packing
+
+    def new_router() -> Router:
+        encoder = encoder_for(fmt, EncoderContext("t", "MYSQL"), {})
+        tables = {("shop", "orders"): "orders", ("shop", "items"): "items", ("shop", "logs"): "logs"}
+        return Router(encoder, TopicLayout(tables, {**N, **{t: 2 for t in encoder.extra_topics()}}), rule,
+                      fixed_partition=1, send_ddl=True)
+
+    orders = full_sync_batches("shop.orders/0002", SHARDED,
+                               [{"id": i, "cust": i % 5, "v": "é" * (i % 3) if i % 4 else None} for i in range(40)],
+                               [(i,) for i in range(40)])
+    logs = full_sync_batches("shop.logs/0000", LOGS, [{"msg": f"m{i}", "n": i} for i in range(16)],
+                             [(1_700_000_000_000_001, i + 1) for i in range(16)])  # no key: (attempt, row number)
+    heard: list = []
+    r, want_router = new_router(), new_router()
+    r.packs = packs
+    r.on_encoded = lambda lane, n: heard.append((lane, n))
+    assert r.spreads()
+    for first, rest, done in (orders, logs):
+        for batch in (first, rest, done):
+            want = comparable(want_router.route(batch))
+            assert comparable(expanded(r, batch)) == want
+            assert sum(len(v) for v in want.values()) >= len(batch)
+        assert sorted(lane for lane, _ in r.pick(done)) == lane_names(DEFAULT_LANES)  # the StreamDone: every lane
+        assert all(recs == done for _, recs in expanded(r, done))
+        picked = r.pick(rest)
+        assert sum(len(w.items) for _, w in picked) == len(rest)
+        if packs:  # the rows cross as their values, packed: no Change, record or encoded value
+            assert sum(len(row) == 6 for _, w in picked for row in w.rows[2]) == len(rest)
+            for _, work in picked:
+                assert packing.pack(work.rows[2], (Op.READ,)) is not None
+                blob = pickle.dumps(work)
+                assert b"Change" not in blob and b"OutRecord" not in blob and b'"after"' not in blob
+            assert sum(len(row) == 6 for _, w in r.pick(first) for row in w.rows[2]) == len(first) - 1
+    assert heard == []
+
+
+@pytest.mark.parametrize("fmt, options, crosses", [
+    ("debezium", {}, True), ("debezium", {"schemas_enable": False}, False), ("debezium_smt", {}, False),
+    ("debezium_flatten", {}, False), ("default", {}, False), ("canal", {}, False), ("avro", {}, False)])
+def test_a_clusters_full_sync_sends_rows_to_their_lanes_only_where_records_outweigh_them(fmt, options, crosses):
+    """Records carrying a Connect schema (4 KB for a 150-byte row) cost more to cross processes than the row
+    does; other formats' rows are encoded where read (their encoding then follows the evenly spread chunks)."""
+    encoder = encoder_for(fmt, EncoderContext("t", "MYSQL"), options)
+    r = Router(encoder, TopicLayout({("shop", "orders"): "orders"}, {"orders": 3, **{
+        t: 1 for t in encoder.extra_topics()}}), "hash")
+    assert not r.crosses_rows()  # one process: nothing crosses processes
+    r.packs = True
+    assert r.crosses_rows() is crosses
+    if crosses:
+        row = Change(Op.READ, SHARDED, SnapshotPosition("shop.orders/0000", (1,)), after={"id": 1, "cust": 2, "v": "x"})
+        [record] = encoder.encode(row, "orders")
+        assert len(record.value) > 8 * len(json.dumps(row.after))
+
+
+def test_a_full_sync_change_its_packed_form_would_not_keep_whole_crosses_as_itself():
+    import pickle
+
+    r = real_router()
+    r.packs = True
+    odd = [Change(Op.READ, ITEMS, SnapshotPosition("shop.items/0000", (1,)), after={"id": 1}, commit_time=2.5),
+           Change(Op.READ, ITEMS, SnapshotPosition("shop.items/0000", (2,)), after={"id": 2}, txn="x"),
+           Change(Op.INSERT, ITEMS, SnapshotPosition("shop.items/0000", (3,)), after={"id": 3})]
+    plain = Change(Op.READ, ITEMS, SnapshotPosition("shop.items/0000", (4,)), after={"id": 4})
+    got = [e.change for _, w in r.pick([*odd, plain]) for e in pickle.loads(pickle.dumps(w)).items]
+    assert sorted(got, key=lambda c: c.position.key) == [*odd, plain]
+    assert [len(row) for _, w in r.pick(odd) for row in w.rows[2]] == [1, 1, 1]  # each as (Encode,)
 
 
 def test_stream_done_picked_reaches_every_lane_and_counts_are_heard():
