@@ -5,11 +5,18 @@ directory `<state dir>/process-K`, exactly as N hosts would run it (`obsync.runt
 Kafka is shared between them. This process holds the task's run lock (so `obsync stop` and `pause` signal
 it), passes SIGTERM, SIGINT and SIGHUP on to every process, and exits with the first failure's status (a
 process that fails makes Bytewax stop the others), else 0. The precheck ran once, here, before.
+
+A Bytewax cluster stops whole, and a process started again alone would wait for peers that are gone. So when a
+process's task fails with a fault of Kafka's that a restart clears (README.md, "Operating a task"),
+that process ends (`supervisor.RESTART_BY_PARENT_ENV`) and this one stops the others and starts every process
+again, with the same backoff and `target.patience` as one process's restarts (`supervisor.Restarts`), telling
+each how many restarts came before (status.json, `obsync_task_restarts`). Each resumes from the last snapshot.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
@@ -18,8 +25,19 @@ import sys
 import time
 from pathlib import Path
 
-from obsync.core.errors import StateError
+from obsync.app.supervisor import (
+    RESTART_BY_PARENT_ENV,
+    RESTART_REASON_ENV,
+    RESTARTS_ENV,
+    Backoff,
+    Restarts,
+    child_error,
+)
+from obsync.core.errors import RESTART_EXIT, StateError
+from obsync.core.wording import counted
 from obsync.task.state import TaskState
+
+log = logging.getLogger(__name__)
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PRECHECKED_ENV = "OBSYNC_PRECHECKED"  # the processes started here skip the precheck, which ran once before
@@ -57,38 +75,82 @@ def child_argv(args: argparse.Namespace, root: Path, k: int, addresses: str) -> 
     return argv
 
 
-def run_local_cluster(args: argparse.Namespace, state: TaskState) -> int:
-    """Run `args.processes` processes of the task and wait for them (see the module docstring)."""
+def run_local_cluster(args: argparse.Namespace, state: TaskState, patience: float | None = 600.0,
+                      backoff: Backoff | None = None, program: list[str] | None = None) -> int:
+    """Run `args.processes` processes of the task and wait for them, starting them all again after a fault a
+    restart clears for as long as `patience` allows (see the module docstring); `program`: what runs instead of
+    `python -m obsync`, for tests."""
     n = int(args.processes)
     if args.process_id is not None or args.addresses:
         raise StateError("--processes runs every process of the cluster on this host: it takes no "
                          "-i/--process-id or -a/--addresses")
-    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(n))
-    env = {**os.environ, PRECHECKED_ENV: "1"}
-    env.pop("BYTEWAX_PROCESS_ID", None)
-    env.pop("BYTEWAX_ADDRESSES", None)
     procs: list[subprocess.Popen[bytes]] = []
+    stop: list[int] = []  # a stop signal came (no restart after it)
 
     def forward(signum: int, frame: object) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stop.append(signum)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
 
+    restarts = Restarts(patience, backoff or Backoff())
     with state.running():
         for s in _FORWARDED:
             signal.signal(s, forward)
-        for k in range(n):
-            procs.append(subprocess.Popen([sys.executable, "-m", "obsync", *child_argv(args, state.root, k, addresses)],
-                                          env=env, process_group=0))
-        status: int | None = None
-        while any(p.poll() is None for p in procs):
-            for p in procs:
-                rc = p.poll()
-                if rc is not None and rc != 0 and status is None:
-                    status = rc
-                    forward(signal.SIGTERM, None)  # one failed (maybe before the cluster formed): stop the others
-            time.sleep(0.2)
-        for p in procs:
-            if p.returncode != 0 and status is None:
-                status = p.returncode
-    return 0 if status is None else (status if status > 0 else 1)
+        while True:
+            env = {**os.environ, PRECHECKED_ENV: "1", RESTART_BY_PARENT_ENV: "1", RESTARTS_ENV: str(restarts.count)}
+            env.pop("BYTEWAX_PROCESS_ID", None)
+            env.pop("BYTEWAX_ADDRESSES", None)
+            if restarts.last_reason:
+                env[RESTART_REASON_ENV] = restarts.last_reason
+            began = time.monotonic()
+            addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(n))
+            procs[:] = [subprocess.Popen([*(program or [sys.executable, "-m", "obsync"]),
+                                          *child_argv(args, state.root, k, addresses)], env=env, process_group=0)
+                        for k in range(n)]
+            codes, first = _wait_all(procs)
+            faulted = [k for k, rc in enumerate(codes) if rc == RESTART_EXIT]
+            if not faulted or stop:
+                break
+            k = faulted[0]
+            reason = child_error(TaskState(process_dir(state.root, k)))
+            delay = restarts.failed(time.monotonic() - began, reason)
+            if delay is None:
+                log.error("process %d of the cluster failed %s in %.0f s with faults of Kafka's that a restart "
+                          "clears; target.patience (%g s) ran out: not starting the cluster again. Last error: %s",
+                          k, counted(restarts.streak, "time"), restarts.streak_for(), patience or 0, reason)
+                return 2
+            log.warning("process %d of the cluster failed with a fault of Kafka's that a restart clears (%s); the "
+                        "others stopped with it: starting every process again in %.0f s (restart %d; they resume "
+                        "from the last snapshot: nothing is lost or written twice)", k, reason, delay,
+                        restarts.count)
+            deadline = time.monotonic() + delay
+            while not stop and time.monotonic() < deadline:
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            if stop:
+                log.info("stopped (%s) while waiting to start the cluster again; the next run resumes from the "
+                         "last snapshot", signal.Signals(stop[0]).name)
+                return 0
+    if stop and RESTART_EXIT in codes:  # a stop came as a process failed: not restarted; the next run resumes
+        log.info("stopped (%s) as a process of the cluster failed with a fault a restart clears; the next run "
+                 "resumes from the last snapshot", signal.Signals(stop[0]).name)
+        return 0
+    return 0 if first is None else (first if first > 0 else 1)
+
+
+def _wait_all(procs: list[subprocess.Popen[bytes]]) -> tuple[list[int], int | None]:
+    """Every process's exit status, and the first failure's (None: none failed); when one fails (maybe before
+    the cluster formed), the others are stopped."""
+    first: int | None = None
+    while any(p.poll() is None for p in procs):
+        if first is None:
+            first = next((p.returncode for p in procs if p.returncode not in (None, 0)), None)
+            if first is not None:
+                for p in procs:
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+    if first is None:
+        first = next((p.returncode for p in procs if p.returncode != 0), None)
+    return [p.returncode for p in procs], first

@@ -6,8 +6,9 @@ UNKNOWN_SERVER_ERROR, or messages Kafka acknowledged without keeping; `obsync.co
 with `RESTART_EXIT`, and this process starts it again after a backoff (1 s, doubling, at most 30 s), logging
 why and counting the restarts in status.json (`restarts`, state `restarting` while it waits) and in the
 metrics (`obsync_task_restarts`, from `OBSYNC_RESTARTS`), for as long as `target.patience` allows from the
-first failure in a row (a child that ran a minute had recovered). A new process rather than a new dataflow in
-the same one: librdkafka's fatal state, its threads and Bytewax's workers all go with the process, and
+first failure in a row (a child that ran a minute had recovered); in a cluster on this host (`obsync run
+--processes N`) every process is started again together (`local_cluster`). A new process rather than a new
+dataflow in the same one: librdkafka's fatal state, its threads and Bytewax's workers all go with the process, and
 resuming (the recovery snapshot, the sink reading Kafka past its snapshot offset) is the path every start
 already takes and the tests cover, so the restart loses and duplicates nothing. A stop during the backoff
 ends the run at once, rc 0.
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 CHILD_ENV = "OBSYNC_RUN_CHILD"
 RESTARTS_ENV = "OBSYNC_RESTARTS"  # restarts before this child (status.json, metrics)
 RESTART_REASON_ENV = "OBSYNC_RESTART_REASON"  # why the last restart was
+# set by a cluster on this host (`local_cluster`): a process whose task asks for a restart ends with `RESTART_EXIT`
+# instead of starting its task again alone; the cluster starts every process again (Bytewax's cluster stops whole)
+RESTART_BY_PARENT_ENV = "OBSYNC_RESTART_BY_PARENT"
 RECOVERED_AFTER = 60.0  # s a child ran before failing after which its failure starts a new streak of restarts
 _PR_SET_PDEATHSIG = 1
 
@@ -64,10 +68,11 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
-              backoff: Backoff | None = None, program: list[str] | None = None) -> int:
+              backoff: Backoff | None = None, program: list[str] | None = None, in_place: bool = True) -> int:
     """Run `obsync <argv>` (a `run`; `program`: what runs instead of `python -m obsync`, for tests) as a child
     and wait for it, starting it again after a `BrokerFault` (`RESTART_EXIT`) for as long as `patience` allows;
-    see the module docstring."""
+    see the module docstring. Not `in_place` (a process of a cluster on this host): a child asking for a restart
+    ends this with `RESTART_EXIT`, for the cluster to start every process again (`local_cluster`)."""
     started: list[subprocess.Popen[bytes]] = []
     pending: list[int] = []
     stop: list[int] = []  # a stop signal came (no restart after it)
@@ -83,8 +88,9 @@ def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, forward)
     restarts = Restarts(patience, backoff or Backoff())
+    before = int(os.environ.get(RESTARTS_ENV) or 0)  # restarts of a cluster on this host before this process began
     while True:
-        env = {**os.environ, CHILD_ENV: "1", RESTARTS_ENV: str(restarts.count)}
+        env = {**os.environ, CHILD_ENV: "1", RESTARTS_ENV: str(before + restarts.count)}
         if restarts.last_reason:
             env[RESTART_REASON_ENV] = restarts.last_reason
         began = time.monotonic()
@@ -97,7 +103,9 @@ def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
         rc = proc.wait()
         if rc != RESTART_EXIT or stop:
             break
-        reason = _child_error(state)
+        if not in_place:
+            return RESTART_EXIT
+        reason = child_error(state)
         delay = restarts.failed(time.monotonic() - began, reason)
         if delay is None:
             log.error("the task failed %s in %.0f s with faults of Kafka's that a restart clears; target.patience "
@@ -122,7 +130,7 @@ def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
             return 0
     if rc == RESTART_EXIT:  # a stop came as the task failed: not restarted; the next start resumes as after a stop
         log.info("stopped (%s) as the task failed with a fault a restart clears (%s); the next run resumes from the "
-                 "last snapshot", signal.Signals(stop[0]).name, _child_error(state))
+                 "last snapshot", signal.Signals(stop[0]).name, child_error(state))
         _write_status(state, {"state": "stopped", "phase": "stopped", "restarts": restarts.count})
         return 0
     if rc >= 0:
@@ -147,7 +155,7 @@ def _write_status(state: TaskState, report: dict[str, object]) -> None:
         pass  # the directory is the fault: `status` tells a run that never reported its end as failed
 
 
-def _child_error(state: TaskState) -> str:
+def child_error(state: TaskState) -> str:
     """The error the child recorded in status.json as it failed (`cli._run`)."""
     try:
         report = json.loads((state.root / "status.json").read_text())

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError
 
 from obsync.app.supervisor import RESTARTS_ENV, Backoff, Restarts, supervise
 from obsync.connectors.kafka.faults import restartable
-from obsync.core.errors import BrokerFault, SinkError
+from obsync.core.errors import RESTART_EXIT, BrokerFault, SinkError
 from obsync.task.state import TaskState
 
 
@@ -204,3 +204,106 @@ def test_a_stop_while_waiting_to_restart_ends_the_run_cleanly_and_the_lock_names
     status = json.loads((state.root / "status.json").read_text())
     assert (status["state"], status["restarts"]) == ("stopped", 1)
 
+
+
+def test_a_process_of_a_cluster_on_this_host_is_not_started_again_alone(tmp_path, monkeypatch, handlers):
+    """Bytewax's cluster stops whole: the process ends with the restart status, for `obsync run --processes N`
+    to start every process again."""
+    state = _state(tmp_path)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    monkeypatch.setenv("FAILS", "5")
+    monkeypatch.setenv("FINAL", "0")
+    monkeypatch.setenv(RESTARTS_ENV, "3")  # restarts of the cluster before this process began
+    rc = supervise([str(state.root)], state, 30.0, QUICK, program=[sys.executable, str(script)], in_place=False)
+    assert rc == RESTART_EXIT
+    assert (state.root / "runs").read_text().splitlines() == ["3 -"]
+
+
+# A stand-in for `obsync run -i K` of a cluster on this host: its run log is a line per start (process, restarts
+# before it, why the last was); process 0 fails with the restart status on its first FAILS starts, after the
+# others have started (its peers then stop as Bytewax's do: here when signalled); then every process exits FINAL.
+CLUSTER_CHILD = """
+import json, os, signal, sys, time
+argv = sys.argv
+state, k = argv[argv.index("--state-dir") + 1], int(argv[argv.index("--process-id") + 1])
+os.makedirs(state, exist_ok=True)
+runs = os.path.join(os.path.dirname(state), "runs")
+with open(runs, "a") as f:
+    f.write(f"{k} {os.environ['OBSYNC_RESTARTS']} {os.environ.get('OBSYNC_RESTART_REASON', '-')} "
+            f"{os.environ.get('OBSYNC_RESTART_BY_PARENT')} {argv[argv.index('--addresses') + 1].count(';') + 1}\\n")
+n = int(os.environ["OBSYNC_RESTARTS"])
+if n < int(os.environ["FAILS"]):
+    if k == 0:
+        time.sleep(0.3)
+        with open(os.path.join(state, "status.json"), "w") as f:
+            json.dump({"state": "failed", "error": f"write to t[0] failed: Unknown broker error ({n + 1})"}, f)
+        sys.exit(75)
+    time.sleep(30)  # a peer: stopped by the cluster's SIGTERM
+    sys.exit(9)
+time.sleep(0.2)
+sys.exit(int(os.environ["FINAL"]))
+"""
+
+
+def _cluster(tmp_path: Path, monkeypatch, fails: int, final: int = 0, patience: float | None = 30.0,
+             processes: int = 3, backoff: Backoff = QUICK) -> tuple[int, list[list[str]], TaskState]:
+    import argparse
+
+    from obsync.app.local_cluster import run_local_cluster
+
+    state = _state(tmp_path)
+    script = tmp_path / "cluster_child.py"
+    script.write_text(CLUSTER_CHILD)
+    monkeypatch.delenv(RESTARTS_ENV, raising=False)
+    monkeypatch.setenv("FAILS", str(fails))
+    monkeypatch.setenv("FINAL", str(final))
+    args = argparse.Namespace(processes=processes, process_id=None, addresses=None, task=str(tmp_path / "task.yaml"),
+                              stop_timeout=30.0, until_caught_up=True, workers=None, metrics_port=None,
+                              metrics_host="127.0.0.1", verbose=False)
+    rc = run_local_cluster(args, state, patience, backoff, program=[sys.executable, str(script)])
+    runs = [line.split(" ", 1) for line in (state.root / "runs").read_text().splitlines()]
+    return rc, sorted(runs, key=lambda r: (r[1].split()[0], r[0])), state
+
+
+def test_a_cluster_on_this_host_starts_every_process_again_when_one_fails_with_the_restart_status(
+        tmp_path, monkeypatch, handlers, caplog):
+    with caplog.at_level(logging.WARNING, "obsync.app.local_cluster"):
+        rc, runs, _ = _cluster(tmp_path, monkeypatch, fails=2)
+    assert rc == 0
+    # three starts of every process, each told the restarts before it and why the last was, and not to restart alone
+    why = ["-", "write to t[0] failed: Unknown broker error (1)", "write to t[0] failed: Unknown broker error (2)"]
+    assert runs == [[str(k), f"{n} {why[n]} 1 3"] for n in range(3) for k in range(3)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and all(line.startswith("process 0 of the cluster failed with a fault of Kafka's that a "
+                                                   "restart clears (write to t[0]") for line in lines)
+    assert "restart 1;" in lines[0] and "restart 2;" in lines[1]
+
+
+def test_a_cluster_on_this_host_keeps_its_processes_failure_and_gives_up_after_the_patience(
+        tmp_path, monkeypatch, handlers, caplog):
+    rc, runs, _ = _cluster(tmp_path / "a", monkeypatch, fails=1, final=3)
+    assert rc == 3 and len(runs) == 6  # restarted once, then the processes' own failure
+    with caplog.at_level(logging.ERROR, "obsync.app.local_cluster"):
+        rc, runs, _ = _cluster(tmp_path / "b", monkeypatch, fails=1000, patience=0.5)
+    assert rc == 2 and 2 <= len(runs) // 3 < 20
+    assert "target.patience (0.5 s) ran out: not starting the cluster again" in caplog.records[-1].getMessage()
+
+
+def test_a_stop_while_a_cluster_on_this_host_waits_to_start_again_ends_the_run_cleanly(
+        tmp_path, monkeypatch, handlers, caplog):
+    def stop_when_waiting() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("starting every process again" in r.getMessage()
+                                                       for r in list(caplog.records)):
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    t = threading.Thread(target=stop_when_waiting)
+    with caplog.at_level(logging.INFO, "obsync.app.local_cluster"):
+        t.start()
+        began = time.monotonic()
+        rc, runs, _ = _cluster(tmp_path, monkeypatch, fails=1000, backoff=Backoff(30.0, 30.0))
+        t.join()
+    assert rc == 0 and len(runs) == 3 and time.monotonic() - began < 15
+    assert "stopped (SIGTERM) while waiting to start the cluster again" in caplog.records[-1].getMessage()
