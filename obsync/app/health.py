@@ -11,6 +11,7 @@ task rewrites every 2 s), without loading the engine or connecting to anything:
 | `full sync` (rows done of the estimate) | yes | no |
 | `starting` (running; precheck passed, this run has not reported yet: preparing) | yes | no |
 | `waiting for the source` (reconnecting, within `source.patience`) | yes | no |
+| `restarting` (`obsync run` starts the task again after a fault of Kafka's, within `target.patience`) | yes | no |
 | `stale` (running, no report for `STALE_AFTER` s: the process is stuck) | no | no |
 | `failed` (the error) | no | no |
 | `not running` (stopped, paused, saved, done, never started) | no | no |
@@ -55,6 +56,9 @@ def judge(status: dict[str, Any], *, run_started: float | None, max_lag: float =
         phase = status.get("phase")
         detail = f"{state}" + (f", phase {phase}" if phase and phase != "-" else "")
         return Health("not running", False, False, detail)
+    if status.get("phase") == "restarting":  # written once as the backoff (up to 30 s) begins: not stale, not stuck
+        restarts, why = status.get("restarts"), status.get("last_restart_reason")
+        return Health("restarting", True, False, f"restart {restarts}" + (f" after: {why}" if why else ""))
     age = status.get("reported_seconds_ago")
     updated = None if age is None else now - float(age)
     if updated is None or (run_started is not None and updated < run_started):

@@ -33,6 +33,9 @@ def running(**report) -> dict:
     ({"state": "stopped", "phase": "done"}, "not running", False, False, "stopped, phase done"),
     ({"state": "paused", "phase": "-"}, "not running", False, False, "paused"),
     ({"state": "running", "phase": None}, "starting", True, False, "preparing for 100 s"),
+    # `obsync run` waiting to start the task's process again: its one report ages through a backoff of up to 30 s
+    (running(phase="restarting", reported_seconds_ago=29.0, restarts=3, last_restart_reason="write to t[0] failed"),
+     "restarting", True, False, "restart 3 after: write to t[0] failed"),
 ])
 def test_verdicts(status, verdict, healthy, ready, detail) -> None:
     h = judge(status, run_started=NOW - 100, now=NOW)
