@@ -91,7 +91,7 @@ def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
     from obsync.app.local_cluster import PRECHECKED_ENV
-    from obsync.app.supervisor import RESTART_BY_PARENT_ENV, is_child, supervise
+    from obsync.app.supervisor import RESTART_BY_PARENT_ENV, MetricsAt, is_child, supervise
     from obsync.core.errors import StateError
     from obsync.runtime.settings import broker_patience
     from obsync.runtime.validate import load_checked_task
@@ -118,8 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 return run_local_cluster(args, state, broker_patience(task.target).patience)
             # a process of a cluster on this host is started again with the others (`local_cluster`), not alone
+            port = args.metrics_port if args.metrics_port is not None else task.metrics_port
             return supervise(args.argv, state, broker_patience(task.target).patience,
-                             in_place=os.environ.get(RESTART_BY_PARENT_ENV) != "1")
+                             in_place=os.environ.get(RESTART_BY_PARENT_ENV) != "1",
+                             metrics_at=MetricsAt(task.name, args.metrics_host, port) if port else None)
         with state.running(pid=os.getppid()):  # the watching process: the one users started and signal
             return _run(task, args, stopper)
     except BaseException as e:

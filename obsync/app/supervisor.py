@@ -5,7 +5,8 @@ Kafka producer would make: librdkafka's fatal idempotent-producer errors, a fenc
 UNKNOWN_SERVER_ERROR, or messages Kafka acknowledged without keeping; `obsync.connectors.kafka.faults`) exits
 with `RESTART_EXIT`, and this process starts it again after a backoff (1 s, doubling, at most 30 s), logging
 why and counting the restarts in status.json (`restarts`, state `restarting` while it waits) and in the
-metrics (`obsync_task_restarts`, from `OBSYNC_RESTARTS`), for as long as `target.patience` allows from the
+metrics (`obsync_task_restarts`, from `OBSYNC_RESTARTS`; during the backoff this process serves the endpoint
+itself: `serve_restarting`), for as long as `target.patience` allows from the
 first failure in a row (a child that ran a minute had recovered); in a cluster on this host (`obsync run
 --processes N`) every process is started again together (`local_cluster`). A new process rather than a new
 dataflow in the same one: librdkafka's fatal state, its threads and Bytewax's workers all go with the process, and
@@ -34,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from obsync.core.errors import RESTART_EXIT, StateError
 from obsync.core.wording import counted
@@ -68,11 +70,13 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
-              backoff: Backoff | None = None, program: list[str] | None = None, in_place: bool = True) -> int:
+              backoff: Backoff | None = None, program: list[str] | None = None, in_place: bool = True,
+              metrics_at: MetricsAt | None = None) -> int:
     """Run `obsync <argv>` (a `run`; `program`: what runs instead of `python -m obsync`, for tests) as a child
     and wait for it, starting it again after a `BrokerFault` (`RESTART_EXIT`) for as long as `patience` allows;
     see the module docstring. Not `in_place` (a process of a cluster on this host): a child asking for a restart
-    ends this with `RESTART_EXIT`, for the cluster to start every process again (`local_cluster`)."""
+    ends this with `RESTART_EXIT`, for the cluster to start every process again (`local_cluster`). `metrics_at`:
+    the child's Prometheus endpoint, which this process serves during a backoff (`serve_restarting`)."""
     started: list[subprocess.Popen[bytes]] = []
     pending: list[int] = []
     stop: list[int] = []  # a stop signal came (no restart after it)
@@ -120,9 +124,15 @@ def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
                               "pid": os.getpid(),
                               "restarts": restarts.count, "restart_in_seconds": round(delay, 1)})
         deadline = time.monotonic() + delay
-        with state.running(pid=os.getpid()):  # meanwhile `obsync stop` finds this process to signal
-            while not stop and time.monotonic() < deadline:
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        server = serve_restarting(metrics_at, before + restarts.count) if metrics_at is not None else None
+        try:
+            with state.running(pid=os.getpid()):  # meanwhile `obsync stop` finds this process to signal
+                while not stop and time.monotonic() < deadline:
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        finally:
+            if server is not None:  # the port is the child's again
+                server.shutdown()
+                server.server_close()
         if stop:
             log.info("stopped (%s) while waiting to restart the task; the next run resumes from the last snapshot",
                      signal.Signals(stop[0]).name)
@@ -153,6 +163,33 @@ def _write_status(state: TaskState, report: dict[str, object]) -> None:
             write_json_atomic(state.root / "status.json", {**report, "updated": time.time()})
     except OSError:
         pass  # the directory is the fault: `status` tells a run that never reported its end as failed
+
+
+class MetricsAt(NamedTuple):
+    """Where a task's Prometheus endpoint listens (`obsync run --metrics-port`, the task's `metrics_port`)."""
+
+    task: str
+    host: str
+    port: int
+
+
+def serve_restarting(at: MetricsAt, restarts: int) -> Any:
+    """The endpoint while the task's process is gone, between a failure and its restart: `obsync_up` 0,
+    `obsync_phase` `restarting`, `obsync_task_restarts` (counters, which the process's next run starts again from
+    0, are left out), so that a scrape finds a task restarting rather than nothing. None when the port cannot be
+    had (logged; the restart goes on)."""
+    from obsync.runtime import metrics
+
+    metrics.configure(at.task)
+    metrics.set_up(False)
+    metrics.set_phase("restarting")
+    metrics.set_restarts(restarts)
+    try:
+        return metrics.start_metrics_server(at.port, at.host)
+    except OSError as e:
+        log.warning("metrics port %d on %s: cannot listen while the task restarts: %s", at.port, at.host,
+                    e.strerror or e)
+        return None
 
 
 def child_error(state: TaskState) -> str:

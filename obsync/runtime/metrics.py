@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=False)
 
-PHASES = ("starting", "full", "incremental", "done", "failed", "stopped")
+PHASES = ("starting", "full", "incremental", "done", "failed", "stopped", "restarting")
 ERROR_KINDS = ("config", "source", "source_unavailable", "position_lost", "schema_mismatch", "sink", "state",
                "source_reconnect", "internal")
 

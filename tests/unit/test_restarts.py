@@ -307,3 +307,46 @@ def test_a_stop_while_a_cluster_on_this_host_waits_to_start_again_ends_the_run_c
         t.join()
     assert rc == 0 and len(runs) == 3 and time.monotonic() - began < 15
     assert "stopped (SIGTERM) while waiting to start the cluster again" in caplog.records[-1].getMessage()
+
+
+def test_the_metrics_endpoint_says_restarting_during_the_backoff_and_is_the_tasks_again_after(
+        tmp_path, monkeypatch, handlers):
+    """Between a failure and its restart the task's process is gone; a scrape then finds the task restarting (not
+    a refused connection), and the port is free for the restarted process."""
+    import socket
+    import urllib.request
+
+    from obsync.app.local_cluster import free_ports
+    from obsync.app.supervisor import MetricsAt
+
+    state = _state(tmp_path)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    monkeypatch.delenv(RESTARTS_ENV, raising=False)
+    monkeypatch.setenv("FAILS", "1")
+    monkeypatch.setenv("FINAL", "0")
+    [port] = free_ports(1)
+    scraped: list[str] = []
+
+    def scrape() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not scraped:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+                    scraped.append(r.read().decode())
+            except OSError:
+                time.sleep(0.05)
+
+    t = threading.Thread(target=scrape)
+    t.start()
+    rc = supervise([str(state.root)], state, 30.0, Backoff(3.0, 3.0), program=[sys.executable, str(script)],
+                   metrics_at=MetricsAt("shop", "127.0.0.1", port))
+    t.join()
+    assert rc == 0 and len((state.root / "runs").read_text().splitlines()) == 2
+    [body] = scraped
+    assert 'obsync_up{task="shop"} 0.0' in body and 'obsync_task_restarts{task="shop"} 1.0' in body
+    assert 'obsync_phase{obsync_phase="restarting",task="shop"} 1.0' in body
+    assert "\nobsync_messages_written_total{" not in body  # counters start again from 0 with the process: no sample
+    with socket.socket() as s:  # released before the task's process was started again (which, as an HTTP server,
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # binds past the scrape's TIME_WAIT)
+        s.bind(("127.0.0.1", port))
