@@ -40,7 +40,7 @@ from obsync.steps.partitioning import (
 from obsync.task.live import Live
 
 Partitioning = Literal["hash", "table", "one"]
-_UPDATE, _DDL, _HEARTBEAT = Op.UPDATE, Op.DDL, Op.HEARTBEAT
+_UPDATE, _DDL, _HEARTBEAT, _READ = Op.UPDATE, Op.DDL, Op.HEARTBEAT, Op.READ
 _new_tuple = tuple.__new__
 
 
@@ -400,7 +400,7 @@ class Router:
                     continue
                 change, topic, partition = job
                 position, commit_time = change.position, change.commit_time
-                if position.__class__ is LogPosition:
+                if change.op is not _READ:  # a change of the log's stream (a backfill's rows too), not full sync's
                     n += 1
             if topic is not last_topic:
                 room = large.room(topic) if large is not None else 0

@@ -563,11 +563,14 @@ def test_stream_done_picked_reaches_every_lane_and_counts_are_heard():
     r = real_router()
     r.on_encoded = lambda lane, n: heard.append((lane, n))
     batch = [Change(Op.INSERT, ITEMS, LogPosition("b.000001", i, 0), after={"id": i}) for i in range(30)]
+    # rows a backfill reads into the log's stream (a table picked up while running) are the log's too
+    batch += [Change(Op.INSERT, ITEMS, SnapshotPosition("shop.items/0000", (i,)), None, {"id": i}, 5.0)
+              for i in range(100, 110)]
     lanes = dict(r.pick([*batch, StreamDone("x")]))
     assert sorted(lanes) == lane_names(DEFAULT_LANES)
     for work in lanes.values():
         assert r.expand(work)[-1] == StreamDone("x")
-    assert sum(n for _, n in heard) == 30 and len(heard) == len({lane_of("items", p, DEFAULT_LANES) for p in range(3)})
+    assert sum(n for _, n in heard) == 40 and len(heard) == len({lane_of("items", p, DEFAULT_LANES) for p in range(3)})
 
 
 def test_formats_and_policies_whose_rows_may_reach_other_lanes_are_not_spread():
