@@ -58,7 +58,9 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
         "group.id": f"obsync-tail-{uuid.uuid4().hex}",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
+        # Kafka answers a start past the partition's end (or before its first offset) with OFFSET_OUT_OF_RANGE;
+        # "earliest" would then read from the partition's beginning without a word and hide lost messages
+        "auto.offset.reset": "error",
         "isolation.level": "read_uncommitted",
         "fetch.wait.max.ms": 20,  # the end-of-partition event comes after one empty fetch: keep it short
         "logger": logging.getLogger("obsync.rdkafka"),
@@ -91,6 +93,10 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     return
+                if err.code() == KafkaError._AUTO_OFFSET_RESET:  # the start lies outside what Kafka holds
+                    start_offset = _start_out_of_range(consumer, topic, partition, start_offset, brokers, err.str())
+                    consumer.assign([TopicPartition(topic, partition, start_offset)])
+                    continue
                 raise SinkError(
                     f"cannot read {where} on Kafka ({brokers}) from offset {start_offset}: "
                     f"{mask_secrets(err.str(), conf)}. obsync reads what it wrote there to resume exactly once: "
@@ -108,6 +114,57 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
         consumer.close()
 
 
+def _start_out_of_range(consumer: Consumer, topic: str, partition: int, start: int, brokers: str,
+                        why: str) -> int:
+    """Where to read from after Kafka answered that `start` is out of range (OFFSET_OUT_OF_RANGE): Kafka is
+    asked where the partition begins and ends (its answer is exact here; brokers that answer ListOffsets
+    wrongly do not send OFFSET_OUT_OF_RANGE), then `start_within`; unanswered, a `SinkError` naming both."""
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+    except KafkaException as e:
+        raise SinkError(
+            f"Kafka ({brokers}) answered that offset {start} of {topic}[{partition}], where this task's last "
+            f"snapshot says its next message goes, is out of range ({why}), and did not say where the partition "
+            f"begins and ends ({e.args[0].str() if e.args else e}). Start the task again: nothing was "
+            "written") from None
+    return start_within(topic, partition, start, low, high, brokers, why)
+
+
+def start_within(topic: str, partition: int, start: int, low: int, high: int, brokers: str, why: str) -> int:
+    """The offset to read a partition back from when Kafka answered `start` out of range, the partition holding
+    offsets `low` to `high` (exclusive):
+
+    - it ends before `start`: `SinkError`, Kafka lost messages it acknowledged;
+    - it begins after `start` (retention, or records deleted): `low`, logged. What this task wrote from `start`
+      on that Kafka deleted cannot be read back; if the last of its messages was among them, the messages
+      after its last snapshot are written again;
+    - `start` inside after all: `SinkError` naming both, nothing written.
+    """
+    if 0 <= high < start:
+        raise _lost(topic, partition, high, start, brokers)
+    if low > start:
+        log.warning("%s[%d] on Kafka (%s) begins at offset %d, after offset %d where this task's last snapshot "
+                    "says its next message goes: Kafka deleted offsets %d-%d (retention, or records deleted) "
+                    "before they were read back; reading from offset %d. If the last message this task wrote lay "
+                    "there, the messages after its last snapshot are written again", topic, partition, brokers,
+                    low, start, start, low - 1, low)
+        return low
+    raise SinkError(
+        f"Kafka ({brokers}) answered that offset {start} of {topic}[{partition}], where this task's last snapshot "
+        f"says its next message goes, is out of range ({why}), yet says the partition holds offsets {low} to "
+        f"{high - 1}. Start the task again: nothing was written")
+
+
+def _lost(topic: str, partition: int, high: int, start: int, brokers: str) -> SinkError:
+    """The error of a partition that ends at `high`, before `start`, where this task's next message goes."""
+    return SinkError(
+        f"{topic}[{partition}] ends at offset {high} on Kafka ({brokers}), before offset {start}, where this "
+        "task's last snapshot says its next message goes: Kafka no longer holds messages it acknowledged to "
+        "this task (a broker that lost data, or the topic deleted and created again). obsync cannot tell "
+        "which of its messages are missing, so it does not go on: `obsync verify` shows what the topic "
+        "lacks; to sync again, start the task with an empty state directory (a new full sync)")
+
+
 def _check_not_shorter(consumer: Consumer, topic: str, partition: int, start: int, brokers: str) -> None:
     """Raise if Kafka answers that the partition ends before `start`: a read from there gets nothing, neither
     messages nor the end-of-partition event (tansu), and would wait the whole patience as for a silent broker.
@@ -120,12 +177,7 @@ def _check_not_shorter(consumer: Consumer, topic: str, partition: int, start: in
     except KafkaException:
         return
     if 0 <= high < start:
-        raise SinkError(
-            f"{topic}[{partition}] ends at offset {high} on Kafka ({brokers}), before offset {start}, where this "
-            "task's last snapshot says its next message goes: Kafka no longer holds messages it acknowledged to "
-            "this task (a broker that lost data, or the topic deleted and created again). obsync cannot tell "
-            "which of its messages are missing, so it does not go on: `obsync verify` shows what the topic "
-            "lacks; to sync again, start the task with an empty state directory (a new full sync)")
+        raise _lost(topic, partition, high, start, brokers)
 
 
 def _judge(watch: AckWatch, brokers: str, where: str, start: int, last_error: list[str], listener: SinkListener,

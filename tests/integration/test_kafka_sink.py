@@ -18,7 +18,7 @@ from obsync.core.changes import StreamDone
 from obsync.core.errors import BrokerFault, SinkError
 from obsync.core.positions import LogPosition, SnapshotPosition, position_to_header
 from obsync.runtime.progress import Progress
-from tests.helpers.kafka import read_partition
+from tests.helpers.kafka import LibrdkafkaMockCluster, read_partition
 
 
 def make_sink(kafka, topic, partitions, required=frozenset(), delivered=None, gaps_file=None):
@@ -394,6 +394,61 @@ def test_messages_carry_headers_timestamp_and_acknowledgements_are_counted(kafka
                              "obsync.pos": f'["log","bin.000002",{r.position.pos},{r.position.row}]'.encode()}
         assert start_ms - 1000 <= m.timestamp <= end_ms + 1000
     assert read_partition(kafka.bootstrap_servers, topic, 0) == []
+
+
+@pytest.fixture
+def kafka_like():
+    """librdkafka's mock broker: it answers a fetch outside a partition as Apache Kafka does (OFFSET_OUT_OF_RANGE),
+    which tansu does not (tests.helpers.kafka.LibrdkafkaMockCluster says why it stands in here)."""
+    cluster = LibrdkafkaMockCluster()
+    yield cluster
+    cluster.close()
+
+
+def test_on_kafka_a_resume_past_the_partitions_end_fails_at_once_naming_the_cause(kafka_like):
+    """Apache Kafka answers a read from past a partition's end with OFFSET_OUT_OF_RANGE. The read back used to
+    start over at the partition's first offset then (auto.offset.reset=earliest), without a word: it found the
+    positions written before the lost ones and the task went on, the lost messages never written again. Now it
+    fails at once, before any write, saying where the partition ends and what to do."""
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    kafka_like.create_topic(topic)
+    sink = make_sink(kafka_like, topic, 4)
+    lane = lane_of(topic, 0, DEFAULT_LANES)
+    part = sink.build_part("out", lane, None)
+    part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), b"v") for i in range(3)]])
+    state = part.snapshot()
+    assert state["partitions"][part_name(topic, 0)]["offset"] == 3
+    state["partitions"][part_name(topic, 0)]["offset"] = 50  # as if Kafka had lost offsets 3..49 it acknowledged
+    t0 = time.monotonic()
+    with pytest.raises(SinkError) as e:
+        make_sink(kafka_like, topic, 4).build_part("out", lane, state)
+    assert time.monotonic() - t0 < 15  # at the first fetch's answer, not at a stall (target.stall_timeout: 30 s)
+    assert f"{topic}[0] ends at offset 3 on Kafka ({kafka_like.bootstrap_servers}), before offset 50" in str(e.value)
+    assert "no longer holds messages it acknowledged" in str(e.value)
+    assert [m.value for m in read_partition(kafka_like.bootstrap_servers, topic, 0)] == [b"v"] * 3  # nothing added
+
+
+def test_on_kafka_a_resume_inside_the_partition_still_writes_nothing_twice(kafka_like):
+    """The read back with auto.offset.reset=error, from a snapshot's offset inside the partition and from its
+    end, on a broker answering as Kafka does: the replayed messages are dropped, the new ones written once."""
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    kafka_like.create_topic(topic)
+    lane = lane_of(topic, 1, DEFAULT_LANES)
+    log = [rec(topic, 1, LogPosition("bin.000001", 100 + i, 0), f"v{i}".encode()) for i in range(9)]
+    part = make_sink(kafka_like, topic, 4).build_part("out", lane, None)
+    part.write_batch([log[:2]])
+    inside = part.snapshot()
+    part.write_batch([log[2:5]])
+    at_end = part.snapshot()
+    part.shared.flush()
+    resumed = make_sink(kafka_like, topic, 4).build_part("out", lane, inside)  # replays 2..6
+    resumed.write_batch([log[2:7]])
+    resumed.close()
+    again = make_sink(kafka_like, topic, 4).build_part("out", lane, at_end)  # replays 5..8
+    again.write_batch([log[5:]])
+    again.close()
+    got = read_partition(kafka_like.bootstrap_servers, topic, 1)
+    assert [(m.offset, m.value) for m in got] == [(i, f"v{i}".encode()) for i in range(9)]
 
 
 def test_a_partition_shorter_than_the_snapshot_says_fails_at_the_stall_naming_the_cause(kafka):

@@ -1,0 +1,37 @@
+"""Where a read back starts when Kafka answers its offset out of range (connectors.kafka.tail.start_within)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from obsync.connectors.kafka.tail import start_within
+from obsync.core.errors import SinkError
+
+
+def test_a_partition_ending_before_the_start_is_lost_data_naming_offsets_and_brokers():
+    with pytest.raises(SinkError) as e:
+        start_within("orders", 2, 50, 0, 3, "b1:9092", "Offset out of range")
+    assert str(e.value).startswith("orders[2] ends at offset 3 on Kafka (b1:9092), before offset 50")
+    assert "no longer holds messages it acknowledged" in str(e.value)
+    with pytest.raises(SinkError, match="ends at offset 0"):
+        start_within("orders", 0, 1, 0, 0, "b1:9092", "Offset out of range")  # emptied (the topic created again)
+
+
+def test_a_partition_beginning_after_the_start_is_read_from_its_beginning_and_said(caplog):
+    caplog.set_level(logging.WARNING, "obsync.connectors.kafka.tail")
+    assert start_within("orders", 1, 40, 70, 90, "b1:9092", "Offset out of range") == 70
+    assert start_within("orders", 1, 40, 70, 70, "b1:9092", "Offset out of range") == 70  # all deleted
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2
+    assert said[0].startswith("orders[1] on Kafka (b1:9092) begins at offset 70, after offset 40")
+    assert "deleted offsets 40-69" in said[0] and "reading from offset 70" in said[0]
+
+
+@pytest.mark.parametrize("start", [0, 5, 10])
+def test_a_start_kafka_says_it_holds_is_an_error_naming_both(start):
+    with pytest.raises(SinkError) as e:
+        start_within("orders", 0, start, 0, 10, "b1:9092", "Offset out of range")
+    assert f"offset {start} of orders[0]" in str(e.value) and "(Offset out of range)" in str(e.value)
+    assert "holds offsets 0 to 9" in str(e.value) and "nothing was written" in str(e.value)
