@@ -27,11 +27,10 @@ from pathlib import Path
 
 from obsync.app.supervisor import (
     RESTART_BY_PARENT_ENV,
-    RESTART_REASON_ENV,
-    RESTARTS_ENV,
     Backoff,
     Restarts,
     child_error,
+    wait_out,
 )
 from obsync.core.errors import RESTART_EXIT, StateError
 from obsync.core.wording import counted
@@ -99,11 +98,9 @@ def run_local_cluster(args: argparse.Namespace, state: TaskState, patience: floa
         for s in _FORWARDED:
             signal.signal(s, forward)
         while True:
-            env = {**os.environ, PRECHECKED_ENV: "1", RESTART_BY_PARENT_ENV: "1", RESTARTS_ENV: str(restarts.count)}
+            env = {**os.environ, PRECHECKED_ENV: "1", RESTART_BY_PARENT_ENV: "1", **restarts.child_env()}
             env.pop("BYTEWAX_PROCESS_ID", None)
             env.pop("BYTEWAX_ADDRESSES", None)
-            if restarts.last_reason:
-                env[RESTART_REASON_ENV] = restarts.last_reason
             began = time.monotonic()
             addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(n))
             procs[:] = [subprocess.Popen([*(program or [sys.executable, "-m", "obsync"]),
@@ -125,9 +122,7 @@ def run_local_cluster(args: argparse.Namespace, state: TaskState, patience: floa
                         "others stopped with it: starting every process again in %.0f s (restart %d; they resume "
                         "from the last snapshot: nothing is lost or written twice)", k, reason, delay,
                         restarts.count)
-            deadline = time.monotonic() + delay
-            while not stop and time.monotonic() < deadline:
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            wait_out(delay, stop)
             if stop:
                 log.info("stopped (%s) while waiting to start the cluster again; the next run resumes from the "
                          "last snapshot", signal.Signals(stop[0]).name)

@@ -94,9 +94,7 @@ def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
     restarts = Restarts(patience, backoff or Backoff())
     before = int(os.environ.get(RESTARTS_ENV) or 0)  # restarts of a cluster on this host before this process began
     while True:
-        env = {**os.environ, CHILD_ENV: "1", RESTARTS_ENV: str(before + restarts.count)}
-        if restarts.last_reason:
-            env[RESTART_REASON_ENV] = restarts.last_reason
+        env = {**os.environ, CHILD_ENV: "1", **restarts.child_env(before)}
         began = time.monotonic()
         proc = subprocess.Popen([*(program or [sys.executable, "-m", "obsync"]), *argv], env=env,
                                 process_group=0, preexec_fn=_die_with_parent)  # Ctrl-C reaches it once, through us
@@ -123,12 +121,10 @@ def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
         _write_status(state, {"state": "restarting", "phase": "restarting", "last_restart_reason": reason,
                               "pid": os.getpid(),
                               "restarts": restarts.count, "restart_in_seconds": round(delay, 1)})
-        deadline = time.monotonic() + delay
         server = serve_restarting(metrics_at, before + restarts.count) if metrics_at is not None else None
         try:
             with state.running(pid=os.getpid()):  # meanwhile `obsync stop` finds this process to signal
-                while not stop and time.monotonic() < deadline:
-                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                wait_out(delay, stop)
         finally:
             if server is not None:  # the port is the child's again
                 server.shutdown()
@@ -192,6 +188,13 @@ def serve_restarting(at: MetricsAt, restarts: int) -> Any:
         return None
 
 
+def wait_out(delay: float, stop: list[int]) -> None:
+    """Sleep `delay` s, or until a stop signal is in `stop` (checked every 0.2 s)."""
+    deadline = time.monotonic() + delay
+    while not stop and time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
 def child_error(state: TaskState) -> str:
     """The error the child recorded in status.json as it failed (`cli._run`)."""
     try:
@@ -230,6 +233,14 @@ class Restarts:
 
     def streak_for(self) -> float:
         return self._clock() - self._streak_began
+
+    def child_env(self, before: int = 0) -> dict[str, str]:
+        """What a started child is told of the restarts before it (`before`: those before this `obsync run`)
+        and of why the last one was (status.json, metrics)."""
+        env = {RESTARTS_ENV: str(before + self.count)}
+        if self.last_reason:
+            env[RESTART_REASON_ENV] = self.last_reason
+        return env
 
     def failed(self, ran_for: float, reason: str) -> float | None:
         """A child failed after running `ran_for` s: the delay before starting it again, None to give up."""
