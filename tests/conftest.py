@@ -15,6 +15,7 @@ import pytest
 from obsync.app.embedded.mariadb import MariaDBServer
 from obsync.app.embedded.seekdb import SeekDBServer
 from obsync.app.embedded.tansu import TansuBroker
+from tests.helpers.kafka import LibrdkafkaMockCluster
 from tests.helpers.tasks import unique
 from tests.helpers.workload import TABLE
 
@@ -46,6 +47,15 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
     """A tansu broker with memory storage; use unique topic names per test."""
     with TansuBroker(tmp_path_factory.mktemp("tansu")) as broker:
         yield broker
+
+
+@pytest.fixture
+def kafka_like() -> Iterator[LibrdkafkaMockCluster]:
+    """librdkafka's mock broker: it answers a fetch outside a partition as Apache Kafka does (OFFSET_OUT_OF_RANGE),
+    which tansu does not (`tests.helpers.kafka.LibrdkafkaMockCluster` says why it stands in there)."""
+    cluster = LibrdkafkaMockCluster()
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture

@@ -248,7 +248,7 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
+        "auto.offset.reset": "error",  # a start past the end is said (below), not read from the beginning
         "isolation.level": "read_uncommitted",
         "fetch.wait.max.ms": 20,
         "logger": logging.getLogger("obsync.rdkafka"),
@@ -267,6 +267,10 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
                 if err:
                     if err.code() == KafkaError._PARTITION_EOF:
                         return
+                    if err.code() == KafkaError._AUTO_OFFSET_RESET:
+                        start_offset = _read_from_within(consumer, conf, topic, partition, start_offset, err.str())
+                        consumer.assign([TopicPartition(topic, partition, start_offset)])
+                        break
                     raise SinkError(f"cannot read {topic}[{partition}]: {err.str()}")
                 headers = {h[0]: h[1] for h in (msg.headers() or ()) if isinstance(h[1], bytes)}
                 seq = headers.get(SEQ_HEADER)
@@ -277,6 +281,24 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
                 deadline = time.monotonic() + timeout
     finally:
         consumer.close()
+
+
+def _read_from_within(consumer: Consumer, conf: dict[str, Any], topic: str, partition: int, start: int,
+                      why: str) -> int:
+    """Where `read_messages` goes on after Kafka answered `start` out of range: the partition's first offset if it
+    begins after `start` (retention; the messages before are gone for every reader), else a `SinkError` saying
+    where it ends (the topic was created again, or Kafka lost messages, since they were read up to `start`)."""
+    brokers = conf.get("bootstrap.servers", "?")
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+    except KafkaException as e:
+        raise SinkError(f"cannot read {topic}[{partition}] from offset {start} on Kafka ({brokers}): {why}; where "
+                        f"it begins and ends is not known either ({e.args[0].str() if e.args else e})") from None
+    if low > start:
+        return low
+    raise SinkError(f"cannot read {topic}[{partition}] from offset {start} on Kafka ({brokers}): it holds offsets "
+                    f"{low} to {high - 1} ({why}). Messages read before are gone: the topic was created again, "
+                    "or Kafka lost them")
 
 
 def _as_bytes(v: str | bytes | None) -> bytes | None:

@@ -18,7 +18,7 @@ from obsync.core.changes import StreamDone
 from obsync.core.errors import BrokerFault, SinkError
 from obsync.core.positions import LogPosition, SnapshotPosition, position_to_header
 from obsync.runtime.progress import Progress
-from tests.helpers.kafka import LibrdkafkaMockCluster, read_partition
+from tests.helpers.kafka import read_partition
 
 
 def make_sink(kafka, topic, partitions, required=frozenset(), delivered=None, gaps_file=None):
@@ -394,15 +394,6 @@ def test_messages_carry_headers_timestamp_and_acknowledgements_are_counted(kafka
                              "obsync.pos": f'["log","bin.000002",{r.position.pos},{r.position.row}]'.encode()}
         assert start_ms - 1000 <= m.timestamp <= end_ms + 1000
     assert read_partition(kafka.bootstrap_servers, topic, 0) == []
-
-
-@pytest.fixture
-def kafka_like():
-    """librdkafka's mock broker: it answers a fetch outside a partition as Apache Kafka does (OFFSET_OUT_OF_RANGE),
-    which tansu does not (tests.helpers.kafka.LibrdkafkaMockCluster says why it stands in here)."""
-    cluster = LibrdkafkaMockCluster()
-    yield cluster
-    cluster.close()
 
 
 def test_on_kafka_a_resume_past_the_partitions_end_fails_at_once_naming_the_cause(kafka_like):
