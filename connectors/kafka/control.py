@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from obsync.connectors.kafka.client import KafkaSettings, base_config
+from obsync.connectors.kafka.tail import read_on_from
 from obsync.core.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,11 @@ class ControlTopic:
                     if err:
                         if err.code() == KafkaError._PARTITION_EOF:
                             break
+                        if err.code() == KafkaError._AUTO_OFFSET_RESET:  # compacted away, or the topic is new
+                            self._next = read_on_from(consumer, self.settings.bootstrap_servers, self.topic, 0,
+                                                      self._next, err.str())
+                            consumer.assign([TopicPartition(self.topic, 0, self._next)])
+                            continue
                         raise SinkError(f"cannot read control topic {self.topic}: {err.str()}")
                     offset = msg.offset()
                     key = (msg.key() or b"").decode()
@@ -166,7 +172,7 @@ class ControlTopic:
                 "group.id": f"obsync-control-{uuid.uuid4().hex}",  # never joins: partitions are assigned
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
+                "auto.offset.reset": "error",  # a start past the end is an error (`refresh`), not offset 0
                 "isolation.level": "read_uncommitted",
                 "fetch.wait.max.ms": 20,
                 "logger": logging.getLogger("obsync.rdkafka"),

@@ -268,7 +268,8 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
                     if err.code() == KafkaError._PARTITION_EOF:
                         return
                     if err.code() == KafkaError._AUTO_OFFSET_RESET:
-                        start_offset = _read_from_within(consumer, conf, topic, partition, start_offset, err.str())
+                        start_offset = read_on_from(consumer, str(conf.get("bootstrap.servers", "?")), topic,
+                                                partition, start_offset, err.str())
                         consumer.assign([TopicPartition(topic, partition, start_offset)])
                         break
                     raise SinkError(f"cannot read {topic}[{partition}]: {err.str()}")
@@ -283,12 +284,11 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
         consumer.close()
 
 
-def _read_from_within(consumer: Consumer, conf: dict[str, Any], topic: str, partition: int, start: int,
-                      why: str) -> int:
-    """Where `read_messages` goes on after Kafka answered `start` out of range: the partition's first offset if it
-    begins after `start` (retention; the messages before are gone for every reader), else a `SinkError` saying
-    where it ends (the topic was created again, or Kafka lost messages, since they were read up to `start`)."""
-    brokers = conf.get("bootstrap.servers", "?")
+def read_on_from(consumer: Consumer, brokers: str, topic: str, partition: int, start: int, why: str) -> int:
+    """Where a read of everything from `start` goes on after Kafka answered `start` out of range (`why`): the
+    partition's first offset if it begins after `start` (retention or compaction; those messages are gone for
+    every reader), else a `SinkError` saying what it holds (it was created again, or Kafka lost messages, since
+    they were read up to `start`)."""
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
     except KafkaException as e:

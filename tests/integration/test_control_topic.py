@@ -41,3 +41,25 @@ def test_a_control_topic_of_several_partitions_is_refused(kafka) -> None:
     admin.create_topics([NewTopic(topic, 2, 1)])[topic].result()
     with pytest.raises(SinkError, match=f"control topic '{topic}' has 2 partitions; it must have exactly 1"):
         ControlTopic(KafkaSettings(kafka.bootstrap_servers), topic).ensure()
+
+
+def test_on_kafka_records_are_read_from_the_start_and_a_topic_shorter_than_what_was_read_is_an_error(kafka_like):
+    """On a broker answering a read past the end as Apache Kafka does (librdkafka's mock broker), a process reads
+    every record; a topic that now ends before what the process had read (deleted and created again while the
+    task runs; the mock deletes no topics, so the process's read point is set past the end) is an error naming
+    it: the read used to start over at offset 0 without a word and skip every record before that point."""
+    topic = unique("obsync.control.t")
+    kafka_like.create_topic(topic)
+    settings = KafkaSettings(bootstrap_servers=kafka_like.bootstrap_servers)
+    writer = ControlTopic(settings, topic, timeout=20)
+    writer.write({"a": 1, "b": {"x": 2}})
+    writer.write({"a": 3})
+    reader = ControlTopic(settings, topic, timeout=20)
+    assert reader.refresh() == {"a": 3, "b": {"x": 2}}
+    reader._next = 10  # noqa: SLF001  # what it had read of the topic before it was created again
+    with pytest.raises(SinkError) as e:
+        reader.refresh()
+    assert str(e.value).startswith(f"cannot read {topic}[0] from offset 10 on Kafka ({kafka_like.bootstrap_servers}):"
+                                   " it holds offsets 0 to 2")
+    writer.close()
+    reader.close()
