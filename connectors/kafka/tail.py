@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _SLICE = 0.5  # s of one poll (then the silence is judged, and a stop request heard)
 _ASK_EVERY = 10.0  # s between questions of where a stalled read's partition ends (`_check_not_shorter`)
+_CONFIRM = 5.0  # s for the read that finds where such a partition ends (`_end_by_reading`)
 
 
 def _never() -> bool:
@@ -81,7 +82,7 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
                     last_error[:] = [mask_secrets(err.str(), conf)]
                 stalled = _judge(watch, brokers, where, start_offset, last_error, listener, stopping)
                 if stalled and time.monotonic() - asked >= _ASK_EVERY:  # does the partition end before the start?
-                    _check_not_shorter(consumer, topic, partition, start_offset, brokers)
+                    _check_not_shorter(consumer, conf, topic, partition, start_offset, brokers)
                     asked = time.monotonic()
                 told = stalled or told
                 continue
@@ -165,19 +166,51 @@ def _lost(topic: str, partition: int, high: int, start: int, brokers: str) -> Si
         "lacks; to sync again, start the task with an empty state directory (a new full sync)")
 
 
-def _check_not_shorter(consumer: Consumer, topic: str, partition: int, start: int, brokers: str) -> None:
-    """Raise if Kafka answers that the partition ends before `start`: a read from there gets nothing, neither
-    messages nor the end-of-partition event (tansu), and would wait the whole patience as for a silent broker.
-    Asked when the read first counts as stalled and every `_ASK_EVERY` s after, whatever error the client
-    reported (a broker it could not reach at first, or one that answers again after an outage, may still
-    answer this): ListOffsets is not trusted to find the end (module docstring), only to name the cause of a
-    read that found nothing; unanswered (in 2 s), nothing is said."""
+def _check_not_shorter(consumer: Consumer, conf: dict[str, Any], topic: str, partition: int, start: int,
+                       brokers: str) -> None:
+    """Raise if the partition ends before `start`: a read from there gets nothing, neither messages nor the
+    end-of-partition event (tansu), and would wait the whole patience as for a silent broker. Asked when the read
+    first counts as stalled and every `_ASK_EVERY` s after, whatever error the client reported (a broker it could
+    not reach at first, or one that answers again after an outage, may still answer this). ListOffsets only
+    says whether to look (tansu answers it with its last batch's base offset + 1, short of the end); the end is
+    then found by reading from its answer to the end-of-partition event (`_end_by_reading`), and that end is
+    what is judged and said. Unanswered (ListOffsets in 2 s, the read in `_CONFIRM` s), nothing is said."""
     try:
         _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=2, cached=False)
     except KafkaException:
         return
-    if 0 <= high < start:
-        raise _lost(topic, partition, high, start, brokers)
+    if not 0 <= high < start:
+        return
+    end = _end_by_reading(conf, topic, partition, high)
+    if end is not None and end < start:
+        raise _lost(topic, partition, end, start, brokers)
+
+
+def _end_by_reading(conf: dict[str, Any], topic: str, partition: int, offset: int) -> int | None:
+    """The partition's end, read from `offset` (at or before it) to the end-of-partition event; None if that
+    does not come within `_CONFIRM` s, or `offset` is out of range."""
+    consumer = Consumer({
+        **conf,
+        "group.id": f"obsync-tail-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "error",
+        "fetch.wait.max.ms": 20,
+        "logger": logging.getLogger("obsync.rdkafka"),
+    })
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + _CONFIRM
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            err = msg.error() if msg is not None else None
+            if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                return msg.offset()  # type: ignore[union-attr]  # the end-of-partition event has the end offset
+            if err is not None and not err.retriable():
+                return None
+        return None
+    finally:
+        consumer.close()
 
 
 def _judge(watch: AckWatch, brokers: str, where: str, start: int, last_error: list[str], listener: SinkListener,

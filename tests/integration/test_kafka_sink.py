@@ -461,7 +461,7 @@ def test_a_partition_shorter_than_the_snapshot_says_fails_at_the_stall_naming_th
     with pytest.raises(SinkError) as e:
         sink.build_part("out", lane, state)
     assert time.monotonic() - t0 < 30  # at the stall notice (2 s), not at the patience (60 s)
-    assert f"{topic}[0] ends at offset" in str(e.value) and "before offset 50" in str(e.value)
+    assert f"{topic}[0] ends at offset 3 on Kafka (" in str(e.value) and "before offset 50" in str(e.value)
     assert "no longer holds messages it acknowledged" in str(e.value)
 
 
@@ -487,4 +487,4 @@ def test_a_partition_shorter_than_the_snapshot_says_fails_at_the_stall_though_th
     with pytest.raises(SinkError) as e:
         sink.build_part("out", lane, state)
     assert time.monotonic() - t0 < 30  # at the stall notice (2 s) or the next question (10 s), not the patience
-    assert f"{topic}[0] ends at offset" in str(e.value) and "before offset 50" in str(e.value)
+    assert f"{topic}[0] ends at offset 3 on Kafka (" in str(e.value) and "before offset 50" in str(e.value)
