@@ -152,8 +152,13 @@ def start_within(topic: str, partition: int, start: int, low: int, high: int, br
         return low
     raise SinkError(
         f"Kafka ({brokers}) answered that offset {start} of {topic}[{partition}], where this task's last snapshot "
-        f"says its next message goes, is out of range ({why}), yet says the partition holds offsets {low} to "
-        f"{high - 1}. Start the task again: nothing was written")
+        f"says its next message goes, is out of range ({why}), yet says the partition holds {_holds(low, high)}. "
+        "Start the task again: nothing was written")
+
+
+def _holds(low: int, high: int) -> str:
+    """What a partition holding offsets `low` to `high` (exclusive) holds, in words."""
+    return f"offsets {low} to {high - 1}" if high > low else f"no messages (its next offset is {high})"
 
 
 def _lost(topic: str, partition: int, high: int, start: int, brokers: str) -> SinkError:
@@ -195,6 +200,7 @@ def _end_by_reading(conf: dict[str, Any], topic: str, partition: int, offset: in
         "enable.auto.commit": False,
         "enable.partition.eof": True,
         "auto.offset.reset": "error",
+        "isolation.level": "read_uncommitted",  # to the end, not to the last stable offset
         "fetch.wait.max.ms": 20,
         "logger": logging.getLogger("obsync.rdkafka"),
     })
@@ -329,8 +335,8 @@ def read_on_from(consumer: Consumer, brokers: str, topic: str, partition: int, s
                         f"it begins and ends is not known either ({e.args[0].str() if e.args else e})") from None
     if low > start:
         return low
-    raise SinkError(f"cannot read {topic}[{partition}] from offset {start} on Kafka ({brokers}): it holds offsets "
-                    f"{low} to {high - 1} ({why}). Messages read before are gone: the topic was created again, "
+    raise SinkError(f"cannot read {topic}[{partition}] from offset {start} on Kafka ({brokers}): it holds "
+                    f"{_holds(low, high)} ({why}). Messages read before are gone: the topic was created again, "
                     "or Kafka lost them")
 
 

@@ -35,3 +35,8 @@ def test_a_start_kafka_says_it_holds_is_an_error_naming_both(start):
         start_within("orders", 0, start, 0, 10, "b1:9092", "Offset out of range")
     assert f"offset {start} of orders[0]" in str(e.value) and "(Offset out of range)" in str(e.value)
     assert "holds offsets 0 to 9" in str(e.value) and "nothing was written" in str(e.value)
+
+
+def test_an_empty_partition_is_said_to_hold_no_messages():
+    with pytest.raises(SinkError, match=r"holds no messages \(its next offset is 7\)"):
+        start_within("orders", 0, 7, 7, 7, "b1:9092", "Offset out of range")
