@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from obsync.connectors.kafka.client import KafkaSettings, base_config
-from obsync.connectors.kafka.tail import read_on_from
+from obsync.connectors.kafka.tail import read_on_from, reader_conf
 from obsync.core.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -167,14 +167,5 @@ class ControlTopic:
 
     def _consumer_for_read(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer({
-                **base_config(self.settings),
-                "group.id": f"obsync-control-{uuid.uuid4().hex}",  # never joins: partitions are assigned
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "error",  # a start past the end is an error (`refresh`), not offset 0
-                "isolation.level": "read_uncommitted",
-                "fetch.wait.max.ms": 20,
-                "logger": logging.getLogger("obsync.rdkafka"),
-            })
+            self._consumer = Consumer(reader_conf(base_config(self.settings), "control"))
         return self._consumer

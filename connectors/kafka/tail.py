@@ -32,6 +32,23 @@ _ASK_EVERY = 10.0  # s between questions of where a stalled read's partition end
 _CONFIRM = 5.0  # s for the read that finds where such a partition ends (`_end_by_reading`)
 
 
+def reader_conf(conf: dict[str, Any], purpose: str) -> dict[str, Any]:
+    """A consumer that reads an assigned partition from an offset to the end-of-partition event, joining no group
+    and committing nothing. Kafka answers a start outside the partition with OFFSET_OUT_OF_RANGE; "earliest"
+    would then read from the partition's beginning without a word and hide lost messages, so the reader is told
+    (`_AUTO_OFFSET_RESET`) and decides."""
+    return {
+        **conf,
+        "group.id": f"obsync-{purpose}-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "error",
+        "isolation.level": "read_uncommitted",  # to the end, not to the last stable offset
+        "fetch.wait.max.ms": 20,  # the end-of-partition event comes after one empty fetch: keep it short
+        "logger": logging.getLogger("obsync.rdkafka"),
+    }
+
+
 def _never() -> bool:
     return False
 
@@ -54,19 +71,8 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
     def on_error(err: KafkaError) -> None:
         last_error[:] = [mask_secrets(err.str(), conf)]
 
-    consumer = Consumer({
-        **conf,
-        "group.id": f"obsync-tail-{uuid.uuid4().hex}",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        # Kafka answers a start past the partition's end (or before its first offset) with OFFSET_OUT_OF_RANGE;
-        # "earliest" would then read from the partition's beginning without a word and hide lost messages
-        "auto.offset.reset": "error",
-        "isolation.level": "read_uncommitted",
-        "fetch.wait.max.ms": 20,  # the end-of-partition event comes after one empty fetch: keep it short
-        "logger": logging.getLogger("obsync.rdkafka"),
-        "error_cb": on_error,  # the brokers being down or unreachable: kept for the log, librdkafka retries
-    })
+    # the brokers being down or unreachable: kept for the log (error_cb), librdkafka retries
+    consumer = Consumer({**reader_conf(conf, "tail"), "error_cb": on_error})
     task = task_id.encode()
     where = f"{topic}[{partition}]"
     watch = AckWatch(patience)
@@ -194,16 +200,7 @@ def _check_not_shorter(consumer: Consumer, conf: dict[str, Any], topic: str, par
 def _end_by_reading(conf: dict[str, Any], topic: str, partition: int, offset: int) -> int | None:
     """The partition's end, read from `offset` (at or before it) to the end-of-partition event; None if that
     does not come within `_CONFIRM` s, or `offset` is out of range."""
-    consumer = Consumer({
-        **conf,
-        "group.id": f"obsync-tail-{uuid.uuid4().hex}",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "error",
-        "isolation.level": "read_uncommitted",  # to the end, not to the last stable offset
-        "fetch.wait.max.ms": 20,
-        "logger": logging.getLogger("obsync.rdkafka"),
-    })
+    consumer = Consumer(reader_conf(conf, "tail"))
     try:
         consumer.assign([TopicPartition(topic, partition, offset)])
         deadline = time.monotonic() + _CONFIRM
@@ -281,17 +278,7 @@ def read_messages(conf: dict[str, Any], topic: str, partition: int, start_offset
                   timeout: float = 120.0) -> Iterator[TopicMessage]:
     """Every message of one partition from `start_offset` to its end (the end-of-partition event), read
     without a consumer group's commits (`assign`, auto-commit off): nothing is written to Kafka."""
-    consumer = Consumer({
-        **conf,
-        "group.id": f"obsync-verify-{uuid.uuid4().hex}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "error",  # a start past the end is said (below), not read from the beginning
-        "isolation.level": "read_uncommitted",
-        "fetch.wait.max.ms": 20,
-        "logger": logging.getLogger("obsync.rdkafka"),
-    })
+    consumer = Consumer({**reader_conf(conf, "verify"), "enable.auto.offset.store": False})
     try:
         consumer.assign([TopicPartition(topic, partition, start_offset)])
         deadline = time.monotonic() + timeout

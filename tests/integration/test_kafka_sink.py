@@ -396,6 +396,17 @@ def test_messages_carry_headers_timestamp_and_acknowledgements_are_counted(kafka
     assert read_partition(kafka.bootstrap_servers, topic, 0) == []
 
 
+def snapshot_past_the_end(sink, topic, lane):
+    """Three messages written to partition 0 and snapshotted, then the snapshot's offset set to 50: as if Kafka
+    had lost offsets 3..49 it acknowledged."""
+    part = sink.build_part("out", lane, None)
+    part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), b"v") for i in range(3)]])
+    state = part.snapshot()
+    assert state["partitions"][part_name(topic, 0)]["offset"] == 3
+    state["partitions"][part_name(topic, 0)]["offset"] = 50
+    return state
+
+
 def test_on_kafka_a_resume_past_the_partitions_end_fails_at_once_naming_the_cause(kafka_like):
     """Apache Kafka answers a read from past a partition's end with OFFSET_OUT_OF_RANGE. The read back used to
     start over at the partition's first offset then (auto.offset.reset=earliest), without a word: it found the
@@ -405,11 +416,7 @@ def test_on_kafka_a_resume_past_the_partitions_end_fails_at_once_naming_the_caus
     kafka_like.create_topic(topic)
     sink = make_sink(kafka_like, topic, 4)
     lane = lane_of(topic, 0, DEFAULT_LANES)
-    part = sink.build_part("out", lane, None)
-    part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), b"v") for i in range(3)]])
-    state = part.snapshot()
-    assert state["partitions"][part_name(topic, 0)]["offset"] == 3
-    state["partitions"][part_name(topic, 0)]["offset"] = 50  # as if Kafka had lost offsets 3..49 it acknowledged
+    state = snapshot_past_the_end(sink, topic, lane)
     t0 = time.monotonic()
     with pytest.raises(SinkError) as e:
         make_sink(kafka_like, topic, 4).build_part("out", lane, state)
@@ -452,11 +459,7 @@ def test_a_partition_shorter_than_the_snapshot_says_fails_at_the_stall_naming_th
     sink = KafkaSink({"bootstrap.servers": kafka.bootstrap_servers}, lane_names(DEFAULT_LANES), "task-" + topic,
                      frozenset(), lambda p: None, Progress(), patience=BrokerPatience(notice=2, patience=60))
     lane = lane_of(topic, 0, DEFAULT_LANES)
-    part = sink.build_part("out", lane, None)
-    part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 100 + i, 0), b"v") for i in range(3)]])
-    state = part.snapshot()
-    assert state["partitions"][part_name(topic, 0)]["offset"] == 3
-    state["partitions"][part_name(topic, 0)]["offset"] = 50  # as if Kafka had lost offsets 3..49 it acknowledged
+    state = snapshot_past_the_end(sink, topic, lane)
     t0 = time.monotonic()
     with pytest.raises(SinkError) as e:
         sink.build_part("out", lane, state)
