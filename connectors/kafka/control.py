@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
