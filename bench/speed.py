@@ -24,11 +24,18 @@ and their ratio against issue 15's targets (full sync >= 0.75 x select, incremen
 CPU per row (start-up and stop taken off: a run with nothing to sync is subtracted); the cores used by obsync
 (all its processes), the source and the broker between the first and the last message; the peak RSS of each
 task process; and each stage's rate and CPU per row. The load average is printed at the start and the end.
+
+Two figures say whether a target is within reach of the machine's cores at all (`budget_us`, `ceiling`), both
+from what the run measured: the CPU a row may cost obsync for the target's rate on the cores the source and the
+broker leave it (`allows`), and the ratio obsync's own CPU per row would reach if it kept all those cores busy
+(`at all free cores`). A ceiling below the target means obsync's CPU per row must fall, not only its
+scheduling improve.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,6 +51,22 @@ SYNCS = (("full sync", "select", 0.75), ("incremental", "binlog", 1.0))  # sync,
 RSS_LIMIT = 300  # MB, issue 15
 STAGES = ("select", "binlog", "encode", "encode/log", "produce")
 SERVERS = ("obsync", "source", "broker")
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (what obsync, the source and the broker share)."""
+    return len(os.sched_getaffinity(0))
+
+
+def budget_us(cores: float, servers: float, target_rate: float) -> float:
+    """The CPU µs a row may cost obsync to sync `target_rate` rows/s on the `cores` the servers leave after
+    using `servers` of them (0 when they leave none)."""
+    return max(cores - servers, 0.0) / max(target_rate, 1e-9) * 1e6
+
+
+def ceiling(cores: float, servers: float, us_per_row: float, stage_rate: float) -> float:
+    """The ratio to `stage_rate` that `us_per_row` of obsync CPU a row allows on the cores the servers leave."""
+    return max(cores - servers, 0.0) / max(us_per_row, 1e-9) * 1e6 / max(stage_rate, 1e-9)
 
 
 @dataclass
@@ -106,6 +129,18 @@ class Figures:
     def ratio(self, sync: str, stage: str) -> float:
         return self.rates[sync] / max(self.stages[stage].per_second, 1e-9)
 
+    def servers(self, sync: str) -> float:
+        """Cores the source and the broker used while `sync` ran."""
+        return self.cores[sync]["source"] + self.cores[sync]["broker"]
+
+    def allows(self, sync: str, stage: str, target: float, cores: int) -> float:
+        """obsync CPU µs a row may cost for `target` x the stage's rate on the cores the servers left it."""
+        return budget_us(cores, self.servers(sync), target * self.stages[stage].per_second)
+
+    def ceiling(self, sync: str, stage: str, cores: int) -> float:
+        """The ratio this run's obsync CPU per row allows if it kept every core the servers left it busy."""
+        return ceiling(cores, self.servers(sync), self.us_per_row[sync], self.stages[stage].per_second)
+
 
 def rounds(processes: Sequence[int], formats: Sequence[str], repeat: int) -> list[tuple[int, str, int]]:
     """(round, format, process count) of each run, in order: the process counts reversed every other round."""
@@ -121,27 +156,31 @@ def _k(rate: float) -> str:
     return f"{rate / 1000:,.1f}k"
 
 
-def summary(figures: list[Figures], txn_rows: int = 0) -> str:
+def summary(figures: list[Figures], txn_rows: int = 0, cores: int = 2) -> str:
     """Markdown tables of the medians of `figures` by format and process count: each sync against the stage
-    bounding it, then the stages alone by format; then the peak RSS against issue 15's bound."""
+    bounding it (and what the `cores` allow: `Figures.allows`, `Figures.ceiling`), then the stages alone by
+    format; then the peak RSS against issue 15's bound."""
     groups: dict[tuple[str, int], list[Figures]] = {}
     for f in figures:
         groups.setdefault((f.fmt, f.processes), []).append(f)
     most = max(len(g) for g in groups.values())
     out = [f"end to end against the stage bounding it (median of {most} run{'s' if most > 1 else ''}):", "",
            "| format | processes | sync | rows/s | bounded by | stage rows/s | ratio | target | obsync CPU/row | "
-           "cores: obsync / source / broker | peak RSS MB per process |", "|---" * 11 + "|"]
+           "target allows CPU/row | ratio at all free cores | cores: obsync / source / broker | "
+           "peak RSS MB per process |", "|---" * 13 + "|"]
     for (fmt, processes), group in groups.items():
         rss = " / ".join(str(max(f.rss[k] for f in group if k < len(f.rss)))
                          for k in range(max(len(f.rss) for f in group)))
         for sync, stage, target in SYNCS:
             ratio = _median([f.ratio(sync, stage) for f in group])
-            cores = " / ".join(f"{_median([f.cores[sync][name] for f in group]):.2f}" for name in SERVERS)
+            cores_used = " / ".join(f"{_median([f.cores[sync][name] for f in group]):.2f}" for name in SERVERS)
             out.append("| " + " | ".join([
                 fmt, str(processes), sync, _k(_median([f.rates[sync] for f in group])), stage,
                 _k(_median([f.stages[stage].per_second for f in group])), f"{ratio:.2f}x",
                 f"{target:.2f}x {'met' if ratio >= target else 'not met'}",
-                f"{_median([f.us_per_row[sync] for f in group]):.1f} us", cores, rss]) + " |")
+                f"{_median([f.us_per_row[sync] for f in group]):.1f} us",
+                f"{_median([f.allows(sync, stage, target, cores) for f in group]):.1f} us",
+                f"{_median([f.ceiling(sync, stage, cores) for f in group]):.2f}x", cores_used, rss]) + " |")
     by_format: dict[str, list[Figures]] = {}
     for f in figures:
         by_format.setdefault(f.fmt, []).append(f)
@@ -153,6 +192,9 @@ def summary(figures: list[Figures], txn_rows: int = 0) -> str:
             "| format | " + " | ".join(STAGES) + " |", "|---" * (1 + len(STAGES)) + "|"]
     out += ["| " + " | ".join([fmt, *(cell(group, s) for s in STAGES)]) + " |" for fmt, group in by_format.items()]
     peak = max(r for f in figures for r in f.rss)
+    out += ["", f"{cores} cores; 'target allows': the obsync CPU a row may cost for the target's rate on the cores "
+            "the source and the broker leave; 'ratio at all free cores': the ratio obsync's CPU per row would reach "
+            "with all those cores busy"]
     out += ["", f"peak RSS of a task process, largest: {peak} MB (issue 15: < {RSS_LIMIT} MB: "
             f"{'met' if peak < RSS_LIMIT else 'not met'})"]
     txn = [f for f in figures if f.txn_rss]
@@ -177,6 +219,7 @@ def main() -> None:
                     help="also stream one transaction of this many rows in each run of the first round")
     args = ap.parse_args()
     start_load = load()
+    cores = machine_cores()
     with servers("obsync-speed-") as (base, db, broker, conn):
         print(header(args.rows), flush=True)
         ep = Endpoint(db.host, db.port, "root", "")
@@ -189,7 +232,12 @@ def main() -> None:
             figures.append(f)
             print(f"ratios: full sync / select {f.ratio('full sync', 'select'):.2f}x, incremental / binlog "
                   f"{f.ratio('incremental', 'binlog'):.2f}x", flush=True)
-    print("\n" + summary(figures, args.txn_rows))
+            for sync, stage, target in SYNCS:
+                print(f"{sync}: the target allows {f.allows(sync, stage, target, cores):.1f} us of obsync CPU a row "
+                      f"on the {cores} cores less the servers' {f.servers(sync):.2f} (it spent "
+                      f"{f.us_per_row[sync]:.1f}); with all of them busy it would reach "
+                      f"{f.ceiling(sync, stage, cores):.2f}x", flush=True)
+    print("\n" + summary(figures, args.txn_rows, cores))
     print(f"\nload average (1, 5, 15 min): {start_load} at the start, {load()} at the end")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.e2e import by_kind, thread_kind
-from bench.speed import Figures, rounds, summary
+from bench.speed import Figures, budget_us, ceiling, rounds, summary
 from bench.stages import Rate
 
 
@@ -29,21 +29,35 @@ def test_rounds_reverse_the_process_counts_every_other_round() -> None:
 def test_summary_gives_medians_and_each_runs_ratio_against_the_targets() -> None:
     runs = [_figures(1, 30_000, 50_000, 2.0, (120,), (150,)), _figures(1, 45_000, 40_000, 1.0, (140,)),
             _figures(1, 40_000, 60_000, 1.0, (130,)), _figures(2, 60_000, 45_000, 1.0, (100, 90), (110, 95))]
-    lines = summary(runs, 1_000_000).splitlines()
+    lines = summary(runs, 1_000_000, cores=2).splitlines()
     assert lines[0] == "end to end against the stage bounding it (median of 3 runs):"
-    # full / select per run: 0.6, 0.45, 0.4 -> 0.45 (not the ratio of the medians, 40k / 100k)
+    # full / select per run: 0.6, 0.45, 0.4 -> 0.45 (not the ratio of the medians, 40k / 100k). The servers
+    # leave 2 - 0.09 = 1.91 cores: the target (0.75 x 50k, 100k, 100k rows/s) allows 50.9, 25.5, 25.5 us a row;
+    # 20 us a row on 1.91 cores is 95.5k rows/s, 1.91x, 0.95x, 0.95x the select stage
     assert lines[4] == ("| default | 1 | full sync | 40.0k | select | 100.0k | 0.45x | 0.75x not met | 20.0 us | "
-                        "1.00 / 0.05 / 0.04 | 140 |")
+                        "25.5 us | 0.95x | 1.00 / 0.05 / 0.04 | 140 |")
+    # 1.0 x 50k rows/s on 1.91 cores: 38.2 us a row; 30 us a row there is 63.7k rows/s, 1.27x
     assert lines[5] == ("| default | 1 | incremental | 50.0k | binlog | 50.0k | 1.00x | 1.00x met | 30.0 us | "
-                        "1.00 / 0.05 / 0.04 | 140 |")
+                        "38.2 us | 1.27x | 1.00 / 0.05 / 0.04 | 140 |")
     assert lines[6] == ("| default | 2 | full sync | 60.0k | select | 100.0k | 0.60x | 0.75x not met | 20.0 us | "
-                        "1.00 / 0.05 / 0.04 | 100 / 90 |")
+                        "25.5 us | 0.95x | 1.00 / 0.05 / 0.04 | 100 / 90 |")
     assert lines[13] == ("| default | 100.0k (5.0 us) | 50.0k (15.0 us) | 100.0k (8.0 us) | 80.0k (10.0 us) | "
                          "125.0k (6.0 us) |")
-    assert lines[15:] == [
+    assert lines[15].startswith("2 cores; 'target allows': the obsync CPU a row may cost")
+    assert lines[17:] == [
         "peak RSS of a task process, largest: 140 MB (issue 15: < 300 MB: met)",
         "one 1,000,000-row transaction, peak RSS MB per task process: default, 1 process: 150; default, "
         "2 processes: 110 / 95 (issue 15: < 300 MB: met)"]
+
+
+def test_the_cpu_budget_of_a_target_and_the_ratio_a_cost_allows() -> None:
+    # 2 cores, the servers using 0.2: 1.8 cores for obsync; 90k rows/s leaves 20 us a row
+    assert budget_us(2, 0.2, 90_000) == pytest.approx(20.0)
+    # 15 us a row on 1.8 cores is 120k rows/s: 0.8x a stage doing 150k
+    assert ceiling(2, 0.2, 15.0, 150_000) == pytest.approx(0.8)
+    # servers taking every core leave obsync nothing, never a negative budget
+    assert budget_us(2, 2.5, 90_000) == 0.0
+    assert ceiling(2, 2.5, 15.0, 150_000) == 0.0
 
 
 def test_thread_cpu_is_told_by_the_kind_the_threads_name_gives() -> None:
