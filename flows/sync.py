@@ -139,11 +139,12 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
         routed.append(op.flat_map("lanes", shaped_log, router.pick) if spread else
                       op.flat_map("encode_log", shaped_log, router.route))
     out = routed[0] if len(routed) == 1 else op.merge("routed", *routed)
-    # in a cluster whose run has only the log to read, the process reading it (0) writes fewer partitions; only it
+    # in a cluster the process reading the log (0) writes fewer partitions (`obsync.steps.lane_placement`); only it
     # asks whether the full sync is delivered (a read of the control topic)
+    reads_log = cluster is not None and cluster.leader and log is not None
     offered = None if cluster is None else offered_lanes(
-        rt.layout, cluster.process, cluster.processes,
-        log_only=cluster.leader and log is not None and rt.full_sync_delivered())
+        rt.layout, cluster.process, cluster.processes, reads_log=reads_log,
+        full_sync=reads_log and snapshot is not None and not rt.full_sync_delivered())
     op.output("kafka", out, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
         listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams,

@@ -7,10 +7,17 @@ cluster, process 0 reads the log: it reads, decodes and picks the lane of every 
 producing for the lanes it writes, and with an even split it was the one the others waited for
 (docs/performance.md, "The process reading the log writes fewer lanes").
 
-So in a run of a cluster that has only the log to read (its full sync is delivered, or it has none), process 0
-lists only lanes holding about `READER_SHARE` of an even share of the task's data partitions, and the other
-processes list every lane: Bytewax gives them the rest first, then process 0 the lanes it listed. A run with a
-full sync to do keeps the even split: every process reads chunks then, and none has the log's extra work.
+So in a cluster run that reads the log, process 0 lists only some lanes, and the other processes list every
+lane: Bytewax gives them the rest first, then process 0 the lanes it listed.
+
+- A run with only the log to read (its full sync is delivered, or it has none): lanes holding about
+  `READER_SHARE` of an even share of the task's data partitions.
+- A run with a full sync to do first: every process reads chunks then, so an even split suits the full sync; but
+  the lanes stay where they are for the log that follows in the same run (a task left running never restarts
+  into the log-only placement). Process 0 takes at most an even share, the smaller side where the partitions
+  cannot be split evenly: with 3 partitions over 2 processes it writes 1, whatever the topic's name (an even
+  split by the names gave it 2 for some topics: docs/performance.md, "Lanes of a run with a full sync").
+- A run without the log (full sync only): every lane; no process has the log's extra work.
 
 Where lanes are written changes nothing a message carries: each lane's state (what it wrote to each partition)
 is Bytewax's, which resumes it on whichever worker builds the lane.
@@ -35,24 +42,29 @@ def lane_weights(layout: TopicLayout) -> dict[str, int]:
     return weights
 
 
-def reader_lanes(weights: dict[str, int], processes: int, share: float = READER_SHARE) -> list[str]:
+def reader_lanes(weights: dict[str, int], processes: int, share: float = READER_SHARE,
+                 at_most: bool = False) -> list[str]:
     """The lanes the process reading the log lists: lightest first (ties by name), each taken while it brings
     their partitions nearer `share` of an even share of all of them (none when one lane alone is further from it
-    than none is). Sorted by name."""
+    than none is). With `at_most`: heaviest first, each taken that keeps them within that share (which comes
+    nearer it than lightest first). Sorted by name."""
     target = sum(weights.values()) / processes * share
     chosen: list[str] = []
     got = 0
-    for lane, weight in sorted(weights.items(), key=lambda lw: (lw[1], lw[0])):
-        if abs(got + weight - target) < abs(got - target):
+    order = sorted(weights.items(), key=lambda lw: (-lw[1] if at_most else lw[1], lw[0]))
+    for lane, weight in order:
+        if got + weight <= target if at_most else abs(got + weight - target) < abs(got - target):
             chosen.append(lane)
             got += weight
     return sorted(chosen)
 
 
-def offered_lanes(layout: TopicLayout, process: int, processes: int, log_only: bool) -> list[str]:
-    """The lanes process `process` of `processes` lists to Bytewax (see the module docstring); `log_only`: the
-    run has only the log to read."""
-    weights = lane_weights(layout) if processes > 1 and process == 0 and log_only else {}
+def offered_lanes(layout: TopicLayout, process: int, processes: int, reads_log: bool, full_sync: bool) -> list[str]:
+    """The lanes process `process` of `processes` lists to Bytewax (see the module docstring); `reads_log`: the
+    run reads the log (process 0 does); `full_sync`: it has a full sync to do first."""
+    weights = lane_weights(layout) if processes > 1 and process == 0 and reads_log else {}
     if not weights:  # not the reader's run, or no table's topic known yet (nothing to weigh)
         return layout.parts()
+    if full_sync:
+        return reader_lanes(weights, processes, share=1.0, at_most=True)
     return reader_lanes(weights, processes)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,8 +27,8 @@ from obsync.app.local_cluster import free_ports
 from obsync.core.positions import position_from_header
 from tests.helpers.cluster import Cluster, control_records
 from tests.helpers.kafka import read_topic
-from tests.helpers.tasks import obsync_cmd, run_obsync, write_task
-from tests.helpers.workload import check_stream, replay, source_rows, write_concurrently
+from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
+from tests.helpers.workload import TABLE, check_stream, replay, source_rows, write_concurrently
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,6 +275,44 @@ def test_two_processes_one_reads_the_log_and_the_lanes_workers_encode_and_produc
     # (`obsync.steps.lane_placement`), whatever the lanes' names
     reader = [s["log_position_read"] is not None for s in statuses].index(True)
     assert (len(lanes[reader]), len(lanes[1 - reader])) == (1, 2), (reader, encoded)
+
+
+def test_a_run_doing_its_full_sync_then_following_the_log_leaves_the_reader_the_smaller_share(tmp_path, mariadb,
+                                                                                               kafka):
+    """A task left running does its full sync and then follows the log in the same run, so the lanes placed at its
+    start stay for the log: the process reading it writes 1 of the topic's 3 partitions, not 2. The database is
+    named so that the topic's lanes, split evenly by name, would have given that process 2."""
+    db = next(d for d in (unique("shop") for _ in range(64))
+              if zlib.crc32(f"Topic_{d}_orders".encode()) % 16 % 2 == 0)  # lanes s, s+1, s+2: process 0 gets s, s+2
+    conn = mariadb.connect(autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(TABLE.format(t=f"{db}.orders"))
+    seed(conn, db, 600)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
+                      snapshot={"chunk_size": 200, "batch_size": 100})
+    cluster = Cluster(tmp_path, task)
+    cluster.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not (cluster.state_dir(0) / "status.json").exists() or cluster.status(0)["phase"] != "incremental":
+            assert time.monotonic() < deadline and all(p.poll() is None for p in cluster.procs), cluster.tails()
+            time.sleep(0.2)
+        spread = change_many(conn, db)
+        deadline = time.monotonic() + 120
+        while sum(cluster.status(k).get("log_changes_encoded", {"total": 0})["total"] for k in range(2)) < spread:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in cluster.procs), cluster.tails()
+            time.sleep(0.5)
+    finally:
+        for proc in cluster.procs:
+            proc.send_signal(signal.SIGTERM)
+    assert cluster.wait(120) == [0, 0], cluster.tails()
+    assert_landed_exactly(kafka, conn, db)
+    statuses = [cluster.status(k) for k in range(2)]
+    assert statuses[0]["log_position_read"] is not None and statuses[1]["log_position_read"] is None, statuses
+    lanes = [set(s.get("log_changes_encoded", {"lanes": {}})["lanes"]) for s in statuses]
+    assert (len(lanes[0]), len(lanes[1])) == (1, 2) and not lanes[0] & lanes[1], statuses
+    conn.close()
 
 
 def test_two_workers_of_one_process_share_encoding_of_the_log(tmp_path, mariadb, kafka, shop):

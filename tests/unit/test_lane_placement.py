@@ -30,7 +30,7 @@ def test_lane_weights_count_each_table_topics_partitions_per_lane():
 
 def test_a_topic_of_three_partitions_leaves_the_reader_one_of_them_with_two_processes():
     layout = layout_of({"orders": 3})
-    lanes = offered_lanes(layout, process=0, processes=2, log_only=True)
+    lanes = offered_lanes(layout, process=0, processes=2, reads_log=True, full_sync=False)
     assert len(lanes) == 1 and lanes[0] in {lane_of("orders", p, 16) for p in range(3)}
 
 
@@ -48,13 +48,33 @@ def test_lighter_lanes_are_taken_first_and_only_while_they_bring_the_share_neare
 
 
 def test_one_partition_is_left_to_the_other_processes():
-    assert offered_lanes(layout_of({"orders": 1}), process=0, processes=2, log_only=True) == []
+    assert offered_lanes(layout_of({"orders": 1}), process=0, processes=2, reads_log=True, full_sync=False) == []
 
 
-def test_other_processes_single_processes_and_runs_with_a_full_sync_list_every_lane():
+def test_other_processes_single_processes_and_runs_without_the_log_list_every_lane():
     layout = layout_of({"orders": 3})
     every = lane_names(16)
-    assert offered_lanes(layout, process=1, processes=2, log_only=True) == every
-    assert offered_lanes(layout, process=0, processes=1, log_only=True) == every
-    assert offered_lanes(layout, process=0, processes=2, log_only=False) == every
-    assert offered_lanes(layout_of({}), process=0, processes=2, log_only=True) == every  # no partition to weigh
+    assert offered_lanes(layout, process=1, processes=2, reads_log=True, full_sync=False) == every
+    assert offered_lanes(layout, process=1, processes=2, reads_log=True, full_sync=True) == every
+    assert offered_lanes(layout, process=0, processes=1, reads_log=True, full_sync=True) == every
+    assert offered_lanes(layout, process=0, processes=2, reads_log=False, full_sync=True) == every
+    no_topic = layout_of({})  # no partition to weigh
+    assert offered_lanes(no_topic, process=0, processes=2, reads_log=True, full_sync=False) == every
+
+
+def test_a_run_with_a_full_sync_first_leaves_the_reader_the_smaller_side_of_an_uneven_split():
+    # 3 partitions over 2 processes: 1 for the reader (an even split by the names gave it 1 or 2), whatever the name
+    for topic in ("orders", "t1", "t4", "Topic_bench_t4", "users"):
+        lanes = offered_lanes(layout_of({topic: 3}), process=0, processes=2, reads_log=True, full_sync=True)
+        assert len(lanes) == 1 and lanes[0] in {lane_of(topic, p, 16) for p in range(3)}, topic
+
+
+def test_a_run_with_a_full_sync_first_keeps_an_even_split_where_there_is_one():
+    weights = {lane: 1 for lane in lane_names(16)}
+    assert reader_lanes(weights, 2, share=1.0, at_most=True) == [f"lane{i:03d}" for i in range(8)]  # 8 of 16
+    assert len(reader_lanes(weights, 3, share=1.0, at_most=True)) == 5  # 16 / 3 = 5.33: 5, not 6
+    # heaviest first, never past an even share: 12 partitions, 6 each; 5, then 4 and 2 would pass 6, then 1
+    uneven = {"lane000": 1, "lane001": 5, "lane002": 2, "lane003": 4}
+    assert reader_lanes(uneven, 2, share=1.0, at_most=True) == ["lane000", "lane001"]
+    # one partition: the reader lists none, the other process writes it
+    assert offered_lanes(layout_of({"orders": 1}), process=0, processes=2, reads_log=True, full_sync=True) == []
