@@ -31,9 +31,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
-
-from bench.e2e import DDL, ROOT, insert_rows, load, servers, span
+from bench.e2e import ROOT, insert_rows, load, servers, span, table_and_task
 
 PATIENCE = 600.0  # s: a run that has not written what it must by then failed
 
@@ -63,16 +61,8 @@ def run_once(base: Path, db, broker, conn, n: int, rows: int, processes: int, fm
              code: Path) -> tuple[float, float]:
     """Full sync then the log, in one run of `code`'s obsync: (full sync rows/s, log rows/s)."""
     table = f"bench.t{n}"
-    with conn.cursor() as cur:
-        cur.execute(DDL.replace("bench.t ", f"{table} "))
-    insert_rows(conn, 1, rows, table=table)
-    work = base / f"run{n}"
-    work.mkdir()
-    task = work / "task.yaml"
-    task.write_text(yaml.safe_dump({
-        "name": f"bench{n}", "source": {"host": db.host, "port": db.port, "user": "root", "password": ""},
-        "target": {"bootstrap_servers": broker.bootstrap_servers}, "objects": [{"match": table}],
-        "topics": {"partitions": 3}, "state_dir": str(work / "state"), "epoch_seconds": 5, "format": fmt}))
+    task = table_and_task(base, db, broker, conn, n, rows, fmt)
+    work = task.parent
     extra = ["--processes", str(processes)] if processes > 1 else []
     log = work / "obsync.log"
     with open(log, "wb") as out:

@@ -321,10 +321,10 @@ class Hooks(Protocol):
         """The log holds, between `start` and `stop`, the inserts incremental sync is about to read."""
 
 
-def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: int, processes: int, txn_rows: int,
-              run_no: int, fmt: str = "default", hooks: Hooks | None = None, partitions: int = 3) -> Result:
-    """Full sync then incremental backlog of `rows` rows each, on a table and task of their own (its topic of
-    `partitions` partitions)."""
+def table_and_task(base: Path, db: MariaDBServer, broker: TansuBroker, conn, run_no: int, rows: int, fmt: str,
+                   partitions: int = 3) -> Path:
+    """Table `bench.t<run_no>` with `rows` rows, and the task file syncing it (its topic of `partitions`
+    partitions, state in `<base>/run<run_no>/state`): the task file's path."""
     table = f"bench.t{run_no}"
     with conn.cursor() as cur:
         cur.execute(DDL.replace("bench.t ", f"{table} "))
@@ -336,6 +336,15 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
         "name": f"bench{run_no}", "source": {"host": db.host, "port": db.port, "user": "root", "password": ""},
         "target": {"bootstrap_servers": broker.bootstrap_servers}, "objects": [{"match": table}],
         "topics": {"partitions": partitions}, "state_dir": str(work / "state"), "epoch_seconds": 5, "format": fmt}))
+    return task
+
+
+def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: int, processes: int, txn_rows: int,
+              run_no: int, fmt: str = "default", hooks: Hooks | None = None, partitions: int = 3) -> Result:
+    """Full sync then incremental backlog of `rows` rows each, on a table and task of their own (its topic of
+    `partitions` partitions)."""
+    table = f"bench.t{run_no}"
+    task = table_and_task(base, db, broker, conn, run_no, rows, fmt, partitions)
     topic = f"Topic_bench_t{run_no}"
     print(f"--- {processes} process{'es' if processes > 1 else ''}, format {fmt} (table {table}, "
           f"{partitions} partitions, load {load()})",
