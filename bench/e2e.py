@@ -323,7 +323,7 @@ class Hooks(Protocol):
 
 def table_and_task(base: Path, db: MariaDBServer, broker: TansuBroker, conn, run_no: int, rows: int, fmt: str,
                    partitions: int = 3) -> Path:
-    """Table `bench.t<run_no>` with `rows` rows, and the task file syncing it (its topic of `partitions`
+    """Table t<run_no> of the database `bench` with `rows` rows, and the task file syncing it (its topic of `partitions`
     partitions, state in `<base>/run<run_no>/state`): the task file's path."""
     table = f"bench.t{run_no}"
     with conn.cursor() as cur:
