@@ -325,16 +325,29 @@ def table_and_task(base: Path, db: MariaDBServer, broker: TansuBroker, conn, run
                    partitions: int = 3) -> Path:
     """Table t<run_no> of the database `bench` with `rows` rows, and the task file syncing it (its topic of `partitions`
     partitions, state in `<base>/run<run_no>/state`): the task file's path."""
+    make_table(conn, run_no, rows)
+    return task_file(base, db, broker, f"run{run_no}", {"match": f"bench.t{run_no}"}, fmt, partitions)
+
+
+def make_table(conn, run_no: int, rows: int) -> None:
+    """Table t<run_no> of the database `bench` (`DDL`'s columns) with `rows` rows, keys 1 to `rows`."""
     table = f"bench.t{run_no}"
     with conn.cursor() as cur:
         cur.execute(DDL.replace("bench.t ", f"{table} "))
     insert_rows(conn, 1, rows, table=table)
-    work = base / f"run{run_no}"
+
+
+def task_file(base: Path, db: MariaDBServer, broker: TansuBroker, work_name: str, obj: dict[str, Any], fmt: str,
+              partitions: int = 3) -> Path:
+    """A task file syncing the tables of one `objects` entry (`obj`) in `fmt`, its topics of `partitions`
+    partitions, in `<base>/<work_name>` (its state there too): the file's path."""
+    work = base / work_name
     work.mkdir()
     task = work / "task.yaml"
     task.write_text(yaml.safe_dump({
-        "name": f"bench{run_no}", "source": {"host": db.host, "port": db.port, "user": "root", "password": ""},
-        "target": {"bootstrap_servers": broker.bootstrap_servers}, "objects": [{"match": table}],
+        "name": f"bench{work_name.removeprefix('run')}",
+        "source": {"host": db.host, "port": db.port, "user": "root", "password": ""},
+        "target": {"bootstrap_servers": broker.bootstrap_servers}, "objects": [obj],
         "topics": {"partitions": partitions}, "state_dir": str(work / "state"), "epoch_seconds": 5, "format": fmt}))
     return task
 
