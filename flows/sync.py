@@ -56,7 +56,8 @@ from obsync.runtime.progress import Progress
 from obsync.runtime.recovery import place_cluster
 from obsync.runtime.settings import broker_patience, log_endpoint, sql_endpoint
 from obsync.runtime.validate import load_checked_task
-from obsync.steps.lane_placement import offered_lanes
+from obsync.steps.chunk_placement import offered_chunks
+from obsync.steps.lane_placement import full_sync_lane_shares, offered_lanes
 from obsync.steps.large_messages import LargeMessages
 from obsync.steps.ratelimit import bytewax_processes, limiter_for
 from obsync.steps.routing import DdlDelivery, Router, SchemaHistory
@@ -94,6 +95,10 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
     cluster = rt.state.spec if isinstance(rt.state, ClusterState) else None
     router.packs = spread and cluster is not None and cluster.processes > 1
     snapshot = log = None
+    # in a cluster run that reads the log, the processes writing fewer partitions read more of the full sync's
+    # chunks (`obsync.steps.chunk_placement`); every process computes the same split from the plan and the layout
+    chunks = None if rt.plan is None or cluster is None or rt.log_start is None else offered_chunks(
+        rt.plan, cluster.process, full_sync_lane_shares(rt.layout, cluster.processes), router.crosses_rows())
     if rt.plan is not None:
         snapshot = (op.input("snapshot", flow, SnapshotSource(
             sql_endpoint(task.source), rt.plan, batch_size=res.snapshot_batch_size,
@@ -105,7 +110,7 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
             # if Bytewax's state predates it (a stop before the next epoch) or is gone (`obsync.runtime.recovery`)
             delivered=rt.full_sync_delivered,
             # Debezium's snapshot writes each table's CREATE TABLE before its rows; formats that want it
-            emit_ddl=task.sync.ddl and rt.encoder.snapshot_ddl())))
+            emit_ddl=task.sync.ddl and rt.encoder.snapshot_ddl(), parts=chunks)))
     if rt.log_start is not None:
         log = (op.input("log", flow, BinlogSource(
             log_endpoint=log_endpoint(task.source),

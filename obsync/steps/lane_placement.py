@@ -68,3 +68,16 @@ def offered_lanes(layout: TopicLayout, process: int, processes: int, reads_log: 
     if full_sync:
         return reader_lanes(weights, processes, share=1.0, at_most=True)
     return reader_lanes(weights, processes)
+
+
+def full_sync_lane_shares(layout: TopicLayout, processes: int) -> list[float] | None:
+    """The fraction of the tables' partitions each process writes in a cluster run that reads the log and has a
+    full sync to do (`offered_lanes`): process 0 its lanes' partitions, the others the rest in equal parts (Bytewax
+    splits the lanes only process 0 does not list among them by count). None for one process, or with no table's
+    topic known yet."""
+    weights = lane_weights(layout) if processes > 1 else {}
+    total = sum(weights.values())
+    if not total:
+        return None
+    reader = sum(weights[lane] for lane in reader_lanes(weights, processes, share=1.0, at_most=True)) / total
+    return [reader] + [(1 - reader) / (processes - 1)] * (processes - 1)

@@ -386,15 +386,17 @@ def test_a_clusters_full_sync_writes_the_messages_one_process_writes(tmp_path, m
     assert all(s.get("log_changes_encoded", {"total": 0})["total"] == 0 for s in statuses), statuses
 
 
-def test_sigkill_during_a_clusters_debezium_full_sync_loses_and_duplicates_nothing(tmp_path, mariadb, kafka, shop):
+@pytest.mark.parametrize("incremental", [False, True], ids=["full-only", "with-the-log"])
+def test_sigkill_during_a_clusters_debezium_full_sync_loses_and_duplicates_nothing(tmp_path, mariadb, kafka, shop,
+                                                                                    incremental):
     """`debezium`'s full-sync rows cross to their lanes' processes as values and are encoded there: one process
     killed at random moments of the full sync, then a run to the end, writes every row exactly once, with its
-    values."""
+    values. With the log to read, process 0 reads every chunk (`obsync.steps.chunk_placement`)."""
     db, conn = shop
     rows = 40000
     seed(conn, db, rows)
     task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"],
-                      format="debezium", sync={"full": True, "incremental": False},
+                      format="debezium", sync={"full": True, "incremental": incremental},
                       snapshot={"chunk_size": 2500, "batch_size": 250}, limits={"full": {"rps": 4000}})
     topic = f"Topic_{db}_orders"
     cluster = Cluster(tmp_path, task)
@@ -424,3 +426,34 @@ def test_sigkill_during_a_clusters_debezium_full_sync_loses_and_duplicates_nothi
         price = after["price"]
         price = None if price is None else Decimal(int.from_bytes(base64.b64decode(price), "big", signed=True)) / 100
         assert (after["name"], after["qty"], price, after["note"]) == table[after["id"]], after
+
+
+@pytest.mark.parametrize(("fmt", "chunks_read"), [("default", (4, 2)), ("debezium", (6, 0))])
+def test_a_cluster_reading_the_log_gives_more_of_the_full_sync_to_the_process_writing_fewer_partitions(
+        tmp_path, mariadb, kafka, shop, fmt, chunks_read):
+    """In a run that reads the log, process 0 writes 1 of the topic's 3 partitions (`obsync.steps.lane_placement`),
+    so it reads more of the full sync's 6 chunks (`obsync.steps.chunk_placement`): 4 with `default`, whose rows
+    are encoded where they are read, and all 6 with `debezium`, whose rows are encoded by their partitions' lanes.
+    Every row lands once, in its key's partition, and the log's changes after it."""
+    db, conn = shop
+    seed(conn, db, 600)
+    task = write_task(tmp_path / "task.yaml", db_server=mariadb, kafka=kafka, tables=[f"{db}.orders"], format=fmt,
+                      snapshot={"chunk_size": 100, "batch_size": 40})
+    cluster = Cluster(tmp_path, task)
+    cluster.run_until_caught_up()
+    statuses = [cluster.status(k) for k in range(2)]
+    assert tuple(sum(t["chunks_done"] for t in s["full_sync"]) for s in statuses) == chunks_read, statuses
+    written = [s["messages_written"] for s in statuses]
+    assert sum(written) == 600 and 0 < written[0] < written[1], written  # process 0 writes 1 partition of 3
+    change_some(conn, db)
+    cluster.run_until_caught_up()
+    if fmt == "default":
+        assert_landed_exactly(kafka, conn, db)
+        return
+    msgs = read_topic(kafka.bootstrap_servers, f"Topic_{db}_orders")
+    full = [json.loads(m.key)["payload"]["id"] for m in msgs if json.loads(m.value or b"null") is not None
+            and json.loads(m.value)["payload"]["op"] == "r"]
+    assert sorted(full) == list(range(1, 601))  # every row of the full sync, once
+    partition = {}
+    for m in msgs:  # every key in one partition
+        assert partition.setdefault(m.key, m.partition) == m.partition, m.key

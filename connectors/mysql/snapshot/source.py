@@ -21,6 +21,9 @@ older state, and by then the log has written the rows changed since. Read again,
 would hold rows inserted meanwhile, under snapshot positions the sink has not seen, and write them after the
 log's changes of the same keys (tests/integration/test_resume_after_full_sync.py).
 
+`parts` (optional): the chunks this process lists to Bytewax, which gives each chunk to one of the workers listing
+it (every chunk must be listed by some process: `obsync.steps.chunk_placement`); default every chunk.
+
 Chunks are read one at a time per worker by default (`chunks_per_worker`): the others wait without a
 connection until a running chunk finishes, so a plan of thousands of chunks holds only as many connections as
 there are workers.
@@ -60,7 +63,7 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
                  chunks_per_worker: int = 1, filters: dict[str, str] | None = None,
                  limiter: Pacing | None = None, listener: SourceListener = NOOP_SOURCE_LISTENER,
                  delivered: Callable[[], bool] | None = None, stopping: Callable[[], bool] = lambda: False,
-                 emit_ddl: bool = False):
+                 emit_ddl: bool = False, parts: list[str] | None = None):
         if chunks_per_worker < 1:
             raise ValueError("chunks_per_worker must be at least 1")
         self._endpoint = endpoint
@@ -78,13 +81,16 @@ class SnapshotSource(FixedPartitionedSource[Batch, dict]):
         self._delivered = delivered
         self._emit_ddl = emit_ddl  # each table's CREATE TABLE before its rows (`ChunkReader`)
         self._already_delivered: bool | None = None  # `delivered()`, asked once
+        if parts is not None and not set(parts) <= set(plan.chunk_ids):
+            raise ValueError(f"chunks not in the snapshot plan: {sorted(set(parts) - set(plan.chunk_ids))}")
+        self._parts = plan.chunk_ids if parts is None else parts
 
     @property
     def plan(self) -> SnapshotPlan:
         return self._plan
 
     def list_parts(self) -> list[str]:
-        return self._plan.chunk_ids
+        return self._parts
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: dict[str, Any] | None) -> StatefulSourcePartition[Batch, dict]:

@@ -1,0 +1,69 @@
+"""Which full-sync chunks each process of a cluster lists to Bytewax (`obsync.steps.chunk_placement`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from obsync.connectors.mysql.snapshot.plan import Chunk, SnapshotPlan
+from obsync.steps.chunk_placement import WRITE_OVER_READ, chunk_owners, chunk_shares, offered_chunks
+from obsync.steps.lane_placement import full_sync_lane_shares
+from obsync.steps.routing import TopicLayout
+
+
+def plan_of(sizes: dict[str, int]) -> SnapshotPlan:
+    chunks = tuple(Chunk(cid, "db.orders", None, None, rows) for cid, rows in sizes.items())
+    return SnapshotPlan("mariadb", 50_000, (), chunks)
+
+
+def test_shares_balance_reading_and_writing_for_a_two_to_one_split_of_the_lanes():
+    # 3 partitions over 2 processes: process 0 writes 1, process 1 writes 2
+    lanes = [1 / 3, 2 / 3]
+    encoded_where_read = chunk_shares(lanes, crosses_rows=False)
+    ratio = WRITE_OVER_READ[False]
+    assert encoded_where_read == pytest.approx([0.5 + ratio / 6, 0.5 - ratio / 6])
+    # each process's cost, reading its share and writing its lanes' rows, is the same
+    cost = [share + ratio * lane for share, lane in zip(encoded_where_read, lanes, strict=True)]
+    assert cost[0] == pytest.approx(cost[1])
+    crossing = chunk_shares(lanes, crosses_rows=True)  # the lanes encode: the lighter writer reads nearly all
+    assert crossing[0] > 0.9 and sum(crossing) == pytest.approx(1.0)
+
+
+def test_an_even_split_of_the_lanes_gives_even_shares_and_no_share_is_below_zero():
+    assert chunk_shares([0.5, 0.5], crosses_rows=True) == pytest.approx([0.5, 0.5])
+    shares = chunk_shares([0.0, 1.0], crosses_rows=True)  # one process writes everything: the other reads all
+    assert shares == pytest.approx([1.0, 0.0])
+
+
+def test_owners_follow_the_shares_by_estimated_rows_largest_chunks_first():
+    sizes = {"c1": 50_000, "c2": 50_000, "c3": 50_000, "c4": 50_000, "c5": 50_000, "c6": 10}
+    owners = chunk_owners(sizes, [2 / 3, 1 / 3])
+    rows = [sum(sizes[c] for c, p in owners.items() if p == k) for k in (0, 1)]
+    assert set(owners) == set(sizes)
+    assert rows == [150_010, 100_000]  # 4 of the 5 large ones would overshoot process 0's two thirds least
+    assert chunk_owners({"a": 0, "b": 0}, [0.5, 0.5]) == {"a": 0, "b": 1}  # empty chunks still weigh one row
+
+
+def test_every_chunk_is_offered_by_exactly_one_process_in_the_plans_order():
+    plan = plan_of({f"orders:{i}": 40_000 + i for i in range(7)})
+    shares = [0.25, 0.75]
+    offered = [offered_chunks(plan, p, shares, crosses_rows=False) for p in (0, 1)]
+    assert sorted(offered[0] + offered[1]) == sorted(plan.chunk_ids)
+    assert not set(offered[0]) & set(offered[1])
+    for listed in offered:
+        assert listed == [c for c in plan.chunk_ids if c in listed]
+    assert len(offered[0]) > len(offered[1])  # process 0 writes a quarter of the partitions: it reads more
+
+
+def test_without_known_lane_shares_every_process_offers_every_chunk():
+    plan = plan_of({"a": 1, "b": 2})
+    assert offered_chunks(plan, 0, None, crosses_rows=True) == ["a", "b"]
+    assert offered_chunks(plan, 0, [1.0], crosses_rows=True) == ["a", "b"]
+
+
+def test_lane_shares_of_a_full_sync_run_give_the_reader_at_most_an_even_share():
+    layout = TopicLayout({("db", "orders"): "orders"}, {"orders": 3})
+    assert full_sync_lane_shares(layout, 2) == pytest.approx([1 / 3, 2 / 3])
+    assert full_sync_lane_shares(layout, 1) is None
+    assert full_sync_lane_shares(TopicLayout({}, {}), 2) is None
+    three = full_sync_lane_shares(TopicLayout({("db", "t"): "t"}, {"t": 16}), 3)
+    assert three is not None and three[0] == pytest.approx(5 / 16) and sum(three) == pytest.approx(1.0)
