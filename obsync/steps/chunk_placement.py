@@ -15,8 +15,12 @@ So in a cluster run whose lanes' split is known (it reads the log and has a full
 
 where `lanes_p` is the fraction of the tables' partitions process p writes and `ratio` the write side's CPU a row
 over the read side's (`WRITE_OVER_READ`, from the stages alone). Chunks go to processes by their estimated rows,
-largest first, each to the process furthest below its share. Every process computes the same owners from the
-same plan, so every chunk is listed by exactly one process.
+largest first, each to the process furthest below its share. Every process computes the owners from the plan
+and the layout; process 0 lists every chunk and the others their own. Bytewax gives a chunk listed by one process
+to it first, then each chunk listed by several to the least loaded of them by count, so process 0 gets its own
+chunks and the others theirs as long as none owns more chunks than process 0 (process 0 writes at most an even
+share, so it reads at least one). And were the processes ever to disagree on the owners, no chunk would be left
+unread: process 0 lists them all.
 
 Where a chunk is read changes nothing a message carries: a chunk's state (how far it was read) is Bytewax's,
 which resumes it on whichever worker builds it, and its rows are written by the lane of their partition wherever
@@ -62,9 +66,9 @@ def chunk_owners(sizes: Mapping[str, int], shares: Sequence[float]) -> dict[str,
 
 def offered_chunks(plan: SnapshotPlan, process: int, lane_shares: Sequence[float] | None,
                    crosses_rows: bool) -> list[str]:
-    """The chunks process `process` lists to Bytewax: its own (`chunk_owners`) when the processes' lane shares
-    are known, else every chunk. In the plan's order."""
-    if lane_shares is None or len(lane_shares) < 2:
+    """The chunks process `process` lists to Bytewax: when the processes' lane shares are known, its own
+    (`chunk_owners`), or every chunk for process 0 (module docstring); else every chunk. In the plan's order."""
+    if lane_shares is None or len(lane_shares) < 2 or process == 0:
         return plan.chunk_ids
     owners = chunk_owners({c.id: c.estimated_rows for c in plan.chunks}, chunk_shares(lane_shares, crosses_rows))
     return [cid for cid in plan.chunk_ids if owners[cid] == process]

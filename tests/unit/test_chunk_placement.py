@@ -43,15 +43,34 @@ def test_owners_follow_the_shares_by_estimated_rows_largest_chunks_first():
     assert chunk_owners({"a": 0, "b": 0}, [0.5, 0.5]) == {"a": 0, "b": 1}  # empty chunks still weigh one row
 
 
-def test_every_chunk_is_offered_by_exactly_one_process_in_the_plans_order():
-    plan = plan_of({f"orders:{i}": 40_000 + i for i in range(7)})
-    shares = [0.25, 0.75]
-    offered = [offered_chunks(plan, p, shares, crosses_rows=False) for p in (0, 1)]
-    assert sorted(offered[0] + offered[1]) == sorted(plan.chunk_ids)
-    assert not set(offered[0]) & set(offered[1])
-    for listed in offered:
-        assert listed == [c for c in plan.chunk_ids if c in listed]
-    assert len(offered[0]) > len(offered[1])  # process 0 writes a quarter of the partitions: it reads more
+def bytewax_primaries(listed: dict[int, list[str]]) -> dict[str, int]:
+    """Bytewax 0.21's assignment (src/timely.rs, `calc_primaries`) with one worker per process: parts listed by
+    fewer processes first, each to the candidate with the fewest parts so far."""
+    known: dict[str, list[int]] = {}
+    for proc, parts in listed.items():
+        for part in parts:
+            known.setdefault(part, []).append(proc)
+    given: dict[str, int] = {}
+    for part in sorted(known, key=lambda p: len(known[p])):
+        given[part] = min(known[part], key=lambda w: list(given.values()).count(w))
+    return given
+
+
+@pytest.mark.parametrize(("sizes", "lanes", "crosses"), [
+    ({f"orders:{i}": 50_000 for i in range(4)}, [1 / 3, 2 / 3], False),
+    ({f"orders:{i}": 50_000 for i in range(12)}, [1 / 3, 2 / 3], False),
+    ({f"orders:{i}": 50_000 for i in range(6)}, [1 / 3, 2 / 3], True),
+    ({f"orders:{i}": 40_000 + i for i in range(7)}, [0.25, 0.75], False),
+])
+def test_bytewax_gives_each_process_the_chunks_it_owns(sizes, lanes, crosses):
+    plan = plan_of(sizes)
+    listed = {p: offered_chunks(plan, p, lanes, crosses_rows=crosses) for p in (0, 1)}
+    assert listed[0] == plan.chunk_ids  # process 0 lists every chunk: none is left unread
+    for chunks in listed.values():
+        assert chunks == [c for c in plan.chunk_ids if c in chunks]  # in the plan's order
+    owners = chunk_owners(sizes, chunk_shares(lanes, crosses))
+    assert bytewax_primaries(listed) == owners
+    assert sorted(listed[1]) == sorted(c for c, p in owners.items() if p == 1)
 
 
 def test_without_known_lane_shares_every_process_offers_every_chunk():
@@ -67,3 +86,16 @@ def test_lane_shares_of_a_full_sync_run_give_the_reader_at_most_an_even_share():
     assert full_sync_lane_shares(TopicLayout({}, {}), 2) is None
     three = full_sync_lane_shares(TopicLayout({("db", "t"): "t"}, {"t": 16}), 3)
     assert three is not None and three[0] == pytest.approx(5 / 16) and sum(three) == pytest.approx(1.0)
+
+
+def test_a_process_owning_more_chunks_than_process_0_reads_no_chunk_it_does_not_own():
+    """Even lanes and chunks of unequal sizes: process 1 owns 8 of 15 chunks by rows, one more than process 0, so
+    Bytewax's balancing by count gives one of them to process 0; every chunk is still read, by one process."""
+    sizes = {f"t{t}:{i}": 1_000 * (t + 1) for t in range(3) for i in range(5)}
+    plan = plan_of(sizes)
+    owners = chunk_owners(sizes, chunk_shares([0.5, 0.5], False))
+    assert [list(owners.values()).count(p) for p in (0, 1)] == [7, 8]
+    listed = {p: offered_chunks(plan, p, [0.5, 0.5], crosses_rows=False) for p in (0, 1)}
+    given = bytewax_primaries(listed)
+    assert set(given) == set(sizes)
+    assert {c for c, p in given.items() if p == 1} <= {c for c, p in owners.items() if p == 1}
