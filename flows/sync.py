@@ -95,9 +95,9 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
     cluster = rt.state.spec if isinstance(rt.state, ClusterState) else None
     router.packs = spread and cluster is not None and cluster.processes > 1
     snapshot = log = None
-    # in a cluster run that reads the log, the processes writing fewer partitions read more of the full sync's
-    # chunks (`obsync.steps.chunk_placement`); every process computes the same split from the plan and the layout
-    chunks = None if rt.plan is None or cluster is None or rt.log_start is None else offered_chunks(
+    # in a cluster the processes writing fewer partitions read more of the full sync's chunks
+    # (`obsync.steps.chunk_placement`); every process computes the split from the plan and the layout
+    chunks = None if rt.plan is None or cluster is None else offered_chunks(
         rt.plan, cluster.process, full_sync_lane_shares(rt.layout, cluster.processes), router.crosses_rows())
     if rt.plan is not None:
         snapshot = (op.input("snapshot", flow, SnapshotSource(
@@ -144,12 +144,12 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
         routed.append(op.flat_map("lanes", shaped_log, router.pick) if spread else
                       op.flat_map("encode_log", shaped_log, router.route))
     out = routed[0] if len(routed) == 1 else op.merge("routed", *routed)
-    # in a cluster the process reading the log (0) writes fewer partitions (`obsync.steps.lane_placement`); only it
-    # asks whether the full sync is delivered (a read of the control topic)
-    reads_log = cluster is not None and cluster.leader and log is not None
+    # in a cluster process 0 writes fewer partitions (`obsync.steps.lane_placement`): it reads the log, and in a full
+    # sync more of the chunks; only it asks whether the full sync is delivered (a read of the control topic)
+    leader = cluster is not None and cluster.leader
     offered = None if cluster is None else offered_lanes(
-        rt.layout, cluster.process, cluster.processes, reads_log=reads_log,
-        full_sync=reads_log and snapshot is not None and not rt.full_sync_delivered())
+        rt.layout, cluster.process, cluster.processes, reads_log=leader and log is not None,
+        full_sync=leader and snapshot is not None and not rt.full_sync_delivered())
     op.output("kafka", out, KafkaSink(
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
         listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams,

@@ -7,9 +7,9 @@ Bytewax splits the chunks evenly by count (bytewax 0.21, src/timely.rs, `calc_pr
 topic with few partitions cannot split evenly: with 3 partitions over 2 processes one process writes 2 of them,
 and the whole full sync waits for it (docs/performance.md, "Chunks placed by the lanes' split").
 
-So in a cluster run whose lanes' split is known (it reads the log and has a full sync to do:
-`obsync.steps.lane_placement` gives process 0 at most an even share), each process lists only the chunks
-`chunk_owners` gives it, sized so that read side plus write side cost each process about the same:
+So in a cluster, whose lanes' split in a full sync is known (`obsync.steps.lane_placement` gives process 0 at
+most an even share), each process lists the chunks `chunk_owners` gives it, sized so that read side plus write
+side cost each process about the same:
 
     share_p = 1/P + ratio * (1/P - lanes_p)
 
@@ -18,14 +18,13 @@ over the read side's (`WRITE_OVER_READ`, from the stages alone). Chunks go to pr
 largest first, each to the process furthest below its share. Every process computes the owners from the plan
 and the layout; process 0 lists every chunk and the others their own. Bytewax gives a chunk listed by one process
 to it first, then each chunk listed by several to the least loaded of them by count, so process 0 gets its own
-chunks and the others theirs as long as none owns more chunks than process 0 (process 0 writes at most an even
-share, so it reads at least one). And were the processes ever to disagree on the owners, no chunk would be left
+chunks and the others theirs as long as none owns more chunks than process 0 (which writes at most an even share
+of the partitions, so owns at least an even share of the rows). And were the processes ever to disagree on the owners, no chunk would be left
 unread: process 0 lists them all.
 
 Where a chunk is read changes nothing a message carries: a chunk's state (how far it was read) is Bytewax's,
 which resumes it on whichever worker builds it, and its rows are written by the lane of their partition wherever
-they were read. Runs whose lanes' split is not known here (every process lists every lane: no log to read, or
-only the log) keep every chunk listed by every process.
+they were read.
 """
 
 from __future__ import annotations

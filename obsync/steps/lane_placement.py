@@ -7,17 +7,18 @@ cluster, process 0 reads the log: it reads, decodes and picks the lane of every 
 producing for the lanes it writes, and with an even split it was the one the others waited for
 (docs/performance.md, "The process reading the log writes fewer lanes").
 
-So in a cluster run that reads the log, process 0 lists only some lanes, and the other processes list every
-lane: Bytewax gives them the rest first, then process 0 the lanes it listed.
+So in a cluster run that reads the log or has a full sync to do, process 0 lists only some lanes, and the other
+processes list every lane: Bytewax gives them the rest first, then process 0 the lanes it listed.
 
 - A run with only the log to read (its full sync is delivered, or it has none): lanes holding about
   `READER_SHARE` of an even share of the task's data partitions.
-- A run with a full sync to do first: every process reads chunks then, so an even split suits the full sync; but
-  the lanes stay where they are for the log that follows in the same run (a task left running never restarts
-  into the log-only placement). Process 0 takes at most an even share, the smaller side where the partitions
-  cannot be split evenly: with 3 partitions over 2 processes it writes 1, whatever the topic's name (an even
-  split by the names gave it 2 for some topics: docs/performance.md, "Lanes of a run with a full sync").
-- A run without the log (full sync only): every lane; no process has the log's extra work.
+- A run with a full sync to do (then the log, or not): the lanes stay where they are for the log that follows in
+  the same run (a task left running never restarts into the log-only placement). Process 0 takes at most an even
+  share, the smaller side where the partitions cannot be split evenly: with 3 partitions over 2 processes it
+  writes 1, whatever the topic's name (an even split by the names gave it 2 for some topics: docs/performance.md,
+  "Lanes of a run with a full sync"). Knowing the split, the full sync's chunks follow it: the processes writing
+  fewer partitions read more chunks (`obsync.steps.chunk_placement`).
+- A run without the log and without a full sync to do: every lane.
 
 Where lanes are written changes nothing a message carries: each lane's state (what it wrote to each partition)
 is Bytewax's, which resumes it on whichever worker builds the lane.
@@ -62,7 +63,7 @@ def reader_lanes(weights: dict[str, int], processes: int, share: float = READER_
 def offered_lanes(layout: TopicLayout, process: int, processes: int, reads_log: bool, full_sync: bool) -> list[str]:
     """The lanes process `process` of `processes` lists to Bytewax (see the module docstring); `reads_log`: the
     run reads the log (process 0 does); `full_sync`: it has a full sync to do first."""
-    weights = lane_weights(layout) if processes > 1 and process == 0 and reads_log else {}
+    weights = lane_weights(layout) if processes > 1 and process == 0 and (reads_log or full_sync) else {}
     if not weights:  # not the reader's run, or no table's topic known yet (nothing to weigh)
         return layout.parts()
     if full_sync:
@@ -71,8 +72,8 @@ def offered_lanes(layout: TopicLayout, process: int, processes: int, reads_log: 
 
 
 def full_sync_lane_shares(layout: TopicLayout, processes: int) -> list[float] | None:
-    """The fraction of the tables' partitions each process writes in a cluster run that reads the log and has a
-    full sync to do (`offered_lanes`): process 0 its lanes' partitions, the others the rest in equal parts (Bytewax
+    """The fraction of the tables' partitions each process writes in a cluster run with a full sync to do
+    (`offered_lanes`): process 0 its lanes' partitions, the others the rest in equal parts (Bytewax
     splits the lanes only process 0 does not list among them by count). None for one process, or with no table's
     topic known yet."""
     weights = lane_weights(layout) if processes > 1 else {}

@@ -383,6 +383,8 @@ def test_a_clusters_full_sync_writes_the_messages_one_process_writes(tmp_path, m
     # both processes wrote messages; neither counted the full sync's rows as log changes it encoded
     statuses = [cluster.status(k) for k in range(2)]
     assert all(s["messages_written"] > 0 for s in statuses), statuses
+    # process 0 wrote 1 of the 3 partitions, so it read every chunk (`obsync.steps.chunk_placement`)
+    assert [sum(t["chunks_done"] for t in s["full_sync"]) for s in statuses] == [6, 0], statuses
     assert all(s.get("log_changes_encoded", {"total": 0})["total"] == 0 for s in statuses), statuses
 
 
@@ -391,7 +393,8 @@ def test_sigkill_during_a_clusters_debezium_full_sync_loses_and_duplicates_nothi
                                                                                     incremental):
     """`debezium`'s full-sync rows cross to their lanes' processes as values and are encoded there: one process
     killed at random moments of the full sync, then a run to the end, writes every row exactly once, with its
-    values. With the log to read, process 0 reads every chunk (`obsync.steps.chunk_placement`)."""
+    values. Process 0 writes 1 of the 3 partitions and reads every chunk (`obsync.steps.chunk_placement`), with the
+    log to read or without."""
     db, conn = shop
     rows = 40000
     seed(conn, db, rows)

@@ -51,13 +51,13 @@ def test_one_partition_is_left_to_the_other_processes():
     assert offered_lanes(layout_of({"orders": 1}), process=0, processes=2, reads_log=True, full_sync=False) == []
 
 
-def test_other_processes_single_processes_and_runs_without_the_log_list_every_lane():
+def test_other_processes_single_processes_and_runs_with_neither_the_log_nor_a_full_sync_list_every_lane():
     layout = layout_of({"orders": 3})
     every = lane_names(16)
     assert offered_lanes(layout, process=1, processes=2, reads_log=True, full_sync=False) == every
     assert offered_lanes(layout, process=1, processes=2, reads_log=True, full_sync=True) == every
     assert offered_lanes(layout, process=0, processes=1, reads_log=True, full_sync=True) == every
-    assert offered_lanes(layout, process=0, processes=2, reads_log=False, full_sync=True) == every
+    assert offered_lanes(layout, process=0, processes=2, reads_log=False, full_sync=False) == every
     no_topic = layout_of({})  # no partition to weigh
     assert offered_lanes(no_topic, process=0, processes=2, reads_log=True, full_sync=False) == every
 
@@ -78,3 +78,11 @@ def test_a_run_with_a_full_sync_first_keeps_an_even_split_where_there_is_one():
     assert reader_lanes(uneven, 2, share=1.0, at_most=True) == ["lane000", "lane001"]
     # one partition: the reader lists none, the other process writes it
     assert offered_lanes(layout_of({"orders": 1}), process=0, processes=2, reads_log=True, full_sync=True) == []
+
+
+def test_a_full_sync_without_the_log_leaves_process_0_at_most_an_even_share_too():
+    """Its chunks then follow the split (`obsync.steps.chunk_placement`)."""
+    layout = layout_of({"orders": 3})
+    lanes = offered_lanes(layout, process=0, processes=2, reads_log=False, full_sync=True)
+    assert lanes == offered_lanes(layout, process=0, processes=2, reads_log=True, full_sync=True)
+    assert len(lanes) == 1
