@@ -19,8 +19,8 @@ largest first, each to the process furthest below its share. Every process compu
 and the layout; process 0 lists every chunk and the others their own. Bytewax gives a chunk listed by one process
 to it first, then each chunk listed by several to the least loaded of them by count, so process 0 gets its own
 chunks and the others theirs as long as none owns more chunks than process 0 (which writes at most an even share
-of the partitions, so owns at least an even share of the rows). And were the processes ever to disagree on the owners, no chunk would be left
-unread: process 0 lists them all.
+of the partitions, so owns at least an even share of the rows). And were the processes ever to disagree on the
+owners, no chunk would be left unread: process 0 lists them all.
 
 Where a chunk is read changes nothing a message carries: a chunk's state (how far it was read) is Bytewax's,
 which resumes it on whichever worker builds it, and its rows are written by the lane of their partition wherever
