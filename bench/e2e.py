@@ -109,12 +109,21 @@ def cpu_seconds(pid: int | None) -> float:
         return 0.0
 
 
+def task_files(pid: int, name: str) -> list[Path]:
+    """/proc/PID/task/*/NAME of each thread of `pid` (none once it has exited: its /proc entry is gone, which a
+    glob raises on while it lists it)."""
+    try:
+        return list(Path(f"/proc/{pid}/task").glob(f"*/{name}"))
+    except OSError:
+        return []
+
+
 def descendants(pid: int) -> list[int]:
     """Every live descendant of `pid` (Linux: /proc/PID/task/TID/children)."""
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*/children"):
+        for task in task_files(p, "children"):
             try:
                 kids = [int(k) for k in task.read_text().split()]
             except OSError:
@@ -139,7 +148,7 @@ def task_process(pid: int) -> int | None:
 def run_queue_seconds(pid: int, seen: dict[int, float]) -> float:
     """Seconds the threads of `pid` have spent runnable but waiting for a core (schedstat's run delay), each
     thread's last value kept in `seen` (by thread id) so that threads that ended still count."""
-    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+    for stat in task_files(pid, "schedstat"):
         try:
             seen[int(stat.parent.name)] = int(stat.read_text().split()[1]) / 1e9
         except (OSError, IndexError, ValueError):
@@ -162,7 +171,7 @@ def thread_kind(name: str) -> str:
 def thread_cpu_seconds(pid: int, seen: dict[int, tuple[str, float]]) -> None:
     """Each thread of `pid`: its kind (`thread_kind`) and user + system CPU seconds, kept in `seen` (by thread
     id) so that threads that ended still count."""
-    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+    for stat in task_files(pid, "stat"):
         try:
             name, cpu = stat_name_and_cpu(stat.read_text())
             seen[int(stat.parent.name)] = (thread_kind(name), cpu)

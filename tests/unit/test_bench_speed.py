@@ -1,10 +1,15 @@
-"""`bench.speed`'s pure parts: the order of its runs and the table of medians and ratios it ends with."""
+"""`bench.speed`'s pure parts: the order of its runs and the table of medians and ratios it ends with; and its
+sampler's reading of /proc."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from bench.e2e import by_kind, thread_kind
+from bench.e2e import by_kind, descendants, run_queue_seconds, task_files, thread_cpu_seconds, thread_kind
 from bench.speed import Figures, budget_us, ceiling, rounds, summary
 from bench.stages import Rate
 
@@ -67,3 +72,15 @@ def test_thread_cpu_is_told_by_the_kind_the_threads_name_gives() -> None:
     assert list(kinds) == ["engine workers", "Python threads", "librdkafka", "engine I/O"]
     assert kinds == pytest.approx({"engine workers": 3.5, "Python threads": 1.5, "librdkafka": 0.8,
                                    "engine I/O": 0.1})
+
+
+def test_the_sampler_reads_nothing_of_a_process_that_has_exited():
+    """bench.e2e's sampler lists a process's threads while it may exit: its /proc entry is then gone, and the
+    sampler must go on (a glob of a vanished directory raised, and the sampler's thread died mid-run)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    threads: dict[int, tuple[str, float]] = {}
+    thread_cpu_seconds(proc.pid, threads)
+    assert task_files(proc.pid, "stat") == [] and descendants(proc.pid) == [] and threads == {}
+    assert run_queue_seconds(proc.pid, {}) == 0
+    assert os.getpid() in {int(p.parent.name) for p in task_files(os.getpid(), "stat")}  # the main thread's id
