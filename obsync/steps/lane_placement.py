@@ -60,6 +60,12 @@ def reader_lanes(weights: dict[str, int], processes: int, share: float = READER_
     return sorted(chosen)
 
 
+def full_sync_lanes(weights: dict[str, int], processes: int) -> list[str]:
+    """The lanes process 0 lists in a run with a full sync to do: at most an even share (`reader_lanes` with
+    `at_most`); `full_sync_lane_shares` weighs the chunks by the same lanes."""
+    return reader_lanes(weights, processes, share=1.0, at_most=True)
+
+
 def offered_lanes(layout: TopicLayout, process: int, processes: int, reads_log: bool, full_sync: bool) -> list[str]:
     """The lanes process `process` of `processes` lists to Bytewax (see the module docstring); `reads_log`: the
     run reads the log (process 0 does); `full_sync`: it has a full sync to do first."""
@@ -67,7 +73,7 @@ def offered_lanes(layout: TopicLayout, process: int, processes: int, reads_log: 
     if not weights:  # not the reader's run, or no table's topic known yet (nothing to weigh)
         return layout.parts()
     if full_sync:
-        return reader_lanes(weights, processes, share=1.0, at_most=True)
+        return full_sync_lanes(weights, processes)
     return reader_lanes(weights, processes)
 
 
@@ -80,5 +86,5 @@ def full_sync_lane_shares(layout: TopicLayout, processes: int) -> list[float] | 
     total = sum(weights.values())
     if not total:
         return None
-    reader = sum(weights[lane] for lane in reader_lanes(weights, processes, share=1.0, at_most=True)) / total
+    reader = sum(weights[lane] for lane in full_sync_lanes(weights, processes)) / total
     return [reader] + [(1 - reader) / (processes - 1)] * (processes - 1)
