@@ -1,7 +1,7 @@
 """End-to-end throughput and memory: source -> obsync -> Kafka, on servers started here.
 
     python -m bench.e2e [--rows 200000] [--txn-rows 1000000] [--processes 1 2] [--formats default debezium avro]
-                        [--partitions 3]
+                        [--partitions 3] [--log-txn-rows 5000]
 
 Prints full-sync rows/s and incremental rows/s (messages divided by the span between the first and the
 last message's Kafka timestamp, so process start-up is excluded; the wall time of each command is printed
@@ -10,6 +10,8 @@ table of its own (same rows, same inserts) synced by `obsync run --processes N` 
 and ends with a table side by side; with --formats F1 F2 ... likewise once per format (each with the first
 process count given). With --txn-rows N it also streams one transaction of N
 rows through incremental sync and prints that run's peak RSS (the memory bound for huge transactions).
+The incremental backlog is written in transactions of 5,000 rows; `--log-txn-rows 1` writes it as single-row
+transactions (an OLTP source's log: per row a GTID, a table map, a rows and an XID event).
 
 For each run it also prints the CPU time obsync used per row (user + system of its processes, start-up
 included: it does not depend on what else the machine runs, unlike the rates) and the cores used by obsync
@@ -362,9 +364,10 @@ def task_file(base: Path, db: MariaDBServer, broker: TansuBroker, work_name: str
 
 
 def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: int, processes: int, txn_rows: int,
-              run_no: int, fmt: str = "default", hooks: Hooks | None = None, partitions: int = 3) -> Result:
+              run_no: int, fmt: str = "default", hooks: Hooks | None = None, partitions: int = 3,
+              log_txn_rows: int = 5000) -> Result:
     """Full sync then incremental backlog of `rows` rows each, on a table and task of their own (its topic of
-    `partitions` partitions)."""
+    `partitions` partitions); the backlog written in transactions of `log_txn_rows` rows."""
     table = f"bench.t{run_no}"
     task = table_and_task(base, db, broker, conn, run_no, rows, fmt, partitions)
     topic = f"Topic_bench_t{run_no}"
@@ -384,7 +387,7 @@ def bench_one(base: Path, db: MariaDBServer, broker: TansuBroker, conn, rows: in
           f"(command wall {full.wall:.1f}s incl. start-up)\n    {full.line(n_full, idle)}", flush=True)
     ep = Endpoint(db.host, db.port, "root", "")
     start = current_log_position(ep)
-    insert_rows(conn, rows + 1, rows, table=table)
+    insert_rows(conn, rows + 1, rows, chunk=log_txn_rows, table=table)
     if hooks is not None:
         hooks.before_incremental(("bench", f"t{run_no}"), start, current_log_position(ep))
     incr = Run(task, servers, processes)
@@ -450,13 +453,18 @@ def main() -> None:
     ap.add_argument("--formats", nargs="+", default=["default"], metavar="FORMAT",
                     help="run the same data with each of these formats, in this order (e.g. default debezium avro)")
     ap.add_argument("--partitions", type=int, default=3, help="partitions of the table's topic (default 3)")
+    ap.add_argument("--log-txn-rows", type=int, default=5000, metavar="N",
+                    help="rows per transaction of the incremental backlog (default 5000; 1: single-row transactions, "
+                         "each with its own GTID, table map and XID events)")
     args = ap.parse_args()
+    if args.log_txn_rows < 1:
+        ap.error("--log-txn-rows must be at least 1")
     runs = ([(n, args.formats[0]) for n in args.processes] if len(args.formats) == 1 else
             [(args.processes[0], f) for f in args.formats])
     with servers("obsync-bench-") as (base, db, broker, conn):
         print(header(args.rows), flush=True)
         results = [bench_one(base, db, broker, conn, args.rows, n, args.txn_rows, i, f,
-                             partitions=args.partitions)
+                             partitions=args.partitions, log_txn_rows=args.log_txn_rows)
                    for i, (n, f) in enumerate(runs, 1)]
     if len(args.formats) > 1:
         print("\n| format | full sync rows/s | x default | incremental rows/s | x default |\n|---|---|---|---|---|")

@@ -26,9 +26,10 @@ the log endpoint when the binlog comes from a separate service (OceanBase Binlog
 
 from __future__ import annotations
 
+import ctypes
 import select
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pymysql
@@ -41,7 +42,7 @@ from obsync.connectors.mysql.binlog import table_maps
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.failures import StreamLost
 
-_POLL = "_obsync_poll"  # (socket, select.poll registered for it), kept on a stream by `stream_idle`
+_POLL = "_obsync_poll"  # the `_Ready` of the stream's socket, kept on it by `stream_idle`
 
 
 class _StreamConnection(pymysql.connections.Connection):
@@ -95,20 +96,71 @@ def open_stream(log_endpoint: Endpoint, sql_endpoint: Endpoint, *, server_id: in
     )
 
 
+class _Ready:
+    """Whether bytes wait on one socket, asked without letting go of the GIL.
+
+    `select.poll().poll(0)` lets go of the GIL around its system call, even with no wait: the binlog reader's
+    thread then waits for the engine's worker thread, busy encoding in the same process, to hand the GIL back,
+    about 100 us (up to the interpreter's 5 ms switch interval) for a call of under 1 us. Asked once per
+    transaction, that wait bounded a log of single-row transactions to about 25,000 rows/s
+    (docs/performance.md, "Single-row transactions"). Through `ctypes.PyDLL`, `poll(2)` with no wait is called
+    holding the GIL; where libc's `poll` cannot be found that way, `select.poll` is used as before.
+    """
+
+    __slots__ = ("sock", "_call", "_keep")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._call: Callable[[], int] | None = None
+        if _LIBC_POLL is not None:
+            fd = _PollFd(sock.fileno(), select.POLLIN, 0)
+            self._keep: Any = fd  # alive as long as the pointer to it
+            poll, ref = _LIBC_POLL, ctypes.byref(fd)
+            self._call = lambda: poll(ref, _ONE, _NO_WAIT)  # a C int
+        else:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            self._keep = poller
+
+    def idle(self) -> bool:
+        """True when nothing waits to be read (or the socket cannot be asked: the caller then flushes)."""
+        if self._call is not None:
+            return self._call() <= 0  # -1: an error (the read that follows reports it)
+        return not self._keep.poll(0)
+
+
+class _PollFd(ctypes.Structure):
+    _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
+
+
+def _libc_poll() -> Any:
+    """libc's `poll`, called holding the GIL (`ctypes.PyDLL`), or None where it cannot be found. Its arguments
+    are passed as ctypes objects of their C types (`_ONE`, `_NO_WAIT`, a pointer): a third cheaper a call than
+    declaring `argtypes`."""
+    try:
+        return ctypes.PyDLL(None).poll  # returns a C int (ctypes' default)
+    except (OSError, AttributeError):
+        return None
+
+
+_ONE, _NO_WAIT = ctypes.c_ulong(1), ctypes.c_int(0)  # nfds_t nfds, int timeout
+
+
+_LIBC_POLL = _libc_poll()
+
+
 def stream_idle(stream: BinLogStreamReader) -> bool:
-    """True when no more bytes are waiting on the replication socket (asked once per transaction: a `poll`
-    object kept on the stream for its socket costs a third of a `select`)."""
+    """True when no more bytes are waiting on the replication socket (asked once per transaction, so asked
+    without letting go of the GIL: `_Ready`)."""
     conn = getattr(stream, "_stream_connection", None)
     sock = getattr(conn, "_sock", None)
     if sock is None:
         return True
     try:
         kept = stream.__dict__.get(_POLL)
-        if kept is None or kept[0] is not sock:
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            kept = stream.__dict__[_POLL] = (sock, poller)
-        return not kept[1].poll(0)
+        if kept is None or kept.sock is not sock:
+            kept = stream.__dict__[_POLL] = _Ready(sock)
+        return kept.idle()
     except (OSError, ValueError):
         return True
 
