@@ -4,6 +4,7 @@ soon as the stream has nothing more (obsync.connectors.mysql.binlog.stream). Rea
 from __future__ import annotations
 
 import ctypes
+import select
 import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -40,7 +41,6 @@ def a_stream(sock: socket.socket | None) -> SimpleNamespace:
 
 
 def wait_readable(sock: socket.socket) -> None:
-    import select
     assert select.select([sock], [], [], 5)[0], "the bytes sent never arrived"
 
 

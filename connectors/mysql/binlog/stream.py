@@ -96,39 +96,6 @@ def open_stream(log_endpoint: Endpoint, sql_endpoint: Endpoint, *, server_id: in
     )
 
 
-class _Ready:
-    """Whether bytes wait on one socket, asked without letting go of the GIL.
-
-    `select.poll().poll(0)` lets go of the GIL around its system call, even with no wait: the binlog reader's
-    thread then waits for the engine's worker thread, busy encoding in the same process, to hand the GIL back,
-    about 100 us (up to the interpreter's 5 ms switch interval) for a call of under 1 us. Asked once per
-    transaction, that wait bounded a log of single-row transactions to about 25,000 rows/s
-    (docs/performance.md, "Single-row transactions"). Through `ctypes.PyDLL`, `poll(2)` with no wait is called
-    holding the GIL; where libc's `poll` cannot be found that way, `select.poll` is used as before.
-    """
-
-    __slots__ = ("sock", "_call", "_keep")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._call: Callable[[], int] | None = None
-        if _LIBC_POLL is not None:
-            fd = _PollFd(sock.fileno(), select.POLLIN, 0)
-            self._keep: Any = fd  # alive as long as the pointer to it
-            poll, ref = _LIBC_POLL, ctypes.byref(fd)
-            self._call = lambda: poll(ref, _ONE, _NO_WAIT)  # a C int
-        else:
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            self._keep = poller
-
-    def idle(self) -> bool:
-        """True when nothing waits to be read (or the socket cannot be asked: the caller then flushes)."""
-        if self._call is not None:
-            return self._call() <= 0  # -1: an error (the read that follows reports it)
-        return not self._keep.poll(0)
-
-
 class _PollFd(ctypes.Structure):
     _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
 
@@ -144,9 +111,32 @@ def _libc_poll() -> Any:
 
 
 _ONE, _NO_WAIT = ctypes.c_ulong(1), ctypes.c_int(0)  # nfds_t nfds, int timeout
-
-
 _LIBC_POLL = _libc_poll()
+
+
+class _Ready:
+    """Whether bytes wait on one socket, asked without letting go of the GIL.
+
+    `select.poll().poll(0)` lets go of the GIL around its system call, even with no wait: the binlog reader's
+    thread then waits for the engine's worker thread, busy encoding in the same process, to hand the GIL back,
+    about 100 us (up to the interpreter's 5 ms switch interval) for a call of under 1 us. Asked once per
+    transaction, that wait bounded a log of single-row transactions to about 30,000 rows/s
+    (docs/performance.md, "Single-row transactions"). Through `ctypes.PyDLL`, `poll(2)` with no wait is called
+    holding the GIL; where libc's `poll` cannot be found that way, `select.poll` is used as before.
+    """
+
+    __slots__ = ("sock", "idle")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.idle: Callable[[], bool]  # True when nothing waits to be read
+        if _LIBC_POLL is not None:
+            poll, ref = _LIBC_POLL, ctypes.byref(_PollFd(sock.fileno(), select.POLLIN, 0))  # ref keeps the struct
+            self.idle = lambda: poll(ref, _ONE, _NO_WAIT) <= 0  # -1, an error: the read that follows reports it
+        else:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            self.idle = lambda: not poller.poll(0)
 
 
 def stream_idle(stream: BinLogStreamReader) -> bool:
