@@ -39,6 +39,7 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.binlogstream import MYSQL_EXPECTED_ERROR_CODES
 
 from obsync.connectors.mysql.binlog import table_maps
+from obsync.connectors.mysql.binlog.read_ahead import ReadAhead, carry_over
 from obsync.connectors.mysql.connection import Endpoint
 from obsync.connectors.mysql.failures import StreamLost
 
@@ -46,10 +47,32 @@ _POLL = "_obsync_poll"  # the `_Ready` of the stream's socket, kept on it by `st
 
 
 class _StreamConnection(pymysql.connections.Connection):
-    """The replication connection: its drop is raised as `StreamLost`, past mysql-replication."""
+    """The replication connection: its drop is raised as `StreamLost`, past mysql-replication. Once connected
+    over plain TCP it reads through a `ReadAhead`, and a packet received whole is taken from it directly."""
+
+    # pymysql's own attributes (it declares no types)
+    _sock: Any
+    _rfile: Any
+    _current_timeout: float | None
+    _read_timeout: float | None
+    _next_seq_id: int
+
+    def connect(self, sock: Any = None) -> None:
+        super().connect(sock)
+        sock, rfile = self._sock, self._rfile
+        if type(sock) is socket.socket and rfile is not None:  # not TLS: an SSLSocket decrypts as it reads
+            carried = carry_over(rfile, sock)
+            rfile.close()  # the file only: the socket stays open
+            self._rfile = ReadAhead(sock, carried)
 
     def _read_packet(self, packet_type: Any = MysqlPacket) -> Any:
-        try:
+        rfile = self._rfile
+        if type(rfile) is ReadAhead and packet_type is MysqlPacket and self._current_timeout == self._read_timeout:
+            data = rfile.whole_packet(self._next_seq_id)
+            if data is not None:
+                self._next_seq_id = (self._next_seq_id + 1) & 0xFF
+                return MysqlPacket(data, self.encoding)
+        try:  # bytes to read from the socket, an error packet, or a packet continued: pymysql's own reading
             return super()._read_packet(packet_type)
         except pymysql.err.OperationalError as e:
             # exactly the errors on which BinLogStreamReader.fetchone() would reconnect by itself
@@ -140,12 +163,15 @@ class _Ready:
 
 
 def stream_idle(stream: BinLogStreamReader) -> bool:
-    """True when no more bytes are waiting on the replication socket (asked once per transaction, so asked
-    without letting go of the GIL: `_Ready`)."""
+    """True when no more bytes are waiting: no whole packet read ahead (`ReadAhead.has_packet`), nothing on the
+    replication socket (asked once per transaction, so asked without letting go of the GIL: `_Ready`)."""
     conn = getattr(stream, "_stream_connection", None)
     sock = getattr(conn, "_sock", None)
     if sock is None:
         return True
+    rfile = getattr(conn, "_rfile", None)
+    if type(rfile) is ReadAhead and rfile.has_packet():  # a whole packet received already: no system call
+        return False
     try:
         kept = stream.__dict__.get(_POLL)
         if kept is None or kept.sock is not sock:
