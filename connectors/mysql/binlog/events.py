@@ -73,6 +73,9 @@ _CLASSES: dict[int, type] = {
     BINLOG.HEARTBEAT_LOG_EVENT: HeartbeatLogEvent,
 }
 _P = "_BinLogStreamReader__"  # the stream's private attributes (mysql-replication 1.0.x)
+# those read once an event, named once (a name built at each read costs a string a time)
+_CONNECTED_STREAM, _CONNECTED_CTL = _P + "connected_stream", _P + "connected_ctl"
+_POST_HEADER_LENGTHS, _USE_CHECKSUM = _P + "post_header_lengths", _P + "use_checksum"
 _NEEDED = ("connected_stream", "connected_ctl", "use_checksum", "post_header_lengths", "allowed_events",
            "only_tables", "ignored_tables", "only_schemas", "ignored_schemas", "freeze_schema", "verify_checksum")
 
@@ -214,7 +217,7 @@ class LeanStream:
         s = self.stream
         d = s.__dict__
         while True:
-            if not self.enabled or not d[_P + "connected_stream"] or not d[_P + "connected_ctl"]:
+            if not self.enabled or not d[_CONNECTED_STREAM] or not d[_CONNECTED_CTL]:
                 ev = s.fetchone()  # connects; the first events of a connection come from the library
                 self._seen(ev)
                 return ev
@@ -223,7 +226,7 @@ class LeanStream:
             except pymysql.OperationalError as error:
                 if error.args and error.args[0] in MYSQL_EXPECTED_ERROR_CODES:  # as fetchone: reconnect
                     s._stream_connection.close()
-                    d[_P + "connected_stream"] = False
+                    d[_CONNECTED_STREAM] = False
                     continue
                 raise
             data = pkt._data
@@ -289,7 +292,7 @@ class LeanStream:
 
     def _extra(self, t: int, known: int, d: dict[str, Any], size: int) -> int:
         """Bytes of post-header beyond the `known` ones, as the format description declares them."""
-        phl = d[_P + "post_header_lengths"]
+        phl = d[_POST_HEADER_LENGTHS]
         if phl is not self._phl:
             self._phl, self._declared = phl, {}
         extra = self._declared.get(t)
@@ -307,7 +310,7 @@ class LeanStream:
     def _lean(self, pkt: Any, data: bytes, ts: int, t: int, sid: int, size: int, log_pos: int,
               d: dict[str, Any]) -> Any:
         """The lean event of a packet, `_SKIP` for one the library would drop, None for the library to parse."""
-        stop = size + 1 - (4 if d[_P + "use_checksum"] else 0)  # the body ends here (before the checksum)
+        stop = size + 1 - (4 if d[_USE_CHECKSUM] else 0)  # the body ends here (before the checksum)
         ev: Any
         if t in _ROWS:
             table_id = int.from_bytes(data[20:26], "little")
