@@ -3,8 +3,8 @@
 pymysql reads a connection through a `socket.makefile` buffer of 8 KiB and a packet through `_read_packet`: two
 reads (header, payload), a struct unpack, a join and an error check each, all in Python. A log of single-row
 transactions carries four small packets a transaction (GTID, table map, rows, XID), so that work, and one
-`poll(2)` per transaction to learn whether the stream is idle (`stream.stream_idle`), were a third of the reader's
-CPU there (docs/performance.md, "Single-row transactions: packets taken from a read-ahead buffer").
+`poll(2)` per transaction to learn whether the stream is idle (`stream.stream_idle`), were about a fifth of the
+reader's CPU there (docs/performance.md, "Single-row transactions: packets taken from a read-ahead buffer").
 
 `ReadAhead` replaces the replication connection's file once it is connected (plain TCP only): it reads up to
 `CHUNK` bytes a system call and keeps them as one `bytes` object with a read offset, so that:
