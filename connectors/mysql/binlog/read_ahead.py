@@ -22,8 +22,9 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from pymysql.connections import MAX_PACKET_LEN  # a payload this long continues in the next packet
+
 CHUNK = 1 << 16  # bytes asked of the socket per read: under glibc's mmap threshold, so allocated cheaply
-MAX_PACKET_LEN = 0xFFFFFF  # a payload this long continues in the next packet (pymysql's MAX_PACKET_LEN)
 
 
 class ReadAhead:
