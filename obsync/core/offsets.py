@@ -20,8 +20,8 @@ form is the one obsync has always written (version 2; version 1, without backfil
 - `backfill` is the progress of the backfills of tables added to the running task
   (`obsync.connectors.mysql.binlog.backfill`), as of `last`.
 
-The offset moves by named transitions, each returning a new value: `start_transaction`, `row_emitted`,
-`commit` and `event_done` (the stream passed an event outside any transaction), `with_backfill`.
+The binlog session (`obsync.connectors.mysql.binlog.session`) keeps the restart point and `last` in plain
+fields as the stream moves and builds a `LogOffset` only when it hands its state on.
 
 `LogOffset.from_dict` is the one loader: anything else (an older or newer obsync's state, a damaged file)
 raises `StateError` naming where the state came from, the field, and what to do (`FRESH_STATE_HINT`).
@@ -160,28 +160,6 @@ class LogOffset:
     def skips(self, p: LogPosition) -> bool:
         """True for a change at or before `last`: handed out already, skipped on restart."""
         return self.last is not None and p.sort_key <= self.last.sort_key
-
-    # ---- transitions --------------------------------------------------------------------------------
-
-    def start_transaction(self, file: str, pos: int) -> LogOffset:
-        """A transaction begins at event boundary `file`:`pos`: a restart from here on starts there."""
-        return LogOffset(file, pos, self.last, self.gtid, self.backfill)
-
-    def row_emitted(self, position: LogPosition | None, gtid: str | None) -> LogOffset:
-        """Changes were handed out through `position` (of the transaction with GTID `gtid`, if any)."""
-        return LogOffset(self.file, self.pos, position, gtid, self.backfill)
-
-    def commit(self, file: str, pos: int) -> LogOffset:
-        """The transaction ended at `file`:`pos`: a restart starts after it (`last` stays: it is behind)."""
-        return LogOffset(file, pos, self.last, self.gtid, self.backfill)
-
-    def event_done(self, file: str, pos: int) -> LogOffset:
-        """The stream passed an event outside any transaction (rotate, heartbeat, an untracked table's
-        statement) that ends at `file`:`pos`."""
-        return LogOffset(file, pos, self.last, self.gtid, self.backfill)
-
-    def with_backfill(self, progress: BackfillProgress | None) -> LogOffset:
-        return LogOffset(self.file, self.pos, self.last, self.gtid, progress)
 
     # ---- JSON ---------------------------------------------------------------------------------------
 
