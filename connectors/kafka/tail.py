@@ -28,7 +28,7 @@ from obsync.core.positions import Position, position_from_header
 log = logging.getLogger(__name__)
 
 _SLICE = 0.5  # s of one poll (then the silence is judged, and a stop request heard)
-_ASK_EVERY = 10.0  # s between questions of where a stalled read's partition ends (`_check_not_shorter`)
+_ASK_EVERY = 10.0  # s between questions of where a stalled read's partition ends (`_ask_where_it_ends`)
 _CONFIRM = 5.0  # s for the read that finds where such a partition ends (`_end_by_reading`)
 
 
@@ -78,6 +78,8 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
     watch = AckWatch(patience)
     told = False  # the listener was told the sink waits
     asked = -_ASK_EVERY  # time.monotonic() when Kafka was last asked where the partition ends
+    holds: str | None = None  # what Kafka last said the partition holds (`_ask_where_it_ends`), for the log
+    reached = start_offset  # the offset after the last message read
     try:
         consumer.assign([TopicPartition(topic, partition, start_offset)])
         while True:
@@ -86,10 +88,19 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
             if msg is None or (err is not None and err.code() != KafkaError._PARTITION_EOF and err.retriable()):
                 if err is not None:
                     last_error[:] = [mask_secrets(err.str(), conf)]
-                stalled = _judge(watch, brokers, where, start_offset, last_error, listener, stopping)
-                if stalled and time.monotonic() - asked >= _ASK_EVERY:  # does the partition end before the start?
-                    _check_not_shorter(consumer, conf, topic, partition, start_offset, brokers)
+                stalled = _judge(watch, brokers, where, start_offset, last_error, listener, stopping, holds)
+                if stalled and time.monotonic() - asked >= _ASK_EVERY:  # where does Kafka say the partition ends?
                     asked = time.monotonic()
+                    ends = _ask_where_it_ends(consumer, conf, topic, partition, start_offset, reached, brokers)
+                    if ends is not None:
+                        holds = _holds(*ends)
+                        if at_stated_end(start_offset, reached, ends[1]):
+                            log.warning("%s on Kafka (%s): read to offset %d, then neither messages nor the end of "
+                                        "the partition for %.0f s, yet Kafka says the partition holds %s: taking "
+                                        "offset %d as its end (a broker whose reads and ListOffsets disagree, as "
+                                        "tansu's after a failed write)", where, brokers, reached - 1,
+                                        watch.observe(1).silent_for, holds, reached)
+                            return
                 told = stalled or told
                 continue
             watch.acked()
@@ -111,6 +122,7 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
                     "task again (nothing is lost)")
             # a consumed record always has an offset; header values come as bytes (None: a null header)
             offset, headers = msg.offset(), dict(msg.headers() or ())
+            reached = offset + 1 if offset is not None else reached
             pos = headers.get(POS_HEADER)
             if offset is None or headers.get(TASK_HEADER) != task or not isinstance(pos, bytes):
                 continue
@@ -177,24 +189,57 @@ def _lost(topic: str, partition: int, high: int, start: int, brokers: str) -> Si
         "lacks; to sync again, start the task with an empty state directory (a new full sync)")
 
 
-def _check_not_shorter(consumer: Consumer, conf: dict[str, Any], topic: str, partition: int, start: int,
-                       brokers: str) -> None:
-    """Raise if the partition ends before `start`: a read from there gets nothing, neither messages nor the
-    end-of-partition event (tansu), and would wait the whole patience as for a silent broker. Asked when the read
-    first counts as stalled and every `_ASK_EVERY` s after, whatever error the client reported (a broker it could
-    not reach at first, or one that answers again after an outage, may still answer this). ListOffsets only
-    says whether to look (tansu answers it with its last batch's base offset + 1, short of the end); the end is
-    then found by reading from its answer to the end-of-partition event (`_end_by_reading`), and that end is
-    what is judged and said. Unanswered (ListOffsets in 2 s, the read in `_CONFIRM` s), nothing is said."""
+def _ask_where_it_ends(consumer: Consumer, conf: dict[str, Any], topic: str, partition: int, start: int,
+                       reached: int, brokers: str) -> tuple[int, int] | None:
+    """Where Kafka says a stalled read's partition begins and ends (ListOffsets: low, high); None if that is not
+    answered in 2 s. Asked when the read first counts as stalled and every `_ASK_EVERY` s after, whatever error
+    the client reported (a broker it could not reach at first, or one that answers again after an outage, may
+    still answer this).
+
+    With nothing read yet (`reached` is `start`), raise if the partition ends before `start`: a read from there
+    gets nothing, neither messages nor the end-of-partition event (tansu), and would wait the whole patience as
+    for a silent broker. The end is then found by reading to the end-of-partition event (`_end_by_reading`) from
+    each offset `ends_from` gives, and that end is what is judged and said: ListOffsets alone is not trusted
+    (tansu answers it with its last batch's base offset + 1, short of the end). No end found (each read given
+    `_CONFIRM` s), nothing is judged."""
     try:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=2, cached=False)
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=2, cached=False)
     except KafkaException:
-        return
-    if not 0 <= high < start:
-        return
-    end = _end_by_reading(conf, topic, partition, high)
-    if end is not None and end < start:
-        raise _lost(topic, partition, end, start, brokers)
+        return None
+    if reached == start:
+        for offset in ends_from(start, low, high):
+            end = _end_by_reading(conf, topic, partition, offset)
+            if end is not None:
+                if end < start:
+                    raise _lost(topic, partition, end, start, brokers)
+                break
+    return low, high
+
+
+def at_stated_end(start: int, reached: int, high: int) -> bool:
+    """Whether a read from `start` that got to `reached` (the offset after the last message read) and then stalled
+    (neither messages nor the end-of-partition event) is at the end Kafka states, `high` (ListOffsets; negative:
+    unknown). Kafka itself never stalls there: a read from its end gets the end-of-partition event at once. Tansu,
+    after a write it failed, counts the failed batch's offsets in its reads' end yet holds nothing there, and
+    answers ListOffsets with less: once seen (CI, December 2026), a read from offset 818 got messages to 945 and
+    then nothing, its reads saying the partition ends at 991 and ListOffsets at 660. The read is then at the
+    stated end when `high` is not past `reached`, unless nothing was read and `high` lies before `start`: a
+    partition shorter than the snapshot says, judged by `_ask_where_it_ends`."""
+    return 0 <= high <= reached and (reached > start or high == start)
+
+
+def ends_from(start: int, low: int, high: int) -> list[int]:
+    """Where to read a partition's end from, in order, when a read from `start` stalls and Kafka says the
+    partition holds offsets `low` to `high` (exclusive): from `high` if that lies before `start` (the cheap read,
+    a batch at most), then from `low` (the whole partition, as far as `_CONFIRM` s go) if it lies before `start`,
+    whatever `high` says: a broker whose ListOffsets or whose read from `high` is wrong still sends what it holds
+    from its first offset. Kafka itself never gets here (a read from inside a partition gets messages, from its
+    end the end-of-partition event; a silent broker does not answer ListOffsets either), so the whole read costs
+    only a broker that is already failing. Nothing to read when `low` is unknown (negative) or not before `start`."""
+    out = [high] if 0 <= high < start else []
+    if 0 <= low < start and low not in out:
+        out.append(low)
+    return out
 
 
 def _end_by_reading(conf: dict[str, Any], topic: str, partition: int, offset: int) -> int | None:
@@ -217,11 +262,12 @@ def _end_by_reading(conf: dict[str, Any], topic: str, partition: int, offset: in
 
 
 def _judge(watch: AckWatch, brokers: str, where: str, start: int, last_error: list[str], listener: SinkListener,
-           stopping: Callable[[], bool]) -> bool:
+           stopping: Callable[[], bool], holds: str | None = None) -> bool:
     """After a slice in which Kafka sent nothing: a stop, the patience spent, or the stall to show; True when the
-    listener was told of the wait."""
+    listener was told of the wait. `holds`: what Kafka last said the partition holds, said with the wait."""
     v = watch.observe(1)
     error = last_error[0] if last_error else None
+    said = f"; Kafka says the partition holds {holds}" if holds else ""
     if v.silent_for >= min(watch.settings.notice, STOP_GRACE) and stopping():
         raise StopWhileWaiting(f"stopped while reading {where} from Kafka ({brokers}); the next start reads it again")
     if not v.stalled:
@@ -232,14 +278,14 @@ def _judge(watch: AckWatch, brokers: str, where: str, start: int, last_error: li
         raise SinkError(
             f"Kafka ({brokers}) sent nothing for {v.silent_for:.0f} s while the sink read {where} from offset "
             f"{start} to its end to learn what an earlier run wrote (target.patience: {patience:g} s); last error "
-            f"from the client: {error or 'none (the brokers are silent)'}. Make the brokers reachable and start the "
-            "task again: it resumes from the last saved point, nothing is lost or written twice")
+            f"from the client: {error or 'none (the brokers are silent)'}{said}. Make the brokers reachable and start "
+            "the task again: it resumes from the last saved point, nothing is lost or written twice")
     listener.broker_waiting(brokers, 0, v.silent_for, error, reading=where)
     if v.announce:
         left = "retrying forever" if patience is None else f"retrying until target.patience ({patience:g} s) runs out"
         log.warning("waiting for Kafka (%s): nothing read from %s (from offset %d, to learn what an earlier run "
-                    "wrote) for %.0f s; last error: %s; %s", brokers, where, start, v.silent_for,
-                    error or "none (the brokers are silent)", left)
+                    "wrote) for %.0f s; last error: %s%s; %s", brokers, where, start, v.silent_for,
+                    error or "none (the brokers are silent)", said, left)
     return True
 
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from obsync.connectors.kafka.tail import start_within
+from obsync.connectors.kafka.tail import at_stated_end, ends_from, start_within
 from obsync.core.errors import SinkError
 
 
@@ -40,3 +40,31 @@ def test_a_start_kafka_says_it_holds_is_an_error_naming_both(start):
 def test_an_empty_partition_is_said_to_hold_no_messages():
     with pytest.raises(SinkError, match=r"holds no messages \(its next offset is 7\)"):
         start_within("orders", 0, 7, 7, 7, "b1:9092", "Offset out of range")
+
+
+@pytest.mark.parametrize("start, low, high, expected", [
+    (50, 0, 3, [3, 0]),  # said shorter: the cheap read from its answer, then the whole partition
+    (50, 0, 0, [0]),  # said empty: one read, from its only offset
+    (50, 0, 80, [0]),  # said longer, yet the read from 50 stalled: what it holds, from its beginning
+    (50, 20, 30, [30, 20]),
+    (50, 50, 80, []),  # begins at the start: nothing before it to read
+    (50, 70, 90, []),  # begins after it (deleted): the out-of-range answer handles that (`start_within`)
+    (50, -1, -1, []),  # unknown (an error answer)
+    (50, -1, 3, [3]),
+])
+def test_a_stalled_read_looks_for_the_partitions_end_from_kafkas_answer_then_from_its_beginning(start, low, high,
+                                                                                                expected):
+    assert ends_from(start, low, high) == expected
+
+
+@pytest.mark.parametrize("start, reached, high, expected", [
+    (818, 946, 660, True),  # seen with tansu after a failed write: messages to 945, ListOffsets 660, reads 991
+    (818, 946, 946, True),  # read to where Kafka says it ends
+    (818, 946, 991, False),  # Kafka says there is more: wait for it (a slow or silent broker)
+    (818, 818, 818, True),  # nothing read, and Kafka says the partition ends where the read starts
+    (818, 818, 660, False),  # nothing read, said to end before the start: lost messages, not an end (judged apart)
+    (818, 818, 900, False),
+    (818, 946, -1, False),  # not answered
+])
+def test_a_stalled_read_is_at_the_end_when_kafka_says_nothing_lies_past_what_it_read(start, reached, high, expected):
+    assert at_stated_end(start, reached, high) is expected
