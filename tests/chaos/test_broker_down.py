@@ -31,8 +31,9 @@ patience (600 s) past the test's 300 s. The read now asks every 10 s while stall
 it waited after tansu failed a write: the restarted task's read back from offset 818 got messages to 945, then
 nothing and no end, tansu's reads saying the partition ends at 991 (the failed batch counted, not held) and
 ListOffsets at 660. A stalled read past its start now takes the end ListOffsets states once it has read to it
-(`tail.at_stated_end`, said in a warning); in the 8 runs after that change all passed, 2 of them through it. Any case that fails after obsync said so (`BROKER_LOST`) is
-reported as xfail with that line; any other failure fails the test, with the last lines obsync printed."""
+(`tail.at_stated_end`, said in a warning); in the 8 runs after that change all passed, 2 of them through it.
+Any case that fails after obsync said so (`BROKER_LOST`) is reported as xfail with that line; any other failure
+fails the test, with the last lines obsync printed."""
 
 from __future__ import annotations
 
