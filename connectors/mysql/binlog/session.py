@@ -129,7 +129,7 @@ class Session:
     The restart point (`restart_file`:`restart_pos`, the start of the open transaction; outside one, `file`:`pos`)
     moves at transaction boundaries; the last change produced is kept per row in `last` (the hot path). `state()`
     builds the `LogOffset` from them, only when a batch or the position is handed on (plain fields here: a frozen
-    value built at each of a single-row transaction's two boundaries cost the reader about 4 % of its time)."""
+    value built at each of a single-row transaction's two boundaries cost the reader 4-11 % of its time)."""
 
     def __init__(self, reader: Owner, tracker: SchemaTracker, start: LogOffset) -> None:
         self.r = reader
@@ -174,14 +174,17 @@ class Session:
         self.restart_file, self.restart_pos = self.file, start
         self.txn_id = gtid
 
+    def _restart(self) -> tuple[str, int]:
+        """The event boundary a new stream starts at: the open transaction's start, else where the stream is."""
+        return (self.restart_file, self.restart_pos) if self.in_txn else (self.file, self.pos)
+
     def restart_point(self) -> LogPosition:
-        if self.in_txn:
-            return LogPosition(self.restart_file, self.restart_pos, 0)
-        return LogPosition(self.file, self.pos, 0)
+        file, pos = self._restart()
+        return LogPosition(file, pos, 0)
 
     def state(self) -> LogOffset:
         """The resume state as of now: the restart point, the last change handed out, the backfills' progress."""
-        file, pos = (self.restart_file, self.restart_pos) if self.in_txn else (self.file, self.pos)
+        file, pos = self._restart()
         return LogOffset(file, pos, self.last, self.last_gtid,
                          self.bq.progress() if (self.bq.active or self.bq.done) else None)
 
