@@ -88,7 +88,8 @@ def written_positions(conf: dict[str, Any], topic: str, partition: int, start_of
             if msg is None or (err is not None and err.code() != KafkaError._PARTITION_EOF and err.retriable()):
                 if err is not None:
                     last_error[:] = [mask_secrets(err.str(), conf)]
-                stalled = _judge(watch, brokers, where, start_offset, last_error, listener, stopping, holds)
+                stalled = _judge(watch, brokers, where, start_offset, last_error, listener, stopping, holds,
+                                 reached)
                 if stalled and time.monotonic() - asked >= _ASK_EVERY:  # where does Kafka say the partition ends?
                     asked = time.monotonic()
                     ends = _ask_where_it_ends(consumer, conf, topic, partition, start_offset, reached, brokers)
@@ -216,6 +217,12 @@ def _ask_where_it_ends(consumer: Consumer, conf: dict[str, Any], topic: str, par
     return low, high
 
 
+def read_so_far(start: int, reached: int) -> str:
+    """How far a read from `start` got, for the stall's log line and error: empty when nothing was read, else
+    where the messages stopped (the clue to a broker whose data ends before the end it states)."""
+    return "" if reached <= start else f"; read offsets {start} to {reached - 1}, then nothing"
+
+
 def at_stated_end(start: int, reached: int, high: int) -> bool:
     """Whether a read from `start` that got to `reached` (the offset after the last message read) and then stalled
     (neither messages nor the end-of-partition event) is at the end Kafka states, `high` (ListOffsets; negative:
@@ -262,10 +269,12 @@ def _end_by_reading(conf: dict[str, Any], topic: str, partition: int, offset: in
 
 
 def _judge(watch: AckWatch, brokers: str, where: str, start: int, last_error: list[str], listener: SinkListener,
-           stopping: Callable[[], bool], holds: str | None = None) -> bool:
+           stopping: Callable[[], bool], holds: str | None, reached: int) -> bool:
     """After a slice in which Kafka sent nothing: a stop, the patience spent, or the stall to show; True when the
-    listener was told of the wait. `holds`: what Kafka last said the partition holds, said with the wait."""
+    listener was told of the wait. `holds`: what Kafka last said the partition holds; `reached`: the offset after
+    the last message read (`start`: nothing read yet); both said with the wait."""
     v = watch.observe(1)
+    got = read_so_far(start, reached)
     error = last_error[0] if last_error else None
     said = f"; Kafka says the partition holds {holds}" if holds else ""
     if v.silent_for >= min(watch.settings.notice, STOP_GRACE) and stopping():
@@ -277,15 +286,16 @@ def _judge(watch: AckWatch, brokers: str, where: str, start: int, last_error: li
         listener.broker_waiting(brokers, 0, 0.0, None)
         raise SinkError(
             f"Kafka ({brokers}) sent nothing for {v.silent_for:.0f} s while the sink read {where} from offset "
-            f"{start} to its end to learn what an earlier run wrote (target.patience: {patience:g} s); last error "
-            f"from the client: {error or 'none (the brokers are silent)'}{said}. Make the brokers reachable and start "
-            "the task again: it resumes from the last saved point, nothing is lost or written twice")
+            f"{start} to its end to learn what an earlier run wrote{got} (target.patience: {patience:g} s); "
+            f"last error from the client: {error or 'none (the brokers are silent)'}{said}. Make the brokers "
+            "reachable and start the task again: it resumes from the last saved point, nothing is lost or written "
+            "twice")
     listener.broker_waiting(brokers, 0, v.silent_for, error, reading=where)
     if v.announce:
         left = "retrying forever" if patience is None else f"retrying until target.patience ({patience:g} s) runs out"
-        log.warning("waiting for Kafka (%s): nothing read from %s (from offset %d, to learn what an earlier run "
-                    "wrote) for %.0f s; last error: %s%s; %s", brokers, where, start, v.silent_for,
-                    error or "none (the brokers are silent)", said, left)
+        log.warning("waiting for Kafka (%s): nothing %sread from %s (from offset %d, to learn what an earlier run "
+                    "wrote%s) for %.0f s; last error: %s%s; %s", brokers, "more " if got else "", where, start, got,
+                    v.silent_for, error or "none (the brokers are silent)", said, left)
     return True
 
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from obsync.connectors.kafka.tail import at_stated_end, ends_from, start_within
+from obsync.connectors.kafka.tail import at_stated_end, ends_from, read_so_far, start_within
 from obsync.core.errors import SinkError
 
 
@@ -68,3 +68,12 @@ def test_a_stalled_read_looks_for_the_partitions_end_from_kafkas_answer_then_fro
 ])
 def test_a_stalled_read_is_at_the_end_when_kafka_says_nothing_lies_past_what_it_read(start, reached, high, expected):
     assert at_stated_end(start, reached, high) is expected
+
+
+@pytest.mark.parametrize("start, reached, said", [
+    (2263, 2263, ""),  # nothing read: the log line's "nothing read from ... (from offset 2263" says it all
+    (2263, 2264, "; read offsets 2263 to 2263, then nothing"),
+    (818, 946, "; read offsets 818 to 945, then nothing"),  # where tansu's data ended after a failed write
+])
+def test_a_stalled_read_says_where_its_messages_stopped(start, reached, said):
+    assert read_so_far(start, reached) == said
