@@ -196,7 +196,7 @@ class Router:
         layout, encode, lane, large = self.layout, self.encoder.encode, self.layout.lane, self.large
         hash_record_key = self.partitioning == "hash" and self.key_is_record_key
         last_table: object = None
-        topic, room, partitions = "", 0, 0
+        topic, room, partitions, fixed, int_key = "", 0, 0, -1, None
         # the lane's list of each partition of `topic` (None until a record goes there), for the run of changes
         # of one table: a row costs a list index rather than `lane` and a dictionary look-up
         buckets: list[list[OutItem] | None] = []
@@ -223,10 +223,17 @@ class Router:
                     room = large.room(topic) if large is not None else 0
                     partitions = layout.partitions[topic]
                     buckets = [None] * partitions
+                    if not hash_record_key:
+                        fixed, int_key = self._partition_plan(table, topic)  # type: ignore[arg-type]  # see above
                 records = encode(change, topic)
                 if hash_record_key:
                     key = records[0].key if records else None
                     partition = hash_partition(key if key is not None else row_image_key(change), partitions)
+                elif fixed >= 0:
+                    partition = fixed
+                elif int_key is not None and (v := (change.after if change.after is not None else  # type: ignore[index]  # a row change has an image
+                                                    change.before)[int_key]).__class__ is int:
+                    partition = hash_partition(b"[%d]" % v, partitions)  # `partition_key` of a one-integer key
                 else:
                     partition = self._partition(change, topic, records[0].key if records else None)
                 bucket = buckets[partition] if partition < partitions else None

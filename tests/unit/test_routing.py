@@ -315,6 +315,13 @@ def test_every_format_puts_every_change_in_the_partition_the_default_format_does
               ("shop", "prices"): "orders", ("shop", "u"): "items"}
     batch = [*KEY_SHAPES[1:], *(Change(Op.INSERT, SHARDED, LogPosition("b.000002", i, 0),
                                        after={"id": i, "cust": i * 7, "v": str(i)}) for i in range(40))]
+    # one integer key (the router's shortcut for it), runs of one table interleaved with others', odd values
+    for i, k in enumerate([0, -1, 2**31 - 2, -(2**31), 7, 12345, 99]):
+        batch.append(Change(Op.INSERT, T, LogPosition("b.000003", i, 0), after={"id": k, "v": "x"}))
+        batch.append(Change(Op.DELETE, T, LogPosition("b.000003", i, 1), before={"id": k + 1, "v": "x"}))
+        if i % 3 == 0:
+            batch.append(Change(Op.INSERT, DEC, LogPosition("b.000003", i, 2),
+                                after={"sku": str(k), "p": Decimal("2.50"), "n": k}))
 
     def partitions(encoder):
         """The partitions each change's records go to, change by change (an update of the key in its two parts)."""
@@ -324,6 +331,7 @@ def test_every_format_puts_every_change_in_the_partition_the_default_format_does
 
     want = partitions(DefaultEncoder("t"))
     assert len(want) == len(batch) + 1 and all(len(p) == 1 for p in want)  # one update of the key: two parts
+    assert len({p for ps in want for p in ps}) > 1
     assert partitions(encoder_for(fmt, EncoderContext("t", "MYSQL"), options)) == want
 
 
