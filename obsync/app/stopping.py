@@ -41,12 +41,14 @@ from typing import Any
 
 from obsync.core.errors import StateError
 from obsync.core.threads import NamedThread
+from obsync.runtime.peer_listening import wait_until_listening
 from obsync.task.state import TaskState
 
 log = logging.getLogger("obsync")
 
 STOP_TIMEOUT = 60.0  # s a stop may take before the process gives up waiting and exits 1
 STUCK_AFTER = 5.0  # s after which a stop that has not finished interrupts the requests in flight (`when_stuck`)
+PEER_WAIT = 10.0  # s a cluster's process waits for the processes it connects to to listen, then connects anyway
 
 
 class StopRequested(KeyboardInterrupt):
@@ -191,6 +193,8 @@ def run_engine(flow: Any, *, workers: int, epoch_interval: timedelta, recovery_c
     from bytewax.testing import cluster_main  # Bytewax's entry point for the workers of one process (lazy:
     # `obsync status` and the like do not load the engine)
 
+    if addresses and process_id > 0:  # spare the engine's one-second retry of a peer not listening yet
+        wait_until_listening(addresses[:process_id], PEER_WAIT, lambda: stopper is not None and stopper.requested)
     guard = ConnectGuard(stopper, addresses) if addresses and stopper is not None else None
     if guard is not None:
         guard.start()
