@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from obsync.connectors.kafka.tail import at_stated_end, ends_from, read_so_far, start_within
+from obsync.connectors.kafka.tail import at_stated_end, ends_from, read_so_far, stalled_end, start_within
 from obsync.core.errors import SinkError
 
 
@@ -77,3 +77,14 @@ def test_a_stalled_read_is_at_the_end_when_kafka_says_nothing_lies_past_what_it_
 ])
 def test_a_stalled_read_says_where_its_messages_stopped(start, reached, said):
     assert read_so_far(start, reached) == said
+
+
+@pytest.mark.parametrize("offset, reached, high, end", [
+    (0, 905, 905, 905),  # seen with tansu: messages 0-904, ListOffsets 905, the snapshot at 994: a loss
+    (0, 905, 700, 905),  # read past what ListOffsets says: the messages' end
+    (0, 600, 905, None),  # not yet at the stated end: a slow read, no end known
+    (905, 905, 905, None),  # nothing read: nothing known (a slow broker's read looks the same)
+    (0, 905, -1, None),  # ListOffsets not answered
+])
+def test_a_read_for_the_end_that_stalls_at_the_stated_end_takes_it(offset, reached, high, end):
+    assert stalled_end(offset, reached, high) == end
