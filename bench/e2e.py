@@ -348,6 +348,19 @@ def make_table(conn, run_no: int, rows: int) -> None:
     insert_rows(conn, 1, rows, table=table)
 
 
+def format_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """A `--formats` item, `NAME` or `NAME:OPTION=VALUE,...` (e.g. `debezium:schemas_enable=false`): the format's
+    name and its `format_options` (each value read as YAML)."""
+    name, _, rest = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"--formats {spec}: {item!r} is not OPTION=VALUE")
+        options[key] = yaml.safe_load(value)
+    return name, options
+
+
 def task_file(base: Path, db: MariaDBServer, broker: TansuBroker, work_name: str, obj: dict[str, Any], fmt: str,
               partitions: int = 3) -> Path:
     """A task file syncing the tables of one `objects` entry (`obj`) in `fmt`, its topics of `partitions`
@@ -355,11 +368,13 @@ def task_file(base: Path, db: MariaDBServer, broker: TansuBroker, work_name: str
     work = base / work_name
     work.mkdir()
     task = work / "task.yaml"
+    name, options = format_spec(fmt)
     task.write_text(yaml.safe_dump({
         "name": f"bench{work_name.removeprefix('run')}",
         "source": {"host": db.host, "port": db.port, "user": "root", "password": ""},
         "target": {"bootstrap_servers": broker.bootstrap_servers}, "objects": [obj],
-        "topics": {"partitions": partitions}, "state_dir": str(work / "state"), "epoch_seconds": 5, "format": fmt}))
+        "topics": {"partitions": partitions}, "state_dir": str(work / "state"), "epoch_seconds": 5, "format": name,
+        **({"format_options": options} if options else {})}))
     return task
 
 
@@ -451,7 +466,8 @@ def main() -> None:
     ap.add_argument("--processes", type=int, nargs="+", default=[1], metavar="N",
                     help="run the same data with each of these process counts, in this order (e.g. 1 2)")
     ap.add_argument("--formats", nargs="+", default=["default"], metavar="FORMAT",
-                    help="run the same data with each of these formats, in this order (e.g. default debezium avro)")
+                    help="run the same data with each of these formats, in this order (e.g. default debezium avro); "
+                         "NAME:OPTION=VALUE,... gives format_options (e.g. debezium:schemas_enable=false)")
     ap.add_argument("--partitions", type=int, default=3, help="partitions of the table's topic (default 3)")
     ap.add_argument("--log-txn-rows", type=int, default=5000, metavar="N",
                     help="rows per transaction of the incremental backlog (default 5000; 1: single-row transactions, "

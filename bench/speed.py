@@ -213,7 +213,8 @@ def main() -> None:
     ap.add_argument("--processes", type=int, nargs="+", default=[1, 2], metavar="N",
                     help="a run with each of these process counts (default: 1 2)")
     ap.add_argument("--formats", nargs="+", default=["default"], metavar="FORMAT",
-                    help="a run with each of these formats (e.g. default debezium avro)")
+                    help="a run with each of these formats (e.g. default debezium avro; "
+                         "NAME:OPTION=VALUE,... gives format_options, e.g. debezium:schemas_enable=false)")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of runs; the tables give medians")
     ap.add_argument("--txn-rows", type=int, default=0,
                     help="also stream one transaction of this many rows in each run of the first round")

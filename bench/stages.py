@@ -38,7 +38,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.e2e import DDL, insert_rows, servers
+from bench.e2e import DDL, format_spec, insert_rows, servers
 from obsync.connectors.kafka.records import OutItem, OutRecord
 from obsync.connectors.kafka.sink import KafkaSink
 from obsync.connectors.mysql.binlog import BinlogReader, current_log_position
@@ -117,7 +117,8 @@ class Encoding:
     """The dataflow's middle steps for one table, format and topic: shape, encode, route."""
 
     def __init__(self, fmt: str, table: tuple[str, str], topic: str, partitions: int) -> None:
-        encoder = encoder_for(fmt, EncoderContext("bench", "MYSQL"))
+        name, options = format_spec(fmt)
+        encoder = encoder_for(name, EncoderContext("bench", "MYSQL"), options)
         # with the format's own topics (avro's schema topic), of one partition as a task makes them
         self.layout = TopicLayout({table: topic}, {topic: partitions, **dict.fromkeys(encoder.extra_topics(), 1)})
         self.shaper = Shaper(Selection([ObjectConfig(match=".".join(table))]))

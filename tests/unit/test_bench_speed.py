@@ -84,3 +84,13 @@ def test_the_sampler_reads_nothing_of_a_process_that_has_exited():
     assert task_files(proc.pid, "stat") == [] and descendants(proc.pid) == [] and threads == {}
     assert run_queue_seconds(proc.pid, {}) == 0
     assert os.getpid() in {int(p.parent.name) for p in task_files(os.getpid(), "stat")}  # the main thread's id
+
+
+def test_a_bench_format_may_carry_format_options():
+    from bench.e2e import format_spec
+
+    assert format_spec("default") == ("default", {})
+    assert format_spec("debezium:schemas_enable=false") == ("debezium", {"schemas_enable": False})
+    assert format_spec("canal:a=1,b=x") == ("canal", {"a": 1, "b": "x"})
+    with pytest.raises(SystemExit, match="'schemas_enable' is not OPTION=VALUE"):
+        format_spec("debezium:schemas_enable")
