@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _SLICE = 0.5  # s of one poll (then the silence is judged, and a stop request heard)
 _ASK_EVERY = 10.0  # s between questions of where a stalled read's partition ends (`_ask_where_it_ends`)
 _CONFIRM = 5.0  # s for the read that finds where such a partition ends (`_end_by_reading`)
+_QUIET = 1.0  # s without messages before such a read takes the stated end as the end (`stalled_end`)
 
 
 def reader_conf(conf: dict[str, Any], purpose: str) -> dict[str, Any]:
@@ -255,9 +256,10 @@ def _end_by_reading(conf: dict[str, Any], topic: str, partition: int, offset: in
     None if neither within `_CONFIRM` s, or `offset` is out of range."""
     consumer = Consumer(reader_conf(conf, "tail"))
     reached = offset  # the offset after the last message read
+    last = time.monotonic()  # when the last message came
     try:
         consumer.assign([TopicPartition(topic, partition, offset)])
-        deadline = time.monotonic() + _CONFIRM
+        deadline = last + _CONFIRM
         while time.monotonic() < deadline:
             msg = consumer.poll(0.2)
             if msg is None:
@@ -269,8 +271,9 @@ def _end_by_reading(conf: dict[str, Any], topic: str, partition: int, offset: in
                 return None
             at = msg.offset()
             if err is None and at is not None:
-                reached = at + 1
-        return stalled_end(offset, reached, high)
+                reached, last = at + 1, time.monotonic()
+        # messages that still came in the last second may go on (a read cut short by the deadline): no end known
+        return stalled_end(offset, reached, high) if time.monotonic() - last >= _QUIET else None
     finally:
         consumer.close()
 
