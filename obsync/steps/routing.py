@@ -145,6 +145,19 @@ class SchemaHistory(NamedTuple):
     server: str
 
 
+def planned_partition(change: Change, fixed: int, int_key: str | None, partitions: int) -> int:
+    """A row change's partition when its table's plan (`Router._partition_plan`) gives it without the key's bytes:
+    `fixed` (0 or more), or the hash of a one-integer key (`partition_key` of such a key is `b"[%d]" % v`); -1
+    when neither does (the router then asks `_partition` or `_pick_partition`)."""
+    if fixed >= 0:
+        return fixed
+    if int_key is not None:
+        v = (change.after if change.after is not None else change.before)[int_key]  # type: ignore[index]  # a row change has an image
+        if v.__class__ is int:
+            return hash_partition(b"[%d]" % v, partitions)
+    return -1
+
+
 class Router:
     """Encodes changes and groups the records by the sink part (Kafka partition) they belong to.
 
@@ -229,12 +242,7 @@ class Router:
                 if hash_record_key:
                     key = records[0].key if records else None
                     partition = hash_partition(key if key is not None else row_image_key(change), partitions)
-                elif fixed >= 0:
-                    partition = fixed
-                elif int_key is not None and (v := (change.after if change.after is not None else  # type: ignore[index]  # a row change has an image
-                                                    change.before)[int_key]).__class__ is int:
-                    partition = hash_partition(b"[%d]" % v, partitions)  # `partition_key` of a one-integer key
-                else:
+                elif (partition := planned_partition(change, fixed, int_key, partitions)) < 0:
                     partition = self._partition(change, topic, records[0].key if records else None)
                 bucket = buckets[partition] if partition < partitions else None
                 if bucket is None:
@@ -317,12 +325,8 @@ class Router:
                     self._route_here(item, out, packs)  # the first of a schema: its records for other topics too
                     continue
                 checked = True
-            if fixed >= 0:
-                partition = fixed
-            elif int_key is not None and (v := (item.after if item.after is not None else  # type: ignore[index]  # a row change has an image
-                                                item.before)[int_key]).__class__ is int:
-                partition = hash_partition(b"[%d]" % v, partitions)  # `partition_key` of a one-integer key
-            else:
+            partition = planned_partition(item, fixed, int_key, partitions)
+            if partition < 0:
                 partition = self._pick_partition(item, topic)
             bucket = buckets[partition] if partition < partitions else None
             if bucket is None:
