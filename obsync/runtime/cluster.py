@@ -197,7 +197,13 @@ class ClusterState(TaskState):
         return StartPoint.from_dict(data, f"{self.where} (record 'start')")
 
     def mark_delivered(self, part: str) -> None:
-        self.control.write({f"delivered/{part}": {"at": time.time(), "process": self.spec.process}})
+        """Record that lane `part` wrote every snapshot row, unless the control topic (as this process last read
+        it) says so already: the sink marks every such lane again at each start, and a process's first write
+        waits about 0.5 s for its new idempotent producer's id (librdkafka asks for one again half a second
+        after its first try, made before any broker is connected), which held up each restart of a cluster."""
+        key = f"delivered/{part}"
+        if self.control.get(key) is None:
+            self.control.write({key: {"at": time.time(), "process": self.spec.process}})
 
     def all_delivered(self, parts: list[str]) -> bool:
         records = self.control.refresh()

@@ -26,7 +26,7 @@ import pytest
 from obsync.app.local_cluster import free_ports
 from obsync.core.positions import position_from_header
 from tests.helpers.cluster import Cluster, control_records
-from tests.helpers.kafka import read_topic
+from tests.helpers.kafka import read_partition, read_topic
 from tests.helpers.tasks import obsync_cmd, run_obsync, unique, write_task
 from tests.helpers.workload import TABLE, check_stream, replay, source_rows, write_concurrently
 
@@ -99,6 +99,10 @@ def test_two_processes_with_their_own_state_dirs_sync_full_and_incremental(tmp_p
     assert kinds.count("DELETE") == 2 and kinds.count("INSERT") == 2 and kinds.count("UPDATE") == 16
     after_ddl = [json.loads(m.value)["postStruct"] for m in msgs if m.key in (b"[20]", b"[25]")][-1]
     assert "extra" in after_ddl  # changes after the DDL are read with the schema history kept in Kafka
+    # The restart found every lane's full sync recorded and wrote none of those records again.
+    marks = [m.key for m in read_partition(kafka.bootstrap_servers, f"obsync.control.{name}", 0)
+             if m.key.startswith(b"delivered/")]
+    assert sorted(marks) == [b"delivered/lane%03d" % i for i in range(16)]
 
 
 def test_a_process_whose_state_dir_was_emptied_refuses_then_a_recovery_reset_loses_and_duplicates_nothing(
