@@ -90,8 +90,7 @@ def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseExcepti
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a task in the foreground until stopped (or caught up), resuming from its saved state."""
-    from obsync.app.local_cluster import PRECHECKED_ENV
-    from obsync.app.supervisor import RESTART_BY_PARENT_ENV, MetricsAt, is_child, supervise
+    from obsync.app.supervisor import MetricsAt, is_child, supervise
     from obsync.core.errors import StateError
     from obsync.runtime.settings import broker_patience
     from obsync.runtime.validate import load_checked_task
@@ -109,18 +108,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     stopper: Stopper = args.stopper
     try:
         stopper.arm(args.stop_timeout, on_timeout=timed_out)  # a SIGTERM/SIGINT is a clean stop from now on
-        if not is_child():  # checked here; the task runs in a child process watched from here (`app.supervisor`)
-            if os.environ.get(PRECHECKED_ENV) != "1":
-                _precheck_before_run(task, args)
+        if not is_child():  # checked here; the task runs in a child process watched from here (`app.supervisor`,
+            # or `app.local_cluster` for the processes of a cluster on this host)
+            _precheck_before_run(task, args)
             state.check_usable()  # a state directory that cannot hold the state: refused before anything runs
             if (args.processes or 1) > 1:
                 from obsync.app.local_cluster import run_local_cluster
 
                 return run_local_cluster(args, state, broker_patience(task.target).patience)
-            # a process of a cluster on this host is started again with the others (`local_cluster`), not alone
             port = args.metrics_port if args.metrics_port is not None else task.metrics_port
             return supervise(args.argv, state, broker_patience(task.target).patience,
-                             in_place=os.environ.get(RESTART_BY_PARENT_ENV) != "1",
                              metrics_at=MetricsAt(task.name, args.metrics_host, port) if port else None)
         with state.running(pid=os.getppid()):  # the watching process: the one users started and signal
             return _run(task, args, stopper)

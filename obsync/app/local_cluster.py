@@ -6,11 +6,16 @@ Kafka is shared between them. This process holds the task's run lock (so `obsync
 it), passes SIGTERM, SIGINT and SIGHUP on to every process, and exits with the first failure's status (a
 process that fails makes Bytewax stop the others), else 0. The precheck ran once, here, before.
 
+The processes are task processes (`supervisor.CHILD_ENV`) watched from here as `obsync run` watches its one
+(`supervisor`): their stop signals wait until they can take them, they die with this process, and one that dies
+of a signal is reported with its state directory's fault (`supervisor.killed_child`). No `obsync run` stands
+between: one would cost each start an interpreter and its imports (about 0.5 s on a 2-core machine).
+
 A Bytewax cluster stops whole, and a process started again alone would wait for peers that are gone. So when a
-process's task fails with a fault of Kafka's that a restart clears (README.md, "Operating a task"),
-that process ends (`supervisor.RESTART_BY_PARENT_ENV`) and this one stops the others and starts every process
-again, with the same backoff and `target.patience` as one process's restarts (`supervisor.Restarts`), telling
-each how many restarts came before (status.json, `obsync_task_restarts`). Each resumes from the last snapshot.
+process's task fails with a fault of Kafka's that a restart clears (README.md, "Operating a task"), that
+process ends with `RESTART_EXIT` and this one stops the others and starts every process again, with the same
+backoff and `target.patience` as one process's restarts (`supervisor.Restarts`), telling each how many restarts
+came before (status.json, `obsync_task_restarts`). Each resumes from the last snapshot.
 """
 
 from __future__ import annotations
@@ -25,13 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from obsync.app.supervisor import (
-    RESTART_BY_PARENT_ENV,
-    Backoff,
-    Restarts,
-    child_error,
-    wait_out,
-)
+from obsync.app.supervisor import CHILD_ENV, Backoff, Restarts, child_error, die_with_parent, killed_child, wait_out
 from obsync.core.errors import RESTART_EXIT, StateError
 from obsync.core.wording import counted
 from obsync.task.state import TaskState
@@ -39,7 +38,7 @@ from obsync.task.state import TaskState
 log = logging.getLogger(__name__)
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-PRECHECKED_ENV = "OBSYNC_PRECHECKED"  # the processes started here skip the precheck, which ran once before
+_POLL = 0.05  # s between looks at the processes (an exit is seen within it)
 
 
 def process_dir(root: Path, k: int) -> Path:
@@ -98,13 +97,14 @@ def run_local_cluster(args: argparse.Namespace, state: TaskState, patience: floa
         for s in _FORWARDED:
             signal.signal(s, forward)
         while True:
-            env = {**os.environ, PRECHECKED_ENV: "1", RESTART_BY_PARENT_ENV: "1", **restarts.child_env()}
+            env = {**os.environ, CHILD_ENV: "1", **restarts.child_env()}
             env.pop("BYTEWAX_PROCESS_ID", None)
             env.pop("BYTEWAX_ADDRESSES", None)
             began = time.monotonic()
             addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(n))
             procs[:] = [subprocess.Popen([*(program or [sys.executable, "-m", "obsync"]),
-                                          *child_argv(args, state.root, k, addresses)], env=env, process_group=0)
+                                          *child_argv(args, state.root, k, addresses)], env=env, process_group=0,
+                                         preexec_fn=die_with_parent)
                         for k in range(n)]
             codes, first = _wait_all(procs)
             faulted = [k for k, rc in enumerate(codes) if rc == RESTART_EXIT]
@@ -131,7 +131,10 @@ def run_local_cluster(args: argparse.Namespace, state: TaskState, patience: floa
         log.info("stopped (%s) as a process of the cluster failed with a fault a restart clears; the next run "
                  "resumes from the last snapshot", signal.Signals(stop[0]).name)
         return 0
-    return 0 if first is None else (first if first > 0 else 1)
+    if first is not None and first < 0:  # killed: by a state directory that stopped taking writes, or anyone
+        k = codes.index(first)
+        raise killed_child(TaskState(process_dir(state.root, k)), -first, f"process {k} of the cluster")
+    return 0 if first is None else first
 
 
 def _wait_all(procs: list[subprocess.Popen[bytes]]) -> tuple[list[int], int | None]:
@@ -145,7 +148,7 @@ def _wait_all(procs: list[subprocess.Popen[bytes]]) -> tuple[list[int], int | No
                 for p in procs:
                     if p.poll() is None:
                         p.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
+        time.sleep(_POLL)
     if first is None:
         first = next((p.returncode for p in procs if p.returncode != 0), None)
     return [p.returncode for p in procs], first

@@ -46,9 +46,6 @@ log = logging.getLogger(__name__)
 CHILD_ENV = "OBSYNC_RUN_CHILD"
 RESTARTS_ENV = "OBSYNC_RESTARTS"  # restarts before this child (status.json, metrics)
 RESTART_REASON_ENV = "OBSYNC_RESTART_REASON"  # why the last restart was
-# set by a cluster on this host (`local_cluster`): a process whose task asks for a restart ends with `RESTART_EXIT`
-# instead of starting its task again alone; the cluster starts every process again (Bytewax's cluster stops whole)
-RESTART_BY_PARENT_ENV = "OBSYNC_RESTART_BY_PARENT"
 RECOVERED_AFTER = 60.0  # s a child ran before failing after which its failure starts a new streak of restarts
 _PR_SET_PDEATHSIG = 1
 
@@ -60,7 +57,9 @@ def is_child() -> bool:
 _STOPS = {signal.SIGTERM, signal.SIGINT}
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """(Runs in a task process between fork and exec.) Its stop signals held until it can take them, and its
+    death when this process dies."""
     # Stop signals wait (pending) until the child's handlers are in place (`Stopper.install` unblocks them).
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
@@ -70,13 +69,12 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
-              backoff: Backoff | None = None, program: list[str] | None = None, in_place: bool = True,
+              backoff: Backoff | None = None, program: list[str] | None = None,
               metrics_at: MetricsAt | None = None) -> int:
     """Run `obsync <argv>` (a `run`; `program`: what runs instead of `python -m obsync`, for tests) as a child
     and wait for it, starting it again after a `BrokerFault` (`RESTART_EXIT`) for as long as `patience` allows;
-    see the module docstring. Not `in_place` (a process of a cluster on this host): a child asking for a restart
-    ends this with `RESTART_EXIT`, for the cluster to start every process again (`local_cluster`). `metrics_at`:
-    the child's Prometheus endpoint, which this process serves during a backoff (`serve_restarting`)."""
+    see the module docstring. `metrics_at`: the child's Prometheus endpoint, which this process serves during a
+    backoff (`serve_restarting`)."""
     started: list[subprocess.Popen[bytes]] = []
     pending: list[int] = []
     stop: list[int] = []  # a stop signal came (no restart after it)
@@ -97,7 +95,7 @@ def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
         env = {**os.environ, CHILD_ENV: "1", **restarts.child_env(before)}
         began = time.monotonic()
         proc = subprocess.Popen([*(program or [sys.executable, "-m", "obsync"]), *argv], env=env,
-                                process_group=0, preexec_fn=_die_with_parent)  # Ctrl-C reaches it once, through us
+                                process_group=0, preexec_fn=die_with_parent)  # Ctrl-C reaches it once, through us
         started.append(proc)
         for signum in pending:
             proc.send_signal(signum)
@@ -105,8 +103,6 @@ def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
         rc = proc.wait()
         if rc != RESTART_EXIT or stop:
             break
-        if not in_place:
-            return RESTART_EXIT
         reason = child_error(state)
         delay = restarts.failed(time.monotonic() - began, reason)
         if delay is None:
@@ -141,16 +137,23 @@ def supervise(argv: list[str], state: TaskState, patience: float | None = 600.0,
         return 0
     if rc >= 0:
         return rc
-    name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else f"signal {-rc}"
+    raise killed_child(state, -rc)
+
+
+def killed_child(state: TaskState, signum: int, who: str = "the task's process") -> StateError:
+    """The error of a task process that died of `signum`, its state directory `state` marked failed: the
+    directory's fault when it has one (a directory that stopped taking writes kills the process with SIGBUS,
+    the module docstring), else the signal."""
+    name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
     try:
         state.check_usable()
         fault = None
     except StateError as e:
         fault = e
-    msg = (f"{fault} (the task's process died of {name} writing to it)" if fault is not None else
-           f"the task's process died of {name}; the next start resumes from the last saved point")
+    msg = (f"{fault} ({who} died of {name} writing to it)" if fault is not None else
+           f"{who} died of {name}; the next start resumes from the last saved point")
     _write_status(state, {"state": "failed", "phase": "failed", "error": msg})
-    raise StateError(msg)
+    return StateError(msg)
 
 
 def _write_status(state: TaskState, report: dict[str, object]) -> None:

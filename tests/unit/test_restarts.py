@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError
 
 from obsync.app.supervisor import RESTARTS_ENV, Backoff, Restarts, supervise
 from obsync.connectors.kafka.faults import restartable
-from obsync.core.errors import RESTART_EXIT, BrokerFault, SinkError
+from obsync.core.errors import BrokerFault, SinkError, StateError
 from obsync.task.state import TaskState
 
 
@@ -206,33 +206,27 @@ def test_a_stop_while_waiting_to_restart_ends_the_run_cleanly_and_the_lock_names
 
 
 
-def test_a_process_of_a_cluster_on_this_host_is_not_started_again_alone(tmp_path, monkeypatch, handlers):
-    """Bytewax's cluster stops whole: the process ends with the restart status, for `obsync run --processes N`
-    to start every process again."""
-    state = _state(tmp_path)
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    monkeypatch.setenv("FAILS", "5")
-    monkeypatch.setenv("FINAL", "0")
-    monkeypatch.setenv(RESTARTS_ENV, "3")  # restarts of the cluster before this process began
-    rc = supervise([str(state.root)], state, 30.0, QUICK, program=[sys.executable, str(script)], in_place=False)
-    assert rc == RESTART_EXIT
-    assert (state.root / "runs").read_text().splitlines() == ["3 -"]
-
-
-# A stand-in for `obsync run -i K` of a cluster on this host: its run log is a line per start (process, restarts
-# before it, why the last was); process 0 fails with the restart status on its first FAILS starts, after the
-# others have started (its peers then stop as Bytewax's do: here when signalled); then every process exits FINAL.
+# A stand-in for the task process `obsync run -i K` of a cluster on this host: its run log is a line per start
+# (process, restarts before it, why the last was, whether it was started as a task process, the cluster's size);
+# process 0 fails with the restart status on its first FAILS starts, after the others have started (its peers
+# then stop as Bytewax's do: here when signalled), or with KILLED set kills itself with that signal; then every
+# process exits FINAL.
 CLUSTER_CHILD = """
 import json, os, signal, sys, time
 argv = sys.argv
 state, k = argv[argv.index("--state-dir") + 1], int(argv[argv.index("--process-id") + 1])
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})  # as a task process's handlers do
 os.makedirs(state, exist_ok=True)
+with open(os.path.join(state, "task.json"), "w") as f:
+    json.dump({"name": "t"}, f)
 runs = os.path.join(os.path.dirname(state), "runs")
 with open(runs, "a") as f:
     f.write(f"{k} {os.environ['OBSYNC_RESTARTS']} {os.environ.get('OBSYNC_RESTART_REASON', '-')} "
-            f"{os.environ.get('OBSYNC_RESTART_BY_PARENT')} {argv[argv.index('--addresses') + 1].count(';') + 1}\\n")
+            f"{os.environ.get('OBSYNC_RUN_CHILD')} {argv[argv.index('--addresses') + 1].count(';') + 1}\\n")
 n = int(os.environ["OBSYNC_RESTARTS"])
+if os.environ.get("KILLED") and k == 1:
+    time.sleep(0.3)
+    os.kill(os.getpid(), int(os.environ["KILLED"]))
 if n < int(os.environ["FAILS"]):
     if k == 0:
         time.sleep(0.3)
@@ -350,3 +344,66 @@ def test_the_metrics_endpoint_says_restarting_during_the_backoff_and_is_the_task
     with socket.socket() as s:  # released before the task's process was started again (which, as an HTTP server,
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # binds past the scrape's TIME_WAIT)
         s.bind(("127.0.0.1", port))
+
+
+def test_a_process_of_a_cluster_on_this_host_killed_by_a_signal_fails_the_run_naming_it(
+        tmp_path, monkeypatch, handlers):
+    """A task process that dies of a signal (SIGBUS from a state directory that stopped taking writes, the OOM
+    killer, a kill) ends the cluster's run with one error naming the process and the signal, and its status.json
+    says so."""
+    monkeypatch.setenv("KILLED", str(int(signal.SIGKILL)))
+    with pytest.raises(StateError) as e:
+        _cluster(tmp_path, monkeypatch, fails=0)
+    assert str(e.value) == "process 1 of the cluster died of SIGKILL; the next start resumes from the last saved point"
+    status = json.loads((tmp_path / "state" / "process-1" / "status.json").read_text())
+    assert (status["state"], status["phase"], status["error"]) == ("failed", "failed", str(e.value))
+
+
+# `obsync run --processes 2` standing in for itself: its processes record their pids and wait to be stopped.
+LOCAL_CLUSTER = """
+import argparse, sys
+from pathlib import Path
+from obsync.app.local_cluster import run_local_cluster
+from obsync.task.state import TaskState
+root = Path(sys.argv[1])
+child = root / "child.py"
+child.write_text("import os, sys, time\\n"
+                 "k = sys.argv[sys.argv.index('--process-id') + 1]\\n"
+                 f"open({str(root)!r} + f'/pid-{{k}}', 'w').write(str(os.getpid()))\\n"
+                 "time.sleep(120)\\n")
+state = TaskState(root / "state")
+state.make()
+args = argparse.Namespace(processes=2, process_id=None, addresses=None, task=str(root / "task.yaml"),
+                          stop_timeout=30.0, until_caught_up=False, workers=None, metrics_port=None,
+                          metrics_host="127.0.0.1", verbose=False)
+run_local_cluster(args, state, 30.0, program=[sys.executable, str(child)])
+"""
+
+
+def test_the_processes_of_a_cluster_on_this_host_die_with_it(tmp_path):
+    """SIGKILL of `obsync run --processes N` (nothing can be passed on) takes its task processes with it, as it
+    takes the one task process of `obsync run`: no cluster left running that nothing watches or can stop."""
+    import subprocess
+
+    script = tmp_path / "cluster.py"
+    script.write_text(LOCAL_CLUSTER)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=Path(__file__).resolve().parents[2])
+    pid_files = [tmp_path / "pid-0", tmp_path / "pid-1"]
+    deadline = time.monotonic() + 30
+    while not all(p.exists() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    pids = [int(p.read_text()) for p in pid_files]
+    proc.kill()
+    proc.wait(10)
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
