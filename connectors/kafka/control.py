@@ -27,7 +27,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from obsync.connectors.kafka.client import KafkaSettings, base_config
+from obsync.connectors.kafka.client import KafkaSettings, base_config, idempotent_producer
 from obsync.connectors.kafka.tail import read_on_from, reader_conf
 from obsync.core.errors import SinkError
 
@@ -145,8 +145,9 @@ class ControlTopic:
 
         with self._lock:
             if self._producer is None:
-                self._producer = Producer({**base_config(self.settings), "enable.idempotence": True, "acks": "all",
-                                           "linger.ms": 0, "logger": logging.getLogger("obsync.rdkafka")})
+                self._producer = idempotent_producer({**base_config(self.settings), "enable.idempotence": True,
+                                                      "acks": "all", "linger.ms": 0,
+                                                      "logger": logging.getLogger("obsync.rdkafka")})
             for key, value in records.items():
                 data = None if value is None else json.dumps(value, sort_keys=True, default=str).encode()
                 self._producer.produce(self.topic, data, key.encode(), partition=0, on_delivery=on_delivery)

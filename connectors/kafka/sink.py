@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 
-from obsync.connectors.kafka.client import mask_secrets
+from obsync.connectors.kafka.client import idempotent_producer, mask_secrets
 from obsync.connectors.kafka.faults import restartable
 from obsync.connectors.kafka.gaps import Gap, GapFile, Redo
 from obsync.connectors.kafka.records import (
@@ -111,7 +111,7 @@ class _SharedProducer:
         self._fold_lock = threading.Lock()
         timeout = ({} if {"message.timeout.ms", "delivery.timeout.ms"} & set(conf)
                    else {"message.timeout.ms": patience.message_timeout_ms()})
-        self.producer = Producer({
+        self.producer = idempotent_producer({
             "enable.idempotence": True,  # no duplicates or reordering from retries
             "acks": "all",
             "linger.ms": 20,

@@ -20,8 +20,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Producer
-
+from obsync.connectors.kafka.client import idempotent_producer
 from obsync.connectors.kafka.records import POS_HEADER, SEQ_HEADER, TASK_HEADER
 from obsync.connectors.kafka.tail import read_messages
 from obsync.connectors.mysql.connection import Endpoint, connect
@@ -107,8 +106,8 @@ def _write_creates(conf: dict[str, Any], topic: str, task_name: str, task_id: st
         if err is not None:
             failed.append(err.str())
 
-    producer = Producer({**conf, "enable.idempotence": True, "acks": "all",
-                         "logger": logging.getLogger("obsync.rdkafka")})
+    producer = idempotent_producer({**conf, "enable.idempotence": True, "acks": "all",
+                                    "logger": logging.getLogger("obsync.rdkafka")})
     conn = connect(sql)
     try:
         for i, table in enumerate(todo):
