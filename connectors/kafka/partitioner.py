@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import glob
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def murmur2(data: bytes) -> int:
@@ -55,17 +56,25 @@ def python_partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def _librdkafka_partitioner() -> Callable[..., int] | None:
-    """librdkafka's murmur2 partitioner (rkt, key, keylen, partition_cnt, rkt_opaque, msg_opaque) -> partition,
-    from the library the confluent-kafka client bundles (its wheel's `confluent_kafka.libs`), else the system's;
-    None when neither is found."""
-    try:
-        import confluent_kafka
+def _library_files() -> Iterator[str]:
+    """librdkafka's library files: the confluent-kafka wheel's, then (asked only when reached) the system's."""
+    import confluent_kafka
 
-        site = os.path.dirname(os.path.dirname(confluent_kafka.__file__))
-        paths = sorted(glob.glob(os.path.join(site, "confluent_kafka.libs", "librdkafka*.so*")))
-        system = ctypes.util.find_library("rdkafka")
-        for path in [*paths, *([system] if system else [])]:
+    site = os.path.dirname(os.path.dirname(confluent_kafka.__file__))
+    yield from sorted(glob.glob(os.path.join(site, "confluent_kafka.libs", "librdkafka*.so*")))
+    system = ctypes.util.find_library("rdkafka")
+    if system:
+        yield system
+
+
+@functools.cache
+def librdkafka_partitioner() -> Callable[..., int] | None:
+    """librdkafka's murmur2 partitioner (rkt, key, keylen, partition_cnt, rkt_opaque, msg_opaque) -> partition,
+    from the library the confluent-kafka client bundles (its wheel's `confluent_kafka.libs`), else the system's
+    (looked for only then: `ctypes.util.find_library` runs ldconfig and the C compiler); None when neither is
+    found. Looked up once, and only without the compiled module."""
+    try:
+        for path in _library_files():
             fn = ctypes.PyDLL(path).rd_kafka_msg_partitioner_murmur2  # keeps the GIL (docstring)
             fn.restype = ctypes.c_int32
             # no `argtypes`: ctypes would convert each argument by a `from_param` call, about half the cost of
@@ -79,8 +88,6 @@ def _librdkafka_partitioner() -> Callable[..., int] | None:
     return None
 
 
-_rd_murmur2 = _librdkafka_partitioner()
-
 compiled_partition_for: Callable[[bytes, int], int] | None
 try:
     from obsync.connectors.kafka._murmur2 import partition_for as compiled_partition_for
@@ -89,7 +96,7 @@ except ImportError:  # pragma: no cover - installed without a C compiler
 
 if compiled_partition_for is not None:
     partition_for = compiled_partition_for
-elif _rd_murmur2 is not None:  # pragma: no cover - installed without a C compiler
+elif (_rd_murmur2 := librdkafka_partitioner()) is not None:  # pragma: no cover - installed without a C compiler
     _size_t = ctypes.c_size_t
 
     def partition_for(key: bytes, partitions: int) -> int:

@@ -345,7 +345,7 @@ def test_partition_for_is_kafkas_partitioner_for_any_key():
     from obsync.connectors.kafka import partitioner
 
     assert partitioner.partition_for is partitioner.compiled_partition_for is not None  # built, and in use
-    rd = partitioner._rd_murmur2
+    rd = partitioner.librdkafka_partitioner()
     assert rd is not None
     rng = random.Random(15)
     keys = [bytes(rng.randrange(256) for _ in range(n)) for n in range(0, 70) for _ in range(20)]
