@@ -98,11 +98,12 @@ def interrupt_sessions() -> int:
     return n
 
 
-class _Session(pymysql.connections.Connection):
+class SharedTlsSession(pymysql.connections.Connection):
     """pymysql's session, whose default TLS context (no TLS settings: pymysql's "preferred" TLS, without
     verification) is made once per process: pymysql makes one for every session, about 20 ms of CPU each (it
-    loads the system's CA certificates), paid by every session a run opens. A context is shared by sessions in
-    any thread (`ssl.SSLContext`); pymysql changes a default one no further once made."""
+    loads the system's CA certificates), paid by every session a run opens (the binlog stream's two included,
+    `obsync.connectors.mysql.binlog.stream`). A context is shared by sessions in any thread (`ssl.SSLContext`);
+    pymysql changes a default one no further once made."""
 
     def _create_ssl_ctx(self, sslp: Any) -> Any:
         global _default_tls
@@ -124,7 +125,7 @@ def connect(ep: Endpoint, *, streaming: bool = False, autocommit: bool = True,
     leaves the session as it is (for endpoints that answer few statements, such as a binlog service).
     """
     try:
-        conn = _Session(
+        conn = SharedTlsSession(
             **{**ep.pymysql_kwargs(), "read_timeout": ep.connect_timeout},  # the greeting: connect_timeout
             charset="utf8mb4",
             autocommit=autocommit,

@@ -64,3 +64,17 @@ def test_a_connection_killed_by_the_server_fails_as_over_pymysqls_own_file(maria
         assert str(ours) == str(theirs.args[-1])
     else:
         assert type(ours) is type(theirs) and ours.args == theirs.args
+
+
+def test_replication_connections_share_the_processs_default_tls_context(mariadb) -> None:
+    """Without TLS settings, each new pymysql session loads the system's CA certificates into a TLS context of its
+    own (about 20 ms of CPU); the binlog stream's connections take the one the process's sessions share."""
+    from obsync.connectors.mysql import connection
+
+    a, b = connect(mariadb), connect(mariadb)
+    plain = connection.connect(Endpoint(mariadb.host, mariadb.port, mariadb.user, mariadb.password))
+    try:
+        assert a.ctx is not None and a.ctx is b.ctx is plain.ctx is connection._default_tls
+    finally:
+        for conn in (a, b, plain):
+            conn.close()

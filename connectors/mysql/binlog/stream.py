@@ -40,13 +40,13 @@ from pymysqlreplication.binlogstream import MYSQL_EXPECTED_ERROR_CODES
 
 from obsync.connectors.mysql.binlog import table_maps
 from obsync.connectors.mysql.binlog.read_ahead import ReadAhead, carry_over
-from obsync.connectors.mysql.connection import Endpoint
+from obsync.connectors.mysql.connection import Endpoint, SharedTlsSession
 from obsync.connectors.mysql.failures import StreamLost
 
 _POLL = "_obsync_poll"  # the `_Ready` of the stream's socket, kept on it by `stream_idle`
 
 
-class _StreamConnection(pymysql.connections.Connection):
+class _StreamConnection(SharedTlsSession):
     """The replication connection: its drop is raised as `StreamLost`, past mysql-replication. Once connected
     over plain TCP it reads through a `ReadAhead`, and a packet received whole is taken from it directly."""
 
