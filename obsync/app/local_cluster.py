@@ -82,6 +82,8 @@ def run_local_cluster(args: argparse.Namespace, state: TaskState, patience: floa
     if args.process_id is not None or args.addresses:
         raise StateError("--processes runs every process of the cluster on this host: it takes no "
                          "-i/--process-id or -a/--addresses")
+    for k in range(n):  # refused before anything runs, as `obsync run` refuses its own (`cli.cmd_run`)
+        TaskState(process_dir(state.root, k)).check_usable()
     procs: list[subprocess.Popen[bytes]] = []
     stop: list[int] = []  # a stop signal came (no restart after it)
 

@@ -407,3 +407,12 @@ def test_the_processes_of_a_cluster_on_this_host_die_with_it(tmp_path):
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in pids)
+
+
+def test_a_cluster_on_this_host_refuses_a_process_state_dir_it_cannot_use_before_starting_any(
+        tmp_path, monkeypatch, handlers):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "process-1").write_text("a file where the directory goes")
+    with pytest.raises(StateError, match=f"{tmp_path / 'state' / 'process-1'}"):
+        _cluster(tmp_path, monkeypatch, fails=0)
+    assert not (tmp_path / "state" / "runs").exists()  # no process started
