@@ -15,8 +15,9 @@ from confluent_kafka import KafkaException, Producer
 
 from obsync.core.threads import NamedThread
 
-_METADATA_TIMEOUT = 10.0  # s: `idempotent_producer`'s metadata requests, and the pauses before each
-_METADATA_PAUSES = (0.0, 0.02, 0.1)
+_METADATA_TIMEOUT = 10.0  # s each of `idempotent_producer`'s metadata requests may take
+_METADATA_PAUSES = (0.0, 0.02, 0.1)  # s before each of them
+
 # Keys whose values must never be printed.
 _SECRET_KEYS = ("sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret")
 
