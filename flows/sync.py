@@ -154,7 +154,8 @@ def build_flow(rt: Runtime, progress: Progress | None = None,
         kafka_conf(task), rt.parts, rt.task_id, rt.snapshot_streams, rt.state.mark_delivered,
         listener=progress, producer_conf=res.producer, rescanned_streams=rt.rescanned_streams,
         patience=broker_patience(task.target), stopping=stopping, gaps_file=rt.state.root / GAPS_FILE,
-        expand=router.expand if spread else None, offered=offered))
+        expand=router.expand if spread else None, offered=offered,
+        known_topic=min(rt.layout.partitions, default=None)))  # made by `prepare`: asked for alone at the start
     return flow
 
 

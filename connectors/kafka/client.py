@@ -45,21 +45,24 @@ def redacted(conf: dict[str, Any]) -> dict[str, Any]:
     return {k: ("***" if any(s in k for s in _SECRET_KEYS) else v) for k, v in conf.items()}
 
 
-def idempotent_producer(conf: dict[str, Any]) -> Producer:
+def idempotent_producer(conf: dict[str, Any], topic: str | None = None) -> Producer:
     """A producer of `conf` (`enable.idempotence` set) that asks for its producer id at once. librdkafka asks
     when a metadata answer comes, or on a 500 ms timer whose first round, at creation, finds no broker connected
     yet (its rdkafka_idempotence.c): so a new producer's first messages waited 0.5-1 s for their id, and every
     start of a task waited that long for its first acknowledgements. Metadata requests, in a thread of its own
     that nothing waits for, bring the id within a round trip or two (the first answer may come before the
     connection to the broker it names is up, and it takes one that is up: asked once, a new producer on tansu
-    still waited in 7 of 12 tries; asked so, in none of 60); with the broker away they change nothing."""
+    still waited in 7 of 12 tries; asked so, in none of 60); with the broker away they change nothing.
+
+    `topic`, one that exists: the requests ask for its metadata alone. Without it they ask for every topic's,
+    which on a cluster of thousands of topics is a large answer for the broker to build at every start."""
     producer = Producer(conf)
 
     def ask() -> None:
         try:
             for pause in _METADATA_PAUSES:
                 time.sleep(pause)
-                producer.list_topics(timeout=_METADATA_TIMEOUT)
+                producer.list_topics(topic, timeout=_METADATA_TIMEOUT)
         except KafkaException:
             pass  # the broker is away: the timer asks again, as without this
 

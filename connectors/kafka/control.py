@@ -147,7 +147,8 @@ class ControlTopic:
             if self._producer is None:
                 self._producer = idempotent_producer({**base_config(self.settings), "enable.idempotence": True,
                                                       "acks": "all", "linger.ms": 0,
-                                                      "logger": logging.getLogger("obsync.rdkafka")})
+                                                      "logger": logging.getLogger("obsync.rdkafka")},
+                                                     self.topic)
             for key, value in records.items():
                 data = None if value is None else json.dumps(value, sort_keys=True, default=str).encode()
                 self._producer.produce(self.topic, data, key.encode(), partition=0, on_delivery=on_delivery)

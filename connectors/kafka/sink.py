@@ -96,7 +96,7 @@ class _SharedProducer:
     _lock = threading.Lock()
 
     def __init__(self, conf: dict[str, Any], tuning: dict[str, Any] | None = None,
-                 patience: BrokerPatience = DEFAULT_PATIENCE) -> None:
+                 patience: BrokerPatience = DEFAULT_PATIENCE, known_topic: str | None = None) -> None:
         self.parts: dict[tuple[str, int], _Written] = {}
         self.patience = patience
         self.brokers = str(conf.get("bootstrap.servers", "?"))
@@ -124,15 +124,17 @@ class _SharedProducer:
             **conf,  # the user's target.properties win
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
-        })
+        }, known_topic)
 
     @classmethod
     def get(cls, conf: dict[str, Any], tuning: dict[str, Any] | None = None,
-            patience: BrokerPatience = DEFAULT_PATIENCE) -> _SharedProducer:
+            patience: BrokerPatience = DEFAULT_PATIENCE, known_topic: str | None = None) -> _SharedProducer:
+        """The process's producer of `conf` and `tuning`, made on first use (`known_topic`: one that exists, for
+        the producer's first metadata requests: `client.idempotent_producer`)."""
         key = (tuple(sorted((k, str(v)) for k, v in {**(tuning or {}), **conf}.items())), patience)
         with cls._lock:
             if key not in cls._instances:
-                cls._instances[key] = cls(conf, tuning, patience)
+                cls._instances[key] = cls(conf, tuning, patience, known_topic)
             return cls._instances[key]
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
@@ -547,6 +549,8 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
     `gaps_file`: where messages Kafka acknowledged but lost are noted for the resume (`gaps`; None: nowhere).
     `offered`: the lanes this process lists to Bytewax, which builds each lane on one of the workers listing it
     (default: every lane; `obsync.steps.lane_placement`).
+    `known_topic`: a topic that exists, whose metadata alone the new producer asks for (default: every topic's;
+    `client.idempotent_producer`).
     """
 
     def __init__(self, target_conf: dict[str, Any], lanes: list[str], task_id: str,
@@ -555,8 +559,9 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
                  rescanned_streams: frozenset[str] = frozenset(), patience: BrokerPatience = DEFAULT_PATIENCE,
                  stopping: Callable[[], bool] = _never, gaps_file: Path | None = None,
                  expand: Callable[[Any], list[OutItem]] | None = None,
-                 offered: Sequence[str] | None = None) -> None:
+                 offered: Sequence[str] | None = None, known_topic: str | None = None) -> None:
         self._conf = target_conf
+        self._known_topic = known_topic
         self._expand = expand
         self._tuning = producer_conf or {}  # producer settings from the task's resources
         self._lanes = sorted(lanes)
@@ -581,7 +586,7 @@ class KafkaSink(FixedPartitionedSink[list[OutItem], SinkState]):
         return self._index[item_key]
 
     def build_part(self, step_id: str, for_part: str, resume_state: SinkState | None) -> _Lane:
-        shared = _SharedProducer.get(self._conf, self._tuning, self._patience)
+        shared = _SharedProducer.get(self._conf, self._tuning, self._patience, self._known_topic)
         shared.failed = False  # a new dataflow (the producer outlives a failed one in the same process)
         lane = _Lane(for_part, self._task_id, self._conf, shared, self._required,
                      lambda: self._on_delivered(for_part), self._listener, rescanned=self._rescanned,

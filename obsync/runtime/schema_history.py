@@ -107,7 +107,7 @@ def _write_creates(conf: dict[str, Any], topic: str, task_name: str, task_id: st
             failed.append(err.str())
 
     producer = idempotent_producer({**conf, "enable.idempotence": True, "acks": "all",
-                                    "logger": logging.getLogger("obsync.rdkafka")})
+                                    "logger": logging.getLogger("obsync.rdkafka")}, topic)
     conn = connect(sql)
     try:
         for i, table in enumerate(todo):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 import uuid
 
@@ -491,3 +492,27 @@ def test_a_partition_shorter_than_the_snapshot_says_fails_at_the_stall_though_th
         sink.build_part("out", lane, state)
     assert time.monotonic() - t0 < 30  # at the stall notice (2 s) or the next question (10 s), not the patience
     assert f"{topic}[0] ends at offset 3 on Kafka (" in str(e.value) and "before offset 50" in str(e.value)
+
+
+def test_a_new_producer_asks_for_the_metadata_of_the_known_topic_alone(kafka, caplog):
+    # the sink's producer asks for metadata at once (so that its idempotent producer id comes without librdkafka's
+    # half-second timer): for the task's topic alone, not every topic of a cluster that may hold thousands; and
+    # its messages are acknowledged as before
+    topic = f"t_{uuid.uuid4().hex[:8]}"
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), [topic], 1, 1)
+    caplog.set_level(logging.DEBUG, logger="obsync.rdkafka")
+    sink = KafkaSink({"bootstrap.servers": kafka.bootstrap_servers, "debug": "metadata"}, lane_names(DEFAULT_LANES),
+                     "task-m", frozenset(), lambda p: None, Progress(), known_topic=topic)
+    part = sink.build_part("out", lane_of(topic, 0, DEFAULT_LANES), None)
+    asking = [t for t in threading.enumerate() if t.name == "obsync-kafka-id"]
+    assert asking
+    for t in asking:
+        t.join(30)
+    part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 4), b"v")]])
+    assert part.snapshot()["partitions"][f"{topic}#00000"]["offset"] == 1
+    asked = [r.getMessage() for r in caplog.records
+             if r.name == "obsync.rdkafka" and "Request metadata for" in r.getMessage()
+             and "application requested" in r.getMessage()]
+    assert len(asked) == 3, asked  # client._METADATA_PAUSES
+    assert all("Request metadata for 1 topic(s)" in m for m in asked), asked
+    assert [(m.key, m.value) for m in read_partition(kafka.bootstrap_servers, topic, 0)] == [(b"k", b"v")]
