@@ -6,7 +6,8 @@ Scans every .py and .md file of the repository (not .git, other hidden folders, 
 - paths: backticked ones that begin with a top-level folder (`docs/formats/`, `scripts/demo`), bare ones that
   begin with one and end in .py or .md, and bare file names ending in .md (`README.md`); each exists, from the
   repository root or from the citing file's folder;
-- section citations, a .md path followed by a comma and a quoted heading (`docs/formats/README.md, "Headers"`):
+- section citations, a .md path followed by a comma and a quoted heading (`docs/formats/README.md, "Headers"`;
+  the heading may be wrapped over lines, in a comment too):
   the file has that heading;
 - backticked dotted module names under the repository's packages (`obsync.steps.routing`,
   `obsync.task.live.Live`): the modules exist, and the first name after the module is in its text.
@@ -32,7 +33,8 @@ _LINK = re.compile(r"\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")
 _TICKED = re.compile(r"`([^`\n]+)`")
 _BARE_PATH = re.compile(rf"(?<![\w./-])((?:{'|'.join(TOP_DIRS)})/[\w./-]*\.(?:py|md))\b")
 _BARE_MD = re.compile(r"(?<![\w./-])([\w./-]*\w\.md)\b")
-_SECTION = re.compile(r"(?<![\w./-])([\w./-]*\w\.md),\s*\"([^\"\n]+)\"")
+_SECTION = re.compile(r"(?<![\w./-])([\w./-]*\w\.md),\s*\"([^\"]{1,300})\"")
+_WRAP = re.compile(r"\s*\n\s*(?:#\s*)?")  # a line break inside a cited title, with a comment's "#"
 _DOTTED = re.compile(rf"`((?:{'|'.join(PACKAGES)})(?:\.\w+)+)")
 _PLACEHOLDER = re.compile(r"[<>*${}\s]|\.\.\.")
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -140,8 +142,9 @@ def _problems(source: Path) -> list[str]:
         cited = _resolve(source, m.group(1))
         if cited is not None:
             titles = _headings(cited)[0]
-            if m.group(2) not in titles | {t.split(" (")[0] for t in titles}:
-                found[(m.start(), f"{m.group(1)} has no section {m.group(2)!r}")] = None
+            title = _WRAP.sub(" ", m.group(2)).replace("`", "")
+            if title not in titles | {t.split(" (")[0] for t in titles}:
+                found[(m.start(), f"{m.group(1)} has no section {title!r}")] = None
     for m in _DOTTED.finditer(text):
         why = _module_problem(m.group(1))
         if why is not None:
@@ -165,7 +168,8 @@ def test_the_scanner_finds_broken_references(tmp_path: Path):
         "[web](https://example.com/a.md) `docs/formats/README.md` `docs/formats/` `formats/<name>.md`\n"
         "`formats/nothing.py` and bare docs/formats/README.md, docs/nothing.md, NOTHING.md, /tmp/x.md\n"
         '(docs/formats/README.md, "Headers") (docs/formats/README.md, "Canal") (other.md, "Nothing")\n'
-        "`obsync.steps.routing.Router` `obsync.pos` `obsync.live.Live` `obsync.steps.routing.Nothing`\n",
+        "`obsync.steps.routing.Router` `obsync.pos` `obsync.live.Live` `obsync.steps.routing.Nothing`\n"
+        '(docs/formats/README.md, "Large\n  messages") (other.md, "No\n  such section")\n',
         encoding="utf-8")
     (tmp_path / "other.md").write_text("# X\n# X\n", encoding="utf-8")
     found = [p.split(": ", 1)[1] for p in _problems(doc)]
@@ -178,6 +182,7 @@ def test_the_scanner_finds_broken_references(tmp_path: Path):
         "other.md has no section 'Nothing'",
         "`obsync.live.Live`: no module obsync.live",
         "`obsync.steps.routing.Nothing`: obsync/steps/routing.py has no 'Nothing'",
+        "other.md has no section 'No such section'",
     ]
     assert _slug("Default (`default`)") == "default-default"
     assert _slug("What is guaranteed") == "what-is-guaranteed"
