@@ -172,6 +172,11 @@ class TablePlan:
         except Exception as exc:
             raise self._explain(row, json_values, exc) from exc
 
+    def key_is_one_plain_column(self) -> bool:
+        """Whether the message key is one column whose value enters the key's JSON as it is (no converter), as an
+        integer column's does."""
+        return self.key_schema is not None and len(self._key_json) == 1 and self._key_json[0][1] is None
+
     def _check_names(self, row: Mapping[str, Any]) -> None:
         for name in row:
             if name not in self.table.column_names:

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - installed without a C compiler
 
 _ROW_OPS = frozenset((Op.INSERT, Op.READ, Op.DELETE, Op.UPDATE))
 _new_tuple = tuple.__new__
+_KEY_INTS = range(-(2**63), 2**64)  # the integers orjson writes (as `%d` writes them); others take the general path
 
 
 class DebeziumEncoder(Encoder):
@@ -80,32 +81,37 @@ class DebeziumEncoder(Encoder):
         and for a row the writer refuses."""
         builder = self.builder
         plan = builder.plan(table)
+        template, key_column, key_head, key_tail = self._templates.get(table)
         op = change.op
         before = after = b = a = None
         if op is Op.DELETE:
-            before = change.before
+            before = image = change.before
             b = plan.row_json_bytes(before)  # type: ignore[arg-type]  # a delete has its before image
             if b is None:
                 return None
-            key_struct = plan.key(before, True)  # type: ignore[arg-type]  # see above
             code = "d"
         else:
-            after = change.after
+            after = image = change.after
             a = plan.row_json_bytes(after)  # type: ignore[arg-type]  # an insert, read or update has its after image
             if a is None:
                 return None
-            key_struct = plan.key(after, True)  # type: ignore[arg-type]  # see above
             if op is Op.UPDATE:
                 before = change.before
-                if plan.key(before, True) != key_struct:  # type: ignore[arg-type]  # an update has both images
-                    return None
-                b = plan.row_json_bytes(before)  # type: ignore[arg-type]  # see above
+                b = plan.row_json_bytes(before)  # type: ignore[arg-type]  # an update has both images
                 if b is None:
                     return None
                 code = "u"
             else:
                 code = "c" if op is Op.INSERT else "r"
-        template = self._templates.get(table)
+        if key_column is not None and type(v := image[key_column]) is int and v in _KEY_INTS:  # type: ignore[index]
+            if code == "u" and before[key_column] != v:  # type: ignore[index]  # an update of the message key
+                return None
+            key: bytes | None = b"%s%d%s" % (key_head, v, key_tail)
+        else:
+            key_struct = plan.key(image, True)  # type: ignore[arg-type]  # see above
+            if code == "u" and plan.key(before, True) != key_struct:  # type: ignore[arg-type]  # see above
+                return None
+            key = None if key_struct is None else self.wrap(plan.schema_json("key", _dumps), key_struct)
         now = builder.clock()
         ts_us, snapshot, file, offset, row, server_id, gtid = source_values(change, now)
         try:
@@ -113,17 +119,25 @@ class DebeziumEncoder(Encoder):
                              code, now // 1_000_000, now // 1_000, now)
         except Exception:  # noqa: BLE001 - an int beyond 64 bits: the general path writes it
             return None
-        key = None if key_struct is None else self.wrap(plan.schema_json("key", _dumps), key_struct)
         out = [_new_tuple(KafkaRecord, (topic, key, value))]
         if code == "d" and self.cfg.tombstones_on_delete:
             out.append(_new_tuple(KafkaRecord, (topic, key, None)))
         return out
 
-    def _value_template(self, table: TableSchema) -> Any:
+    def _value_template(self, table: TableSchema) -> tuple[Any, str | None, bytes, bytes]:
         """A table's change-event value as a compiled JSON template (JsonTemplate, `obsync/core/_render.c`): the
         envelope of `EventBuilder.envelope` and the `source` block of `EventBuilder.source`, members in their
-        order, with the per-change values as slots."""
+        order, with the per-change values as slots; and its message key's column, head and tail when the key is
+        one column written as the integer it holds (its bytes then are head, the integer, tail), else None."""
         plan = self.builder.plan(table)
+        key_column, key_head, key_tail = None, b"", b""
+        if plan.key_is_one_plain_column():
+            key_column = plan.key_names[0]
+            key_head = b'{"' + _dumps(key_column)[1:-1] + b'":'
+            key_tail = b"}"
+            if self.cfg.schemas_enable:
+                key_head = b'{"schema":' + plan.schema_json("key", _dumps) + b',"payload":' + key_head
+                key_tail = b"}}"
         source = (b',"source":{"version":' + _dumps(cs.DEBEZIUM_VERSION) + b',"connector":' + _dumps(cs.CONNECTOR)
                   + b',"name":' + _dumps(self.cfg.topic_prefix) + b',"ts_ms":')
         head = (b'{"schema":' + plan.schema_json("envelope", _dumps) + b',"payload":{"before":'
@@ -133,7 +147,7 @@ class DebeziumEncoder(Encoder):
                      b',"table":' + _dumps(table.name) + b',"server_id":', b',"gtid":', b',"file":', b',"pos":',
                      b',"row":', b',"thread":null,"query":null},"transaction":null,"op":', b',"ts_ms":', b',"ts_us":',
                      b',"ts_ns":', b"}}" if self.cfg.schemas_enable else b"}")
-        return _JsonTemplate(fragments, None)
+        return _JsonTemplate(fragments, None), key_column, key_head, key_tail
 
     def extra_topics(self) -> list[str]:
         return [self.cfg.topic_prefix] if self.cfg.include_schema_changes else []

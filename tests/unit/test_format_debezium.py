@@ -983,6 +983,9 @@ def test_debezium_messages_are_the_same_bytes_with_the_compiled_rows(monkeypatch
             else {"after": row}
         if op is Op.UPDATE and i % 7 == 0:
             images["before"] = {**other, "id": -i}  # the key changed: delete, tombstone, create
+        if i % 11 == 0:  # the key written by the key's template (`_value_template`): its edges, and a bool
+            edge = rng.choice([2**63 - 1, -(2**63), 2**64 - 1, True])
+            images = {k: {**img, "id": edge} for k, img in images.items()}
         log = op is not Op.READ
         changes.append(Change(op, table, POS if log else SnapshotPosition("shop.every/1", (i,)),
                               commit_time=rng.choice([COMMIT, 1700000001.0000007, None]) if log else None,
@@ -992,6 +995,7 @@ def test_debezium_messages_are_the_same_bytes_with_the_compiled_rows(monkeypatch
         c = cfg(schemas_enable=schemas, tombstones_on_delete=tombstones)
         fast = DebeziumEncoder(c, clock=lambda: NOW_NS)
         assert fast.builder.fragments and fast._template is not None
+        assert fast._templates.get(table)[1] == "id"  # the key by its template
         rows_only = DebeziumEncoder(c, clock=lambda: NOW_NS)  # the compiled rows in the general path
         rows_only._template = None
         slow = DebeziumEncoder(c, clock=lambda: NOW_NS)  # neither
@@ -1000,6 +1004,14 @@ def test_debezium_messages_are_the_same_bytes_with_the_compiled_rows(monkeypatch
         assert [fast.encode(c, "T") for c in changes] == want
         assert [rows_only.encode(c, "T") for c in changes] == want
         assert sum(len(r) for r in want) > len(changes)  # tombstones and key-changing updates among them
+        for beyond in (2**64, -(2**63) - 1):  # beyond what orjson writes: the same error from every path
+            big = Change(Op.INSERT, table, POS, after={c.name: None for c in table.columns} | {"id": beyond})
+            errors = []
+            for enc in (fast, rows_only, slow):
+                with pytest.raises(Exception) as caught:  # noqa: PT011 - compared below
+                    enc.encode(big, "T")
+                errors.append((type(caught.value), str(caught.value)))
+            assert errors[0] == errors[1] == errors[2]
     assert not DebeziumSmtEncoder(cfg()).builder.fragments  # its rows are read, not only written
 
 
