@@ -103,8 +103,8 @@ class DebeziumEncoder(Encoder):
                 code = "u"
             else:
                 code = "c" if op is Op.INSERT else "r"
-        if key_column is not None and type(v := image[key_column]) is int and v in _KEY_INTS:  # type: ignore[index]
-            if code == "u" and before[key_column] != v:  # type: ignore[index]  # an update of the message key
+        if key_column is not None and type(v := image.get(key_column)) is int and v in _KEY_INTS:  # type: ignore[union-attr]
+            if code == "u" and before.get(key_column) != v:  # type: ignore[union-attr]  # an update of the message key
                 return None
             key: bytes | None = b"%s%d%s" % (key_head, v, key_tail)
         else:

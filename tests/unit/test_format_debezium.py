@@ -1004,14 +1004,17 @@ def test_debezium_messages_are_the_same_bytes_with_the_compiled_rows(monkeypatch
         assert [fast.encode(c, "T") for c in changes] == want
         assert [rows_only.encode(c, "T") for c in changes] == want
         assert sum(len(r) for r in want) > len(changes)  # tombstones and key-changing updates among them
-        for beyond in (2**64, -(2**63) - 1):  # beyond what orjson writes: the same error from every path
-            big = Change(Op.INSERT, table, POS, after={c.name: None for c in table.columns} | {"id": beyond})
+        full = {c.name: None for c in table.columns}
+        no_key = {k: v for k, v in full.items() if k != "id"} | {"nope": 1}  # as many columns, the key's renamed
+        for after in (full | {"id": 2**64}, full | {"id": -(2**63) - 1}, no_key):  # the same error from every path
+            bad = Change(Op.INSERT, table, POS, after=after)
             errors = []
             for enc in (fast, rows_only, slow):
                 with pytest.raises(Exception) as caught:  # noqa: PT011 - compared below
-                    enc.encode(big, "T")
+                    enc.encode(bad, "T")
                 errors.append((type(caught.value), str(caught.value)))
-            assert errors[0] == errors[1] == errors[2]
+            assert errors[0] == errors[1] == errors[2], after
+        assert errors[0][0] is SchemaMismatchError and "has column 'nope'" in errors[0][1]
     assert not DebeziumSmtEncoder(cfg()).builder.fragments  # its rows are read, not only written
 
 
