@@ -63,7 +63,7 @@ class DebeziumEncoder(Encoder):
         fast = (self.builder.fragments and _JsonTemplate is not None and type(self).record is DebeziumEncoder.record
                 and type(self).wrap is DebeziumEncoder.wrap and type(self).encode is DebeziumEncoder.encode)
         self._template = _JsonTemplate if fast else None
-        self._templates: TableCache[Any] = TableCache(self._value_template)
+        self._templates: TableCache[Any] = TableCache(self._table_templates)
         self._sc_key = _dumps(cs.schema_change_key_schema())
         self._sc_value = _dumps(cs.schema_change_value_schema())
 
@@ -124,7 +124,7 @@ class DebeziumEncoder(Encoder):
             out.append(_new_tuple(KafkaRecord, (topic, key, None)))
         return out
 
-    def _value_template(self, table: TableSchema) -> tuple[Any, str | None, bytes, bytes]:
+    def _table_templates(self, table: TableSchema) -> tuple[Any, str | None, bytes, bytes]:
         """A table's change-event value as a compiled JSON template (JsonTemplate, `obsync/core/_render.c`): the
         envelope of `EventBuilder.envelope` and the `source` block of `EventBuilder.source`, members in their
         order, with the per-change values as slots; and its message key's column, head and tail when the key is
@@ -133,7 +133,7 @@ class DebeziumEncoder(Encoder):
         key_column, key_head, key_tail = None, b"", b""
         if plan.key_is_one_plain_column():
             key_column = plan.key_names[0]
-            key_head = b'{"' + _dumps(key_column)[1:-1] + b'":'
+            key_head = b"{" + _dumps(key_column) + b":"
             key_tail = b"}"
             if self.cfg.schemas_enable:
                 key_head = b'{"schema":' + plan.schema_json("key", _dumps) + b',"payload":' + key_head

@@ -983,7 +983,7 @@ def test_debezium_messages_are_the_same_bytes_with_the_compiled_rows(monkeypatch
             else {"after": row}
         if op is Op.UPDATE and i % 7 == 0:
             images["before"] = {**other, "id": -i}  # the key changed: delete, tombstone, create
-        if i % 11 == 0:  # the key written by the key's template (`_value_template`): its edges, and a bool
+        if i % 11 == 0:  # the key written by the key's template (`_table_templates`): its edges, and a bool
             edge = rng.choice([2**63 - 1, -(2**63), 2**64 - 1, True])
             images = {k: {**img, "id": edge} for k, img in images.items()}
         log = op is not Op.READ
